@@ -1,0 +1,304 @@
+"""The one place that talks to the Kubernetes API (besides kopf's own watches).
+
+A small async client over httpx: server-side apply, merge patches of ``/status``, gets and
+lists, deletes, Events and Secret reads. Credentials come from the kubeconfig (or the
+in-cluster service account) through the official ``kubernetes`` package's loaders, so exec
+plugins, client certificates and rotated tokens all work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import secrets as _secrets
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from . import API_VERSION, FIELD_MANAGER
+from .durations import rfc3339
+from .errors import Conflict, Forbidden, Invalid, KubeError, NotFound
+
+log = logging.getLogger("pitwall.kube")
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    api_version: str
+    plural: str
+    namespaced: bool = True
+
+    def base(self, namespace: str | None) -> str:
+        prefix = "/api/" + self.api_version if "/" not in self.api_version else "/apis/" + self.api_version
+        if self.namespaced and namespace:
+            return f"{prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{prefix}/{self.plural}"
+
+
+KINDS: dict[str, Kind] = {k.kind: k for k in [
+    Kind("ApiProduct", API_VERSION, "apiproducts"),
+    Kind("Probe", API_VERSION, "probes"),
+    Kind("Backend", API_VERSION, "backends"),
+    Kind("AlertRule", API_VERSION, "alertrules"),
+    Kind("MaintenanceWindow", API_VERSION, "maintenancewindows"),
+    Kind("Deployment", "apps/v1", "deployments"),
+    Kind("ReplicaSet", "apps/v1", "replicasets"),
+    Kind("Service", "v1", "services"),
+    Kind("Pod", "v1", "pods"),
+    Kind("Secret", "v1", "secrets"),
+    Kind("ConfigMap", "v1", "configmaps"),
+    Kind("Event", "v1", "events"),
+    Kind("Namespace", "v1", "namespaces", namespaced=False),
+    Kind("Node", "v1", "nodes", namespaced=False),
+    Kind("ServiceAccount", "v1", "serviceaccounts"),
+    Kind("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
+    Kind("Lease", "coordination.k8s.io/v1", "leases"),
+    Kind("CustomResourceDefinition", "apiextensions.k8s.io/v1", "customresourcedefinitions",
+         namespaced=False),
+]}
+
+PITWALL_KINDS = ("ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow")
+
+
+def kind_of(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown kind {name!r}") from None
+
+
+@dataclass
+class Credentials:
+    host: str
+    ssl_context: ssl.SSLContext
+    token: Any  # callable returning "Bearer xyz" or None
+
+
+def load_credentials(kubeconfig: str | None = None, context: str | None = None) -> Credentials:
+    """Kubeconfig from the argument or $KUBECONFIG, else in-cluster, else ~/.kube/config."""
+    from kubernetes import client as kclient
+    from kubernetes import config as kconfig
+
+    cfg = kclient.Configuration()
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
+    if kubeconfig:
+        kconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kconfig.load_incluster_config(client_configuration=cfg)
+    else:
+        kconfig.load_kube_config(context=context, client_configuration=cfg)
+
+    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+    if not cfg.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cfg.cert_file and cfg.key_file:
+        context.load_cert_chain(cfg.cert_file, cfg.key_file)
+
+    def token() -> str | None:
+        value = cfg.get_api_key_with_prefix("authorization")
+        return value or None
+
+    return Credentials(host=cfg.host.rstrip("/"), ssl_context=context, token=token)
+
+
+def _error(response: httpx.Response) -> KubeError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.text[:500]}
+    message = body.get("message", response.reason_phrase)
+    reason = body.get("reason", response.reason_phrase)
+    cls = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid}.get(response.status_code, KubeError)
+    return cls(response.status_code, reason, message, body)
+
+
+class Kube:
+    """Async Kubernetes client. One instance per process; share it."""
+
+    def __init__(self, credentials: Credentials, *, timeout: float = 30.0, max_connections: int = 50):
+        self.credentials = credentials
+        self._client = httpx.AsyncClient(
+            base_url=credentials.host,
+            verify=credentials.ssl_context,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"User-Agent": "pitwall"},
+        )
+
+    @classmethod
+    def from_env(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        return cls(load_credentials(kubeconfig, context))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Kube:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- raw ---------------------------------------------------------------------------------
+    async def request(self, method: str, path: str, *, params: dict | None = None,
+                      body: Any = None, content_type: str = "application/json",
+                      ok_missing: bool = False) -> dict | None:
+        headers = {"Accept": "application/json"}
+        token = self.credentials.token()
+        if token:
+            headers["Authorization"] = token
+        content = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            content = json.dumps(body)
+        for attempt in range(4):
+            try:
+                response = await self._client.request(method, path, params=params, content=content,
+                                                      headers=headers)
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                if attempt == 3:
+                    raise
+                await asyncio.sleep(0.2 * 2 ** attempt)
+                continue
+            if response.status_code == 429 or (response.status_code >= 500 and method == "GET"):
+                if attempt < 3:
+                    await asyncio.sleep(float(response.headers.get("Retry-After", 0.2 * 2 ** attempt)))
+                    continue
+            break
+        if response.status_code == 404 and ok_missing:
+            return None
+        if response.status_code >= 400:
+            raise _error(response)
+        if not response.content:
+            return {}
+        return response.json()
+
+    # -- typed helpers -----------------------------------------------------------------------
+    def _path(self, kind: str, namespace: str | None, name: str | None = None,
+              subresource: str | None = None) -> str:
+        path = kind_of(kind).base(namespace)
+        if name:
+            path += "/" + name
+        if subresource:
+            path += "/" + subresource
+        return path
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
+        """The object, or None when it does not exist."""
+        return await self.request("GET", self._path(kind, namespace, name), ok_missing=True)
+
+    async def list(self, kind: str, namespace: str | None = None, *,
+                   label_selector: str | None = None, field_selector: str | None = None) -> list[dict]:
+        params = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        items: list[dict] = []
+        while True:
+            result = await self.request("GET", self._path(kind, namespace), params=params or None)
+            for item in result.get("items", []):
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", kind_of(kind).api_version)
+                items.append(item)
+            cont = result.get("metadata", {}).get("continue")
+            if not cont:
+                return items
+            params["continue"] = cont
+
+    async def apply(self, obj: dict, *, force: bool = True, subresource: str | None = None,
+                    field_manager: str = FIELD_MANAGER) -> dict:
+        """Server-side apply under Pitwall's field manager."""
+        meta = obj["metadata"]
+        path = self._path(obj["kind"], meta.get("namespace"), meta["name"], subresource)
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        return await self.request("PATCH", path, params=params, body=obj,
+                                  content_type="application/apply-patch+yaml")
+
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: dict | list, *,
+                    subresource: str | None = None, patch_type: str = "merge") -> dict:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[patch_type]
+        return await self.request("PATCH", self._path(kind, namespace, name, subresource),
+                                  params={"fieldManager": FIELD_MANAGER}, body=patch,
+                                  content_type=content_type)
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
+        """Merge-patch ``/status``; None when the object is gone."""
+        try:
+            return await self.patch(kind, namespace, name, {"status": status}, subresource="status")
+        except NotFound:
+            return None
+
+    async def create(self, obj: dict) -> dict:
+        meta = obj["metadata"]
+        return await self.request("POST", self._path(obj["kind"], meta.get("namespace")), body=obj)
+
+    async def delete(self, kind: str, namespace: str | None, name: str, *,
+                     propagation: str = "Background") -> bool:
+        """True when something was deleted, False when it was already gone."""
+        result = await self.request("DELETE", self._path(kind, namespace, name),
+                                    body={"propagationPolicy": propagation}, ok_missing=True)
+        return result is not None
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> str | None:
+        """A Secret's value as text; None when the Secret or the key is missing."""
+        secret = await self.get("Secret", namespace, name)
+        if not secret:
+            return None
+        data = secret.get("data") or {}
+        if key in data:
+            return base64.b64decode(data[key]).decode()
+        string_data = secret.get("stringData") or {}
+        return string_data.get(key)
+
+    async def event(self, obj: dict, reason: str, message: str, *, type_: str = "Normal") -> None:
+        """Record a core/v1 Event on ``obj``; failures are logged, never raised."""
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace") or "default"
+        stamp = rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta.get('name', 'pitwall')}.{_secrets.token_hex(8)}",
+                         "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                "name": meta.get("name"), "namespace": namespace, "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1000],
+            "type": type_,
+            "source": {"component": "pitwall"},
+            "reportingComponent": "pitwall.dev/operator",
+            "reportingInstance": os.environ.get("HOSTNAME", "pitwall"),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.create(event)
+        except Exception as exc:  # an Event is never worth failing a reconcile for
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
+
+
+def owner_reference(owner: dict, *, controller: bool = True) -> dict:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner.get("apiVersion", API_VERSION),
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
