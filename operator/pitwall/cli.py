@@ -1,0 +1,73 @@
+"""The ``pitwall`` command: run the operator, and the support engineer's views."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from . import __version__
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers, logs
+    from .runtime import Settings
+
+    settings = Settings.from_env(
+        namespaces=args.namespace or None,
+        target_mode=args.target_mode,
+        endpoint_rewrite=args.endpoint_rewrite,
+        metrics_port=args.metrics_port,
+        statuspage_port=args.statuspage_port,
+        internal_port=args.internal_port,
+    )
+    handlers.configure(settings)
+    if args.kubeconfig:
+        import os
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    kopf.configure(verbose=args.log_level.upper() == "DEBUG")
+    logs.setup(args.log_level, args.log_format)   # after kopf's, so every line is ours
+    asyncio.run(kopf.operator(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=True,
+        liveness_endpoint=None,
+    ))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pitwall", description="Pitwall: operate an API marketplace "
+                                     "declaratively (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow).")
+    parser.add_argument("--version", action="version", version=f"pitwall {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator (current kubeconfig, or in-cluster)")
+    run.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+    run.add_argument("-n", "--namespace", action="append",
+                     help="watch only this namespace (repeatable; default: all namespaces)")
+    run.add_argument("--metrics-port", type=int, default=8080, help="/metrics and /healthz (0 disables)")
+    run.add_argument("--statuspage-port", type=int, default=8081, help="public status page (0 disables)")
+    run.add_argument("--internal-port", type=int, default=8082, help="internal view (0 disables)")
+    run.add_argument("--target-mode", choices=["auto", "service", "endpoints"], default=None,
+                     help="how probes reach an ApiProduct version: its Service DNS name (in-cluster) or its "
+                          "ready EndpointSlice addresses (out of cluster); auto picks by where Pitwall runs")
+    run.add_argument("--endpoint-rewrite", default=None, metavar="FROM=TO",
+                     help="map endpoint addresses to reachable ones, e.g. 10.244.0.0/16=127.244.0.0/16 "
+                          "(local control plane)")
+    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-format", choices=["json", "text"], default="json")
+    run.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""kopf wiring, in one module: watch events in, keys onto work queues. Nothing else.
+
+Every handler here is thin: it updates a watch cache and enqueues the owners that care. The
+decisions live in the domain packages, the API writes in ``kube``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from . import GROUP, VERSION, metrics
+from .kube import PITWALL_KINDS, Kube, kind_of
+from .products.desired import LABEL_PRODUCT
+from .runtime import Runtime, Settings
+
+log = logging.getLogger("pitwall.handlers")
+
+MANAGED = {"app.kubernetes.io/managed-by": "pitwall"}
+_state: dict[str, object] = {}
+
+
+def runtime() -> Runtime:
+    return _state["runtime"]  # type: ignore[return-value]
+
+
+def configure(settings: Settings) -> None:
+    """Called by ``pitwall run`` before kopf starts."""
+    _state["settings"] = settings
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_) -> None:
+    # Events arrive one at a time per object; a short batch window keeps edits fast.
+    settings.batching.batch_window = 0.01
+    settings.batching.idle_timeout = 30.0
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.posting.level = logging.WARNING
+    settings.persistence.finalizer = "pitwall.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="pitwall.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="pitwall.dev")
+    config: Settings = _state.get("settings") or Settings.from_env()  # type: ignore[assignment]
+    rt = Runtime(kube=Kube.from_env(), settings=config)
+    from . import wiring
+    wiring.register(rt)
+    _state["runtime"] = rt
+    _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
+        if config.metrics_port else None
+    _state["heartbeat"] = asyncio.create_task(metrics.heartbeat())
+    rt.start()
+    await wiring.start(rt)
+    metrics.HEALTH.ready = True
+    log.info("pitwall started (target mode %s)", config.resolved_target_mode)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_) -> None:
+    metrics.HEALTH.ready = False
+    rt = _state.get("runtime")
+    if rt is not None:
+        from . import wiring
+        await wiring.stop(rt)
+        await rt.stop()
+        await rt.kube.close()
+    task = _state.pop("heartbeat", None)
+    if task:
+        task.cancel()
+    runner = _state.pop("metrics", None)
+    if runner is not None:
+        await runner.cleanup()
+
+
+def _observe(kind: str):
+    def handler(event: dict, **_) -> None:
+        rt = _state.get("runtime")
+        obj = event.get("object")
+        if rt is None or not obj:
+            return
+        obj.setdefault("kind", kind)
+        obj.setdefault("apiVersion", kind_of(kind).api_version)
+        rt.stores[kind].update(event.get("type"), obj)
+        from . import wiring
+        wiring.route(rt, kind, event.get("type"), obj)
+    handler.__name__ = f"observe_{kind.lower()}"
+    return handler
+
+
+for _kind in PITWALL_KINDS:
+    kopf.on.event(GROUP, VERSION, kind_of(_kind).plural)(_observe(_kind))
+
+kopf.on.event("apps", "v1", "deployments", labels=MANAGED)(_observe("Deployment"))
+kopf.on.event("", "v1", "services", labels={LABEL_PRODUCT: kopf.PRESENT})(_observe("Service"))
+kopf.on.event("discovery.k8s.io", "v1", "endpointslices",
+              labels={LABEL_PRODUCT: kopf.PRESENT})(_observe("EndpointSlice"))

@@ -1,0 +1,53 @@
+"""Structured JSON logs: one object per line, carrying the object and a correlation id.
+
+Every log record may carry ``extra={"object": "ns/name", "kind": ..., "correlation_id": ...}``;
+kopf's own records carry ``k8s_ref``, which is folded into the same fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+_EXTRA_FIELDS = ("kind", "object", "correlation_id", "step", "reason", "receiver", "alert")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for field in _EXTRA_FIELDS:
+            value = getattr(record, field, None)
+            if value is not None:
+                out[field] = value
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and "object" not in out:
+            out["kind"] = ref.get("kind")
+            out["object"] = f"{ref.get('namespace') or ''}/{ref.get('name')}".lstrip("/")
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def setup(level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def ref(kind: str, namespace: str | None, name: str, **more) -> dict:
+    """``extra=`` for a log call about one object."""
+    return {"kind": kind, "object": f"{namespace}/{name}" if namespace else name, **more}

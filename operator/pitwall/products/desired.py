@@ -1,0 +1,152 @@
+"""What an ApiProduct version should run: pure builders of its Deployment and Service.
+
+Names are stable (``<product>-<version>``); the selector (product, version, role) never
+changes, so a Service can be pointed at the maintenance page by changing only ``role``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .. import API_VERSION
+from ..durations import parse as parse_duration
+
+ROLE_API = "api"
+ROLE_MAINTENANCE = "maintenance-page"
+LABEL_PRODUCT = "pitwall.dev/product"
+LABEL_VERSION = "pitwall.dev/version"
+LABEL_ROLE = "pitwall.dev/role"
+ANNOTATION_SPEC_HASH = "pitwall.dev/spec-hash"
+SERVICE_PORT = 80
+
+
+def workload_name(product: str, version: str) -> str:
+    return f"{product}-{version}"
+
+
+def labels(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": product,
+        "app.kubernetes.io/instance": workload_name(product, version),
+        "app.kubernetes.io/version": version,
+        "app.kubernetes.io/component": role,
+        "app.kubernetes.io/part-of": product,
+        "app.kubernetes.io/managed-by": "pitwall",
+        LABEL_PRODUCT: product,
+        LABEL_VERSION: version,
+        LABEL_ROLE: role,
+    }
+
+
+def selector(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
+    return {LABEL_PRODUCT: product, LABEL_VERSION: version, LABEL_ROLE: role}
+
+
+def owner_ref(product: dict) -> dict:
+    meta = product["metadata"]
+    return {"apiVersion": API_VERSION, "kind": "ApiProduct", "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def service_url(product: str, version: str, namespace: str) -> str:
+    return f"http://{workload_name(product, version)}.{namespace}.svc"
+
+
+def version_env(product: dict, version: dict) -> list[dict]:
+    """The version's own env plus what Pitwall tells the API about itself."""
+    name = product["metadata"]["name"]
+    env = [{"name": "API_PRODUCT", "value": name},
+           {"name": "API_VERSION", "value": version["name"]},
+           {"name": "API_LIFECYCLE", "value": version.get("lifecycle", "published")}]
+    if version.get("lifecycle") == "deprecated" and version.get("sunsetAt"):
+        env.append({"name": "API_SUNSET", "value": version["sunsetAt"]})
+    reserved = {e["name"] for e in env}
+    for item in version.get("env") or []:
+        if item.get("name") in reserved:
+            continue
+        entry = {"name": item["name"]}
+        if "valueFrom" in item:
+            entry["valueFrom"] = item["valueFrom"]
+        else:
+            entry["value"] = str(item.get("value", ""))
+        env.append(entry)
+    return env
+
+
+def deployment(product: dict, version: dict, *, image: str | None = None) -> dict:
+    """The Deployment for one version. ``image`` overrides the spec (a rollback in force)."""
+    meta = product["metadata"]
+    spec = product.get("spec", {})
+    name, vname = meta["name"], version["name"]
+    port = int(version.get("port", 8080))
+    health = version.get("healthPath", "/isUp")
+    rollout = spec.get("rollout") or {}
+    deadline = int(parse_duration(rollout.get("progressDeadline"), 120))
+    container = {
+        "name": "api",
+        "image": image or version["image"],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": version_env(product, version),
+        "readinessProbe": {"httpGet": {"path": health, "port": port}, "periodSeconds": 5,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": health, "port": port}, "periodSeconds": 10,
+                          "failureThreshold": 6, "initialDelaySeconds": 10},
+    }
+    if version.get("resources"):
+        container["resources"] = version["resources"]
+    pod_labels = labels(name, vname)
+    pod_spec: dict = {"containers": [container]}
+    if spec.get("imagePullSecrets"):
+        pod_spec["imagePullSecrets"] = [{"name": s["name"]} for s in spec["imagePullSecrets"]]
+    template_meta: dict = {"labels": pod_labels}
+    if version.get("podAnnotations"):
+        template_meta["annotations"] = dict(version["podAnnotations"])
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": workload_name(name, vname),
+            "namespace": meta["namespace"],
+            "labels": pod_labels,
+            "ownerReferences": [owner_ref(product)],
+        },
+        "spec": {
+            "replicas": int(version.get("replicas", 1)),
+            "selector": {"matchLabels": selector(name, vname)},
+            "progressDeadlineSeconds": max(deadline, 1),
+            "revisionHistoryLimit": 5,
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+    body["metadata"]["annotations"] = {ANNOTATION_SPEC_HASH: spec_hash(body)}
+    return body
+
+
+def service(product: dict, version: dict, *, role: str = ROLE_API) -> dict:
+    """The version's Service; ``role`` picks the API pods or the maintenance page pods."""
+    meta = product["metadata"]
+    name, vname = meta["name"], version["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": workload_name(name, vname),
+            "namespace": meta["namespace"],
+            "labels": labels(name, vname),
+            "ownerReferences": [owner_ref(product)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name, vname, role),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def spec_hash(obj: dict) -> str:
+    """A short hash of what Pitwall owns in an object (annotations excluded)."""
+    material = {"labels": obj["metadata"].get("labels"), "spec": obj.get("spec")}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

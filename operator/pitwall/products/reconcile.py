@@ -1,0 +1,239 @@
+"""Reconcile one ApiProduct: its versions' Deployments and Services, rollbacks and status.
+
+Reads only from the watch caches, writes with server-side apply, and writes a Deployment
+only when one of the fields Pitwall owns differs, so a ``kubectl patch`` of replicas reaches
+the Deployment in one API round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import metrics
+from ..durations import rfc3339
+from ..errors import Forbidden, Invalid
+from ..logs import ref
+from ..runtime import Runtime
+from . import desired as d
+from .analysis import (decide_rollback, drift, pinned_image, product_conditions, version_state)
+
+log = logging.getLogger("pitwall.products")
+
+HISTORY_LIMIT = 20
+KIND = "ApiProduct"
+
+
+def _owned_by(obj: dict, product: dict) -> bool:
+    uid = product["metadata"]["uid"]
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def _history_add(history: list[dict], entry: dict) -> None:
+    history.append(entry)
+    del history[:-HISTORY_LIMIT]
+
+
+def _history_settle(history: list[dict], version: str, image: str, result: str, revision: str) -> None:
+    """Mark the newest open rollout of ``version`` to ``image`` with its outcome (once)."""
+    for entry in reversed(history):
+        if entry.get("version") == version and entry.get("image") == image:
+            if entry.get("result") == "progressing":
+                entry["result"] = result
+                entry["revision"] = revision or entry.get("revision", "")
+            return
+
+
+async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
+    product = rt.stores[KIND].copy(namespace, name)
+    if not product or product["metadata"].get("deletionTimestamp"):
+        rt.forget(KIND, namespace, name)
+        return None
+    spec = product.get("spec") or {}
+    status = product.get("status") or {}
+    versions = spec.get("versions") or []
+    deployments = rt.stores["Deployment"]
+    services = rt.stores["Service"]
+    hooks = rt.services.get("products")  # backends / maintenance contribute here
+
+    stalled: tuple[str, str] | None = None
+    history: list[dict] = list(status.get("history") or [])
+    pins = {p["version"]: p for p in status.get("rolledBack") or []}
+    previous = {v["name"]: v for v in status.get("versions") or []}
+    version_status: list[dict] = []
+    states = []
+    requeue: float | None = None
+
+    for secret in spec.get("imagePullSecrets") or []:
+        if await rt.kube.get("Secret", namespace, secret["name"]) is None:
+            stalled = ("ImagePullSecretNotFound",
+                       f"imagePullSecret {secret['name']!r} does not exist in namespace {namespace}; "
+                       "running versions are left as they are")
+
+    wanted_names = set()
+    for version in versions:
+        vname = version["name"]
+        wname = d.workload_name(name, vname)
+        lifecycle = version.get("lifecycle", "published")
+        prev = previous.get(vname, {})
+        if lifecycle == "retired":
+            await _retire(rt, product, vname, prev, history)
+            continue
+        wanted_names.add(wname)
+        pin = pins.get(vname)
+        if pin and pin.get("failedImage") != version["image"]:
+            pins.pop(vname)          # the spec moved on: a new rollout, the pin is cleared
+            pin = None
+        image = pinned_image(version["image"], pin) or version["image"]
+        live = deployments.get(namespace, wname)
+        if live is not None and not _owned_by(live, product):
+            stalled = ("NameCollision", f"Deployment {wname} already exists and is not owned by this "
+                       f"ApiProduct; version {vname} is left untouched")
+            continue
+        if stalled is None:
+            failure = await _ensure_deployment(rt, product, version, image, live, history)
+            if failure:
+                stalled = failure
+            else:
+                failure = await _ensure_service(rt, product, version, services.get(namespace, wname))
+                stalled = stalled or failure
+        live = deployments.get(namespace, wname)
+        state = version_state(vname, int(version.get("replicas", 1)), live)
+        last_good = prev.get("lastGoodImage")
+        if state.is_available and state.image:
+            if state.image != last_good:
+                _history_settle(history, vname, state.image, "succeeded", state.revision)
+            last_good = state.image
+        decision = decide_rollback(auto=(spec.get("rollout") or {}).get("autoRollback", True),
+                                   spec_image=version["image"], state=state, last_good=last_good, pinned=pin)
+        if decision:
+            pins[vname] = {"version": vname, "failedImage": decision.failed_image,
+                           "restoredImage": decision.restored_image, "at": rfc3339()}
+            _history_settle(history, vname, decision.failed_image, "failed", state.revision)
+            _history_add(history, {"revision": state.revision, "version": vname,
+                                   "image": decision.restored_image, "at": rfc3339(), "result": "rolled-back",
+                                   "message": f"{decision.failed_image} did not become available"})
+            metrics.ROLLBACKS.labels(namespace, name, vname).inc()
+            await rt.event(product, "RolledBack",
+                           f"version {vname}: {decision.failed_image} did not become available within the "
+                           f"progress deadline; rolled back to {decision.restored_image}", warning=True)
+            log.warning("rolled back %s to %s", vname, decision.restored_image, extra=ref(KIND, namespace, name))
+            requeue = 0.01   # apply the restored image now
+        elif state.rollout == "Failed" and not pin:
+            _history_settle(history, vname, state.image, "failed", state.revision)
+        if state.rollout == "Progressing":
+            requeue = min(requeue or 5.0, 5.0)
+        if lifecycle == "deprecated" and prev.get("lifecycle") != "deprecated":
+            await rt.event(product, "VersionDeprecated",
+                           f"version {vname} is deprecated" +
+                           (f"; sunset at {version['sunsetAt']}" if version.get("sunsetAt") else ""))
+        states.append(state)
+        entry = {"name": vname, "lifecycle": lifecycle, "image": state.image or image,
+                 "replicas": int(version.get("replicas", 1)), "readyReplicas": state.ready,
+                 "url": d.service_url(name, vname, namespace), "revision": state.revision,
+                 "state": state.rollout}
+        if last_good:
+            entry["lastGoodImage"] = last_good
+        if version.get("sunsetAt"):
+            entry["sunsetAt"] = version["sunsetAt"]
+        version_status.append(entry)
+
+    await _remove_orphans(rt, product, wanted_names, history)
+
+    contributions = hooks.product_contributions(product) if hooks else {}
+    conds, state_word = product_conditions(
+        states, stalled=stalled, rolled_back=list(pins.values()),
+        backend_effect=contributions.get("backend_effect"),
+        maintenance=contributions.get("maintenance"),
+        refs=contributions.get("refs", (True, "")))
+    ready_count = sum(1 for s in states if s.is_available)
+    new_status = {
+        "state": state_word,
+        "readyVersions": f"{ready_count}/{len(states)}",
+        "versions": version_status,
+        "history": history,
+        "rolledBack": list(pins.values()),
+        "backends": contributions.get("backends", []),
+    }
+    await rt.write_status(product, new_status, conds)
+    metrics.READY.labels(KIND, namespace, name).set(1 if state_word == "Available" and not stalled else 0)
+    return requeue
+
+
+async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: str, live: dict | None,
+                             history: list[dict]) -> tuple[str, str] | None:
+    body = d.deployment(product, version, image=image)
+    diffs = drift(body, live)
+    if not diffs:
+        return None
+    meta = product["metadata"]
+    live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(d.ANNOTATION_SPEC_HASH)
+    hand_edit = live is not None and live_hash == body["metadata"]["annotations"][d.ANNOTATION_SPEC_HASH]
+    try:
+        result = await rt.kube.apply(body)
+    except Invalid as exc:
+        return ("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
+                f"{exc.message}; the running version is left untouched")
+    except Forbidden as exc:
+        reason = "QuotaExceeded" if "quota" in exc.message.lower() else "Forbidden"
+        return (reason, f"version {version['name']}: {exc.message}; the running version is left untouched")
+    rt.stores["Deployment"].update("MODIFIED", result)
+    live_image = (((live or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[0]
+                  .get("image"))
+    if hand_edit:
+        metrics.DRIFT_REVERTED.labels(meta["namespace"], meta["name"]).inc()
+        await rt.event(product, "DriftReverted",
+                       f"Deployment {body['metadata']['name']}: hand edits to {', '.join(diffs[:5])} reverted",
+                       warning=True)
+        log.info("drift reverted on %s: %s", body["metadata"]["name"], diffs,
+                 extra=ref(KIND, meta["namespace"], meta["name"]))
+    elif live_image != image:
+        _history_add(history, {"revision": "", "version": version["name"], "image": image, "at": rfc3339(),
+                               "result": "progressing"})
+    return None
+
+
+async def _ensure_service(rt: Runtime, product: dict, version: dict, live: dict | None) -> tuple[str, str] | None:
+    hooks = rt.services.get("products")
+    role = hooks.service_role(product, version["name"]) if hooks else d.ROLE_API
+    body = d.service(product, version, role=role)
+    if not drift(body, live):
+        return None
+    try:
+        result = await rt.kube.apply(body)
+    except Invalid as exc:
+        return ("InvalidSpec", f"version {version['name']}: the API server refused the Service: {exc.message}")
+    rt.stores["Service"].update("MODIFIED", result)
+    if live is not None and live["spec"].get("selector") != body["spec"]["selector"]:
+        await rt.event(product, "ServiceSwitched",
+                       f"Service {body['metadata']['name']} now selects role={role}")
+    return None
+
+
+async def _retire(rt: Runtime, product: dict, vname: str, prev: dict, history: list[dict]) -> None:
+    meta = product["metadata"]
+    wname = d.workload_name(meta["name"], vname)
+    removed = False
+    for kind in ("Deployment", "Service"):
+        if rt.stores[kind].get(meta["namespace"], wname) is not None:
+            removed |= await rt.kube.delete(kind, meta["namespace"], wname)
+    if removed or (prev and prev.get("lifecycle") != "retired"):
+        if not any(h.get("version") == vname and h.get("result") == "retired" for h in history):
+            _history_add(history, {"revision": prev.get("revision", ""), "version": vname,
+                                   "image": prev.get("image", ""), "at": rfc3339(), "result": "retired"})
+            await rt.event(product, "VersionRetired", f"version {vname} retired: its workloads were removed")
+
+
+async def _remove_orphans(rt: Runtime, product: dict, wanted: set[str], history: list[dict]) -> None:
+    """Versions removed from the spec lose their workloads."""
+    meta = product["metadata"]
+    for kind in ("Deployment", "Service"):
+        for obj in rt.stores[kind].select(meta["namespace"], {d.LABEL_PRODUCT: meta["name"]}):
+            labels = obj["metadata"].get("labels") or {}
+            if labels.get(d.LABEL_ROLE, d.ROLE_API) != d.ROLE_API and kind == "Deployment":
+                continue   # maintenance page Deployments belong to the maintenance controller
+            if obj["metadata"]["name"] in wanted or not _owned_by(obj, product):
+                continue
+            if await rt.kube.delete(kind, meta["namespace"], obj["metadata"]["name"]) and kind == "Deployment":
+                await rt.event(product, "VersionRemoved",
+                               f"version {labels.get(d.LABEL_VERSION)} is no longer in the spec: "
+                               f"{obj['metadata']['name']} removed")

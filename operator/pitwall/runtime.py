@@ -1,0 +1,177 @@
+"""The operator's process-wide state: settings, the API client, watch caches and queues."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from . import conditions as cond
+from .controller import Store, WorkQueue
+from .durations import rfc3339
+from .kube import PITWALL_KINDS, Kube
+
+log = logging.getLogger("pitwall.runtime")
+
+WATCHED_KINDS = (*PITWALL_KINDS, "Deployment", "Service", "EndpointSlice")
+
+
+def parse_rewrite(text: str | None) -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
+    """``10.244.0.0/16=127.244.0.0/16,...`` -> [(from, to)]; prefixes must have equal sizes."""
+    rules = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        src, _, dst = part.partition("=")
+        src_net, dst_net = ipaddress.ip_network(src.strip()), ipaddress.ip_network(dst.strip())
+        if src_net.prefixlen != dst_net.prefixlen:
+            raise ValueError(f"endpoint rewrite {part!r}: both sides need the same prefix length")
+        rules.append((src_net, dst_net))
+    return rules
+
+
+def rewrite_address(address: str, rules) -> str:
+    ip = ipaddress.ip_address(address)
+    for src, dst in rules:
+        if ip in src:
+            return str(dst.network_address + (int(ip) - int(src.network_address)))
+    return address
+
+
+@dataclass
+class Settings:
+    namespaces: list[str] | None = None            # None: every namespace
+    target_mode: str = "auto"                       # auto | service | endpoints
+    endpoint_rewrite: str | None = None             # e.g. 10.244.0.0/16=127.244.0.0/16
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    statuspage_host: str = "0.0.0.0"
+    statuspage_port: int = 8081                     # 0 disables
+    internal_port: int = 8082                       # internal view; 0 disables
+    internal_token: str | None = None
+    resync_seconds: float = 300.0
+    image: str = "ghcr.io/pitwall-dev/pitwall:0.1.0"
+    allow_networks: str | None = None               # probe address policy allowlist
+    deny_networks: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        env = os.environ
+        settings = cls(
+            target_mode=env.get("PITWALL_TARGET_MODE", "auto"),
+            endpoint_rewrite=env.get("PITWALL_ENDPOINT_REWRITE") or None,
+            image=env.get("PITWALL_IMAGE", cls.image),
+            internal_token=env.get("PITWALL_INTERNAL_TOKEN") or None,
+            allow_networks=env.get("PITWALL_PROBE_ALLOW") or None,
+            deny_networks=env.get("PITWALL_PROBE_DENY") or None,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+        return settings
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+    @property
+    def resolved_target_mode(self) -> str:
+        if self.target_mode != "auto":
+            return self.target_mode
+        return "service" if self.in_cluster else "endpoints"
+
+
+@dataclass
+class Runtime:
+    kube: Kube
+    settings: Settings
+    stores: dict[str, Store] = field(default_factory=dict)
+    queues: dict[str, WorkQueue] = field(default_factory=dict)
+    services: dict[str, object] = field(default_factory=dict)   # engines: probes, alerts ...
+    _written: dict = field(default_factory=dict)
+    _tasks: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for kind in WATCHED_KINDS:
+            self.stores.setdefault(kind, Store(kind))
+        self.rewrite_rules = parse_rewrite(self.settings.endpoint_rewrite)
+
+    def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],
+                 workers: int = 4) -> None:
+        self.queues[kind] = WorkQueue(kind, reconcile, workers=workers)
+
+    def enqueue(self, kind: str, namespace: str, name: str, after: float = 0.0) -> None:
+        queue = self.queues.get(kind)
+        if queue is not None:
+            queue.add((namespace, name), after)
+
+    def watches(self, namespace: str) -> bool:
+        return self.settings.namespaces is None or namespace in self.settings.namespaces
+
+    def start(self) -> None:
+        for queue in self.queues.values():
+            queue.start()
+        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for queue in self.queues.values():
+            await queue.stop()
+
+    async def _resync(self) -> None:
+        """Reconcile everything now and then: heals anything a lost event left behind."""
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            for kind, queue in self.queues.items():
+                for key in self.stores[kind].keys():
+                    queue.add(key)
+
+    # -- status writes -------------------------------------------------------------------------
+    async def write_status(self, obj: dict, status: dict, wanted: list[cond.Condition]) -> bool:
+        """Merge conditions and write ``status`` to ``/status`` only when it changed.
+
+        Pitwall is the only writer of its kinds' status, so its own last write (for the same
+        uid) is the freshest base even before the watch echoes it back. ``observedGeneration``
+        is set here, for every kind. Returns True when a write happened.
+        """
+        meta = obj["metadata"]
+        key = (obj["kind"], meta.get("namespace"), meta["name"])
+        last = self._written.get(key)
+        base = last[1] if last and last[0] == meta.get("uid") else (obj.get("status") or {})
+        generation = meta.get("generation")
+        status = {**status, "observedGeneration": generation,
+                  "conditions": cond.merge(base.get("conditions"), wanted, generation)}
+        if _subset_equal(status, base):
+            return False
+        result = await self.kube.patch_status(obj["kind"], meta.get("namespace"), meta["name"], status)
+        if result is None:
+            return False
+        self._written[key] = (meta.get("uid"), status)
+        return True
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self._written.pop((kind, namespace, name), None)
+
+    async def event(self, obj: dict, reason: str, message: str, warning: bool = False) -> None:
+        await self.kube.event(obj, reason, message, type_="Warning" if warning else "Normal")
+
+
+def _subset_equal(want: dict, have: dict) -> bool:
+    """Every key of ``want`` equals ``have``'s (conditions compared by content)."""
+    for key, value in want.items():
+        other = have.get(key)
+        if key == "conditions":
+            if not cond.same(value, other):
+                return False
+        elif value != other:
+            return False
+    return True
+
+
+__all__ = ["Runtime", "Settings", "rfc3339", "parse_rewrite", "rewrite_address"]

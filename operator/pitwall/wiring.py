@@ -1,0 +1,95 @@
+"""Which reconciler handles which kind, and which keys an event makes stale.
+
+``handlers`` (kopf) calls :func:`route` for every watch event; this module knows the
+relationships between kinds (a Deployment belongs to an ApiProduct, a Probe targets one,
+a Backend is used by several ...) and enqueues accordingly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+
+from .products import reconcile as products
+from .products.desired import LABEL_PRODUCT
+from .runtime import Runtime
+
+
+DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "alerts", 2),
+           ("MaintenanceWindow", "maintenance", 2))
+
+
+def register(rt: Runtime) -> None:
+    rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
+    for kind, package, workers in DOMAINS:
+        try:
+            module = importlib.import_module(f"pitwall.{package}.reconcile")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pitwall.{package}.reconcile":
+                raise
+            continue
+        rt.register(kind, partial(module.reconcile, rt), workers=workers)
+        setup = getattr(module, "setup", None)
+        if setup:
+            setup(rt)
+
+
+async def start(rt: Runtime) -> None:
+    for service in rt.services.values():
+        starter = getattr(service, "start", None)
+        if starter:
+            await starter()
+
+
+async def stop(rt: Runtime) -> None:
+    for service in rt.services.values():
+        stopper = getattr(service, "stop", None)
+        if stopper:
+            await stopper()
+
+
+def _names_in(namespace: str, rt: Runtime, kind: str) -> list[str]:
+    return [o["metadata"]["name"] for o in rt.stores[kind].list(namespace)]
+
+
+def route(rt: Runtime, kind: str, event_type: str | None, obj: dict) -> None:
+    meta = obj.get("metadata", {})
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    if not rt.watches(namespace):
+        return
+    if kind in ("Deployment", "Service"):
+        product = (meta.get("labels") or {}).get(LABEL_PRODUCT)
+        if product:
+            rt.enqueue("ApiProduct", namespace, product)
+        return
+    if kind == "EndpointSlice":
+        product = (meta.get("labels") or {}).get(LABEL_PRODUCT)
+        for probe in rt.stores["Probe"].list(namespace):
+            target = (probe.get("spec") or {}).get("target") or {}
+            if (target.get("apiProduct") or {}).get("name") == product:
+                rt.enqueue("Probe", namespace, probe["metadata"]["name"])
+        return
+    rt.enqueue(kind, namespace, name)
+    if kind == "ApiProduct":
+        # Probes on it, Backends it uses (their impact), windows and rules that select it.
+        for probe in rt.stores["Probe"].list(namespace):
+            target = (probe.get("spec") or {}).get("target") or {}
+            if (target.get("apiProduct") or {}).get("name") == name:
+                rt.enqueue("Probe", namespace, probe["metadata"]["name"])
+        for other in ("Backend", "MaintenanceWindow", "AlertRule"):
+            for each in _names_in(namespace, rt, other):
+                rt.enqueue(other, namespace, each)
+    elif kind == "Backend":
+        for each in _names_in(namespace, rt, "ApiProduct"):
+            rt.enqueue("ApiProduct", namespace, each)
+        for each in _names_in(namespace, rt, "AlertRule"):
+            rt.enqueue("AlertRule", namespace, each)
+    elif kind == "Probe":
+        for each in _names_in(namespace, rt, "AlertRule"):
+            rt.enqueue("AlertRule", namespace, each)
+        for backend in rt.stores["Backend"].list(namespace):
+            if ((backend.get("spec") or {}).get("probeRef") or {}).get("name") == name:
+                rt.enqueue("Backend", namespace, backend["metadata"]["name"])
+    elif kind == "MaintenanceWindow":
+        for each in _names_in(namespace, rt, "ApiProduct"):
+            rt.enqueue("ApiProduct", namespace, each)
