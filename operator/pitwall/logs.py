@@ -44,7 +44,7 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "kubernetes"):
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "kubernetes", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,61 @@
+# Pitwall: the two commands are `make dev` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STATE := .pitwall
+
+.PHONY: help dev test lint unit integration install controlplane cluster cluster-down crds bench \
+        e2e-kind image clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## Python virtualenv with Pitwall and its test tools
+
+controlplane: ## build (once, cached by version) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
+	@hack/controlplane/build.sh >/dev/null
+
+dev: install controlplane ## local control plane + CRDs + demo API + operator + examples (Ctrl-C stops all)
+	$(PY) hack/dev.py --dir $(STATE)
+
+test: lint ## lint, unit and integration tests (integration runs a real local control plane)
+	$(MAKE) controlplane
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(PY) -m ruff check operator tests hack bench
+
+unit: install ## unit tests only (no cluster)
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: install controlplane ## integration tests only
+	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+cluster: install controlplane ## start the control plane in the background; kubeconfig in .pitwall/kubeconfig
+	$(PY) -m pitwall.testing.cluster up --dir $(STATE)
+
+cluster-down: ## stop it (no process left behind)
+	@if [ -x $(PY) ]; then $(PY) -m pitwall.testing.cluster down --dir $(STATE); \
+	else $(PYTHON) -c 'import sys; sys.path.insert(0, "operator"); from pitwall.testing.cluster import main; main(["down", "--dir", "$(STATE)"])'; fi
+
+crds: install ## regenerate crds/*.yaml from operator/pitwall/crds.py (the single source)
+	$(PY) -m pitwall.crds
+
+bench: install controlplane ## benchmarks; results in bench/results/
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+image: ## build the container image (needs a Docker engine)
+	docker build -t pitwall:dev .
+
+e2e-kind: ## kind end-to-end (needs Docker): create a cluster, load the image, install, check journeys
+	hack/e2e-kind.sh
+
+clean: cluster-down
+	rm -rf $(VENV) $(STATE) artifacts

@@ -1,0 +1,133 @@
+"""Which notices a window owes, and when a window gives consumers too little notice.
+
+Every occurrence is announced three times: ``advance`` at ``notice.leadTime`` before the start
+(default 72h), ``start`` and ``end``. Each (kind, occurrence) goes out once: what was sent is
+recorded in ``status.notices`` and handed back as ``already_sent``, so restarts never repeat one.
+
+- advance is due from start - leadTime until the start. A window created inside its lead time
+  (only emergencies pass admission) therefore sends it at once.
+- start is due while the occurrence runs; announcing a start after the end would only confuse.
+- end is due once the occurrence is over, also when ``end`` was edited to the past or the window
+  was deleted while running, and only if the start notice went out: nobody is told that a
+  maintenance is over which they never heard had begun.
+- every notice of an ``emergency`` window is labelled as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .. import durations
+from ..errors import InvalidSpec
+from .schedule import Occurrence, Recurring, next_occurrence, occurrence_at, parse
+
+ADVANCE, START, END = "advance", "start", "end"
+DEFAULT_LEAD_TIME = "72h"
+# status.notices keeps the most recent entries only: older occurrences can no longer be due.
+KEEP = 50
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # advance | start | end
+    occurrence: Occurrence
+    emergency: bool = False
+
+
+def lead_time(spec: dict) -> timedelta:
+    return timedelta(seconds=durations.parse(_lead_time_text(spec)))
+
+
+def _lead_time_text(spec: dict) -> str:
+    return (spec.get("notice") or {}).get("leadTime") or DEFAULT_LEAD_TIME
+
+
+def due_notices(spec: dict, occurrence: Occurrence, now: datetime, already_sent: Iterable[dict], *,
+                cancelled: bool = False) -> list[Notice]:
+    """The notices for ``occurrence`` that should go out now (at most one).
+
+    ``already_sent`` is ``status.notices``. With ``cancelled`` (the window is being deleted)
+    only the end notice of a running occurrence whose start was announced can be due.
+    """
+    start, end = occurrence
+    sent = sent_keys(already_sent)
+    if cancelled or now >= end:
+        kinds = [END] if now >= start and (START, start) in sent else []
+    elif now >= start:
+        kinds = [START]
+    elif now >= start - lead_time(spec):
+        kinds = [ADVANCE]
+    else:
+        kinds = []
+    return [Notice(kind, occurrence, bool(spec.get("emergency"))) for kind in kinds if (kind, start) not in sent]
+
+
+def sent_keys(notices: Iterable[dict]) -> set[tuple[str, datetime]]:
+    """(kind, occurrence start) of each recorded notice; unreadable entries are ignored."""
+    keys = set()
+    for entry in notices or ():
+        try:
+            keys.add((entry["kind"], durations.parse_time(entry["occurrence"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return keys
+
+
+def record(notices: list[dict] | None, notice: Notice, *, at: datetime, delivered: bool,
+           recipients: list[str], error: str | None = None) -> list[dict]:
+    """``status.notices`` with ``notice`` appended (whole list: merge patches replace lists).
+
+    ``error`` must already be free of secrets (webhook URLs, SMTP passwords).
+    """
+    entry = {"kind": notice.kind, "occurrence": durations.rfc3339(notice.occurrence.start),
+             "at": durations.rfc3339(at), "delivered": delivered, "recipients": list(recipients)}
+    if error:
+        entry["error"] = error
+    return [*(notices or []), entry][-KEEP:]
+
+
+def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = None) -> str | None:
+    """Why admission refuses this window, or None when it gives enough notice.
+
+    A window must start at least ``notice.leadTime`` after ``now`` unless it is an emergency
+    with a reason. On update pass the old spec as ``previous``: only moving the start earlier
+    is judged, so a running or imminent window can still be edited (its end shortened, its
+    reason fixed). Raises InvalidSpec for an unreadable schedule.
+    """
+    if spec.get("emergency") and str(spec.get("emergencyReason") or "").strip():
+        return None
+    schedule = parse(spec.get("schedule"))
+    first = occurrence_at(schedule, now) or next_occurrence(schedule, now)
+    if first is None:
+        return None  # entirely in the past: nothing to announce, it completes at once
+    if previous is not None and not _moved_earlier(first, previous, now):
+        return None
+    needed = lead_time(spec)
+    if first.start - now >= needed:
+        return None
+    starts = "starts now" if first.start <= now else f"starts in {_rounded(first.start - now)}"
+    if isinstance(schedule, Recurring):
+        starts += f" (the next run of {schedule.cron!r})"
+        move = "create the window after that run, shorten notice.leadTime"
+    else:
+        move = f"move the start to after {durations.rfc3339(now + needed)}"
+    emergency = ("give the emergencyReason that emergency: true requires" if spec.get("emergency")
+                 else "set emergency: true with emergencyReason")
+    return (f"maintenance {starts} but consumers need {_lead_time_text(spec)} notice: "
+            f"{move} or {emergency}")
+
+
+def _moved_earlier(first: Occurrence, previous: dict, now: datetime) -> bool:
+    try:
+        old_schedule = parse(previous.get("schedule"))
+    except InvalidSpec:  # the old spec never worked: judge the new schedule on its own
+        return True
+    old = occurrence_at(old_schedule, now) or next_occurrence(old_schedule, now)
+    return old is None or first.start < old.start
+
+
+def _rounded(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    return durations.format(round(seconds / 60) * 60 if seconds >= 60 else seconds)

@@ -1,0 +1,145 @@
+"""Notices: each due exactly once, emergencies labelled, too little notice refused."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pitwall.maintenance.notices import (
+    ADVANCE,
+    END,
+    KEEP,
+    START,
+    Notice,
+    due_notices,
+    lead_time_violation,
+    record,
+)
+from pitwall.maintenance.schedule import Occurrence
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+START_AT = utc(2026, 12, 5, 20)
+OCCURRENCE = Occurrence(START_AT, START_AT + timedelta(hours=2))
+SPEC = {"reason": "Core banking upgrade",
+        "schedule": {"start": "2026-12-05T20:00:00Z", "duration": "2h"},
+        "notice": {"leadTime": "72h"}}
+
+
+def kinds(notices):
+    return [n.kind for n in notices]
+
+
+def sent(*notices):
+    entries = []
+    for notice in notices:
+        entries = record(entries, notice, at=START_AT, delivered=True, recipients=["acme"])
+    return entries
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    (START_AT - timedelta(hours=72, seconds=1), []),
+    (START_AT - timedelta(hours=72), [ADVANCE]),
+    (START_AT - timedelta(seconds=1), [ADVANCE]),
+    (START_AT, [START]),
+    (OCCURRENCE.end - timedelta(seconds=1), [START]),
+])
+def test_each_notice_is_due_at_its_time(now, expected):
+    assert kinds(due_notices(SPEC, OCCURRENCE, now, [])) == expected
+
+
+def test_a_recorded_notice_is_never_due_again():
+    advance = due_notices(SPEC, OCCURRENCE, START_AT - timedelta(hours=1), [])
+    assert due_notices(SPEC, OCCURRENCE, START_AT - timedelta(minutes=1), sent(*advance)) == []
+    start = due_notices(SPEC, OCCURRENCE, START_AT, sent(*advance))
+    assert kinds(start) == [START]
+    end = due_notices(SPEC, OCCURRENCE, OCCURRENCE.end, sent(*advance, *start))
+    assert kinds(end) == [END]
+    assert due_notices(SPEC, OCCURRENCE, OCCURRENCE.end + timedelta(hours=5), sent(*advance, *start, *end)) == []
+
+
+def test_recorded_occurrences_match_whatever_offset_they_were_written_in():
+    already = [{"kind": "start", "occurrence": "2026-12-05T22:00:00+02:00"}, {"kind": "broken"}]
+    assert due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=5), already) == []
+
+
+def test_no_end_notice_for_an_occurrence_whose_start_was_never_announced():
+    assert due_notices(SPEC, OCCURRENCE, OCCURRENCE.end + timedelta(minutes=1), []) == []
+
+
+def test_the_end_notice_goes_out_when_a_running_window_is_cancelled():
+    announced = sent(Notice(START, OCCURRENCE))
+    now = START_AT + timedelta(minutes=30)
+    assert kinds(due_notices(SPEC, OCCURRENCE, now, announced, cancelled=True)) == [END]
+    assert due_notices(SPEC, OCCURRENCE, now, [], cancelled=True) == []
+
+
+def test_an_emergency_window_inside_its_lead_time_announces_at_once_labelled_emergency():
+    spec = {**SPEC, "emergency": True, "emergencyReason": "Security patch"}
+    due = due_notices(spec, OCCURRENCE, START_AT - timedelta(hours=2), [])
+    assert due == [Notice(ADVANCE, OCCURRENCE, emergency=True)]
+    assert all(n.emergency for n in due_notices(spec, OCCURRENCE, START_AT, sent(*due)))
+
+
+def test_the_default_lead_time_is_72_hours():
+    spec = {**SPEC, "notice": {}}
+    assert due_notices(spec, OCCURRENCE, START_AT - timedelta(hours=73), []) == []
+    assert kinds(due_notices(spec, OCCURRENCE, START_AT - timedelta(hours=71), [])) == [ADVANCE]
+
+
+def test_record_writes_the_status_entry_and_keeps_the_list_bounded():
+    entries = record(None, Notice(END, OCCURRENCE), at=utc(2026, 12, 5, 22, 0, 1), delivered=False,
+                     recipients=["acme", "ops"], error="acme: 550 mailbox unavailable")
+    assert entries == [{"kind": "end", "occurrence": "2026-12-05T20:00:00Z", "at": "2026-12-05T22:00:01Z",
+                        "delivered": False, "recipients": ["acme", "ops"],
+                        "error": "acme: 550 mailbox unavailable"}]
+    many = entries * (KEEP + 5)
+    assert len(record(many, Notice(END, OCCURRENCE), at=START_AT, delivered=True, recipients=[])) == KEEP
+
+
+NOW = utc(2026, 11, 28, 10)
+
+
+def test_too_little_notice_is_refused_with_what_to_do_instead():
+    spec = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
+    assert lead_time_violation(spec, NOW) == (
+        "maintenance starts in 2h but consumers need 72h notice: move the start to after "
+        "2026-12-01T10:00:00Z or set emergency: true with emergencyReason")
+
+
+def test_enough_notice_or_an_explained_emergency_is_accepted():
+    assert lead_time_violation(SPEC, utc(2026, 12, 2, 20)) is None
+    soon = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
+    assert lead_time_violation({**soon, "emergency": True, "emergencyReason": "CVE-2026-1234"}, NOW) is None
+    assert lead_time_violation({**soon, "notice": {"leadTime": "1h"}}, NOW) is None
+
+
+def test_an_emergency_without_a_reason_is_still_refused():
+    spec = {**SPEC, "schedule": {"start": "2026-11-28T10:30:00Z", "duration": "1h"}, "emergency": True}
+    message = lead_time_violation(spec, NOW)
+    assert message.startswith("maintenance starts in 30m but consumers need 72h notice")
+    assert message.endswith("give the emergencyReason that emergency: true requires")
+
+
+def test_a_window_already_running_starts_now():
+    spec = {**SPEC, "schedule": {"start": "2026-11-28T09:00:00Z", "duration": "2h"}}
+    assert lead_time_violation(spec, NOW).startswith("maintenance starts now but")
+
+
+def test_a_recurring_window_names_its_next_run():
+    spec = {**SPEC, "schedule": {"cron": "0 22 * * SAT", "duration": "2h", "timeZone": "UTC"}}
+    message = lead_time_violation(spec, NOW)  # Saturday 10:00 UTC, the run is at 22:00
+    assert message.startswith("maintenance starts in 12h (the next run of '0 22 * * SAT') but consumers "
+                              "need 72h notice: create the window after that run, shorten notice.leadTime")
+
+
+def test_updates_are_judged_only_when_they_move_the_start_earlier():
+    running = {**SPEC, "schedule": {"start": "2026-11-28T09:00:00Z", "end": "2026-11-28T13:00:00Z"}}
+    shortened = {**running, "schedule": {"start": "2026-11-28T09:00:00Z", "end": "2026-11-28T11:00:00Z"}}
+    assert lead_time_violation(shortened, NOW, previous=running) is None
+    postponed = {**SPEC, "schedule": {"start": "2026-11-28T14:00:00Z", "duration": "1h"}}
+    planned = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
+    assert lead_time_violation(postponed, NOW, previous=planned) is None
+    assert lead_time_violation(planned, NOW, previous=postponed).startswith("maintenance starts in 2h")
