@@ -56,7 +56,7 @@ async def main() -> int:
         pods_task = asyncio.create_task(pods.run())
         say(f"demo API on http://127.0.0.1:{args.demo_port} (and on every example pod's address)")
         env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE}
-        operator = subprocess.Popen(
+        operator = subprocess.Popen(  # noqa: ASYNC220 - started, never waited on here
             [sys.executable, "-m", "pitwall", "run", "--log-format", "text",
              "--metrics-port", str(args.metrics_port), "--statuspage-port", str(args.statuspage_port),
              "--internal-port", str(args.internal_port)], env=env, start_new_session=True)

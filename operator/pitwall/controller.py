@@ -124,15 +124,6 @@ class WorkQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def idle(self, timeout: float = 10.0) -> bool:
-        """True once nothing is queued or running (tests and benchmarks)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._queued and not self._active and not self._dirty:
-                return True
-            await asyncio.sleep(0.01)
-        return False
-
     async def _worker(self) -> None:
         while True:
             key = await self._queue.get()

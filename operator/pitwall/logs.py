@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _EXTRA_FIELDS = ("kind", "object", "correlation_id", "step", "reason", "receiver", "alert")
 
@@ -17,7 +17,7 @@ _EXTRA_FIELDS = ("kind", "object", "correlation_id", "step", "reason", "receiver
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

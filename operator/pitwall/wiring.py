@@ -11,9 +11,9 @@ import importlib
 from functools import partial
 
 from .products import reconcile as products
+from .products.contributions import ProductHooks
 from .products.desired import LABEL_PRODUCT
 from .runtime import Runtime
-
 
 DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "alerts", 2),
            ("MaintenanceWindow", "maintenance", 2))
@@ -21,6 +21,7 @@ DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "al
 
 def register(rt: Runtime) -> None:
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
+    rt.services["products"] = ProductHooks(rt.stores)
     for kind, package, workers in DOMAINS:
         try:
             module = importlib.import_module(f"pitwall.{package}.reconcile")

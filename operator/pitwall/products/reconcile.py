@@ -15,7 +15,7 @@ from ..errors import Forbidden, Invalid
 from ..logs import ref
 from ..runtime import Runtime
 from . import desired as d
-from .analysis import (decide_rollback, drift, pinned_image, product_conditions, version_state)
+from .analysis import decide_rollback, drift, pinned_image, product_conditions, version_state
 
 log = logging.getLogger("pitwall.products")
 

@@ -1,0 +1,90 @@
+"""What other kinds contribute to an ApiProduct's status: its backends and active windows.
+
+Pure functions of the watch caches. The product reconciler asks these questions; the Backend
+and MaintenanceWindow reconcilers only write their own status, and every write enqueues the
+products involved (``wiring``), so a Service switches to the maintenance page in the same single
+server-side apply that keeps it as declared.
+"""
+
+from __future__ import annotations
+
+from ..controller import Store
+from .desired import ROLE_API, ROLE_MAINTENANCE
+
+CRITICALITY_EFFECT = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}
+
+
+def backend_view(product: dict, backends: Store) -> dict:
+    """``{"backends": [...status entries], "backend_effect": (effect, reason, msg) | None,
+    "refs": (ok, message), "backend_maintenance": message | None}``."""
+    namespace = product["metadata"]["namespace"]
+    entries, missing, down, degraded, in_maintenance = [], [], [], [], []
+    for ref in (product.get("spec") or {}).get("backends") or []:
+        name, criticality = ref["name"], ref.get("criticality", "critical")
+        backend = backends.get(namespace, name)
+        if backend is None:
+            missing.append(name)
+            entries.append({"name": name, "criticality": criticality, "state": "NotFound", "effect": "None"})
+            continue
+        state = (backend.get("status") or {}).get("state", "Unknown")
+        effect = "None"
+        if state == "Unavailable":
+            effect = CRITICALITY_EFFECT[criticality]
+            if effect == "Unavailable":
+                down.append(name)
+            elif effect == "Degraded":
+                degraded.append(name)
+        elif state == "Maintenance" and criticality != "optional":
+            in_maintenance.append(name)
+        entries.append({"name": name, "criticality": criticality, "state": state, "effect": effect})
+    result: dict = {"backends": entries, "refs": (not missing, ""), "backend_effect": None,
+                    "backend_maintenance": None}
+    if missing:
+        result["refs"] = (False, "Backend " + ", ".join(missing) + f" not found in namespace {namespace}")
+    if down:
+        result["backend_effect"] = ("Unavailable", "BackendUnavailable",
+                                    "critical backend " + ", ".join(down) + " is unavailable")
+    elif degraded:
+        result["backend_effect"] = ("Degraded", "BackendDegraded",
+                                    "degradable backend " + ", ".join(degraded) + " is unavailable")
+    if in_maintenance:
+        result["backend_maintenance"] = "backend " + ", ".join(in_maintenance) + " is in maintenance"
+    return result
+
+
+def active_windows(product: dict, windows: Store) -> list[tuple[dict, dict]]:
+    """(window, affected entry) for every Active window that lists this product."""
+    meta = product["metadata"]
+    found = []
+    for window in windows.list(meta["namespace"]):
+        status = window.get("status") or {}
+        if status.get("phase") != "Active" or window["metadata"].get("deletionTimestamp"):
+            continue
+        for entry in (status.get("affected") or {}).get("apiProducts") or []:
+            if entry.get("name") == meta["name"]:
+                found.append((window, entry))
+    return found
+
+
+class ProductHooks:
+    """Registered as ``rt.services["products"]``; consulted by the product reconciler."""
+
+    def __init__(self, stores: dict[str, Store]):
+        self.stores = stores
+
+    def product_contributions(self, product: dict) -> dict:
+        view = backend_view(product, self.stores["Backend"])
+        windows = active_windows(product, self.stores["MaintenanceWindow"])
+        messages = [f"maintenance window {w['metadata']['name']}: {(w.get('spec') or {}).get('reason', '')}"
+                    for w, _ in windows]
+        if view["backend_maintenance"]:
+            messages.append(view["backend_maintenance"])   # planned work is not an outage
+        view["maintenance"] = "; ".join(messages) or None
+        return view
+
+    def service_role(self, product: dict, version: str) -> str:
+        for window, entry in active_windows(product, self.stores["MaintenanceWindow"]):
+            if (window.get("spec") or {}).get("maintenancePage", True) and entry.get("effect") == "Unavailable" \
+                    and version in (entry.get("versions") or []):
+                return ROLE_MAINTENANCE
+        return ROLE_API
