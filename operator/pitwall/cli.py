@@ -38,6 +38,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _maintenance_page(rest: list[str]) -> int:
+    from .maintenance.page import main as page_main
+    return page_main(rest)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo_main
+    return demo_main(["--host", args.host, "--port", str(args.port)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pitwall", description="Pitwall: operate an API marketplace "
                                      "declaratively (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow).")
@@ -60,12 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.set_defaults(func=_run)
+
+    page = sub.add_parser("maintenance-page", help="serve the maintenance page (503 + Retry-After); "
+                          "configured by PITWALL_MAINTENANCE_* variables", add_help=False)
+    page.set_defaults(func=lambda a: _maintenance_page(a.rest), rest=[])
+    demo = sub.add_parser("demo-api", help="the demo API make dev probes (isUp, an OAuth flow, backends)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=18080)
+    demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "maintenance-page":
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args) or 0
 
 

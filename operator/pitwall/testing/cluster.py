@@ -100,7 +100,7 @@ def _write_pki(pki: Path) -> None:
     from cryptography.x509.oid import NameOID
 
     pki.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
     def key_pem(key) -> bytes:
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL

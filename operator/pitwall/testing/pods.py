@@ -80,7 +80,7 @@ class PodServers:
                     try:
                         await self.sync(kube)
                     except Exception as exc:  # the cluster may be restarting; keep going
-                        log.debug("pod sync failed: %s", exc)
+                        log.warning("pod sync failed: %s", exc)
                     await asyncio.sleep(self.interval)
             finally:
                 for runner in self.runners.values():
@@ -89,8 +89,14 @@ class PodServers:
 
     # -- for synchronous callers (pytest) -------------------------------------------------------
     def start_thread(self) -> PodServers:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.run()), daemon=True,
-                                        name="pod-servers")
+        def target() -> None:
+            try:
+                asyncio.run(self.run())
+            except Exception as exc:  # surfaced through ``error`` for the test that started it
+                self.error = exc
+                log.exception("pod servers stopped")
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=target, daemon=True, name="pod-servers")
         self._thread.start()
         return self
 

@@ -1,0 +1,285 @@
+"""Sending notifications: HTTP receivers over one shared httpx client, email over SMTP.
+
+Each delivery retries with exponential backoff, within a bound on attempts and on total time
+(a notification never blocks its rule for long: what is not delivered stays owed in the
+records and a later evaluation tries again). 5xx, 408, 429 and connection errors are retried,
+honouring ``Retry-After`` (capped); other 4xx are not, since repeating the same request cannot
+fix it. Errors are reported masked: webhook URLs, keys and SMTP passwords are the credential
+themselves, so they never appear in a result (which ends up in status and Events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import aiosmtplib
+import httpx
+
+from .. import durations
+from . import payloads
+from .rules import Receiver
+from .state import RESOLVED, DeliveryResult, Notification
+
+DEFAULT_OPSGENIE_URL = "https://api.opsgenie.com"
+DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com"
+RETRIED_STATUSES = (408, 429)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds for one delivery; its requests (one per alert for Opsgenie/PagerDuty) share ``max_total``."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.5          # doubles per attempt ...
+    max_delay: float = 30.0          # ... up to this
+    max_total: float = 120.0         # no new attempt would start after this many seconds
+    retry_after_cap: float = 60.0    # a receiver asking for longer gets this
+    timeout: float = 10.0            # per request
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    error: str | None = None
+    retry: bool = False
+    retry_after: float | None = None
+
+
+class Announcement(Protocol):
+    """A free-form message (a maintenance notice, a digest): what :func:`deliver_message` sends."""
+
+    subject: str
+    text: str
+    html: str
+    data: dict
+
+
+async def deliver(n: Notification, secret_value: str | None, client: httpx.AsyncClient, *,
+                  policy: RetryPolicy = RetryPolicy(), external_url: str = "",
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                  clock: Callable[[], float] = time.monotonic) -> list[DeliveryResult]:
+    """Send ``n`` to its receiver; one result per request (Opsgenie and PagerDuty: per alert).
+
+    ``secret_value`` is what the receiver's ``secretRef`` points to: the webhook URL (Teams,
+    Slack, webhook), the API key (Opsgenie), the routing key (PagerDuty) or the SMTP URL
+    ``smtp[s]://[user:pass@]host[:port][?starttls=true]`` (email). A webhook receiver may
+    instead carry a plain ``url`` in its spec.
+    """
+    receiver = n.receiver
+    sender = _Sender(receiver, n.event, client, policy, sleep, clock, secret_value)
+    if receiver.type in ("msteams", "slack", "webhook"):
+        build = {"msteams": payloads.teams, "slack": payloads.slack}.get(receiver.type)
+        body = build(n) if build else payloads.alertmanager(n, external_url)
+        return [await sender.webhook(body, n.keys)]
+    if not secret_value:
+        return [sender.unconfigured(n.keys, "the receiver's Secret holds no value")]
+    if receiver.type == "email":
+        return [await sender.smtp(lambda address: payloads.email(n, address, receiver.email_to), n.keys)]
+    results = []
+    for alert in n.alerts:
+        if receiver.type == "opsgenie":
+            base = (receiver.url or DEFAULT_OPSGENIE_URL).rstrip("/")
+            headers = {"Authorization": f"GenieKey {secret_value}"}
+            if n.event == RESOLVED:
+                results.append(await sender.http(
+                    f"{base}/v2/alerts/{quote(alert.key, safe='')}/close", payloads.opsgenie_close(n, alert),
+                    (alert.key,), headers=headers, params={"identifierType": "alias"}))
+            else:
+                results.append(await sender.http(f"{base}/v2/alerts", payloads.opsgenie_create(n, alert),
+                                                 (alert.key,), headers=headers))
+        else:
+            base = (receiver.url or DEFAULT_PAGERDUTY_URL).rstrip("/")
+            results.append(await sender.http(f"{base}/v2/enqueue",
+                                             payloads.pagerduty(n, alert, secret_value, external_url),
+                                             (alert.key,)))
+    return results
+
+
+async def deliver_message(receiver: Receiver, message: Announcement, secret_value: str | None,
+                          client: httpx.AsyncClient, *, event: str = "notice",
+                          policy: RetryPolicy = RetryPolicy(),
+                          sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                          clock: Callable[[], float] = time.monotonic) -> DeliveryResult:
+    """Send a free-form message through a receiver, with the same retries and masking.
+
+    Chat receivers get the subject and text, webhooks ``message.data`` as JSON, email all of
+    it. Opsgenie and PagerDuty open incidents, which a notice is not: they are refused.
+    """
+    sender = _Sender(receiver, event, client, policy, sleep, clock, secret_value)
+    if receiver.type == "msteams":
+        return await sender.webhook(payloads.teams_message(message.subject, message.text), ())
+    if receiver.type == "slack":
+        return await sender.webhook(payloads.slack_message(message.subject, message.text), ())
+    if receiver.type == "webhook":
+        return await sender.webhook(message.data, ())
+    if receiver.type != "email":
+        return sender.unconfigured((), f"{receiver.type} receivers take alerts, not messages")
+    if not secret_value:
+        return sender.unconfigured((), "the receiver's Secret holds no value")
+    return await sender.smtp(lambda address: payloads.email_message(
+        message.subject, message.text, message.html, address, receiver.email_to), ())
+
+
+def mask_url(url: str) -> str:
+    """``https://hooks.slack.com/***``: enough to tell receivers apart, not enough to post."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid URL>"
+    hidden = "/***" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+class _Sender:
+    """Retry loop and error masking shared by every request of one delivery."""
+
+    def __init__(self, receiver: Receiver, event: str, client: httpx.AsyncClient, policy: RetryPolicy,
+                 sleep: Callable[[float], Awaitable[None]], clock: Callable[[], float], secret: str | None):
+        self.receiver, self.event, self.client, self.policy = receiver, event, client, policy
+        self.sleep, self.clock, self.secret = sleep, clock, secret
+        self.start = clock()
+        self.secrets = _secret_parts(secret)
+
+    def result(self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None) -> DeliveryResult:
+        return DeliveryResult(self.receiver.name, self.event, keys, ok, attempts,
+                              self.scrub(error) if error else None, durations.now())
+
+    def unconfigured(self, keys: tuple[str, ...], error: str) -> DeliveryResult:
+        return self.result(keys, False, 0, error)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text[:300]
+
+    async def webhook(self, body: dict, keys: tuple[str, ...]) -> DeliveryResult:
+        url = self.secret or (self.receiver.url if self.receiver.type == "webhook" else None)
+        if not url:
+            return self.unconfigured(keys, "no webhook URL in the receiver's Secret")
+        return await self.http(url, body, keys)
+
+    async def http(self, url: str, body: dict, keys: tuple[str, ...], *, headers: dict | None = None,
+                   params: dict | None = None) -> DeliveryResult:
+        where = mask_url(url)
+
+        async def once() -> _Outcome:
+            try:
+                response = await self.client.post(url, json=body, headers=headers, params=params,
+                                                  timeout=self.policy.timeout)
+            except httpx.InvalidURL:
+                return _Outcome(False, f"invalid URL {where}")
+            except httpx.HTTPError as exc:
+                return _Outcome(False, f"{where}: {type(exc).__name__} {exc}".strip(), retry=True)
+            if response.is_success:
+                return _Outcome(True)
+            status = response.status_code
+            return _Outcome(False, f"HTTP {status} from {where}: {response.text[:200]}".strip(),
+                            retry=status in RETRIED_STATUSES or status >= 500,
+                            retry_after=_retry_after(response.headers.get("Retry-After")))
+
+        return await self.retry(once, keys)
+
+    async def smtp(self, compose: Callable[[str], EmailMessage], keys: tuple[str, ...]) -> DeliveryResult:
+        """``compose(sender_address)`` builds the mail once the SMTP URL is known to be usable."""
+        try:
+            options = _smtp_options(self.secret or "")
+        except ValueError as exc:
+            return self.unconfigured(keys, str(exc))
+        # No ``from``: relays usually accept their own login as sender, else pitwall@<relay>.
+        username = options["username"] or ""
+        message = compose(self.receiver.email_from or (username if "@" in username
+                                                       else f"pitwall@{options['hostname']}"))
+        where = f"SMTP {options['hostname']}:{options['port']}"
+
+        async def once() -> _Outcome:
+            try:
+                await aiosmtplib.send(message, timeout=self.policy.timeout, **options)
+            except aiosmtplib.SMTPResponseException as exc:
+                # 4xx is the server's "try again later"; 5xx (bad address, auth) will not change.
+                return _Outcome(False, f"{where}: {exc.code} {exc.message}", retry=400 <= exc.code < 500)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [r.code for r in exc.recipients]
+                return _Outcome(False, f"{where}: recipients refused: {exc}",
+                                retry=bool(codes) and all(400 <= c < 500 for c in codes))
+            except aiosmtplib.SMTPNotSupported as exc:
+                return _Outcome(False, f"{where}: {exc}")
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                return _Outcome(False, f"{where}: {type(exc).__name__} {exc}".strip(), retry=True)
+            return _Outcome(True)
+
+        return await self.retry(once, keys)
+
+    async def retry(self, once: Callable[[], Awaitable[_Outcome]], keys: tuple[str, ...]) -> DeliveryResult:
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await once()
+            if outcome.ok:
+                return self.result(keys, True, attempt, None)
+            if not outcome.retry or attempt >= self.policy.max_attempts:
+                return self.result(keys, False, attempt, outcome.error)
+            if outcome.retry_after is not None:
+                delay = min(outcome.retry_after, self.policy.retry_after_cap)
+            else:
+                delay = self.policy.backoff(attempt)
+            if self.clock() - self.start + delay > self.policy.max_total:
+                return self.result(keys, False, attempt, f"{outcome.error} (gave up: retry budget spent)")
+            await self.sleep(delay)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - durations.now()).total_seconds())
+
+
+def _smtp_options(smtp_url: str) -> dict:
+    """aiosmtplib keyword arguments from ``smtp[s]://[user:pass@]host[:port][?starttls=true]``."""
+    parts = urlsplit(smtp_url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("the SMTP URL must look like smtp://[user:pass@]host:port or smtps://...")
+    implicit = parts.scheme == "smtps"
+    starttls = parse_qs(parts.query).get("starttls", ["false"])[0].lower() in ("true", "1", "yes")
+    return {
+        "hostname": parts.hostname,
+        "port": parts.port or (465 if implicit else 25),
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "use_tls": implicit,
+        "start_tls": starttls and not implicit,
+    }
+
+
+def _secret_parts(secret: str | None) -> list[str]:
+    """The secret and the pieces of it that may show up alone in an error (URL path, password)."""
+    if not secret:
+        return []
+    parts = [secret]
+    try:
+        url = urlsplit(secret)
+        parts += [url.path, url.query, url.password or "", unquote(url.password or "")]
+    except ValueError:
+        pass
+    return sorted({p for p in parts if len(p) >= 4}, key=len, reverse=True)

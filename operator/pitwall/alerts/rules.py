@@ -1,0 +1,261 @@
+"""An AlertRule spec, parsed once into plain dataclasses, and the label selector it carries.
+
+The CRD schema refuses most bad input at admission; what it cannot judge (a receiver that
+an escalation step names but the rule does not define, a receiver without the Secret it
+needs, escalation steps out of order) raises :class:`pitwall.errors.InvalidSpec` here, so the
+lead can set ``Stalled`` with the reason. Defaults mirror the CRD's, so a spec read from a
+test or an old object behaves like one read from the API server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .. import durations
+from ..errors import InvalidSpec
+
+# Response targets: how long a firing alert may wait for an acknowledgement.
+# ``blocked`` alerts are recorded and shown but never page anyone, hence no target.
+SEVERITIES: dict[str, float | None] = {
+    "critical": 30 * 60,
+    "high": 2 * 3600,
+    "medium": 24 * 3600,
+    "low": 48 * 3600,
+    "blocked": None,
+}
+KINDS = ("ApiProduct", "Probe", "Backend")
+RECEIVER_TYPES = ("msteams", "slack", "opsgenie", "pagerduty", "email", "webhook")
+CONDITION_STATUSES = ("True", "False", "Unknown")
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """Where notifications go. The Secret holds what must not leak (URL, key, SMTP URL)."""
+
+    name: str
+    type: str
+    secret_ref: SecretRef | None = None
+    url: str | None = None
+    email_to: tuple[str, ...] = ()
+    email_from: str | None = None
+    escalation_only: bool = False
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    after: float
+    receivers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Selector:
+    kinds: tuple[str, ...] = KINDS
+    match_labels: Mapping[str, str] | None = None
+    match_expressions: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True)
+class When:
+    condition: str = "Ready"
+    status: str = "False"
+    for_: float = 0.0
+
+
+@dataclass(frozen=True)
+class Digest:
+    interval: float
+    receivers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    namespace: str
+    name: str
+    severity: str
+    selector: Selector
+    when: When
+    receivers: tuple[Receiver, ...] = ()
+    escalation: tuple[EscalationStep, ...] = ()
+    summary: str | None = None
+    repeat_interval: float = 4 * 3600
+    send_resolved: bool = True
+    group_wait: float = 0.0
+    digest: Digest | None = None
+
+    @property
+    def ack_window(self) -> float | None:
+        """Seconds a firing alert has to be acknowledged in; None for ``blocked``."""
+        return SEVERITIES[self.severity]
+
+    @property
+    def pages(self) -> bool:
+        return self.ack_window is not None
+
+    def receiver(self, name: str) -> Receiver | None:
+        return next((r for r in self.receivers if r.name == name), None)
+
+    @property
+    def initial_receivers(self) -> tuple[Receiver, ...]:
+        return tuple(r for r in self.receivers if not r.escalation_only)
+
+
+def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
+    """Build a :class:`Rule` from an AlertRule ``spec`` (camelCase, as stored)."""
+    severity = spec.get("severity", "")
+    if severity not in SEVERITIES:
+        raise InvalidSpec("InvalidSeverity", f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    receivers = tuple(parse_receiver(r) for r in spec.get("receivers") or [])
+    names = [r.name for r in receivers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidSpec("DuplicateReceiver", f"receiver names must be unique: {', '.join(duplicates)}")
+    escalation = tuple(
+        EscalationStep(_duration(step.get("after"), f"escalation[{i}].after"),
+                       _known(step.get("receivers") or [], names, f"escalation[{i}]"))
+        for i, step in enumerate(spec.get("escalation") or [])
+    )
+    for i in range(1, len(escalation)):
+        if escalation[i].after <= escalation[i - 1].after:
+            raise InvalidSpec("InvalidEscalation",
+                              f"escalation[{i}].after must be later than escalation[{i - 1}].after")
+    digest = None
+    if spec.get("digest"):
+        raw = spec["digest"]
+        digest = Digest(_duration(raw.get("interval"), "digest.interval"),
+                        _known(raw.get("receivers") or [], names, "digest"))
+    return Rule(
+        namespace=namespace,
+        name=name,
+        severity=severity,
+        selector=_selector(spec.get("selector") or {}),
+        when=_when(spec.get("when") or {}),
+        receivers=receivers,
+        escalation=escalation,
+        summary=spec.get("summary") or None,
+        repeat_interval=_duration(spec.get("repeatInterval"), "repeatInterval", 4 * 3600),
+        send_resolved=bool(spec.get("sendResolved", True)),
+        group_wait=_duration(spec.get("groupWait"), "groupWait", 0.0),
+        digest=digest,
+    )
+
+
+def matches(selector: Selector, kind: str, labels: Mapping[str, str] | None) -> bool:
+    """True when an object of ``kind`` with ``labels`` is selected (Kubernetes semantics)."""
+    labels = labels or {}
+    if kind not in selector.kinds:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.match_labels or {}).items()):
+        return False
+    return all(_requirement_holds(req, labels) for req in selector.match_expressions)
+
+
+def label_selector(selector: Selector) -> str:
+    """The same selector as a ``labelSelector`` query string, to list only matching objects."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for req in selector.match_expressions:
+        if req.operator == "Exists":
+            parts.append(req.key)
+        elif req.operator == "DoesNotExist":
+            parts.append(f"!{req.key}")
+        else:
+            op = "in" if req.operator == "In" else "notin"
+            parts.append(f"{req.key} {op} ({','.join(req.values)})")
+    return ",".join(parts)
+
+
+def _requirement_holds(req: Requirement, labels: Mapping[str, str]) -> bool:
+    present = req.key in labels
+    if req.operator == "In":
+        return present and labels[req.key] in req.values
+    if req.operator == "NotIn":
+        # Kubernetes: an object without the label satisfies NotIn.
+        return not present or labels[req.key] not in req.values
+    if req.operator == "Exists":
+        return present
+    return not present
+
+
+def _selector(raw: Mapping) -> Selector:
+    kinds = tuple(raw.get("kinds") or KINDS)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise InvalidSpec("InvalidSelector", f"selector.kinds: {', '.join(unknown)} cannot be alerted on "
+                                             f"(use {', '.join(KINDS)})")
+    expressions = []
+    for i, expr in enumerate(raw.get("matchExpressions") or []):
+        key, op, values = expr.get("key") or "", expr.get("operator"), tuple(expr.get("values") or ())
+        where = f"selector.matchExpressions[{i}]"
+        if not key:
+            raise InvalidSpec("InvalidSelector", f"{where}: key is required")
+        if op not in OPERATORS:
+            raise InvalidSpec("InvalidSelector", f"{where}: operator {op!r} is not one of {', '.join(OPERATORS)}")
+        if op in ("In", "NotIn") and not values:
+            raise InvalidSpec("InvalidSelector", f"{where}: {op} needs at least one value")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise InvalidSpec("InvalidSelector", f"{where}: {op} takes no values")
+        expressions.append(Requirement(key, op, values))
+    return Selector(kinds, dict(raw.get("matchLabels") or {}), tuple(expressions))
+
+
+def _when(raw: Mapping) -> When:
+    status = str(raw.get("status", "False"))
+    if status not in CONDITION_STATUSES:
+        raise InvalidSpec("InvalidCondition", f"when.status {status!r} is not one of True, False, Unknown")
+    return When(raw.get("condition") or "Ready", status, _duration(raw.get("for"), "when.for", 0.0))
+
+
+def parse_receiver(raw: Mapping) -> Receiver:
+    """One receiver entry (AlertRule receivers, MaintenanceWindow notice receivers)."""
+    name, type_ = raw.get("name") or "", raw.get("type")
+    if not name:
+        raise InvalidSpec("InvalidReceiver", "every receiver needs a name")
+    if type_ not in RECEIVER_TYPES:
+        raise InvalidSpec("InvalidReceiverType",
+                          f"receiver {name}: type {type_!r} is not one of {', '.join(RECEIVER_TYPES)}")
+    ref = raw.get("secretRef")
+    secret_ref = SecretRef(ref.get("name", ""), ref.get("key", "")) if ref else None
+    if secret_ref and not (secret_ref.name and secret_ref.key):
+        raise InvalidSpec("InvalidReceiver", f"receiver {name}: secretRef needs both name and key")
+    url = raw.get("url") or None
+    if url and urlsplit(url).scheme not in ("http", "https"):
+        raise InvalidSpec("InvalidReceiver", f"receiver {name}: url must be http(s)")
+    # A plain webhook may carry its URL in the spec; everything else needs its Secret.
+    if secret_ref is None and not (type_ == "webhook" and url):
+        what = "a secretRef or a url" if type_ == "webhook" else "a secretRef"
+        raise InvalidSpec("MissingSecretRef", f"receiver {name} ({type_}) needs {what}")
+    email = raw.get("email") or {}
+    to = tuple(email.get("to") or ())
+    if type_ == "email" and not to:
+        raise InvalidSpec("InvalidReceiver", f"receiver {name}: email needs email.to")
+    return Receiver(name, type_, secret_ref, url, to, email.get("from"), bool(raw.get("escalationOnly", False)))
+
+
+def _known(wanted: list[str], names: list[str], where: str) -> tuple[str, ...]:
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise InvalidSpec("UnknownReceiver", f"{where} names receivers this rule does not define: "
+                                             f"{', '.join(unknown)}")
+    return tuple(wanted)
+
+
+def _duration(value, where: str, default: float | None = None) -> float:
+    try:
+        return durations.parse(value, default)
+    except ValueError as exc:
+        raise InvalidSpec("InvalidDuration", f"{where}: {exc}") from None

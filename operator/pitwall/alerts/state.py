@@ -1,0 +1,454 @@
+"""The alert state machine: pure, so restarts and retries are decided by data, not by memory.
+
+One call to :func:`evaluate` takes a rule, the alert records kept in the AlertRule's
+``status.alerts``, what the selected objects' condition says now, the objects held by a
+maintenance window and the acknowledgements found on the rule, and returns the new records
+plus the notifications now due. Everything the next evaluation needs lives in the records,
+so an operator restart neither repeats nor loses a notification.
+
+Lifecycle of one alert (one per rule and object, with a stable key):
+
+- ``pending``: the condition holds, but not yet for ``when.for`` (measured from the
+  condition's ``lastTransitionTime``). Clears quietly if the condition stops holding.
+- ``firing``: the initial receivers (not ``escalationOnly``) are notified once. While it is
+  not acknowledged, escalation steps fire by time since firing, and every receiver paged so
+  far (initial and escalated) gets a reminder each ``repeatInterval`` (0 disables them).
+  Reminders and escalation stop at acknowledgement; ``blocked`` alerts never notify.
+- ``held``: the object is in an active maintenance window that suppresses alerts. Nothing is
+  sent; the clocks of a held alert that already fired keep running.
+- ``resolved``: the condition no longer holds, or the object is gone or deselected. Every
+  receiver that was sent a firing, escalation or reminder gets the resolve (``sendResolved``),
+  even when the alert was held meanwhile. Kept a while for the record, then dropped.
+
+Notifications are never sent from here. Each one owed is written into the record's
+``outstanding`` list first; every evaluation emits the entries that are due, grouped into one
+notification per receiver and event, and :func:`apply_results` removes the delivered ones
+(or pushes a failed one back with a growing delay). Outstanding entries therefore survive a
+crash between deciding and sending, and a failed delivery is retried by a later evaluation.
+The caller must run one evaluate/deliver/apply cycle per rule at a time, and should persist
+the records returned by :func:`evaluate` before it strips the acknowledgement annotation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .. import conditions
+from ..durations import parse_time, rfc3339
+from .rules import SEVERITIES, Receiver, Rule
+
+ACK_ANNOTATION = "pitwall.dev/acknowledge"
+ACK_BY_ANNOTATION = "pitwall.dev/acknowledged-by"
+
+PENDING, FIRING, HELD, RESOLVED = "pending", "firing", "held", "resolved"
+EVENTS = ("firing", "escalation", "reminder", "resolved")
+
+RESOLVED_KEEP = 50                      # resolved records kept per rule ...
+RESOLVED_TTL = timedelta(hours=24)      # ... and for at most this long
+DELIVERIES_KEEP = 20                    # delivery attempts kept per alert
+RETRY_BASE = 30.0                       # a failed delivery is owed again after 30s, 1m, 2m ...
+RETRY_CAP = 1800.0                      # ... at most every 30 minutes
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one selected object's ``when.condition`` says now."""
+
+    kind: str
+    name: str
+    status: str                      # True | False | Unknown (Unknown when the condition is absent)
+    since: datetime | None = None    # its lastTransitionTime
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass
+class Owed:
+    """A notification decided but not yet delivered to one receiver."""
+
+    receiver: str
+    event: str
+    due: datetime
+    tries: int = 0
+
+
+@dataclass
+class AlertRecord:
+    """One entry of ``status.alerts``; ``message`` is the condition's message, never stored."""
+
+    key: str
+    kind: str
+    name: str
+    subject: str
+    state: str
+    severity: str
+    pending_since: datetime | None = None
+    since: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    escalation_step: int = 0
+    last_notified_at: datetime | None = None
+    resolved_at: datetime | None = None
+    notified: list[str] = field(default_factory=list)
+    outstanding: list[Owed] = field(default_factory=list)
+    deliveries: list[dict] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def ack_deadline(self) -> datetime | None:
+        window = SEVERITIES.get(self.severity)
+        if self.since is None or window is None:
+            return None
+        return self.since + timedelta(seconds=window)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping) -> AlertRecord:
+        obj = raw.get("object") or {}
+        return cls(
+            key=raw["key"], kind=obj.get("kind", ""), name=obj.get("name", ""),
+            subject=raw.get("subject", ""), state=raw.get("state", PENDING),
+            severity=raw.get("severity", ""),
+            pending_since=_time(raw.get("pendingSince")), since=_time(raw.get("since")),
+            acknowledged_by=raw.get("acknowledgedBy"), acknowledged_at=_time(raw.get("acknowledgedAt")),
+            escalation_step=int(raw.get("escalationStep") or 0),
+            last_notified_at=_time(raw.get("lastNotifiedAt")), resolved_at=_time(raw.get("resolvedAt")),
+            notified=list(raw.get("notified") or []),
+            outstanding=[Owed(o["receiver"], o["event"], _time(o.get("due")) or _EPOCH,
+                              int(o.get("tries") or 0)) for o in raw.get("outstanding") or []],
+            deliveries=[dict(d) for d in raw.get("deliveries") or []],
+        )
+
+    def to_dict(self) -> dict:
+        out = {
+            "key": self.key, "object": {"kind": self.kind, "name": self.name}, "subject": self.subject,
+            "state": self.state, "severity": self.severity,
+            "pendingSince": self.pending_since, "since": self.since, "ackDeadline": self.ack_deadline,
+            "acknowledgedBy": self.acknowledged_by, "acknowledgedAt": self.acknowledged_at,
+            "escalationStep": self.escalation_step, "lastNotifiedAt": self.last_notified_at,
+            "resolvedAt": self.resolved_at, "notified": list(self.notified),
+            "outstanding": [{"receiver": o.receiver, "event": o.event, "due": rfc3339(o.due), "tries": o.tries}
+                            for o in self.outstanding],
+            "deliveries": [dict(d) for d in self.deliveries],
+        }
+        return {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to send: one receiver, one event, the alerts of one rule it is about."""
+
+    rule: Rule
+    receiver: Receiver
+    event: str
+    alerts: tuple[AlertRecord, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(a.key for a in self.alerts)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """How sending (part of) a notification ended; ``keys`` are the alerts it carried."""
+
+    receiver: str
+    event: str
+    keys: tuple[str, ...]
+    ok: bool
+    attempts: int
+    error: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An alert changed state (``old`` None: it appeared; ``new`` None: it cleared before firing)."""
+
+    key: str
+    subject: str
+    severity: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    records: list[dict]                   # the new status.alerts
+    notifications: list[Notification]     # due now; deliver, then apply_results()
+    transitions: list[Transition]
+    acks_applied: tuple[str, ...]         # every ack key handed in is consumed: strip them all
+    acks_unknown: tuple[str, ...]         # ... these matched no open alert (worth a Warning Event)
+    firing: int                           # alerts in state firing (held ones are not counted)
+    wake_at: datetime | None              # evaluate again by then even if nothing changes
+
+
+def alert_key(rule: Rule, kind: str, name: str) -> str:
+    """Stable, readable and unique across rules and namespaces (PagerDuty/Opsgenie dedup on it)."""
+    digest = hashlib.sha256(f"{rule.namespace}/{rule.name}/{kind}/{name}".encode()).hexdigest()[:8]
+    return f"{kind.lower()}-{name[:60]}-{digest}"
+
+
+def observe(obj: Mapping, condition: str) -> Observation:
+    """Read ``condition`` from a Kubernetes object (an absent condition counts as Unknown)."""
+    name = (obj.get("metadata") or {}).get("name", "")
+    cond = conditions.get((obj.get("status") or {}).get("conditions"), condition)
+    if cond is None:
+        return Observation(obj.get("kind", ""), name, "Unknown")
+    return Observation(obj.get("kind", ""), name, cond.get("status", "Unknown"),
+                       _time(cond.get("lastTransitionTime")), cond.get("reason", ""), cond.get("message", ""))
+
+
+def parse_acks(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """Acknowledgements on the rule: ``pitwall.dev/acknowledge: KEY[,KEY...]`` -> {key: who}."""
+    annotations = annotations or {}
+    who = annotations.get(ACK_BY_ANNOTATION, "").strip() or "annotation"
+    keys = (k.strip() for k in annotations.get(ACK_ANNOTATION, "").split(","))
+    return {k: who for k in keys if k}
+
+
+def evaluate(rule: Rule, records: Iterable[Mapping], observations: Iterable[Observation], now: datetime,
+             *, held: Collection[tuple[str, str]] = (), acks: Mapping[str, str] | None = None) -> Evaluation:
+    """Advance every alert of ``rule`` to ``now``.
+
+    ``observations`` are the objects the rule selects now (an alert whose object is missing
+    resolves; evaluating with none resolves all, e.g. when the rule is deleted). ``held`` are
+    ``(kind, name)`` of objects in an active maintenance window with ``suppressAlerts``.
+    """
+    return _Evaluator(rule, now, {tuple(h) for h in held}, dict(acks or {})).run(
+        [AlertRecord.from_dict(r) for r in records], observations)
+
+
+def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult]) -> list[dict]:
+    """Record delivery outcomes: log each attempt, settle what arrived, re-schedule what did not."""
+    recs = [AlertRecord.from_dict(r) for r in records]
+    by_key = {r.key: r for r in recs}
+    for res in results:
+        for key in res.keys:
+            rec = by_key.get(key)
+            if rec is None:
+                continue
+            entry = {"receiver": res.receiver, "event": res.event, "at": rfc3339(res.at), "ok": res.ok,
+                     "attempts": res.attempts}
+            if res.error:
+                entry["error"] = res.error
+            rec.deliveries = (rec.deliveries + [entry])[-DELIVERIES_KEEP:]
+            owed = _find(rec.outstanding, res.receiver, res.event)
+            if owed is None:
+                continue
+            if res.ok:
+                rec.outstanding.remove(owed)
+            else:
+                owed.tries += 1
+                owed.due = res.at + timedelta(seconds=min(RETRY_CAP, RETRY_BASE * 2 ** (owed.tries - 1)))
+    return [r.to_dict() for r in recs]
+
+
+class _Evaluator:
+    """One evaluation's working state (kept off the records so they stay plain data)."""
+
+    def __init__(self, rule: Rule, now: datetime, held: set, acks: dict[str, str]):
+        self.rule, self.now, self.held, self.acks = rule, now, held, acks
+        self.transitions: list[Transition] = []
+        self.applied: list[str] = []
+        self.open_keys: set[str] = set()
+        self.wakes: list[datetime] = []
+        self.group_due: dict[str, datetime] = {}
+
+    def run(self, records: list[AlertRecord], observations: Iterable[Observation]) -> Evaluation:
+        by_key = {r.key: r for r in records}
+        # groupWait: firings not yet sent wait for their group; later ones join the same group.
+        for rec in records:
+            for owed in rec.outstanding:
+                if owed.event == FIRING and owed.tries == 0 and owed.due > self.now:
+                    self.group_due[owed.receiver] = min(owed.due, self.group_due.get(owed.receiver, owed.due))
+        out: dict[str, AlertRecord] = {}
+        for obs in observations:
+            key = alert_key(self.rule, obs.kind, obs.name)
+            rec = by_key.pop(key, None)
+            if obs.status == self.rule.when.status:
+                rec = self.holds(rec, key, obs)
+            elif rec is not None:
+                rec = self.clear(rec, obs.message)
+            if rec is not None:
+                out[key] = rec
+        for key, rec in by_key.items():
+            gone = self.clear(rec, f"{rec.kind} {rec.name} no longer exists or is no longer selected")
+            if gone is not None:
+                out[key] = gone
+        kept = self.retain(out.values())
+        notifications = self.due(kept)
+        return Evaluation(
+            records=[r.to_dict() for r in kept],
+            notifications=notifications,
+            transitions=self.transitions,
+            acks_applied=tuple(self.applied),
+            acks_unknown=tuple(k for k in self.acks if k not in self.open_keys),
+            firing=sum(1 for r in kept if r.state == FIRING),
+            wake_at=min(self.wakes, default=None),
+        )
+
+    def holds(self, rec: AlertRecord | None, key: str, obs: Observation) -> AlertRecord:
+        """The condition holds for this object: open, fire, hold, escalate or remind."""
+        if rec is None or rec.state == RESOLVED:
+            rec = AlertRecord(key, obs.kind, obs.name, "", "", self.rule.severity)
+        if rec.since is None and obs.since is not None:
+            rec.pending_since = min(obs.since, self.now)
+        rec.pending_since = rec.pending_since or self.now
+        rec.severity = self.rule.severity
+        rec.subject = _subject(self.rule, obs)
+        rec.message = obs.message
+        self.open_keys.add(key)
+        self.acknowledge(rec)
+        held = (obs.kind, obs.name) in self.held
+        if held:
+            self.set_state(rec, HELD)
+        elif rec.since is not None:
+            self.set_state(rec, FIRING)
+            self.escalate(rec)
+            self.remind(rec)
+        else:
+            fire_at = rec.pending_since + timedelta(seconds=self.rule.when.for_)
+            if self.now >= fire_at:
+                self.fire(rec)
+            else:
+                self.set_state(rec, PENDING)
+                self.wakes.append(fire_at)
+        return rec
+
+    def clear(self, rec: AlertRecord, message: str) -> AlertRecord | None:
+        """The condition stopped holding (or the object is gone): resolve, or forget a non-alert."""
+        if rec.state == RESOLVED:
+            return rec
+        if rec.since is None:
+            self.transitions.append(Transition(rec.key, rec.subject, rec.severity, rec.state, None))
+            return None
+        self.set_state(rec, RESOLVED)
+        rec.resolved_at = self.now
+        rec.message = message
+        rec.outstanding = []          # a firing nobody received yet is news no more
+        if self.rule.send_resolved:
+            self.owe(rec, list(rec.notified), RESOLVED)
+        return rec
+
+    def fire(self, rec: AlertRecord) -> None:
+        rec.since = self.now
+        self.set_state(rec, FIRING)
+        if self.rule.pages:
+            self.owe(rec, [r.name for r in self.rule.initial_receivers], FIRING)
+        self.escalate(rec)
+
+    def escalate(self, rec: AlertRecord) -> None:
+        if not self.rule.pages or rec.acknowledged_at is not None:
+            return
+        elapsed = (self.now - rec.since).total_seconds()
+        steps = self.rule.escalation
+        reached = [i for i, step in enumerate(steps, 1) if i > rec.escalation_step and step.after <= elapsed]
+        if reached:
+            # Steps missed while the operator was down are all called now, once.
+            names = [n for i in reached for n in steps[i - 1].receivers]
+            self.owe(rec, list(dict.fromkeys(names)), "escalation")
+            rec.escalation_step = reached[-1]
+        if rec.escalation_step < len(steps):
+            self.wakes.append(rec.since + timedelta(seconds=steps[rec.escalation_step].after))
+
+    def remind(self, rec: AlertRecord) -> None:
+        interval = self.rule.repeat_interval
+        if not self.rule.pages or rec.acknowledged_at is not None or interval <= 0 or not rec.notified:
+            return
+        last = rec.last_notified_at or rec.since
+        if (self.now - last).total_seconds() >= interval:
+            self.owe(rec, list(rec.notified), "reminder")
+            last = self.now
+        self.wakes.append(last + timedelta(seconds=interval))
+
+    def acknowledge(self, rec: AlertRecord) -> None:
+        if rec.key not in self.acks or rec.acknowledged_at is not None:
+            return
+        rec.acknowledged_by = self.acks[rec.key]
+        rec.acknowledged_at = self.now
+        rec.outstanding = [o for o in rec.outstanding if o.event in (FIRING, RESOLVED)]
+        self.applied.append(rec.key)
+
+    def owe(self, rec: AlertRecord, names: list[str], event: str) -> None:
+        for name in names:
+            if event != RESOLVED and name not in rec.notified:
+                rec.notified.append(name)
+            if _find(rec.outstanding, name, event) is not None:
+                continue              # still owed from before: one message, not two
+            due = self.now
+            if event == FIRING and self.rule.group_wait > 0:
+                due = self.group_due.setdefault(name, self.now + timedelta(seconds=self.rule.group_wait))
+            rec.outstanding.append(Owed(name, event, due))
+        if names:
+            rec.last_notified_at = self.now
+
+    def set_state(self, rec: AlertRecord, state: str) -> None:
+        if rec.state != state:
+            self.transitions.append(Transition(rec.key, rec.subject, rec.severity, rec.state or None, state))
+            rec.state = state
+
+    def retain(self, records: Iterable[AlertRecord]) -> list[AlertRecord]:
+        """Open alerts, then the most recent resolved ones; drop what can no longer be delivered."""
+        names = {r.name for r in self.rule.receivers}
+        open_, resolved = [], []
+        for rec in records:
+            # A rule turned ``blocked`` still owes resolves, but pages no more.
+            rec.outstanding = [o for o in rec.outstanding
+                               if o.receiver in names and (self.rule.pages or o.event == RESOLVED)]
+            if rec.state != RESOLVED:
+                open_.append(rec)
+            elif self.now - rec.resolved_at < RESOLVED_TTL:
+                resolved.append(rec)
+        rank = {FIRING: 0, HELD: 1, PENDING: 2}
+        open_.sort(key=lambda r: (rank[r.state], r.key))
+        resolved.sort(key=lambda r: (r.resolved_at, r.key), reverse=True)
+        return open_ + resolved[:RESOLVED_KEEP]
+
+    def due(self, records: list[AlertRecord]) -> list[Notification]:
+        groups: dict[tuple[str, str], list[AlertRecord]] = {}
+        for rec in records:
+            if rec.state == HELD:
+                continue              # paused, not dropped: sent if the window ends first
+            for owed in rec.outstanding:
+                if owed.due <= self.now:
+                    groups.setdefault((owed.receiver, owed.event), []).append(rec)
+                else:
+                    self.wakes.append(owed.due)
+        return [Notification(self.rule, receiver, event, tuple(groups[(receiver.name, event)]))
+                for receiver in self.rule.receivers for event in EVENTS if (receiver.name, event) in groups]
+
+
+def _subject(rule: Rule, obs: Observation) -> str:
+    """``summary`` with ``{kind}``, ``{name}`` ... filled in; unknown fields and bad braces stay as typed."""
+    facts = _Facts(kind=obs.kind, name=obs.name, namespace=rule.namespace, rule=rule.name,
+                   condition=rule.when.condition, status=obs.status, reason=obs.reason, message=obs.message,
+                   severity=rule.severity)
+    if rule.summary:
+        try:
+            return rule.summary.format_map(facts)
+        except (ValueError, IndexError, AttributeError):
+            return rule.summary
+    subject = f"{obs.kind} {obs.name}: {rule.when.condition} is {obs.status}"
+    return f"{subject} ({obs.reason})" if obs.reason else subject
+
+
+class _Facts(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _find(owed: list[Owed], receiver: str, event: str) -> Owed | None:
+    return next((o for o in owed if o.receiver == receiver and o.event == event), None)
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None

@@ -1,0 +1,199 @@
+"""A small marketplace API to point probes at, in ``make dev`` and in tests.
+
+It answers the calls the example probes make (an ``isUp`` check and a three-step OAuth flow:
+token, profile, balance) and can be told to fail, so outages are one ``curl`` away::
+
+    python -m pitwall.demo --host 127.0.0.1 --port 18080
+    curl -X POST 'localhost:18080/_admin/down?what=token&status=401'   # or &hang=true
+    curl -X POST 'localhost:18080/_admin/up'                           # everything back up
+
+``what`` is ``isUp``, ``token``, ``accounts`` or ``backend:<name>``. Every request's
+``X-Correlation-ID`` is logged (as an API's own logs would be) and the last ones are listed at
+``GET /_admin/requests``, so a probe failure's id can be found on the API side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+log = logging.getLogger("pitwall.demo")
+
+USERNAME, PASSWORD = "homer", "d0nut"
+TOKEN_TTL = 300
+ACCOUNTS = {"acc-42": {"id": "acc-42", "name": "Homer", "currency": "ZAR", "amount": 1234.56}}
+HANG = 0  # an outage "status" meaning: never answer
+SERVICES = ("isUp", "token", "accounts")
+
+
+@dataclass
+class DemoState:
+    down: dict[str, int] = field(default_factory=dict)  # what -> status to answer (or HANG)
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> monotonic expiry
+    requests: deque = field(default_factory=lambda: deque(maxlen=1000))
+
+
+STATE = web.AppKey("state", DemoState)
+
+
+def make_app() -> web.Application:
+    app = web.Application(middlewares=[_record])
+    app[STATE] = DemoState()
+    app.add_routes([
+        web.get("/isUp", is_up),
+        web.post("/oauth/token", token),
+        web.get("/accounts/me", me),
+        web.get("/accounts/{id}/balance", balance),
+        web.get("/backends/{name}/health", backend_health),
+        web.post("/_admin/down", admin_down),
+        web.post("/_admin/up", admin_up),
+        web.get("/_admin/requests", admin_requests),
+    ])
+    return app
+
+
+async def start_demo(host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
+    """Serve the demo API; the bound port is ``runner.addresses[0][1]``. Stop with ``runner.cleanup()``."""
+    # A client that gives up on a hanging endpoint cancels its handler, and shutdown does not
+    # wait for hung handlers.
+    runner = web.AppRunner(make_app(), handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+@web.middleware
+async def _record(request: web.Request, handler) -> web.StreamResponse:
+    correlation_id = request.headers.get("X-Correlation-ID", "")
+    request.app[STATE].requests.append({
+        "method": request.method, "path": request.path, "correlationId": correlation_id,
+        "traceparent": request.headers.get("traceparent", ""),
+    })
+    response = await handler(request)
+    log.info("%s %s -> %s correlation_id=%s", request.method, request.path, response.status,
+             correlation_id or "-")
+    return response
+
+
+async def _outage(request: web.Request, what: str) -> web.Response | None:
+    status = request.app[STATE].down.get(what)
+    if status is None:
+        return None
+    if status == HANG:
+        await asyncio.Event().wait()  # until the client gives up
+    if what == "token" and status == 401:
+        return web.json_response({"error": "invalid_grant"}, status=401)
+    return web.json_response({"error": f"{what} is down (simulated)"}, status=status)
+
+
+async def is_up(request: web.Request) -> web.Response:
+    return await _outage(request, "isUp") or web.json_response({"status": "up"})
+
+
+async def token(request: web.Request) -> web.Response:
+    if outage := await _outage(request, "token"):
+        return outage
+    form = await request.post()
+    if (form.get("grant_type"), form.get("username"), form.get("password")) != ("password", USERNAME, PASSWORD):
+        return web.json_response({"error": "invalid_grant"}, status=401)
+    state = request.app[STATE]
+    now = time.monotonic()
+    state.tokens = {t: exp for t, exp in state.tokens.items() if exp > now}  # keep the map bounded
+    issued = secrets.token_urlsafe(24)
+    state.tokens[issued] = now + TOKEN_TTL
+    return web.json_response({"access_token": issued, "token_type": "Bearer", "expires_in": TOKEN_TTL})
+
+
+async def me(request: web.Request) -> web.Response:
+    if refused := await _outage(request, "accounts") or _unauthorized(request):
+        return refused
+    account = ACCOUNTS["acc-42"]
+    return web.json_response({"id": account["id"], "name": account["name"]})
+
+
+async def balance(request: web.Request) -> web.Response:
+    if refused := await _outage(request, "accounts") or _unauthorized(request):
+        return refused
+    account = ACCOUNTS.get(request.match_info["id"])
+    if account is None:
+        return web.json_response({"error": "no such account"}, status=404)
+    return web.json_response({"currency": account["currency"], "amount": account["amount"]})
+
+
+async def backend_health(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return await _outage(request, f"backend:{name}") or web.json_response({"status": "up", "backend": name})
+
+
+async def admin_down(request: web.Request) -> web.Response:
+    what = _what(request)
+    hang = request.query.get("hang", "").lower() in ("1", "true", "yes")
+    try:
+        status = HANG if hang else int(request.query.get("status", "503"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="status must be an HTTP status code") from None
+    if not hang and not 400 <= status <= 599:
+        raise web.HTTPBadRequest(text="status must be 400..599")
+    request.app[STATE].down[what] = status
+    return web.json_response({"down": request.app[STATE].down})
+
+
+async def admin_up(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if "what" in request.query:
+        state.down.pop(_what(request), None)
+    else:
+        state.down.clear()
+    return web.json_response({"down": state.down})
+
+
+async def admin_requests(request: web.Request) -> web.Response:
+    return web.json_response(list(request.app[STATE].requests))
+
+
+def _what(request: web.Request) -> str:
+    what = request.query.get("what", "")
+    if what not in SERVICES and not (what.startswith("backend:") and len(what) > len("backend:")):
+        raise web.HTTPBadRequest(text=f"what must be one of {', '.join(SERVICES)} or backend:<name>")
+    return what
+
+
+def _unauthorized(request: web.Request) -> web.Response | None:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    expiry = request.app[STATE].tokens.get(presented)
+    if scheme.lower() == "bearer" and expiry is not None and expiry > time.monotonic():
+        return None
+    return web.json_response({"error": "invalid_token"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pitwall.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18080)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def serve() -> None:
+        runner = await start_demo(args.host, args.port)
+        log.info("demo API on http://%s:%s", args.host, runner.addresses[0][1])
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

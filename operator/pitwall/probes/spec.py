@@ -1,0 +1,346 @@
+"""Parse a Probe spec (or a Backend's Probe-shaped ``health`` block) into frozen dataclasses.
+
+The CRD schema already refuses most bad input at admission. What it cannot judge is checked
+here, once, when the spec changes, so a probe that can never run is ``Stalled`` with a reason
+instead of failing on every run: JSONPath and regex syntax, capture expressions, and
+``${var}`` references to variables no earlier step captures. Defaults are applied here too,
+because a spec read from the API server may predate a default added to the schema.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonpath_ng import JSONPath
+from jsonpath_ng.exceptions import JSONPathError
+from jsonpath_ng.ext import parse as parse_jsonpath
+
+from .. import durations
+from ..errors import InvalidSpec
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+DEFAULT_STEP = "check"
+RUN_SLACK = 1.0  # seconds
+
+# ${name} or ${secret:name/key}; anything else between ${ and } is refused at parse time.
+REFERENCE = re.compile(r"\$\{([^}]*)\}")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SECRET = re.compile(r"secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([-._a-zA-Z0-9]+)")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Tls:
+    insecure_skip_verify: bool = False
+    ca: SecretRef | None = None
+    client_cert: str | None = None  # a kubernetes.io/tls Secret (tls.crt, tls.key)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str = "GET"
+    url: str | None = None  # absolute; may contain references
+    path: str | None = None  # relative to the target
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+    json: Any = None
+    form: Mapping[str, str] | None = None
+
+    def templates(self) -> Iterator[str]:
+        """Every string that is interpolated before sending."""
+        for value in (self.url, self.path, self.body):
+            if value is not None:
+                yield value
+        yield from self.headers.values()
+        yield from self.query.values()
+        yield from (self.form or {}).values()
+        yield from _strings(self.json)
+
+
+@dataclass(frozen=True)
+class JsonExpect:
+    path: str
+    compiled: JSONPath = field(compare=False, repr=False)
+    exists: bool = True
+    equals: Any = None
+    has_equals: bool = False  # ``equals: null`` is a real expectation
+    matches: re.Pattern | None = None
+
+
+@dataclass(frozen=True)
+class HeaderExpect:
+    name: str
+    present: bool = True
+    matches: re.Pattern | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: tuple[int, ...] = (200,)
+    max_latency: float | None = None  # seconds
+    json: tuple[JsonExpect, ...] = ()
+    headers: tuple[HeaderExpect, ...] = ()
+    body_contains: str | None = None
+    body_regex: re.Pattern | None = None
+
+
+@dataclass(frozen=True)
+class Capture:
+    var: str
+    header: str | None = None  # ``header:Name``
+    path: str | None = None  # a JSONPath
+    compiled: JSONPath | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    request: Request
+    expect: Expect
+    capture: tuple[Capture, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    """One runnable check: a Probe spec or a Backend's ``health`` block."""
+
+    target: str | None  # None until an ApiProduct target is resolved
+    steps: tuple[Step, ...]
+    interval: float = 30.0
+    timeout: float = 5.0  # per request
+    failure_threshold: int = 3
+    success_threshold: int = 1
+    paused: bool = False
+    follow_redirects: bool = False
+    proxy: str | None = None
+    tls: Tls = Tls()
+    check_maintenance_page: bool = False
+
+    @property
+    def run_timeout(self) -> float:
+        """The whole run is cut here, so a slow flow cannot outlive its share of the schedule.
+
+        Every request is cut at ``timeout`` on its own; the slack keeps that per-request cut
+        the one that reports a slow target, and bounds what happens between requests (Secret
+        reads).
+        """
+        return self.timeout * len(self.steps) + RUN_SLACK
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """Secrets this check reads (to re-run or un-stall it when one of them changes)."""
+        names = {ref.name for step in self.steps for text in step.request.templates()
+                 for ref in secret_refs(text)}
+        if self.tls.ca:
+            names.add(self.tls.ca.name)
+        if self.tls.client_cert:
+            names.add(self.tls.client_cert)
+        return frozenset(names)
+
+
+def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None) -> Check:
+    """Validate ``spec`` and apply defaults.
+
+    ``base_url`` is the resolved target (an ApiProduct version's URL); without it the target is
+    ``target.url`` (Probe) or ``url`` (Backend health). A check whose steps need a target but
+    has none and no ApiProduct to resolve is refused.
+    """
+    target_spec = spec.get("target") or {}
+    target = base_url or spec.get("url") or target_spec.get("url")
+    if target:
+        _require_http(target, "the target URL")
+    steps = tuple(_parse_steps(spec.get("steps") or []))
+    if not target and not target_spec.get("apiProduct"):
+        relative = [s.name for s in steps if not s.request.url]
+        if relative:
+            raise InvalidSpec("NoTarget", f"step {relative[0]!r} has no url and the check has no target")
+    tls = spec.get("tls") or {}
+    ca = tls.get("caSecretRef")
+    return Check(
+        target=target,
+        steps=steps,
+        interval=_duration(spec.get("interval"), 30.0, "interval"),
+        timeout=_duration(spec.get("timeout"), 5.0, "timeout"),
+        failure_threshold=int(spec.get("failureThreshold") or 3),
+        success_threshold=int(spec.get("successThreshold") or 1),
+        paused=bool(spec.get("paused", False)),
+        follow_redirects=bool(spec.get("followRedirects", False)),
+        proxy=spec.get("proxy") or None,
+        tls=Tls(
+            insecure_skip_verify=bool(tls.get("insecureSkipVerify", False)),
+            ca=SecretRef(ca["name"], ca["key"]) if ca else None,
+            client_cert=(tls.get("clientCertSecretRef") or {}).get("name"),
+        ),
+        check_maintenance_page=bool(spec.get("checkMaintenancePage", False)),
+    )
+
+
+def secret_refs(text: str) -> Iterator[SecretRef]:
+    for match in REFERENCE.finditer(text):
+        secret = SECRET.fullmatch(match.group(1))
+        if secret:
+            yield SecretRef(secret.group(1), secret.group(3))
+
+
+def join(target: str, path: str) -> str:
+    """``path`` is appended to the target, so ``/me`` under ``http://svc/payments/v2`` keeps the prefix."""
+    return target.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _parse_steps(raw: list[Mapping[str, Any]]) -> Iterator[Step]:
+    if not raw:
+        yield Step(DEFAULT_STEP, Request(), Expect())
+        return
+    seen: set[str] = set()
+    captured: set[str] = set()
+    for item in raw:
+        name = item.get("name") or ""
+        if not name or name in seen:
+            raise InvalidSpec("InvalidStep", f"step names must be unique and non-empty (got {name!r})")
+        seen.add(name)
+        request = _parse_request(name, item.get("request") or {})
+        for text in request.templates():
+            _check_references(name, text, captured)
+        step = Step(name, request, _parse_expect(name, item.get("expect") or {}),
+                    tuple(_parse_captures(name, item.get("capture") or {})))
+        captured.update(c.var for c in step.capture)
+        yield step
+
+
+def _parse_request(step: str, raw: Mapping[str, Any]) -> Request:
+    method = (raw.get("method") or "GET").upper()
+    if method not in METHODS:
+        raise InvalidSpec("InvalidStep", f"step {step!r}: method {method!r} is not one of {sorted(METHODS)}")
+    if raw.get("url") and raw.get("path"):
+        raise InvalidSpec("InvalidStep", f"step {step!r}: set url or path, not both")
+    bodies = [k for k in ("body", "json", "form") if raw.get(k) is not None]
+    if len(bodies) > 1:
+        raise InvalidSpec("InvalidStep", f"step {step!r}: set only one of body, json, form (got {bodies})")
+    url = raw.get("url")
+    if url and not url.startswith("${"):  # a fully interpolated URL is checked when it is sent
+        _require_http(url, f"step {step!r}: url")
+    return Request(
+        method=method,
+        url=url,
+        path=raw.get("path"),
+        headers=_strings_map(raw.get("headers")),
+        query=_strings_map(raw.get("query")),
+        body=raw.get("body"),
+        json=raw.get("json"),
+        form=_strings_map(raw["form"]) if raw.get("form") is not None else None,
+    )
+
+
+def _parse_expect(step: str, raw: Mapping[str, Any]) -> Expect:
+    status = tuple(int(s) for s in raw.get("status") or (200,))
+    if any(not 100 <= s <= 599 for s in status):
+        raise InvalidSpec("InvalidStep", f"step {step!r}: expected status codes must be 100..599")
+    max_latency = raw.get("maxLatency")
+    body = raw.get("body") or {}
+    return Expect(
+        status=status,
+        max_latency=_duration(max_latency, None, f"step {step!r}: maxLatency") if max_latency else None,
+        json=tuple(_parse_json_expect(step, j) for j in raw.get("json") or []),
+        headers=tuple(
+            HeaderExpect(h["name"], bool(h.get("present", True)),
+                         _regex(step, h.get("matches"), f"header {h['name']}"))
+            for h in raw.get("headers") or []
+        ),
+        body_contains=body.get("contains"),
+        body_regex=_regex(step, body.get("regex"), "body"),
+    )
+
+
+def _parse_json_expect(step: str, raw: Mapping[str, Any]) -> JsonExpect:
+    path = raw.get("path") or ""
+    return JsonExpect(
+        path=path,
+        compiled=_jsonpath(step, path, f"expect.json {path!r}"),
+        exists=bool(raw.get("exists", True)),
+        equals=raw.get("equals"),
+        has_equals="equals" in raw,
+        matches=_regex(step, raw.get("matches"), path),
+    )
+
+
+def _parse_captures(step: str, raw: Mapping[str, str]) -> Iterator[Capture]:
+    for var, source in raw.items():
+        if not VARIABLE.fullmatch(var):
+            raise InvalidSpec("InvalidCapture", f"step {step!r}: {var!r} is not a valid variable name")
+        if not isinstance(source, str):
+            raise InvalidSpec("InvalidCapture", f"step {step!r}: capture {var!r} must be a string")
+        if source.startswith("header:") and source[len("header:"):].strip():
+            yield Capture(var, header=source[len("header:"):].strip())
+        elif source.startswith("$"):
+            yield Capture(var, path=source, compiled=_jsonpath(step, source, f"capture {var!r}"))
+        else:
+            raise InvalidSpec("InvalidCapture",
+                              f"step {step!r}: capture {var!r} must be a JSONPath ($.x) or header:Name, "
+                              f"got {source!r}")
+
+
+def _check_references(step: str, text: str, captured: set[str]) -> None:
+    for match in REFERENCE.finditer(text):
+        inner = match.group(1)
+        if SECRET.fullmatch(inner):
+            continue
+        if not VARIABLE.fullmatch(inner):
+            raise InvalidSpec("InvalidReference",
+                              f"step {step!r}: {match.group(0)} is neither ${{var}} nor ${{secret:name/key}}")
+        if inner not in captured:
+            raise InvalidSpec("UnknownVariable",
+                              f"step {step!r} uses {match.group(0)} but no earlier step captures {inner!r}")
+
+
+def _jsonpath(step: str, path: str, what: str) -> JSONPath:
+    if not path.startswith("$"):
+        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: a JSONPath starts with $")
+    try:
+        return parse_jsonpath(path)
+    except JSONPathError as exc:
+        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what} is not a valid JSONPath: {exc}") from exc
+
+
+def _regex(step: str, pattern: str | None, what: str) -> re.Pattern | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidSpec("InvalidRegex", f"step {step!r}: {what}: {pattern!r} is not a valid regex: {exc}") from exc
+
+
+def _duration(value: Any, default: float | None, what: str) -> float:
+    try:
+        return durations.parse(value, default)
+    except ValueError as exc:
+        raise InvalidSpec("InvalidDuration", f"{what}: {exc}") from exc
+
+
+def _require_http(url: str, what: str) -> None:
+    if not re.match(r"https?://[^/?#]", url):
+        raise InvalidSpec("InvalidURL", f"{what} must be an absolute http(s) URL, got {url!r}")
+
+
+def _strings_map(raw: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (raw or {}).items()}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

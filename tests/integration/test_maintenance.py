@@ -1,0 +1,140 @@
+"""MaintenanceWindow against the real control plane: kwok pods, real local servers."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+from pitwall.maintenance.page import PageConfig, make_app
+from pitwall.runtime import parse_rewrite, rewrite_address
+from pitwall.testing.cluster import POD_ADDRESS_REWRITE
+from pitwall.testing.pods import PodServers
+from tests.conftest import condition, eventually
+from tests.helpers.receiver import Recorder
+from tests.integration.test_products import product, ready
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window(name: str, start: datetime, seconds: int, webhook: str, **extra) -> dict:
+    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow", "metadata": {"name": name},
+            "spec": {"reason": "Core banking upgrade",
+                     "schedule": {"start": stamp(start), "duration": f"{seconds}s"},
+                     "targets": {"apiProducts": {"names": ["payments"]}},
+                     "notice": {"leadTime": "5s", "notifyConsumers": True,
+                                "receivers": [{"name": "ops", "type": "webhook", "url": webhook + "/ops"}]},
+                     **extra}}
+
+
+def page_env(pod: dict) -> dict:
+    container = pod["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def endpoints(kubectl, service: str) -> list[str]:
+    slices = kubectl.list("endpointslices", f"kubernetes.io/service-name={service}")
+    return [addr for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")
+            for addr in e["addresses"]]
+
+
+def test_window_switches_service_to_the_page_notifies_and_ends_on_time(operator, kubectl, cluster):
+    with Recorder() as receiver:
+        kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 2}],
+                              maintenancePage={"title": "Payments API maintenance",
+                                               "message": "Back soon after the core banking upgrade",
+                                               "retryAfter": "10m"},
+                              consumers=[{"name": "acme", "versions": ["v2"],
+                                          "contact": {"webhook": receiver.url + "/acme"}}]))
+        eventually(lambda: ready(kubectl, "payments"))
+        api_endpoints = sorted(endpoints(kubectl, "payments-v2"))
+        assert len(api_endpoints) == 2
+        start = datetime.now(UTC) + timedelta(seconds=8)
+        kubectl.apply(window("upgrade", start, 25, receiver.url))
+
+        # advance notice (leadTime 5s > time left) to the consumer and the window's receiver
+        eventually(lambda: receiver.paths("/acme") and receiver.paths("/ops"), message="advance notices")
+        assert "Core banking upgrade" in json.dumps(receiver.paths("/acme")[0]["body"])
+        # at start the Service selects the page pods: its endpoints are theirs
+        svc = eventually(lambda: (lambda s: s if s["spec"]["selector"]["pitwall.dev/role"] == "maintenance-page"
+                                  else None)(kubectl.get("service", "payments-v2")), timeout=30)
+        assert svc["spec"]["selector"]["pitwall.dev/version"] == "v2"
+        switched_at = datetime.now(UTC)
+        assert switched_at >= start - timedelta(seconds=1)
+        page_pods = kubectl.list("pods", "pitwall.dev/role=maintenance-page")
+        assert page_pods
+        eventually(lambda: sorted(endpoints(kubectl, "payments-v2")) ==
+                   sorted(p["status"]["podIP"] for p in page_pods if p["status"].get("podIP")), timeout=20)
+        # the product's own pods keep running untouched
+        assert kubectl.get("deployment", "payments-v2")["status"]["readyReplicas"] == 2
+        obj = kubectl.get("apiproduct", "payments")
+        assert condition(obj, "InMaintenance")["status"] == "True"
+        assert obj["status"]["state"] == "Maintenance"
+
+        # a real page server bound to a page pod's address answers as the Deployment would
+        servers = PodServers(str(cluster.kubeconfig), lambda pod: make_app(PageConfig.from_env(page_env(pod))),
+                             selector="pitwall.dev/role=maintenance-page", namespace=kubectl.namespace).start_thread()
+        try:
+            address = rewrite_address(endpoints(kubectl, "payments-v2")[0], parse_rewrite(POD_ADDRESS_REWRITE))
+            port = page_pods[0]["spec"]["containers"][0]["ports"][0]["containerPort"]
+
+            def fetch():
+                request = urllib.request.Request(f"http://{address}:{port}/payments/v2/charges",
+                                                 headers={"Accept": "application/json"})
+                try:
+                    urllib.request.urlopen(request, timeout=2)
+                except urllib.error.HTTPError as err:
+                    return err.code, dict(err.headers), json.loads(err.read())
+                return None
+            code, headers, body = eventually(fetch, timeout=15, message="page server answers")
+            assert code == 503
+            assert 0 < int(headers["Retry-After"]) <= 600
+            assert body["title"] == "Payments API maintenance"
+        finally:
+            servers.stop()
+
+        mw = kubectl.get("maintenancewindow", "upgrade")
+        assert mw["status"]["phase"] == "Active"
+        assert condition(mw, "Active")["status"] == "True"
+        # at the end: back to the product's pods, page removed, end notice sent
+        eventually(lambda: kubectl.get("service", "payments-v2")["spec"]["selector"]["pitwall.dev/role"] == "api",
+                   timeout=30, message="switched back")
+        assert datetime.now(UTC) >= start + timedelta(seconds=24)
+        eventually(lambda: kubectl.get("maintenancewindow", "upgrade")["status"]["phase"] == "Completed")
+        eventually(lambda: not kubectl.list("deployments", "pitwall.dev/role=maintenance-page"), timeout=20)
+        eventually(lambda: sorted(endpoints(kubectl, "payments-v2")) == api_endpoints, timeout=20)
+        kinds = [n["kind"] for n in kubectl.get("maintenancewindow", "upgrade")["status"]["notices"]]
+        assert kinds == ["advance", "start", "end"]
+        assert len(receiver.paths("/acme")) == 3   # each notice once
+        obj = eventually(lambda: ready(kubectl, "payments"))
+        assert condition(obj, "InMaintenance")["status"] == "False"
+
+
+def test_restart_mid_window_keeps_the_page_and_ends_on_time(operator, kubectl):
+    with Recorder() as receiver:
+        kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 1}]))
+        eventually(lambda: ready(kubectl, "payments"))
+        start = datetime.now(UTC) + timedelta(seconds=3)
+        kubectl.apply(window("upgrade", start, 14, receiver.url))
+        eventually(lambda: kubectl.get("service", "payments-v2")["spec"]["selector"]["pitwall.dev/role"]
+                   == "maintenance-page", timeout=30)
+        operator.stop()
+        assert kubectl.get("service", "payments-v2")["spec"]["selector"]["pitwall.dev/role"] == "maintenance-page"
+        operator.start()
+        assert kubectl.get("service", "payments-v2")["spec"]["selector"]["pitwall.dev/role"] == "maintenance-page"
+        eventually(lambda: kubectl.get("service", "payments-v2")["spec"]["selector"]["pitwall.dev/role"] == "api",
+                   timeout=40, message="ended after the restart")
+        assert datetime.now(UTC) >= start + timedelta(seconds=13)
+        notices = kubectl.get("maintenancewindow", "upgrade")["status"]["notices"]
+        assert [n["kind"] for n in notices] == ["advance", "start", "end"]   # none sent twice
+
+
+def test_bad_schedule_is_refused_with_a_clear_message(kubectl):
+    bad = window("bad", datetime.now(UTC) + timedelta(days=5), 60, "http://127.0.0.1:9")
+    bad["spec"]["schedule"]["cron"] = "0 22 * * SAT"
+    proc = kubectl("apply", "--server-side", "-f", "-", input=json.dumps(bad), check=False)
+    assert proc.returncode != 0
+    assert "schedule.start" in proc.stderr and "schedule.cron" in proc.stderr

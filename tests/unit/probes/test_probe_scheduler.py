@@ -1,0 +1,210 @@
+"""The scheduler: exact timetable arithmetic on made-up times, then the asyncio loop on real time.
+
+The loop tests use 50 ms intervals and assert counts and order, never how long something took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from pitwall.probes.scheduler import Scheduler, Timetable, phase
+
+from .conftest import wait_until
+
+
+def test_phase_is_stable_and_spreads_keys_over_the_interval():
+    offsets = [phase(("ns", f"probe-{i}"), 10.0) for i in range(2000)]
+
+    assert offsets == [phase(("ns", f"probe-{i}"), 10.0) for i in range(2000)]
+    assert all(0 <= o < 10 for o in offsets)
+    per_second = Counter(int(o) for o in offsets)
+    assert len(per_second) == 10 and min(per_second.values()) > 150  # about 200 each
+
+
+def test_first_runs_come_in_phase_order():
+    table = Timetable()
+    keys = [f"p{i}" for i in range(20)]
+    for key in keys:
+        table.upsert(key, 10.0, now=1000.0)
+
+    due = table.pop_due(1010.0)
+
+    assert sorted(k for k, _ in due) == sorted(keys)  # each once within one interval
+    assert [d for _, d in due] == sorted(d for _, d in due)
+    assert all(1000.0 < d <= 1010.0 for _, d in due)
+
+
+def test_no_drift_over_many_late_runs():
+    table = Timetable()
+    table.upsert("p", 10.0, now=0.0)
+    first = table.next_due()
+
+    dues = []
+    for _ in range(10_000):  # about 28 hours of 10 s runs, each popped 0.3 s late
+        [(key, due)] = table.pop_due(table.next_due() + 0.3)
+        dues.append(due)
+
+    assert dues[-1] == pytest.approx(first + 9_999 * 10.0, abs=1e-6)
+    assert all(d == pytest.approx(first + i * 10.0, abs=1e-6) for i, d in enumerate(dues))
+
+
+def test_missed_slots_are_skipped_not_bunched():
+    table = Timetable()
+    table.upsert("p", 10.0, now=0.0)
+    first = table.next_due()
+
+    late = first + 55.0  # five and a half intervals late
+    assert [k for k, _ in table.pop_due(late)] == ["p"]
+    assert table.pop_due(late) == []
+    assert table.next_due() == pytest.approx(first + 60.0)
+
+
+def test_upsert_reschedules_only_on_change():
+    table = Timetable()
+    table.upsert("p", 10.0, now=0.0)
+    before = table.next_due()
+
+    table.upsert("p", 10.0, now=3.0)  # same interval: keep the slot
+    assert table.next_due() == before
+
+    table.upsert("p", 10.0, now=3.0, run_now=True)  # a spec change: run at once
+    assert table.pop_due(3.0) == [("p", 3.0)]
+
+    table.upsert("p", 60.0, now=4.0)  # a new interval takes effect at once, on its own grid
+    assert 4.0 < table.next_due() <= 64.0
+    assert table.next_due() == pytest.approx(phase("p", 60.0) + 60.0 * (table.next_due() // 60.0))
+
+
+def test_remove_and_pause():
+    table = Timetable()
+    table.upsert("gone", 1.0, now=0.0)
+    table.upsert("paused", 1.0, now=0.0)
+    table.remove("gone")
+    table.set_paused("paused", True, now=0.0)
+
+    assert table.pop_due(100.0) == [] and table.next_due() is None
+
+    table.set_paused("paused", False, now=100.0)
+    assert [k for k, _ in table.pop_due(101.0)] == ["paused"]
+
+
+class Recorder:
+    def __init__(self):
+        self.runs = Counter()
+        self.running = 0
+        self.peak = 0
+
+    def job(self, key, *, block: asyncio.Event | None = None):
+        async def run():
+            self.runs[key] += 1
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            try:
+                if block is not None:
+                    await block.wait()
+            finally:
+                self.running -= 1
+        return run
+
+
+@pytest.fixture
+async def scheduler():
+    lags = []
+    s = Scheduler(on_lag=lags.append)
+    s.lags = lags
+    s.start()
+    yield s
+    await s.stop()
+
+
+async def test_runs_every_probe_repeatedly(scheduler):
+    rec = Recorder()
+    for key in ("a", "b", "c"):
+        scheduler.upsert(key, 0.05, rec.job(key), timeout=1.0)
+
+    await wait_until(lambda: all(rec.runs[k] >= 3 for k in "abc"))
+
+    assert len(scheduler.lags) >= 9 and all(lag >= 0 for lag in scheduler.lags)
+
+
+async def test_hung_run_is_cut_and_blocks_no_one(scheduler):
+    rec = Recorder()
+    cut = []
+
+    async def hang():
+        rec.runs["hung"] += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cut.append(True)
+            raise
+
+    scheduler.upsert("hung", 0.05, hang, timeout=0.15, run_now=True)
+    scheduler.upsert("fast", 0.05, rec.job("fast"), timeout=1.0)
+
+    await wait_until(lambda: cut and rec.runs["hung"] >= 2 and rec.runs["fast"] >= 5)
+
+    assert scheduler.overruns >= 1  # slots that came while it hung were skipped, not stacked
+
+
+async def test_spec_change_reschedules_at_once(scheduler):
+    rec = Recorder()
+    scheduler.upsert("p", 3600.0, rec.job("p"), timeout=1.0)
+    await asyncio.sleep(0.05)
+    assert rec.runs["p"] == 0  # an hourly probe waits for its slot
+
+    scheduler.upsert("p", 0.05, rec.job("p"), timeout=1.0, run_now=True)
+
+    await wait_until(lambda: rec.runs["p"] >= 3)
+
+
+async def test_removed_and_paused_probes_stop(scheduler):
+    rec = Recorder()
+    for key in ("keep", "remove", "pause"):
+        scheduler.upsert(key, 0.05, rec.job(key), timeout=1.0, run_now=True)
+    await wait_until(lambda: all(rec.runs[k] >= 1 for k in ("keep", "remove", "pause")))
+
+    scheduler.remove("remove")
+    scheduler.set_paused("pause", True)
+    frozen = dict(rec.runs)
+    await wait_until(lambda: rec.runs["keep"] >= frozen["keep"] + 4)
+
+    assert rec.runs["remove"] == frozen["remove"]
+    assert rec.runs["pause"] == frozen["pause"]
+
+    scheduler.set_paused("pause", False)
+    await wait_until(lambda: rec.runs["pause"] > frozen["pause"])
+
+
+async def test_concurrency_is_limited():
+    rec = Recorder()
+    release = asyncio.Event()
+    s = Scheduler(concurrency=2)
+    s.start()
+    try:
+        for i in range(5):
+            s.upsert(i, 3600.0, rec.job(i, block=release), timeout=5.0, run_now=True)
+        await wait_until(lambda: rec.running == 2)
+        await asyncio.sleep(0.05)  # the others are queued, not running
+        assert rec.running == 2 and sum(rec.runs.values()) == 2
+
+        release.set()
+        await wait_until(lambda: sum(rec.runs.values()) == 5)
+        assert rec.peak == 2
+    finally:
+        await s.stop()
+
+
+async def test_a_failing_run_does_not_stop_the_loop(scheduler):
+    rec = Recorder()
+
+    async def boom():
+        rec.runs["boom"] += 1
+        raise RuntimeError("target exploded")
+
+    scheduler.upsert("boom", 0.05, boom, timeout=1.0, run_now=True)
+
+    await wait_until(lambda: rec.runs["boom"] >= 3)
