@@ -1,0 +1,183 @@
+"""The probe runtime: one scheduler, shared HTTP clients, thresholds, stats and status writes.
+
+Probes and Backends' ``health`` checks both run here (the same engine, the same semantics);
+each owner kind supplies how its target resolves and how a result becomes its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client import Counter, Gauge, Histogram
+
+from .. import durations
+from ..errors import InvalidSpec
+from ..runtime import Runtime
+from .client import client_key, make_client
+from .coalesce import should_write
+from .engine import RunResult, run_check
+from .policy import AddressPolicy
+from .scheduler import Scheduler
+from .spec import Check
+from .state import Health, observe, settle
+from .stats import Stats
+
+log = logging.getLogger("pitwall.probes")
+
+SUCCESS = Gauge("pitwall_probe_success", "1 when the last run passed", ["kind", "namespace", "name"])
+UP = Gauge("pitwall_probe_up", "1 when the probe's state is Up (after thresholds)", ["kind", "namespace", "name"])
+DURATION = Histogram("pitwall_probe_duration_seconds", "Request duration per step",
+                     ["kind", "namespace", "name", "step"],
+                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RUNS = Counter("pitwall_probe_runs_total", "Probe runs by result", ["kind", "namespace", "name", "result"])
+LAG = Histogram("pitwall_probe_schedule_lag_seconds", "Start time minus due time",
+                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+STATUS_WRITES = Counter("pitwall_probe_status_writes_total", "Status writes by probes", ["kind"])
+
+Key = tuple[str, str, str]    # (kind, namespace, name)
+
+
+@dataclass
+class Job:
+    """What the monitor keeps per scheduled check between runs."""
+
+    key: Key
+    generation: int
+    check: Check
+    resolve: Callable[[], str | None]                  # base URL now (None: no ready endpoint)
+    imposed: Callable[[], str | None]                  # Maintenance / Paused, or None
+    publish: Callable[[Job, RunResult | None, bool], Awaitable[None]]
+    health: Health = field(default_factory=Health)
+    stats: Stats = field(default_factory=Stats)
+    last_written: float | None = None
+    last_result: RunResult | None = None
+    stalled: tuple[str, str] | None = None
+
+
+class Monitor:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.policy = AddressPolicy.from_lists(
+            allow=[a for a in (rt.settings.allow_networks or "").split(",") if a.strip()],
+            deny=[d for d in (rt.settings.deny_networks or "").split(",") if d.strip()])
+        self.scheduler = Scheduler(concurrency=512, on_lag=LAG.observe)
+        self.jobs: dict[Key, Job] = {}
+        self._clients: dict[Hashable, httpx.AsyncClient] = {}
+        self._client_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        for client in self._clients.values():
+            await client.aclose()
+
+    def secrets(self, namespace: str):
+        async def read(name: str, key: str) -> str | None:
+            return await self.rt.kube.read_secret(namespace, name, key)
+        return read
+
+    async def client(self, check: Check, namespace: str) -> httpx.AsyncClient:
+        key = (client_key(check), namespace if (check.tls.ca or check.tls.client_cert) else None)
+        async with self._client_lock:
+            if key not in self._clients:
+                self._clients[key] = await make_client(check, secrets=self.secrets(namespace), policy=self.policy)
+            return self._clients[key]
+
+    # -- scheduling ------------------------------------------------------------------------------
+    def upsert(self, job: Job, previous_status: dict) -> None:
+        """Schedule (or reschedule at once, when the spec changed) and resume from status."""
+        old = self.jobs.get(job.key)
+        if old is not None:
+            job.health, job.stats, job.last_written = old.health, old.stats, old.last_written
+            job.last_result = old.last_result
+        else:
+            job.health = Health.from_status(previous_status)
+            job.stats = Stats.from_status(previous_status)
+        self.jobs[job.key] = job
+        changed = old is None or old.generation != job.generation
+        if changed:
+            self.scheduler.upsert(job.key, job.check.interval, lambda: self.run(job.key),
+                                  timeout=job.check.run_timeout + 10, run_now=True)
+        self.scheduler.set_paused(job.key, job.check.paused)
+
+    def remove(self, key: Key) -> None:
+        self.scheduler.remove(key)
+        self.jobs.pop(key, None)
+        kind, namespace, name = key
+        for gauge in (SUCCESS, UP):
+            try:
+                gauge.remove(kind, namespace, name)
+            except KeyError:
+                pass
+
+    # -- one run ----------------------------------------------------------------------------------
+    async def run(self, key: Key, *, publish: bool = True) -> RunResult | None:
+        job = self.jobs.get(key)
+        if job is None:
+            return None
+        kind, namespace, name = key
+        base_url = job.resolve()
+        try:
+            client = await self.client(job.check, namespace)
+            result = await run_check(job.check, client=client, secrets=self.secrets(namespace),
+                                     base_url=base_url)
+        except InvalidSpec as exc:
+            job.stalled = (exc.reason, exc.message)
+            if publish:
+                await job.publish(job, None, True)
+            return None
+        job.stalled = None
+        imposed = job.imposed()
+        previous = job.health
+        outcome = observe(previous, result.ok, failure_threshold=job.check.failure_threshold,
+                          success_threshold=job.check.success_threshold, imposed=imposed)
+        job.health = outcome.health
+        job.stats.record(result.at, result.ok, result.latency_ms if result.ok else None)
+        job.last_result = result
+        SUCCESS.labels(kind, namespace, name).set(1 if result.ok else 0)
+        UP.labels(kind, namespace, name).set(1 if outcome.state == "Up" else 0)
+        RUNS.labels(kind, namespace, name, "success" if result.ok else "failure").inc()
+        for step in result.steps:
+            if step.latency_ms is not None:
+                DURATION.labels(kind, namespace, name, step.name).observe(step.latency_ms / 1000)
+        if not result.ok:
+            failure = result.failure
+            log.info("%s %s/%s failed at step %s: %s", kind, namespace, name, failure.name, failure.reason,
+                     extra={"kind": kind, "object": f"{namespace}/{name}", "step": failure.name,
+                            "correlation_id": failure.correlation_id, "reason": failure.reason})
+        now = time.monotonic()
+        if publish and should_write(job.last_written, now, transition=outcome.transition):
+            await job.publish(job, result, outcome.transition)
+            job.last_written = now
+            STATUS_WRITES.labels(kind).inc()
+        return result
+
+    async def resettle(self, key: Key) -> None:
+        """Maintenance started or ended, or the probe was paused: re-derive the state now."""
+        job = self.jobs.get(key)
+        if job is None:
+            return
+        outcome = settle(job.health, failure_threshold=job.check.failure_threshold,
+                         success_threshold=job.check.success_threshold, imposed=job.imposed())
+        if outcome.transition:
+            job.health = outcome.health
+            await job.publish(job, job.last_result, True)
+            job.last_written = time.monotonic()
+
+
+def probe_status(job: Job, result: RunResult | None) -> dict:
+    """The status fields every monitored kind shares (health, last run, failure, numbers)."""
+    status: dict = {**job.health.to_status(), **job.stats.to_status(durations.now())}
+    if result is not None:
+        status["lastRun"] = result.last_run()
+        failure = result.last_failure()
+        if failure:
+            status["lastFailure"] = failure
+    return status

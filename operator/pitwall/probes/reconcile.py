@@ -1,0 +1,192 @@
+"""Reconcile one Probe: validate it, (re)schedule it, and publish each run's outcome.
+
+The reconcile itself never runs a check: it parses the spec, resolves what it can, and hands a
+:class:`~pitwall.probes.monitor.Job` to the single scheduler, which runs it at once on a spec
+change and then on its interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from .. import durations
+from ..conditions import Condition, summary
+from ..errors import InvalidSpec
+from ..products.contributions import active_windows
+from ..products.desired import workload_name
+from ..runtime import Runtime, rewrite_address
+from .engine import RunResult
+from .monitor import Job, Monitor, probe_status
+from .spec import parse_check
+from .state import DOWN, MAINTENANCE, PAUSED, UP
+
+log = logging.getLogger("pitwall.probes")
+KIND = "Probe"
+
+
+def setup(rt: Runtime) -> None:
+    rt.services.setdefault("monitor", Monitor(rt))
+
+
+def monitor(rt: Runtime) -> Monitor:
+    return rt.services["monitor"]  # type: ignore[return-value]
+
+
+# -- target resolution -------------------------------------------------------------------------
+def version_url(rt: Runtime, namespace: str, product: str, version: str) -> str | None:
+    """Where an ApiProduct version answers: its Service in the cluster, else a ready endpoint."""
+    service = workload_name(product, version)
+    if rt.settings.resolved_target_mode == "service":
+        return f"http://{service}.{namespace}.svc"
+    for slice_ in rt.stores["EndpointSlice"].list(namespace):
+        if (slice_["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != service:
+            continue
+        port = next((p.get("port") for p in slice_.get("ports") or [] if p.get("name") in ("http", None)), None)
+        for endpoint in slice_.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") and endpoint.get("addresses") and port:
+                address = rewrite_address(endpoint["addresses"][0], rt.rewrite_rules)
+                return f"http://{address}:{port}"
+    return None
+
+
+def target_product(probe: dict) -> tuple[str, str] | None:
+    target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct")
+    if target:
+        return target["name"], target.get("version", "")
+    return None
+
+
+def in_maintenance(rt: Runtime, namespace: str, product: str, version: str | None) -> bool:
+    obj = rt.stores["ApiProduct"].get(namespace, product)
+    if obj is None:
+        return False
+    for _, entry in active_windows(obj, rt.stores["MaintenanceWindow"]):
+        if version is None or version in (entry.get("versions") or []):
+            return True
+    return False
+
+
+def _imposed(rt: Runtime, namespace: str, name: str) -> str | None:
+    probe = rt.stores[KIND].get(namespace, name)
+    if probe is None:
+        return None
+    if (probe.get("spec") or {}).get("paused"):
+        return PAUSED
+    target = target_product(probe)
+    labelled = (probe["metadata"].get("labels") or {}).get("pitwall.dev/product")
+    if target and in_maintenance(rt, namespace, target[0], target[1]):
+        return MAINTENANCE
+    if labelled and in_maintenance(rt, namespace, labelled, None):
+        return MAINTENANCE
+    return None
+
+
+# -- reconcile ---------------------------------------------------------------------------------
+async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
+    mon = monitor(rt)
+    key = (KIND, namespace, name)
+    probe = rt.stores[KIND].copy(namespace, name)
+    if probe is None or probe["metadata"].get("deletionTimestamp"):
+        mon.remove(key)
+        rt.forget(KIND, namespace, name)
+        return None
+    spec = probe.get("spec") or {}
+    status = probe.get("status") or {}
+
+    stalled = None
+    target = target_product(probe)
+    if target:
+        product = rt.stores["ApiProduct"].get(namespace, target[0])
+        versions = {v["name"]: v for v in ((product or {}).get("spec") or {}).get("versions") or []}
+        if product is None:
+            stalled = ("ProductNotFound", f"ApiProduct {target[0]} not found in namespace {namespace}")
+        elif target[1] not in versions or versions[target[1]].get("lifecycle") == "retired":
+            stalled = ("VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}")
+    try:
+        check = parse_check(spec, base_url="http://resolved.invalid" if target else None)
+    except InvalidSpec as exc:
+        stalled = (exc.reason, exc.message)
+    if stalled is None:
+        for secret in sorted(check.secret_names):
+            if await rt.kube.get("Secret", namespace, secret) is None:
+                stalled = ("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
+                break
+    if stalled:
+        mon.remove(key)
+        await _publish_stalled(rt, probe, stalled)
+        return 60.0   # the missing object may appear without an event on this probe
+
+    if target:
+        resolve = partial(version_url, rt, namespace, *target)
+    else:
+        resolve = lambda: None  # noqa: E731 - the check carries its own URL
+    job = Job(key=key, generation=probe["metadata"].get("generation", 0), check=check, resolve=resolve,
+              imposed=partial(_imposed, rt, namespace, name), publish=partial(_publish, rt))
+    mon.upsert(job, status)
+    await mon.resettle(key)
+    if not status.get("conditions"):
+        await rt.write_status(probe, {"state": job.health.state}, _conditions(job.health.state, None))
+    return None
+
+
+def _conditions(state: str, result: RunResult | None) -> list[Condition]:
+    failure = result.failure if result else None
+    if state == UP:
+        healthy = Condition.true("Healthy", "Up", "the last runs passed")
+    elif state == DOWN:
+        detail = f"step {failure.name}: {failure.reason} (correlation id {failure.correlation_id})" \
+            if failure else "consecutive failures reached the threshold"
+        healthy = Condition.false("Healthy", "Down", detail)
+    elif state == MAINTENANCE:
+        healthy = Condition.unknown("Healthy", "Maintenance", "the target is in a maintenance window")
+    elif state == PAUSED:
+        healthy = Condition.unknown("Healthy", "Paused", "the probe is paused")
+    else:
+        healthy = Condition.unknown("Healthy", "AwaitingResults", "not enough runs yet")
+    ready = state == UP
+    return [healthy, *summary(ready, ready_reason="Up", ready_message=healthy.message,
+                              not_ready=(healthy.reason, healthy.message))]
+
+
+async def _publish(rt: Runtime, job: Job, result: RunResult | None, transition: bool) -> None:
+    _, namespace, name = job.key
+    probe = rt.stores[KIND].get(namespace, name)
+    if probe is None:
+        return
+    if job.stalled:
+        await _publish_stalled(rt, probe, job.stalled)
+        return
+    status = probe_status(job, result)
+    base = job.resolve()
+    status["target"] = base or job.check.target
+    previous_state = (probe.get("status") or {}).get("state")
+    if transition:
+        status["lastTransitionAt"] = durations.rfc3339()
+    await rt.write_status(probe, status, _conditions(job.health.state, result))
+    if transition and previous_state != job.health.state:
+        await _announce(rt, probe, job, result, previous_state)
+
+
+async def _announce(rt: Runtime, probe: dict, job: Job, result: RunResult | None, previous: str | None) -> None:
+    state = job.health.state
+    failure = result.failure if result else None
+    if state == DOWN and failure:
+        message = (f"{previous or 'Unknown'} -> Down after {job.health.consecutive_failures} consecutive failures: "
+                   f"step {failure.name}: {failure.reason}; correlation id {failure.correlation_id}")
+    else:
+        message = f"{previous or 'Unknown'} -> {state}"
+    await rt.event(probe, f"Probe{state}", message, warning=state == DOWN)
+    (log.warning if state == DOWN else log.info)(
+        "probe is %s", state, extra={"kind": KIND, "object": f"{probe['metadata']['namespace']}/"
+                                     f"{probe['metadata']['name']}",
+                                     "correlation_id": failure.correlation_id if failure else None})
+
+
+async def _publish_stalled(rt: Runtime, probe: dict, stalled: tuple[str, str]) -> None:
+    previous = ((probe.get("status") or {}).get("conditions") or [])
+    already = any(c.get("type") == "Stalled" and c.get("reason") == stalled[0] for c in previous)
+    await rt.write_status(probe, {"state": "Unknown"},
+                          [Condition.unknown("Healthy", stalled[0], stalled[1]), *summary(False, stalled=stalled)])
+    if not already:
+        await rt.event(probe, stalled[0], stalled[1], warning=True)

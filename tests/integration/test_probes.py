@@ -1,0 +1,136 @@
+"""Probe against the real control plane and real local HTTP servers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pitwall.demo import make_app
+from pitwall.testing.pods import PodServers
+from tests.conftest import condition, eventually
+from tests.helpers.demo import DemoAPI
+from tests.integration.test_products import product, ready
+
+
+@pytest.fixture
+def demo():
+    with DemoAPI() as api:
+        yield api
+
+
+def probe(name: str, target: dict, **spec) -> dict:
+    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe", "metadata": {"name": name},
+            "spec": {"target": target, "interval": "1s", "timeout": "1s", **spec}}
+
+
+def status(kubectl, name) -> dict:
+    return (kubectl.get("probe", name) or {}).get("status") or {}
+
+
+def oauth_steps() -> list[dict]:
+    return [
+        {"name": "token", "request": {"method": "POST", "path": "/oauth/token",
+                                      "form": {"grant_type": "password", "username": "homer",
+                                               "password": "${secret:homer/password}"}},
+         "expect": {"status": [200], "json": [{"path": "$.token_type", "equals": "Bearer"}]},
+         "capture": {"token": "$.access_token"}},
+        {"name": "profile", "request": {"path": "/accounts/me", "headers": {"Authorization": "Bearer ${token}"}},
+         "expect": {"status": [200]}, "capture": {"accountId": "$.id"}},
+        {"name": "balance", "request": {"path": "/accounts/${accountId}/balance",
+                                        "headers": {"Authorization": "Bearer ${token}"}},
+         "expect": {"status": [200], "json": [{"path": "$.currency", "exists": True}]}},
+    ]
+
+
+def test_thresholds_correlation_and_events(operator, kubectl, demo):
+    kubectl.apply(probe("isup", {"url": demo.url + "/isUp"}, failureThreshold=3, successThreshold=2))
+    eventually(lambda: status(kubectl, "isup").get("state") == "Up", message="Up")
+    kubectl("wait", "--for=condition=Ready", "probe/isup", "--timeout=10s")
+
+    demo.admin("down", what="isUp")
+    st = eventually(lambda: (lambda s: s if s.get("state") == "Down" else None)(status(kubectl, "isup")),
+                    message="Down")
+    assert st["consecutiveFailures"] == 3   # Down exactly at the threshold, not before
+    failure = st["lastFailure"]
+    assert failure["httpStatus"] == 503 and failure["step"]
+    # the failing request's correlation id is in status, in the Event and in the API's own log
+    seen = [r["correlationId"] for r in demo.requests()]
+    assert failure["correlationId"] in seen
+    down = eventually(lambda: [e for e in kubectl.events("isup") if e["reason"] == "ProbeDown"])
+    assert failure["correlationId"] in down[0]["message"]
+    assert condition(kubectl.get("probe", "isup"), "Ready")["status"] == "False"
+
+    demo.admin("up")
+    st = eventually(lambda: (lambda s: s if s.get("state") == "Up" else None)(status(kubectl, "isup")))
+    assert st["consecutiveSuccesses"] >= 2
+    assert 0 < st["availability"]["last1h"] < 100
+    # every request carried a fresh correlation id and a W3C traceparent
+    recent = [r for r in demo.requests() if r["path"] == "/isUp"][-5:]
+    assert len({r["correlationId"] for r in recent}) == len(recent)
+    assert all(r["traceparent"].startswith("00-") for r in recent)
+
+
+def test_oauth_flow_passes_and_fails_at_the_right_step(operator, kubectl, demo):
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "homer"},
+                   "stringData": {"password": "d0nut"}})
+    kubectl.apply(probe("oauth", {"url": demo.url}, steps=oauth_steps(), failureThreshold=1))
+    eventually(lambda: status(kubectl, "oauth").get("state") == "Up", message="flow passes")
+    demo.admin("down", what="token", status=401)
+    st = eventually(lambda: (lambda s: s if s.get("state") == "Down" else None)(status(kubectl, "oauth")))
+    assert st["lastFailure"]["step"] == "token"
+    assert st["lastFailure"]["httpStatus"] == 401
+    assert "401" in st["lastFailure"]["reason"]
+    # the secret never shows in status or events
+    everything = json.dumps(kubectl.get("probe", "oauth")) + json.dumps(kubectl.events("oauth"))
+    assert "d0nut" not in everything
+
+
+def test_metadata_address_is_refused(operator, kubectl):
+    kubectl.apply(probe("imds", {"url": "http://169.254.169.254/latest/meta-data/"}))
+    obj = eventually(lambda: (lambda o: o if condition(o, "Stalled").get("status") == "True" else None)(
+        kubectl.get("probe", "imds")))
+    assert condition(obj, "Stalled")["reason"] == "TargetDenied"
+    assert "169.254.169.254" in condition(obj, "Stalled")["message"]
+
+
+def test_missing_secret_and_product_stall_with_a_reason(operator, kubectl):
+    kubectl.apply(probe("nosecret", {"url": "http://127.0.0.1:9/"}, steps=[
+        {"name": "login", "request": {"headers": {"Authorization": "Basic ${secret:absent/key}"}}}]))
+    kubectl.apply(probe("noproduct", {"apiProduct": {"name": "ghost", "version": "v1"}}))
+    for name, reason in (("nosecret", "SecretNotFound"), ("noproduct", "ProductNotFound")):
+        obj = eventually(lambda n=name: (lambda o: o if condition(o, "Stalled").get("status") == "True"
+                                         else None)(kubectl.get("probe", n)))
+        assert condition(obj, "Stalled")["reason"] == reason
+
+
+def test_restart_keeps_counts_and_availability(operator, kubectl, demo):
+    kubectl.apply(probe("durable", {"url": demo.url + "/isUp"}, failureThreshold=50))
+    demo.admin("down", what="isUp")
+    eventually(lambda: status(kubectl, "durable").get("consecutiveFailures", 0) >= 2)
+    operator.stop()
+    before = status(kubectl, "durable")
+    operator.start()
+    after = eventually(lambda: (lambda s: s if s.get("consecutiveFailures", 0) > before["consecutiveFailures"]
+                                else None)(status(kubectl, "durable")), message="counts resumed")
+    assert after["availability"]["last1h"] == 0
+    hourly = after["history"]["hourly"][-1]
+    assert hourly["total"] > before["history"]["hourly"][-1]["total"]   # history kept, not restarted
+
+
+def test_probe_on_an_api_product_travels_the_real_chain(operator, kubectl, cluster):
+    kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 2}]))
+    eventually(lambda: ready(kubectl, "payments"))
+    servers = PodServers(str(cluster.kubeconfig), lambda pod: make_app(),
+                         selector="pitwall.dev/product=payments", namespace=kubectl.namespace).start_thread()
+    try:
+        kubectl.apply(probe("payments-v2", {"apiProduct": {"name": "payments", "version": "v2"}},
+                            steps=[{"name": "isUp", "request": {"path": "/isUp"}}], failureThreshold=2))
+        st = eventually(lambda: (lambda s: s if s.get("state") == "Up" else None)(status(kubectl, "payments-v2")))
+        assert st["target"].startswith("http://127.244.")    # a ready endpoint, rewritten to its twin
+        # scale the version to zero: no ready endpoints, the probe goes Down
+        kubectl.patch("apiproduct", "payments", {"spec": {"versions": [
+            {"name": "v2", "image": "registry.example.com/payments:2", "replicas": 0}]}})
+        eventually(lambda: status(kubectl, "payments-v2").get("state") == "Down", timeout=30)
+    finally:
+        servers.stop()
