@@ -112,6 +112,29 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ack(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .kube import Kube
+
+    async def annotate() -> dict | None:
+        async with Kube.from_env(args.kubeconfig) as kube:
+            rule = await kube.get("AlertRule", _namespace(args), args.rule)
+            if rule is None:
+                return None
+            keys = [a.get("key") for a in (rule.get("status") or {}).get("alerts") or []]
+            if args.key not in keys:
+                raise SystemExit(f"AlertRule {args.rule} has no alert {args.key!r}; open alerts: "
+                                 + (", ".join(k for k in keys if k) or "none"))
+            return await kube.patch("AlertRule", _namespace(args), args.rule, {"metadata": {"annotations": {
+                "pitwall.dev/acknowledge": args.key, "pitwall.dev/acknowledged-by": args.by or getpass.getuser()}}})
+    if asyncio.run(annotate()) is None:
+        print(f"AlertRule {args.rule} not found in namespace {_namespace(args)}", file=sys.stderr)
+        return 1
+    print(f"acknowledged {args.key} on {args.rule}: escalation stops")
+    return 0
+
+
 def _views(sub) -> None:
     def common(parser):
         parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
@@ -125,6 +148,12 @@ def _views(sub) -> None:
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
     common(graph)
     graph.set_defaults(func=_graph)
+    ack = sub.add_parser("ack", help="acknowledge an alert: escalation and reminders stop")
+    ack.add_argument("rule")
+    ack.add_argument("key")
+    ack.add_argument("--by", help="who acknowledges (default: your user name)")
+    common(ack)
+    ack.set_defaults(func=_ack)
 
 
 def build_parser() -> argparse.ArgumentParser:

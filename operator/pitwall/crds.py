@@ -773,6 +773,16 @@ def alertrule_schema() -> Schema:
         "lastNotifiedAt": timestamp("Last notification sent."),
         "resolvedAt": timestamp("When it resolved."),
         "deliveries": array("Deliveries (the most recent 50).", delivery, max_items=50),
+        "notified": array("Receivers that were sent a firing, escalation or reminder: the resolve goes to them.",
+                          string("Receiver name.", max_length=LABEL_LEN), max_items=20),
+        "outstanding": array("Notifications decided but not delivered yet (retried; survive a restart).",
+                             obj("An owed notification.", {
+                                 "receiver": string("Receiver name.", max_length=LABEL_LEN),
+                                 "event": string("What is owed.", enum=["firing", "escalation", "reminder",
+                                                                        "resolved"]),
+                                 "due": timestamp("Not before this."),
+                                 "tries": integer("Failed deliveries so far.", minimum=0),
+                             }), max_items=40),
     })
     status = obj("Alert state, kept here so a restart neither loses nor repeats a notification.", {
         **status_common(),

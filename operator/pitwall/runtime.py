@@ -155,6 +155,18 @@ class Runtime:
         self._written[key] = (meta.get("uid"), status)
         return True
 
+    def status_of(self, obj: dict) -> dict:
+        """The object's status as Pitwall last wrote it, even before the watch echoes it back.
+
+        Reconcilers that carry state in status (alerts, notices, probe counts) must read it
+        here: deciding from a stale watch copy would repeat what was already done.
+        """
+        meta = obj["metadata"]
+        last = self._written.get((obj["kind"], meta.get("namespace"), meta["name"]))
+        if last and last[0] == meta.get("uid"):
+            return {**(obj.get("status") or {}), **last[1]}
+        return obj.get("status") or {}
+
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._written.pop((kind, namespace, name), None)
 

@@ -15,7 +15,7 @@ from .products.contributions import ProductHooks
 from .products.desired import LABEL_PRODUCT
 from .runtime import Runtime
 
-DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "alerts", 2),
+DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "alerts", 4),
            ("MaintenanceWindow", "maintenance", 2))
 
 

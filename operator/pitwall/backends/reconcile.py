@@ -61,7 +61,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 pass
         return None
     spec = backend.get("spec") or {}
-    status = backend.get("status") or {}
+    status = rt.status_of(backend)
     matrix = impact(name, rt.stores["ApiProduct"].list(namespace))
     for effect in ("Unavailable", "Degraded", "None"):
         AFFECTED.labels(namespace, name, effect).set(sum(1 for p in matrix["apiProducts"] if p["effect"] == effect))

@@ -54,7 +54,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         rt.forget(KIND, namespace, name)
         return None
     spec = window.get("spec") or {}
-    status = window.get("status") or {}
+    status = rt.status_of(window)
     now = durations.now()
     deleting = bool(window["metadata"].get("deletionTimestamp"))
     try:

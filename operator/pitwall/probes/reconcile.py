@@ -92,7 +92,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         rt.forget(KIND, namespace, name)
         return None
     spec = probe.get("spec") or {}
-    status = probe.get("status") or {}
+    status = rt.status_of(probe)
 
     stalled = None
     target = target_product(probe)

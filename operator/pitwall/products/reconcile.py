@@ -49,7 +49,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         rt.forget(KIND, namespace, name)
         return None
     spec = product.get("spec") or {}
-    status = product.get("status") or {}
+    status = rt.status_of(product)
     versions = spec.get("versions") or []
     deployments = rt.stores["Deployment"]
     services = rt.stores["Service"]
