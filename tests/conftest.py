@@ -36,7 +36,8 @@ def cluster(tmp_path_factory):
 class Operator:
     """``pitwall run`` as a real subprocess against the test control plane."""
 
-    def __init__(self, cluster, workdir: Path, namespace: str | None = None, extra_env: dict | None = None):
+    def __init__(self, cluster, workdir: Path, namespace: str | None = None, extra_env: dict | None = None,
+                 extra_args: list[str] | None = None):
         from pitwall.testing.cluster import POD_ADDRESS_REWRITE, free_port
 
         self.cluster = cluster
@@ -47,6 +48,7 @@ class Operator:
         self.internal_port = free_port()
         self.env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE,
                     "PITWALL_RESYNC_SECONDS": "30", **(extra_env or {})}
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / f"operator-{uuid.uuid4().hex[:6]}.log"
 
@@ -55,6 +57,7 @@ class Operator:
                 "--statuspage-port", str(self.statuspage_port), "--internal-port", str(self.internal_port)]
         if self.namespace:
             args += ["--namespace", self.namespace]
+        args += self.extra_args
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -22,6 +22,9 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         statuspage_port=args.statuspage_port,
         internal_port=args.internal_port,
+        leader_election=args.leader_elect or None,
+        lease_namespace=args.lease_namespace,
+        lease_duration=args.lease_duration,
     )
     handlers.configure(settings)
     if args.kubeconfig:
@@ -175,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-rewrite", default=None, metavar="FROM=TO",
                      help="map endpoint addresses to reachable ones, e.g. 10.244.0.0/16=127.244.0.0/16 "
                           "(local control plane)")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="run as one of several replicas: only the holder of the Lease "
+                          "pitwall-operator does the work (takeover within --lease-duration + a few seconds)")
+    run.add_argument("--lease-namespace", default=None, help="namespace of the Lease (default: $POD_NAMESPACE or default)")
+    run.add_argument("--lease-duration", type=float, default=None, help="seconds (default 15)")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.set_defaults(func=_run)

@@ -42,6 +42,12 @@ class Store:
         for listener in self._listeners:
             listener(event_type or "ADDED", obj)
 
+    def prime(self, obj: dict) -> None:
+        """Add an object from the initial listing unless a (newer) watch event already did."""
+        meta = obj.get("metadata", {})
+        self._objects.setdefault((meta.get("namespace", ""), meta.get("name", "")), obj)
+        metrics.OBJECTS.labels(self.kind).set(len(self._objects))
+
     def subscribe(self, listener: Callable[[str, dict], None]) -> None:
         self._listeners.append(listener)
 

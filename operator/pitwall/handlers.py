@@ -50,15 +50,34 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
         if config.metrics_port else None
     _state["heartbeat"] = asyncio.create_task(metrics.heartbeat())
-    rt.start()
-    await wiring.start(rt)
+
+    async def lead() -> None:
+        await rt.sync_caches()
+        rt.start()
+        await wiring.start(rt)
+        for kind, queue in rt.queues.items():   # everything the standby cached, at once
+            for key in rt.stores[kind].keys():
+                queue.add(key)
+
+    if config.leader_election:
+        from .leader import Elector
+        elector = Elector(rt.kube, config.lease_namespace, duration=config.lease_duration,
+                          renew=max(0.5, config.lease_duration / 3), retry=max(0.5, config.lease_duration / 7))
+        _state["elector"] = asyncio.create_task(elector.run(lead), name="leader-election")
+    else:
+        metrics.LEADER.set(1)
+        await lead()
     metrics.HEALTH.ready = True
-    log.info("pitwall started (target mode %s)", config.resolved_target_mode)
+    log.info("pitwall started (target mode %s, leader election %s)", config.resolved_target_mode,
+             "on" if config.leader_election else "off")
 
 
 @kopf.on.cleanup()
 async def cleanup(**_) -> None:
     metrics.HEALTH.ready = False
+    elector = _state.pop("elector", None)
+    if elector is not None:
+        elector.cancel()
     rt = _state.get("runtime")
     if rt is not None:
         from . import wiring

@@ -17,6 +17,9 @@ from .kube import PITWALL_KINDS, Kube
 log = logging.getLogger("pitwall.runtime")
 
 WATCHED_KINDS = (*PITWALL_KINDS, "Deployment", "Service", "EndpointSlice")
+# What the watches select (kopf's handlers use the same selectors, see handlers.py).
+WATCH_SELECTORS = {"Deployment": "app.kubernetes.io/managed-by=pitwall", "Service": "pitwall.dev/product",
+                   "EndpointSlice": "pitwall.dev/product"}
 
 
 def parse_rewrite(text: str | None) -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
@@ -57,6 +60,9 @@ class Settings:
     image: str = "ghcr.io/pitwall-dev/pitwall:0.1.0"
     allow_networks: str | None = None               # probe address policy allowlist
     deny_networks: str | None = None
+    leader_election: bool = False
+    lease_namespace: str = "default"
+    lease_duration: float = 15.0
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -68,6 +74,9 @@ class Settings:
             internal_token=env.get("PITWALL_INTERNAL_TOKEN") or None,
             allow_networks=env.get("PITWALL_PROBE_ALLOW") or None,
             deny_networks=env.get("PITWALL_PROBE_DENY") or None,
+            lease_namespace=env.get("POD_NAMESPACE") or "default",
+            lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
+            resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
         )
         for key, value in overrides.items():
             if value is not None:
@@ -111,6 +120,18 @@ class Runtime:
 
     def watches(self, namespace: str) -> bool:
         return self.settings.namespaces is None or namespace in self.settings.namespaces
+
+    async def sync_caches(self) -> None:
+        """List every watched kind once before any reconcile (client-go's WaitForCacheSync).
+
+        Deciding from half-filled caches does damage: an AlertRule that sees none of its
+        Probes resolves their alerts, a window that sees no products takes its page down.
+        """
+        namespaces = self.settings.namespaces or [None]
+        for kind in WATCHED_KINDS:
+            for namespace in namespaces:
+                for obj in await self.kube.list(kind, namespace, label_selector=WATCH_SELECTORS.get(kind)):
+                    self.stores[kind].prime(obj)
 
     def start(self) -> None:
         for queue in self.queues.values():

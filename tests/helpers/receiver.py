@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Recorder:
     """Records every request; ``script`` lists status codes to answer before answering 200."""
 
-    def __init__(self, script: list[int] | None = None):
+    def __init__(self, script: list[int] | None = None, port: int = 0):
         self.requests: list[dict] = []
         self.script = list(script or [])
         self.lock = threading.Lock()
@@ -35,7 +35,7 @@ class Recorder:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

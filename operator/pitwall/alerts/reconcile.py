@@ -111,6 +111,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     service.last[(namespace, name)] = (rule, records)
 
     for transition in result.transitions:
+        log.info("alert %s: %s -> %s", transition.key, transition.old, transition.new,
+                 extra={"kind": KIND, "object": f"{namespace}/{name}", "alert": transition.key})
         if transition.new in ("firing", "resolved", "held"):
             await rt.event(obj, f"Alert{transition.new.title()}", f"{transition.key}: {transition.subject}",
                            warning=transition.new == "firing")
@@ -125,6 +127,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     if result.notifications:
         results = []
         for notification in result.notifications:
+            log.info("sending %s to %s for %s", notification.event, notification.receiver.name,
+                     ", ".join(a.key for a in notification.alerts),
+                     extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
             delivered = await deliver(notification, secrets.get(notification.receiver.name), service.http,
                                       policy=service.policy)
             for item in delivered:

@@ -19,7 +19,7 @@ from ..runtime import Runtime, rewrite_address
 from .engine import RunResult
 from .monitor import Job, Monitor, probe_status
 from .spec import parse_check
-from .state import DOWN, MAINTENANCE, PAUSED, UP
+from .state import DOWN, MAINTENANCE, PAUSED, UNKNOWN, UP
 
 log = logging.getLogger("pitwall.probes")
 KIND = "Probe"
@@ -145,8 +145,14 @@ def _conditions(state: str, result: RunResult | None) -> list[Condition]:
     else:
         healthy = Condition.unknown("Healthy", "AwaitingResults", "not enough runs yet")
     ready = state == UP
-    return [healthy, *summary(ready, ready_reason="Up", ready_message=healthy.message,
-                              not_ready=(healthy.reason, healthy.message))]
+    conds = [healthy, *summary(ready, ready_reason="Up", ready_message=healthy.message,
+                               not_ready=(healthy.reason, healthy.message))]
+    if state in (UNKNOWN, PAUSED):
+        # No verdict yet (or none wanted): Ready=Unknown, so a rule on Ready=False never pages
+        # for a probe that was merely created or paused.
+        conds = [Condition.unknown("Ready", healthy.reason, healthy.message) if c.type == "Ready" else c
+                 for c in conds]
+    return conds
 
 
 async def _publish(rt: Runtime, job: Job, result: RunResult | None, transition: bool) -> None:
