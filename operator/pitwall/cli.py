@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from . import __version__
+from . import __version__, views
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -23,6 +23,9 @@ def _run(args: argparse.Namespace) -> int:
         statuspage_port=args.statuspage_port,
         internal_port=args.internal_port,
         leader_election=args.leader_elect or None,
+        webhook_port=args.webhook_port,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
         lease_namespace=args.lease_namespace,
         lease_duration=args.lease_duration,
     )
@@ -51,114 +54,6 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(["--host", args.host, "--port", str(args.port)])
 
 
-def _namespace(args: argparse.Namespace) -> str:
-    if args.namespace:
-        return args.namespace
-    from kubernetes import config as kconfig
-    try:
-        _, context = kconfig.list_kube_config_contexts(config_file=args.kubeconfig)
-        return (context or {}).get("context", {}).get("namespace") or "default"
-    except Exception:
-        return "default"
-
-
-async def _list(args: argparse.Namespace, *kinds: str) -> dict[str, list[dict]]:
-    from .kube import Kube
-    async with Kube.from_env(args.kubeconfig) as kube:
-        return {kind: await kube.list(kind, _namespace(args)) for kind in kinds}
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])
-
-
-def _impact(args: argparse.Namespace) -> int:
-    import json
-
-    from .backends.impact import impact
-    found = asyncio.run(_list(args, "Backend", "ApiProduct"))
-    backend = next((b for b in found["Backend"] if b["metadata"]["name"] == args.backend), None)
-    products = found["ApiProduct"]
-    matrix = impact(args.backend, products)
-    state = ((backend or {}).get("status") or {}).get("state", "NotFound" if backend is None else "Unknown")
-    if args.output == "json":
-        print(json.dumps({"backend": args.backend, "state": state, **matrix}, indent=2))
-        return 0 if backend is not None else 1
-    if backend is None:
-        print(f"Backend {args.backend} not found in namespace {_namespace(args)} "
-              f"(products that name it are shown below)", file=sys.stderr)
-    print(f"Backend {args.backend}: {state}\n")
-    by_product = {p["metadata"]["name"]: p for p in products}
-    rows = []
-    for entry in matrix["apiProducts"]:
-        spec = by_product[entry["name"]].get("spec") or {}
-        versions = ",".join(v["name"] for v in spec.get("versions") or [] if v.get("lifecycle") != "retired")
-        owner = (spec.get("owner") or {}).get("contact", "")
-        rows.append([entry["name"], versions, entry["criticality"], entry["effect"], owner])
-    print(_table(rows, ["API PRODUCT", "VERSIONS", "CRITICALITY", "EFFECT IF DOWN", "OWNER"]) if rows
-          else "No API product depends on it.")
-    if matrix["consumers"]:
-        print()
-        print(_table([[c["name"], c["apiProduct"], ",".join(c.get("versions") or []),
-                       (c.get("contact") or {}).get("email", "")] for c in matrix["consumers"]],
-                     ["CONSUMER", "API PRODUCT", "VERSIONS", "CONTACT"]))
-    return 0 if backend is not None else 1
-
-
-def _graph(args: argparse.Namespace) -> int:
-    from .backends.impact import dot, mermaid
-    found = asyncio.run(_list(args, "Backend", "ApiProduct"))
-    render = dot if args.format == "dot" else mermaid
-    print(render(found["ApiProduct"], found["Backend"]), end="")
-    return 0
-
-
-def _ack(args: argparse.Namespace) -> int:
-    import getpass
-
-    from .kube import Kube
-
-    async def annotate() -> dict | None:
-        async with Kube.from_env(args.kubeconfig) as kube:
-            rule = await kube.get("AlertRule", _namespace(args), args.rule)
-            if rule is None:
-                return None
-            keys = [a.get("key") for a in (rule.get("status") or {}).get("alerts") or []]
-            if args.key not in keys:
-                raise SystemExit(f"AlertRule {args.rule} has no alert {args.key!r}; open alerts: "
-                                 + (", ".join(k for k in keys if k) or "none"))
-            return await kube.patch("AlertRule", _namespace(args), args.rule, {"metadata": {"annotations": {
-                "pitwall.dev/acknowledge": args.key, "pitwall.dev/acknowledged-by": args.by or getpass.getuser()}}})
-    if asyncio.run(annotate()) is None:
-        print(f"AlertRule {args.rule} not found in namespace {_namespace(args)}", file=sys.stderr)
-        return 1
-    print(f"acknowledged {args.key} on {args.rule}: escalation stops")
-    return 0
-
-
-def _views(sub) -> None:
-    def common(parser):
-        parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-        parser.add_argument("--kubeconfig")
-    impact = sub.add_parser("impact", help="who is affected when a backend is down: products, versions, consumers")
-    impact.add_argument("backend")
-    impact.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    common(impact)
-    impact.set_defaults(func=_impact)
-    graph = sub.add_parser("graph", help="the dependency graph (consumer -> product -> backend)")
-    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
-    common(graph)
-    graph.set_defaults(func=_graph)
-    ack = sub.add_parser("ack", help="acknowledge an alert: escalation and reminders stop")
-    ack.add_argument("rule")
-    ack.add_argument("key")
-    ack.add_argument("--by", help="who acknowledges (default: your user name)")
-    common(ack)
-    ack.set_defaults(func=_ack)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pitwall", description="Pitwall: operate an API marketplace "
                                      "declaratively (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow).")
@@ -178,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint-rewrite", default=None, metavar="FROM=TO",
                      help="map endpoint addresses to reachable ones, e.g. 10.244.0.0/16=127.244.0.0/16 "
                           "(local control plane)")
+    run.add_argument("--webhook-port", type=int, default=None,
+                     help="serve the MaintenanceWindow admission webhook (HTTPS) on this port; needs "
+                          "--webhook-cert/--webhook-key or PITWALL_WEBHOOK_CERT/KEY")
+    run.add_argument("--webhook-cert", default=None)
+    run.add_argument("--webhook-key", default=None)
     run.add_argument("--leader-elect", action="store_true",
                      help="run as one of several replicas: only the holder of the Lease "
                           "pitwall-operator does the work (takeover within --lease-duration + a few seconds)")
@@ -194,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=18080)
     demo.set_defaults(func=_demo)
-    _views(sub)
+    views.register(sub)
     return parser
 
 

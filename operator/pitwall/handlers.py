@@ -50,6 +50,10 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
         if config.metrics_port else None
     _state["heartbeat"] = asyncio.create_task(metrics.heartbeat())
+    if config.webhook_port and config.webhook_cert and config.webhook_key:
+        from . import admission
+        _state["webhook"] = await admission.serve("0.0.0.0", config.webhook_port, config.webhook_cert,
+                                                  config.webhook_key)
 
     async def lead() -> None:
         await rt.sync_caches()
@@ -59,6 +63,7 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
             for key in rt.stores[kind].keys():
                 queue.add(key)
 
+    await wiring.start(rt, leader=False)      # the status page: every replica serves it
     if config.leader_election:
         from .leader import Elector
         elector = Elector(rt.kube, config.lease_namespace, duration=config.lease_duration,
@@ -87,9 +92,10 @@ async def cleanup(**_) -> None:
     task = _state.pop("heartbeat", None)
     if task:
         task.cancel()
-    runner = _state.pop("metrics", None)
-    if runner is not None:
-        await runner.cleanup()
+    for name in ("metrics", "webhook"):
+        runner = _state.pop(name, None)
+        if runner is not None:
+            await runner.cleanup()
 
 
 def _observe(kind: str):

@@ -60,6 +60,9 @@ class Settings:
     image: str = "ghcr.io/pitwall-dev/pitwall:0.1.0"
     allow_networks: str | None = None               # probe address policy allowlist
     deny_networks: str | None = None
+    webhook_port: int = 0                           # admission webhook (0 disables)
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_duration: float = 15.0
@@ -75,6 +78,8 @@ class Settings:
             allow_networks=env.get("PITWALL_PROBE_ALLOW") or None,
             deny_networks=env.get("PITWALL_PROBE_DENY") or None,
             lease_namespace=env.get("POD_NAMESPACE") or "default",
+            webhook_cert=env.get("PITWALL_WEBHOOK_CERT") or None,
+            webhook_key=env.get("PITWALL_WEBHOOK_KEY") or None,
             lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
         )

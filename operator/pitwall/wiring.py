@@ -14,6 +14,7 @@ from .products import reconcile as products
 from .products.contributions import ProductHooks
 from .products.desired import LABEL_PRODUCT
 from .runtime import Runtime
+from .statuspage import setup as setup_statuspage
 
 DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "alerts", 4),
            ("MaintenanceWindow", "maintenance", 2))
@@ -33,12 +34,18 @@ def register(rt: Runtime) -> None:
         setup = getattr(module, "setup", None)
         if setup:
             setup(rt)
+    setup_statuspage(rt)
 
 
-async def start(rt: Runtime) -> None:
-    for service in rt.services.values():
+# Served by every replica from its warm caches, leader or not.
+EVERY_REPLICA = ("statuspage",)
+
+
+async def start(rt: Runtime, *, leader: bool = True) -> None:
+    """Start the services: the leader's work (``leader=True``) or what every replica serves."""
+    for name, service in rt.services.items():
         starter = getattr(service, "start", None)
-        if starter:
+        if starter and (name in EVERY_REPLICA) != leader:
             await starter()
 
 

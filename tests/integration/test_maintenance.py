@@ -50,8 +50,8 @@ def test_window_switches_service_to_the_page_notifies_and_ends_on_time(operator,
                               consumers=[{"name": "acme", "versions": ["v2"],
                                           "contact": {"webhook": receiver.url + "/acme"}}]))
         eventually(lambda: ready(kubectl, "payments"))
-        api_endpoints = sorted(endpoints(kubectl, "payments-v2"))
-        assert len(api_endpoints) == 2
+        api_endpoints = eventually(lambda: (lambda e: sorted(e) if len(e) == 2 else None)(
+            endpoints(kubectl, "payments-v2")), message="both pods in the EndpointSlice")
         start = datetime.now(UTC) + timedelta(seconds=8)
         kubectl.apply(window("upgrade", start, 25, receiver.url))
 
@@ -117,7 +117,7 @@ def test_restart_mid_window_keeps_the_page_and_ends_on_time(operator, kubectl):
     with Recorder() as receiver:
         kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 1}]))
         eventually(lambda: ready(kubectl, "payments"))
-        start = datetime.now(UTC) + timedelta(seconds=3)
+        start = datetime.now(UTC) + timedelta(seconds=6)     # leadTime 5s: enough notice
         kubectl.apply(window("upgrade", start, 14, receiver.url))
         eventually(lambda: kubectl.get("service", "payments-v2")["spec"]["selector"]["pitwall.dev/role"]
                    == "maintenance-page", timeout=30)
@@ -138,3 +138,35 @@ def test_bad_schedule_is_refused_with_a_clear_message(kubectl):
     proc = kubectl("apply", "--server-side", "-f", "-", input=json.dumps(bad), check=False)
     assert proc.returncode != 0
     assert "schedule.start" in proc.stderr and "schedule.cron" in proc.stderr
+
+
+def test_too_little_notice_is_refused_at_admission_unless_emergency(cluster, namespace, kubectl, tmp_path):
+    from pitwall.testing.cluster import free_port
+    from tests.conftest import Operator
+
+    port = free_port()
+    env = cluster.register_webhook(port)
+    op = Operator(cluster, tmp_path, namespace, env, ["--webhook-port", str(port)]).start()
+    try:
+        soon = datetime.now(UTC) + timedelta(hours=2)
+        body = window("hasty", soon, 3600, "http://127.0.0.1:9")
+        del body["spec"]["notice"]["leadTime"]                          # default: 72h
+        proc = kubectl("apply", "--server-side", "-f", "-", input=json.dumps(body), check=False)
+        assert proc.returncode != 0
+        assert "consumers need 72h notice" in proc.stderr and "emergency: true" in proc.stderr
+        body["spec"].update(emergency=True, emergencyReason="CVE-2026-1234 in the payment gateway")
+        kubectl.apply(body)                                            # an emergency with a reason is let in
+        eventually(lambda: (kubectl.get("maintenancewindow", "hasty").get("status") or {}).get("phase") == "Scheduled")
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "validatingwebhookconfiguration", "pitwall.dev", check=False)
+
+
+def test_without_the_webhook_a_hasty_window_never_opens(operator, kubectl):
+    body = window("hasty", datetime.now(UTC) + timedelta(seconds=5), 30, "http://127.0.0.1:9")
+    del body["spec"]["notice"]["leadTime"]
+    kubectl.apply(body)
+    obj = eventually(lambda: (lambda o: o if condition(o, "Stalled").get("status") == "True" else None)(
+        kubectl.get("maintenancewindow", "hasty")))
+    assert condition(obj, "Stalled")["reason"] == "InsufficientNotice"
+    assert obj["status"]["phase"] == "Scheduled"

@@ -91,14 +91,18 @@ def record(notices: list[dict] | None, notice: Notice, *, at: datetime, delivere
 def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = None) -> str | None:
     """Why admission refuses this window, or None when it gives enough notice.
 
-    A window must start at least ``notice.leadTime`` after ``now`` unless it is an emergency
-    with a reason. On update pass the old spec as ``previous``: only moving the start earlier
+    A one-off window must start at least ``notice.leadTime`` after ``now`` unless it is an
+    emergency with a reason. Recurring windows are never refused. On update pass the old spec as ``previous``: only moving the start earlier
     is judged, so a running or imminent window can still be edited (its end shortened, its
     reason fixed). Raises InvalidSpec for an unreadable schedule.
     """
     if spec.get("emergency") and str(spec.get("emergencyReason") or "").strip():
         return None
     schedule = parse(spec.get("schedule"))
+    if isinstance(schedule, Recurring):
+        # A standing weekly window must be creatable any day of the week: each of its runs is
+        # announced leadTime ahead, or at once (as late notice) if the window is newer than that.
+        return None
     first = occurrence_at(schedule, now) or next_occurrence(schedule, now)
     if first is None:
         return None  # entirely in the past: nothing to announce, it completes at once
@@ -108,11 +112,7 @@ def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = No
     if first.start - now >= needed:
         return None
     starts = "starts now" if first.start <= now else f"starts in {_rounded(first.start - now)}"
-    if isinstance(schedule, Recurring):
-        starts += f" (the next run of {schedule.cron!r})"
-        move = "create the window after that run, shorten notice.leadTime"
-    else:
-        move = f"move the start to after {durations.rfc3339(now + needed)}"
+    move = f"move the start to after {durations.rfc3339(now + needed)}"
     emergency = ("give the emergencyReason that emergency: true requires" if spec.get("emergency")
                  else "set emergency: true with emergencyReason")
     return (f"maintenance {starts} but consumers need {_lead_time_text(spec)} notice: "

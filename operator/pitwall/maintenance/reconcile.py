@@ -66,6 +66,16 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         await rt.event(window, exc.reason, exc.message, warning=True)
         return None
 
+    created = window["metadata"].get("creationTimestamp")
+    if created and result.phase != ACTIVE and status.get("phase") != ACTIVE:
+        # Admission refuses this; when no webhook answered, the window still never opens.
+        violation = notices.lead_time_violation(spec, durations.parse_time(created))
+        if violation:
+            await _remove_pages(rt, namespace, name, keep=set())
+            await rt.write_status(window, {"phase": "Scheduled"},
+                                  [*summary(False, stalled=("InsufficientNotice", violation)),
+                                   Condition.false("Active", "InsufficientNotice", violation)])
+            return None
     affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
                                rt.stores["Backend"].list(namespace))
     occurrence = result.occurrence
@@ -82,8 +92,6 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     await _remove_pages(rt, namespace, name, keep=wanted_pages)
 
     sent = list(status.get("notices") or [])
-    for notice in result.due:
-        sent = await _send_notice(rt, window, notice, affected, sent)
 
     if result.phase != status.get("phase"):
         await rt.event(window, f"Window{result.phase}", _phase_message(result.phase, spec, occurrence))
@@ -97,8 +105,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     else:
         wanted += summary(True, ready_reason=result.phase,
                           ready_message=f"{len(affected.products)} products affected")
+    # The phase and the affected products first (the Service switch follows from them), then
+    # the notices, which may wait on slow receivers, then their record.
     new_status = {**result.status(), "affected": affected.status(), "notices": sent}
     await rt.write_status(window, new_status, wanted)
+    if result.due:
+        for notice in result.due:
+            sent = await _send_notice(rt, window, notice, affected, sent)
+        await rt.write_status(window, {**new_status, "notices": sent}, wanted)
 
     wake = [result.wake_at] if result.wake_at else []
     if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", True):

@@ -57,6 +57,7 @@ class Job:
     last_written: float | None = None
     last_result: RunResult | None = None
     stalled: tuple[str, str] | None = None
+    unpublished: bool = False          # runs since the last status write (flushed on shutdown)
 
 
 class Monitor:
@@ -75,8 +76,20 @@ class Monitor:
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        await self.flush()
         for client in self._clients.values():
             await client.aclose()
+
+    async def flush(self) -> None:
+        """Write every probe's latest numbers (coalescing may have held them back), so a graceful
+        restart resumes from exactly where it stopped."""
+        for job in list(self.jobs.values()):
+            if job.unpublished:
+                try:
+                    await job.publish(job, job.last_result, False)
+                    job.unpublished = False
+                except Exception as exc:   # shutting down: log, never hang
+                    log.warning("could not flush probe status %s: %s", job.key, exc)
 
     def secrets(self, namespace: str):
         async def read(name: str, key: str) -> str | None:
@@ -153,9 +166,11 @@ class Monitor:
                      extra={"kind": kind, "object": f"{namespace}/{name}", "step": failure.name,
                             "correlation_id": failure.correlation_id, "reason": failure.reason})
         now = time.monotonic()
+        job.unpublished = True
         if publish and should_write(job.last_written, now, transition=outcome.transition):
             await job.publish(job, result, outcome.transition)
             job.last_written = now
+            job.unpublished = False
             STATUS_WRITES.labels(kind).inc()
         return result
 

@@ -119,7 +119,11 @@ def public_status(snapshot: Snapshot, now: datetime, env: str | None = None) -> 
 
 def public_product(snapshot: Snapshot, now: datetime, product_id: str) -> dict | None:
     """One public product with its incidents and windows (``/api/v1/products/{id}``)."""
-    page = public_status(snapshot, now)
+    return select_product(public_status(snapshot, now), product_id)
+
+
+def select_product(page: dict, product_id: str) -> dict | None:
+    """The part of a built public page about one product, or None when it is not on it."""
     product = next((p for p in page["products"] if p["id"] == product_id), None)
     if product is None:
         return None
@@ -191,4 +195,4 @@ def _public_windows(views: list[ProductView], ids: dict[Key, str], redact: Redac
 
 
 __all__ = ["ENVIRONMENTS", "ProductView", "VersionView", "product_views", "public_ids", "public_product",
-           "public_status"]
+           "public_status", "select_product"]

@@ -103,18 +103,19 @@ def ago(value: str | None, now: datetime) -> str:
     return f"{hours // 24} days"
 
 
-def document(*, title: str, heading: str, nav: str, main: str, footer: str, refresh: int) -> str:
+def document(*, title: str, heading: str, nav: str, main: str, footer: str, refresh: int, wide: bool = False) -> str:
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
+<link rel="icon" href="data:,">
 <title>{esc(title)}</title>
 <noscript><meta http-equiv="refresh" content="{refresh}"></noscript>
 <style>{CSS}</style>
 </head>
-<body data-refresh="{refresh}" data-refreshes="0">
+<body data-refresh="{refresh}" data-refreshes="0"{' class="wide"' if wide else ''}>
 <a class="skip" href="#main">Skip to content</a>
 <header class="site"><div class="wrap"><p class="brand">{esc(heading)}</p>{nav}</div></header>
 <div class="wrap"><p id="stale" class="stale" role="status" hidden>Could not refresh; this page may be out of

@@ -106,23 +106,23 @@ def _product(product: dict, now: datetime) -> str:
     versions = "".join(_version(v, now) for v in product["versions"])
     return (f'<article class="card product s-{esc(product["state"])}" id="{anchor}" '
             f'data-product="{esc(product["id"])}" data-state="{esc(product["state"])}" aria-labelledby="{anchor}-h">'
-            f'<div class="card-head"><h3 id="{anchor}-h">{esc(product["displayName"])}{env}</h3>'
+            f'<div class="card-head"><h3 id="{anchor}-h"><span class="pname">{esc(product["displayName"])}</span>{env}</h3>'
             f'<span class="pill">{icon(product["state"])}{esc(product["stateLabel"])}</span></div>'
             f'{description}<ul class="versions" aria-label="Versions">{versions}</ul>'
             f'{_uptime(product["uptime"], product["displayName"])}</article>')
 
 
 def _version(version: dict, now: datetime) -> str:
-    lifecycle = ""
-    if version["lifecycle"] == "deprecated":
-        sunset = f', sunset {when(version["sunsetAt"], date_only=True)}' if version.get("sunsetAt") else ""
-        lifecycle = f'<span class="tag">deprecated{sunset}</span>'
     since = ""
     if version.get("since") and version["state"] != "operational":
         since = f' since {when(version["since"])} ({esc(ago(version["since"], now))})'
+    lifecycle = ""
+    if version["lifecycle"] == "deprecated":
+        sunset = f': sunset on {when(version["sunsetAt"], date_only=True)}' if version.get("sunsetAt") else ""
+        lifecycle = f'<span class="lifecycle">Deprecated{sunset}</span>'
     return (f'<li class="s-{esc(version["state"])}" data-version="{esc(version["name"])}" '
-            f'data-state="{esc(version["state"])}"><span class="vname">{esc(version["name"])}{lifecycle}</span>'
-            f'<span class="reason">{esc(version["reason"])}{since}</span>'
+            f'data-state="{esc(version["state"])}"><span class="vname">{esc(version["name"])}</span>'
+            f'<span class="reason">{esc(version["reason"])}{since}{lifecycle}</span>'
             f'<span class="vstate">{icon(version["state"])}{esc(version["stateLabel"])}</span></li>')
 
 

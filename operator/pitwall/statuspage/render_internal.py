@@ -31,7 +31,7 @@ def render_internal(model: dict, *, title: str = "API status", refresh: int = 15
               f'{esc(model["generatedAt"])}</time>; refreshes every {refresh} seconds. '
               'JSON: <code>/api/v1/internal</code>. Not for the public: names, hosts and correlation ids.</p>')
     return document(title=f"Internal - {title}", heading=f"{title} (internal)", nav="", main=main,
-                    footer=footer, refresh=refresh)
+                    footer=footer, refresh=refresh, wide=True)
 
 
 def _section(ident: str, heading: str, body: str) -> str:

@@ -122,7 +122,7 @@ class StatusPage:
 
     async def _product(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        found = self._cached(("product", name), lambda snap, now: model.public_product(snap, now, name))
+        found = model.select_product(self.public_model(), name)   # names from the URL never key the cache
         if found is None:
             return _json({"error": f"no public API product {name!r}"}, status=404)
         return _json(found)

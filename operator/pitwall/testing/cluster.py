@@ -156,6 +156,54 @@ def _write_pki(pki: Path) -> None:
             path.chmod(0o600)
 
 
+def issue_serving_cert(pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> tuple[Path, Path]:
+    """A serving certificate signed by the local CA (for the admission webhook)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    names = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    crt, pem = pki / f"{stem}.crt", pki / f"{stem}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    pem.chmod(0o600)
+    return crt, pem
+
+
+def webhook_configuration(url: str, ca_bundle: bytes) -> dict:
+    """The ValidatingWebhookConfiguration for Pitwall's MaintenanceWindow check (URL form)."""
+    import base64
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "pitwall.dev"},
+        "webhooks": [{
+            "name": "maintenancewindows.pitwall.dev",
+            "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
+            "rules": [{"apiGroups": ["pitwall.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
+                       "resources": ["maintenancewindows"], "scope": "Namespaced"}],
+            "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    }
+
+
 def _kubeconfig(path: Path, server: str, pki: Path) -> None:
     config = {
         "apiVersion": "v1", "kind": "Config", "current-context": "pitwall-local",
@@ -353,6 +401,13 @@ class Cluster:
         if check and proc.returncode:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
+
+    def register_webhook(self, port: int) -> dict[str, str]:
+        """Register Pitwall's admission webhook at https://127.0.0.1:PORT; returns the operator's env."""
+        from ..admission import PATH
+        cert, key = issue_serving_cert(self.pki, "webhook")
+        self.apply(webhook_configuration(f"https://127.0.0.1:{port}{PATH}", (self.pki / "ca.crt").read_bytes()))
+        return {"PITWALL_WEBHOOK_CERT": str(cert), "PITWALL_WEBHOOK_KEY": str(key)}
 
     def apply(self, obj: dict | str, *args: str) -> subprocess.CompletedProcess:
         text = obj if isinstance(obj, str) else json.dumps(obj)

@@ -128,11 +128,11 @@ def test_a_window_already_running_starts_now():
     assert lead_time_violation(spec, NOW).startswith("maintenance starts now but")
 
 
-def test_a_recurring_window_names_its_next_run():
+def test_a_recurring_window_is_never_refused_for_lead_time():
     spec = {**SPEC, "schedule": {"cron": "0 22 * * SAT", "duration": "2h", "timeZone": "UTC"}}
-    message = lead_time_violation(spec, NOW)  # Saturday 10:00 UTC, the run is at 22:00
-    assert message.startswith("maintenance starts in 12h (the next run of '0 22 * * SAT') but consumers "
-                              "need 72h notice: create the window after that run, shorten notice.leadTime")
+    assert lead_time_violation(spec, NOW) is None   # Saturday 10:00 UTC, the run is at 22:00
+    one_off = {**SPEC, "schedule": {"start": "2026-11-28T22:00:00Z", "duration": "2h"}}
+    assert lead_time_violation(one_off, NOW).startswith("maintenance starts in 12h")
 
 
 def test_updates_are_judged_only_when_they_move_the_start_earlier():

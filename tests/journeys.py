@@ -1,0 +1,474 @@
+"""User journeys, shared by the integration tests and the kind end-to-end run.
+
+Each journey is what a user of Pitwall does and then checks with ``kubectl``: it takes ``k``, a
+kubectl-like object bound to one namespace (``apply``, ``get``, ``list``, ``patch`` and
+``k(*args)``, like ``tests.conftest.Kubectl``), and ``env``, what differs between the two places
+the journeys run:
+
+- the local control plane (``tests/integration/test_install.py``): kwok pods, the operator out
+  of the cluster reaching pods through their loopback twins, a receiver on 127.0.0.1;
+- a kind cluster (``hack/e2e-kind.sh`` runs ``python -m tests.journeys``): real pods of the demo
+  API image, the operator in the cluster reaching Services, a receiver pod.
+
+The assertions are the same in both places. Only the standard library is used here, so the
+module runs wherever ``kubectl`` and Python are::
+
+    python -m tests.journeys --kubeconfig ~/.kube/config --api-image pitwall-demo:e2e \\
+        --receiver-image pitwall:e2e --timeout-scale 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+API = "pitwall.dev/v1alpha1"
+JOURNEY_LABEL = {"tier": "journey-critical"}
+
+
+# -- the two seams ---------------------------------------------------------------------------------
+class KubectlLike(Protocol):
+    namespace: str
+
+    def __call__(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess: ...
+    def apply(self, manifest: dict | str) -> Any: ...
+    def get(self, kind: str, name: str) -> dict | None: ...
+    def list(self, kind: str, selector: str | None = None) -> list[dict]: ...
+    def patch(self, kind: str, name: str, patch: dict, patch_type: str = "merge") -> Any: ...
+
+
+class Env(Protocol):
+    api_image: str                  # its pods serve the demo API (pitwall.demo) on port 8080
+    timeout_scale: float            # real pods are slower than kwok's
+    window: tuple[int, int]         # maintenance window: seconds until it starts, its duration
+
+    def receiver_url(self, path: str) -> str: ...     # where the operator can POST
+    def received(self, prefix: str) -> list[dict]: ...  # what arrived there: {"path", "body"}
+
+
+class Kubectl:
+    """``kubectl`` bound to a namespace, for ``python -m tests.journeys`` (same interface as
+    ``tests.conftest.Kubectl``)."""
+
+    def __init__(self, namespace: str, kubeconfig: str | None = None, binary: str = "kubectl"):
+        self.namespace = namespace
+        self.base = [binary] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
+
+    def run(self, *args: str, input: str | None = None, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*self.base, *args], input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def __call__(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        return self.run(*args, "-n", self.namespace, **kwargs)
+
+    def apply(self, manifest: dict | str) -> subprocess.CompletedProcess:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        return self("apply", "--server-side", "-f", "-", input=text)
+
+    def get(self, kind: str, name: str) -> dict | None:
+        proc = self("get", kind, name, "-o", "json", check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    def list(self, kind: str, selector: str | None = None) -> list[dict]:
+        args = ["get", kind, "-o", "json"] + (["-l", selector] if selector else [])
+        return json.loads(self(*args).stdout)["items"]
+
+    def patch(self, kind: str, name: str, patch: dict, patch_type: str = "merge") -> subprocess.CompletedProcess:
+        return self("patch", kind, name, "--type", patch_type, "-p", json.dumps(patch))
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3, message: str = "") -> Any:
+    """Wait until ``check()`` returns something truthy and return it."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # not there yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message or 'a condition'}: last value {last!r}")
+
+
+def condition(obj: dict | None, type_: str) -> dict:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return {}
+
+
+def ready(k: KubectlLike, kind: str, name: str) -> dict | None:
+    """The object when Ready=True for its current generation (kstatus), else None."""
+    obj = k.get(kind, name)
+    if obj and condition(obj, "Ready").get("status") == "True" \
+            and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]:
+        return obj
+    return None
+
+
+def _when(obj_check: Callable[[dict], bool], k: KubectlLike, kind: str, name: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        obj = k.get(kind, name)
+        return obj if obj and obj_check(obj) else None
+    return check
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ready_endpoints(k: KubectlLike, service: str) -> list[str]:
+    slices = k.list("endpointslices", f"kubernetes.io/service-name={service}")
+    return sorted(address for s in slices for e in s.get("endpoints") or []
+                  if (e.get("conditions") or {}).get("ready") for address in e.get("addresses") or [])
+
+
+def pod_ips(k: KubectlLike, selector: str) -> list[str]:
+    """IPs of the Ready pods matching ``selector``."""
+    return sorted(p["status"]["podIP"] for p in k.list("pods", selector)
+                  if (p.get("status") or {}).get("podIP") and p["metadata"].get("deletionTimestamp") is None
+                  and condition(p, "Ready").get("status") == "True")
+
+
+def product(name: str, versions: list[dict], **spec: Any) -> dict:
+    return {"apiVersion": API, "kind": "ApiProduct", "metadata": {"name": name},
+            "spec": {"displayName": name.title(), "owner": {"team": "journeys", "contact": "journeys@example.com"},
+                     "versions": versions, **spec}}
+
+
+def probe(name: str, product_name: str, version: str, path: str, labels: dict | None = None, **spec: Any) -> dict:
+    body = {"apiVersion": API, "kind": "Probe", "metadata": {"name": name},
+            "spec": {"target": {"apiProduct": {"name": product_name, "version": version}},
+                     "interval": "2s", "timeout": "2s", "failureThreshold": 2, "successThreshold": 1,
+                     "steps": [{"name": "check", "request": {"path": path}, "expect": {"status": [200]}}], **spec}}
+    if labels:
+        body["metadata"]["labels"] = dict(labels)
+    return body
+
+
+# -- the journeys ----------------------------------------------------------------------------------
+def products(k: KubectlLike, env: Env) -> None:
+    """An ApiProduct becomes Ready with a Deployment and a Service per version; a replica edit
+    on the CR reaches the Deployment; a retired version's workloads are deleted."""
+    t = env.timeout_scale
+    k.apply(product("shop", [{"name": "v1", "image": env.api_image, "replicas": 2},
+                             {"name": "v2", "image": env.api_image, "replicas": 1}]))
+    eventually(lambda: ready(k, "apiproduct", "shop"), 60 * t, message="ApiProduct shop Ready")
+    k("wait", "--for=condition=Ready", "apiproduct/shop", "--timeout=10s")
+    dep = k.get("deployment", "shop-v1")
+    assert dep["spec"]["replicas"] == 2 and dep["status"].get("readyReplicas") == 2, dep.get("status")
+    assert dep["metadata"]["ownerReferences"][0]["kind"] == "ApiProduct"
+    assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pitwall"
+    svc = k.get("service", "shop-v1")
+    assert svc["spec"]["selector"] == {"pitwall.dev/product": "shop", "pitwall.dev/version": "v1",
+                                       "pitwall.dev/role": "api"}
+    assert svc["spec"]["ports"][0]["port"] == 80
+    status = k.get("apiproduct", "shop")["status"]
+    assert status["readyVersions"] == "2/2", status
+
+    k.patch("apiproduct", "shop", {"spec": {"versions": [
+        {"name": "v1", "image": env.api_image, "replicas": 3},
+        {"name": "v2", "image": env.api_image, "replicas": 1, "lifecycle": "retired"}]}})
+    eventually(lambda: (k.get("deployment", "shop-v1") or {}).get("status", {}).get("readyReplicas") == 3,
+               60 * t, message="shop-v1 scaled to 3 ready replicas")
+    eventually(lambda: k.get("deployment", "shop-v2") is None and k.get("service", "shop-v2") is None,
+               30 * t, message="retired v2's Deployment and Service deleted")
+    obj = eventually(lambda: ready(k, "apiproduct", "shop"), 60 * t, message="shop Ready after the edit")
+    assert [v["readyReplicas"] for v in obj["status"]["versions"] if v["name"] == "v1"] == [3], obj["status"]
+
+
+def probes(k: KubectlLike, env: Env) -> None:
+    """A Probe on an ApiProduct version runs against its pods and writes Up to status."""
+    t = env.timeout_scale
+    k.apply(probe("shop-v1-isup", "shop", "v1", "/isUp"))
+    obj = eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "shop-v1-isup"),
+                     30 * t, message="Probe shop-v1-isup Up")
+    k("wait", "--for=condition=Ready", "probe/shop-v1-isup", "--timeout=10s")
+    status = obj["status"]
+    assert status.get("target"), status
+    assert status.get("consecutiveSuccesses", 0) >= 1, status
+    eventually(lambda: [e for e in k.list("events") if e["involvedObject"].get("name") == "shop-v1-isup"
+                        and e.get("reason") == "ProbeUp"], 20 * t, message="Event ProbeUp")
+
+
+def backends(k: KubectlLike, env: Env) -> None:
+    """A Backend whose health is a Probe becomes Available; a product that names it shows in
+    its impact matrix."""
+    t = env.timeout_scale
+    k.apply(probe("core-banking-health", "shop", "v1", "/backends/core-banking/health"))
+    k.apply({"apiVersion": API, "kind": "Backend", "metadata": {"name": "core-banking"},
+             "spec": {"displayName": "Core banking", "owner": {"team": "core-banking"},
+                      "probeRef": {"name": "core-banking-health"}}})
+    k.patch("apiproduct", "shop", {"spec": {"backends": [{"name": "core-banking", "criticality": "critical"}],
+                                            "consumers": [{"name": "acme", "versions": ["v1"]}]}})
+    eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Available", k, "backend", "core-banking"),
+               30 * t, message="Backend core-banking Available")
+    obj = eventually(_when(lambda o: [p["name"] for p in ((o.get("status") or {}).get("impact") or {})
+                                      .get("apiProducts", [])] == ["shop"], k, "backend", "core-banking"),
+                     30 * t, message="impact lists shop")
+    assert [c["name"] for c in obj["status"]["impact"]["consumers"]] == ["acme"], obj["status"]["impact"]
+    k("wait", "--for=condition=Ready", "backend/core-banking", "--timeout=10s")
+    eventually(lambda: ready(k, "apiproduct", "shop"), 30 * t, message="shop Ready with its backend")
+
+
+def alerts(k: KubectlLike, env: Env) -> None:
+    """An AlertRule fires to a receiver whose URL is in a Secret when its Probe goes Down,
+    takes an acknowledgement, and resolves when the Probe is Up again."""
+    t = env.timeout_scale
+    k.apply(product("checkout", [{"name": "v1", "image": env.api_image, "replicas": 1}]))
+    eventually(lambda: ready(k, "apiproduct", "checkout"), 60 * t, message="ApiProduct checkout Ready")
+    k.apply(probe("checkout-isup", "checkout", "v1", "/isUp", labels=JOURNEY_LABEL))
+    eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "checkout-isup"),
+               30 * t, message="Probe checkout-isup Up")
+    k.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "journey-hook"},
+             "stringData": {"url": env.receiver_url("/alerts/checkout")}})
+    k.apply({"apiVersion": API, "kind": "AlertRule", "metadata": {"name": "checkout-down"},
+             "spec": {"severity": "critical",
+                      "selector": {"kinds": ["Probe"], "matchLabels": JOURNEY_LABEL},
+                      "when": {"condition": "Ready", "status": "False", "for": "1s"},
+                      "receivers": [{"name": "hook", "type": "webhook",
+                                     "secretRef": {"name": "journey-hook", "key": "url"}}],
+                      "repeatInterval": "1h"}})
+    eventually(lambda: ready(k, "alertrule", "checkout-down"), 30 * t, message="AlertRule Ready")
+    assert condition(k.get("alertrule", "checkout-down"), "Firing").get("status") == "False"
+    assert env.received("/alerts/checkout") == [], "notified before any outage"
+
+    # the outage: no replicas, so nothing answers behind the version's Service
+    k.patch("apiproduct", "checkout", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}})
+    firing = eventually(lambda: env.received("/alerts/checkout"), 60 * t, message="firing notification received")
+    rule = eventually(_when(lambda o: condition(o, "Firing").get("status") == "True", k, "alertrule",
+                            "checkout-down"), 30 * t, message="AlertRule Firing=True")
+    alert = rule["status"]["alerts"][0]
+    assert alert["state"] == "firing", alert
+    assert firing[0]["body"]["status"] == "firing", firing[0]        # Alertmanager v4 webhook format
+    assert "checkout-isup" in json.dumps(firing[0]["body"]), firing[0]
+    delivered = eventually(lambda: [d for a in (k.get("alertrule", "checkout-down")["status"].get("alerts") or [])
+                                    for d in a.get("deliveries") or [] if d.get("ok")],
+                           30 * t, message="delivery recorded in status")
+    assert delivered[0]["event"] == "firing", delivered
+    secret_url = env.receiver_url("/alerts/checkout")
+    assert secret_url not in json.dumps(k.get("alertrule", "checkout-down")), "the Secret's URL leaked into status"
+
+    # acknowledge: the operator consumes the annotation (a PATCH of the AlertRule)
+    k("annotate", "alertrule", "checkout-down", f"pitwall.dev/acknowledge={alert['key']}",
+      "pitwall.dev/acknowledged-by=journeys", "--overwrite")
+    eventually(_when(lambda o: (o["status"].get("alerts") or [{}])[0].get("acknowledgedBy") == "journeys"
+                     and "pitwall.dev/acknowledge" not in (o["metadata"].get("annotations") or {}),
+                     k, "alertrule", "checkout-down"), 30 * t, message="acknowledgement consumed")
+
+    k.patch("apiproduct", "checkout", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}})
+    eventually(lambda: len(env.received("/alerts/checkout")) >= 2, 60 * t, message="resolved notification received")
+    eventually(_when(lambda o: (o["status"].get("alerts") or [{}])[0].get("state") == "resolved",
+                     k, "alertrule", "checkout-down"), 30 * t, message="alert resolved in status")
+    sent = env.received("/alerts/checkout")
+    assert [m["body"]["status"] for m in sent] == ["firing", "resolved"], sent   # each once
+
+
+def maintenance(k: KubectlLike, env: Env) -> None:
+    """A MaintenanceWindow puts the product version's Service on the maintenance page pods
+    while it is open, notifies, and switches back when it ends."""
+    t = env.timeout_scale
+    start_in, duration = env.window
+    api_ips = eventually(lambda: (lambda ips: ips if ips and ready_endpoints(k, "shop-v1") == ips else None)(
+        pod_ips(k, "pitwall.dev/product=shop,pitwall.dev/version=v1,pitwall.dev/role=api")), 30 * t,
+        message="shop-v1's endpoints are its API pods")
+    start = datetime.now(UTC) + timedelta(seconds=start_in)
+    k.apply({"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": "upgrade"},
+             "spec": {"reason": "Core banking upgrade",
+                      "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
+                      "targets": {"apiProducts": {"names": ["shop"]}},
+                      "notice": {"leadTime": "5s", "receivers": [
+                          {"name": "ops", "type": "webhook", "url": env.receiver_url("/maintenance")}]}}})
+    eventually(lambda: ready(k, "maintenancewindow", "upgrade"), 30 * t, message="MaintenanceWindow Ready")
+
+    svc = eventually(_when(lambda s: s["spec"]["selector"].get("pitwall.dev/role") == "maintenance-page",
+                           k, "service", "shop-v1"), start_in + 30 * t, message="Service on the page pods")
+    assert svc["spec"]["selector"]["pitwall.dev/version"] == "v1"
+    assert datetime.now(UTC) >= start - timedelta(seconds=2), "switched before the window opened"
+    pages = eventually(lambda: [d for d in k.list("deployments", "pitwall.dev/role=maintenance-page")
+                                if (d.get("status") or {}).get("readyReplicas")], 30 * t,
+                       message="maintenance page Deployment ready")
+    assert pages[0]["metadata"]["ownerReferences"][0]["kind"] == "MaintenanceWindow"
+    page_ips = eventually(lambda: pod_ips(k, "pitwall.dev/product=shop,pitwall.dev/role=maintenance-page"),
+                          30 * t, message="ready page pods")
+    eventually(lambda: ready_endpoints(k, "shop-v1") == page_ips, 30 * t,
+               message="the Service's endpoints are the page pods")
+    eventually(_when(lambda o: condition(o, "InMaintenance").get("status") == "True", k, "apiproduct", "shop"),
+               20 * t, message="ApiProduct InMaintenance=True")
+    assert k.get("maintenancewindow", "upgrade")["status"]["phase"] == "Active"
+    assert k.get("deployment", "shop-v1")["status"].get("readyReplicas") == 3   # the API pods keep running
+
+    eventually(_when(lambda s: s["spec"]["selector"].get("pitwall.dev/role") == "api", k, "service", "shop-v1"),
+               duration + 30 * t, message="Service back on the API pods")
+    assert datetime.now(UTC) >= start + timedelta(seconds=duration - 2), "switched back before the window ended"
+    eventually(_when(lambda o: o["status"].get("phase") == "Completed", k, "maintenancewindow", "upgrade"),
+               20 * t, message="window Completed")
+    eventually(lambda: not k.list("deployments", "pitwall.dev/role=maintenance-page"), 30 * t,
+               message="page Deployment deleted")
+    eventually(lambda: ready_endpoints(k, "shop-v1") == api_ips, 30 * t,
+               message="the Service's endpoints are the API pods again")
+    kinds = [n["kind"] for n in k.get("maintenancewindow", "upgrade")["status"]["notices"]]
+    assert {"start", "end"} <= set(kinds), kinds
+    eventually(lambda: len(env.received("/maintenance")) >= 2, 20 * t, message="notices received")
+    eventually(_when(lambda o: condition(o, "InMaintenance").get("status") == "False", k, "apiproduct", "shop"),
+               20 * t, message="ApiProduct InMaintenance=False")
+
+
+JOURNEYS: list[Callable[[KubectlLike, Env], None]] = [products, probes, backends, alerts, maintenance]
+
+
+def examples_reconciled(k: KubectlLike, env: Env) -> None:
+    """Every example object (examples/, namespace of ``k``) is observed by the operator at its
+    current generation and none is Stalled."""
+    t = env.timeout_scale
+
+    def all_observed() -> list[dict] | None:
+        items = json.loads(k("get", "pitwall", "-o", "json").stdout)["items"]
+        if len(items) < 5 or any((o.get("status") or {}).get("observedGeneration") != o["metadata"]["generation"]
+                                 for o in items):
+            return None
+        return items
+
+    items = eventually(all_observed, 60 * t, message="every example observed")
+    assert {o["kind"] for o in items} == {"ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow"}
+    stalled = [o["metadata"]["name"] for o in items if condition(o, "Stalled").get("status") == "True"]
+    assert not stalled, f"stalled examples: {stalled}"
+
+
+def run(k: KubectlLike, env: Env, journeys: list[Callable[[KubectlLike, Env], None]] | None = None) -> list[str]:
+    """Run the journeys in order (later ones build on ``shop``); returns the names that failed."""
+    failed = []
+    for journey in journeys or JOURNEYS:
+        started = time.monotonic()
+        try:
+            journey(k, env)
+        except Exception:
+            failed.append(journey.__name__)
+            print(f"FAILED {journey.__name__} after {time.monotonic() - started:.1f}s", flush=True)
+            traceback.print_exc()
+            if journey in (products,):
+                break   # every later journey needs the product
+        else:
+            print(f"passed {journey.__name__} in {time.monotonic() - started:.1f}s", flush=True)
+    return failed
+
+
+# -- kind (python -m tests.journeys) ---------------------------------------------------------------
+RECEIVER = """
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = raw.decode(errors="replace")
+        print(json.dumps({"path": self.path, "body": body}), flush=True)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
+"""
+
+
+class ClusterEnv:
+    """A real cluster: the operator in it reaches Services; a receiver pod records what it is sent
+    (read back from its log)."""
+
+    def __init__(self, k: Kubectl, api_image: str, receiver_image: str, timeout_scale: float = 4.0,
+                 window: tuple[int, int] = (20, 40)):
+        self.k = k
+        self.api_image = api_image
+        self.receiver_image = receiver_image
+        self.timeout_scale = timeout_scale
+        self.window = window
+
+    def start(self) -> None:
+        labels = {"app.kubernetes.io/name": "journey-receiver"}
+        self.k.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "journey-receiver"},
+                      "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                               "template": {"metadata": {"labels": labels}, "spec": {
+                                   "automountServiceAccountToken": False,
+                                   "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                                       "seccompProfile": {"type": "RuntimeDefault"}},
+                                   "containers": [{
+                                       "name": "receiver", "image": self.receiver_image,
+                                       "imagePullPolicy": "IfNotPresent",
+                                       "command": ["python", "-u", "-c", RECEIVER],
+                                       "ports": [{"name": "http", "containerPort": 8080}],
+                                       "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2},
+                                       "securityContext": {"allowPrivilegeEscalation": False,
+                                                           "readOnlyRootFilesystem": True,
+                                                           "capabilities": {"drop": ["ALL"]}}}]}}}})
+        self.k.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "journey-receiver"},
+                      "spec": {"selector": labels, "ports": [{"name": "http", "port": 8080, "targetPort": "http"}]}})
+        self.k("rollout", "status", "deployment/journey-receiver", f"--timeout={int(120 * self.timeout_scale)}s",
+               timeout=150 * self.timeout_scale)
+
+    def receiver_url(self, path: str) -> str:
+        return f"http://journey-receiver.{self.k.namespace}.svc:8080{path}"
+
+    def received(self, prefix: str) -> list[dict]:
+        out = self.k("logs", "deployment/journey-receiver", "--tail=-1").stdout
+        seen = []
+        for line in out.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and str(entry.get("path", "")).startswith(prefix):
+                seen.append(entry)
+        return seen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.journeys", description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    parser.add_argument("--kubectl", default="kubectl")
+    parser.add_argument("--namespace", default="pitwall-journeys", help="created if missing")
+    parser.add_argument("--api-image", required=True, help="an image whose pods serve the demo API on 8080")
+    parser.add_argument("--receiver-image", required=True, help="an image with python (the Pitwall image)")
+    parser.add_argument("--timeout-scale", type=float, default=4.0)
+    parser.add_argument("--examples-namespace", default=None,
+                        help="also check that every example object in this namespace is reconciled")
+    parser.add_argument("--only", action="append", choices=[j.__name__ for j in JOURNEYS])
+    args = parser.parse_args(argv)
+
+    k = Kubectl(args.namespace, args.kubeconfig, args.kubectl)
+    if k.run("get", "namespace", args.namespace, check=False).returncode:
+        k.run("create", "namespace", args.namespace)
+    env = ClusterEnv(k, args.api_image, args.receiver_image, args.timeout_scale)
+    env.start()
+    chosen = [j for j in JOURNEYS if not args.only or j.__name__ in args.only]
+    failed = run(k, env, chosen)
+    total = len(chosen)
+    if args.examples_namespace:
+        total += 1
+        failed += run(Kubectl(args.examples_namespace, args.kubeconfig, args.kubectl), env, [examples_reconciled])
+    print(f"journeys: {total - len(failed)} passed, {len(failed)} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
