@@ -21,13 +21,49 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
+from aiohttp import web  # noqa: E402
+
 from pitwall.demo import make_app, start_demo  # noqa: E402
-from pitwall.testing.cluster import POD_ADDRESS_REWRITE, Cluster  # noqa: E402
+from pitwall.testing.cluster import POD_ADDRESS_REWRITE, Cluster, free_port  # noqa: E402
 from pitwall.testing.pods import PodServers  # noqa: E402
 
 
 def say(text: str) -> None:
     print(f"\033[1;36m==>\033[0m {text}", flush=True)
+
+
+async def start_receiver(port: int) -> web.AppRunner:
+    """Stands in for Teams, Slack, PagerDuty and webhooks: prints what Pitwall sends."""
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        summary = (body.get("text") or body.get("status") or body.get("event_action")
+                   or (body.get("payload") or {}).get("summary") or body.get("subject") or "")
+        say(f"notification {request.path}: {str(summary)[:120]}")
+        return web.json_response({"ok": True}, status=202)
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def start_smtp(port: int):
+    """A local mail relay for notices and email receivers: prints each message's subject."""
+    from aiosmtpd.controller import Controller
+
+    class Print:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
+            subject = next((line for line in envelope.content.decode(errors="replace").splitlines()
+                            if line.lower().startswith("subject:")), "Subject: ?")
+            say(f"mail to {', '.join(envelope.rcpt_tos)}: {subject[8:].strip()}")
+            return "250 OK"
+    controller = Controller(Print(), hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller
 
 
 async def main() -> int:
@@ -52,12 +88,16 @@ async def main() -> int:
                         "-l", "app.kubernetes.io/part-of=pitwall")
         say("CRDs installed")
         demo = await start_demo("127.0.0.1", args.demo_port)
+        receiver = await start_receiver(18081)
+        smtp = start_smtp(2525)
+        webhook_port = free_port()
+        webhook_env = cluster.register_webhook(webhook_port)
         pods = PodServers(str(cluster.kubeconfig), lambda pod: make_app())
         pods_task = asyncio.create_task(pods.run())
         say(f"demo API on http://127.0.0.1:{args.demo_port} (and on every example pod's address)")
-        env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE}
+        env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE, **webhook_env}
         operator = subprocess.Popen(  # noqa: ASYNC220 - started, never waited on here
-            [sys.executable, "-m", "pitwall", "run", "--log-format", "text",
+            [sys.executable, "-m", "pitwall", "run", "--log-format", "text", "--webhook-port", str(webhook_port),
              "--metrics-port", str(args.metrics_port), "--statuspage-port", str(args.statuspage_port),
              "--internal-port", str(args.internal_port)], env=env, start_new_session=True)
         await asyncio.sleep(2)
@@ -75,6 +115,8 @@ async def main() -> int:
   Internal view: http://127.0.0.1:{args.internal_port}/
   Metrics:       http://127.0.0.1:{args.metrics_port}/metrics
   Demo API:      http://127.0.0.1:{args.demo_port}/isUp   (POST /_admin/down?what=isUp to cause an outage)
+  Receivers:     http://127.0.0.1:18081 (Teams, Slack, PagerDuty, webhooks) and smtp://127.0.0.1:2525,
+                 printed here as they arrive
 
   Ctrl-C stops everything.
 """, flush=True)
@@ -90,6 +132,8 @@ async def main() -> int:
                 await asyncio.wait_for(stop.wait(), 1)
         pods._stop.set()
         await pods_task
+        await receiver.cleanup()
+        smtp.stop()
         return 0
     finally:
         say("stopping")
