@@ -30,7 +30,7 @@ test: lint ## lint, unit and integration tests (integration runs a real local co
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 lint: install ## ruff
-	$(PY) -m ruff check operator tests hack bench
+	$(PY) -m ruff check operator tests hack $(wildcard bench)
 
 unit: install ## unit tests only (no cluster)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)

@@ -572,6 +572,8 @@ def apiproduct_schema() -> Schema:
             "revision": {"description": "Deployment revision.", "x-kubernetes-int-or-string": True,
                          "anyOf": [{"type": "integer"}, {"type": "string"}]},
             "lastGoodImage": string("The last image that became available.", max_length=512),
+            "previousGoodImage": string("The good image before lastGoodImage (what a rollout whose probes "
+                                        "fail within rollout.analysisWindow returns to).", max_length=512),
             "sunsetAt": timestamp("Sunset of a deprecated version."),
             "state": string("Version state.", max_length=64),
         }), max_items=40),

@@ -93,6 +93,9 @@ def route(rt: Runtime, kind: str, event_type: str | None, obj: dict) -> None:
         for each in _names_in(namespace, rt, "AlertRule"):
             rt.enqueue("AlertRule", namespace, each)
     elif kind == "Probe":
+        target = ((obj.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
+        if target.get("name"):
+            rt.enqueue("ApiProduct", namespace, target["name"])     # probe-driven rollback
         for each in _names_in(namespace, rt, "AlertRule"):
             rt.enqueue("AlertRule", namespace, each)
         for backend in rt.stores["Backend"].list(namespace):

@@ -125,3 +125,44 @@ def test_name_collision_leaves_the_running_version_untouched(operator, kubectl):
     assert condition(stalled, "Stalled")["reason"] == "NameCollision"
     image = kubectl.get("deployment", "a-b-c")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example.com/ab:1"
+
+
+def test_rollout_whose_probes_go_down_is_rolled_back(operator, kubectl, cluster):
+    """Pods ready is not enough: a release whose probe fails within analysisWindow goes back."""
+    from pitwall.testing.pods import PodServers
+    from tests.helpers.demo import DemoAPI
+
+    with DemoAPI():
+        # every pod of the product answers like the demo API, except pods of the bad image
+        from aiohttp import web
+
+        from pitwall.demo import make_app
+
+        def app(pod):
+            image = pod["spec"]["containers"][0]["image"]
+            if image.endswith(":2.1"):
+                broken = web.Application()
+                broken.router.add_get("/isUp", lambda request: web.json_response({"status": "down"}, status=500))
+                return broken
+            return make_app()
+        servers = PodServers(str(cluster.kubeconfig), app, selector="pitwall.dev/product=fx",
+                             namespace=kubectl.namespace).start_thread()
+        try:
+            versions = [{"name": "v2", "image": "registry.example.com/fx:2.0", "replicas": 1}]
+            kubectl.apply(product("fx", versions, rollout={"analysisWindow": "5m"}))
+            eventually(lambda: ready(kubectl, "fx"))
+            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe", "metadata": {"name": "fx-v2"},
+                           "spec": {"target": {"apiProduct": {"name": "fx", "version": "v2"}}, "interval": "1s",
+                                    "timeout": "1s", "failureThreshold": 2,
+                                    "steps": [{"name": "isUp", "request": {"path": "/isUp"}}]}})
+            eventually(lambda: (kubectl.get("probe", "fx-v2").get("status") or {}).get("state") == "Up")
+            kubectl.patch("apiproduct", "fx", {"spec": {"versions": [{**versions[0], "image": "registry.example.com/fx:2.1"}]}})
+            obj = eventually(lambda: (lambda o: o if condition(o, "RolledBack").get("status") == "True" else None)(
+                kubectl.get("apiproduct", "fx")), timeout=60, message="rolled back on probe failure")
+            assert "fx-v2" in [e for e in kubectl.events("fx") if e["reason"] == "RolledBack"][0]["message"]
+            assert obj["status"]["rolledBack"][0]["restoredImage"] == "registry.example.com/fx:2.0"
+            eventually(lambda: kubectl.get("deployment", "fx-v2")["spec"]["template"]["spec"]["containers"][0]["image"]
+                       == "registry.example.com/fx:2.0")
+            eventually(lambda: (kubectl.get("probe", "fx-v2").get("status") or {}).get("state") == "Up", timeout=60)
+        finally:
+            servers.stop()

@@ -6,6 +6,7 @@ Nothing here does I/O; ``reconcile`` feeds it live objects from the watch caches
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..conditions import Condition, summary
 
@@ -130,6 +131,20 @@ def decide_rollback(*, auto: bool, spec_image: str, state: VersionState, last_go
     if state.image != spec_image:
         return None
     return RollbackDecision(state.name, spec_image, last_good)
+
+
+def decide_probe_rollback(*, auto: bool, spec_image: str, state: VersionState, previous_good: str | None,
+                          pinned: dict | None, started: datetime | None, now: datetime, window: float,
+                          down_probes: list[str]) -> RollbackDecision | None:
+    """Roll back a rollout that became available but whose probes went Down within the
+    analysis window after it started (the pods are ready, the API is not)."""
+    if not auto or not down_probes or not previous_good or previous_good == spec_image:
+        return None
+    if pinned and pinned.get("failedImage") == spec_image:
+        return None
+    if state.image != spec_image or started is None or (now - started).total_seconds() > window:
+        return None
+    return RollbackDecision(state.name, spec_image, previous_good)
 
 
 def pinned_image(spec_image: str, pinned: dict | None) -> str | None:

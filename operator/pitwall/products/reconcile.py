@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import logging
 
-from .. import metrics
+from .. import durations, metrics
 from ..durations import rfc3339
 from ..errors import Forbidden, Invalid
 from ..logs import ref
 from ..runtime import Runtime
 from . import desired as d
-from .analysis import decide_rollback, drift, pinned_image, product_conditions, version_state
+from .analysis import (
+    decide_probe_rollback,
+    decide_rollback,
+    drift,
+    pinned_image,
+    product_conditions,
+    version_state,
+)
 
 log = logging.getLogger("pitwall.products")
 
@@ -99,23 +106,35 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         live = deployments.get(namespace, wname)
         state = version_state(vname, int(version.get("replicas", 1)), live)
         last_good = prev.get("lastGoodImage")
+        previous_good = prev.get("previousGoodImage")
         if state.is_available and state.image:
             if state.image != last_good:
                 _history_settle(history, vname, state.image, "succeeded", state.revision)
+                previous_good = last_good or previous_good
             last_good = state.image
-        decision = decide_rollback(auto=(spec.get("rollout") or {}).get("autoRollback", True),
-                                   spec_image=version["image"], state=state, last_good=last_good, pinned=pin)
+        rollout = spec.get("rollout") or {}
+        auto = rollout.get("autoRollback", True)
+        decision = decide_rollback(auto=auto, spec_image=version["image"], state=state, last_good=last_good,
+                                   pinned=pin)
+        reason = "did not become available within the progress deadline"
+        if decision is None:
+            down = _down_probes(rt, namespace, name, vname)
+            decision = decide_probe_rollback(
+                auto=auto, spec_image=version["image"], state=state, previous_good=previous_good, pinned=pin,
+                started=_rollout_started(history, vname, version["image"]), now=durations.now(),
+                window=durations.parse(rollout.get("analysisWindow"), 300), down_probes=down)
+            reason = f"probes went Down within the analysis window: {', '.join(down)}"
         if decision:
             pins[vname] = {"version": vname, "failedImage": decision.failed_image,
                            "restoredImage": decision.restored_image, "at": rfc3339()}
             _history_settle(history, vname, decision.failed_image, "failed", state.revision)
             _history_add(history, {"revision": state.revision, "version": vname,
                                    "image": decision.restored_image, "at": rfc3339(), "result": "rolled-back",
-                                   "message": f"{decision.failed_image} did not become available"})
+                                   "message": f"{decision.failed_image} {reason}"})
             metrics.ROLLBACKS.labels(namespace, name, vname).inc()
             await rt.event(product, "RolledBack",
-                           f"version {vname}: {decision.failed_image} did not become available within the "
-                           f"progress deadline; rolled back to {decision.restored_image}", warning=True)
+                           f"version {vname}: {decision.failed_image} {reason}; rolled back to "
+                           f"{decision.restored_image}", warning=True)
             log.warning("rolled back %s to %s", vname, decision.restored_image, extra=ref(KIND, namespace, name))
             requeue = 0.01   # apply the restored image now
         elif state.rollout == "Failed" and not pin:
@@ -133,6 +152,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                  "state": state.rollout}
         if last_good:
             entry["lastGoodImage"] = last_good
+        if previous_good:
+            entry["previousGoodImage"] = previous_good
         if version.get("sunsetAt"):
             entry["sunsetAt"] = version["sunsetAt"]
         version_status.append(entry)
@@ -157,6 +178,24 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     await rt.write_status(product, new_status, conds)
     metrics.READY.labels(KIND, namespace, name).set(1 if state_word == "Available" and not stalled else 0)
     return requeue
+
+
+def _down_probes(rt: Runtime, namespace: str, product: str, version: str) -> list[str]:
+    down = []
+    for probe in rt.stores["Probe"].list(namespace):
+        target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
+        if target.get("name") == product and target.get("version") == version and \
+                (probe.get("status") or {}).get("state") == "Down":
+            down.append(probe["metadata"]["name"])
+    return down
+
+
+def _rollout_started(history: list[dict], version: str, image: str):
+    for entry in reversed(history):
+        if entry.get("version") == version and entry.get("image") == image and entry.get("at"):
+            return durations.parse_time(entry["at"]) if entry.get("result") in ("progressing", "succeeded") \
+                else None
+    return None
 
 
 async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: str, live: dict | None,
