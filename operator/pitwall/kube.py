@@ -102,7 +102,8 @@ def load_credentials(kubeconfig: str | None = None, context: str | None = None) 
         context.load_cert_chain(cfg.cert_file, cfg.key_file)
 
     def token() -> str | None:
-        value = cfg.get_api_key_with_prefix("authorization")
+        # kubernetes>=30 keeps a bearer token under "BearerToken" ("authorization" is the old alias).
+        value = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         return value or None
 
     return Credentials(host=cfg.host.rstrip("/"), ssl_context=context, token=token)

@@ -167,7 +167,8 @@ def test_components_and_image_override_build(cluster, tmp_path):
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [f"{rel}/base"],
-        "components": [f"{rel}/components/servicemonitor", f"{rel}/components/grafana-dashboard"],
+        "components": [f"{rel}/components/servicemonitor", f"{rel}/components/grafana-dashboard",
+                       f"{rel}/components/admission-webhook"],
         "images": [{"name": "ghcr.io/pitwall-dev/pitwall", "newName": "pitwall", "newTag": "e2e"}]}))
     docs = build(cluster, overlay)
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
@@ -182,9 +183,16 @@ def test_components_and_image_override_build(cluster, tmp_path):
     assert container["image"] == "pitwall:e2e"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PITWALL_IMAGE"] == "pitwall:e2e"     # the maintenance pages follow the override
-    # everything but the ServiceMonitor (its CRD belongs to prometheus-operator) is accepted
+    # the admission webhook: served on the port its Service targets, with the certificate
+    assert "--webhook-port=9443" in container["args"]
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    assert env["PITWALL_WEBHOOK_CERT"].startswith("/etc/pitwall/webhook/")
+    webhook = by_kind[("ValidatingWebhookConfiguration", "pitwall.dev")]["webhooks"][0]
+    assert webhook["clientConfig"]["service"]["name"] == "pitwall-webhook"
+    assert by_kind[("Service", "pitwall-webhook")]["spec"]["ports"][0]["targetPort"] == "webhook"
+    # everything but the ServiceMonitor and cert-manager's kinds (CRDs of other projects) is accepted
     ensure_namespace(cluster, SYSTEM)
-    rest = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    rest = [d for d in docs if d["kind"] != "ServiceMonitor" and not d["apiVersion"].startswith("cert-manager.io/")]
     proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", check=False,
                            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rest}))
     assert proc.returncode == 0, proc.stderr
