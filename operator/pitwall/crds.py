@@ -166,12 +166,15 @@ def obj(description: str, properties: dict[str, Schema], *, required: list[str] 
 
 
 def array(description: str, items: Schema, *, max_items: int, min_items: int | None = None,
-          rules: list[dict] | None = None, default: Any = None, list_type: str | None = None) -> Schema:
+          rules: list[dict] | None = None, default: Any = None, list_type: str | None = None,
+          map_keys: list[str] | None = None) -> Schema:
     node: Schema = {"description": description, "type": "array", "items": items, "maxItems": max_items}
     if min_items is not None:
         node["minItems"] = min_items
     if list_type:
         node["x-kubernetes-list-type"] = list_type
+    if map_keys:
+        node["x-kubernetes-list-map-keys"] = map_keys
     return _finish(node, default, rules)
 
 
@@ -532,8 +535,12 @@ def apiproduct_schema() -> Schema:
         "imagePullSecrets": array("Secrets to pull the versions' images with.", obj("A Secret reference.", {
             "name": object_name("Secret name."),
         }, required=["name"]), max_items=8),
+        # A map keyed by name (not an atomic list): a runtime `kubectl patch` of one version's
+        # replicas owns just that field, so a GitOps apply of the rest does not conflict. The API
+        # server refuses duplicate names itself, naming the version (server-side apply: "duplicate
+        # entries for key [name=\"v1\"]"; a plain create: "Duplicate value").
         "versions": array("The versions that run, side by side (1 to 20, unique names).", version,
-                          max_items=20, min_items=1, rules=[unique_by("name", "version names")]),
+                          max_items=20, min_items=1, list_type="map", map_keys=["name"]),
         "backends": array("Backends (provider systems) this product calls.", obj("A dependency on a Backend.", {
             "name": object_name("Name of a Backend in this namespace."),
             "criticality": string("critical: the product is unavailable without it; degradable: it degrades; "

@@ -166,3 +166,24 @@ def test_rollout_whose_probes_go_down_is_rolled_back(operator, kubectl, cluster)
             eventually(lambda: (kubectl.get("probe", "fx-v2").get("status") or {}).get("state") == "Up", timeout=60)
         finally:
             servers.stop()
+
+
+def test_versions_are_keyed_by_name_for_server_side_apply(kubectl):
+    """A duplicate version name is refused, naming it; a runtime replicas patch owns only that
+    field, so a GitOps apply that leaves replicas out does not conflict with it."""
+    import json as _json
+    dup = product("dup", [{"name": "v1", "image": "registry.example.com/a:1"},
+                          {"name": "v1", "image": "registry.example.com/a:2"}])
+    proc = kubectl("apply", "--server-side", "-f", "-", input=_json.dumps(dup), check=False)
+    assert proc.returncode != 0 and 'duplicate entries for key [name="v1"]' in proc.stderr
+
+    git = product("gitops", [{"name": "v1", "image": "registry.example.com/g:1"},
+                             {"name": "v2", "image": "registry.example.com/g:2"}])
+    apply = ["apply", "--server-side", "--field-manager=argocd", "-f", "-"]
+    kubectl(*apply, input=_json.dumps(git))
+    kubectl("patch", "apiproduct", "gitops", "--type=json",                   # a telemetry-style edit
+            "-p", '[{"op":"replace","path":"/spec/versions/0/replicas","value":5}]')
+    git["spec"]["versions"][1]["image"] = "registry.example.com/g:2.1"      # the next Git change
+    kubectl(*apply, input=_json.dumps(git))                                  # no conflict, no --force
+    versions = {v["name"]: v for v in kubectl.get("apiproduct", "gitops")["spec"]["versions"]}
+    assert versions["v1"]["replicas"] == 5 and versions["v2"]["image"] == "registry.example.com/g:2.1"
