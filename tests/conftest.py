@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.journeys import condition, eventually  # noqa: F401 - one definition, shared with the kind e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -150,25 +152,3 @@ class Kubectl:
 @pytest.fixture
 def kubectl(cluster, namespace):
     return Kubectl(cluster, namespace)
-
-
-def eventually(check, timeout: float = 30.0, interval: float = 0.2, message: str = ""):
-    """Wait until ``check()`` returns a truthy value; return it. Fails with the last value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # not there yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s {message}: last value {last!r}")
-
-
-def condition(obj: dict | None, type_: str) -> dict:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond["type"] == type_:
-            return cond
-    return {}

@@ -89,7 +89,7 @@ class Kubectl:
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.3, message: str = "") -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, message: str = "") -> Any:
     """Wait until ``check()`` returns something truthy and return it."""
     deadline = time.monotonic() + timeout
     last: Any = None
