@@ -154,3 +154,17 @@ def test_missing_secret_stalls_with_a_reason(fast_operator, kubectl):
         kubectl.get("alertrule", "broken")))
     assert condition(obj, "Stalled")["reason"] == "SecretNotFound"
     assert "absent" in condition(obj, "Stalled")["message"]
+
+
+def test_digest_goes_out_on_its_interval(fast_operator, kubectl, demo):
+    with Recorder() as rec:
+        kubectl.apply(labelled_probe("catalog", demo.url + "/isUp"))
+        kubectl.apply(rule("catalog-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"},
+                                            {"name": "summary", "type": "webhook", "url": rec.url + "/digest",
+                                             "escalationOnly": True}],
+                           digest={"interval": "3s", "receivers": ["summary"]}))
+        eventually(lambda: len(rec.paths("/digest")) >= 2, timeout=30, message="two digests")
+        body = rec.paths("/digest")[-1]["body"]
+        assert body["rule"] == "catalog-down" and "live" in body["availability24h"]
+        assert kubectl.get("alertrule", "catalog-down")["status"]["lastDigestAt"]
+        assert rec.paths("/hook") == []     # a digest is not a page

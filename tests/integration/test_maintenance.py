@@ -170,3 +170,34 @@ def test_without_the_webhook_a_hasty_window_never_opens(operator, kubectl):
         kubectl.get("maintenancewindow", "hasty")))
     assert condition(obj, "Stalled")["reason"] == "InsufficientNotice"
     assert obj["status"]["phase"] == "Scheduled"
+
+
+def test_probes_say_maintenance_and_no_alert_fires(operator, kubectl, cluster):
+    from pitwall.demo import make_app as demo_app
+    from tests.integration.test_alerts import rule
+
+    with Recorder() as rec:
+        kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 1}]))
+        eventually(lambda: ready(kubectl, "payments"))
+        servers = PodServers(str(cluster.kubeconfig), lambda pod: demo_app(), selector="pitwall.dev/product=payments",
+                             namespace=kubectl.namespace).start_thread()
+        try:
+            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
+                           "metadata": {"name": "payments-v2", "labels": {"tier": "revenue-critical"}},
+                           "spec": {"target": {"apiProduct": {"name": "payments", "version": "v2"}},
+                                    "interval": "1s", "timeout": "1s", "failureThreshold": 1,
+                                    "steps": [{"name": "isUp", "request": {"path": "/isUp"}}]}})
+            kubectl.apply(rule("payments-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}]))
+            state = lambda: (kubectl.get("probe", "payments-v2").get("status") or {}).get("state")  # noqa: E731
+            eventually(lambda: state() == "Up")
+            start = datetime.now(UTC) + timedelta(seconds=6)
+            kubectl.apply(window("upgrade", start, 12, rec.url))
+            eventually(lambda: state() == "Maintenance", timeout=30, message="probe reports Maintenance")
+            eventually(lambda: kubectl.get("maintenancewindow", "upgrade")["status"]["phase"] == "Completed",
+                       timeout=40)
+            eventually(lambda: state() == "Up", timeout=30, message="probe recovers after the window")
+            assert rec.paths("/hook") == []            # nobody was paged for planned work
+            records = ((kubectl.get("alertrule", "payments-down").get("status")) or {}).get("alerts") or []
+            assert all(r["state"] != "firing" for r in records)
+        finally:
+            servers.stop()

@@ -187,3 +187,43 @@ def test_versions_are_keyed_by_name_for_server_side_apply(kubectl):
     kubectl(*apply, input=_json.dumps(git))                                  # no conflict, no --force
     versions = {v["name"]: v for v in kubectl.get("apiproduct", "gitops")["spec"]["versions"]}
     assert versions["v1"]["replicas"] == 5 and versions["v2"]["image"] == "registry.example.com/g:2.1"
+
+
+def stalled(kubectl, name) -> dict | None:
+    obj = kubectl.get("apiproduct", name)
+    return obj if condition(obj, "Stalled").get("status") == "True" else None
+
+
+def test_edits_that_cannot_work_stall_and_leave_the_running_version_alone(operator, kubectl):
+    good = {"name": "v1", "image": "registry.example.com/rates:1", "replicas": 1}
+    kubectl.apply(product("rates", [good]))
+    eventually(lambda: ready(kubectl, "rates"))
+
+    # requests above limits: the CRD accepts both quantities, the Deployment API refuses the pair
+    kubectl.apply(product("rates", [{**good, "image": "registry.example.com/rates:2",
+                                     "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]))
+    obj = eventually(lambda: stalled(kubectl, "rates"), message="Stalled on invalid resources")
+    assert condition(obj, "Stalled")["reason"] == "InvalidSpec"
+    assert "limit" in condition(obj, "Stalled")["message"]
+    image = lambda: kubectl.get("deployment", "rates-v1")["spec"]["template"]["spec"]["containers"][0]["image"]  # noqa: E731
+    assert image() == "registry.example.com/rates:1"
+
+    # a missing imagePullSecret
+    kubectl.apply(product("rates", [{**good, "image": "registry.example.com/rates:2"}],
+                          imagePullSecrets=[{"name": "registry-creds"}]))
+    obj = eventually(lambda: (lambda o: o if o and condition(o, "Stalled")["reason"] == "ImagePullSecretNotFound"
+                              else None)(stalled(kubectl, "rates")))
+    assert "registry-creds" in condition(obj, "Stalled")["message"]
+    assert image() == "registry.example.com/rates:1"
+
+    # a quota refusal: a second version does not fit
+    kubectl.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "deployments"},
+                   "spec": {"hard": {"count/deployments.apps": "1"}}})
+    kubectl.apply(product("rates", [good, {"name": "v2", "image": "registry.example.com/rates:2"}]))
+    obj = eventually(lambda: (lambda o: o if o and condition(o, "Stalled")["reason"] == "QuotaExceeded"
+                              else None)(stalled(kubectl, "rates")))
+    assert "quota" in condition(obj, "Stalled")["message"]
+    assert image() == "registry.example.com/rates:1"
+    kubectl("delete", "resourcequota", "deployments")
+    kubectl.apply(product("rates", [good]))
+    eventually(lambda: ready(kubectl, "rates"), message="recovers when the edit is fixed")

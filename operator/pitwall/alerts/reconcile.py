@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime, timedelta
 
 import httpx
 from prometheus_client import Counter, Gauge
@@ -18,7 +19,8 @@ from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..probes.reconcile import target_product
 from ..runtime import Runtime
-from .delivery import RetryPolicy, deliver
+from . import digest
+from .delivery import RetryPolicy, deliver, deliver_message
 from .rules import Rule, matches, parse_rule
 from .state import ACK_ANNOTATION, ACK_BY_ANNOTATION, apply_results, evaluate, observe, parse_acks
 
@@ -143,9 +145,33 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         records = apply_results(records, results)
         await _write(rt, obj, rule, records, result.firing, len(observations))
         service.last[(namespace, name)] = (rule, records)
-    if result.wake_at:
-        return max(0.0, (result.wake_at - durations.now()).total_seconds()) + 0.01
+    wake = [result.wake_at] if result.wake_at else []
+    if rule.digest:
+        next_digest = await _digest(rt, obj, rule, records, secrets)
+        wake.append(next_digest)
+    if wake:
+        return max(0.0, (min(wake) - durations.now()).total_seconds()) + 0.01
     return None
+
+
+async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secrets: dict) -> datetime:
+    """Send the digest when its interval has passed; return when the next one is due."""
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    last = rt.status_of(obj).get("lastDigestAt")
+    now = durations.now()
+    if digest.due(rule.digest.interval, last, now):
+        message = digest.compose(name, namespace, records, rt.stores["Probe"].list(namespace),
+                                 rt.stores["ApiProduct"].list(namespace), last, now)
+        for receiver_name in rule.digest.receivers:
+            receiver = rule.receiver(receiver_name)
+            result = await deliver_message(receiver, message, secrets.get(receiver_name), _service(rt).http,
+                                           event="digest", policy=_service(rt).policy)
+            DELIVERIES.labels(receiver.type, "digest", "ok" if result.ok else "failed").inc()
+        status = rt.status_of(obj)
+        await rt.write_status(obj, {"firing": status.get("firing", 0), "alerts": records,
+                                    "lastDigestAt": durations.rfc3339(now)}, [])
+        last = durations.rfc3339(now)
+    return durations.parse_time(last) + timedelta(seconds=rule.digest.interval)
 
 
 async def _write(rt: Runtime, obj: dict, rule: Rule, records: list[dict], firing: int, watched: int) -> None:

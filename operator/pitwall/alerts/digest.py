@@ -1,0 +1,68 @@
+"""The periodic digest of an AlertRule: a summary a team reads, not a page.
+
+Availability per environment (live / sandbox) from the namespace's probes, the alerts open
+now, and what changed since the last digest. Pure: the reconciler sends it through the
+digest receivers with :func:`~pitwall.alerts.delivery.deliver_message`.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+
+from .. import durations
+
+
+@dataclass(frozen=True)
+class DigestMessage:
+    subject: str
+    text: str
+    html: str
+    data: dict
+
+
+def due(interval: float, last: str | None, now: datetime) -> bool:
+    return last is None or (now - durations.parse_time(last)).total_seconds() >= interval
+
+
+def _environment(probe: dict, products: dict[str, dict]) -> str:
+    target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
+    name = target.get("name") or (probe["metadata"].get("labels") or {}).get("pitwall.dev/product")
+    return ((products.get(name) or {}).get("spec") or {}).get("environment", "live") if name else "live"
+
+
+def compose(rule: str, namespace: str, records: list[dict], probes: list[dict], products: list[dict],
+            since: str | None, now: datetime) -> DigestMessage:
+    by_name = {p["metadata"]["name"]: p for p in products}
+    availability: dict[str, list[float]] = {}
+    for probe in probes:
+        value = ((probe.get("status") or {}).get("availability") or {}).get("last24h")
+        if value is not None:
+            availability.setdefault(_environment(probe, by_name), []).append(float(value))
+    envs = {env: round(sum(values) / len(values), 2) for env, values in sorted(availability.items())}
+    open_alerts = [r for r in records if r.get("state") in ("firing", "held")]
+    start = durations.parse_time(since) if since else None
+
+    def after(field: str, record: dict) -> bool:
+        return bool(record.get(field)) and (start is None or durations.parse_time(record[field]) > start)
+    fired = [r for r in records if after("since", r)]
+    resolved = [r for r in records if r.get("state") == "resolved" and after("resolvedAt", r)]
+
+    lines = [f"Digest for AlertRule {namespace}/{rule} at {durations.rfc3339(now)}"
+             + (f" (since {since})" if since else ""), "", "Availability over 24h:"]
+    lines += [f"  {env}: {value:.2f}%" for env, value in envs.items()] or ["  no probe data yet"]
+    lines += ["", f"Open alerts: {len(open_alerts)}"]
+    lines += [f"  [{r.get('severity')}] {r.get('subject', r['key'])} since {r.get('since', '?')}"
+              + (f" (acknowledged by {r['acknowledgedBy']})" if r.get("acknowledgedBy") else "")
+              for r in open_alerts]
+    lines += ["", f"Changes: {len(fired)} fired, {len(resolved)} resolved"]
+    lines += [f"  fired: {r.get('subject', r['key'])}" for r in fired]
+    lines += [f"  resolved: {r.get('subject', r['key'])}" for r in resolved]
+    text = "\n".join(lines)
+    subject = (f"[pitwall] {rule}: {len(open_alerts)} open alerts, "
+               + ", ".join(f"{env} {value:.2f}%" for env, value in envs.items())).rstrip(", ")
+    data = {"rule": rule, "namespace": namespace, "at": durations.rfc3339(now), "since": since,
+            "availability24h": envs, "open": [r["key"] for r in open_alerts],
+            "fired": [r["key"] for r in fired], "resolved": [r["key"] for r in resolved]}
+    return DigestMessage(subject, text, f"<pre>{html.escape(text)}</pre>", data)
