@@ -201,3 +201,34 @@ def test_probes_say_maintenance_and_no_alert_fires(operator, kubectl, cluster):
             assert all(r["state"] != "firing" for r in records)
         finally:
             servers.stop()
+
+
+def test_a_broken_maintenance_page_still_pages_someone(operator, kubectl, cluster):
+    """checkMaintenancePage: served page -> the probe stays Up; no page server -> Down and an alert."""
+    from pitwall.demo import make_app as demo_app
+    from tests.integration.test_alerts import rule
+
+    with Recorder() as rec:
+        kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 1}]))
+        eventually(lambda: ready(kubectl, "payments"))
+        # only the API pods answer; nothing serves the maintenance page pods (a broken page)
+        servers = PodServers(str(cluster.kubeconfig), lambda pod: demo_app(),
+                             selector="pitwall.dev/product=payments,pitwall.dev/role=api",
+                             namespace=kubectl.namespace).start_thread()
+        try:
+            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
+                           "metadata": {"name": "payments-v2", "labels": {"tier": "revenue-critical"}},
+                           "spec": {"target": {"apiProduct": {"name": "payments", "version": "v2"}},
+                                    "interval": "1s", "timeout": "1s", "failureThreshold": 2,
+                                    "checkMaintenancePage": True,
+                                    "steps": [{"name": "isUp", "request": {"path": "/isUp"}}]}})
+            kubectl.apply(rule("payments-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}]))
+            eventually(lambda: (kubectl.get("probe", "payments-v2").get("status") or {}).get("state") == "Up")
+            kubectl.apply(window("upgrade", datetime.now(UTC) + timedelta(seconds=6), 20, rec.url))
+            failure = eventually(lambda: (lambda s: s.get("lastFailure") if s.get("state") == "Down" else None)(
+                kubectl.get("probe", "payments-v2").get("status") or {}), timeout=30, message="broken page -> Down")
+            assert failure["step"] == "maintenance-page"
+            eventually(lambda: [r for r in rec.paths("/hook") if r["body"].get("status") == "firing"],
+                       timeout=20, message="someone is paged")
+        finally:
+            servers.stop()

@@ -68,6 +68,8 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
         backends |= set(affected.get("backends") or [])
     held = {("ApiProduct", p) for p in products} | {("Backend", b) for b in backends}
     for probe in rt.stores["Probe"].list(namespace):
+        if (probe.get("spec") or {}).get("checkMaintenancePage"):
+            continue   # it checks the maintenance page itself: a broken page must page someone
         target = target_product(probe)
         labelled = (probe["metadata"].get("labels") or {}).get("pitwall.dev/product")
         if (target and target[0] in products) or labelled in products or \

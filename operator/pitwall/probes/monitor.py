@@ -23,8 +23,8 @@ from .coalesce import should_write
 from .engine import RunResult, run_check
 from .policy import AddressPolicy
 from .scheduler import Scheduler
-from .spec import Check
-from .state import Health, observe, settle
+from .spec import Check, parse_check
+from .state import MAINTENANCE, Health, observe, settle
 from .stats import Stats
 
 log = logging.getLogger("pitwall.probes")
@@ -137,17 +137,21 @@ class Monitor:
             return None
         kind, namespace, name = key
         base_url = job.resolve()
+        imposed = job.imposed()
+        check = job.check
+        if imposed == MAINTENANCE and check.check_maintenance_page:
+            # During a window, check what users get instead: the page (503 + Retry-After). It
+            # counts like any run, so a broken maintenance page goes Down and pages someone.
+            check, imposed = maintenance_page_check(check, base_url), None
         try:
-            client = await self.client(job.check, namespace)
-            result = await run_check(job.check, client=client, secrets=self.secrets(namespace),
-                                     base_url=base_url)
+            client = await self.client(check, namespace)
+            result = await run_check(check, client=client, secrets=self.secrets(namespace), base_url=base_url)
         except InvalidSpec as exc:
             job.stalled = (exc.reason, exc.message)
             if publish:
                 await job.publish(job, None, True)
             return None
         job.stalled = None
-        imposed = job.imposed()
         previous = job.health
         outcome = observe(previous, result.ok, failure_threshold=job.check.failure_threshold,
                           success_threshold=job.check.success_threshold, imposed=imposed)
@@ -179,12 +183,25 @@ class Monitor:
         job = self.jobs.get(key)
         if job is None:
             return
+        imposed = job.imposed()
+        if imposed == MAINTENANCE and job.check.check_maintenance_page:
+            return   # its runs check the page and decide
         outcome = settle(job.health, failure_threshold=job.check.failure_threshold,
-                         success_threshold=job.check.success_threshold, imposed=job.imposed())
+                         success_threshold=job.check.success_threshold, imposed=imposed)
         if outcome.transition:
             job.health = outcome.health
             await job.publish(job, job.last_result, True)
             job.last_written = time.monotonic()
+
+
+def maintenance_page_check(check: Check, base_url: str | None) -> Check:
+    """One GET of the target expecting the maintenance page's answer."""
+    spec = {"interval": f"{check.interval}s", "timeout": f"{check.timeout}s",
+            "steps": [{"name": "maintenance-page", "request": {"path": "/"},
+                       "expect": {"status": [503], "headers": [{"name": "Retry-After", "present": True}]}}]}
+    if base_url is None and check.target:
+        spec["target"] = {"url": check.target}
+    return parse_check(spec, base_url=base_url)
 
 
 def probe_status(job: Job, result: RunResult | None) -> dict:
