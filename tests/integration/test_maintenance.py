@@ -232,3 +232,54 @@ def test_a_broken_maintenance_page_still_pages_someone(operator, kubectl, cluste
                        timeout=20, message="someone is paged")
         finally:
             servers.stop()
+
+
+def test_consumer_email_notice_and_dst_aware_next_start(operator, kubectl):
+    """Consumers with an email get the notice through a real SMTP server; a recurring window in a
+    time zone computes its next start across the coming daylight-saving change."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    from pitwall.testing.cluster import free_port
+
+    received = []
+
+    class Keep(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    port = free_port()
+    smtp = Controller(Keep(), hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "relay"},
+                       "stringData": {"url": f"smtp://127.0.0.1:{port}"}})
+        kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2"}],
+                              consumers=[{"name": "acme", "versions": ["v2"], "contact": {"email": "ops@acme.example"}}]))
+        body = window("upgrade", datetime.now(UTC) + timedelta(seconds=8), 10, "http://127.0.0.1:9")
+        body["spec"]["notice"] = {"leadTime": "5s", "notifyConsumers": True,
+                                  "consumerEmail": {"secretRef": {"name": "relay", "key": "url"},
+                                                    "from": "maintenance@marketplace.example"}}
+        kubectl.apply(body)
+        eventually(lambda: received, timeout=30, message="advance notice by email")
+        mail = received[0]
+        assert mail["To"] == "ops@acme.example"
+        text = "".join(part.get_payload(decode=True).decode() for part in mail.walk()
+                       if part.get_content_type() == "text/plain")
+        assert "Core banking upgrade" in text
+
+        # 22:00 on April 15 in Berlin is CEST (UTC+2) in 2027: 20:00Z, not the 21:00Z of today's offset
+        kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
+                       "metadata": {"name": "spring"},
+                       "spec": {"reason": "Yearly archive", "targets": {"backends": ["archive"]},
+                                "schedule": {"cron": "0 22 15 4 *", "duration": "1h", "timeZone": "Europe/Berlin"}}})
+        status = eventually(lambda: (kubectl.get("maintenancewindow", "spring").get("status") or {}).get("nextStart")
+                            and kubectl.get("maintenancewindow", "spring")["status"])
+        from zoneinfo import ZoneInfo
+        berlin = ZoneInfo("Europe/Berlin")
+        now = datetime.now(berlin)
+        year = now.year if now < datetime(now.year, 4, 15, 22, tzinfo=berlin) else now.year + 1
+        assert status["nextStart"] == f"{year}-04-15T20:00:00Z"
+        assert status["nextEnd"] == f"{year}-04-15T21:00:00Z"
+    finally:
+        smtp.stop()
