@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
@@ -41,6 +42,11 @@ STATUS_WRITES = Counter("pitwall_probe_status_writes_total", "Status writes by p
 
 Key = tuple[str, str, str]    # (kind, namespace, name)
 
+# Runs in flight at once, and the connections each client may hold. They must match: requests
+# beyond a client's pool queue inside httpcore, whose pool rescans the whole queue on every
+# request start and finish (quadratic), and the operator collapses (bench/results/probes.md).
+CONCURRENCY = 100
+
 
 @dataclass
 class Job:
@@ -66,7 +72,7 @@ class Monitor:
         self.policy = AddressPolicy.from_lists(
             allow=[a for a in (rt.settings.allow_networks or "").split(",") if a.strip()],
             deny=[d for d in (rt.settings.deny_networks or "").split(",") if d.strip()])
-        self.scheduler = Scheduler(concurrency=512, on_lag=LAG.observe)
+        self.scheduler = Scheduler(concurrency=CONCURRENCY, on_lag=LAG.observe)
         self.jobs: dict[Key, Job] = {}
         self._clients: dict[Hashable, httpx.AsyncClient] = {}
         self._client_lock = asyncio.Lock()
@@ -96,11 +102,16 @@ class Monitor:
             return await self.rt.kube.read_secret(namespace, name, key)
         return read
 
-    async def client(self, check: Check, namespace: str) -> httpx.AsyncClient:
-        key = (client_key(check), namespace if (check.tls.ca or check.tls.client_cert) else None)
+    async def client(self, check: Check, namespace: str, base_url: str | None) -> httpx.AsyncClient:
+        """A shared client per (TLS/proxy settings, origin): small pools keep httpcore's per-request
+        scan of its connections short; the scheduler bounds the total in flight."""
+        target = urlsplit(base_url or check.target or "")
+        key = (client_key(check), namespace if (check.tls.ca or check.tls.client_cert) else None,
+               target.scheme, target.netloc)
         async with self._client_lock:
             if key not in self._clients:
-                self._clients[key] = await make_client(check, secrets=self.secrets(namespace), policy=self.policy)
+                self._clients[key] = await make_client(check, secrets=self.secrets(namespace), policy=self.policy,
+                                                       max_connections=CONCURRENCY)
             return self._clients[key]
 
     # -- scheduling ------------------------------------------------------------------------------
@@ -144,7 +155,7 @@ class Monitor:
             # counts like any run, so a broken maintenance page goes Down and pages someone.
             check, imposed = maintenance_page_check(check, base_url), None
         try:
-            client = await self.client(check, namespace)
+            client = await self.client(check, namespace, base_url)
             result = await run_check(check, client=client, secrets=self.secrets(namespace), base_url=base_url)
         except InvalidSpec as exc:
             job.stalled = (exc.reason, exc.message)
