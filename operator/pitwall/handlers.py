@@ -99,7 +99,9 @@ async def cleanup(**_) -> None:
 
 
 def _observe(kind: str):
-    def handler(event: dict, **_) -> None:
+    # async on purpose: kopf runs plain functions in a thread pool, and the caches and work
+    # queues belong to the event loop (asyncio is not thread-safe).
+    async def handler(event: dict, **_) -> None:
         rt = _state.get("runtime")
         obj = event.get("object")
         if rt is None or not obj:

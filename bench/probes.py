@@ -1,0 +1,255 @@
+"""5,000 probes at a 10 s interval: scheduling lag, CPU per check, memory, API writes (issue 4).
+
+Pitwall phase: a fresh control plane and the operator as a subprocess; 5,000 single-step
+Probes (GET on a URL, 200 expected, 10 s interval, 2 s timeout) spread over 4 aiohttp target
+servers on 127.0.0.1 that run in their own process (bench.targets), so the operator's CPU is
+measured alone. After every probe has run once and one more interval has passed (the creation
+burst is over), a measurement window of 3 minutes (--quick: 500 probes, 60 s). Then the operator
+and the control plane are stopped and Gatus runs the same 5,000 endpoints against the same target
+process for the same window, alone on the machine, measured the same way.
+
+What each number means:
+
+- checks: requests the target servers answered during the window (their own counters), the
+  same count for Pitwall and Gatus; Pitwall's ``pitwall_probe_runs_total`` delta cross-checks it.
+- scheduling lag p50/p99: start time minus due time of each run in the window, from the delta
+  of the operator's ``pitwall_probe_schedule_lag_seconds`` histogram between the window's two
+  scrapes. The estimate interpolates linearly inside the bucket holding the quantile (as
+  Prometheus' histogram_quantile does); the bucket's upper bound is what the value is at most,
+  and the target is judged on that bound.
+- CPU seconds per 1,000 checks: (utime + stime) delta of the checker process from
+  /proc/<pid>/stat over the window, divided by checks, times 1,000.
+- peak RSS: VmHWM from /proc/<pid>/status at the end (the peak since the process started,
+  probe creation included); the largest VmRSS seen in the window (sampled every 5 s) too.
+- API-server writes per minute: ``pitwall_probe_status_writes_total`` delta per minute, and
+  kube-apiserver's own ``apiserver_request_total`` (read at /metrics with the admin client
+  certificate) for PATCH on probes/status, and for every mutating verb on every resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pitwall.kube import Kube
+from pitwall.testing.cluster import free_port
+
+from . import gatus
+from .common import (
+    Metric,
+    Operator,
+    Report,
+    apiserver_metrics,
+    bounded,
+    bucket_delta,
+    control_plane,
+    histogram_buckets,
+    histogram_quantile,
+    machine_busy_seconds,
+    metric_sum,
+    sample,
+)
+from .targets import Targets
+
+NAMESPACE = "bench-probes"
+LAG = "pitwall_probe_schedule_lag_seconds"
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class Size:
+    probes: int
+    interval: int   # seconds
+    window: int     # seconds measured
+
+
+FULL = Size(probes=5000, interval=10, window=180)
+QUICK = Size(probes=500, interval=10, window=60)
+
+
+def probe(index: int, url: str, interval: int) -> dict:
+    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
+            "metadata": {"name": f"p{index:05d}", "namespace": NAMESPACE},
+            "spec": {"target": {"url": url}, "interval": f"{interval}s", "timeout": "2s"}}
+
+
+@dataclass
+class Window:
+    """What one checker process did between two moments."""
+
+    seconds: float
+    checks: int             # answered by the targets
+    cpu_seconds: float      # the checker's utime + stime
+    machine_cpu_seconds: float
+    targets_cpu_seconds: float   # the target servers' process, to show it was not the bottleneck
+    max_rss: int
+    hwm: int
+
+
+def observe(pid: int, targets: Targets, seconds: int, before=None, after=None) -> Window:
+    """Measure ``pid`` for ``seconds``; ``before``/``after`` run just outside the CPU window."""
+    if before:
+        before()
+    answered0, machine0, start = targets.answered(), machine_busy_seconds(), sample(pid)
+    targets0 = sample(targets.pid).cpu_seconds
+    max_rss = start.rss_bytes
+    deadline = start.at + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+        max_rss = max(max_rss, sample(pid).rss_bytes)
+    end, machine1, answered1 = sample(pid), machine_busy_seconds(), targets.answered()
+    targets1 = sample(targets.pid).cpu_seconds
+    if after:
+        after()
+    return Window(end.at - start.at, answered1 - answered0, end.cpu_seconds - start.cpu_seconds,
+                  machine1 - machine0, targets1 - targets0, max(max_rss, end.rss_bytes), end.hwm_bytes)
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 2.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def pitwall_phase(workdir: Path, size: Size, targets: Targets) -> dict:
+    with control_plane(workdir) as cluster, Operator(cluster, workdir, NAMESPACE) as op:
+        async def create() -> None:
+            async with Kube.from_env(str(cluster.kubeconfig)) as kube:
+                await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+                await bounded((kube.apply(probe(i, targets.url(i), size.interval), field_manager="bench")
+                               for i in range(size.probes)), limit=32)
+        started = time.monotonic()
+        asyncio.run(create())
+        created = time.monotonic() - started
+        ran_once = wait_until(lambda: metric_sum(op.metrics(), "pitwall_probe_runs_total") >= size.probes,
+                              600, "every probe to run once", interval=5.0)
+        time.sleep(size.interval)
+        scrapes: dict[str, tuple] = {}
+
+        def scrape(key: str) -> None:
+            began = time.perf_counter()
+            text = op.metrics()
+            scrapes[key] = (text, apiserver_metrics(cluster), time.perf_counter() - began)
+
+        window = observe(op.pid, targets, size.window, before=lambda: scrape("before"),
+                         after=lambda: scrape("after"))
+    (op0, api0, _), (op1, api1, scrape_s) = scrapes["before"], scrapes["after"]
+
+    def delta(text0, text1, name, **labels):
+        return metric_sum(text1, name, **labels) - metric_sum(text0, name, **labels)
+
+    lag = bucket_delta(histogram_buckets(op1, LAG), histogram_buckets(op0, LAG))
+    return {
+        "window": window, "created_s": created, "ran_once_s": ran_once,
+        "runs": delta(op0, op1, "pitwall_probe_runs_total"),
+        "failures": delta(op0, op1, "pitwall_probe_runs_total", result="failure"),
+        "lag_p50": histogram_quantile(0.5, lag), "lag_p99": histogram_quantile(0.99, lag),
+        "lag_buckets": lag,
+        "status_writes": delta(op0, op1, "pitwall_probe_status_writes_total"),
+        "api_status_patches": delta(api0, api1, "apiserver_request_total", verb="PATCH", resource="probes",
+                                    subresource="status"),
+        "api_writes": sum(delta(api0, api1, "apiserver_request_total", verb=verb) for verb in WRITE_VERBS),
+        "metrics_bytes": len(op1.encode()), "metrics_scrape_s": scrape_s,
+    }
+
+
+def gatus_phase(workdir: Path, size: Size, targets: Targets) -> dict:
+    """Gatus on the same endpoints; ``{"unavailable": reason}`` when it cannot be built or run."""
+    try:
+        binary = gatus.build()
+        cfg = gatus.config([targets.url(i) for i in range(size.probes)], size.interval, free_port())
+        with gatus.Gatus(binary, workdir / "gatus", cfg) as running:
+            first = targets.answered()
+            wait_until(lambda: targets.answered() - first >= size.probes, 600, "Gatus to check every endpoint")
+            time.sleep(size.interval)
+            return {"window": observe(running.pid, targets, size.window)}
+    except gatus.Unavailable as exc:
+        return {"unavailable": str(exc)}
+
+
+def run(workdir: Path, quick: bool = False) -> Report:
+    size = QUICK if quick else FULL
+    with Targets(servers=4) as targets:
+        ours = pitwall_phase(workdir, size, targets)
+        theirs = gatus_phase(workdir, size, targets)
+    return report(size, quick, ours, theirs)
+
+
+def lag_ms(estimate: float, bound: float) -> str:
+    if bound == float("inf"):
+        return f"> {estimate * 1000:g} (past the last bucket)"
+    return f"{estimate * 1000:.1f} / {bound * 1000:g}"
+
+
+def per_thousand(window: Window) -> float:
+    return window.cpu_seconds / window.checks * 1000 if window.checks else float("nan")
+
+
+def report(size: Size, quick: bool, ours: dict, theirs: dict) -> Report:
+    w: Window = ours["window"]
+    minutes = w.seconds / 60
+    due = size.probes * w.seconds / size.interval
+    (p50, p50_bound), (p99, p99_bound) = ours["lag_p50"], ours["lag_p99"]
+    cpu = per_thousand(w)
+    metrics = [
+        Metric("checks in the window (target side)", f"{w.checks:,} of ~{due:,.0f} due"),
+        Metric("checks counted by pitwall_probe_runs_total", f"{ours['runs']:,.0f}"),
+        Metric("failed checks", f"{ours['failures']:,.0f}", "", "0", ours["failures"] == 0),
+        Metric("scheduling lag p50 (estimate / at most)", lag_ms(p50, p50_bound), "ms"),
+        Metric("scheduling lag p99 (estimate / at most)", lag_ms(p99, p99_bound), "ms",
+               "< 100 ms", p99_bound <= 0.1),
+        Metric("CPU seconds per 1,000 checks (operator)", cpu, "s"),
+        Metric("operator CPU use in the window", w.cpu_seconds / w.seconds * 100, "% of one core"),
+        Metric("whole machine CPU use in the window", w.machine_cpu_seconds / w.seconds * 100,
+               "% of one core (all processes)"),
+        Metric("target servers' CPU use in the window", w.targets_cpu_seconds / w.seconds * 100, "% of one core"),
+        Metric("operator peak RSS (VmHWM)", w.hwm / MB, "MB", "< 300 MB", w.hwm < 300 * MB),
+        Metric("operator largest VmRSS in the window", w.max_rss / MB, "MB"),
+        Metric("status writes per minute (pitwall_probe_status_writes_total)", ours["status_writes"] / minutes),
+        Metric("kube-apiserver PATCH probes/status per minute", ours["api_status_patches"] / minutes),
+        Metric("kube-apiserver mutating requests per minute (all clients)", ours["api_writes"] / minutes),
+        Metric(f"create {size.probes:,} Probes (32 at a time)", ours["created_s"], "s"),
+        Metric("operator /metrics size / scrape time", f"{ours['metrics_bytes'] / MB:.1f} MB / "
+               f"{ours['metrics_scrape_s']:.2f} s"),
+    ]
+    notes = []
+    if "unavailable" in theirs:
+        metrics.append(Metric("Gatus", "not run", "", "CPU per check within 2x", None))
+        notes.append(f"Gatus could not be run here: {theirs['unavailable']}")
+    else:
+        g: Window = theirs["window"]
+        gcpu = per_thousand(g)
+        ratio = cpu / gcpu if gcpu else float("inf")
+        metrics += [
+            Metric("Gatus checks in the window (target side)", f"{g.checks:,}"),
+            Metric("Gatus CPU seconds per 1,000 checks", gcpu, "s"),
+            Metric("Gatus peak RSS (VmHWM)", g.hwm / MB, "MB"),
+            Metric("Pitwall / Gatus CPU per check", ratio, "x", "<= 2x", ratio <= 2),
+        ]
+    method = [
+        f"{size.probes:,} Probes, each one GET of `http://127.0.0.1:<port>/isUp` (4 aiohttp servers in a separate "
+        f"process), interval {size.interval}s, timeout 2s, failureThreshold default.",
+        "Pitwall: a fresh local control plane and `python -m pitwall run --namespace bench-probes` as a "
+        "subprocess; the window starts once `pitwall_probe_runs_total` >= the number of probes, plus one interval.",
+        f"Window: {size.window} s. The operator's /metrics and kube-apiserver's /metrics are scraped just before "
+        "the CPU window opens and just after it closes, so their cost is outside it.",
+        "Lag: delta of the `pitwall_probe_schedule_lag_seconds` histogram over the window; p50/p99 interpolated "
+        "inside their bucket, `at most` = the bucket's upper bound (the target is judged on that).",
+        "CPU: (utime + stime) delta of the process from /proc/<pid>/stat; checks: requests the target servers "
+        "answered in the window (same counter for Pitwall and Gatus).",
+        "RSS: VmHWM (peak since start) and VmRSS sampled every 5 s, from /proc/<pid>/status.",
+        "Gatus (when it can be built): `go install github.com/TwiN/gatus/v5@latest` into ~/.cache/pitwall/gatus, "
+        "the same endpoints, interval and target process, run after the operator and control plane are stopped, "
+        "with the same window and the same /proc measurements.",
+    ]
+    return Report("probes", "Probe engine at 5,000 probes, beside Gatus (issue 4)",
+                  {"quick": quick, "probes": size.probes, "interval_s": size.interval, "window_s": size.window},
+                  metrics, method, notes,
+                  extra={"pitwall": {k: v for k, v in ours.items() if k != "window"} | {"window": vars(w)},
+                         "gatus": theirs if "unavailable" in theirs else {"window": vars(theirs["window"])}})
