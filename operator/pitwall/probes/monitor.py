@@ -46,6 +46,10 @@ Key = tuple[str, str, str]    # (kind, namespace, name)
 # beyond a client's pool queue inside httpcore, whose pool rescans the whole queue on every
 # request start and finish (quadratic), and the operator collapses (bench/results/probes.md).
 CONCURRENCY = 100
+# Steady-state status writes (no transition) per second, all probes together: each probe writes
+# at most once a minute, less often when there are so many that this budget would be exceeded.
+# Transitions are always written at once.
+STATUS_WRITES_PER_SECOND = 20.0
 
 
 @dataclass
@@ -182,7 +186,8 @@ class Monitor:
                             "correlation_id": failure.correlation_id, "reason": failure.reason})
         now = time.monotonic()
         job.unpublished = True
-        if publish and should_write(job.last_written, now, transition=outcome.transition):
+        steady = max(60.0, len(self.jobs) / STATUS_WRITES_PER_SECOND)
+        if publish and should_write(job.last_written, now, transition=outcome.transition, min_interval=steady):
             await job.publish(job, result, outcome.transition)
             job.last_written = now
             job.unpublished = False
