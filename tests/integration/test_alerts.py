@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import Operator, condition, eventually
 from tests.helpers.demo import DemoAPI
 from tests.helpers.receiver import Recorder
+from tests.helpers.smtp import plain_text, smtp_server
 from tests.integration.test_probes import probe
 
 
@@ -120,20 +121,7 @@ def test_retries_until_delivered_and_restart_loses_nothing(fast_operator, kubect
 
 
 def test_email_receiver_through_real_smtp(fast_operator, kubectl, demo):
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received = []
-
-    class Keep(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    from pitwall.testing.cluster import free_port
-    port = free_port()
-    smtp = Controller(Keep(), hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
+    with smtp_server() as (port, received):
         kubectl.apply(secret("smtp", url=f"smtp://127.0.0.1:{port}"))
         kubectl.apply(labelled_probe("ledger", demo.url + "/isUp"))
         kubectl.apply(rule("ledger-down", [{"name": "mail", "type": "email", "secretRef": {"name": "smtp", "key": "url"},
@@ -144,8 +132,7 @@ def test_email_receiver_through_real_smtp(fast_operator, kubectl, demo):
         mail = received[0]
         assert mail["To"] == "oncall@example.com"
         assert "ledger" in mail["Subject"]
-    finally:
-        smtp.stop()
+        assert "pitwall.dev/acknowledge=" in plain_text(mail)    # how to acknowledge, in the mail
 
 
 def test_missing_secret_stalls_with_a_reason(fast_operator, kubectl):

@@ -237,21 +237,9 @@ def test_a_broken_maintenance_page_still_pages_someone(operator, kubectl, cluste
 def test_consumer_email_notice_and_dst_aware_next_start(operator, kubectl):
     """Consumers with an email get the notice through a real SMTP server; a recurring window in a
     time zone computes its next start across the coming daylight-saving change."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
+    from tests.helpers.smtp import plain_text, smtp_server
 
-    from pitwall.testing.cluster import free_port
-
-    received = []
-
-    class Keep(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    port = free_port()
-    smtp = Controller(Keep(), hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
+    with smtp_server() as (port, received):
         kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "relay"},
                        "stringData": {"url": f"smtp://127.0.0.1:{port}"}})
         kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2"}],
@@ -264,9 +252,7 @@ def test_consumer_email_notice_and_dst_aware_next_start(operator, kubectl):
         eventually(lambda: received, timeout=30, message="advance notice by email")
         mail = received[0]
         assert mail["To"] == "ops@acme.example"
-        text = "".join(part.get_payload(decode=True).decode() for part in mail.walk()
-                       if part.get_content_type() == "text/plain")
-        assert "Core banking upgrade" in text
+        assert "Core banking upgrade" in plain_text(mail)
 
         # 22:00 on April 15 in Berlin is CEST (UTC+2) in 2027: 20:00Z, not the 21:00Z of today's offset
         kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
@@ -281,5 +267,3 @@ def test_consumer_email_notice_and_dst_aware_next_start(operator, kubectl):
         year = now.year if now < datetime(now.year, 4, 15, 22, tzinfo=berlin) else now.year + 1
         assert status["nextStart"] == f"{year}-04-15T20:00:00Z"
         assert status["nextEnd"] == f"{year}-04-15T21:00:00Z"
-    finally:
-        smtp.stop()
