@@ -35,7 +35,6 @@ def configure(settings: Settings) -> None:
 async def startup(settings: kopf.OperatorSettings, **_) -> None:
     # Events arrive one at a time per object; a short batch window keeps edits fast.
     settings.batching.batch_window = 0.01
-    settings.batching.idle_timeout = 30.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
