@@ -28,6 +28,14 @@ log = logging.getLogger("pitwall.kube")
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """A key of a Secret in the referencing object's own namespace."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Kind:
     kind: str
     api_version: str

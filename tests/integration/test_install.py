@@ -210,21 +210,26 @@ def test_installed_operator_pods_pass_restricted_pod_security(installed):
     assert "violates PodSecurity" not in events
 
 
-def test_operator_runs_every_journey_with_least_privilege(installed, fresh_namespace, tmp_path):
-    cluster = installed
-    kubeconfig = token_kubeconfig(cluster, tmp_path, "pitwall")
-    leader = leader_election_supported()
-    op = operator_as(cluster, tmp_path, kubeconfig, namespace=None, leader_elect=leader)   # every namespace
+def run_journeys(cluster, op, namespace: str, only=None) -> None:
+    """Run the user journeys against ``op``, stop it, and fail on any refusal (403) or failure."""
     try:
-        k = Kubectl(cluster, fresh_namespace)
-        with LocalEnv(cluster, fresh_namespace) as env:
-            failed = journeys.run(k, env)
+        k = Kubectl(cluster, namespace)
+        with LocalEnv(cluster, namespace) as env:
+            failed = journeys.run(k, env, only)
     finally:
         op.stop()
     log = op.log()
     denied = forbidden_lines(log)
     assert not denied, "the operator was refused (403):\n" + "\n".join(denied[:20])
     assert not failed, f"journeys failed: {failed}\n{log[-4000:]}"
+
+
+def test_operator_runs_every_journey_with_least_privilege(installed, fresh_namespace, tmp_path):
+    cluster = installed
+    kubeconfig = token_kubeconfig(cluster, tmp_path, "pitwall")
+    leader = leader_election_supported()
+    op = operator_as(cluster, tmp_path, kubeconfig, namespace=None, leader_elect=leader)   # every namespace
+    run_journeys(cluster, op, fresh_namespace)
     if leader:   # the Lease Role was enough to lead
         lease = json.loads(cluster.kubectl("get", "lease", "pitwall-operator", "-n", SYSTEM, "-o", "json").stdout)
         assert lease["spec"]["holderIdentity"]
@@ -317,16 +322,7 @@ def test_namespaced_overlay_is_enough_for_one_namespace(cluster, fresh_namespace
         assert can_i(cluster, "list", "apiproducts.pitwall.dev", "ns", fresh_namespace, who)
         kubeconfig = token_kubeconfig(cluster, tmp_path, name)
         op = operator_as(cluster, tmp_path, kubeconfig, namespace=fresh_namespace, leader_elect=False)
-        try:
-            k = Kubectl(cluster, fresh_namespace)
-            with LocalEnv(cluster, fresh_namespace) as env:
-                failed = journeys.run(k, env, [journeys.products, journeys.probes])
-        finally:
-            op.stop()
-        log = op.log()
-        denied = forbidden_lines(log)
-        assert not denied, "the operator was refused (403):\n" + "\n".join(denied[:20])
-        assert not failed, f"journeys failed: {failed}\n{log[-4000:]}"
+        run_journeys(cluster, op, fresh_namespace, [journeys.products, journeys.probes])
     finally:
         for doc in reversed(wanted):
             args = ["delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", "--wait=false"]

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from .. import durations
 from ..errors import InvalidSpec
+from ..kube import SecretRef
 
 # Response targets: how long a firing alert may wait for an acknowledgement.
 # ``blocked`` alerts are recorded and shown but never page anyone, hence no target.
@@ -29,12 +30,6 @@ KINDS = ("ApiProduct", "Probe", "Backend")
 RECEIVER_TYPES = ("msteams", "slack", "opsgenie", "pagerduty", "email", "webhook")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    name: str
-    key: str
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from jsonpath_ng.ext import parse as parse_jsonpath
 
 from .. import durations
 from ..errors import InvalidSpec
+from ..kube import SecretRef
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 DEFAULT_STEP = "check"
@@ -29,12 +30,6 @@ RUN_SLACK = 1.0  # seconds
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET = re.compile(r"secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([-._a-zA-Z0-9]+)")
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    name: str
-    key: str
 
 
 @dataclass(frozen=True)
