@@ -32,6 +32,7 @@ class Store:
         self._listeners: list[Callable[[str, dict], None]] = []
 
     def update(self, event_type: str | None, obj: dict) -> None:
+        obj = _slim(obj)
         meta = obj.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
@@ -44,6 +45,7 @@ class Store:
 
     def prime(self, obj: dict) -> None:
         """Add an object from the initial listing unless a (newer) watch event already did."""
+        obj = _slim(obj)
         meta = obj.get("metadata", {})
         self._objects.setdefault((meta.get("namespace", ""), meta.get("name", "")), obj)
         metrics.OBJECTS.labels(self.kind).set(len(self._objects))
@@ -72,6 +74,15 @@ class Store:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+
+def _slim(obj: dict) -> dict:
+    """The object without ``metadata.managedFields``: nothing here reads them, and they are
+    often the largest part of a cached object (one entry per field manager)."""
+    meta = obj.get("metadata")
+    if not meta or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 Reconciler = Callable[[str, str], Awaitable[float | None]]
@@ -164,3 +175,8 @@ class WorkQueue:
                 self.add(key)
             elif requeue is not None:
                 self.add(key, requeue)
+            # Yield between keys: a reconcile that needs no I/O never suspends, and
+            # ``Queue.get`` does not suspend while keys are waiting, so without this one worker
+            # would run a whole resync (thousands of keys) in a single step of the event loop
+            # and hold up every probe due meanwhile (bench/results/probes.md).
+            await asyncio.sleep(0)

@@ -63,6 +63,7 @@ QUANTITY = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
     r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+RUNS = r"^[0-9]+/[0-9]+( [0-9]+/[0-9]+)*$"
 CRON = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+(\s+\S+){4})$"
 TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 STEP_NAME = r"^[A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?$"
@@ -653,17 +654,17 @@ def probe_schema() -> Schema:
             "last24h": number("Last 24 hours, percent.", minimum=0, maximum=100),
             "last7d": number("Last 7 days, percent.", minimum=0, maximum=100),
         }),
-        "history": obj("Run counts per hour and per day (for uptime bars).", {
-            "hourly": array("Up to 168 hours.", obj("One hour.", {
-                "at": timestamp("Start of the hour."),
-                "ok": integer("Successful runs.", minimum=0),
-                "total": integer("All runs.", minimum=0),
-            }), max_items=168),
-            "daily": array("Up to 90 days.", obj("One day (UTC).", {
-                "day": string("The day, YYYY-MM-DD.", fmt="date", max_length=10),
-                "ok": integer("Successful runs.", minimum=0),
-                "total": integer("All runs.", minimum=0),
-            }), max_items=90),
+        "history": obj("Run counts per hour and per day (uptime bars, availability after a restart). Each "
+                       "series is `ok/total` per bucket, oldest first, space-separated, from `from` on.", {
+            "hourly": obj("The current hour and the 7 days before it (at most 169 buckets).", {
+                "from": timestamp("Start of the first hour (UTC)."),
+                "runs": string("`ok/total` per hour, e.g. `360/360 358/360 0/0`.", max_length=4096,
+                               pattern=RUNS),
+            }),
+            "daily": obj("Up to 90 UTC days, for the status page's 90-day bars.", {
+                "from": string("The first day, YYYY-MM-DD.", fmt="date", max_length=10),
+                "runs": string("`ok/total` per day, e.g. `8640/8640 8633/8640`.", max_length=2048, pattern=RUNS),
+            }),
         }),
     })
     return _root("A synthetic or multi-step functional check of an API.", spec, status)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 
 from . import API_VERSION, FIELD_MANAGER
 from .durations import rfc3339
@@ -128,6 +129,23 @@ def _error(response: httpx.Response) -> KubeError:
     return cls(response.status_code, reason, message, body)
 
 
+# Every request the operator sends, retries included (what the API server sees), like
+# client-go's rest_client_requests_total. ``resource`` is e.g. ``probes/status``: bounded.
+REQUESTS = Counter("pitwall_kube_requests_total", "Requests to the Kubernetes API by method, resource and code",
+                   ["method", "resource", "code"])
+
+
+def resource_of(path: str) -> str:
+    """``/apis/g/v/namespaces/ns/probes/p/status`` -> ``probes/status``; ``/api/v1/nodes`` -> ``nodes``."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 2 and rest[0] == "namespaces":
+        rest = rest[2:] or ["namespaces"]
+    if not rest:
+        return "-"
+    return rest[0] + ("/" + rest[2] if len(rest) > 2 else "")
+
+
 class Kube:
     """Async Kubernetes client. One instance per process; share it."""
 
@@ -171,6 +189,7 @@ class Kube:
                 response = await self._client.request(method, path, params=params, content=content,
                                                       headers=headers)
             except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                REQUESTS.labels(method, resource_of(path), "error").inc()
                 if attempt == 3:
                     raise
                 await asyncio.sleep(0.2 * 2 ** attempt)

@@ -10,7 +10,18 @@ import asyncio
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# No ``*_created`` series: Prometheus does not need them, and with thousands of probes they are a
+# tenth of the exposition and of the memory the metrics take.
+disable_created_metrics()
 
 RECONCILES = Counter("pitwall_reconcile_total", "Reconciles by kind and result", ["kind", "result"])
 RECONCILE_SECONDS = Histogram("pitwall_reconcile_duration_seconds", "Reconcile duration", ["kind"],

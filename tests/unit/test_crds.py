@@ -51,8 +51,7 @@ STATUS_FIELDS = {
         *(f"lastRun.{f}" for f in ("at", "result", "latencyMs", "correlationId")),
         *(f"lastFailure.{f}" for f in ("at", "step", "reason", "httpStatus", "correlationId")),
         "latency.p50Ms", "latency.p95Ms", "availability.last1h", "availability.last24h", "availability.last7d",
-        "history.hourly[].at", "history.hourly[].ok", "history.hourly[].total",
-        "history.daily[].day", "history.daily[].ok", "history.daily[].total",
+        "history.hourly.from", "history.hourly.runs", "history.daily.from", "history.daily.runs",
     ],
     "Backend": [
         "state", "probe.consecutiveFailures", "probe.lastRun.at", "probe.lastFailure.reason",

@@ -86,7 +86,7 @@ def _imposed(rt: Runtime, namespace: str, name: str) -> str | None:
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     mon = monitor(rt)
     key = (KIND, namespace, name)
-    probe = rt.stores[KIND].copy(namespace, name)
+    probe = rt.stores[KIND].get(namespace, name)   # read only: no deep copy per reconcile
     if probe is None or probe["metadata"].get("deletionTimestamp"):
         mon.remove(key)
         rt.forget(KIND, namespace, name)

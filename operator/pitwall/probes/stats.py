@@ -6,6 +6,15 @@ and a 90-day uptime bar needs no other store. Windows ending "now" are estimated
 buckets by weighting the oldest, partly covered bucket by the part of it inside the window
 (a sliding-window counter), so ``last1h`` does not jump at every hour boundary.
 
+Memory and size matter here: every probe keeps these numbers in the operator and in its status
+(which the operator's watch cache holds too), so 5,000 probes x 258 buckets must stay small.
+Buckets are dense arrays of counts from a start index (a few kilobytes per probe, not hundreds
+of Python objects), and ``status.history`` carries them as one compact string per series:
+
+    history:
+      hourly: {from: "2026-11-17T11:00:00Z", runs: "360/360 358/360 0/0 ..."}   # ok/total per hour
+      daily:  {from: "2026-08-27", runs: "8640/8640 8633/8640 ..."}             # ok/total per UTC day
+
 Latency percentiles cover the last ``LATENCY_WINDOW`` successful runs: a failed run's latency is
 mostly the timeout and says nothing about how fast the API is. The window itself is not
 persisted; until new runs arrive after a restart, ``to_status`` leaves ``latency`` out so the
@@ -15,40 +24,115 @@ persisted numbers stand.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import re
+from array import array
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .. import durations
 
 LATENCY_WINDOW = 200
-HOURS = 168
+HOURS = 169      # 7 days plus the current hour: a 7-day window ending mid-hour needs 169 buckets
 DAYS = 90
-HOUR = timedelta(hours=1)
-WINDOWS = {"last1h": timedelta(hours=1), "last24h": timedelta(hours=24), "last7d": timedelta(days=7)}
+HOUR_S = 3600
+WINDOWS = {"last1h": 1, "last24h": 24, "last7d": 168}   # hours
+_RUNS = re.compile(r"^\s*(\d+)/(\d+)\s*$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass
-class Bucket:
-    start: datetime | date
-    ok: int = 0
-    total: int = 0
+class Series:
+    """Consecutive buckets of (ok, total) counts, ``start`` being the first bucket's index
+    (hours or days since the epoch), at most ``size`` of them: older ones fall off the front."""
+
+    __slots__ = ("size", "start", "ok", "total")
+
+    def __init__(self, size: int, start: int = 0, counts: Iterator[tuple[int, int]] = iter(())):
+        self.size = size
+        self.start = start
+        self.ok = array("I")
+        self.total = array("I")
+        for ok, total in counts:
+            self.ok.append(ok)
+            self.total.append(total)
+        self.trim(start + len(self.ok) - 1)
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+    @property
+    def end(self) -> int:
+        """One past the last bucket's index."""
+        return self.start + len(self.total)
+
+    def count(self, index: int, ok: bool) -> None:
+        if self.total and index < self.start:
+            return   # older than everything kept: results arrive in time order, so drop it
+        if not self.total or index - self.end >= self.size:
+            self.start, self.ok, self.total = index, array("I", [0]), array("I", [0])
+        elif index >= self.end:
+            gap = index - self.end + 1
+            self.ok.extend([0] * gap)
+            self.total.extend([0] * gap)
+            self.trim(index)
+        self.total[index - self.start] += 1
+        self.ok[index - self.start] += int(ok)
+
+    def trim(self, newest: int) -> None:
+        """Drop buckets that are ``size`` or more before ``newest``."""
+        drop = newest - self.size + 1 - self.start
+        if drop > 0:
+            del self.ok[:drop]
+            del self.total[:drop]
+            self.start += drop
+
+    def buckets(self, since: int = -1) -> Iterator[tuple[int, int, int]]:
+        """(index, ok, total) from ``since`` on, oldest first."""
+        first = max(0, since - self.start)
+        for offset in range(first, len(self.total)):
+            yield self.start + offset, self.ok[offset], self.total[offset]
+
+    def encode(self, since: int) -> tuple[int, str] | None:
+        """(first index, "ok/total ...") of the buckets from ``since`` on; None when none."""
+        kept = list(self.buckets(since))
+        if not kept:
+            return None
+        return kept[0][0], " ".join(f"{ok}/{total}" for _, ok, total in kept)
+
+
+def decode_runs(text: str) -> list[tuple[int, int]]:
+    """``"ok/total ok/total"`` -> [(ok, total), ...]; malformed tokens count as no runs."""
+    out = []
+    for token in (text or "").split():
+        match = _RUNS.match(token)
+        out.append((int(match[1]), int(match[2])) if match else (0, 0))
+    return out
+
+
+def hour_index(at: datetime) -> int:
+    return int((at.astimezone(UTC) - _EPOCH).total_seconds() // HOUR_S)
+
+
+def hour_start(index: int) -> datetime:
+    return _EPOCH + timedelta(hours=index)
 
 
 class Stats:
-    def __init__(self, hourly: Iterable[Bucket] = (), daily: Iterable[Bucket] = ()):
-        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._hourly: deque[Bucket] = deque(hourly, maxlen=HOURS)
-        self._daily: deque[Bucket] = deque(daily, maxlen=DAYS)
+    __slots__ = ("_latencies", "_hourly", "_daily")
+
+    def __init__(self, hourly: Series | None = None, daily: Series | None = None):
+        self._latencies = array("f")
+        self._hourly = hourly or Series(HOURS)
+        self._daily = daily or Series(DAYS)
 
     def record(self, at: datetime, ok: bool, latency_ms: float | None = None) -> None:
         at = at.astimezone(UTC)
-        _count(self._hourly, at.replace(minute=0, second=0, microsecond=0), ok)
-        _count(self._daily, at.date(), ok)
+        self._hourly.count(hour_index(at), ok)
+        self._daily.count(at.date().toordinal(), ok)
         if ok and latency_ms is not None:
             self._latencies.append(latency_ms)
+            if len(self._latencies) > LATENCY_WINDOW:
+                del self._latencies[0]
 
     def latency(self) -> dict[str, float]:
         if not self._latencies:
@@ -58,33 +142,32 @@ class Stats:
 
     def availability(self, now: datetime) -> dict[str, float]:
         """Percent of successful runs per window; a window without runs is left out."""
+        now_h = (now.astimezone(UTC) - _EPOCH).total_seconds() / HOUR_S   # in hours, fractional
         out = {}
-        for name, window in WINDOWS.items():
-            since = now - window
+        for name, hours in WINDOWS.items():
+            since = now_h - hours
             ok = total = 0.0
-            for bucket in self._hourly:
-                end = bucket.start + HOUR
-                if end <= since:
+            for index, bucket_ok, bucket_total in self._hourly.buckets(math.floor(since)):
+                if index + 1 <= since or not bucket_total:
                     continue
-                weight = 1.0 if bucket.start >= since else (end - since) / HOUR
-                ok += bucket.ok * weight
-                total += bucket.total * weight
+                weight = 1.0 if index >= since else (index + 1 - since)
+                ok += bucket_ok * weight
+                total += bucket_total * weight
             if total > 0:
                 out[name] = round(100.0 * ok / total, 3)
         return out
 
     def to_status(self, now: datetime) -> dict[str, Any]:
-        """``latency``, ``availability`` and ``history`` for a status patch (lists are whole)."""
+        """``latency``, ``availability`` and ``history`` for a status patch (series are whole)."""
         now = now.astimezone(UTC)
-        hourly = [b for b in self._hourly if b.start + HOUR > now - timedelta(hours=HOURS)]
-        daily = [b for b in self._daily if b.start > now.date() - timedelta(days=DAYS)]
-        out: dict[str, Any] = {
-            "availability": self.availability(now),
-            "history": {
-                "hourly": [{"at": durations.rfc3339(b.start), "ok": b.ok, "total": b.total} for b in hourly],
-                "daily": [{"day": b.start.isoformat(), "ok": b.ok, "total": b.total} for b in daily],
-            },
-        }
+        history: dict[str, Any] = {}
+        hourly = self._hourly.encode(hour_index(now) - HOURS + 1)
+        if hourly:
+            history["hourly"] = {"from": durations.rfc3339(hour_start(hourly[0])), "runs": hourly[1]}
+        daily = self._daily.encode(now.date().toordinal() - DAYS + 1)
+        if daily:
+            history["daily"] = {"from": date.fromordinal(daily[0]).isoformat(), "runs": daily[1]}
+        out: dict[str, Any] = {"availability": self.availability(now), "history": history}
         if self._latencies:
             out["latency"] = self.latency()
         return out
@@ -92,23 +175,44 @@ class Stats:
     @classmethod
     def from_status(cls, status: Mapping[str, Any] | None) -> Stats:
         history = (status or {}).get("history") or {}
-        return cls(
-            hourly=[Bucket(durations.parse_time(h["at"]), int(h.get("ok", 0)), int(h.get("total", 0)))
-                    for h in history.get("hourly") or []],
-            daily=[Bucket(date.fromisoformat(d["day"]), int(d.get("ok", 0)), int(d.get("total", 0)))
-                   for d in history.get("daily") or []],
-        )
+        return cls(hourly=_series(history.get("hourly"), HOURS, hourly=True),
+                   daily=_series(history.get("daily"), DAYS, hourly=False))
 
 
-def _count(buckets: deque[Bucket], start: datetime | date, ok: bool) -> None:
-    if not buckets or buckets[-1].start < start:
-        buckets.append(Bucket(start))
-    # Results arrive in time order, so the bucket is the newest one or very near it; a result
-    # falling into a gap further back is dropped rather than breaking the order.
-    bucket = next((b for b in reversed(buckets) if b.start == start), None)
-    if bucket is not None:
-        bucket.total += 1
-        bucket.ok += int(ok)
+def daily_runs(status: Mapping[str, Any] | None) -> Iterator[tuple[str, int, int]]:
+    """(day "YYYY-MM-DD", ok, total) from a status' ``history.daily``, oldest first."""
+    series = _series(((status or {}).get("history") or {}).get("daily"), DAYS, hourly=False)
+    for index, ok, total in series.buckets():
+        yield date.fromordinal(index).isoformat(), ok, total
+
+
+def _series(persisted: Any, size: int, *, hourly: bool) -> Series:
+    """A series from status; also reads the list form older versions wrote
+    (``[{at|day, ok, total}, ...]``), so an upgrade keeps the history."""
+    try:
+        if isinstance(persisted, Mapping) and persisted.get("from"):
+            start = hour_index(durations.parse_time(persisted["from"])) if hourly \
+                else date.fromisoformat(persisted["from"]).toordinal()
+            return Series(size, start, iter(decode_runs(persisted.get("runs") or "")))
+        if isinstance(persisted, list) and persisted:
+            series = Series(size)
+            for bucket in persisted:
+                index = hour_index(durations.parse_time(bucket["at"])) if hourly \
+                    else date.fromisoformat(bucket["day"]).toordinal()
+                if series.total and index < series.end:
+                    continue
+                if not series.total:
+                    series.start = index
+                gap = index - series.end
+                series.ok.extend([0] * gap)
+                series.total.extend([0] * gap)
+                series.ok.append(int(bucket.get("ok", 0)))
+                series.total.append(int(bucket.get("total", 0)))
+            series.trim(series.end - 1)
+            return series
+    except (KeyError, TypeError, ValueError):
+        pass   # unreadable history: start counting afresh rather than fail the probe
+    return Series(size)
 
 
 def _percentile(ordered: list[float], q: float) -> float:

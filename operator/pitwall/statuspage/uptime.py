@@ -1,8 +1,8 @@
 """90-day uptime bars from the probes' own history.
 
 Where the history lives: in each Probe's ``status.history`` (written by the probe engine,
-``pitwall.probes.stats``), bounded at 90 daily buckets ``{day, ok, total}`` plus 168 hourly
-ones, a few kilobytes per probe. Being CR status, it is stored in etcd: it survives operator
+``pitwall.probes.stats``), bounded at 90 daily and 169 hourly ``ok/total`` counts, about two
+kilobytes per probe. Being CR status, it is stored in etcd: it survives operator
 restarts and failovers, moves with a backup of the objects, and needs no ConfigMap, volume or
 database. The status page only reads it (from the watch cache); a product's bar for a day is
 the sum of ``ok`` and ``total`` over every probe of the product that day, so a product checked
@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from datetime import date, timedelta
 
+from ..probes.stats import daily_runs
 from .relations import status
 
 DAYS = 90
@@ -43,13 +44,10 @@ def bars(probes: list[dict], today: date, days: int = DAYS) -> dict:
     oldest day first, ending ``today`` (UTC)."""
     sums: dict[str, list[int]] = {}
     for probe in probes:
-        for bucket in (status(probe).get("history") or {}).get("daily") or []:
-            day = bucket.get("day")
-            if not isinstance(day, str):
-                continue
+        for day, ok, total in daily_runs(status(probe)):
             acc = sums.setdefault(day, [0, 0])
-            acc[0] += int(bucket.get("ok") or 0)
-            acc[1] += int(bucket.get("total") or 0)
+            acc[0] += ok
+            acc[1] += total
     out = []
     for offset in range(days - 1, -1, -1):
         day = (today - timedelta(days=offset)).isoformat()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-from pitwall.probes.stats import DAYS, HOURS, Stats
+from pitwall.probes.stats import DAYS, HOURS, Stats, daily_runs, decode_runs
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -64,18 +65,56 @@ def test_history_is_bounded_and_resumes_from_status():
     now = T0
 
     status = stats.to_status(now)
-    restored = Stats.from_status(status)
+    restored = Stats.from_status(json.loads(json.dumps(status)))   # as it comes back from the API
+    hourly, daily = status["history"]["hourly"], status["history"]["daily"]
 
-    assert len(status["history"]["hourly"]) <= HOURS
-    assert len(status["history"]["daily"]) <= DAYS
-    assert status["history"]["hourly"][-1] == {"at": "2026-03-01T09:00:00Z", "ok": 0, "total": 1}
-    assert status["history"]["daily"][-1]["day"] == "2026-03-01"
+    assert len(decode_runs(hourly["runs"])) <= HOURS
+    assert len(decode_runs(daily["runs"])) <= DAYS
+    assert hourly["from"] == "2026-02-22T12:00:00Z"             # 7 days and the current hour
+    assert hourly["runs"].endswith(" 1/1 0/0 0/0 0/1")           # every 3 h, ending 09:00 (failed)
+    assert daily["from"] == "2025-12-02"                         # 90 days up to today
+    assert decode_runs(daily["runs"])[-1] == (2, 4)   # 2026-03-01: 09:00 failed, 00:00 / 03:00 / 06:00
     assert restored.availability(now) == stats.availability(now)
     assert restored.to_status(now)["history"] == status["history"]
     assert "latency" not in restored.to_status(now)  # not persisted: the status keeps its last numbers
 
     restored.record(now, True, 12.0)  # and counting continues where it was
-    assert restored.to_status(now)["history"]["daily"][-1]["total"] == status["history"]["daily"][-1]["total"] + 1
+    assert decode_runs(restored.to_status(now)["history"]["daily"]["runs"])[-1] == (3, 5)
+
+
+def test_ninety_days_of_history_stay_small_in_status():
+    # Every probe's status is stored in etcd, sent on each write and held in the watch cache.
+    stats = Stats()
+    at = T0 - timedelta(days=DAYS)
+    while at <= T0:
+        stats.record(at, True, 15.0)
+        at += timedelta(seconds=10)
+
+    history = stats.to_status(T0)["history"]
+
+    assert len(decode_runs(history["hourly"]["runs"])) == HOURS
+    assert len(decode_runs(history["daily"]["runs"])) == DAYS
+    assert len(json.dumps(history)) < 3000
+    assert decode_runs(history["daily"]["runs"])[-2] == (8640, 8640)
+
+
+def test_history_written_by_an_older_version_is_read():
+    old = {"history": {"hourly": [{"at": "2026-03-01T10:00:00Z", "ok": 5, "total": 6},
+                                  {"at": "2026-03-01T12:00:00Z", "ok": 6, "total": 6}],
+                       "daily": [{"day": "2026-02-28", "ok": 100, "total": 100},
+                                 {"day": "2026-03-01", "ok": 11, "total": 12}]}}
+
+    history = Stats.from_status(old).to_status(T0)["history"]
+
+    assert history["hourly"] == {"from": "2026-03-01T10:00:00Z", "runs": "5/6 0/0 6/6"}
+    assert history["daily"] == {"from": "2026-02-28", "runs": "100/100 11/12"}
+    assert list(daily_runs(old)) == [("2026-02-28", 100, 100), ("2026-03-01", 11, 12)]
+
+
+def test_unreadable_history_starts_afresh():
+    assert Stats.from_status({"history": {"hourly": {"from": "yesterday", "runs": "1/1"},
+                                          "daily": {"from": "2026-03-01", "runs": "x 3/4"}}}) \
+        .to_status(T0)["history"] == {"daily": {"from": "2026-03-01", "runs": "0/0 3/4"}}
 
 
 def test_old_buckets_age_out_of_status():
@@ -84,5 +123,5 @@ def test_old_buckets_age_out_of_status():
 
     status = stats.to_status(T0 + timedelta(days=DAYS + 1))
 
-    assert status["history"] == {"hourly": [], "daily": []}
+    assert status["history"] == {}
     assert status["availability"] == {}

@@ -70,18 +70,15 @@ def product(name: str, *, public: bool = True, env: str = "live", versions=("v1"
 
 
 def daily(days: int, ok: int = 2880, total: int = 2880, bad: dict[int, int] | None = None,
-          today: date | None = None) -> list[dict]:
-    """``days`` daily buckets ending today; ``bad`` maps days-ago -> failed runs that day."""
+          today: date | None = None) -> dict:
+    """``status.history.daily`` for ``days`` days ending today; ``bad`` maps days-ago -> failed runs."""
     today = today or NOW.date()
-    out = []
-    for ago in range(days - 1, -1, -1):
-        failed = (bad or {}).get(ago, 0)
-        out.append({"day": (today - timedelta(days=ago)).isoformat(), "ok": ok - failed, "total": total})
-    return out
+    runs = [f"{ok - (bad or {}).get(ago, 0)}/{total}" for ago in range(days - 1, -1, -1)]
+    return {"from": (today - timedelta(days=days - 1)).isoformat(), "runs": " ".join(runs)}
 
 
 def probe(name: str, *, product: str | None = None, version: str | None = None, url: str | None = None,
-          labels: dict | None = None, state: str = "Up", history: list[dict] | None = None,
+          labels: dict | None = None, state: str = "Up", history: dict | None = None,
           failure: dict | None = None, since: datetime | None = None, namespace: str = NS) -> dict:
     target = {"apiProduct": {"name": product, "version": version}} if product and not url else \
         {"url": url or "http://127.0.0.1:18080/isUp"}
@@ -90,7 +87,7 @@ def probe(name: str, *, product: str | None = None, version: str | None = None, 
               "lastTransitionAt": stamp(since or NOW - timedelta(minutes=30)),
               "lastRun": {"at": stamp(NOW), "result": "Up" if state == "Up" else "Down", "latencyMs": 12,
                           "correlationId": "11111111-2222-4333-8444-555555555555"},
-              "history": {"hourly": [], "daily": history or []},
+              "history": {"daily": history} if history else {},
               "availability": {"last1h": 100.0 if state == "Up" else 0.0}}
     if failure:
         status["lastFailure"] = failure
