@@ -192,7 +192,21 @@ def measure(cluster, op: Operator, size: Size, targets: Targets, created: float)
                                        resource="probes/status"),
         "api_writes": sum(delta(api0, api1, "apiserver_request_total", verb=verb) for verb in WRITE_VERBS),
         "metrics_bytes": len(op1.encode()), "metrics_scrape_s": scrape_s,
+        "gc": {generation: gc_pauses(op0, op1, generation) for generation in ("0", "1", "2")},
     }
+
+
+def gc_pauses(text0: str, text1: str, generation: str) -> dict:
+    """Collections of one generation in the window: how many, their total and their largest (bound)."""
+    def pick(text, suffix):
+        return {labels.get("le"): value for name, labels, value in metric_samples(text)
+                if name == f"pitwall_gc_pause_seconds{suffix}" and labels.get("generation") == generation}
+    buckets0, buckets1 = pick(text0, "_bucket"), pick(text1, "_bucket")
+    count = sum(pick(text1, "_count").values()) - sum(pick(text0, "_count").values())
+    total = sum(pick(text1, "_sum").values()) - sum(pick(text0, "_sum").values())
+    largest = next((float(le) for le, n in sorted(buckets1.items(), key=lambda kv: float(kv[0]))
+                    if n - buckets0.get(le, 0) >= count), float("inf")) if count else 0.0
+    return {"count": count, "seconds": total, "largest_at_most": largest}
 
 
 def gatus_phase(workdir: Path, size: Size, targets: Targets) -> dict:
@@ -255,6 +269,9 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict) -> Report:
                                                         ours["api_status_patches_by_code"].items())),
         Metric("kube-apiserver mutating requests per minute (all clients)", ours["api_writes"] / minutes),
         Metric(f"create {size.probes:,} Probes and seed their history (32 at a time)", ours["created_s"], "s"),
+        *(Metric(f"garbage collections, generation {g}: count / total / largest (at most)",
+                 f"{v['count']:,.0f} / {v['seconds'] * 1000:,.0f} ms / {v['largest_at_most'] * 1000:g} ms")
+          for g, v in ours["gc"].items()),
         Metric("operator /metrics size / scrape time", f"{ours['metrics_bytes'] / MB:.1f} MB / "
                f"{ours['metrics_scrape_s']:.2f} s"),
     ]

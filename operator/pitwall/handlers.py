@@ -49,6 +49,7 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
         if config.metrics_port else None
     _state["heartbeat"] = asyncio.create_task(metrics.heartbeat())
+    metrics.watch_gc()
     if config.webhook_port and config.webhook_cert and config.webhook_key:
         from . import admission
         _state["webhook"] = await admission.serve("0.0.0.0", config.webhook_port, config.webhook_cert,

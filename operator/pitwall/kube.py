@@ -188,6 +188,7 @@ class Kube:
             try:
                 response = await self._client.request(method, path, params=params, content=content,
                                                       headers=headers)
+                REQUESTS.labels(method, resource_of(path), str(response.status_code)).inc()
             except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
                 REQUESTS.labels(method, resource_of(path), "error").inc()
                 if attempt == 3:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -70,6 +71,17 @@ def test_thresholds_correlation_and_events(operator, kubectl, demo):
     recent = [r for r in demo.requests() if r["path"] == "/isUp"][-5:]
     assert len({r["correlationId"] for r in recent}) == len(recent)
     assert all(r["traceparent"].startswith("00-") for r in recent)
+
+    # what Prometheus scrapes: per-probe series with bounded labels (never the URL), and the
+    # status writes among the operator's requests to the API server
+    text = operator.metrics()   # labels come in alphabetical order
+    assert re.search(r'^pitwall_probe_up\{kind="Probe",name="isup",namespace="[^"]+"\} 1\.0$', text, re.M)
+    assert re.search(r'^pitwall_probe_duration_seconds_count\{kind="Probe",name="isup",namespace="[^"]+",'
+                     r'step="[^"]+"\} [1-9]', text, re.M)
+    assert demo.url not in text and "127.0.0.1" not in text
+    patches = re.search(r'^pitwall_kube_requests_total\{code="200",method="PATCH",resource="probes/status"\} '
+                        r'([0-9.e+]+)$', text, re.M)
+    assert patches and float(patches[1]) >= 2   # at least the Up and the Down transitions
 
 
 def test_oauth_flow_passes_and_fails_at_the_right_step(operator, kubectl, demo):
