@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pitwall import conditions, durations
 from pitwall.kube import Kube
+from pitwall.probes.reconcile import _conditions as probe_conditions
 from pitwall.probes.stats import Stats
 from pitwall.testing.cluster import free_port
 
@@ -80,8 +83,8 @@ def probe(index: int, url: str, interval: int) -> dict:
 
 
 def seeded_status(interval: int) -> dict:
-    """A probe's status after 90 days of runs every ``interval`` (one failure a day), written by
-    the probe engine's own code so the format is the real one."""
+    """A probe's status as a long-running operator leaves it: Up, with 90 days of runs every
+    ``interval`` (one failure a day), built by the probe engine's own code so the format is real."""
     stats = Stats()
     now = datetime.now(UTC)
     at = now - timedelta(days=90)
@@ -90,6 +93,10 @@ def seeded_status(interval: int) -> dict:
         at += timedelta(seconds=interval)
     status = stats.to_status(now)
     status.pop("latency", None)
+    at = durations.rfc3339(now)
+    status.update({"state": "Up", "consecutiveFailures": 0, "consecutiveSuccesses": 100, "observedGeneration": 1,
+                   "lastRun": {"at": at, "result": "Success", "latencyMs": 1.0, "correlationId": str(uuid.uuid4())},
+                   "conditions": conditions.merge(None, probe_conditions("Up", None), 1, now=at)})
     return status
 
 
@@ -155,8 +162,13 @@ def pitwall_phase(workdir: Path, size: Size, targets: Targets) -> dict:
 
 def measure(cluster, op: Operator, size: Size, targets: Targets, created: float) -> dict:
     """From the operator's start: every probe run once, one more interval, then the window."""
-    ran_once = wait_until(lambda: metric_sum(op.metrics(), "pitwall_probe_runs_total") >= size.probes,
-                          600, "every probe to run once", interval=5.0)
+    def started() -> bool:
+        text = op.metrics()
+        return (metric_sum(text, "pitwall_probe_runs_total") >= size.probes
+                and metric_sum(text, "pitwall_reconcile_total", kind="Probe") >= size.probes
+                and metric_sum(text, "pitwall_workqueue_depth", kind="Probe") == 0)
+
+    ran_once = wait_until(started, 600, "every probe reconciled and run once", interval=5.0)
     time.sleep(size.interval)
     scrapes: dict[str, tuple] = {}
 
@@ -295,7 +307,8 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict) -> Report:
         "sees them, each Probe's status gets 90 days of history (as the engine writes it), so memory and "
         "write sizes are those of a long-running installation, not of a fresh one.",
         "Pitwall: a fresh local control plane and `python -m pitwall run --namespace bench-probes` as a "
-        "subprocess; the window starts once `pitwall_probe_runs_total` >= the number of probes, plus one interval.",
+        "subprocess, started after the Probes exist (a restart); the window starts once every probe was "
+        "reconciled (work queue empty) and ran once, plus one interval.",
         f"Window: {size.window} s. The operator's /metrics and kube-apiserver's /metrics are scraped just before "
         "the CPU window opens and just after it closes, so their cost is outside it.",
         "Lag: delta of the `pitwall_probe_schedule_lag_seconds` histogram over the window; p50/p99 interpolated "

@@ -62,6 +62,10 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
         for kind, queue in rt.queues.items():   # everything the standby cached, at once
             for key in rt.stores[kind].keys():
                 queue.add(key)
+        if config.gc_freeze_seconds > 0 and "heap" not in _state:
+            from . import heap
+            _state["heap"] = asyncio.create_task(heap.keep_collections_short(config.gc_freeze_seconds),
+                                                 name="heap")
 
     await wiring.start(rt, leader=False)      # the status page: every replica serves it
     if config.leader_election:
@@ -89,9 +93,10 @@ async def cleanup(**_) -> None:
         await wiring.stop(rt)
         await rt.stop()
         await rt.kube.close()
-    task = _state.pop("heartbeat", None)
-    if task:
-        task.cancel()
+    for name in ("heartbeat", "heap"):
+        task = _state.pop(name, None)
+        if task:
+            task.cancel()
     for name in ("metrics", "webhook"):
         runner = _state.pop(name, None)
         if runner is not None:

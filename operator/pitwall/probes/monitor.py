@@ -23,7 +23,7 @@ from .client import client_key, make_client
 from .coalesce import should_write
 from .engine import RunResult, run_check
 from .policy import AddressPolicy
-from .scheduler import Scheduler
+from .scheduler import Scheduler, phase
 from .spec import Check, parse_check
 from .state import MAINTENANCE, Health, observe, settle
 from .stats import Stats
@@ -118,6 +118,13 @@ class Monitor:
                                                        max_connections=CONCURRENCY)
             return self._clients[key]
 
+    def steady_interval(self) -> float:
+        """Seconds between one probe's steady-state status writes: a minute, or longer when
+        there are so many probes that all of them together would exceed the write budget."""
+        population = max(len(self.jobs), sum(len(self.rt.stores[kind]) for kind in ("Probe", "Backend")
+                                             if kind in self.rt.stores))
+        return max(60.0, population / STATUS_WRITES_PER_SECOND)
+
     # -- scheduling ------------------------------------------------------------------------------
     def upsert(self, job: Job, previous_status: dict) -> None:
         """Schedule (or reschedule at once, when the spec changed) and resume from status."""
@@ -128,10 +135,16 @@ class Monitor:
         else:
             job.health = Health.from_status(previous_status)
             job.stats = Stats.from_status(previous_status)
+            if previous_status.get("lastRun"):
+                # Resumed (an operator restart): the status is there already, so the first
+                # steady write waits its turn, spread over the interval, instead of every probe
+                # writing on its first run (5,000 writes in 10 s against the API server).
+                job.last_written = time.monotonic() - phase(job.key, self.steady_interval())
         self.jobs[job.key] = job
         changed = old is None or old.generation != job.generation
         if changed:
-            self.scheduler.upsert(job.key, job.check.interval, lambda: self.run(job.key),
+            key = job.key   # the closure holds the key, not the job: jobs are replaced on every event
+            self.scheduler.upsert(key, job.check.interval, lambda: self.run(key),
                                   timeout=job.check.run_timeout + 10, run_now=True)
         self.scheduler.set_paused(job.key, job.check.paused)
 
@@ -186,8 +199,8 @@ class Monitor:
                             "correlation_id": failure.correlation_id, "reason": failure.reason})
         now = time.monotonic()
         job.unpublished = True
-        steady = max(60.0, len(self.jobs) / STATUS_WRITES_PER_SECOND)
-        if publish and should_write(job.last_written, now, transition=outcome.transition, min_interval=steady):
+        if publish and should_write(job.last_written, now, transition=outcome.transition,
+                                    min_interval=self.steady_interval()):
             await job.publish(job, result, outcome.transition)
             job.last_written = now
             job.unpublished = False

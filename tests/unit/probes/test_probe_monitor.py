@@ -1,0 +1,34 @@
+"""The monitor's status writes: a new probe publishes its first run; a probe resumed after an
+operator restart carries on from its status and does not write again on its first run."""
+
+from __future__ import annotations
+
+from pitwall.probes.monitor import Job, Monitor
+from pitwall.probes.spec import parse_check
+from pitwall.runtime import Runtime, Settings
+
+
+def job(monitor: Monitor, name: str, url: str, published: list) -> Job:
+    async def publish(job: Job, result, transition: bool) -> None:
+        published.append((name, job.health.state, transition))
+
+    check = parse_check({"target": {"url": url + "/isUp"}, "interval": "10s", "timeout": "1s"})
+    return Job(key=("Probe", "shop", name), generation=1, check=check, resolve=lambda: None,
+               imposed=lambda: None, publish=publish)
+
+
+async def test_new_probe_writes_its_first_run_and_a_resumed_one_waits_its_turn(demo):
+    monitor = Monitor(Runtime(kube=None, settings=Settings()))
+    published: list = []
+    resumed_status = {"state": "Up", "consecutiveSuccesses": 41, "consecutiveFailures": 0,
+                      "lastRun": {"at": "2026-11-24T10:00:00Z", "result": "Success"}}
+    monitor.upsert(job(monitor, "fresh", demo.url, published), {})
+    monitor.upsert(job(monitor, "resumed", demo.url, published), resumed_status)
+    try:
+        await monitor.run(("Probe", "shop", "fresh"))
+        await monitor.run(("Probe", "shop", "resumed"))
+        assert published == [("fresh", "Up", True)]       # the resumed probe did not write yet
+        assert monitor.jobs[("Probe", "shop", "resumed")].health.consecutive_successes == 42
+    finally:
+        await monitor.stop()
+    assert published[1:] == [("resumed", "Up", False)]   # its numbers are flushed on a graceful stop
