@@ -49,6 +49,7 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
         if config.metrics_port else None
     _state["heartbeat"] = asyncio.create_task(metrics.heartbeat())
+    _state["loop_lag"] = asyncio.create_task(metrics.loop_lag())
     metrics.watch_gc()
     if config.webhook_port and config.webhook_cert and config.webhook_key:
         from . import admission
@@ -93,7 +94,7 @@ async def cleanup(**_) -> None:
         await wiring.stop(rt)
         await rt.stop()
         await rt.kube.close()
-    for name in ("heartbeat", "heap"):
+    for name in ("heartbeat", "loop_lag", "heap"):
         task = _state.pop(name, None)
         if task:
             task.cancel()

@@ -107,6 +107,21 @@ async def serve(host: str, port: int) -> web.AppRunner:
     return runner
 
 
+LOOP_LAG = Histogram("pitwall_event_loop_lag_seconds", "How late a 100 ms timer fires on the event loop "
+                     "(time when nothing else could run)",
+                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+
+async def loop_lag(interval: float = 0.1) -> None:
+    """Sample the event loop's responsiveness: every stall (a long callback, a full garbage
+    collection, the GIL held by another thread) shows up here, whatever caused it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        planned = loop.time() + interval
+        await asyncio.sleep(interval)
+        LOOP_LAG.observe(max(0.0, loop.time() - planned))
+
+
 async def heartbeat(interval: float = 10.0) -> None:
     """Proves the event loop is not stuck (``/healthz`` fails when this stops)."""
     while True:
