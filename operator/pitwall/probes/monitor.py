@@ -129,23 +129,26 @@ class Monitor:
     def upsert(self, job: Job, previous_status: dict) -> None:
         """Schedule (or reschedule at once, when the spec changed) and resume from status."""
         old = self.jobs.get(job.key)
+        resumed = False
         if old is not None:
             job.health, job.stats, job.last_written = old.health, old.stats, old.last_written
-            job.last_result = old.last_result
+            job.last_result, job.unpublished = old.last_result, old.unpublished
         else:
             job.health = Health.from_status(previous_status)
             job.stats = Stats.from_status(previous_status)
-            if previous_status.get("lastRun"):
-                # Resumed (an operator restart): the status is there already, so the first
-                # steady write waits its turn, spread over the interval, instead of every probe
-                # writing on its first run (5,000 writes in 10 s against the API server).
+            # Resumed after an operator restart, spec unchanged: the status is there already,
+            # so the probe keeps to its own slot and its first steady write waits its turn,
+            # spread over the interval. Otherwise 5,000 probes would all run at once and write
+            # within seconds (a burst of memory, lag and API writes on every restart).
+            resumed = bool(previous_status.get("lastRun")) and \
+                previous_status.get("observedGeneration") == job.generation
+            if resumed:
                 job.last_written = time.monotonic() - phase(job.key, self.steady_interval())
         self.jobs[job.key] = job
-        changed = old is None or old.generation != job.generation
-        if changed:
+        if old is None or old.generation != job.generation:
             key = job.key   # the closure holds the key, not the job: jobs are replaced on every event
             self.scheduler.upsert(key, job.check.interval, lambda: self.run(key),
-                                  timeout=job.check.run_timeout + 10, run_now=True)
+                                  timeout=job.check.run_timeout + 10, run_now=not resumed)
         self.scheduler.set_paused(job.key, job.check.paused)
 
     def remove(self, key: Key) -> None:

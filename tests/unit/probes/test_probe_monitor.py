@@ -20,7 +20,7 @@ def job(monitor: Monitor, name: str, url: str, published: list) -> Job:
 async def test_new_probe_writes_its_first_run_and_a_resumed_one_waits_its_turn(demo):
     monitor = Monitor(Runtime(kube=None, settings=Settings()))
     published: list = []
-    resumed_status = {"state": "Up", "consecutiveSuccesses": 41, "consecutiveFailures": 0,
+    resumed_status = {"state": "Up", "consecutiveSuccesses": 41, "consecutiveFailures": 0, "observedGeneration": 1,
                       "lastRun": {"at": "2026-11-24T10:00:00Z", "result": "Success"}}
     monitor.upsert(job(monitor, "fresh", demo.url, published), {})
     monitor.upsert(job(monitor, "resumed", demo.url, published), resumed_status)
