@@ -66,7 +66,7 @@ class Settings:
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_duration: float = 15.0
-    gc_freeze_seconds: float = 60.0                 # heap.py: collect + freeze this often; 0 disables
+    gc_freeze_seconds: float = 10.0                 # heap.py: collect + freeze this often; 0 disables
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -83,7 +83,7 @@ class Settings:
             webhook_key=env.get("PITWALL_WEBHOOK_KEY") or None,
             lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
-            gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "60")),
+            gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "10")),
         )
         for key, value in overrides.items():
             if value is not None:
