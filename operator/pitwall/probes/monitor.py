@@ -50,6 +50,10 @@ CONCURRENCY = 100
 # at most once a minute, less often when there are so many that this budget would be exceeded.
 # Transitions are always written at once.
 STATUS_WRITES_PER_SECOND = 20.0
+# Status writes run beside the checks, never inside a check's slot: an API server that takes a
+# second to answer a PATCH must not hold up the probes due meanwhile (bench/results/probes.md).
+WRITE_CONCURRENCY = 16
+WRITE_TIMEOUT = 30.0
 
 
 @dataclass
@@ -80,13 +84,22 @@ class Monitor:
         self.jobs: dict[Key, Job] = {}
         self._clients: dict[Hashable, httpx.AsyncClient] = {}
         self._client_lock = asyncio.Lock()
+        self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
+        self._writing: dict[Key, asyncio.Task] = {}
+        self._again: dict[Key, bool] = {}      # written meanwhile: write once more (transition?)
 
     async def start(self) -> None:
         self.scheduler.start()
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        await self.writes_done()
         await self.flush()
+
+    async def writes_done(self) -> None:
+        """Wait for the status writes in flight."""
+        while self._writing:
+            await asyncio.gather(*list(self._writing.values()), return_exceptions=True)
         for client in self._clients.values():
             await client.aclose()
 
@@ -204,11 +217,38 @@ class Monitor:
         job.unpublished = True
         if publish and should_write(job.last_written, now, transition=outcome.transition,
                                     min_interval=self.steady_interval()):
-            await job.publish(job, result, outcome.transition)
             job.last_written = now
             job.unpublished = False
-            STATUS_WRITES.labels(kind).inc()
+            self._write(key, outcome.transition)
         return result
+
+    # -- status writes ----------------------------------------------------------------------------
+    def _write(self, key: Key, transition: bool) -> None:
+        """Publish ``key``'s latest outcome in the background, one write per probe at a time; a
+        write asked for meanwhile follows with the newest numbers (transitions are kept)."""
+        if key in self._writing:
+            self._again[key] = self._again.get(key, False) or transition
+            return
+        self._writing[key] = asyncio.create_task(self._writer(key, transition), name=f"status {key}")
+
+    async def _writer(self, key: Key, transition: bool) -> None:
+        try:
+            while True:
+                job = self.jobs.get(key)
+                if job is None:
+                    return
+                try:
+                    async with self._write_slots, asyncio.timeout(WRITE_TIMEOUT):
+                        await job.publish(job, job.last_result, transition)
+                    STATUS_WRITES.labels(key[0]).inc()
+                except Exception as exc:   # the API server is away: the next run tries again
+                    log.warning("could not write status of %s %s/%s: %s", *key, exc)
+                    job.last_written, job.unpublished = None, True
+                if key not in self._again:
+                    return
+                transition = self._again.pop(key)
+        finally:
+            self._writing.pop(key, None)
 
     async def resettle(self, key: Key) -> None:
         """Maintenance started or ended, or the probe was paused: re-derive the state now."""

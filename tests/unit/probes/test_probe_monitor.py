@@ -3,6 +3,8 @@ operator restart carries on from its status and does not write again on its firs
 
 from __future__ import annotations
 
+import asyncio
+
 from pitwall.probes.monitor import Job, Monitor
 from pitwall.probes.spec import parse_check
 from pitwall.runtime import Runtime, Settings
@@ -27,8 +29,36 @@ async def test_new_probe_writes_its_first_run_and_a_resumed_one_waits_its_turn(d
     try:
         await monitor.run(("Probe", "shop", "fresh"))
         await monitor.run(("Probe", "shop", "resumed"))
+        await monitor.writes_done()                          # writes run beside the checks
         assert published == [("fresh", "Up", True)]       # the resumed probe did not write yet
         assert monitor.jobs[("Probe", "shop", "resumed")].health.consecutive_successes == 42
     finally:
         await monitor.stop()
     assert published[1:] == [("resumed", "Up", False)]   # its numbers are flushed on a graceful stop
+
+
+async def test_a_slow_status_write_does_not_hold_up_the_next_run_and_the_newest_numbers_win(demo):
+    monitor = Monitor(Runtime(kube=None, settings=Settings()))
+    release = asyncio.Event()
+    written: list[int] = []
+
+    async def slow_publish(job: Job, result, transition: bool) -> None:
+        async with asyncio.timeout(5):                       # an API server taking its time
+            await release.wait()
+        written.append(job.health.consecutive_successes)
+
+    probe = job(monitor, "p", demo.url, [])
+    probe.publish = slow_publish
+    monitor.upsert(probe, {})
+    key = ("Probe", "shop", "p")
+    try:
+        await asyncio.wait_for(monitor.run(key), 5)          # its write hangs, the run is done
+        monitor.jobs[key].last_written = None                # make the next run want a write too
+        await asyncio.wait_for(monitor.run(key), 5)
+        await asyncio.wait_for(monitor.run(key), 5)
+        assert written == []
+        release.set()
+        await monitor.writes_done()
+        assert written == [3, 3]     # the one in flight, then one more with the newest counts
+    finally:
+        await monitor.stop()
