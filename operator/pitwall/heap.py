@@ -8,9 +8,11 @@ long as the process, so scanning them again and again finds nothing.
 
 The policy, once the caches are synced:
 
-- every ``interval``, ``gc.freeze()``: everything alive moves to the permanent generation,
-  which collections skip (constant time; no collection). Frozen objects are still freed by
-  reference counting as usual; only a reference *cycle* among them outlives its use, until:
+- every ``interval``, a collection of the young generations (a few ms), then ``gc.freeze()``:
+  everything alive moves to the permanent generation, which collections skip. Frozen objects
+  are still freed by reference counting as usual; only a reference *cycle* among them outlives
+  its use (without the young collection, cycles that had just died were frozen: the frozen
+  count and RSS crept up about 13 MB a minute at 5,000 probes), until:
 - every ``deep_every``, ``gc.unfreeze()``, ``gc.collect()``, ``gc.freeze()``: one full pause
   every 15 minutes (about 0.3 s at 5,000 probes) reclaims such cycles, so they stay bounded.
 
@@ -46,6 +48,8 @@ def settle(*, deep: bool = False) -> int:
     if deep:
         gc.unfreeze()
         gc.collect()
+    else:
+        gc.collect(1)   # the young generations only: cycles that just died are not frozen
     gc.freeze()
     return gc.get_freeze_count()
 
