@@ -141,8 +141,10 @@ def test_rollout_whose_probes_go_down_is_rolled_back(operator, kubectl, cluster)
         def app(pod):
             image = pod["spec"]["containers"][0]["image"]
             if image.endswith(":2.1"):
+                async def down(_request: web.Request) -> web.Response:
+                    return web.json_response({"status": "down"}, status=500)
                 broken = web.Application()
-                broken.router.add_get("/isUp", lambda request: web.json_response({"status": "down"}, status=500))
+                broken.router.add_get("/isUp", down)
                 return broken
             return make_app()
         servers = PodServers(str(cluster.kubeconfig), app, selector="pitwall.dev/product=fx",
