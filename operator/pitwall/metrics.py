@@ -42,20 +42,21 @@ GC_PAUSE = Histogram("pitwall_gc_pause_seconds", "Pauses of Python's cyclic garb
                      buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
 
+_gc_started = [0.0]
+
+
+def _time_collection(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - _gc_started[0])
+
+
 def watch_gc() -> None:
     """Time every collection (``gc.callbacks``): a full collection over a large heap is the
     kind of stall that delays probes, and this shows it without a profiler."""
-    children = {generation: GC_PAUSE.labels(str(generation)) for generation in (0, 1, 2)}
-    started = [0.0]
-
-    def callback(phase: str, info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            children[info["generation"]].observe(time.perf_counter() - started[0])
-
-    if not any(getattr(cb, "__qualname__", "").startswith("watch_gc") for cb in gc.callbacks):
-        gc.callbacks.append(callback)
+    if _time_collection not in gc.callbacks:
+        gc.callbacks.append(_time_collection)
 
 
 class HealthState:

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -130,15 +129,7 @@ def installed(cluster):
         cluster.kubectl("delete", kind, name, "--ignore-not-found", check=False)
 
 
-@pytest.fixture
-def fresh_namespace(cluster):
-    name = f"j-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def test_server_side_dry_run_accepts_the_manifests(cluster, fresh_namespace):
+def test_server_side_dry_run_accepts_the_manifests(cluster, namespace):
     # A server-side dry run checks namespaced objects against their namespace, which a dry run
     # does not create: the namespace must exist (`kubectl create namespace pitwall-system` first).
     ensure_namespace(cluster, SYSTEM)
@@ -153,7 +144,7 @@ def test_server_side_dry_run_accepts_the_manifests(cluster, fresh_namespace):
     docs = build(cluster, MANIFESTS / "overlays" / "namespaced")
     for doc in docs:
         if doc["metadata"].get("namespace") == "marketplace":
-            doc["metadata"]["namespace"] = fresh_namespace
+            doc["metadata"]["namespace"] = namespace
     assert not [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "pitwall"]
     proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(
         {"apiVersion": "v1", "kind": "List", "items": docs}), check=False)
@@ -224,12 +215,12 @@ def run_journeys(cluster, op, namespace: str, only=None) -> None:
     assert not failed, f"journeys failed: {failed}\n{log[-4000:]}"
 
 
-def test_operator_runs_every_journey_with_least_privilege(installed, fresh_namespace, tmp_path):
+def test_operator_runs_every_journey_with_least_privilege(installed, namespace, tmp_path):
     cluster = installed
     kubeconfig = token_kubeconfig(cluster, tmp_path, "pitwall")
     leader = leader_election_supported()
     op = operator_as(cluster, tmp_path, kubeconfig, namespace=None, leader_elect=leader)   # every namespace
-    run_journeys(cluster, op, fresh_namespace)
+    run_journeys(cluster, op, namespace)
     if leader:   # the Lease Role was enough to lead
         lease = json.loads(cluster.kubectl("get", "lease", "pitwall-operator", "-n", SYSTEM, "-o", "json").stdout)
         assert lease["spec"]["holderIdentity"]
@@ -274,20 +265,20 @@ def can_i(cluster, verb: str, resource: str, scope: str, namespace: str, who: st
     return proc.stdout.strip() == "yes"
 
 
-def test_what_the_service_account_must_not_do(installed, fresh_namespace):
+def test_what_the_service_account_must_not_do(installed, namespace):
     cluster = installed
-    allowed = [" ".join(c) for c in MUST_NOT if can_i(cluster, *c[:3], fresh_namespace, SA, *c[3:])]
+    allowed = [" ".join(c) for c in MUST_NOT if can_i(cluster, *c[:3], namespace, SA, *c[3:])]
     assert not allowed, f"{SA} may do more than it needs: {allowed}"
-    missing = [" ".join(c) for c in MUST if not can_i(cluster, *c[:3], fresh_namespace, SA, *c[3:])]
+    missing = [" ".join(c) for c in MUST if not can_i(cluster, *c[:3], namespace, SA, *c[3:])]
     assert not missing, f"{SA} lacks: {missing}"
     # the Lease: its own, in its own namespace; nobody else's
     assert can_i(cluster, "update", "leases.coordination.k8s.io/pitwall-operator", "ns", SYSTEM)
     assert not can_i(cluster, "update", "leases.coordination.k8s.io/kube-scheduler", "ns", "kube-system")
     assert not can_i(cluster, "update", "leases.coordination.k8s.io/other", "ns", SYSTEM)
-    assert not can_i(cluster, "create", "leases.coordination.k8s.io", "ns", fresh_namespace)
+    assert not can_i(cluster, "create", "leases.coordination.k8s.io", "ns", namespace)
 
 
-def test_namespaced_overlay_is_enough_for_one_namespace(cluster, fresh_namespace, tmp_path):
+def test_namespaced_overlay_is_enough_for_one_namespace(cluster, namespace, tmp_path):
     """The overlay's RBAC, given to a ServiceAccount of its own, runs an operator watching one
     namespace without a 403, and reaches nothing outside it."""
     ensure_namespace(cluster, SYSTEM)
@@ -309,20 +300,20 @@ def test_namespaced_overlay_is_enough_for_one_namespace(cluster, fresh_namespace
                 if doc["metadata"]["name"].startswith("pitwall-leader"):
                     continue
                 assert doc["metadata"]["namespace"] == "marketplace"
-                doc["metadata"]["namespace"] = fresh_namespace
+                doc["metadata"]["namespace"] = namespace
         wanted.append(doc)
     assert {d["kind"] for d in wanted} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"}
     cluster.apply({"apiVersion": "v1", "kind": "List", "items": wanted})
     try:
         who = f"system:serviceaccount:{SYSTEM}:{name}"
-        assert can_i(cluster, "list", "deployments.apps", "ns", fresh_namespace, who)
+        assert can_i(cluster, "list", "deployments.apps", "ns", namespace, who)
         assert not can_i(cluster, "list", "deployments.apps", "ns", "default", who)
         assert not can_i(cluster, "get", "secrets", "ns", "default", who)
-        assert not can_i(cluster, "list", "apiproducts.pitwall.dev", "-A", fresh_namespace, who)
-        assert can_i(cluster, "list", "apiproducts.pitwall.dev", "ns", fresh_namespace, who)
+        assert not can_i(cluster, "list", "apiproducts.pitwall.dev", "-A", namespace, who)
+        assert can_i(cluster, "list", "apiproducts.pitwall.dev", "ns", namespace, who)
         kubeconfig = token_kubeconfig(cluster, tmp_path, name)
-        op = operator_as(cluster, tmp_path, kubeconfig, namespace=fresh_namespace, leader_elect=False)
-        run_journeys(cluster, op, fresh_namespace, [journeys.products, journeys.probes])
+        op = operator_as(cluster, tmp_path, kubeconfig, namespace=namespace, leader_elect=False)
+        run_journeys(cluster, op, namespace, [journeys.products, journeys.probes])
     finally:
         for doc in reversed(wanted):
             args = ["delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", "--wait=false"]

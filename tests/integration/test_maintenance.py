@@ -41,6 +41,15 @@ def endpoints(kubectl, service: str) -> list[str]:
             for addr in e["addresses"]]
 
 
+def payments_probe(**spec) -> dict:
+    """The revenue-critical isUp probe on payments v2 that the alerting journeys page on."""
+    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
+            "metadata": {"name": "payments-v2", "labels": {"tier": "revenue-critical"}},
+            "spec": {"target": {"apiProduct": {"name": "payments", "version": "v2"}},
+                     "interval": "1s", "timeout": "1s",
+                     "steps": [{"name": "isUp", "request": {"path": "/isUp"}}], **spec}}
+
+
 def test_window_switches_service_to_the_page_notifies_and_ends_on_time(operator, kubectl, cluster):
     with Recorder() as receiver:
         kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 2}],
@@ -182,11 +191,7 @@ def test_probes_say_maintenance_and_no_alert_fires(operator, kubectl, cluster):
         servers = PodServers(str(cluster.kubeconfig), lambda pod: demo_app(), selector="pitwall.dev/product=payments",
                              namespace=kubectl.namespace).start_thread()
         try:
-            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-                           "metadata": {"name": "payments-v2", "labels": {"tier": "revenue-critical"}},
-                           "spec": {"target": {"apiProduct": {"name": "payments", "version": "v2"}},
-                                    "interval": "1s", "timeout": "1s", "failureThreshold": 1,
-                                    "steps": [{"name": "isUp", "request": {"path": "/isUp"}}]}})
+            kubectl.apply(payments_probe(failureThreshold=1))
             kubectl.apply(rule("payments-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}]))
             state = lambda: (kubectl.get("probe", "payments-v2").get("status") or {}).get("state")  # noqa: E731
             eventually(lambda: state() == "Up")
@@ -216,12 +221,7 @@ def test_a_broken_maintenance_page_still_pages_someone(operator, kubectl, cluste
                              selector="pitwall.dev/product=payments,pitwall.dev/role=api",
                              namespace=kubectl.namespace).start_thread()
         try:
-            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-                           "metadata": {"name": "payments-v2", "labels": {"tier": "revenue-critical"}},
-                           "spec": {"target": {"apiProduct": {"name": "payments", "version": "v2"}},
-                                    "interval": "1s", "timeout": "1s", "failureThreshold": 2,
-                                    "checkMaintenancePage": True,
-                                    "steps": [{"name": "isUp", "request": {"path": "/isUp"}}]}})
+            kubectl.apply(payments_probe(failureThreshold=2, checkMaintenancePage=True))
             kubectl.apply(rule("payments-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}]))
             eventually(lambda: (kubectl.get("probe", "payments-v2").get("status") or {}).get("state") == "Up")
             kubectl.apply(window("upgrade", datetime.now(UTC) + timedelta(seconds=6), 20, rec.url))

@@ -57,15 +57,16 @@ class Series:
             self.total.append(total)
         self.trim(start + len(self.ok) - 1)
 
-    def __len__(self) -> int:
-        return len(self.total)
-
     @property
     def end(self) -> int:
         """One past the last bucket's index."""
         return self.start + len(self.total)
 
     def count(self, index: int, ok: bool) -> None:
+        self.add(index, int(ok), 1)
+
+    def add(self, index: int, ok: int, total: int) -> None:
+        """Add counts to bucket ``index``, making room for it (older buckets fall off)."""
         if self.total and index < self.start:
             return   # older than everything kept: results arrive in time order, so drop it
         if not self.total or index - self.end >= self.size:
@@ -75,8 +76,8 @@ class Series:
             self.ok.extend([0] * gap)
             self.total.extend([0] * gap)
             self.trim(index)
-        self.total[index - self.start] += 1
-        self.ok[index - self.start] += int(ok)
+        self.total[index - self.start] += total
+        self.ok[index - self.start] += ok
 
     def trim(self, newest: int) -> None:
         """Drop buckets that are ``size`` or more before ``newest``."""
@@ -199,16 +200,7 @@ def _series(persisted: Any, size: int, *, hourly: bool) -> Series:
             for bucket in persisted:
                 index = hour_index(durations.parse_time(bucket["at"])) if hourly \
                     else date.fromisoformat(bucket["day"]).toordinal()
-                if series.total and index < series.end:
-                    continue
-                if not series.total:
-                    series.start = index
-                gap = index - series.end
-                series.ok.extend([0] * gap)
-                series.total.extend([0] * gap)
-                series.ok.append(int(bucket.get("ok", 0)))
-                series.total.append(int(bucket.get("total", 0)))
-            series.trim(series.end - 1)
+                series.add(index, int(bucket.get("ok", 0)), int(bucket.get("total", 0)))
             return series
     except (KeyError, TypeError, ValueError):
         pass   # unreadable history: start counting afresh rather than fail the probe
