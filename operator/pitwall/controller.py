@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .errors import InvalidSpec, KubeError
 log = logging.getLogger("pitwall.controller")
 
 Key = tuple[str, str]  # (namespace, name)
+SHARED_STRING = 64   # longer strings (history, messages, certificates) are rarely equal
 
 
 class Store:
@@ -77,12 +79,25 @@ class Store:
 
 
 def _slim(obj: dict) -> dict:
-    """The object without ``metadata.managedFields``: nothing here reads them, and they are
-    often the largest part of a cached object (one entry per field manager)."""
+    """The object as the cache keeps it: without ``metadata.managedFields`` (nothing here reads
+    them, and they are often the largest part of an object), and with its keys and short strings
+    shared with every other cached object (``sys.intern``). A JSON decoder gives each object its
+    own copy of "type", "status", "lastTransitionTime", "True"...: at 5,000 Probes that is 43%
+    of the cache (9.9 KB -> 5.6 KB per Probe with 90 days of history; bench/results/probes.md)."""
     meta = obj.get("metadata")
-    if not meta or "managedFields" not in meta:
-        return obj
-    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if meta and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return _shared(obj)
+
+
+def _shared(value):
+    if isinstance(value, dict):
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING:
+        return sys.intern(value)
+    return value
 
 
 Reconciler = Callable[[str, str], Awaitable[float | None]]

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets as _secrets
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,21 +225,31 @@ class Kube:
 
     async def list(self, kind: str, namespace: str | None = None, *,
                    label_selector: str | None = None, field_selector: str | None = None) -> list[dict]:
+        return [item async for page in self.pages(kind, namespace, label_selector=label_selector,
+                                                  field_selector=field_selector)
+                for item in page]
+
+    async def pages(self, kind: str, namespace: str | None = None, *, label_selector: str | None = None,
+                    field_selector: str | None = None, limit: int | None = None) -> AsyncIterator[list[dict]]:
+        """The listing a page at a time (``limit`` objects each), so a caller that keeps a slim
+        copy of each object never holds thousands of full ones at once."""
         params = {}
         if label_selector:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
-        items: list[dict] = []
+        if limit:
+            params["limit"] = str(limit)
         while True:
             result = await self.request("GET", self._path(kind, namespace), params=params or None)
-            for item in result.get("items", []):
+            items = result.get("items", [])
+            for item in items:
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", kind_of(kind).api_version)
-                items.append(item)
+            yield items
             cont = result.get("metadata", {}).get("continue")
             if not cont:
-                return items
+                return
             params["continue"] = cont
 
     async def apply(self, obj: dict, *, force: bool = True, subresource: str | None = None,

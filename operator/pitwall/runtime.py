@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import conditions as cond
 from .controller import Store, WorkQueue
@@ -16,6 +17,7 @@ from .kube import PITWALL_KINDS, Kube
 
 log = logging.getLogger("pitwall.runtime")
 
+LIST_PAGE = 500      # objects per page of the start-up listing
 WATCHED_KINDS = (*PITWALL_KINDS, "Deployment", "Service", "EndpointSlice")
 # What the watches select (kopf's handlers use the same selectors, see handlers.py).
 WATCH_SELECTORS = {"Deployment": "app.kubernetes.io/managed-by=pitwall", "Service": "pitwall.dev/product",
@@ -113,7 +115,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         for kind in WATCHED_KINDS:
-            self.stores.setdefault(kind, Store(kind))
+            self.stores.setdefault(kind, Store(kind)).subscribe(partial(self._echoed, kind))
         self.rewrite_rules = parse_rewrite(self.settings.endpoint_rewrite)
 
     def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],
@@ -137,8 +139,12 @@ class Runtime:
         namespaces = self.settings.namespaces or [None]
         for kind in WATCHED_KINDS:
             for namespace in namespaces:
-                for obj in await self.kube.list(kind, namespace, label_selector=WATCH_SELECTORS.get(kind)):
-                    self.stores[kind].prime(obj)
+                # A page at a time: 5,000 full Probes at once would be a peak of memory the
+                # process keeps (the allocator rarely gives it back), for a cache of slim copies.
+                async for page in self.kube.pages(kind, namespace, label_selector=WATCH_SELECTORS.get(kind),
+                                                  limit=LIST_PAGE):
+                    for obj in page:
+                        self.stores[kind].prime(obj)
 
     def start(self) -> None:
         for queue in self.queues.values():
@@ -180,8 +186,23 @@ class Runtime:
         result = await self.kube.patch_status(obj["kind"], meta.get("namespace"), meta["name"], status)
         if result is None:
             return False
-        self._written[key] = (meta.get("uid"), status)
+        version = (result.get("metadata") or {}).get("resourceVersion")
+        cached = self.stores[obj["kind"]].get(meta.get("namespace"), meta["name"]) if obj["kind"] in self.stores \
+            else None
+        if cached is not None and version and cached["metadata"].get("resourceVersion") == version:
+            self._written.pop(key, None)      # the watch was quicker than this answer
+        else:
+            self._written[key] = (meta.get("uid"), status, version)
         return True
+
+    def _echoed(self, kind: str, event_type: str, obj: dict) -> None:
+        """The watch brought back what Pitwall wrote: the cache has it now, so the written copy
+        goes (5,000 probes would otherwise keep a second, larger copy of every status)."""
+        meta = obj.get("metadata") or {}
+        key = (kind, meta.get("namespace"), meta.get("name"))
+        last = self._written.get(key)
+        if last is not None and (event_type == "DELETED" or (last[2] and last[2] == meta.get("resourceVersion"))):
+            del self._written[key]
 
     def status_of(self, obj: dict) -> dict:
         """The object's status as Pitwall last wrote it, even before the watch echoes it back.

@@ -185,11 +185,12 @@ def test_e2e_script_is_executable_and_shellcheck_clean():
 
 # -- the Grafana dashboard ---------------------------------------------------------------------------------
 def defined_metrics() -> set[str]:
-    """Names exposed by the operator: every Counter/Gauge/Histogram declared in its code."""
+    """Names exposed by the operator: every Counter/Gauge/Histogram (or collector family) in its code."""
     names = set()
     for path in (ROOT / "operator" / "pitwall").rglob("*.py"):
-        for match in re.finditer(r"\b(Counter|Gauge|Histogram)\(\s*\"(pitwall_[a-z0-9_]+)\"", path.read_text()):
-            names.add(match.group(2))
+        for match in re.finditer(r"\b(Counter|Gauge|Histogram)(MetricFamily)?\(\s*\"(pitwall_[a-z0-9_]+)\"",
+                                 path.read_text()):
+            names.add(match.group(3))
     return names
 
 

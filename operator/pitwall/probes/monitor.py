@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from .. import durations
 from ..errors import InvalidSpec
@@ -27,15 +27,11 @@ from .scheduler import Scheduler, phase
 from .spec import Check, parse_check
 from .state import MAINTENANCE, Health, observe, settle
 from .stats import Stats
+from .telemetry import COLLECTOR, Numbers
 
 log = logging.getLogger("pitwall.probes")
 
-SUCCESS = Gauge("pitwall_probe_success", "1 when the last run passed", ["kind", "namespace", "name"])
-UP = Gauge("pitwall_probe_up", "1 when the probe's state is Up (after thresholds)", ["kind", "namespace", "name"])
-DURATION = Histogram("pitwall_probe_duration_seconds", "Request duration per step",
-                     ["kind", "namespace", "name", "step"],
-                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-RUNS = Counter("pitwall_probe_runs_total", "Probe runs by result", ["kind", "namespace", "name", "result"])
+# Per-probe series (success, up, runs, step durations) live on each job: see ``telemetry``.
 LAG = Histogram("pitwall_probe_schedule_lag_seconds", "Start time minus due time",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
 STATUS_WRITES = Counter("pitwall_probe_status_writes_total", "Status writes by probes", ["kind"])
@@ -68,6 +64,7 @@ class Job:
     publish: Callable[[Job, RunResult | None, bool], Awaitable[None]]
     health: Health = field(default_factory=Health)
     stats: Stats = field(default_factory=Stats)
+    numbers: Numbers = field(default_factory=Numbers)   # its Prometheus series
     last_written: float | None = None
     last_result: RunResult | None = None
     stalled: tuple[str, str] | None = None
@@ -87,6 +84,7 @@ class Monitor:
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
         self._writing: dict[Key, asyncio.Task] = {}
         self._again: dict[Key, bool] = {}      # written meanwhile: write once more (transition?)
+        COLLECTOR.watch(self)
 
     async def start(self) -> None:
         self.scheduler.start()
@@ -144,7 +142,7 @@ class Monitor:
         old = self.jobs.get(job.key)
         resumed = False
         if old is not None:
-            job.health, job.stats, job.last_written = old.health, old.stats, old.last_written
+            job.health, job.stats, job.numbers, job.last_written = old.health, old.stats, old.numbers, old.last_written
             job.last_result, job.unpublished = old.last_result, old.unpublished
         else:
             job.health = Health.from_status(previous_status)
@@ -166,13 +164,7 @@ class Monitor:
 
     def remove(self, key: Key) -> None:
         self.scheduler.remove(key)
-        self.jobs.pop(key, None)
-        kind, namespace, name = key
-        for gauge in (SUCCESS, UP):
-            try:
-                gauge.remove(kind, namespace, name)
-            except KeyError:
-                pass
+        self.jobs.pop(key, None)      # and with it, its series
 
     # -- one run ----------------------------------------------------------------------------------
     async def run(self, key: Key, *, publish: bool = True) -> RunResult | None:
@@ -202,12 +194,8 @@ class Monitor:
         job.health = outcome.health
         job.stats.record(result.at, result.ok, result.latency_ms if result.ok else None)
         job.last_result = result
-        SUCCESS.labels(kind, namespace, name).set(1 if result.ok else 0)
-        UP.labels(kind, namespace, name).set(1 if outcome.state == "Up" else 0)
-        RUNS.labels(kind, namespace, name, "success" if result.ok else "failure").inc()
-        for step in result.steps:
-            if step.latency_ms is not None:
-                DURATION.labels(kind, namespace, name, step.name).observe(step.latency_ms / 1000)
+        job.numbers.record(result.ok, outcome.state == "Up",
+                           ((step.name, step.latency_ms / 1000) for step in result.steps if step.latency_ms is not None))
         if not result.ok:
             failure = result.failure
             log.info("%s %s/%s failed at step %s: %s", kind, namespace, name, failure.name, failure.reason,

@@ -1,0 +1,104 @@
+"""Per-probe Prometheus series, kept as plain numbers on each job and exposed by one collector.
+
+``pitwall_probe_success``, ``pitwall_probe_up``, ``pitwall_probe_runs_total`` and
+``pitwall_probe_duration_seconds`` have one series (or one histogram per step) per probe. As
+prometheus_client metric children they cost about 30 Python objects per probe (a value and a
+lock per bucket, a child object per label set): 28 MB at 5,000 probes, the second largest item
+in the operator's heap (bench/results/probes.md). Here each job carries a :class:`Numbers`
+(a few ints and one float array per step) and :data:`COLLECTOR` turns them into the same
+exposition at scrape time. A deleted probe's series go with its job.
+"""
+
+from __future__ import annotations
+
+import weakref
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_LE = [floatToGoString(b) for b in BUCKETS] + ["+Inf"]
+LABELS = ["kind", "namespace", "name"]
+
+
+class Numbers:
+    """One probe's series: last result, state after thresholds, run counts, step durations."""
+
+    __slots__ = ("success", "up", "passed", "failed", "steps")
+
+    def __init__(self) -> None:
+        self.success: int | None = None      # None until the first run
+        self.up = 0
+        self.passed = 0
+        self.failed = 0
+        # step -> counts per bucket (not cumulative; the last one is +Inf), then the sum
+        self.steps: dict[str, array] = {}
+
+    def record(self, ok: bool, up: bool, durations: Iterable[tuple[str, float]]) -> None:
+        """One run: whether it passed, whether the probe is Up now, seconds per step that ran."""
+        self.success, self.up = int(ok), int(up)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        for step, seconds in durations:
+            counts = self.steps.get(step)
+            if counts is None:
+                counts = self.steps[step] = array("d", bytes(8 * (len(BUCKETS) + 2)))
+            counts[bisect_left(BUCKETS, seconds)] += 1     # le: a bucket includes its bound
+            counts[-1] += seconds
+
+
+class _Source(Protocol):
+    jobs: Mapping[tuple[str, str, str], Any]     # key -> an object with a ``numbers`` attribute
+
+
+class Collector:
+    """Exposes the numbers of every job of every registered monitor."""
+
+    def __init__(self) -> None:
+        self._sources: weakref.WeakSet = weakref.WeakSet()
+
+    def watch(self, source: _Source) -> None:
+        self._sources.add(source)
+
+    def describe(self) -> list:
+        return list(self._families())
+
+    def collect(self) -> Iterator:
+        success, up, runs, duration = families = self._families()
+        for source in list(self._sources):
+            for key, job in list(source.jobs.items()):
+                numbers: Numbers = job.numbers
+                if numbers.success is None:
+                    continue
+                labels = list(key)
+                success.add_metric(labels, numbers.success)
+                up.add_metric(labels, numbers.up)
+                runs.add_metric([*labels, "success"], numbers.passed)
+                runs.add_metric([*labels, "failure"], numbers.failed)
+                for step, counts in numbers.steps.items():
+                    cumulative, buckets = 0.0, []
+                    for le, count in zip(_LE, counts[:-1], strict=True):
+                        cumulative += count
+                        buckets.append((le, cumulative))
+                    duration.add_metric([*labels, step], buckets, counts[-1])
+        return iter(families)
+
+    @staticmethod
+    def _families() -> tuple:
+        return (GaugeMetricFamily("pitwall_probe_success", "1 when the last run passed", labels=LABELS),
+                GaugeMetricFamily("pitwall_probe_up", "1 when the probe's state is Up (after thresholds)",
+                                  labels=LABELS),
+                CounterMetricFamily("pitwall_probe_runs_total", "Probe runs by result", labels=[*LABELS, "result"]),
+                HistogramMetricFamily("pitwall_probe_duration_seconds", "Request duration per step",
+                                      labels=[*LABELS, "step"]))
+
+
+COLLECTOR = Collector()
+REGISTRY.register(COLLECTOR)
