@@ -19,11 +19,19 @@ The policy, once the caches are synced:
 Automatic collections stay on; they only ever see what was created since the last freeze.
 Their pauses are measured by ``pitwall_gc_pause_seconds``, the frozen count by
 ``pitwall_gc_frozen_objects``.
+
+Freed memory goes back to the system: glibc's malloc keeps what the process freed (after the
+start-up listing and the first reconcile of every object, and in the arena of the thread that
+resolved host names) for reuse, which at 5,000 probes was some 30 MB of resident memory
+nobody used. Every ``trim_every``, ``malloc_trim(0)`` hands its free pages back (a few ms; a
+no-op where the C library has no such call).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 import time
@@ -34,6 +42,7 @@ log = logging.getLogger("pitwall.heap")
 
 INTERVAL = 10.0
 DEEP_EVERY = 900.0
+TRIM_EVERY = 60.0
 # Young collections every 20,000 net allocations instead of 700: a probe run's short-lived
 # objects then die by reference counting before any collection sees them, instead of being
 # promoted towards generation 2 only because a run was in flight when a collection started.
@@ -54,15 +63,36 @@ def settle(*, deep: bool = False) -> int:
     return gc.get_freeze_count()
 
 
-async def keep_collections_short(interval: float = INTERVAL, deep_every: float = DEEP_EVERY) -> None:
+def _malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):   # not glibc (musl, macOS): nothing to call
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release() -> bool:
+    """Return the C allocator's free pages to the system; True when it released some."""
+    return bool(_TRIM(0)) if _TRIM is not None else False
+
+
+async def keep_collections_short(interval: float = INTERVAL, deep_every: float = DEEP_EVERY,
+                                 trim_every: float = TRIM_EVERY) -> None:
     gc.set_threshold(*THRESHOLDS)
-    last_deep = time.monotonic()
+    last_deep = last_trim = time.monotonic()
     FROZEN.set(settle(deep=True))
     while True:
         await asyncio.sleep(interval)
-        deep = time.monotonic() - last_deep >= deep_every
+        now = time.monotonic()
+        deep = now - last_deep >= deep_every
         if deep:
-            last_deep = time.monotonic()
+            last_deep = now
         frozen = settle(deep=deep)
         FROZEN.set(frozen)
         log.debug("heap settled (%s): %d objects frozen", "deep" if deep else "young", frozen)
+        if now - last_trim >= trim_every:
+            last_trim = now
+            release()
