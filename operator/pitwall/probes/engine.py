@@ -36,7 +36,7 @@ USER_AGENT = "pitwall-probe/0.1"
 SENSITIVE = re.compile(r"token|passw|secret|key|auth|cookie|session|credential|bearer", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepLog:
     """One request as the CLI prints it and metrics label it (per step). Secrets are masked."""
 
@@ -54,7 +54,7 @@ class StepLog:
         return not self.reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunResult:
     at: datetime
     trace_id: str
@@ -266,7 +266,7 @@ class _Run:
         return self.mask(shown)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     step: Step
     correlation_id: str

@@ -52,7 +52,7 @@ WRITE_CONCURRENCY = 16
 WRITE_TIMEOUT = 30.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """What the monitor keeps per scheduled check between runs."""
 

@@ -33,7 +33,7 @@ METADATA_NETWORKS: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n i
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "instance-data.ec2.internal"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddressPolicy:
     allow_networks: tuple[IPNetwork, ...] = ()
     allow_hosts: frozenset[str] = frozenset()

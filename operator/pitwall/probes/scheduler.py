@@ -37,7 +37,7 @@ def phase(key: Hashable, interval: float) -> float:
     return int.from_bytes(digest, "big") / 2**64 * interval
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     interval: float
     offset: float
@@ -111,7 +111,7 @@ class Timetable:
         heapq.heappush(self._heap, (due, next(self._order), key, slot.generation))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     run: Callable[[], Awaitable[None]]
     timeout: float

@@ -32,14 +32,14 @@ VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET = re.compile(r"secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([-._a-zA-Z0-9]+)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tls:
     insecure_skip_verify: bool = False
     ca: SecretRef | None = None
     client_cert: str | None = None  # a kubernetes.io/tls Secret (tls.crt, tls.key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     method: str = "GET"
     url: str | None = None  # absolute; may contain references
@@ -61,7 +61,7 @@ class Request:
         yield from _strings(self.json)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JsonExpect:
     path: str
     compiled: JSONPath = field(compare=False, repr=False)
@@ -71,14 +71,14 @@ class JsonExpect:
     matches: re.Pattern | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeaderExpect:
     name: str
     present: bool = True
     matches: re.Pattern | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expect:
     status: tuple[int, ...] = (200,)
     max_latency: float | None = None  # seconds
@@ -88,7 +88,7 @@ class Expect:
     body_regex: re.Pattern | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Capture:
     var: str
     header: str | None = None  # ``header:Name``
@@ -96,7 +96,7 @@ class Capture:
     compiled: JSONPath | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     name: str
     request: Request
@@ -104,7 +104,7 @@ class Step:
     capture: tuple[Capture, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Check:
     """One runnable check: a Probe spec or a Backend's ``health`` block."""
 

@@ -21,7 +21,7 @@ UP, DOWN, UNKNOWN, MAINTENANCE, PAUSED = "Up", "Down", "Unknown", "Maintenance",
 IMPOSED = frozenset({MAINTENANCE, PAUSED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
     state: str = UNKNOWN
     consecutive_failures: int = 0
@@ -42,7 +42,7 @@ class Health:
                 "consecutiveSuccesses": self.consecutive_successes}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     health: Health
     transition: bool  # the state changed: write status now, emit an Event
