@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pitwall import conditions, durations
 from pitwall.kube import Kube
-from pitwall.probes.reconcile import _conditions as probe_conditions
+from pitwall.probes.reconcile import probe_conditions
 from pitwall.probes.stats import Stats
 from pitwall.testing.cluster import free_port
 

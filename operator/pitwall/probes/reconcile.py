@@ -126,11 +126,13 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     mon.upsert(job, status)
     await mon.resettle(key)
     if not status.get("conditions"):
-        await rt.write_status(probe, {"state": job.health.state}, _conditions(job.health.state, None))
+        await rt.write_status(probe, {"state": job.health.state}, probe_conditions(job.health.state, None))
     return None
 
 
-def _conditions(state: str, result: RunResult | None) -> list[Condition]:
+def probe_conditions(state: str, result: RunResult | None) -> list[Condition]:
+    """The conditions of a probe in ``state``: Healthy (with the failing step when Down), and the
+    Ready/Reconciling/Stalled summary every kind carries."""
     failure = result.failure if result else None
     if state == UP:
         healthy = Condition.true("Healthy", "Up", "the last runs passed")
@@ -169,7 +171,7 @@ async def _publish(rt: Runtime, job: Job, result: RunResult | None, transition: 
     previous_state = (probe.get("status") or {}).get("state")
     if transition:
         status["lastTransitionAt"] = durations.rfc3339()
-    await rt.write_status(probe, status, _conditions(job.health.state, result))
+    await rt.write_status(probe, status, probe_conditions(job.health.state, result))
     if transition and previous_state != job.health.state:
         await _announce(rt, probe, job, result, previous_state)
 
