@@ -6,7 +6,8 @@ servers on 127.0.0.1 that run in their own process (bench.targets), so the opera
 measured alone. After every probe has run once and one more interval has passed (the creation
 burst is over), a measurement window of 3 minutes (--quick: 500 probes, 60 s). Then the operator
 and the control plane are stopped and Gatus runs the same 5,000 endpoints against the same target
-process for the same window, alone on the machine, measured the same way.
+process for the same window, alone on the machine, measured the same way; then Debian's
+blackbox_exporter, driven as Prometheus would drive it (``bench.blackbox``), a second Go reference.
 
 What each number means:
 
@@ -41,7 +42,7 @@ from pitwall.probes.reconcile import probe_conditions
 from pitwall.probes.stats import Stats
 from pitwall.testing.cluster import free_port
 
-from . import gatus
+from . import blackbox, gatus
 from .common import (
     Metric,
     Operator,
@@ -235,12 +236,30 @@ def gatus_phase(workdir: Path, size: Size, targets: Targets) -> dict:
         return {"unavailable": str(exc)}
 
 
+def blackbox_phase(workdir: Path, size: Size, targets: Targets) -> dict:
+    """blackbox_exporter on the same targets, driven like Prometheus would; alone on the machine
+    but for its driver, whose CPU is reported beside it."""
+    try:
+        path = blackbox.binary()
+        urls = [targets.url(i) for i in range(size.probes)]
+        with blackbox.Exporter(path, workdir / "blackbox", free_port(), urls, size.interval, 2) as running:
+            first = targets.answered()
+            wait_until(lambda: targets.answered() - first >= size.probes, 600, "blackbox_exporter to check every target")
+            time.sleep(size.interval)
+            driver0 = sample(running.driver_pid).cpu_seconds
+            window = observe(running.pid, targets, size.window)
+            return {"window": window, "driver_cpu_seconds": sample(running.driver_pid).cpu_seconds - driver0}
+    except blackbox.Unavailable as exc:
+        return {"unavailable": str(exc)}
+
+
 def run(workdir: Path, quick: bool = False) -> Report:
     size = QUICK if quick else FULL
     with Targets(servers=4) as targets:
         ours = pitwall_phase(workdir, size, targets)
         theirs = gatus_phase(workdir, size, targets)
-    return report(size, quick, ours, theirs)
+        exporter = blackbox_phase(workdir, size, targets)
+    return report(size, quick, ours, theirs, exporter)
 
 
 def lag_ms(estimate: float, bound: float) -> str:
@@ -253,7 +272,7 @@ def per_thousand(window: Window) -> float:
     return window.cpu_seconds / window.checks * 1000 if window.checks else float("nan")
 
 
-def report(size: Size, quick: bool, ours: dict, theirs: dict) -> Report:
+def report(size: Size, quick: bool, ours: dict, theirs: dict, exporter: dict) -> Report:
     w: Window = ours["window"]
     minutes = w.seconds / 60
     due = size.probes * w.seconds / size.interval
@@ -301,6 +320,20 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict) -> Report:
             Metric("Gatus peak RSS (VmHWM)", g.hwm / MB, "MB"),
             Metric("Pitwall / Gatus CPU per check", ratio, "x", "<= 2x", ratio <= 2),
         ]
+    if "unavailable" in exporter:
+        metrics.append(Metric("blackbox_exporter", "not run"))
+        notes.append(f"blackbox_exporter could not be run here: {exporter['unavailable']}")
+    else:
+        b: Window = exporter["window"]
+        bcpu = per_thousand(b)
+        metrics += [
+            Metric("blackbox_exporter checks in the window (target side)", f"{b.checks:,}"),
+            Metric("blackbox_exporter CPU seconds per 1,000 checks", bcpu, "s"),
+            Metric("  its driver (playing Prometheus), CPU seconds per 1,000 checks",
+                   exporter["driver_cpu_seconds"] / b.checks * 1000 if b.checks else float("nan"), "s"),
+            Metric("blackbox_exporter peak RSS (VmHWM)", b.hwm / MB, "MB"),
+            Metric("Pitwall / blackbox_exporter CPU per check", cpu / bcpu if bcpu else float("inf"), "x"),
+        ]
     method = [
         f"{size.probes:,} Probes, each one GET of `http://127.0.0.1:<port>/isUp` (4 aiohttp servers in a separate "
         f"process), interval {size.interval}s, timeout 2s, failureThreshold default. Before the operator "
@@ -319,9 +352,17 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict) -> Report:
         "Gatus (when it can be built): `go install github.com/TwiN/gatus/v5@latest` into ~/.cache/pitwall/gatus, "
         "the same endpoints, interval and target process, run after the operator and control plane are stopped, "
         "with the same window and the same /proc measurements.",
+        "blackbox_exporter (Debian's `prometheus-blackbox-exporter`, installed with apt-get when missing): module "
+        "`http_200` (one GET, 200 expected, no redirects, 2 s timeout), asked for each target on its own phase of "
+        "the interval by a driver process (`bench/scraper.py`, aiohttp) as Prometheus would; run last, with the "
+        "same window and /proc measurements. Its CPU per check includes answering the scrape (an HTTP request "
+        "and a metrics page per check), work Gatus and Pitwall do not do per check; the driver's CPU is shown "
+        "apart and not counted.",
     ]
     return Report("probes", "Probe engine at 5,000 probes, beside Gatus (issue 4)",
                   {"quick": quick, "probes": size.probes, "interval_s": size.interval, "window_s": size.window},
                   metrics, method, notes,
                   extra={"pitwall": {k: v for k, v in ours.items() if k != "window"} | {"window": vars(w)},
-                         "gatus": theirs if "unavailable" in theirs else {"window": vars(theirs["window"])}})
+                         "gatus": theirs if "unavailable" in theirs else {"window": vars(theirs["window"])},
+                         "blackbox_exporter": exporter if "unavailable" in exporter
+                         else {**exporter, "window": vars(exporter["window"])}})
