@@ -3,8 +3,8 @@
 ``pitwall_probe_success``, ``pitwall_probe_up``, ``pitwall_probe_runs_total`` and
 ``pitwall_probe_duration_seconds`` have one series (or one histogram per step) per probe. As
 prometheus_client metric children they cost about 30 Python objects per probe (a value and a
-lock per bucket, a child object per label set): 28 MB at 5,000 probes, the second largest item
-in the operator's heap (bench/results/probes.md). Here each job carries a :class:`Numbers`
+lock per bucket, a child object per label set): 28 MB of objects at 5,000 probes, the second
+largest item in the operator's heap, and 8 MB of resident memory (bench/results/probes.md). Here each job carries a :class:`Numbers`
 (a few ints and one float array per step) and :data:`COLLECTOR` turns them into the same
 exposition at scrape time. A deleted probe's series go with its job.
 """
