@@ -10,6 +10,7 @@ spreads its scrapes. The driver's CPU is reported separately and not counted as 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -101,3 +102,11 @@ class Exporter:
     def __exit__(self, *exc) -> None:
         stop_group(self.driver)
         stop_group(self.proc)
+
+    def driver_counts(self) -> dict:
+        """What the driver saw over its whole run (its last line, written when it stops)."""
+        lines = (self.workdir / "driver.log").read_text(errors="replace").strip().splitlines()
+        try:
+            return json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            return {}

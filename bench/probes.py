@@ -246,13 +246,15 @@ def blackbox_phase(workdir: Path, size: Size, targets: Targets) -> dict:
     try:
         path = blackbox.binary()
         urls = [targets.url(i) for i in range(size.probes)]
-        with blackbox.Exporter(path, workdir / "blackbox", free_port(), urls, size.interval, 2) as running:
+        running = blackbox.Exporter(path, workdir / "blackbox", free_port(), urls, size.interval, 2)
+        with running:
             first = targets.answered()
             wait_until(lambda: targets.answered() - first >= size.probes, 600, "blackbox_exporter to check every target")
             time.sleep(size.interval)
             driver0 = sample(running.driver_pid).cpu_seconds
             window = observe(running.pid, targets, size.window)
-            return {"window": window, "driver_cpu_seconds": sample(running.driver_pid).cpu_seconds - driver0}
+            driver_cpu = sample(running.driver_pid).cpu_seconds - driver0
+        return {"window": window, "driver_cpu_seconds": driver_cpu, "driver_counts": running.driver_counts()}
     except blackbox.Unavailable as exc:
         return {"unavailable": str(exc)}
 
@@ -345,6 +347,9 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict, exporter: dict) ->
             Metric("  its driver (playing Prometheus), CPU seconds per 1,000 checks",
                    exporter["driver_cpu_seconds"] / b.checks * 1000 if b.checks else float("nan"), "s"),
             Metric("blackbox_exporter peak RSS (VmHWM)", b.hwm / MB, "MB"),
+            Metric("  its checks over 100 ms / all its checks (whole run, probe_duration_seconds)",
+                   f"{exporter['driver_counts'].get('over_100ms', 'n/a')} / "
+                   f"{sum(v for k, v in exporter['driver_counts'].items() if k != 'over_100ms'):,}"),
             Metric("Pitwall / blackbox_exporter CPU per check", cpu / bcpu if bcpu else float("inf"), "x"),
         ]
     method = [

@@ -4,13 +4,16 @@
 
 Target ``i`` of ``n`` is scraped at ``i / n * interval`` past each multiple of the interval,
 so the load is spread evenly, as Prometheus spreads scrapes (and Pitwall its probes). Runs until
-SIGTERM; counts answers whose ``probe_success`` is 1 and prints them on exit.
+SIGTERM; on exit prints (one JSON line) how many answers had ``probe_success`` 1, how many 0, and how many
+checks took blackbox_exporter over 100 ms (its ``probe_duration_seconds``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import re
 import signal
 import time
 from urllib.parse import quote
@@ -19,7 +22,7 @@ import aiohttp
 
 
 async def scrape(port: int, module: str, interval: float, urls: list[str]) -> dict[str, int]:
-    counts = {"success": 0, "failure": 0, "error": 0}
+    counts = {"success": 0, "failure": 0, "error": 0, "over_100ms": 0}
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     base = f"http://127.0.0.1:{port}/probe?module={module}&target="
@@ -33,6 +36,9 @@ async def scrape(port: int, module: str, interval: float, urls: list[str]) -> di
                 async with session.get(base + quote(url, safe="")) as response:
                     body = await response.text()
                 counts["success" if "\nprobe_success 1" in body else "failure"] += 1
+                duration = re.search(r"^probe_duration_seconds (\S+)$", body, re.M)
+                if duration and float(duration.group(1)) > 0.1:
+                    counts["over_100ms"] += 1
             except aiohttp.ClientError:
                 counts["error"] += 1
             due += interval
@@ -56,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.urls) as f:
         urls = [line.strip() for line in f if line.strip()]
-    print(asyncio.run(scrape(args.port, args.module, args.interval, urls)), flush=True)
+    print(json.dumps(asyncio.run(scrape(args.port, args.module, args.interval, urls))), flush=True)
 
 
 if __name__ == "__main__":
