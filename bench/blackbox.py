@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .common import ROOT, stop_group, wait_http
+from .common import ROOT, spawn, spawn_ready, stop_group
 
 PACKAGE = "prometheus-blackbox-exporter"
 
@@ -80,23 +80,17 @@ class Exporter:
         cfg = self.workdir / "blackbox.yml"
         cfg.write_text(yaml.safe_dump(config(self.timeout_s)))
         (self.workdir / "urls.txt").write_text("\n".join(self.urls) + "\n")
-        with open(self.workdir / "blackbox.log", "ab") as log:
-            self.proc = subprocess.Popen(
+        try:
+            self.proc = spawn_ready(
                 [str(self.path), f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{self.port}",
                  "--log.level=warn"],
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        try:
-            wait_http(f"http://127.0.0.1:{self.port}/-/healthy", self.proc, 60, "blackbox_exporter")
+                log_path=self.workdir / "blackbox.log", cwd=self.workdir,
+                url=f"http://127.0.0.1:{self.port}/-/healthy", timeout=60, what="blackbox_exporter")
         except RuntimeError as exc:
-            self.__exit__()
-            tail = (self.workdir / "blackbox.log").read_text(errors="replace")[-400:]
-            raise Unavailable(f"blackbox_exporter did not start: {exc}: {tail}") from None
-        with open(self.workdir / "driver.log", "ab") as log:
-            self.driver = subprocess.Popen(
-                [sys.executable, "-m", "bench.scraper", "--port", str(self.port), "--module", "http_200",
-                 "--interval", str(self.interval_s), "--urls", str(self.workdir / "urls.txt")],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            raise Unavailable(str(exc)) from None
+        self.driver = spawn([sys.executable, "-m", "bench.scraper", "--port", str(self.port), "--module", "http_200",
+                             "--interval", str(self.interval_s), "--urls", str(self.workdir / "urls.txt")],
+                            log_path=self.workdir / "driver.log", cwd=ROOT)
         return self
 
     def __exit__(self, *exc) -> None:

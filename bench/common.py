@@ -115,6 +115,31 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> No
     raise RuntimeError(f"{what} not ready at {url} after {timeout:.0f}s")
 
 
+def spawn(args: list[str], *, log_path: Path, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """``args`` as the leader of its own process group (``stop_group`` stops it and its children),
+    stdout and stderr appended to ``log_path``."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def spawn_ready(args: list[str], *, log_path: Path, cwd: Path, url: str, timeout: float, what: str,
+                env: dict | None = None) -> subprocess.Popen:
+    """``spawn``, then wait until ``url`` answers 200. If it does not, the process is stopped and
+    a RuntimeError carries the end of its log."""
+    proc = spawn(args, log_path=log_path, cwd=cwd, env=env)
+    try:
+        wait_http(url, proc, timeout, what)
+    except RuntimeError as exc:
+        stop_group(proc)
+        tail = log_path.read_text(errors="replace")[-400:]
+        raise RuntimeError(f"{what} did not start: {exc}: {tail}") from None
+    except BaseException:
+        stop_group(proc)
+        raise
+    return proc
+
+
 @contextlib.contextmanager
 def control_plane(workdir: Path) -> Iterator:
     """A fresh local control plane (etcd, API server, controller-manager, scheduler, kwok) with
@@ -160,14 +185,8 @@ class Operator:
         args = [sys.executable, "-m", "pitwall", "run", "--namespace", self.namespace,
                 "--metrics-port", str(metrics), "--statuspage-port", str(statuspage),
                 "--internal-port", str(internal)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
-        try:
-            wait_http(f"http://127.0.0.1:{metrics}/readyz", self.proc, 60, "the operator")
-        except BaseException:
-            self.__exit__()
-            raise
+        self.proc = spawn_ready(args, log_path=self.log_path, cwd=ROOT, env=self.env,
+                                url=f"http://127.0.0.1:{metrics}/readyz", timeout=60, what="the operator")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .common import stop_group, wait_http
+from .common import spawn_ready, stop_group
 
 MODULE = "github.com/TwiN/gatus/v5@latest"
 
@@ -81,15 +81,12 @@ class Gatus:
         path = self.workdir / "config.yaml"
         path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
         env = {**os.environ, "GATUS_CONFIG_PATH": str(path), "GATUS_LOG_LEVEL": "WARN"}
-        with open(self.workdir / "gatus.log", "ab") as log:
-            self.proc = subprocess.Popen([str(self.binary)], env=env, cwd=self.workdir, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_http(f"http://127.0.0.1:{self.cfg['web']['port']}/health", self.proc, 120, "Gatus")
+            self.proc = spawn_ready([str(self.binary)], log_path=self.workdir / "gatus.log", cwd=self.workdir,
+                                    env=env, url=f"http://127.0.0.1:{self.cfg['web']['port']}/health",
+                                    timeout=120, what="Gatus")
         except RuntimeError as exc:
-            self.__exit__()
-            tail = (self.workdir / "gatus.log").read_text(errors="replace")[-600:]
-            raise Unavailable(f"Gatus did not start: {exc}: {tail}") from None
+            raise Unavailable(str(exc)) from None
         return self
 
     def __exit__(self, *exc) -> None:

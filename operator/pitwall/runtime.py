@@ -187,8 +187,8 @@ class Runtime:
         if result is None:
             return False
         version = (result.get("metadata") or {}).get("resourceVersion")
-        cached = self.stores[obj["kind"]].get(meta.get("namespace"), meta["name"]) if obj["kind"] in self.stores \
-            else None
+        store = self.stores.get(obj["kind"])
+        cached = store.get(meta.get("namespace"), meta["name"]) if store is not None else None
         if cached is not None and version and cached["metadata"].get("resourceVersion") == version:
             self._written.pop(key, None)      # the watch was quicker than this answer
         else:
