@@ -150,7 +150,10 @@ def resource_of(path: str) -> str:
 class Kube:
     """Async Kubernetes client. One instance per process; share it."""
 
-    def __init__(self, credentials: Credentials, *, timeout: float = 30.0, max_connections: int = 50):
+    def __init__(self, credentials: Credentials, *, timeout: float = 30.0, max_connections: int = 50,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        """``transport`` replaces the network, as in httpx's own tests: unit tests pass an
+        ``httpx.MockTransport`` serving an in-memory API (tests/unit/kubeapi.py)."""
         self.credentials = credentials
         self._client = httpx.AsyncClient(
             base_url=credentials.host,
@@ -158,6 +161,7 @@ class Kube:
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"User-Agent": "pitwall"},
+            transport=transport,
         )
 
     @classmethod

@@ -98,7 +98,9 @@ def version_state(name: str, desired_replicas: int, deployment: dict | None) -> 
     available = int(status.get("availableReplicas", 0))
     generation_seen = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
     progressing = next((c for c in status.get("conditions", []) if c.get("type") == "Progressing"), None)
-    if progressing and progressing.get("status") == "False" and \
+    # A deadline exceeded by an older generation says nothing about the spec just applied
+    # (kstatus: status is stale until observedGeneration catches up).
+    if generation_seen and progressing and progressing.get("status") == "False" and \
             progressing.get("reason") == "ProgressDeadlineExceeded":
         rollout = "Failed"
     elif generation_seen and updated >= replicas and available >= replicas and \
