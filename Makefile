@@ -45,7 +45,7 @@ cluster-down: ## stop it (no process left behind)
 	@if [ -x $(PY) ]; then $(PY) -m pitwall.testing.cluster down --dir $(STATE); \
 	else $(PYTHON) -c 'import sys; sys.path.insert(0, "operator"); from pitwall.testing.cluster import main; main(["down", "--dir", "$(STATE)"])'; fi
 
-crds: install ## regenerate crds/*.yaml from operator/pitwall/crds.py (the single source)
+crds: install ## regenerate crds/*.yaml from the API models in operator/pitwall/api/ (the single source)
 	$(PY) -m pitwall.crds
 
 bench: install controlplane ## benchmarks; results in bench/results/

@@ -1,0 +1,245 @@
+"""ApiProduct: an API product, its versions, the backends it calls and the consumers it serves."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import Field
+
+from .base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    LABEL_LEN,
+    LONG_TEXT,
+    NAME_LEN,
+    QUANTITY,
+    SHORT_TEXT,
+    TEXT,
+    URL_LEN,
+    Model,
+    cel,
+    duration,
+    flag,
+    integer,
+    items,
+    mapping,
+    object_name,
+    rule,
+    section,
+    text,
+    timestamp,
+    unique_by,
+)
+from .resource import AGE, READY, Column, Names, Resource
+from .shared import Contact, Owner, Status, StringMap
+
+Lifecycle = Literal["published", "deprecated", "retired"]
+LIFECYCLES: tuple[str, ...] = get_args(Lifecycle)
+Criticality = Literal["critical", "degradable", "optional"]
+CRITICALITIES: tuple[str, ...] = get_args(Criticality)
+Environment = Literal["live", "sandbox"]
+ProductState = Literal["Available", "Degraded", "Unavailable", "Maintenance", "Progressing", "Stalled"]
+PRODUCT_STATES: tuple[str, ...] = get_args(ProductState)
+
+Quantity = Annotated[int | str, Field(json_schema_extra={"pattern": QUANTITY})]
+Quantities = dict[str, Quantity]
+VersionName = Annotated[str, Field(max_length=LABEL_LEN, pattern=DNS_LABEL, description="A version name.")]
+Revision = int | str  # a Deployment revision: the API server hands it back as text
+
+
+class EnvVar(Model):
+    """An environment variable for the version's containers."""
+
+    model_config = {"json_schema_extra": cel(
+        rule("!(has(self.value) && has(self.valueFrom))", "set at most one of env value and valueFrom"))}
+
+    name: str = text("Variable name.", SHORT_TEXT, default=..., min_length=1, pattern=ENV_NAME)
+    value: str | None = text("Literal value.", 32768)
+    value_from: dict[str, Any] | None = Field(
+        None, description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef ...), passed "
+                          "through as written.", json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+
+
+class Resources(Model):
+    """Compute resources of the API container."""
+
+    requests: Quantities | None = Field(None, description="Requested resources, e.g. cpu: 100m, memory: 128Mi.",
+                                        max_length=16)
+    limits: Quantities | None = Field(None, description="Resource limits, e.g. memory: 256Mi.", max_length=16)
+
+
+class Version(Model):
+    """A version of the product; versions run side by side."""
+
+    model_config = {"json_schema_extra": cel(
+        rule("!has(self.sunsetAt) || self.lifecycle == 'deprecated'",
+             "sunsetAt is only allowed when lifecycle is deprecated", field_path=".sunsetAt"))}
+
+    name: str = text("Version name, e.g. v2. Names the Deployment and Service <product>-<name>.", LABEL_LEN,
+                     default=..., min_length=1, pattern=DNS_LABEL)
+    lifecycle: Lifecycle = Field("published", description="published runs normally; deprecated keeps running "
+                                 "and announces sunsetAt; retired is scaled down and removed.")
+    sunset_at: str | None = timestamp("When a deprecated version goes away (only with lifecycle deprecated).")
+    image: str = text("Container image, e.g. registry.example.com/payments:2.3.0.", 512, default=..., min_length=1,
+                      pattern=r"^\S+$")
+    replicas: int = integer("Desired replicas; edit it at runtime and the cluster follows.", default=1, minimum=0,
+                            maximum=100)
+    port: int = integer("Container port the API listens on.", default=8080, minimum=1, maximum=65535)
+    health_path: str = text("HTTP path for the pods' readiness and liveness probes.", default="/isUp",
+                            pattern=r"^/")
+    env: list[EnvVar] | None = items("Environment variables.", 64)
+    resources: Resources | None = None
+    pod_annotations: StringMap | None = mapping("Extra annotations on the version's pods.")
+
+
+class Consumer(Model):
+    """A third party subscribed to the product."""
+
+    name: str = text("Consumer name.", NAME_LEN, default=..., min_length=1, pattern=DNS_SUBDOMAIN)
+    versions: list[VersionName] | None = items("Versions it uses (names from spec.versions).", 20, list_type="set")
+    contact: Contact | None = Field(None, description="Where notices (maintenance, deprecation, incidents) go.")
+
+
+class BackendDependency(Model):
+    """A dependency on a Backend."""
+
+    name: str = object_name("Name of a Backend in this namespace.", ...)
+    criticality: Criticality = Field("critical", description="critical: the product is unavailable without it; "
+                                     "degradable: it degrades; optional: shown, changes nothing.")
+
+
+class SecretName(Model):
+    """A Secret reference."""
+
+    name: str = object_name("Secret name.", ...)
+
+
+class MaintenancePage(Model):
+    """What the maintenance page says during a MaintenanceWindow."""
+
+    title: str | None = text("Page title.", 200)
+    message: str | None = text("Text shown to API clients and browsers.", LONG_TEXT)
+    retry_after: str = duration("Sent as Retry-After.", "30m")
+
+
+class Rollout(Model):
+    """How new images are rolled out and rolled back."""
+
+    auto_rollback: bool = flag("Roll back to the last good image when a rollout fails.", True)
+    progress_deadline: str = duration("A rollout not available within this is a failure.", "2m")
+    analysis_window: str = duration("After a rollout, probes of the version going Down within this window count "
+                                    "as a failed rollout.", "5m")
+
+
+class ApiProductSpec(Model):
+    """The desired state of the API product."""
+
+    model_config = {"json_schema_extra": cel(
+        rule("!has(self.consumers) || self.consumers.all(c, !has(c.versions) || "
+             "c.versions.all(v, self.versions.exists(x, x.name == v)))",
+             "consumers[].versions must name versions listed in spec.versions", field_path=".consumers"))}
+
+    display_name: str | None = text("Human name, e.g. Payments API.", 128)
+    description: str | None = text("What the product does.", 2048)
+    owner: Owner | None = None
+    environment: Environment = Field("live", description="live or sandbox.")
+    public: bool = flag("Show this product on the public status page.", False)
+    image_pull_secrets: list[SecretName] | None = items("Secrets to pull the versions' images with.", 8)
+    # A map keyed by name (not an atomic list): a runtime `kubectl patch` of one version's
+    # replicas owns just that field, so a GitOps apply of the rest does not conflict. The API
+    # server refuses duplicate names itself, naming the version (server-side apply: "duplicate
+    # entries for key [name=\"v1\"]"; a plain create: "Duplicate value").
+    versions: list[Version] = items("The versions that run, side by side (1 to 20, unique names).", 20,
+                                    default=..., min_items=1, list_type="map", map_keys=["name"])
+    backends: list[BackendDependency] | None = items("Backends (provider systems) this product calls.", 50,
+                                                     rules=[unique_by("name", "backend names")])
+    consumers: list[Consumer] | None = items("Third parties subscribed to this product.", 200,
+                                             rules=[unique_by("name", "consumer names")])
+    maintenance_page: MaintenancePage = section(MaintenancePage.__doc__, default_empty=True,
+                                                factory=MaintenancePage)
+    rollout: Rollout = section(Rollout.__doc__, default_empty=True, factory=Rollout)
+
+
+# ------------------------------------------------------------------ status
+
+
+class VersionStatus(Model):
+    """A version as running."""
+
+    name: str | None = text("Version name.", LABEL_LEN)
+    lifecycle: str | None = text("Lifecycle.", 32)
+    image: str | None = text("Image running now.", 512)
+    replicas: int | None = integer("Desired replicas.", minimum=0)
+    ready_replicas: int | None = integer("Ready replicas.", minimum=0)
+    url: str | None = text("In-cluster URL of the version's Service.", URL_LEN)
+    revision: Revision | None = Field(None, description="Deployment revision.")
+    last_good_image: str | None = text("The last image that became available.", 512)
+    previous_good_image: str | None = text("The good image before lastGoodImage (what a rollout whose probes "
+                                           "fail within rollout.analysisWindow returns to).", 512)
+    sunset_at: str | None = timestamp("Sunset of a deprecated version.")
+    state: str | None = text("Version state.", 64)
+
+
+class BackendStatus(Model):
+    """A dependency."""
+
+    name: str | None = text("Backend name.", NAME_LEN)
+    criticality: str | None = text("Criticality.", 32)
+    state: str | None = text("The Backend's state (or Missing).", 64)
+    effect: str | None = text("Effect on this product.", 64)
+
+
+class RolloutRecord(Model):
+    """A rollout."""
+
+    revision: Revision | None = Field(None, description="Deployment revision.")
+    version: str | None = text("Version name.", LABEL_LEN)
+    image: str | None = text("Image rolled out.", 512)
+    at: str | None = timestamp("When.")
+    result: str | None = text("Outcome.", 64)
+    message: str | None = text("Detail.", TEXT)
+
+
+class Rollback(Model):
+    """A rollback."""
+
+    version: str | None = text("Version rolled back.", LABEL_LEN)
+    failed_image: str | None = text("The image that failed.", 512)
+    restored_image: str | None = text("The image restored.", 512)
+    at: str | None = timestamp("When.")
+
+
+class ApiProductStatus(Status):
+    """What the operator observed."""
+
+    state: ProductState | None = Field(None, description="Overall state.")
+    ready_versions: str | None = text("Ready versions out of non-retired versions, e.g. 2/2.", 16)
+    versions: list[VersionStatus] | None = items("Per-version state.", 40)
+    backends: list[BackendStatus] | None = items("The backends this product depends on, with their state.", 50)
+    history: list[RolloutRecord] | None = items("The last 20 rollouts.", 20)
+    rolled_back: list[Rollback] | None = items("Automatic rollbacks in force, one per version; a later change of "
+                                               "that version's image clears it.", 20)
+
+
+class ApiProduct(Resource):
+    """An API product: its versions, the backends it calls and the consumers it serves."""
+
+    model_config = {"json_schema_extra": cel(
+        rule("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+             "an ApiProduct name must start with a letter and contain only lowercase letters, digits and '-' "
+             "(it names Services)"),
+        rule("self.spec.versions.all(v, size(self.metadata.name) + size(v.name) <= 62)",
+             "the product name, '-' and each version name must fit in 63 characters (they name the version's "
+             "Deployment and Service)", field_path=".spec.versions"))}
+    names = Names("apiproducts", ("pwap",), (
+        READY,
+        Column("State", ".status.state", description="Overall state."),
+        Column("Versions", ".status.readyVersions", description="Ready versions / non-retired versions."),
+        Column("Env", ".spec.environment", description="live or sandbox."),
+        Column("Public", ".spec.public", "boolean", "Shown on the public status page.", priority=1),
+        AGE,
+    ))
+
+    spec: ApiProductSpec
+    status: ApiProductStatus | None = None

@@ -1,0 +1,226 @@
+"""The building blocks of the API models: a base class, field helpers, CEL rules, limits.
+
+Every field of a kind is declared once, as a pydantic field: its type (and with it the enum),
+default, bounds, pattern and description. What the OpenAPI vocabulary of pydantic cannot say
+(CEL rules, list-map keys, ``format: int64``, free-form parts) travels as ``json_schema_extra``
+and :mod:`pitwall.api.crdgen` turns the whole into a Kubernetes structural schema.
+
+Conventions the schemas follow:
+
+- Structural schemas: every node has a type; free-form parts (a step's ``request.json`` and
+  ``expect.json[].equals``, an env ``valueFrom``) are the only places with
+  ``x-kubernetes-preserve-unknown-fields``. CEL cannot see untyped fields, so no rule may
+  mention ``equals``.
+- Every string carries a ``maxLength`` (or an enum) and every list and map a bound, so the API
+  server can estimate the cost of the CEL rules.
+- Cross-field rules are CEL (``x-kubernetes-validations``) with messages written for the person
+  who runs ``kubectl apply``. Durations, cron schedules, time zones, URLs and email addresses are
+  checked by CEL ``matches`` rather than an OpenAPI ``pattern``, so a refusal reads '"5 minutes"
+  is not a duration ...' instead of quoting a regular expression.
+- Status models declare every field the operator writes: undeclared fields would be pruned
+  silently. The operator keeps lists within the ``maxItems`` stated here.
+
+Not expressible here: anything that needs the clock (a MaintenanceWindow announced with less
+than ``notice.leadTime`` ahead; CEL has no ``now()``) or other objects (a referenced Backend,
+Secret or ApiProduct that does not exist), and comparisons of durations with d/w units
+(``timeout`` <= ``interval``; CEL's ``duration()`` knows only h/m/s/ms). The operator reports
+those as ``Stalled`` with a reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..durations import PATTERN as DURATION_PATTERN
+
+# --------------------------------------------------------------------------------------
+# Patterns and limits
+# --------------------------------------------------------------------------------------
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+HTTP_URL = r"^https?://[^\s]+$"
+EMAIL = r"^[^@\s]+@[^@\s]+$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+CONDITION_TYPE = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+RUNS = r"^[0-9]+/[0-9]+( [0-9]+/[0-9]+)*$"
+CRON = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+(\s+\S+){4})$"
+TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+STEP_NAME = r"^[A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?$"
+VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+NAME_LEN = 253        # object names (DNS subdomain)
+LABEL_LEN = 63        # DNS label / label value
+SHORT_TEXT = 256
+TEXT = 1024
+LONG_TEXT = 4096
+URL_LEN = 2048
+TIME_LEN = 64
+DURATION_LEN = 32
+EMAIL_LEN = 320
+
+DURATION_NOTE = "A duration such as 500ms, 30s, 5m, 2h, 3d or 1h30m."
+TIMESTAMP_NOTE = "RFC 3339, e.g. 2026-12-05T22:00:00+02:00."
+
+
+def camel(name: str) -> str:
+    """snake_case -> camelCase, as the API spells it (``from_`` -> ``from``, ``last1h`` stays)."""
+    head, *rest = name.rstrip("_").split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class Model(BaseModel):
+    """Base of every API model: camelCase on the wire, snake_case in Python.
+
+    Unknown fields are ignored, as the API server prunes them anyway; a spec written before a
+    field was added still parses.
+    """
+
+    model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="ignore")
+
+
+# --------------------------------------------------------------------------------------
+# CEL rules
+# --------------------------------------------------------------------------------------
+
+def rule(expr: str, message: str, *, field_path: str | None = None, reason: str | None = None,
+         message_expression: str | None = None) -> dict[str, str]:
+    """One CEL rule. ``field_path`` points the error at a child field (relative to self).
+
+    ``message_expression`` (CEL) builds a more specific message, e.g. quoting the bad value;
+    ``message`` stays as the fallback.
+    """
+    out = {"rule": expr, "message": message}
+    if message_expression:
+        out["messageExpression"] = message_expression
+    if field_path:
+        out["fieldPath"] = field_path
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def matching(pattern: str, message: str, *, quoted: str | None = None) -> dict[str, str]:
+    """CEL: the string matches ``pattern`` (RE2), refused with a human message.
+
+    Used instead of an OpenAPI ``pattern`` where the raw regular expression would be the only
+    explanation a user gets. With ``quoted``, the message repeats the bad value: '"5 minutes"
+    <quoted>' (never for values that may carry credentials, such as URLs).
+    """
+    assert "'" not in pattern and "'" not in (quoted or "")
+    expression = f"'\"' + self + '\" {quoted}'" if quoted else None
+    return rule(f"self.matches(r'{pattern}')", message, message_expression=expression)
+
+
+def unique_by(field: str, what: str) -> dict[str, str]:
+    """CEL: the list's items have distinct ``field`` values."""
+    return rule(f"self.all(x, self.exists_one(y, y.{field} == x.{field}))", f"{what} must be unique")
+
+
+def cel(*rules: dict[str, str]) -> dict[str, Any]:
+    """``json_schema_extra`` carrying CEL rules (for a field or a model's ``model_config``)."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+# --------------------------------------------------------------------------------------
+# Field helpers: the shapes that recur, each with its bounds
+# --------------------------------------------------------------------------------------
+
+def _extra(rules: tuple[dict, ...] | list[dict] = (), **more: Any) -> dict[str, Any] | None:
+    extra = {k: v for k, v in more.items() if v is not None}
+    if rules:
+        extra["x-kubernetes-validations"] = list(rules)
+    return extra or None
+
+
+def text(description: str, max_length: int = SHORT_TEXT, *, default: Any = None,
+         min_length: int | None = None, pattern: str | None = None, fmt: str | None = None,
+         rules: tuple[dict, ...] | list[dict] = ()) -> Any:
+    """A bounded string field. ``default=...`` makes it required."""
+    return Field(default, description=description, max_length=max_length, min_length=min_length,
+                 pattern=pattern, json_schema_extra=_extra(rules, format=fmt))
+
+
+def duration(description: str, default: Any = None) -> Any:
+    """A duration string: 500ms, 30s, 5m, 2h, 3d, 1w or a sum such as 1h30m."""
+    return text(f"{description} {DURATION_NOTE}", DURATION_LEN, default=default, rules=[
+        matching(DURATION_PATTERN, "must be a duration such as 500ms, 30s, 5m, 2h, 3d or 1h30m",
+                 quoted="is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d or 1h30m")])
+
+
+def url(description: str, default: Any = None) -> Any:
+    return text(description, URL_LEN, default=default, rules=[
+        matching(HTTP_URL, "must be an absolute http:// or https:// URL")])
+
+
+EMAIL_RULE = matching(EMAIL, "must be an email address", quoted="is not an email address")
+
+
+def email(description: str, default: Any = None) -> Any:
+    return text(description, EMAIL_LEN, default=default, rules=[EMAIL_RULE])
+
+
+def timestamp(description: str) -> Any:
+    """An RFC 3339 time, kept as the string written (the operator parses it where it needs to)."""
+    return text(f"{description} {TIMESTAMP_NOTE}", TIME_LEN, fmt="date-time")
+
+
+def object_name(description: str, default: Any = None) -> Any:
+    return text(description, NAME_LEN, default=default, min_length=1, pattern=DNS_SUBDOMAIN)
+
+
+def integer(description: str, *, default: Any = None, minimum: int | None = None,
+            maximum: int | None = None, int64: bool = False) -> Any:
+    return Field(default, description=description, ge=minimum, le=maximum,
+                 json_schema_extra=_extra(format="int64" if int64 else None))
+
+
+def number(description: str, *, minimum: float | None = None, maximum: float | None = None) -> Any:
+    return Field(None, description=description, ge=minimum, le=maximum)
+
+
+def flag(description: str, default: bool | None = None) -> Any:
+    return Field(default, description=description)
+
+
+def items(description: str, max_items: int, *, default: Any = None, min_items: int | None = None,
+          rules: tuple[dict, ...] | list[dict] = (), list_type: str | None = None,
+          map_keys: list[str] | None = None) -> Any:
+    """A bounded list field; ``list_type``/``map_keys`` become x-kubernetes-list-type/-map-keys."""
+    return Field(default, description=description, max_length=max_items, min_length=min_items,
+                 json_schema_extra=_extra(rules, **{"x-kubernetes-list-type": list_type,
+                                                    "x-kubernetes-list-map-keys": map_keys}))
+
+
+def mapping(description: str, max_properties: int = 32, *,
+            rules: tuple[dict, ...] | list[dict] = ()) -> Any:
+    """A bounded string -> string map (bound the values in the type: ``StringMap``)."""
+    return Field(None, description=description, max_length=max_properties, json_schema_extra=_extra(rules))
+
+
+def section(description: str, *, default_empty: bool = False, factory: Any = None,
+            rules: tuple[dict, ...] | list[dict] = ()) -> Any:
+    """A nested object field. ``default_empty``: the API server fills in ``{}`` (and with it
+    the defaults inside), and so does the model (``factory``)."""
+    if default_empty:
+        return Field(default_factory=factory, description=description,
+                     json_schema_extra=_extra(rules, default={}))
+    return Field(None, description=description, json_schema_extra=_extra(rules))
+
+
+def free_form(description: str) -> Any:
+    """Any JSON value, kept as written. Use only for genuinely free-form parts."""
+    return Field(None, description=description,
+                 json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
