@@ -8,9 +8,10 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
 from . import conditions as cond
+from . import egress
 from .controller import Store, WorkQueue
 from .durations import rfc3339
 from .kube import PITWALL_KINDS, Kube
@@ -117,6 +118,12 @@ class Runtime:
         for kind in WATCHED_KINDS:
             self.stores.setdefault(kind, Store(kind)).subscribe(partial(self._echoed, kind))
         self.rewrite_rules = parse_rewrite(self.settings.endpoint_rewrite)
+
+    @cached_property
+    def egress(self) -> egress.Policy:
+        """The one egress policy for every outbound request: probes, receivers, notices."""
+        credentials = getattr(self.kube, "credentials", None)
+        return egress.Policy.for_operator(self.settings, getattr(credentials, "host", None))
 
     def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],
                  workers: int = 4) -> None:

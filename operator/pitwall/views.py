@@ -236,14 +236,14 @@ def _windows(args: argparse.Namespace) -> int:
 async def _probe_once(args: argparse.Namespace) -> int:
     import httpx
 
+    from .egress import Policy
     from .errors import InvalidSpec
     from .kube import Kube
     from .probes.client import make_client
     from .probes.engine import run_check
-    from .probes.policy import AddressPolicy
     from .probes.spec import parse_check
     from .products.desired import workload_name
-    from .runtime import parse_rewrite, rewrite_address
+    from .runtime import Settings, parse_rewrite, rewrite_address
 
     namespace = _namespace(args)
     async with Kube.from_env(args.kubeconfig) as kube:
@@ -277,7 +277,10 @@ async def _probe_once(args: argparse.Namespace) -> int:
 
         try:
             check = parse_check(spec, base_url=base_url)
-            client = await make_client(check, secrets=secrets, policy=AddressPolicy.from_lists())
+            # The operator's own policy (PITWALL_PROBE_ALLOW/DENY, its ports, the API server):
+            # what this prints is what the operator would do.
+            policy = Policy.for_operator(Settings.from_env(), kube.credentials.host)
+            client = await make_client(check, secrets=secrets, policy=policy)
             print(f"running {args.name} ({len(check.steps)} steps) against {base_url or check.target} ...",
                   file=sys.stderr, flush=True)
             async with client:

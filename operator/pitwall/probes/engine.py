@@ -26,11 +26,11 @@ import httpx
 
 from .. import durations
 from ..errors import InvalidSpec
+from ..masking import MASK, Masker
 from .spec import REFERENCE, SECRET, Capture, Check, Expect, Step, join
 
 Secrets = Callable[[str, str], Awaitable[str | None]]
 
-MASK = "****"
 MAX_BODY = 1024 * 1024  # bytes read from a response; enough for any health or API answer
 USER_AGENT = "pitwall-probe/0.1"
 SENSITIVE = re.compile(r"token|passw|secret|key|auth|cookie|session|credential|bearer", re.IGNORECASE)
@@ -112,6 +112,10 @@ async def run_check(check: Check, *, client: httpx.AsyncClient, secrets: Secrets
                     break
     except TimeoutError:
         run.cut()
+    except InvalidSpec as exc:     # e.g. a denied host built from a secret: Stalled, masked
+        exc.message = run.mask(exc.message)
+        exc.args = (exc.message,)
+        raise
     return RunResult(at=run.at, trace_id=run.trace_id, steps=tuple(run.logs))
 
 
@@ -127,7 +131,7 @@ class _Run:
         self.trace_id = uuid.uuid4().hex
         self.variables: dict[str, Any] = {}
         self.secret_values: dict[tuple[str, str], str] = {}
-        self.masked: set[str] = set()  # strings never to print
+        self.masked = Masker()  # secrets never to print, in any encoding (masking.py)
         self.logs: list[StepLog] = []
         self.pending: _Pending | None = None  # the step in flight, for a run cut by its deadline
 
@@ -250,10 +254,7 @@ class _Run:
         return ""
 
     def mask(self, text: str) -> str:
-        for secret in sorted(self.masked, key=len, reverse=True):
-            if secret:
-                text = text.replace(secret, MASK)
-        return text
+        return self.masked(text)
 
     def display_url(self, url: httpx.URL) -> str:
         """The URL for people: decoded (so masking sees values as they were interpolated), without

@@ -22,7 +22,6 @@ from ..runtime import Runtime
 from .client import client_key, make_client
 from .coalesce import should_write
 from .engine import RunResult, run_check
-from .policy import AddressPolicy
 from .scheduler import Scheduler, phase
 from .spec import Check, parse_check
 from .state import MAINTENANCE, Health, observe, settle
@@ -74,9 +73,7 @@ class Job:
 class Monitor:
     def __init__(self, rt: Runtime):
         self.rt = rt
-        self.policy = AddressPolicy.from_lists(
-            allow=[a for a in (rt.settings.allow_networks or "").split(",") if a.strip()],
-            deny=[d for d in (rt.settings.deny_networks or "").split(",") if d.strip()])
+        self.policy = rt.egress
         self.scheduler = Scheduler(concurrency=CONCURRENCY, on_lag=LAG.observe)
         self.jobs: dict[Key, Job] = {}
         self._clients: dict[Hashable, httpx.AsyncClient] = {}

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from pitwall.demo import STATE, DemoState, start_demo
+from pitwall.egress import Policy as AddressPolicy
 from pitwall.probes.client import make_client
-from pitwall.probes.policy import AddressPolicy
 from pitwall.probes.spec import parse_check
 
 SECRETS = {("homer", "password"): "d0nut", ("api", "key"): "s3cr3t-api-key-value",

@@ -8,10 +8,10 @@ import ipaddress
 import pytest
 from aiohttp import web
 
+from pitwall.egress import Policy as AddressPolicy
 from pitwall.errors import InvalidSpec
 from pitwall.probes.client import make_client
 from pitwall.probes.engine import run_check
-from pitwall.probes.policy import AddressPolicy
 from pitwall.probes.spec import parse_check
 
 from .conftest import secrets
@@ -25,7 +25,7 @@ def ip(text: str):
     ("169.254.169.254", [], "169.254.169.254 is a link-local/cloud-metadata address and is denied by policy"),
     ("[fd00:ec2::254]", [], "fd00:ec2::254 is a link-local/cloud-metadata address and is denied by policy"),
     ("fe80::1", [], "fe80::1 is a link-local/cloud-metadata address and is denied by policy"),
-    ("::ffff:169.254.169.254", [], "169.254.169.254 is a link-local/cloud-metadata address and is denied by policy"),
+    ("::ffff:169.254.169.254", [], "::ffff:a9fe:a9fe (that is 169.254.169.254) is a link-local/cloud-metadata address and is denied by policy"),
     ("Metadata.Google.Internal.", [], "metadata.google.internal is a cloud-metadata host and is denied by policy"),
     ("evil.example", [ip("203.0.113.7"), ip("169.254.169.254")],
      "evil.example resolves to 169.254.169.254, which is a link-local/cloud-metadata address and is denied by policy"),

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from pitwall.egress import Policy as AddressPolicy
 from pitwall.errors import InvalidSpec
 from pitwall.probes.client import client_key, make_client
 from pitwall.probes.engine import run_check
-from pitwall.probes.policy import AddressPolicy
 from pitwall.probes.spec import parse_check
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
