@@ -5,7 +5,15 @@ Each delivery retries with exponential backoff, within a bound on attempts and o
 records and a later evaluation tries again). 5xx, 408, 429 and connection errors are retried,
 honouring ``Retry-After`` (capped); other 4xx are not, since repeating the same request cannot
 fix it. Errors are reported masked: webhook URLs, keys and SMTP passwords are the credential
-themselves, so they never appear in a result (which ends up in status and Events).
+themselves, so they never appear in a result (which ends up in status and Events), in any
+encoding (``masking``).
+
+Every request obeys the operator's egress policy (``egress``): HTTP through the client the
+caller passes (``egress.client``), SMTP through ``egress.open_socket``. A refused address is
+recorded once and not retried. A receiver's answer body is never copied into a result: a
+receiver URL pointed at an internal service would otherwise read that service back into the
+tenant's status. At most ``ANSWER_LIMIT`` bytes of it are read (and dropped, so the connection
+can be reused); the result says the status code and where.
 """
 
 from __future__ import annotations
@@ -16,13 +24,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
 import httpx
 
-from .. import durations
+from .. import durations, egress
+from ..masking import Masker
 from . import payloads
 from .rules import Receiver
 from .state import RESOLVED, DeliveryResult, Notification
@@ -30,6 +40,7 @@ from .state import RESOLVED, DeliveryResult, Notification
 DEFAULT_OPSGENIE_URL = "https://api.opsgenie.com"
 DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com"
 RETRIED_STATUSES = (408, 429)
+ANSWER_LIMIT = 4096      # bytes of a receiver's answer read (and dropped): never shown
 
 
 @dataclass(frozen=True)
@@ -67,16 +78,18 @@ class Announcement(Protocol):
 async def deliver(n: Notification, secret_value: str | None, client: httpx.AsyncClient, *,
                   policy: RetryPolicy = RetryPolicy(), external_url: str = "",
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                  clock: Callable[[], float] = time.monotonic) -> list[DeliveryResult]:
+                  clock: Callable[[], float] = time.monotonic,
+                  addresses: egress.Policy = egress.Policy()) -> list[DeliveryResult]:
     """Send ``n`` to its receiver; one result per request (Opsgenie and PagerDuty: per alert).
 
     ``secret_value`` is what the receiver's ``secretRef`` points to: the webhook URL (Teams,
     Slack, webhook), the API key (Opsgenie), the routing key (PagerDuty) or the SMTP URL
     ``smtp[s]://[user:pass@]host[:port][?starttls=true]`` (email). A webhook receiver may
-    instead carry a plain ``url`` in its spec.
+    instead carry a plain ``url`` in its spec. ``addresses`` is the egress policy SMTP obeys
+    (HTTP obeys ``client``'s).
     """
     receiver = n.receiver
-    sender = _Sender(receiver, n.event, client, policy, sleep, clock, secret_value)
+    sender = _Sender(receiver, n.event, client, policy, sleep, clock, secret_value, addresses)
     if receiver.type in ("msteams", "slack", "webhook"):
         build = {"msteams": payloads.teams, "slack": payloads.slack}.get(receiver.type)
         body = build(n) if build else payloads.alertmanager(n, external_url)
@@ -109,13 +122,14 @@ async def deliver_message(receiver: Receiver, message: Announcement, secret_valu
                           client: httpx.AsyncClient, *, event: str = "notice",
                           policy: RetryPolicy = RetryPolicy(),
                           sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                          clock: Callable[[], float] = time.monotonic) -> DeliveryResult:
+                          clock: Callable[[], float] = time.monotonic,
+                          addresses: egress.Policy = egress.Policy()) -> DeliveryResult:
     """Send a free-form message through a receiver, with the same retries and masking.
 
     Chat receivers get the subject and text, webhooks ``message.data`` as JSON, email all of
     it. Opsgenie and PagerDuty open incidents, which a notice is not: they are refused.
     """
-    sender = _Sender(receiver, event, client, policy, sleep, clock, secret_value)
+    sender = _Sender(receiver, event, client, policy, sleep, clock, secret_value, addresses)
     if receiver.type == "msteams":
         return await sender.webhook(payloads.teams_message(message.subject, message.text), ())
     if receiver.type == "slack":
@@ -146,11 +160,12 @@ class _Sender:
     """Retry loop and error masking shared by every request of one delivery."""
 
     def __init__(self, receiver: Receiver, event: str, client: httpx.AsyncClient, policy: RetryPolicy,
-                 sleep: Callable[[float], Awaitable[None]], clock: Callable[[], float], secret: str | None):
+                 sleep: Callable[[float], Awaitable[None]], clock: Callable[[], float], secret: str | None,
+                 addresses: egress.Policy):
         self.receiver, self.event, self.client, self.policy = receiver, event, client, policy
-        self.sleep, self.clock, self.secret = sleep, clock, secret
+        self.sleep, self.clock, self.secret, self.addresses = sleep, clock, secret, addresses
         self.start = clock()
-        self.secrets = _secret_parts(secret)
+        self.mask = Masker(_secret_parts(secret))
 
     def result(self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None) -> DeliveryResult:
         return DeliveryResult(self.receiver.name, self.event, keys, ok, attempts,
@@ -160,9 +175,7 @@ class _Sender:
         return self.result(keys, False, 0, error)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text[:300]
+        return self.mask(text)[:300]
 
     async def webhook(self, body: dict, keys: tuple[str, ...]) -> DeliveryResult:
         url = self.secret or (self.receiver.url if self.receiver.type == "webhook" else None)
@@ -176,8 +189,11 @@ class _Sender:
 
         async def once() -> _Outcome:
             try:
-                response = await self.client.post(url, json=body, headers=headers, params=params,
-                                                  timeout=self.policy.timeout)
+                async with self.client.stream("POST", url, json=body, headers=headers, params=params,
+                                              timeout=self.policy.timeout) as response:
+                    await _drain(response)
+            except egress.Denied as exc:
+                return _Outcome(False, f"{where}: refused: {exc.message}")
             except httpx.InvalidURL:
                 return _Outcome(False, f"invalid URL {where}")
             except httpx.HTTPError as exc:
@@ -185,7 +201,7 @@ class _Sender:
             if response.is_success:
                 return _Outcome(True)
             status = response.status_code
-            return _Outcome(False, f"HTTP {status} from {where}: {response.text[:200]}".strip(),
+            return _Outcome(False, f"HTTP {status}{_phrase(status)} from {where}",
                             retry=status in RETRIED_STATUSES or status >= 500,
                             retry_after=_retry_after(response.headers.get("Retry-After")))
 
@@ -205,18 +221,30 @@ class _Sender:
 
         async def once() -> _Outcome:
             try:
-                await aiosmtplib.send(message, timeout=self.policy.timeout, **options)
+                # The socket is dialled to the address the egress policy judged; aiosmtplib
+                # still verifies TLS against the host name.
+                sock = await egress.open_socket(self.addresses, options["hostname"], options["port"],
+                                                self.policy.timeout)
+            except egress.Denied as exc:
+                return _Outcome(False, f"{where}: refused: {exc.message}")
+            except OSError as exc:
+                return _Outcome(False, f"{where}: {type(exc).__name__} {exc}".strip(), retry=True)
+            try:
+                await aiosmtplib.send(message, timeout=self.policy.timeout, sock=sock,
+                                      **{**options, "port": None})
             except aiosmtplib.SMTPResponseException as exc:
                 # 4xx is the server's "try again later"; 5xx (bad address, auth) will not change.
-                return _Outcome(False, f"{where}: {exc.code} {exc.message}", retry=400 <= exc.code < 500)
+                return _Outcome(False, f"{where}: {exc.code} {_short(exc.message)}", retry=400 <= exc.code < 500)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [r.code for r in exc.recipients]
-                return _Outcome(False, f"{where}: recipients refused: {exc}",
+                return _Outcome(False, f"{where}: recipients refused: {_short(str(exc))}",
                                 retry=bool(codes) and all(400 <= c < 500 for c in codes))
             except aiosmtplib.SMTPNotSupported as exc:
                 return _Outcome(False, f"{where}: {exc}")
             except (aiosmtplib.SMTPException, OSError) as exc:
-                return _Outcome(False, f"{where}: {type(exc).__name__} {exc}".strip(), retry=True)
+                return _Outcome(False, f"{where}: {type(exc).__name__} {_short(str(exc))}".strip(), retry=True)
+            finally:
+                sock.close()
             return _Outcome(True)
 
         return await self.retry(once, keys)
@@ -237,6 +265,31 @@ class _Sender:
             if self.clock() - self.start + delay > self.policy.max_total:
                 return self.result(keys, False, attempt, f"{outcome.error} (gave up: retry budget spent)")
             await self.sleep(delay)
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read at most ``ANSWER_LIMIT`` raw bytes of the answer and drop them: a small answer
+    leaves the connection reusable, a large (or endless) one is cut."""
+    if response.is_stream_consumed:      # already in memory (a mock transport's answer)
+        return
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size >= ANSWER_LIMIT:
+            break
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase (never the server's own, which is free text)."""
+    try:
+        return " " + HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _short(text: str) -> str:
+    """A server's free-text reply (SMTP), cut short and on one line."""
+    return " ".join(text.split())[:120]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import httpx
 from prometheus_client import Counter, Gauge
 
-from .. import durations
+from .. import durations, egress
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..probes.reconcile import target_product
@@ -34,14 +34,15 @@ ATTEMPTS = Counter("pitwall_notification_attempts_total", "Delivery attempts by 
 
 
 class AlertService:
-    def __init__(self) -> None:
+    def __init__(self, addresses: egress.Policy = egress.Policy()) -> None:
+        self.addresses = addresses          # the operator's egress policy (runtime.Runtime.egress)
         self.http: httpx.AsyncClient | None = None
         base = float(os.environ.get("PITWALL_DELIVERY_BASE_DELAY", "0.5"))
         self.policy = RetryPolicy(base_delay=base, max_delay=max(base, 30.0 * base / 0.5))
         self.last: dict[tuple[str, str], tuple[Rule, list[dict]]] = {}   # for resolves after deletion
 
     async def start(self) -> None:
-        self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self.http = egress.client(self.addresses)
 
     async def stop(self) -> None:
         if self.http:
@@ -49,7 +50,7 @@ class AlertService:
 
 
 def setup(rt: Runtime) -> None:
-    rt.services["alerts"] = AlertService()
+    rt.services["alerts"] = AlertService(rt.egress)
 
 
 def _service(rt: Runtime) -> AlertService:
@@ -135,7 +136,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                      ", ".join(a.key for a in notification.alerts),
                      extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
             delivered = await deliver(notification, secrets.get(notification.receiver.name), service.http,
-                                      policy=service.policy)
+                                      policy=service.policy, addresses=service.addresses)
             for item in delivered:
                 DELIVERIES.labels(notification.receiver.type, item.event, "ok" if item.ok else "failed").inc()
                 ATTEMPTS.labels(notification.receiver.type).inc(item.attempts)
@@ -167,7 +168,8 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
         for receiver_name in rule.digest.receivers:
             receiver = rule.receiver(receiver_name)
             result = await deliver_message(receiver, message, secrets.get(receiver_name), _service(rt).http,
-                                           event="digest", policy=_service(rt).policy)
+                                           event="digest", policy=_service(rt).policy,
+                                           addresses=_service(rt).addresses)
             DELIVERIES.labels(receiver.type, "digest", "ok" if result.ok else "failed").inc()
         status = rt.status_of(obj)
         await rt.write_status(obj, {"firing": status.get("firing", 0), "alerts": records,
@@ -213,5 +215,5 @@ async def _resolve_deleted(rt: Runtime, namespace: str, name: str) -> None:
         if notification.receiver.secret_ref:
             secret = await rt.kube.read_secret(namespace, notification.receiver.secret_ref.name,
                                                notification.receiver.secret_ref.key)
-        await deliver(notification, secret, service.http, policy=service.policy)
+        await deliver(notification, secret, service.http, policy=service.policy, addresses=service.addresses)
     FIRING.labels(namespace, name, rule.severity).set(0)

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import httpx
 
-from .. import durations
+from .. import durations, egress
 from ..alerts.delivery import deliver_message
 from ..alerts.rules import Receiver, SecretRef, parse_receiver
 from ..conditions import Condition, summary
@@ -36,7 +36,7 @@ class MaintenanceService:
         self.http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        self.http = httpx.AsyncClient(follow_redirects=False)
+        self.http = egress.client(self.rt.egress)
 
     async def stop(self) -> None:
         if self.http:
@@ -159,7 +159,8 @@ async def _send_notice(rt: Runtime, window: dict, notice, affected, sent: list[d
                 errors.append(f"{recipient.name}: Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} "
                               "not found")
                 continue
-        result = await deliver_message(receiver, message, secret, service.http, event=notice.kind)
+        result = await deliver_message(receiver, message, secret, service.http, event=notice.kind,
+                                       addresses=rt.egress)
         names.append(recipient.name)
         if not result.ok:
             errors.append(f"{recipient.name}: {result.error}")

@@ -6,10 +6,11 @@ import asyncio
 import socket
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult
+
+from pitwall import egress
 
 
 @dataclass
@@ -56,7 +57,8 @@ async def http_receiver():
 
 @pytest.fixture
 async def client():
-    async with httpx.AsyncClient(trust_env=False) as c:
+    """The receivers' client as the operator builds it, under the default egress policy."""
+    async with egress.client(egress.Policy()) as c:
         yield c
 
 

@@ -84,9 +84,8 @@ async def test_a_client_error_is_not_retried(http_receiver, client):
     [result] = await deliver(notification(hook("slack")), f"{http_receiver.base}/services/T/B/TOKEN123", client,
                              policy=FAST)
     assert (result.ok, result.attempts) == (False, 1)
-    assert result.error.startswith(f"{http_receiver.base}/***".replace("http://", "HTTP 400 from http://"))
-    assert "no such hook" in result.error                   # the body is kept, the token in it is not
-    assert "TOKEN123" not in result.error
+    # The status and where, never the answer's body (it echoes the path, token included).
+    assert result.error == f"HTTP 400 Bad Request from {http_receiver.base}/***"
     assert len(http_receiver.requests) == 1
 
 
