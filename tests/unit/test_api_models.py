@@ -3,15 +3,17 @@ through them, and what their descriptions promise is what the code does."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pitwall import api
+from pitwall import api, durations
+from pitwall.alerts import rules
 from pitwall.alerts import state as alert_state
 from pitwall.api import crdgen
-from pitwall.api.alertrule import Alert
+from pitwall.api.alertrule import Alert, AlertRuleSpec
 from pitwall.api.apiproduct import ApiProductStatus
 from pitwall.api.check import Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
@@ -111,3 +113,27 @@ def test_kept_history_is_described_as_kept():
     assert Alert.model_fields["deliveries"].metadata[0].max_length >= alert_state.DELIVERIES_KEEP
     assert f"most recent {notices.KEEP})" in description(MaintenanceWindowStatus, "notices")
     assert f"last {product_reconcile.HISTORY_LIMIT} rollouts" in description(ApiProductStatus, "history")
+
+
+def test_severity_description_states_the_ack_windows_the_code_uses():
+    text = description(AlertRuleSpec, "severity")
+    stated = dict(re.findall(r"(\w+) \((?:answer within )?(\d+[mh])\)", text))
+    assert set(stated) == {s for s, window in rules.SEVERITIES.items() if window is not None}
+    for severity, window in stated.items():
+        assert durations.parse(window) == rules.SEVERITIES[severity], severity
+    assert "blocked (recorded, never paged)" in text and rules.SEVERITIES["blocked"] is None
+
+
+# ------------------------------------------------------------------ one source for enums and defaults
+
+
+def test_parsers_apply_the_models_defaults():
+    check = probe_spec.parse_check({"url": "http://x"})
+    model = Check()
+    assert (check.interval, check.timeout) == (durations.parse(model.interval), durations.parse(model.timeout))
+    assert (check.failure_threshold, check.success_threshold) == (model.failure_threshold, model.success_threshold)
+    assert check.steps[0].request.method == "GET" and check.steps[0].expect.status == (200,)
+    rule = rules.parse_rule("ns", "r", {"severity": "low", "selector": {}})
+    assert rule.selector.kinds == ("ApiProduct", "Probe", "Backend")
+    assert (rule.when.condition, rule.when.status, rule.when.for_) == ("Ready", "False", 0.0)
+    assert (rule.repeat_interval, rule.send_resolved, rule.group_wait) == (4 * 3600, True, 0.0)

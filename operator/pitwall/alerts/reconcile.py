@@ -15,6 +15,7 @@ import httpx
 from prometheus_client import Counter, Gauge
 
 from .. import durations, egress
+from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..probes.reconcile import target_product
@@ -62,7 +63,7 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
     products, backends = set(), set()
     for window in rt.stores["MaintenanceWindow"].list(namespace):
         status = window.get("status") or {}
-        if status.get("phase") != "Active" or not (window.get("spec") or {}).get("suppressAlerts", True):
+        if status.get("phase") != "Active" or not (window.get("spec") or {}).get("suppressAlerts", WINDOW["suppressAlerts"]):
             continue
         affected = status.get("affected") or {}
         products |= {p["name"] for p in affected.get("apiProducts") or [] if p.get("effect") == "Unavailable"}

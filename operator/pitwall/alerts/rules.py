@@ -14,22 +14,24 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .. import durations
+from ..api import alertrule as model
+from ..api.base import default_of
+from ..api.receivers import RECEIVER_TYPES
+from ..api.shared import CONDITION_STATUSES, OPERATORS
 from ..errors import InvalidSpec
 from ..kube import SecretRef
 
-# Response targets: how long a firing alert may wait for an acknowledgement.
+# Response targets: how long a firing alert may wait for an acknowledgement (the model's
+# description of ``severity`` states them; a unit test holds the two together).
 # ``blocked`` alerts are recorded and shown but never page anyone, hence no target.
-SEVERITIES: dict[str, float | None] = {
-    "critical": 30 * 60,
-    "high": 2 * 3600,
-    "medium": 24 * 3600,
-    "low": 48 * 3600,
-    "blocked": None,
-}
-KINDS = ("ApiProduct", "Probe", "Backend")
-RECEIVER_TYPES = ("msteams", "slack", "opsgenie", "pagerduty", "email", "webhook")
-CONDITION_STATUSES = ("True", "False", "Unknown")
-OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+SEVERITIES: dict[str, float | None] = dict(zip(model.SEVERITIES, (30 * 60, 2 * 3600, 24 * 3600, 48 * 3600, None),
+                                               strict=True))
+KINDS = model.ALERT_KINDS
+# Defaults as the model (and so the CRD) declares them, in seconds where they are durations.
+_WHEN = model.When()
+REPEAT_INTERVAL = durations.parse(default_of(model.AlertRuleSpec, "repeat_interval"))
+GROUP_WAIT = durations.parse(default_of(model.AlertRuleSpec, "group_wait"))
+SEND_RESOLVED: bool = default_of(model.AlertRuleSpec, "send_resolved")
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,9 @@ class Selector:
 
 @dataclass(frozen=True)
 class When:
-    condition: str = "Ready"
-    status: str = "False"
-    for_: float = 0.0
+    condition: str = _WHEN.condition
+    status: str = _WHEN.status
+    for_: float = durations.parse(_WHEN.for_)
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,9 @@ class Rule:
     receivers: tuple[Receiver, ...] = ()
     escalation: tuple[EscalationStep, ...] = ()
     summary: str | None = None
-    repeat_interval: float = 4 * 3600
-    send_resolved: bool = True
-    group_wait: float = 0.0
+    repeat_interval: float = REPEAT_INTERVAL
+    send_resolved: bool = SEND_RESOLVED
+    group_wait: float = GROUP_WAIT
     digest: Digest | None = None
 
     @property
@@ -143,9 +145,9 @@ def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
         receivers=receivers,
         escalation=escalation,
         summary=spec.get("summary") or None,
-        repeat_interval=_duration(spec.get("repeatInterval"), "repeatInterval", 4 * 3600),
-        send_resolved=bool(spec.get("sendResolved", True)),
-        group_wait=_duration(spec.get("groupWait"), "groupWait", 0.0),
+        repeat_interval=_duration(spec.get("repeatInterval"), "repeatInterval", REPEAT_INTERVAL),
+        send_resolved=bool(spec.get("sendResolved", SEND_RESOLVED)),
+        group_wait=_duration(spec.get("groupWait"), "groupWait", GROUP_WAIT),
         digest=digest,
     )
 
@@ -209,10 +211,10 @@ def _selector(raw: Mapping) -> Selector:
 
 
 def _when(raw: Mapping) -> When:
-    status = str(raw.get("status", "False"))
+    status = str(raw.get("status", When.status))
     if status not in CONDITION_STATUSES:
         raise InvalidSpec("InvalidCondition", f"when.status {status!r} is not one of True, False, Unknown")
-    return When(raw.get("condition") or "Ready", status, _duration(raw.get("for"), "when.for", 0.0))
+    return When(raw.get("condition") or When.condition, status, _duration(raw.get("for"), "when.for", When.for_))
 
 
 def parse_receiver(raw: Mapping) -> Receiver:

@@ -19,6 +19,7 @@ from .base import (
     URL_LEN,
     Model,
     cel,
+    defaults,
     duration,
     flag,
     integer,
@@ -220,6 +221,12 @@ class ApiProductStatus(Status):
     history: list[RolloutRecord] | None = items("The last 20 rollouts.", 20)
     rolled_back: list[Rollback] | None = items("Automatic rollbacks in force, one per version; a later change of "
                                                "that version's image clears it.", 20)
+
+
+# What the API server fills in for unset fields, for code that reads raw spec dicts.
+VERSION_DEFAULTS = defaults(Version)
+DEPENDENCY_DEFAULTS = defaults(BackendDependency)
+ROLLOUT_DEFAULTS = defaults(Rollout)
 
 
 class ApiProduct(Resource):

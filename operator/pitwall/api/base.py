@@ -85,10 +85,31 @@ class Model(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python.
 
     Unknown fields are ignored, as the API server prunes them anyway; a spec written before a
-    field was added still parses.
+    field was added still parses. Validators are built on first use (``defer_build``): most
+    importers only read enums and defaults.
     """
 
-    model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="ignore", defer_build=True)
+
+
+def default_of(model: type[BaseModel], field: str) -> Any:
+    """The default ``model`` (and so the CRD) declares for ``field`` (its snake_case name)."""
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
+def defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """camelCase field -> default, for the fields of ``model`` that have one (not None).
+
+    For code reading a raw spec dict: ``version.get("port", VERSION["port"])`` gives what the
+    API server would have filled in.
+    """
+    out = {}
+    for name, info in model.model_fields.items():
+        if not info.is_required():
+            value = info.get_default(call_default_factory=True)
+            if value is not None:
+                out[info.alias or name] = value
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+
 EFFECT_WHEN_DOWN = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}
 
 
@@ -23,7 +25,7 @@ def edges(products: list[dict]) -> list[Edge]:
     out = []
     for product in products:
         for ref in (product.get("spec") or {}).get("backends") or []:
-            out.append(Edge(product["metadata"]["name"], ref["name"], ref.get("criticality", "critical")))
+            out.append(Edge(product["metadata"]["name"], ref["name"], ref.get("criticality", DEPENDENCY["criticality"])))
     return out
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from .. import durations
+from ..api.maintenancewindow import NOTICE_DEFAULTS as NOTICE
+from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from .notices import ADVANCE, END, START, Notice
 from .schedule import parse
 from .targets import UNAVAILABLE, Affected, AffectedProduct
@@ -54,7 +56,7 @@ def recipients(spec: dict, affected: Affected) -> list[Recipient]:
     """Consumers (unless ``notice.notifyConsumers`` is false) first, then the window's receivers."""
     notice = spec.get("notice") or {}
     found = []
-    if notice.get("notifyConsumers", True):
+    if notice.get("notifyConsumers", NOTICE["notifyConsumers"]):
         by_product = {p.name: p for p in affected.products}
         grouped: dict[str, list] = {}
         for consumer in affected.consumers:
@@ -86,7 +88,7 @@ def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
         facts=[("Reason", spec.get("reason") or "not given"), ("Start", _when(start, zone)),
                ("End", _when(end, zone))],
         products=[(p, _effect(p)) for p in products],
-        note=(_PAGE_NOTE if notice.kind != END and spec.get("maintenancePage", True)
+        note=(_PAGE_NOTE if notice.kind != END and spec.get("maintenancePage", WINDOW["maintenancePage"])
               and any(p.effect == UNAVAILABLE for p in products) else None),
     )
     text = lines.text()

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .. import durations
+from ..api import maintenancewindow as model
 from ..errors import InvalidSpec
 from .schedule import Occurrence, Recurring, next_occurrence, occurrence_at, parse
 
 ADVANCE, START, END = "advance", "start", "end"
-DEFAULT_LEAD_TIME = "72h"
+DEFAULT_LEAD_TIME = model.DEFAULT_LEAD_TIME
 # status.notices keeps the most recent entries only: older occurrences can no longer be due.
-KEEP = 50
+KEEP = model.NOTICES_KEPT
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import httpx
 from .. import durations, egress
 from ..alerts.delivery import deliver_message
 from ..alerts.rules import Receiver, SecretRef, parse_receiver
+from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..logs import ref
@@ -79,7 +80,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
                                rt.stores["Backend"].list(namespace))
     occurrence = result.occurrence
-    page_due = spec.get("maintenancePage", True) and occurrence is not None and (
+    page_due = spec.get("maintenancePage", WINDOW["maintenancePage"]) and occurrence is not None and (
         result.phase == ACTIVE or (result.phase == "Scheduled" and occurrence.start - now <= PAGE_LEAD))
     wanted_pages = set()
     if page_due:
@@ -115,7 +116,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         await rt.write_status(window, {**new_status, "notices": sent}, wanted)
 
     wake = [result.wake_at] if result.wake_at else []
-    if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", True):
+    if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", WINDOW["maintenancePage"]):
         wake.append(occurrence.start - PAGE_LEAD)
     future = [(w - durations.now()).total_seconds() for w in wake if w]
     future = [s for s in future if s > 0]

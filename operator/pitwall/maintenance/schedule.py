@@ -30,9 +30,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from .. import durations
+from ..api import maintenancewindow as model
 from ..errors import InvalidSpec
 
-SCHEDULED, ACTIVE, COMPLETED, CANCELLED = "Scheduled", "Active", "Completed", "Cancelled"
+SCHEDULED, ACTIVE, COMPLETED, CANCELLED = model.PHASES
 
 REASON = "InvalidSchedule"
 # Local wall-clock times can run backwards by the size of a DST shift (1h almost everywhere,
@@ -116,7 +117,7 @@ def _parse_recurring(schedule: dict) -> Recurring:
         raise InvalidSpec(REASON, f"duration {durations.format(duration.total_seconds())} is not shorter "
                                   f"than the {durations.format(gap.total_seconds())} between runs of "
                                   f"{cron!r}: occurrences would overlap")
-    return Recurring(cron, duration, _zone(schedule.get("timeZone") or "UTC"))
+    return Recurring(cron, duration, _zone(schedule.get("timeZone") or model.DEFAULT_TIME_ZONE))
 
 
 def _time(value: str, field: str) -> datetime:

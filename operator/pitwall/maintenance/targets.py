@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+
 UNAVAILABLE, DEGRADED = "Unavailable", "Degraded"
 _EFFECT_OF_CRITICALITY = {"critical": UNAVAILABLE, "degradable": DEGRADED}
 
@@ -77,7 +79,7 @@ def resolve(targets: dict | None, products: list[dict], backends: list[dict]) ->
         if name in names or (selector and selector.items() <= labels.items()):
             reasons.setdefault(name, []).append((UNAVAILABLE, "targeted"))
         for dependency in product.get("spec", {}).get("backends") or []:
-            criticality = dependency.get("criticality", "critical")
+            criticality = dependency.get("criticality", DEPENDENCY["criticality"])
             if dependency.get("name") in in_maintenance and criticality in _EFFECT_OF_CRITICALITY:
                 reasons.setdefault(name, []).append(
                     (_EFFECT_OF_CRITICALITY[criticality],

@@ -19,10 +19,17 @@ from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import parse as parse_jsonpath
 
 from .. import durations
+from ..api import check as model
 from ..errors import InvalidSpec
 from ..kube import SecretRef
 
-METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+# Enums and defaults come from the API model (the CRD says the same).
+METHODS = frozenset(model.HTTP_METHODS)
+_CHECK = model.Check()
+DEFAULT_METHOD: str = model.Request().method
+DEFAULT_STATUS: tuple[int, ...] = tuple(model.Expect().status)
+DEFAULT_INTERVAL = durations.parse(_CHECK.interval)
+DEFAULT_TIMEOUT = durations.parse(_CHECK.timeout)
 DEFAULT_STEP = "check"
 RUN_SLACK = 1.0  # seconds
 
@@ -41,7 +48,7 @@ class Tls:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    method: str = "GET"
+    method: str = DEFAULT_METHOD
     url: str | None = None  # absolute; may contain references
     path: str | None = None  # relative to the target
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -80,7 +87,7 @@ class HeaderExpect:
 
 @dataclass(frozen=True, slots=True)
 class Expect:
-    status: tuple[int, ...] = (200,)
+    status: tuple[int, ...] = DEFAULT_STATUS
     max_latency: float | None = None  # seconds
     json: tuple[JsonExpect, ...] = ()
     headers: tuple[HeaderExpect, ...] = ()
@@ -110,12 +117,12 @@ class Check:
 
     target: str | None  # None until an ApiProduct target is resolved
     steps: tuple[Step, ...]
-    interval: float = 30.0
-    timeout: float = 5.0  # per request
-    failure_threshold: int = 3
-    success_threshold: int = 1
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = DEFAULT_TIMEOUT  # per request
+    failure_threshold: int = _CHECK.failure_threshold
+    success_threshold: int = _CHECK.success_threshold
     paused: bool = False
-    follow_redirects: bool = False
+    follow_redirects: bool = _CHECK.follow_redirects
     proxy: str | None = None
     tls: Tls = Tls()
     check_maintenance_page: bool = False
@@ -163,12 +170,12 @@ def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None) -> Chec
     return Check(
         target=target,
         steps=steps,
-        interval=_duration(spec.get("interval"), 30.0, "interval"),
-        timeout=_duration(spec.get("timeout"), 5.0, "timeout"),
-        failure_threshold=int(spec.get("failureThreshold") or 3),
-        success_threshold=int(spec.get("successThreshold") or 1),
+        interval=_duration(spec.get("interval"), DEFAULT_INTERVAL, "interval"),
+        timeout=_duration(spec.get("timeout"), DEFAULT_TIMEOUT, "timeout"),
+        failure_threshold=int(spec.get("failureThreshold") or _CHECK.failure_threshold),
+        success_threshold=int(spec.get("successThreshold") or _CHECK.success_threshold),
         paused=bool(spec.get("paused", False)),
-        follow_redirects=bool(spec.get("followRedirects", False)),
+        follow_redirects=bool(spec.get("followRedirects", _CHECK.follow_redirects)),
         proxy=spec.get("proxy") or None,
         tls=Tls(
             insecure_skip_verify=bool(tls.get("insecureSkipVerify", False)),
@@ -212,7 +219,7 @@ def _parse_steps(raw: list[Mapping[str, Any]]) -> Iterator[Step]:
 
 
 def _parse_request(step: str, raw: Mapping[str, Any]) -> Request:
-    method = (raw.get("method") or "GET").upper()
+    method = (raw.get("method") or DEFAULT_METHOD).upper()
     if method not in METHODS:
         raise InvalidSpec("InvalidStep", f"step {step!r}: method {method!r} is not one of {sorted(METHODS)}")
     if raw.get("url") and raw.get("path"):
@@ -236,7 +243,7 @@ def _parse_request(step: str, raw: Mapping[str, Any]) -> Request:
 
 
 def _parse_expect(step: str, raw: Mapping[str, Any]) -> Expect:
-    status = tuple(int(s) for s in raw.get("status") or (200,))
+    status = tuple(int(s) for s in raw.get("status") or DEFAULT_STATUS)
     if any(not 100 <= s <= 599 for s in status):
         raise InvalidSpec("InvalidStep", f"step {step!r}: expected status codes must be 100..599")
     max_latency = raw.get("maxLatency")

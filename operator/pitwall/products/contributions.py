@@ -8,6 +8,8 @@ server-side apply that keeps it as declared.
 
 from __future__ import annotations
 
+from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..controller import Store
 from .desired import ROLE_API, ROLE_MAINTENANCE
 
@@ -20,7 +22,7 @@ def backend_view(product: dict, backends: Store) -> dict:
     namespace = product["metadata"]["namespace"]
     entries, missing, down, degraded, in_maintenance = [], [], [], [], []
     for ref in (product.get("spec") or {}).get("backends") or []:
-        name, criticality = ref["name"], ref.get("criticality", "critical")
+        name, criticality = ref["name"], ref.get("criticality", DEPENDENCY["criticality"])
         backend = backends.get(namespace, name)
         if backend is None:
             missing.append(name)
@@ -84,7 +86,7 @@ class ProductHooks:
 
     def service_role(self, product: dict, version: str) -> str:
         for window, entry in active_windows(product, self.stores["MaintenanceWindow"]):
-            if (window.get("spec") or {}).get("maintenancePage", True) and entry.get("effect") == "Unavailable" \
+            if (window.get("spec") or {}).get("maintenancePage", WINDOW["maintenancePage"]) and entry.get("effect") == "Unavailable" \
                     and version in (entry.get("versions") or []):
                 return ROLE_MAINTENANCE
         return ROLE_API

@@ -10,6 +10,8 @@ import hashlib
 import json
 
 from .. import API_VERSION
+from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
+from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import parse as parse_duration
 
 ROLE_API = "api"
@@ -58,7 +60,7 @@ def version_env(product: dict, version: dict) -> list[dict]:
     name = product["metadata"]["name"]
     env = [{"name": "API_PRODUCT", "value": name},
            {"name": "API_VERSION", "value": version["name"]},
-           {"name": "API_LIFECYCLE", "value": version.get("lifecycle", "published")}]
+           {"name": "API_LIFECYCLE", "value": version.get("lifecycle", VERSION["lifecycle"])}]
     if version.get("lifecycle") == "deprecated" and version.get("sunsetAt"):
         env.append({"name": "API_SUNSET", "value": version["sunsetAt"]})
     reserved = {e["name"] for e in env}
@@ -79,10 +81,10 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
     meta = product["metadata"]
     spec = product.get("spec", {})
     name, vname = meta["name"], version["name"]
-    port = int(version.get("port", 8080))
-    health = version.get("healthPath", "/isUp")
+    port = int(version.get("port", VERSION["port"]))
+    health = version.get("healthPath", VERSION["healthPath"])
     rollout = spec.get("rollout") or {}
-    deadline = int(parse_duration(rollout.get("progressDeadline"), 120))
+    deadline = int(parse_duration(rollout.get("progressDeadline") or ROLLOUT["progressDeadline"]))
     container = {
         "name": "api",
         "image": image or version["image"],
@@ -112,7 +114,7 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
             "ownerReferences": [owner_ref(product)],
         },
         "spec": {
-            "replicas": int(version.get("replicas", 1)),
+            "replicas": int(version.get("replicas", VERSION["replicas"])),
             "selector": {"matchLabels": selector(name, vname)},
             "progressDeadlineSeconds": max(deadline, 1),
             "revisionHistoryLimit": 5,

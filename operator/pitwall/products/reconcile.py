@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 
 from .. import durations, metrics
+from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
+from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import rfc3339
 from ..errors import Forbidden, Invalid
 from ..logs import ref
@@ -80,7 +82,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     for version in versions:
         vname = version["name"]
         wname = d.workload_name(name, vname)
-        lifecycle = version.get("lifecycle", "published")
+        lifecycle = version.get("lifecycle", VERSION["lifecycle"])
         prev = previous.get(vname, {})
         if lifecycle == "retired":
             await _retire(rt, product, vname, prev, history)
@@ -104,7 +106,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 failure = await _ensure_service(rt, product, version, services.get(namespace, wname))
                 stalled = stalled or failure
         live = deployments.get(namespace, wname)
-        state = version_state(vname, int(version.get("replicas", 1)), live)
+        state = version_state(vname, int(version.get("replicas", VERSION["replicas"])), live)
         last_good = prev.get("lastGoodImage")
         previous_good = prev.get("previousGoodImage")
         if state.is_available and state.image:
@@ -113,7 +115,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 previous_good = last_good or previous_good
             last_good = state.image
         rollout = spec.get("rollout") or {}
-        auto = rollout.get("autoRollback", True)
+        auto = rollout.get("autoRollback", ROLLOUT["autoRollback"])
         decision = decide_rollback(auto=auto, spec_image=version["image"], state=state, last_good=last_good,
                                    pinned=pin)
         reason = "did not become available within the progress deadline"
@@ -122,7 +124,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             decision = decide_probe_rollback(
                 auto=auto, spec_image=version["image"], state=state, previous_good=previous_good, pinned=pin,
                 started=_rollout_started(history, vname, version["image"]), now=durations.now(),
-                window=durations.parse(rollout.get("analysisWindow"), 300), down_probes=down)
+                window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]), down_probes=down)
             reason = f"probes went Down within the analysis window: {', '.join(down)}"
         if decision:
             pins[vname] = {"version": vname, "failedImage": decision.failed_image,
@@ -147,7 +149,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                            (f"; sunset at {version['sunsetAt']}" if version.get("sunsetAt") else ""))
         states.append(state)
         entry = {"name": vname, "lifecycle": lifecycle, "image": state.image or image,
-                 "replicas": int(version.get("replicas", 1)), "readyReplicas": state.ready,
+                 "replicas": int(version.get("replicas", VERSION["replicas"])), "readyReplicas": state.ready,
                  "url": d.service_url(name, vname, namespace), "revision": state.revision,
                  "state": state.rollout}
         if last_good:

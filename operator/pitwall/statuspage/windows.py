@@ -8,6 +8,7 @@ cancelled windows, and windows with no occurrence left, are not shown.
 
 from __future__ import annotations
 
+from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from .relations import Snapshot, key, spec, status
 
 ACTIVE, SCHEDULED = "Active", "Scheduled"
@@ -28,8 +29,8 @@ def collect(snapshot: Snapshot) -> list[dict]:
             "namespace": namespace, "name": name, "reason": spec(window).get("reason", ""),
             "phase": phase, "start": start, "end": st.get("nextEnd"),
             "emergency": bool(spec(window).get("emergency")),
-            "maintenancePage": spec(window).get("maintenancePage", True),
-            "suppressAlerts": spec(window).get("suppressAlerts", True),
+            "maintenancePage": spec(window).get("maintenancePage", WINDOW["maintenancePage"]),
+            "suppressAlerts": spec(window).get("suppressAlerts", WINDOW["suppressAlerts"]),
             "products": [{"name": p.get("name", ""), "versions": list(p.get("versions") or []),
                           "effect": p.get("effect", "Unavailable")}
                          for p in affected.get("apiProducts") or []],
