@@ -17,8 +17,10 @@ from pitwall.api.alertrule import Alert, AlertRuleSpec
 from pitwall.api.apiproduct import ApiProductStatus
 from pitwall.api.check import Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
+from pitwall.api.probe import Latency
 from pitwall.maintenance import notices
 from pitwall.probes import spec as probe_spec
+from pitwall.probes import stats
 from pitwall.products import reconcile as product_reconcile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +115,7 @@ def test_kept_history_is_described_as_kept():
     assert Alert.model_fields["deliveries"].metadata[0].max_length >= alert_state.DELIVERIES_KEEP
     assert f"most recent {notices.KEEP})" in description(MaintenanceWindowStatus, "notices")
     assert f"last {product_reconcile.HISTORY_LIMIT} rollouts" in description(ApiProductStatus, "history")
+    assert f"last {stats.LATENCY_WINDOW} successful runs" in Latency.__doc__
 
 
 def test_severity_description_states_the_ack_windows_the_code_uses():

@@ -198,7 +198,7 @@ class RolloutRecord(Model):
     version: str | None = text("Version name.", LABEL_LEN)
     image: str | None = text("Image rolled out.", 512)
     at: str | None = timestamp("When.")
-    result: str | None = text("Outcome.", 64)
+    result: str | None = text("Outcome: progressing, succeeded, failed, rolled-back or retired.", 64)
     message: str | None = text("Detail.", TEXT)
 
 

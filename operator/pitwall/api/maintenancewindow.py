@@ -60,7 +60,8 @@ class Schedule(Model):
     cron: str | None = text("Recurring start, 5-field cron, e.g. \"0 22 * * SAT\".", 128, rules=[
         matching(CRON, "must be a cron schedule with 5 fields such as \"0 22 * * SAT\", or @daily, @weekly ...",
                  quoted="is not a cron schedule: use 5 fields such as \"0 22 * * SAT\", or @daily, @weekly ...")])
-    time_zone: str = text("IANA time zone of the cron schedule, e.g. Africa/Johannesburg.", 64,
+    time_zone: str = text("IANA time zone of the cron schedule and of the times in notices, e.g. "
+                          "Africa/Johannesburg.", 64,
                           default=DEFAULT_TIME_ZONE, rules=[
                               matching(TIME_ZONE, "must be an IANA time zone name such as Africa/Johannesburg or UTC",
                                        quoted="is not an IANA time zone name such as Africa/Johannesburg or UTC")])

@@ -61,8 +61,12 @@ class ProbeSpec(Check, _TargetFirst):
                                         "instead of reporting Maintenance blindly.", False)
 
 
+LATENCY_RUNS = 200  # what probes/stats.py keeps (a unit test holds the two together)
+
+
 class Latency(Model):
-    """Run latency percentiles (recent runs)."""
+    __doc__ = (f"Latency percentiles of the last {LATENCY_RUNS} successful runs (a failed run's latency is "
+               "mostly its timeout).")
 
     p50_ms: float | None = number("Median, milliseconds.", minimum=0)
     p95_ms: float | None = number("95th percentile, milliseconds.", minimum=0)
