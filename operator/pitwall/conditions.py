@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .durations import rfc3339
+from .vocabulary import Stalled
+from .vocabulary import condition as get
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -67,13 +69,13 @@ def merge(existing: list[dict] | None, wanted: list[Condition], generation: int 
     return lead + sorted(out.values(), key=lambda c: c["type"])
 
 
-def summary(ready: bool, *, stalled: tuple[str, str] | None = None,
+def summary(ready: bool, *, stalled: Stalled | None = None,
             reconciling: tuple[str, str] | None = None,
             ready_reason: str = "Ready", ready_message: str = "",
             not_ready: tuple[str, str] | None = None) -> list[Condition]:
     """The three kstatus conditions, consistent with each other.
 
-    - stalled=(reason, message): Stalled=True, Ready=False with the same reason.
+    - stalled=Stalled(reason, message): Stalled=True, Ready=False with the same reason.
     - reconciling=(reason, message): Reconciling=True, Ready=False unless ``ready``.
     - otherwise Ready reflects ``ready`` (with ``not_ready`` as reason/message when False).
     """
@@ -96,13 +98,6 @@ def summary(ready: bool, *, stalled: tuple[str, str] | None = None,
         reason, message = not_ready or (reconciling or ("NotReady", ""))
         conds.append(Condition.false("Ready", reason, message))
     return conds
-
-
-def get(conditions: list[dict] | None, type_: str) -> dict | None:
-    for cond in conditions or []:
-        if cond.get("type") == type_:
-            return cond
-    return None
 
 
 def is_true(conditions: list[dict] | None, type_: str) -> bool:

@@ -1,4 +1,26 @@
-"""Pitwall's exception tree (small and flat, in the spirit of httpx)."""
+"""Pitwall's exceptions, small and flat in the spirit of httpx's. The whole tree:
+
+* PitwallError - the base of every error Pitwall raises on purpose.
+    * InvalidSpec - the spec passed admission but cannot work: the object becomes ``Stalled``
+      with the error's ``reason`` and ``message``, and nothing is retried until it changes.
+    * KubeError - the Kubernetes API answered with an error status (``status``, ``reason``,
+      ``message`` and the Status ``body``); a reconcile that raises it is retried with backoff.
+        * NotFound - 404.
+        * Forbidden - 403: RBAC, or an admission rule such as a ResourceQuota.
+        * Conflict - 409: the name exists, or the object changed since it was read.
+        * Invalid - 422: the API server refused the object (schema, CEL, quantities ...).
+
+Not in the tree, on purpose: ``httpx.TransportError`` (the API server unreachable after
+:class:`pitwall.kube.Kube`'s retries) propagates as httpx raised it, and ``ValueError`` is
+what the pure parsers (durations, RFC 3339 times) raise for input the caller must reword.
+docs/architecture.md shows who raises and who catches each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .vocabulary import Stalled
 
 
 class PitwallError(Exception):
@@ -13,15 +35,15 @@ class InvalidSpec(PitwallError):
         self.reason = reason
         self.message = message
 
-
-class MissingReference(InvalidSpec):
-    """A referenced object (Secret, Backend, ApiProduct ...) does not exist."""
+    @property
+    def stalled(self) -> Stalled:
+        return Stalled(self.reason, self.message)
 
 
 class KubeError(PitwallError):
     """The Kubernetes API answered with an error status."""
 
-    def __init__(self, status: int, reason: str, message: str, body: dict | None = None):
+    def __init__(self, status: int, reason: str, message: str, body: dict[str, Any] | None = None):
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
@@ -30,15 +52,15 @@ class KubeError(PitwallError):
 
 
 class NotFound(KubeError):
-    pass
-
-
-class Conflict(KubeError):
-    pass
+    """404: the object (or its namespace) does not exist."""
 
 
 class Forbidden(KubeError):
-    pass
+    """403: RBAC does not allow it, or an admission rule (e.g. a ResourceQuota) refused it."""
+
+
+class Conflict(KubeError):
+    """409: the name is taken, or the object changed since it was read."""
 
 
 class Invalid(KubeError):

@@ -12,18 +12,13 @@ import logging
 import kopf
 
 from . import GROUP, VERSION, metrics
-from .kube import PITWALL_KINDS, Kube, kind_of
-from .products.desired import LABEL_PRODUCT
+from .kube import Kube, kind_of
 from .runtime import Runtime, Settings
+from .vocabulary import FINALIZER, LABEL_PRODUCT, MANAGED_BY, PITWALL_KINDS
 
 log = logging.getLogger("pitwall.handlers")
 
-MANAGED = {"app.kubernetes.io/managed-by": "pitwall"}
 _state: dict[str, object] = {}
-
-
-def runtime() -> Runtime:
-    return _state["runtime"]  # type: ignore[return-value]
 
 
 def configure(settings: Settings) -> None:
@@ -41,7 +36,7 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
-    settings.persistence.finalizer = "pitwall.dev/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="pitwall.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="pitwall.dev")
     config: Settings = _state.get("settings") or Settings.from_env()  # type: ignore[assignment]
@@ -127,7 +122,7 @@ def _observe(kind: str):
 for _kind in PITWALL_KINDS:
     kopf.on.event(GROUP, VERSION, kind_of(_kind).plural)(_observe(_kind))
 
-kopf.on.event("apps", "v1", "deployments", labels=MANAGED)(_observe("Deployment"))
+kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)(_observe("Deployment"))
 kopf.on.event("", "v1", "services", labels={LABEL_PRODUCT: kopf.PRESENT})(_observe("Service"))
 kopf.on.event("discovery.k8s.io", "v1", "endpointslices",
               labels={LABEL_PRODUCT: kopf.PRESENT})(_observe("EndpointSlice"))

@@ -30,14 +30,6 @@ log = logging.getLogger("pitwall.kube")
 
 
 @dataclass(frozen=True)
-class SecretRef:
-    """A key of a Secret in the referencing object's own namespace."""
-
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
 class Kind:
     kind: str
     api_version: str
@@ -72,9 +64,6 @@ KINDS: dict[str, Kind] = {k.kind: k for k in [
     Kind("CustomResourceDefinition", "apiextensions.k8s.io/v1", "customresourcedefinitions",
          namespaced=False),
 ]}
-
-PITWALL_KINDS = ("ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow")
-
 
 def kind_of(name: str) -> Kind:
     try:
@@ -334,15 +323,3 @@ class Kube:
             await self.create(event)
         except Exception as exc:  # an Event is never worth failing a reconcile for
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc)
-
-
-def owner_reference(owner: dict, *, controller: bool = True) -> dict:
-    meta = owner["metadata"]
-    return {
-        "apiVersion": owner.get("apiVersion", API_VERSION),
-        "kind": owner["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": controller,
-        "blockOwnerDeletion": True,
-    }

@@ -9,20 +9,29 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from typing import TYPE_CHECKING, Protocol
 
 from . import conditions as cond
 from . import egress
 from .controller import Store, WorkQueue
 from .durations import rfc3339
-from .kube import PITWALL_KINDS, Kube
+from .kube import Kube
+from .vocabulary import LABEL_MANAGED_BY, LABEL_PRODUCT, PITWALL_KINDS
+
+if TYPE_CHECKING:   # the services' types; the services themselves are created by ``wiring``
+    from .alerts.reconcile import AlertService
+    from .maintenance.reconcile import MaintenanceService
+    from .probes.monitor import Monitor
+    from .products.contributions import ProductHooks
+    from .statuspage.server import StatusPage
 
 log = logging.getLogger("pitwall.runtime")
 
 LIST_PAGE = 500      # objects per page of the start-up listing
 WATCHED_KINDS = (*PITWALL_KINDS, "Deployment", "Service", "EndpointSlice")
 # What the watches select (kopf's handlers use the same selectors, see handlers.py).
-WATCH_SELECTORS = {"Deployment": "app.kubernetes.io/managed-by=pitwall", "Service": "pitwall.dev/product",
-                   "EndpointSlice": "pitwall.dev/product"}
+WATCH_SELECTORS = {"Deployment": f"{LABEL_MANAGED_BY}=pitwall", "Service": LABEL_PRODUCT,
+                   "EndpointSlice": LABEL_PRODUCT}
 
 
 def parse_rewrite(text: str | None) -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
@@ -104,13 +113,23 @@ class Settings:
         return "service" if self.in_cluster else "endpoints"
 
 
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class Runtime:
     kube: Kube
     settings: Settings
     stores: dict[str, Store] = field(default_factory=dict)
     queues: dict[str, WorkQueue] = field(default_factory=dict)
-    services: dict[str, object] = field(default_factory=dict)   # engines: probes, alerts ...
+    # The long-lived services, set by ``wiring.register``.
+    products: ProductHooks = field(init=False)
+    monitor: Monitor = field(init=False)            # the probe engine, for Probes and Backends
+    alerts: AlertService = field(init=False)
+    maintenance: MaintenanceService = field(init=False)
+    statuspage: StatusPage | None = None            # None when both its ports are 0
     _written: dict = field(default_factory=dict)
     _tasks: list = field(default_factory=list)
 
@@ -124,6 +143,13 @@ class Runtime:
         """The one egress policy for every outbound request: probes, receivers, notices."""
         credentials = getattr(self.kube, "credentials", None)
         return egress.Policy.for_operator(self.settings, getattr(credentials, "host", None))
+
+    def services(self, *, leader: bool) -> list[Service]:
+        """What runs while this replica leads (``leader``), or on every replica (the status page)."""
+        if not leader:
+            return [self.statuspage] if self.statuspage is not None else []
+        return [s for s in (getattr(self, name, None) for name in ("monitor", "alerts", "maintenance"))
+                if s is not None]
 
     def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],
                  workers: int = 4) -> None:

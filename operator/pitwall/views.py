@@ -12,6 +12,15 @@ import json
 import os
 import sys
 
+from .vocabulary import (
+    ANNOTATION_ACK,
+    ANNOTATION_ACK_BY,
+    LABEL_SERVICE_NAME,
+    condition_of,
+    endpoint_url,
+    workload_name,
+)
+
 
 def _namespace(args: argparse.Namespace) -> str:
     if args.namespace:
@@ -90,7 +99,7 @@ def _ack(args: argparse.Namespace) -> int:
                 raise SystemExit(f"AlertRule {args.rule} has no alert {args.key!r}; open alerts: "
                                  + (", ".join(k for k in keys if k) or "none"))
             return await kube.patch("AlertRule", _namespace(args), args.rule, {"metadata": {"annotations": {
-                "pitwall.dev/acknowledge": args.key, "pitwall.dev/acknowledged-by": args.by or getpass.getuser()}}})
+                ANNOTATION_ACK: args.key, ANNOTATION_ACK_BY: args.by or getpass.getuser()}}})
     if asyncio.run(annotate()) is None:
         print(f"AlertRule {args.rule} not found in namespace {_namespace(args)}", file=sys.stderr)
         return 1
@@ -136,17 +145,12 @@ def _paint(text: str, state: str, enabled: bool) -> str:
 
 
 def _ready(obj: dict) -> str:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status", "Unknown")
-    return "Unknown"
+    return (condition_of(obj, "Ready") or {}).get("status", "Unknown")
 
 
 def _stalled(obj: dict) -> str:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Stalled" and cond.get("status") == "True":
-            return f"{cond.get('reason')}: {cond.get('message')}"
-    return ""
+    cond = condition_of(obj, "Stalled") or {}
+    return f"{cond.get('reason')}: {cond.get('message')}" if cond.get("status") == "True" else ""
 
 
 def status_rows(found: dict[str, list[dict]]) -> list[dict]:
@@ -242,7 +246,6 @@ async def _probe_once(args: argparse.Namespace) -> int:
     from .probes.client import make_client
     from .probes.engine import run_check
     from .probes.spec import parse_check
-    from .products.desired import workload_name
     from .runtime import Settings, parse_rewrite, rewrite_address
 
     namespace = _namespace(args)
@@ -261,13 +264,8 @@ async def _probe_once(args: argparse.Namespace) -> int:
             else:
                 rules = parse_rewrite(args.endpoint_rewrite or os.environ.get("PITWALL_ENDPOINT_REWRITE"))
                 slices = await kube.list("EndpointSlice", namespace,
-                                         label_selector=f"kubernetes.io/service-name={service}")
-                for slice_ in slices:
-                    port = next((p.get("port") for p in slice_.get("ports") or []), None)
-                    ready = [e for e in slice_.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]
-                    if ready and port:
-                        base_url = f"http://{rewrite_address(ready[0]['addresses'][0], rules)}:{port}"
-                        break
+                                         label_selector=f"{LABEL_SERVICE_NAME}={service}")
+                base_url = endpoint_url(slices, service, lambda address: rewrite_address(address, rules))
                 if base_url is None:
                     print(f"{target['name']} {target.get('version')}: no ready endpoint", file=sys.stderr)
                     return 1

@@ -7,53 +7,45 @@ a Backend is used by several ...) and enqueues accordingly.
 
 from __future__ import annotations
 
-import importlib
 from functools import partial
 
+from .alerts import reconcile as alerts
+from .backends import reconcile as backends
+from .maintenance import reconcile as maintenance
+from .probes import reconcile as probes
+from .probes.monitor import Monitor
 from .products import reconcile as products
 from .products.contributions import ProductHooks
-from .products.desired import LABEL_PRODUCT
 from .runtime import Runtime
 from .statuspage import setup as setup_statuspage
-
-DOMAINS = (("Probe", "probes", 4), ("Backend", "backends", 2), ("AlertRule", "alerts", 4),
-           ("MaintenanceWindow", "maintenance", 2))
+from .vocabulary import LABEL_PRODUCT
 
 
 def register(rt: Runtime) -> None:
+    """Each kind's reconciler and worker count, and the services they share (one probe engine
+    for Probes and Backends)."""
+    rt.products = ProductHooks(rt.stores)
+    rt.monitor = Monitor(rt)
+    rt.alerts = alerts.AlertService(rt.egress)
+    rt.maintenance = maintenance.MaintenanceService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
-    rt.services["products"] = ProductHooks(rt.stores)
-    for kind, package, workers in DOMAINS:
-        try:
-            module = importlib.import_module(f"pitwall.{package}.reconcile")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pitwall.{package}.reconcile":
-                raise
-            continue
-        rt.register(kind, partial(module.reconcile, rt), workers=workers)
-        setup = getattr(module, "setup", None)
-        if setup:
-            setup(rt)
+    rt.register("Probe", partial(probes.reconcile, rt), workers=4)
+    rt.register("Backend", partial(backends.reconcile, rt), workers=2)
+    rt.register("AlertRule", partial(alerts.reconcile, rt), workers=4)
+    rt.register("MaintenanceWindow", partial(maintenance.reconcile, rt), workers=2)
     setup_statuspage(rt)
 
 
-# Served by every replica from its warm caches, leader or not.
-EVERY_REPLICA = ("statuspage",)
-
-
 async def start(rt: Runtime, *, leader: bool = True) -> None:
-    """Start the services: the leader's work (``leader=True``) or what every replica serves."""
-    for name, service in rt.services.items():
-        starter = getattr(service, "start", None)
-        if starter and (name in EVERY_REPLICA) != leader:
-            await starter()
+    """Start the services: the leader's work (``leader=True``) or what every replica serves
+    (the status page, from its warm caches, leader or not)."""
+    for service in rt.services(leader=leader):
+        await service.start()
 
 
 async def stop(rt: Runtime) -> None:
-    for service in rt.services.values():
-        stopper = getattr(service, "stop", None)
-        if stopper:
-            await stopper()
+    for service in [*rt.services(leader=False), *rt.services(leader=True)]:
+        await service.stop()
 
 
 def _names_in(namespace: str, rt: Runtime, kind: str) -> list[str]:

@@ -306,8 +306,9 @@ def runtime(api: KubeAPI, **settings: Any) -> Runtime:
     queue started, no port opened), whose watch caches follow ``api`` at once."""
     from pitwall import wiring
 
-    rt = Runtime(kube=api.kube(), settings=Settings(statuspage_port=0, internal_port=0, metrics_port=0,
-                                                     target_mode="endpoints", **settings))
+    defaults: dict[str, Any] = {"statuspage_port": 0, "internal_port": 0, "metrics_port": 0,
+                                "target_mode": "endpoints"}
+    rt = Runtime(kube=api.kube(), settings=Settings(**{**defaults, **settings}))
 
     def follow(event: str, obj: dict) -> None:
         store = rt.stores.get(obj["kind"])

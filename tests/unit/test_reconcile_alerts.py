@@ -66,7 +66,7 @@ def world(clock):
     api.put(probe("False", durations.rfc3339(clock.advance(0))))
     api.put(rule())
     rt = runtime(api)
-    rt.services["alerts"].http = httpx.AsyncClient(transport=receivers.transport)
+    rt.alerts.http = httpx.AsyncClient(transport=receivers.transport)
     return api, rt, receivers
 
 

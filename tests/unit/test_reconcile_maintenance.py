@@ -52,7 +52,7 @@ async def world(clock):
     api, receiver = KubeAPI(), Receiver()
     api.put(product("registry.example.com/orders:1.0"))
     rt = runtime(api, image="ghcr.io/pitwall-dev/pitwall:test")
-    rt.services["maintenance"].http = httpx.AsyncClient(transport=receiver.transport)
+    rt.maintenance.http = httpx.AsyncClient(transport=receiver.transport)
     await products.reconcile(rt, NS, "orders")
     rolled_out(api)
     await products.reconcile(rt, NS, "orders")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .. import durations
+from ..vocabulary import LABEL_PRODUCT
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def due(interval: float, last: str | None, now: datetime) -> bool:
 
 def _environment(probe: dict, products: dict[str, dict]) -> str:
     target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
-    name = target.get("name") or (probe["metadata"].get("labels") or {}).get("pitwall.dev/product")
+    name = target.get("name") or (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
     return ((products.get(name) or {}).get("spec") or {}).get("environment", "live") if name else "live"
 
 

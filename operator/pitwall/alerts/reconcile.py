@@ -18,8 +18,8 @@ from .. import durations, egress
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
-from ..probes.reconcile import target_product
 from ..runtime import Runtime
+from ..vocabulary import LABEL_PRODUCT, Stalled, target_product
 from . import digest
 from .delivery import RetryPolicy, deliver, deliver_message
 from .rules import Rule, matches, parse_rule
@@ -50,12 +50,8 @@ class AlertService:
             await self.http.aclose()
 
 
-def setup(rt: Runtime) -> None:
-    rt.services["alerts"] = AlertService(rt.egress)
-
-
 def _service(rt: Runtime) -> AlertService:
-    return rt.services["alerts"]  # type: ignore[return-value]
+    return rt.alerts
 
 
 def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
@@ -73,7 +69,7 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
         if (probe.get("spec") or {}).get("checkMaintenancePage"):
             continue   # it checks the maintenance page itself: a broken page must page someone
         target = target_product(probe)
-        labelled = (probe["metadata"].get("labels") or {}).get("pitwall.dev/product")
+        labelled = (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
         if (target and target[0] in products) or labelled in products or \
                 (probe.get("status") or {}).get("state") == "Maintenance":
             held.add(("Probe", probe["metadata"]["name"]))
@@ -197,7 +193,7 @@ async def _stalled(rt: Runtime, obj: dict, reason: str, message: str) -> None:
     already = any(c.get("type") == "Stalled" and c.get("reason") == reason and c.get("status") == "True"
                   for c in previous)
     await rt.write_status(obj, {}, [Condition.unknown("Firing", reason, message),
-                                    *summary(False, stalled=(reason, message))])
+                                    *summary(False, stalled=Stalled(reason, message))])
     if not already:
         await rt.event(obj, reason, message, warning=True)
 

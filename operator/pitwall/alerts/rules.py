@@ -19,7 +19,7 @@ from ..api.base import default_of
 from ..api.receivers import RECEIVER_TYPES
 from ..api.shared import CONDITION_STATUSES, OPERATORS
 from ..errors import InvalidSpec
-from ..kube import SecretRef
+from ..vocabulary import SecretRef
 
 # Response targets: how long a firing alert may wait for an acknowledgement (the model's
 # description of ``severity`` states them; a unit test holds the two together).

@@ -38,10 +38,10 @@ from datetime import UTC, datetime, timedelta
 
 from .. import conditions
 from ..durations import parse_time, rfc3339
+from ..vocabulary import ANNOTATION_ACK, ANNOTATION_ACK_BY
 from .rules import SEVERITIES, Receiver, Rule
 
-ACK_ANNOTATION = "pitwall.dev/acknowledge"
-ACK_BY_ANNOTATION = "pitwall.dev/acknowledged-by"
+ACK_ANNOTATION, ACK_BY_ANNOTATION = ANNOTATION_ACK, ANNOTATION_ACK_BY
 
 PENDING, FIRING, HELD, RESOLVED = "pending", "firing", "held", "resolved"
 EVENTS = ("firing", "escalation", "reminder", "resolved")

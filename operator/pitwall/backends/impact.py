@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
-
-EFFECT_WHEN_DOWN = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}
+from ..vocabulary import CRITICALITY_EFFECT
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def impact(backend: str, products: list[dict]) -> dict:
     for edge in sorted(edges(products), key=lambda e: e.product):
         if edge.backend != backend:
             continue
-        effect = EFFECT_WHEN_DOWN.get(edge.criticality, "Unavailable")
+        effect = CRITICALITY_EFFECT.get(edge.criticality, "Unavailable")
         affected.append({"name": edge.product, "criticality": edge.criticality, "effect": effect})
         if effect == "None":
             continue

@@ -11,10 +11,10 @@ from .. import durations
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..probes.monitor import Job, Monitor
-from ..probes.reconcile import setup as setup_monitor
 from ..probes.spec import parse_check
 from ..probes.state import DOWN, MAINTENANCE, UP
 from ..runtime import Runtime
+from ..vocabulary import Stalled
 from .impact import impact
 
 log = logging.getLogger("pitwall.backends")
@@ -28,12 +28,8 @@ STATE_OF = {UP: "Available", DOWN: "Unavailable", MAINTENANCE: "Maintenance"}
 HEALTH_OF = {v: k for k, v in STATE_OF.items()}
 
 
-def setup(rt: Runtime) -> None:
-    setup_monitor(rt)
-
-
 def _monitor(rt: Runtime) -> Monitor:
-    return rt.services["monitor"]  # type: ignore[return-value]
+    return rt.monitor
 
 
 def in_maintenance(rt: Runtime, namespace: str, name: str) -> bool:
@@ -71,7 +67,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             check = parse_check(spec["health"])
         except InvalidSpec as exc:
             _monitor(rt).remove(key)
-            await _write(rt, backend, "Unknown", matrix, stalled=(exc.reason, exc.message))
+            await _write(rt, backend, "Unknown", matrix, stalled=exc.stalled)
             return None
         job = Job(key=key, generation=backend["metadata"].get("generation", 0), check=check,
                   resolve=lambda: None, imposed=partial(_imposed, rt, namespace, name),
@@ -90,7 +86,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         probe = rt.stores["Probe"].get(namespace, ref)
         if probe is None:
             await _write(rt, backend, "Unknown", matrix,
-                         stalled=("ProbeNotFound", f"Probe {ref} not found in namespace {namespace}"))
+                         stalled=Stalled("ProbeNotFound", f"Probe {ref} not found in namespace {namespace}"))
             return 60.0
         probe_status = probe.get("status") or {}
         state = STATE_OF.get(probe_status.get("state"), "Unknown")
@@ -127,7 +123,7 @@ async def _publish(rt: Runtime, job: Job, result, transition: bool) -> None:
 
 
 async def _write(rt: Runtime, backend: dict, state: str, matrix: dict, *, probe: dict | None = None,
-                 stalled: tuple[str, str] | None = None) -> None:
+                 stalled: Stalled | None = None) -> None:
     meta = backend["metadata"]
     previous = (backend.get("status") or {}).get("state")
     BACKEND_UP.labels(meta["namespace"], meta["name"]).set(1 if state == "Available" else 0)

@@ -34,16 +34,19 @@ from aiohttp import web
 
 from .. import durations
 from ..errors import InvalidSpec
-from ..kube import owner_reference
+from ..vocabulary import (
+    LABEL_PRODUCT,
+    LABEL_ROLE,
+    LABEL_VERSION,
+    LABEL_WINDOW,
+    MANAGED_BY,
+    ROLE_MAINTENANCE,
+    owner_reference,
+    workload_name,
+)
 
 log = logging.getLogger("pitwall.maintenance.page")
 
-PRODUCT_LABEL = "pitwall.dev/product"
-VERSION_LABEL = "pitwall.dev/version"
-ROLE_LABEL = "pitwall.dev/role"
-WINDOW_LABEL = "pitwall.dev/maintenance-window"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "pitwall"}
-ROLE_API, ROLE_PAGE = "api", "maintenance-page"
 
 DEFAULT_TITLE = "Down for maintenance"
 DEFAULT_MESSAGE = "This API is undergoing planned maintenance. Please try again later."
@@ -199,17 +202,11 @@ async def _serve(host: str | None, port: int, config: PageConfig) -> None:
 
 def page_labels(product: str, version: str) -> dict[str, str]:
     """Labels (and Deployment selector) of a product version's maintenance page pods."""
-    return {PRODUCT_LABEL: product, VERSION_LABEL: version, ROLE_LABEL: ROLE_PAGE}
-
-
-def page_service_selector(product: str, version: str, *, maintenance: bool) -> dict[str, str]:
-    """The selector of the product version's Service: its own pods normally, the maintenance
-    page pods while a window is active. Only ``pitwall.dev/role`` differs."""
-    return {PRODUCT_LABEL: product, VERSION_LABEL: version, ROLE_LABEL: ROLE_PAGE if maintenance else ROLE_API}
+    return {LABEL_PRODUCT: product, LABEL_VERSION: version, LABEL_ROLE: ROLE_MAINTENANCE}
 
 
 def page_name(product: str, version: str) -> str:
-    return f"{product}-{version}-maintenance"
+    return f"{workload_name(product, version)}-maintenance"
 
 
 def page_deployment(product: dict, version: str, window: dict, image: str, namespace: str, *,
@@ -237,7 +234,7 @@ def page_deployment(product: dict, version: str, window: dict, image: str, names
     }
     if until:
         env["UNTIL"] = durations.rfc3339(until)
-    labels = {**page_labels(name, version), **MANAGED_BY, WINDOW_LABEL: window["metadata"]["name"]}
+    labels = {**page_labels(name, version), **MANAGED_BY, LABEL_WINDOW: window["metadata"]["name"]}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -21,8 +21,9 @@ from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..logs import ref
 from ..runtime import Runtime
+from ..vocabulary import LABEL_WINDOW, Stalled
 from . import messages, notices, targets
-from .page import WINDOW_LABEL, page_deployment, page_name
+from .page import page_deployment, page_name
 from .schedule import ACTIVE
 from .window import evaluate
 
@@ -44,10 +45,6 @@ class MaintenanceService:
             await self.http.aclose()
 
 
-def setup(rt: Runtime) -> None:
-    rt.services["maintenance"] = MaintenanceService(rt)
-
-
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     window = rt.stores[KIND].copy(namespace, name)
     if window is None:
@@ -62,7 +59,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         result = evaluate(spec, now, deleted=deleting, already_sent=status.get("notices") or [])
     except InvalidSpec as exc:
         await rt.write_status(window, {"phase": status.get("phase", "Scheduled")},
-                              [*summary(False, stalled=(exc.reason, exc.message)),
+                              [*summary(False, stalled=exc.stalled),
                                Condition.false("Active", exc.reason, exc.message)])
         await rt.event(window, exc.reason, exc.message, warning=True)
         return None
@@ -74,7 +71,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         if violation:
             await _remove_pages(rt, namespace, name, keep=set())
             await rt.write_status(window, {"phase": "Scheduled"},
-                                  [*summary(False, stalled=("InsufficientNotice", violation)),
+                                  [*summary(False, stalled=Stalled("InsufficientNotice", violation)),
                                    Condition.false("Active", "InsufficientNotice", violation)])
             return None
     affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
@@ -132,7 +129,7 @@ def _phase_message(phase: str, spec: dict, occurrence) -> str:
 
 
 async def _remove_pages(rt: Runtime, namespace: str, window: str, keep: set[str]) -> None:
-    for deployment in rt.stores["Deployment"].select(namespace, {WINDOW_LABEL: window}):
+    for deployment in rt.stores["Deployment"].select(namespace, {LABEL_WINDOW: window}):
         if deployment["metadata"]["name"] not in keep:
             await rt.kube.delete("Deployment", namespace, deployment["metadata"]["name"])
 
@@ -141,7 +138,7 @@ async def _send_notice(rt: Runtime, window: dict, notice, affected, sent: list[d
     """Deliver one notice to every recipient, then record it once (delivered or not)."""
     spec = window.get("spec") or {}
     namespace = window["metadata"]["namespace"]
-    service: MaintenanceService = rt.services["maintenance"]  # type: ignore[assignment]
+    service = rt.maintenance
     consumer_email = (spec.get("notice") or {}).get("consumerEmail") or {}
     names, errors = [], []
     for recipient in messages.recipients(spec, affected):
@@ -187,4 +184,4 @@ def _receiver_for(recipient, consumer_email: dict) -> Receiver | None:
     return None
 
 
-__all__ = ["reconcile", "setup", "page_name"]
+__all__ = ["MaintenanceService", "reconcile", "page_name"]

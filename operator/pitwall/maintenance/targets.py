@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+from ..vocabulary import CRITICALITY_EFFECT
 
 UNAVAILABLE, DEGRADED = "Unavailable", "Degraded"
-_EFFECT_OF_CRITICALITY = {"critical": UNAVAILABLE, "degradable": DEGRADED}
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,10 @@ def resolve(targets: dict | None, products: list[dict], backends: list[dict]) ->
             reasons.setdefault(name, []).append((UNAVAILABLE, "targeted"))
         for dependency in product.get("spec", {}).get("backends") or []:
             criticality = dependency.get("criticality", DEPENDENCY["criticality"])
-            if dependency.get("name") in in_maintenance and criticality in _EFFECT_OF_CRITICALITY:
+            effect = CRITICALITY_EFFECT.get(criticality, "None")
+            if dependency.get("name") in in_maintenance and effect in (UNAVAILABLE, DEGRADED):
                 reasons.setdefault(name, []).append(
-                    (_EFFECT_OF_CRITICALITY[criticality],
+                    (effect,
                      f"depends on Backend {dependency['name']} ({criticality})"))
 
     affected = [_product(by_name[name], found) for name, found in sorted(reasons.items())]

@@ -19,6 +19,7 @@ from prometheus_client import Counter, Histogram
 from .. import durations
 from ..errors import InvalidSpec
 from ..runtime import Runtime
+from ..vocabulary import Stalled
 from .client import client_key, make_client
 from .coalesce import should_write
 from .engine import RunResult, run_check
@@ -66,7 +67,7 @@ class Job:
     numbers: Numbers = field(default_factory=Numbers)   # its Prometheus series
     last_written: float | None = None
     last_result: RunResult | None = None
-    stalled: tuple[str, str] | None = None
+    stalled: Stalled | None = None
     unpublished: bool = False          # runs since the last status write (flushed on shutdown)
 
 
@@ -180,7 +181,7 @@ class Monitor:
             client = await self.client(check, namespace, base_url)
             result = await run_check(check, client=client, secrets=self.secrets(namespace), base_url=base_url)
         except InvalidSpec as exc:
-            job.stalled = (exc.reason, exc.message)
+            job.stalled = exc.stalled
             if publish:
                 await job.publish(job, None, True)
             return None

@@ -13,9 +13,8 @@ from functools import partial
 from .. import durations
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
-from ..products.contributions import active_windows
-from ..products.desired import workload_name
 from ..runtime import Runtime, rewrite_address
+from ..vocabulary import LABEL_PRODUCT, Stalled, active_windows, endpoint_url, target_product, workload_name
 from .engine import RunResult
 from .monitor import Job, Monitor, probe_status
 from .spec import parse_check
@@ -25,12 +24,8 @@ log = logging.getLogger("pitwall.probes")
 KIND = "Probe"
 
 
-def setup(rt: Runtime) -> None:
-    rt.services.setdefault("monitor", Monitor(rt))
-
-
 def monitor(rt: Runtime) -> Monitor:
-    return rt.services["monitor"]  # type: ignore[return-value]
+    return rt.monitor
 
 
 # -- target resolution -------------------------------------------------------------------------
@@ -39,29 +34,14 @@ def version_url(rt: Runtime, namespace: str, product: str, version: str) -> str 
     service = workload_name(product, version)
     if rt.settings.resolved_target_mode == "service":
         return f"http://{service}.{namespace}.svc"
-    for slice_ in rt.stores["EndpointSlice"].list(namespace):
-        if (slice_["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != service:
-            continue
-        port = next((p.get("port") for p in slice_.get("ports") or [] if p.get("name") in ("http", None)), None)
-        for endpoint in slice_.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") and endpoint.get("addresses") and port:
-                address = rewrite_address(endpoint["addresses"][0], rt.rewrite_rules)
-                return f"http://{address}:{port}"
-    return None
-
-
-def target_product(probe: dict) -> tuple[str, str] | None:
-    target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct")
-    if target:
-        return target["name"], target.get("version", "")
-    return None
+    return endpoint_url(rt.stores["EndpointSlice"].list(namespace), service,
+                        lambda address: rewrite_address(address, rt.rewrite_rules))
 
 
 def in_maintenance(rt: Runtime, namespace: str, product: str, version: str | None) -> bool:
-    obj = rt.stores["ApiProduct"].get(namespace, product)
-    if obj is None:
+    if rt.stores["ApiProduct"].get(namespace, product) is None:
         return False
-    for _, entry in active_windows(obj, rt.stores["MaintenanceWindow"]):
+    for _, entry in active_windows(product, rt.stores["MaintenanceWindow"].list(namespace)):
         if version is None or version in (entry.get("versions") or []):
             return True
     return False
@@ -74,7 +54,7 @@ def _imposed(rt: Runtime, namespace: str, name: str) -> str | None:
     if (probe.get("spec") or {}).get("paused"):
         return PAUSED
     target = target_product(probe)
-    labelled = (probe["metadata"].get("labels") or {}).get("pitwall.dev/product")
+    labelled = (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
     if target and in_maintenance(rt, namespace, target[0], target[1]):
         return MAINTENANCE
     if labelled and in_maintenance(rt, namespace, labelled, None):
@@ -94,23 +74,23 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     spec = probe.get("spec") or {}
     status = rt.status_of(probe)
 
-    stalled = None
+    stalled: Stalled | None = None
     target = target_product(probe)
     if target:
         product = rt.stores["ApiProduct"].get(namespace, target[0])
         versions = {v["name"]: v for v in ((product or {}).get("spec") or {}).get("versions") or []}
         if product is None:
-            stalled = ("ProductNotFound", f"ApiProduct {target[0]} not found in namespace {namespace}")
+            stalled = Stalled("ProductNotFound", f"ApiProduct {target[0]} not found in namespace {namespace}")
         elif target[1] not in versions or versions[target[1]].get("lifecycle") == "retired":
-            stalled = ("VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}")
+            stalled = Stalled("VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}")
     try:
         check = parse_check(spec, base_url="http://resolved.invalid" if target else None)
     except InvalidSpec as exc:
-        stalled = (exc.reason, exc.message)
+        stalled = exc.stalled
     if stalled is None:
         for secret in sorted(check.secret_names):
             if await rt.kube.get("Secret", namespace, secret) is None:
-                stalled = ("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
+                stalled = Stalled("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
                 break
     if stalled:
         mon.remove(key)
@@ -191,10 +171,10 @@ async def _announce(rt: Runtime, probe: dict, job: Job, result: RunResult | None
                                      "correlation_id": failure.correlation_id if failure else None})
 
 
-async def _publish_stalled(rt: Runtime, probe: dict, stalled: tuple[str, str]) -> None:
+async def _publish_stalled(rt: Runtime, probe: dict, stalled: Stalled) -> None:
     previous = ((probe.get("status") or {}).get("conditions") or [])
-    already = any(c.get("type") == "Stalled" and c.get("reason") == stalled[0] for c in previous)
+    already = any(c.get("type") == "Stalled" and c.get("reason") == stalled.reason for c in previous)
     await rt.write_status(probe, {"state": "Unknown"},
-                          [Condition.unknown("Healthy", stalled[0], stalled[1]), *summary(False, stalled=stalled)])
+                          [Condition.unknown("Healthy", *stalled), *summary(False, stalled=stalled)])
     if not already:
-        await rt.event(probe, stalled[0], stalled[1], warning=True)
+        await rt.event(probe, stalled.reason, stalled.message, warning=True)

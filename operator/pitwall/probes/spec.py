@@ -21,7 +21,7 @@ from jsonpath_ng.ext import parse as parse_jsonpath
 from .. import durations
 from ..api import check as model
 from ..errors import InvalidSpec
-from ..kube import SecretRef
+from ..vocabulary import SecretRef
 
 # Enums and defaults come from the API model (the CRD says the same).
 METHODS = frozenset(model.HTTP_METHODS)

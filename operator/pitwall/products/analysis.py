@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..conditions import Condition, summary
+from ..vocabulary import Stalled, condition
 
 try:  # the kubernetes package ships the canonical quantity parser
     from kubernetes.utils.quantity import parse_quantity
@@ -48,10 +49,6 @@ def differences(desired, live, path: str = "") -> list[str]:
             out += differences(want, have, f"{path}[{index}]")
         return out
     return [] if _same_scalar(path, desired, live) else [path]
-
-
-OWNED_PATHS = ("metadata.labels", "spec.replicas", "spec.selector", "spec.template",
-               "spec.progressDeadlineSeconds", "spec.strategy")
 
 
 def drift(desired: dict, live: dict | None) -> list[str]:
@@ -97,7 +94,7 @@ def version_state(name: str, desired_replicas: int, deployment: dict | None) -> 
     updated = int(status.get("updatedReplicas", 0))
     available = int(status.get("availableReplicas", 0))
     generation_seen = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-    progressing = next((c for c in status.get("conditions", []) if c.get("type") == "Progressing"), None)
+    progressing = condition(status.get("conditions"), "Progressing")
     # A deadline exceeded by an older generation says nothing about the spec just applied
     # (kstatus: status is stale until observedGeneration catches up).
     if generation_seen and progressing and progressing.get("status") == "False" and \
@@ -159,7 +156,7 @@ def pinned_image(spec_image: str, pinned: dict | None) -> str | None:
 
 
 # -- conditions -------------------------------------------------------------------------------
-def product_conditions(states: list[VersionState], *, stalled: tuple[str, str] | None,
+def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
                        rolled_back: list[dict], backend_effect: tuple[str, str, str] | None = None,
                        maintenance: str | None = None,
                        refs: tuple[bool, str] = (True, "")) -> tuple[list[Condition], str]:

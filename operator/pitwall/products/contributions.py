@@ -8,12 +8,14 @@ server-side apply that keeps it as declared.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
-from ..controller import Store
-from .desired import ROLE_API, ROLE_MAINTENANCE
+from ..vocabulary import CRITICALITY_EFFECT, ROLE_API, ROLE_MAINTENANCE, active_windows
 
-CRITICALITY_EFFECT = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}
+if TYPE_CHECKING:
+    from ..controller import Store
 
 
 def backend_view(product: dict, backends: Store) -> dict:
@@ -54,29 +56,20 @@ def backend_view(product: dict, backends: Store) -> dict:
     return result
 
 
-def active_windows(product: dict, windows: Store) -> list[tuple[dict, dict]]:
-    """(window, affected entry) for every Active window that lists this product."""
+def _active_windows(product: dict, windows: Store) -> list:
     meta = product["metadata"]
-    found = []
-    for window in windows.list(meta["namespace"]):
-        status = window.get("status") or {}
-        if status.get("phase") != "Active" or window["metadata"].get("deletionTimestamp"):
-            continue
-        for entry in (status.get("affected") or {}).get("apiProducts") or []:
-            if entry.get("name") == meta["name"]:
-                found.append((window, entry))
-    return found
+    return active_windows(meta["name"], windows.list(meta["namespace"]))
 
 
 class ProductHooks:
-    """Registered as ``rt.services["products"]``; consulted by the product reconciler."""
+    """``rt.products``; consulted by the product reconciler."""
 
     def __init__(self, stores: dict[str, Store]):
         self.stores = stores
 
     def product_contributions(self, product: dict) -> dict:
         view = backend_view(product, self.stores["Backend"])
-        windows = active_windows(product, self.stores["MaintenanceWindow"])
+        windows = _active_windows(product, self.stores["MaintenanceWindow"])
         messages = [f"maintenance window {w['metadata']['name']}: {(w.get('spec') or {}).get('reason', '')}"
                     for w, _ in windows]
         if view["backend_maintenance"]:
@@ -85,7 +78,7 @@ class ProductHooks:
         return view
 
     def service_role(self, product: dict, version: str) -> str:
-        for window, entry in active_windows(product, self.stores["MaintenanceWindow"]):
+        for window, entry in _active_windows(product, self.stores["MaintenanceWindow"]):
             if (window.get("spec") or {}).get("maintenancePage", WINDOW["maintenancePage"]) and entry.get("effect") == "Unavailable" \
                     and version in (entry.get("versions") or []):
                 return ROLE_MAINTENANCE

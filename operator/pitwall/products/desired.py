@@ -9,22 +9,25 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .. import API_VERSION
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import parse as parse_duration
+from ..vocabulary import (
+    ANNOTATION_SPEC_HASH,
+    LABEL_PRODUCT,
+    LABEL_ROLE,
+    LABEL_VERSION,
+    MANAGED_BY,
+    PORT_NAME,
+    ROLE_API,
+    ROLE_MAINTENANCE,
+    owner_reference,
+    workload_name,
+)
 
-ROLE_API = "api"
-ROLE_MAINTENANCE = "maintenance-page"
-LABEL_PRODUCT = "pitwall.dev/product"
-LABEL_VERSION = "pitwall.dev/version"
-LABEL_ROLE = "pitwall.dev/role"
-ANNOTATION_SPEC_HASH = "pitwall.dev/spec-hash"
 SERVICE_PORT = 80
-
-
-def workload_name(product: str, version: str) -> str:
-    return f"{product}-{version}"
+__all__ = ["ANNOTATION_SPEC_HASH", "LABEL_PRODUCT", "LABEL_ROLE", "LABEL_VERSION", "ROLE_API", "ROLE_MAINTENANCE",
+           "deployment", "labels", "selector", "service", "service_url", "workload_name"]
 
 
 def labels(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
@@ -34,7 +37,7 @@ def labels(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
         "app.kubernetes.io/version": version,
         "app.kubernetes.io/component": role,
         "app.kubernetes.io/part-of": product,
-        "app.kubernetes.io/managed-by": "pitwall",
+        **MANAGED_BY,
         LABEL_PRODUCT: product,
         LABEL_VERSION: version,
         LABEL_ROLE: role,
@@ -43,12 +46,6 @@ def labels(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
 
 def selector(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
     return {LABEL_PRODUCT: product, LABEL_VERSION: version, LABEL_ROLE: role}
-
-
-def owner_ref(product: dict) -> dict:
-    meta = product["metadata"]
-    return {"apiVersion": API_VERSION, "kind": "ApiProduct", "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
 
 
 def service_url(product: str, version: str, namespace: str) -> str:
@@ -88,7 +85,7 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
     container = {
         "name": "api",
         "image": image or version["image"],
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "env": version_env(product, version),
         "readinessProbe": {"httpGet": {"path": health, "port": port}, "periodSeconds": 5,
                            "failureThreshold": 3},
@@ -111,7 +108,7 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
             "name": workload_name(name, vname),
             "namespace": meta["namespace"],
             "labels": pod_labels,
-            "ownerReferences": [owner_ref(product)],
+            "ownerReferences": [owner_reference({"kind": "ApiProduct", **product})],
         },
         "spec": {
             "replicas": int(version.get("replicas", VERSION["replicas"])),
@@ -138,12 +135,12 @@ def service(product: dict, version: dict, *, role: str = ROLE_API) -> dict:
             "name": workload_name(name, vname),
             "namespace": meta["namespace"],
             "labels": labels(name, vname),
-            "ownerReferences": [owner_ref(product)],
+            "ownerReferences": [owner_reference({"kind": "ApiProduct", **product})],
         },
         "spec": {
             "type": "ClusterIP",
             "selector": selector(name, vname, role),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": PORT_NAME, "port": SERVICE_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     }
 

@@ -16,6 +16,7 @@ from ..durations import rfc3339
 from ..errors import Forbidden, Invalid
 from ..logs import ref
 from ..runtime import Runtime
+from ..vocabulary import Stalled
 from . import desired as d
 from .analysis import (
     decide_probe_rollback,
@@ -62,9 +63,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     versions = spec.get("versions") or []
     deployments = rt.stores["Deployment"]
     services = rt.stores["Service"]
-    hooks = rt.services.get("products")  # backends / maintenance contribute here
 
-    stalled: tuple[str, str] | None = None
+    stalled: Stalled | None = None
     history: list[dict] = list(status.get("history") or [])
     pins = {p["version"]: p for p in status.get("rolledBack") or []}
     previous = {v["name"]: v for v in status.get("versions") or []}
@@ -74,7 +74,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     for secret in spec.get("imagePullSecrets") or []:
         if await rt.kube.get("Secret", namespace, secret["name"]) is None:
-            stalled = ("ImagePullSecretNotFound",
+            stalled = Stalled("ImagePullSecretNotFound",
                        f"imagePullSecret {secret['name']!r} does not exist in namespace {namespace}; "
                        "running versions are left as they are")
 
@@ -95,7 +95,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         image = pinned_image(version["image"], pin) or version["image"]
         live = deployments.get(namespace, wname)
         if live is not None and not _owned_by(live, product):
-            stalled = ("NameCollision", f"Deployment {wname} already exists and is not owned by this "
+            stalled = Stalled("NameCollision", f"Deployment {wname} already exists and is not owned by this "
                        f"ApiProduct; version {vname} is left untouched")
             continue
         if stalled is None:
@@ -162,7 +162,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     await _remove_orphans(rt, product, wanted_names, history)
 
-    contributions = hooks.product_contributions(product) if hooks else {}
+    contributions = rt.products.product_contributions(product)   # backends, maintenance windows
     conds, state_word = product_conditions(
         states, stalled=stalled, rolled_back=list(pins.values()),
         backend_effect=contributions.get("backend_effect"),
@@ -201,7 +201,7 @@ def _rollout_started(history: list[dict], version: str, image: str):
 
 
 async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: str, live: dict | None,
-                             history: list[dict]) -> tuple[str, str] | None:
+                             history: list[dict]) -> Stalled | None:
     body = d.deployment(product, version, image=image)
     diffs = drift(body, live)
     if not diffs:
@@ -212,11 +212,11 @@ async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: s
     try:
         result = await rt.kube.apply(body)
     except Invalid as exc:
-        return ("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
+        return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
                 f"{exc.message}; the running version is left untouched")
     except Forbidden as exc:
         reason = "QuotaExceeded" if "quota" in exc.message.lower() else "Forbidden"
-        return (reason, f"version {version['name']}: {exc.message}; the running version is left untouched")
+        return Stalled(reason, f"version {version['name']}: {exc.message}; the running version is left untouched")
     rt.stores["Deployment"].update("MODIFIED", result)
     live_image = (((live or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[0]
                   .get("image"))
@@ -233,16 +233,15 @@ async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: s
     return None
 
 
-async def _ensure_service(rt: Runtime, product: dict, version: dict, live: dict | None) -> tuple[str, str] | None:
-    hooks = rt.services.get("products")
-    role = hooks.service_role(product, version["name"]) if hooks else d.ROLE_API
+async def _ensure_service(rt: Runtime, product: dict, version: dict, live: dict | None) -> Stalled | None:
+    role = rt.products.service_role(product, version["name"])
     body = d.service(product, version, role=role)
     if not drift(body, live):
         return None
     try:
         result = await rt.kube.apply(body)
     except Invalid as exc:
-        return ("InvalidSpec", f"version {version['name']}: the API server refused the Service: {exc.message}")
+        return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Service: {exc.message}")
     rt.stores["Service"].update("MODIFIED", result)
     if live is not None and live["spec"].get("selector") != body["spec"]["selector"]:
         await rt.event(product, "ServiceSwitched",

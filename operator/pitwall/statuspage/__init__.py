@@ -14,4 +14,4 @@ def setup(rt) -> None:
     settings = rt.settings
     if settings.statuspage_port or settings.internal_port:
         from .server import StatusPage
-        rt.services["statuspage"] = StatusPage(rt)
+        rt.statuspage = StatusPage(rt)

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..durations import parse_time
-
-LABEL_PRODUCT = "pitwall.dev/product"
-LABEL_VERSION = "pitwall.dev/version"
+from ..vocabulary import LABEL_PRODUCT, LABEL_VERSION, condition_of
 
 Key = tuple[str, str]   # (namespace, name)
 
@@ -55,10 +53,7 @@ def status(obj: dict) -> dict:
 
 
 def condition(obj: dict, type_: str) -> dict:
-    for cond in status(obj).get("conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == type_:
-            return cond
-    return {}
+    return condition_of(obj, type_) or {}
 
 
 def is_true(obj: dict, type_: str) -> bool:

@@ -38,7 +38,7 @@ DEFAULT_REFRESH = 15
 
 
 class StatusPage:
-    """``rt.services["statuspage"]``: started and stopped with the operator's other services."""
+    """``rt.statuspage``: started and stopped with the operator's other services."""
 
     def __init__(self, rt, *, refresh: int | None = None, title: str | None = None,
                  clock: Callable[[], datetime] | None = None):

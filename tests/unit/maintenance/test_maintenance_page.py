@@ -14,10 +14,11 @@ from pitwall.maintenance.page import (
     PageConfig,
     main,
     page_deployment,
-    page_service_selector,
     start_page,
     wants_html,
 )
+from pitwall.products import desired
+from pitwall.vocabulary import ROLE_MAINTENANCE
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
 CONFIG = PageConfig(title="Payments API <maintenance>", message="Back soon & better.", retry_after=1800)
@@ -164,7 +165,8 @@ def test_page_deployment_is_labelled_configured_and_locked_down():
     assert meta["ownerReferences"] == [{"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
                                         "name": "cb-upgrade", "uid": "0000-1111", "controller": False,
                                         "blockOwnerDeletion": True}]
-    assert spec["selector"]["matchLabels"] == page_service_selector("payments", "v1", maintenance=True)
+    # the product's Service, switched to the page, selects exactly these pods
+    assert spec["selector"]["matchLabels"] == desired.selector("payments", "v1", ROLE_MAINTENANCE)
     pod = spec["template"]["spec"]
     assert spec["template"]["metadata"]["labels"] == meta["labels"]
     container = pod["containers"][0]
@@ -194,7 +196,10 @@ def test_page_deployment_defaults_and_env_round_trip():
 
 
 def test_service_selector_switch_changes_only_the_role():
-    normal = page_service_selector("payments", "v2", maintenance=False)
-    during = page_service_selector("payments", "v2", maintenance=True)
-    assert normal == {"pitwall.dev/product": "payments", "pitwall.dev/version": "v2", "pitwall.dev/role": "api"}
-    assert during == {**normal, "pitwall.dev/role": "maintenance-page"}
+    product = {"kind": "ApiProduct", "metadata": {"name": "payments", "namespace": "bank", "uid": "u"}}
+    normal = desired.service(product, {"name": "v2"})
+    during = desired.service(product, {"name": "v2"}, role=ROLE_MAINTENANCE)
+    assert normal["spec"]["selector"] == {"pitwall.dev/product": "payments", "pitwall.dev/version": "v2",
+                                          "pitwall.dev/role": "api"}
+    assert during == {**normal, "spec": {**normal["spec"], "selector": {**normal["spec"]["selector"],
+                                                                       "pitwall.dev/role": "maintenance-page"}}}

@@ -30,7 +30,7 @@ def runtime(token: str | None = None, **ports) -> SimpleNamespace:
                           ("AlertRule", snap.rules), ("MaintenanceWindow", snap.windows)):
         for obj in objects:
             stores[kind].update("ADDED", obj)
-    return SimpleNamespace(stores=stores, services={}, settings=Settings(internal_token=token, **ports))
+    return SimpleNamespace(stores=stores, statuspage=None, settings=Settings(internal_token=token, **ports))
 
 
 async def client(app) -> TestClient:
@@ -131,7 +131,7 @@ async def test_start_binds_both_ports_and_stop_releases_them():
     ports = {"statuspage_port": free_port(), "internal_port": free_port()}
     rt = runtime(statuspage_host="127.0.0.1", **ports)
     setup(rt)
-    page = rt.services["statuspage"]
+    page = rt.statuspage
     await page.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -146,4 +146,4 @@ async def test_start_binds_both_ports_and_stop_releases_them():
 def test_setup_skips_when_both_ports_are_zero():
     rt = runtime(statuspage_port=0, internal_port=0)
     setup(rt)
-    assert "statuspage" not in rt.services
+    assert rt.statuspage is None
