@@ -234,7 +234,8 @@ def alerts(k: KubectlLike, env: Env) -> None:
     k.apply(probe("checkout-isup", "checkout", "v1", "/isUp", labels=JOURNEY_LABEL))
     eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "checkout-isup"),
                30 * t, message="Probe checkout-isup Up")
-    k.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "journey-hook"},
+    k.apply({"apiVersion": "v1", "kind": "Secret",
+             "metadata": {"name": "journey-hook", "labels": {"pitwall.dev/use": "receivers"}},
              "stringData": {"url": env.receiver_url("/alerts/checkout")}})
     k.apply({"apiVersion": API, "kind": "AlertRule", "metadata": {"name": "checkout-down"},
              "spec": {"severity": "critical",

@@ -24,9 +24,17 @@ from prometheus_client import Counter
 
 from . import API_VERSION, FIELD_MANAGER
 from .durations import rfc3339
-from .errors import Conflict, Forbidden, Invalid, KubeError, NotFound
+from .errors import Conflict, Forbidden, Invalid, InvalidSpec, KubeError, NotFound
+from .vocabulary import opt_in_problem
 
 log = logging.getLogger("pitwall.kube")
+
+
+class SecretNotOptedIn(InvalidSpec):
+    """The Secret exists but does not carry ``pitwall.dev/use`` for this use (becomes Stalled)."""
+
+    def __init__(self, message: str):
+        super().__init__("SecretNotOptedIn", message)
 
 
 @dataclass(frozen=True)
@@ -283,11 +291,18 @@ class Kube:
                                     body={"propagationPolicy": propagation}, ok_missing=True)
         return result is not None
 
-    async def read_secret(self, namespace: str, name: str, key: str) -> str | None:
-        """A Secret's value as text; None when the Secret or the key is missing."""
+    async def read_secret(self, namespace: str, name: str, key: str, *, use: str) -> str | None:
+        """A Secret's value as text; None when the Secret or the key is missing.
+
+        ``use`` is what the value is for (``probes`` or ``receivers``); raises
+        :class:`SecretNotOptedIn` when the Secret does not carry ``pitwall.dev/use`` for it.
+        """
         secret = await self.get("Secret", namespace, name)
         if not secret:
             return None
+        problem = opt_in_problem(secret, use)
+        if problem:
+            raise SecretNotOptedIn(problem)
         data = secret.get("data") or {}
         if key in data:
             return base64.b64decode(data[key]).decode()

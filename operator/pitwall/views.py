@@ -271,7 +271,7 @@ async def _probe_once(args: argparse.Namespace) -> int:
                     return 1
 
         async def secrets(name: str, key: str) -> str | None:
-            return await kube.read_secret(namespace, name, key)
+            return await kube.read_secret(namespace, name, key, use="probes")
 
         try:
             check = parse_check(spec, base_url=base_url)

@@ -36,6 +36,12 @@ ANNOTATION_ACK = f"{GROUP}/acknowledge"           # on an AlertRule: KEY[,KEY...
 ANNOTATION_ACK_BY = f"{GROUP}/acknowledged-by"
 FINALIZER = f"{GROUP}/finalizer"
 
+# A Secret is read for a tenant's object only when its owner opted it in for that use: without
+# this, anyone allowed to create a Probe could send any Secret of the namespace to a URL of their
+# choice (``body: ${secret:x/y}``) without holding ``get`` on Secrets themselves.
+SECRET_USE_LABEL = f"{GROUP}/use"
+SECRET_USES = ("probes", "receivers")     # plus "all"
+
 # -- what a dependency's loss does to a product ------------------------------------------------
 CRITICALITY_EFFECT = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}
 
@@ -69,6 +75,20 @@ def owner_reference(owner: Mapping[str, Any], *, controller: bool = True) -> dic
 def workload_name(product: str, version: str) -> str:
     """The Deployment and Service of one ApiProduct version (stable across edits)."""
     return f"{product}-{version}"
+
+
+def opt_in_problem(secret: dict, use: str) -> str | None:
+    """Why ``secret`` may not be used for ``use`` (``probes`` or ``receivers``), with the command
+    that opts it in; None when ``pitwall.dev/use`` is ``use`` or ``all``."""
+    meta = secret.get("metadata") or {}
+    value = (meta.get("labels") or {}).get(SECRET_USE_LABEL)
+    if value in (use, "all"):
+        return None
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if value:
+        return (f"Secret {name} is opted in for {value}, not {use}: "
+                f"kubectl -n {namespace} label secret {name} {SECRET_USE_LABEL}=all --overwrite")
+    return f"Secret {name} is not opted in for {use}: kubectl -n {namespace} label secret {name} {SECRET_USE_LABEL}={use}"
 
 
 # -- lookups ----------------------------------------------------------------------------------

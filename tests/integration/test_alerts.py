@@ -28,7 +28,8 @@ def fast_operator(cluster, namespace, tmp_path):
 
 
 def secret(name: str, **data) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+    return {"apiVersion": "v1", "kind": "Secret", "stringData": data,
+            "metadata": {"name": name, "labels": {"pitwall.dev/use": "receivers"}}}
 
 
 def rule(name: str, receivers: list[dict], **spec) -> dict:

@@ -46,7 +46,8 @@ def test_status_and_windows(operator, kubectl, cluster, demo):
 
 
 def test_probe_run_prints_every_step_with_secrets_masked(operator, kubectl, cluster, demo):
-    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "homer"},
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "homer", "labels": {"pitwall.dev/use": "probes"}},
                    "stringData": {"password": "d0nut"}})
     kubectl.apply(probe("oauth", {"url": demo.url}, steps=oauth_steps()))
     out = pitwall(cluster, kubectl.namespace, "probe", "run", "oauth")

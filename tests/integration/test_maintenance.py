@@ -240,7 +240,8 @@ def test_consumer_email_notice_and_dst_aware_next_start(operator, kubectl):
     from tests.helpers.smtp import plain_text, smtp_server
 
     with smtp_server() as (port, received):
-        kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "relay"},
+        kubectl.apply({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "relay", "labels": {"pitwall.dev/use": "receivers"}},
                        "stringData": {"url": f"smtp://127.0.0.1:{port}"}})
         kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2"}],
                               consumers=[{"name": "acme", "versions": ["v2"], "contact": {"email": "ops@acme.example"}}]))

@@ -85,7 +85,8 @@ def test_thresholds_correlation_and_events(operator, kubectl, demo):
 
 
 def test_oauth_flow_passes_and_fails_at_the_right_step(operator, kubectl, demo):
-    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "homer"},
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "homer", "labels": {"pitwall.dev/use": "probes"}},
                    "stringData": {"password": "d0nut"}})
     kubectl.apply(probe("oauth", {"url": demo.url}, steps=oauth_steps(), failureThreshold=1))
     eventually(lambda: status(kubectl, "oauth").get("state") == "Up", message="flow passes")

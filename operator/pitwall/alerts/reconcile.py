@@ -92,7 +92,12 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     secrets: dict[str, str | None] = {}
     for receiver in rule.receivers:
         if receiver.secret_ref:
-            value = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key)
+            try:
+                value = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key,
+                                                  use="receivers")
+            except InvalidSpec as exc:          # not opted in
+                await _stalled(rt, obj, exc.reason, f"receiver {receiver.name}: {exc.message}")
+                return 60.0
             if value is None:
                 await _stalled(rt, obj, "SecretNotFound", f"receiver {receiver.name}: Secret "
                                f"{receiver.secret_ref.name} (key {receiver.secret_ref.key}) not found in {namespace}")
@@ -210,7 +215,10 @@ async def _resolve_deleted(rt: Runtime, namespace: str, name: str) -> None:
     for notification in result.notifications:
         secret = None
         if notification.receiver.secret_ref:
-            secret = await rt.kube.read_secret(namespace, notification.receiver.secret_ref.name,
-                                               notification.receiver.secret_ref.key)
+            try:
+                secret = await rt.kube.read_secret(namespace, notification.receiver.secret_ref.name,
+                                                   notification.receiver.secret_ref.key, use="receivers")
+            except InvalidSpec:
+                secret = None       # recorded as unconfigured by the delivery
         await deliver(notification, secret, service.http, policy=service.policy, addresses=service.addresses)
     FIRING.labels(namespace, name, rule.severity).set(0)

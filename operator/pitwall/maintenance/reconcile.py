@@ -152,7 +152,12 @@ async def _send_notice(rt: Runtime, window: dict, notice, affected, sent: list[d
             continue
         secret = None
         if receiver.secret_ref:
-            secret = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key)
+            try:
+                secret = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key,
+                                                   use="receivers")
+            except InvalidSpec as exc:          # not opted in: the notice records how to opt in
+                errors.append(f"{recipient.name}: {exc.message}")
+                continue
             if secret is None:
                 errors.append(f"{recipient.name}: Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} "
                               "not found")

@@ -112,7 +112,7 @@ class Monitor:
 
     def secrets(self, namespace: str):
         async def read(name: str, key: str) -> str | None:
-            return await self.rt.kube.read_secret(namespace, name, key)
+            return await self.rt.kube.read_secret(namespace, name, key, use="probes")
         return read
 
     async def client(self, check: Check, namespace: str, base_url: str | None) -> httpx.AsyncClient:

@@ -14,7 +14,15 @@ from .. import durations
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..runtime import Runtime, rewrite_address
-from ..vocabulary import LABEL_PRODUCT, Stalled, active_windows, endpoint_url, target_product, workload_name
+from ..vocabulary import (
+    LABEL_PRODUCT,
+    Stalled,
+    active_windows,
+    endpoint_url,
+    opt_in_problem,
+    target_product,
+    workload_name,
+)
 from .engine import RunResult
 from .monitor import Job, Monitor, probe_status
 from .spec import parse_check
@@ -89,8 +97,13 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         stalled = exc.stalled
     if stalled is None:
         for secret in sorted(check.secret_names):
-            if await rt.kube.get("Secret", namespace, secret) is None:
+            found = await rt.kube.get("Secret", namespace, secret)
+            problem = opt_in_problem(found, "probes") if found is not None else None
+            if found is None:
                 stalled = Stalled("SecretNotFound", f"Secret {secret} not found in namespace {namespace}")
+            elif problem:
+                stalled = Stalled("SecretNotOptedIn", problem)
+            if stalled:
                 break
     if stalled:
         mon.remove(key)
