@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.unit.kubeapi import KubeAPI, condition, runtime
+from tests.unit.test_reconcile_backends import NS, backend, probe
+from tests.unit.test_reconcile_products import product, rolled_out
 
 from pitwall import api, durations
 from pitwall.alerts import rules
@@ -15,13 +18,16 @@ from pitwall.alerts import state as alert_state
 from pitwall.api import crdgen
 from pitwall.api.alertrule import Alert, AlertRuleSpec
 from pitwall.api.apiproduct import ApiProductStatus
+from pitwall.api.base import parse
 from pitwall.api.check import Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
 from pitwall.api.probe import Latency
+from pitwall.backends import reconcile as backends
+from pitwall.errors import InvalidSpec
 from pitwall.maintenance import notices
 from pitwall.probes import spec as probe_spec
 from pitwall.probes import stats
-from pitwall.products import reconcile as product_reconcile
+from pitwall.products import reconcile as products
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {model.__name__: model for model in api.KINDS}
@@ -114,7 +120,7 @@ def test_kept_history_is_described_as_kept():
     assert f"most recent {alert_state.DELIVERIES_KEEP})" in description(Alert, "deliveries")
     assert Alert.model_fields["deliveries"].metadata[0].max_length >= alert_state.DELIVERIES_KEEP
     assert f"most recent {notices.KEEP})" in description(MaintenanceWindowStatus, "notices")
-    assert f"last {product_reconcile.HISTORY_LIMIT} rollouts" in description(ApiProductStatus, "history")
+    assert f"last {products.HISTORY_LIMIT} rollouts" in description(ApiProductStatus, "history")
     assert f"last {stats.LATENCY_WINDOW} successful runs" in Latency.__doc__
 
 
@@ -140,3 +146,70 @@ def test_parsers_apply_the_models_defaults():
     assert rule.selector.kinds == ("ApiProduct", "Probe", "Backend")
     assert (rule.when.condition, rule.when.status, rule.when.for_) == ("Ready", "False", 0.0)
     assert (rule.repeat_interval, rule.send_resolved, rule.group_wait) == (4 * 3600, True, 0.0)
+
+
+# ------------------------------------------------------------------ Backend: parsed and written through the models
+
+
+def undeclared(schema: dict, value, path: str = "") -> list[str]:
+    """Paths in ``value`` the API server would prune (not declared by ``schema``)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict) and "properties" in schema:
+        out = []
+        for key, item in value.items():
+            if key in schema["properties"]:
+                out += undeclared(schema["properties"][key], item, f"{path}.{key}")
+            else:
+                out.append(f"{path}.{key}")
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [p for item in value for p in undeclared(schema["items"], item, f"{path}[]")]
+    return []
+
+
+@pytest.fixture
+async def world():
+    """A Backend (health from a Probe) and a product that depends on it, reconciled."""
+    api_server = KubeAPI()
+    api_server.put(probe("Up"))
+    api_server.put(backend())
+    api_server.put(product("registry.example.com/orders:1.0", backends=[{"name": "ledger"}],
+                           consumers=[{"name": "acme", "contact": {"email": "ops@acme.example"}}]))
+    rt = runtime(api_server)
+    await products.reconcile(rt, NS, "orders")
+    rolled_out(api_server)
+    await backends.reconcile(rt, NS, "ledger")
+    await products.reconcile(rt, NS, "orders")
+    return api_server, rt
+
+
+async def test_backend_status_is_written_through_its_model_and_declares_every_field(world):
+    api_server, _ = world
+    ledger = api_server.get("Backend", NS, "ledger")
+    assert ledger["status"]["state"] == "Available" and ledger["status"]["impact"]["apiProducts"]
+    assert undeclared(crdgen.openapi_schema(api.Backend), ledger) == []
+    assert undeclared(crdgen.openapi_schema(api.ApiProduct), api_server.get("ApiProduct", NS, "orders")) == []
+
+
+async def test_a_backend_spec_the_model_refuses_stalls_with_the_field_named(world):
+    api_server, rt = world
+    stale = backend()
+    # admitted before the bound existed, say: the model refuses it, naming the field
+    stale["spec"] = {"health": {"url": "http://ledger.example/health", "failureThreshold": 0}}
+    api_server.put(stale)
+    await backends.reconcile(rt, NS, "ledger")
+    ledger = api_server.get("Backend", NS, "ledger")
+    stalled = condition(ledger, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "InvalidSpec"
+    assert stalled["message"] == "spec.health.failureThreshold: Input should be greater than or equal to 1"
+    assert ledger["status"]["state"] == "Unknown"
+
+
+def test_parse_names_list_items_and_counts_what_it_leaves_out():
+    with pytest.raises(InvalidSpec) as exc:
+        parse(api.probe.ProbeSpec, {"target": {"url": "http://x"}, "steps": [{"name": "a", "expect": {"status": [99]}}]})
+    assert exc.value.message == "spec.steps[0].expect.status[0]: Input should be greater than or equal to 100"
+    with pytest.raises(InvalidSpec) as exc:
+        parse(api.probe.ProbeSpec, {"target": 1, "interval": 2, "timeout": 3, "paused": "x"})
+    assert exc.value.message.endswith("(and 1 more)")

@@ -29,11 +29,13 @@ those as ``Stalled`` with a reason.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..durations import PATTERN as DURATION_PATTERN
+from ..errors import InvalidSpec
 
 # --------------------------------------------------------------------------------------
 # Patterns and limits
@@ -90,6 +92,28 @@ class Model(BaseModel):
     """
 
     model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="ignore", defer_build=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], raw: Mapping[str, Any] | None, where: str = "spec") -> M:
+    """``raw`` (camelCase, as stored) through ``model``; what does not fit is InvalidSpec.
+
+    The API server admits only what the CRD (generated from the same model) allows, so this
+    refuses only objects stored before a bound was added, or written around the schema; the
+    message names the field as ``kubectl`` would.
+    """
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = [f"{_path(where, error['loc'])}: {error['msg']}" for error in exc.errors()]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InvalidSpec("InvalidSpec", "; ".join(problems[:3]) + more) from None
+
+
+def _path(where: str, loc: tuple[int | str, ...]) -> str:
+    return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
 def default_of(model: type[BaseModel], field: str) -> Any:

@@ -8,6 +8,8 @@ from functools import partial
 from prometheus_client import Gauge
 
 from .. import durations
+from ..api.backend import BackendSpec, BackendStatus, Impact, ProbeCounters
+from ..api.base import parse
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..probes.monitor import Job, Monitor
@@ -56,15 +58,23 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             except KeyError:
                 pass
         return None
-    spec = backend.get("spec") or {}
+    raw = backend.get("spec") or {}
     status = rt.status_of(backend)
     matrix = impact(name, rt.stores["ApiProduct"].list(namespace))
     for effect in ("Unavailable", "Degraded", "None"):
         AFFECTED.labels(namespace, name, effect).set(sum(1 for p in matrix["apiProducts"] if p["effect"] == effect))
 
-    if spec.get("health"):
+    try:
+        spec = parse(BackendSpec, raw)
+    except InvalidSpec as exc:
+        _monitor(rt).remove(key)
+        await _write(rt, backend, "Unknown", matrix, stalled=(exc.reason, exc.message))
+        return None
+    if spec.health is not None:
         try:
-            check = parse_check(spec["health"])
+            # The probe engine's parser reads the raw block: it tells `equals: null` from no
+            # `equals`, which a model (where both are None) cannot.
+            check = parse_check(raw["health"])
         except InvalidSpec as exc:
             _monitor(rt).remove(key)
             await _write(rt, backend, "Unknown", matrix, stalled=exc.stalled)
@@ -81,8 +91,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         return None
 
     _monitor(rt).remove(key)
-    ref = (spec.get("probeRef") or {}).get("name")
-    if ref:
+    if spec.probe_ref is not None:
+        ref = spec.probe_ref.name
         probe = rt.stores["Probe"].get(namespace, ref)
         if probe is None:
             await _write(rt, backend, "Unknown", matrix,
@@ -143,12 +153,12 @@ async def _write(rt: Runtime, backend: dict, state: str, matrix: dict, *, probe:
                                       "no health check configured" if not probe else "not enough runs yet")
     conds = [available, *summary(state == "Available", stalled=stalled, ready_reason="Available",
                                  not_ready=(available.reason, available.message))]
-    status = {"state": state, "impact": matrix}
-    if probe is not None:
-        status["probe"] = probe
-    if previous != state:
-        status["lastTransitionAt"] = durations.rfc3339()
-    await rt.write_status(backend, status, conds)
+    # Written through the model: a field it does not declare cannot reach the API server (which
+    # would prune it silently).
+    status = BackendStatus(state=state, impact=Impact.model_validate(matrix),
+                           probe=None if probe is None else ProbeCounters.model_validate(probe),
+                           last_transition_at=durations.rfc3339() if previous != state else None)
+    await rt.write_status(backend, status.model_dump(by_alias=True, exclude_none=True), conds)
     if previous != state and previous is not None:
         await rt.event(backend, f"Backend{state}", f"{previous} -> {state}; affected products: "
                        + (", ".join(hurt) or "none"), warning=state == "Unavailable")
