@@ -51,8 +51,9 @@ crds: install ## regenerate crds/*.yaml from the API models in operator/pitwall/
 bench: install controlplane ## benchmarks; results in bench/results/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-image: ## build the container image (needs a Docker engine)
-	docker build -t pitwall:dev .
+IMAGE ?= pitwall:dev
+image: ## build the operator image (starts/installs a Docker engine if none; no registry: a Debian-made base)
+	hack/kind/image.sh $(IMAGE)
 
 e2e-kind: ## kind end-to-end (needs Docker): create a cluster, load the image, install, check journeys
 	hack/e2e-kind.sh

@@ -1,0 +1,3 @@
+module pitwall.local/nosysres
+
+go 1.22

@@ -1,0 +1,3 @@
+module pitwall.local/pause
+
+go 1.22
