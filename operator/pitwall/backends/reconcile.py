@@ -13,7 +13,6 @@ from ..api.base import parse
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..probes.monitor import Job, Monitor
-from ..probes.spec import parse_check
 from ..probes.state import DOWN, MAINTENANCE, UP
 from ..runtime import Runtime
 from ..vocabulary import Stalled
@@ -50,7 +49,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     key = (KIND, namespace, name)
     backend = rt.stores[KIND].copy(namespace, name)
     if backend is None or backend["metadata"].get("deletionTimestamp"):
-        _monitor(rt).remove(key)
+        _monitor(rt).forget(key)
         rt.forget(KIND, namespace, name)
         for effect in ("Unavailable", "Degraded", "None"):
             try:
@@ -74,7 +73,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         try:
             # The probe engine's parser reads the raw block: it tells `equals: null` from no
             # `equals`, which a model (where both are None) cannot.
-            check = parse_check(raw["health"])
+            check = _monitor(rt).check_for(key, backend["metadata"], raw["health"])
         except InvalidSpec as exc:
             _monitor(rt).remove(key)
             await _write(rt, backend, "Unknown", matrix, stalled=exc.stalled)

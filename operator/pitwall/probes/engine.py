@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import time
@@ -27,11 +28,18 @@ import httpx
 from .. import durations
 from ..errors import InvalidSpec
 from ..masking import MASK, Masker
-from .spec import REFERENCE, SECRET, Capture, Check, Expect, Step, join
+from . import document
+from .decode import BodyTooLarge, BoundedDecoder, DecompressionBomb, Undecodable
+from .document import Found, JsonProblem
+from .spec import REFERENCE, SECRET, Capture, Check, Expect, JsonExpect, Step, join
 
 Secrets = Callable[[str, str], Awaitable[str | None]]
 
+_log = logging.getLogger("pitwall.probes.engine")
+
+MAX_REASON = 300  # characters of a library's error message kept in a reason
 MAX_BODY = 1024 * 1024  # bytes read from a response; enough for any health or API answer
+MAX_RATIO = 200  # decoded bytes per received byte past which a compressed body is a bomb (decode.py)
 USER_AGENT = "pitwall-probe/0.1"
 SENSITIVE = re.compile(r"token|passw|secret|key|auth|cookie|session|credential|bearer", re.IGNORECASE)
 
@@ -48,6 +56,7 @@ class StepLog:
     latency_ms: float | None = None
     captured: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""  # empty when the step passed
+    internal: bool = False  # failed on an unforeseen exception inside Pitwall (counted, logged)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +77,11 @@ class RunResult:
     def latency_ms(self) -> float:
         """Time spent in requests, summed over the steps that ran."""
         return round(sum(step.latency_ms or 0.0 for step in self.steps), 1)
+
+    @property
+    def internal(self) -> bool:
+        """A step failed on an unforeseen exception inside Pitwall (a bug to count and fix)."""
+        return any(step.internal for step in self.steps)
 
     @property
     def failure(self) -> StepLog | None:
@@ -116,7 +130,17 @@ async def run_check(check: Check, *, client: httpx.AsyncClient, secrets: Secrets
         exc.message = run.mask(exc.message)
         exc.args = (exc.message,)
         raise
+    except Exception as exc:   # outside a step's own handling (building a request ...)
+        _log.warning("unexpected %s in a check", type(exc).__name__, exc_info=True)
+        run.fail(exc)
     return RunResult(at=run.at, trace_id=run.trace_id, steps=tuple(run.logs))
+
+
+def failed_result(check: Check, reason: str) -> RunResult:
+    """A run that failed before or around its first request, for an unforeseen exception."""
+    step = check.steps[0]
+    log = StepLog(step.name, step.request.method, "", str(uuid.uuid4()), reason=reason, internal=True)
+    return RunResult(at=durations.now(), trace_id=uuid.uuid4().hex, steps=(log,))
 
 
 class _Run:
@@ -139,19 +163,18 @@ class _Run:
         pending = self.pending = _Pending(step, str(uuid.uuid4()), time.perf_counter())
         request = await self.build(step, pending.correlation_id)
         pending.url = self.display_url(request.url)
-        status, latency, captured = None, None, {}
+        status, latency, captured, internal = None, None, {}, False
         try:
             async with asyncio.timeout(self.check.timeout):
                 response = await self.client.send(request, stream=True,
                                                   follow_redirects=self.check.follow_redirects)
                 status = response.status_code
                 try:
-                    body, complete = await _read(response)
+                    body = await _read(response)
                 finally:
                     await response.aclose()
             latency = (time.perf_counter() - pending.started) * 1000
-            reason = _verify(step.expect, response, body, complete, latency) \
-                or self.capture(step.capture, response, body, complete, captured)
+            reason = body.problem or await self.judge(step, response, body, latency, captured)
         except TimeoutError:
             reason = f"timed out after {durations.format(self.check.timeout)}"
         except httpx.TimeoutException as exc:
@@ -160,10 +183,26 @@ class _Run:
             reason = f"cannot connect to {request.url.host}: {_describe(exc)}"
         except httpx.HTTPError as exc:
             reason = _describe(exc)
+        except InvalidSpec:
+            raise
+        except Exception as exc:   # every check ends in a verdict, never a traceback per run
+            # Unforeseen (a library's error on odd input, a bug): the run fails with a reason and
+            # the monitor counts it, instead of the probe waiting for results forever.
+            reason, internal = f"the check failed inside Pitwall: {_describe(exc)}"[:MAX_REASON], True
+            _log.warning("unexpected %s in a check", type(exc).__name__, exc_info=True)
         self.pending = None
-        log = pending.log(status=status, latency_ms=latency, captured=captured, reason=self.mask(reason))
+        log = pending.log(status=status, latency_ms=latency, captured=captured, reason=self.mask(reason),
+                          internal=internal)
         self.logs.append(log)
         return log
+
+    def fail(self, exc: Exception) -> None:
+        """An unforeseen exception outside a request: the step it happened in is the failure."""
+        pending = self.pending or _Pending(self.check.steps[len(self.logs)] if len(self.logs) < len(
+            self.check.steps) else self.check.steps[-1], str(uuid.uuid4()), time.perf_counter())
+        reason = f"the check failed inside Pitwall: {_describe(exc)}"[:MAX_REASON]
+        self.logs.append(pending.log(reason=self.mask(reason), internal=True))
+        self.pending = None
 
     def cut(self) -> None:
         """The run deadline hit during a step: that step is the failure."""
@@ -179,8 +218,13 @@ class _Run:
             url = join(self.target, await self.render(spec.path)) if spec.path else self.target
         else:
             raise InvalidSpec("NoTarget", f"step {step.name!r} has no url and the target is not resolved yet")
-        headers = httpx.Headers({k: await self.render(v) for k, v in spec.headers.items()})
+        try:
+            headers = httpx.Headers({k: await self.render(v) for k, v in spec.headers.items()})
+        except (UnicodeError, ValueError) as exc:
+            raise InvalidSpec("InvalidHeader", f"step {step.name!r}: a header value is not ASCII once "
+                              f"interpolated ({type(exc).__name__})") from None
         headers.setdefault("User-Agent", USER_AGENT)
+        headers.setdefault("Accept-Encoding", "gzip, deflate")   # what decode.py decodes, bounded
         headers["X-Correlation-ID"] = correlation_id
         headers["traceparent"] = f"00-{self.trace_id}-{os.urandom(8).hex()}-01"  # a new span per request
         try:
@@ -194,7 +238,10 @@ class _Run:
                 extensions={"timeout": httpx.Timeout(self.check.timeout).as_dict()},
             )
         except httpx.InvalidURL as exc:
-            raise InvalidSpec("InvalidURL", f"step {step.name!r}: {self.mask(str(exc))}") from exc
+            raise InvalidSpec("InvalidURL", f"step {step.name!r}: {self.mask(str(exc))}") from None
+        except (UnicodeError, ValueError, TypeError) as exc:   # e.g. a json body that cannot be encoded
+            raise InvalidSpec("InvalidRequest", f"step {step.name!r}: the request cannot be built "
+                              f"({type(exc).__name__})") from None
 
     async def render(self, text: str) -> str:
         """Interpolate ``${var}`` and ``${secret:name/key}``."""
@@ -230,27 +277,48 @@ class _Run:
             self.masked.add(value)
         return self.secret_values[key]
 
-    def capture(self, captures: tuple[Capture, ...], response: httpx.Response, body: bytes,
-                complete: bool, shown: dict[str, str]) -> str:
+    async def judge(self, step: Step, response: httpx.Response, body: _Body, latency_ms: float,
+                    shown: dict[str, str]) -> str:
+        """The first unmet expectation, else capture; return the reason ("" when the step passed)."""
+        expect = step.expect
+        reason = _verify_response(expect, response, latency_ms, self.mask)
+        if reason:
+            return reason
+        paths = [rule.compiled for rule in expect.json] + [c.compiled for c in step.capture if c.path is not None]
+        found: list[Found] = []
+        if paths:
+            if not body.complete:
+                problem = body.too_large()
+            else:
+                try:
+                    found, problem = await document.find(body.data, paths, budget=self.check.timeout), ""
+                except JsonProblem as exc:
+                    problem = str(exc)
+            if problem:
+                first = next((c.var for c in step.capture if c.path is not None), None)
+                return problem if expect.json or first is None else f"capture {first}: {problem}"
+        return _verify_json(expect.json, found[:len(expect.json)], self.mask) or _verify_body(expect, response, body) \
+            or self.capture(step.capture, response, found[len(expect.json):], shown)
+
+    def capture(self, captures: tuple[Capture, ...], response: httpx.Response, found: list[Found],
+                shown: dict[str, str]) -> str:
         """Store captured variables; return the reason when one cannot be captured."""
+        json_found = iter(found)
         for cap in captures:
             if cap.header is not None:
                 if cap.header not in response.headers:
                     return f"capture {cap.var}: header {cap.header} is missing"
                 value: Any = response.headers[cap.header]
             else:
-                document, problem = _json(body, complete)
-                if problem:
-                    return f"capture {cap.var}: {problem}"
-                found = cap.compiled.find(document)
-                if not found:
+                match = next(json_found)
+                if not match.found:
                     return f"capture {cap.var}: {cap.path} not found in the response"
-                value = found[0].value
+                value = match.value
             self.variables[cap.var] = value
             text = _text(value)
             if SENSITIVE.search(cap.var) or any(secret in text for secret in self.secret_values.values()):
                 self.masked.add(text)
-            shown[cap.var] = self.mask(text)
+            shown[cap.var] = _clip(self.mask(text))
         return ""
 
     def mask(self, text: str) -> str:
@@ -275,26 +343,50 @@ class _Pending:
     url: str = ""
 
     def log(self, *, status: int | None = None, latency_ms: float | None = None,
-            captured: Mapping[str, str] | None = None, reason: str = "") -> StepLog:
+            captured: Mapping[str, str] | None = None, reason: str = "", internal: bool = False) -> StepLog:
         if latency_ms is None:
             latency_ms = (time.perf_counter() - self.started) * 1000
         return StepLog(self.step.name, self.step.request.method, self.url, self.correlation_id,
-                       status, round(latency_ms, 1), dict(captured or {}), reason)
+                       status, round(latency_ms, 1), dict(captured or {}), reason, internal)
 
 
-async def _read(response: httpx.Response) -> tuple[bytes, bool]:
-    """At most ``MAX_BODY`` bytes; the flag says whether that was the whole body."""
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY:
-            return b"".join(chunks)[:MAX_BODY], False
-    return b"".join(chunks), True
+@dataclass(frozen=True, slots=True)
+class _Body:
+    data: bytes
+    complete: bool         # the whole body (else the first MAX_BODY bytes)
+    encoded: bool = False  # it came with a Content-Encoding Pitwall decoded
+    problem: str = ""      # a failure whatever the check reads (a decompression bomb, bad gzip)
+
+    def too_large(self) -> str:
+        return f"response body larger than 1 MiB{' after decoding' if self.encoded else ''}"
 
 
-def _verify(expect: Expect, response: httpx.Response, body: bytes, complete: bool, latency_ms: float) -> str:
-    """The first unmet expectation, in the order a person debugging would want it."""
+async def _read(response: httpx.Response) -> _Body:
+    """At most ``MAX_BODY`` decoded bytes, decoded here with every Content-Encoding layer capped
+    while it streams (``decode``), never by httpx, which caps nothing."""
+    try:
+        decoder = BoundedDecoder(response.headers.get("content-encoding"), limit=MAX_BODY, ratio=MAX_RATIO)
+    except DecompressionBomb as exc:
+        return _Body(b"", False, True, str(exc))
+    chunks, received = [], 0
+    try:
+        async for raw in response.aiter_raw():
+            received += len(raw)
+            chunks.append(decoder.feed(raw))
+            if received > MAX_BODY:
+                return _Body(b"".join(chunks)[:MAX_BODY], False, decoder.encoded)
+        return _Body(b"".join(chunks), True, decoder.encoded)
+    except DecompressionBomb as exc:
+        return _Body(b"", False, True, str(exc))
+    except BodyTooLarge:
+        return _Body(b"".join(chunks)[:MAX_BODY], False, decoder.encoded)
+    except Undecodable as exc:
+        return _Body(b"", False, True, str(exc))
+
+
+def _verify_response(expect: Expect, response: httpx.Response, latency_ms: float,
+                     mask: Callable[[str], str]) -> str:
+    """Status, latency and headers: the first unmet, in the order a person debugging would want."""
     if response.status_code not in expect.status:
         wanted = " or ".join(str(s) for s in expect.status)
         return f"status {response.status_code}, expected {wanted}"
@@ -307,42 +399,36 @@ def _verify(expect: Expect, response: httpx.Response, body: bytes, complete: boo
         if value is not None and not header.present:
             return f"header {header.name} is present, expected absent"
         if value is not None and header.matches and not header.matches.search(value):
-            return f"header {header.name} {_show(value, header.name)} does not match {header.matches.pattern!r}"
-    if expect.json:
-        document, problem = _json(body, complete)
-        if problem:
-            return problem
-        for rule in expect.json:
-            found = rule.compiled.find(document)
-            if not found:
-                if rule.exists:
-                    return f"{rule.path} does not exist"
-                continue
-            if not rule.exists:
-                return f"{rule.path} exists, expected absent"
-            value = found[0].value
-            if rule.has_equals and not _equal(value, rule.equals):
-                return f"{rule.path} is {_show(value, rule.path)}, expected {rule.equals!r}"
-            if rule.matches and not rule.matches.search(_text(value)):
-                return f"{rule.path} is {_show(value, rule.path)}, does not match {rule.matches.pattern!r}"
-    if expect.body_contains is not None or expect.body_regex is not None:
-        if not complete:
-            return f"response body is larger than {MAX_BODY} bytes"
-        text = body.decode(response.charset_encoding or "utf-8", errors="replace")
-        if expect.body_contains is not None and expect.body_contains not in text:
-            return f"body does not contain {expect.body_contains!r}"
-        if expect.body_regex is not None and not expect.body_regex.search(text):
-            return f"body does not match {expect.body_regex.pattern!r}"
+            return f"header {header.name} {_show(value, header.name, mask)} does not match {header.matches.pattern!r}"
     return ""
 
 
-def _json(body: bytes, complete: bool) -> tuple[Any, str]:
-    if not complete:
-        return None, f"response body is larger than {MAX_BODY} bytes"
-    try:
-        return json.loads(body), ""
-    except ValueError:
-        return None, "response is not JSON"
+def _verify_json(rules: tuple[JsonExpect, ...], found: list[Found], mask: Callable[[str], str]) -> str:
+    for rule, match in zip(rules, found, strict=True):
+        if not match.found:
+            if rule.exists:
+                return f"{rule.path} does not exist"
+            continue
+        if not rule.exists:
+            return f"{rule.path} exists, expected absent"
+        if rule.has_equals and not _equal(match.value, rule.equals):
+            return f"{rule.path} is {_show(match.value, rule.path, mask)}, expected {_clip(repr(rule.equals))}"
+        if rule.matches and not rule.matches.search(_text(match.value)):
+            return f"{rule.path} is {_show(match.value, rule.path, mask)}, does not match {rule.matches.pattern!r}"
+    return ""
+
+
+def _verify_body(expect: Expect, response: httpx.Response, body: _Body) -> str:
+    if expect.body_contains is None and expect.body_regex is None:
+        return ""
+    if not body.complete:
+        return body.too_large()
+    text = body.data.decode(response.charset_encoding or "utf-8", errors="replace")
+    if expect.body_contains is not None and expect.body_contains not in text:
+        return f"body does not contain {_clip(repr(expect.body_contains))}"
+    if expect.body_regex is not None and not expect.body_regex.search(text):
+        return f"body does not match {_clip(repr(expect.body_regex.pattern))}"
+    return ""
 
 
 def _equal(actual: Any, expected: Any) -> bool:
@@ -359,6 +445,12 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _show(value: Any, name: str) -> str:
-    """A response value for a reason, unless it is named like a credential."""
-    return MASK if SENSITIVE.search(name) else repr(value)
+def _show(value: Any, name: str, mask: Callable[[str], str]) -> str:
+    """A response value for a reason, unless it is named like a credential; masked before it is
+    clipped, so a clip never cuts a secret in two and shows half of it."""
+    return MASK if SENSITIVE.search(name) else _clip(mask(repr(value)))
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """A reason quotes at most ``limit`` characters of a value (a status field, not a dump)."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

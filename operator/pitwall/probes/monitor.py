@@ -22,9 +22,9 @@ from ..runtime import Runtime
 from ..vocabulary import Stalled
 from .client import client_key, make_client
 from .coalesce import should_write
-from .engine import RunResult, run_check
+from .engine import RunResult, failed_result, run_check
 from .scheduler import Scheduler, phase
-from .spec import Check, parse_check
+from .spec import MIN_INTERVAL, Check, parse_check
 from .state import MAINTENANCE, Health, observe, settle
 from .stats import Stats
 from .telemetry import COLLECTOR, Numbers
@@ -35,6 +35,9 @@ log = logging.getLogger("pitwall.probes")
 LAG = Histogram("pitwall_probe_schedule_lag_seconds", "Start time minus due time",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
 STATUS_WRITES = Counter("pitwall_probe_status_writes_total", "Status writes by probes", ["kind"])
+JOB_ERRORS = Counter("pitwall_job_errors_total",
+                     "Unforeseen exceptions caught inside one job so that no other job is affected "
+                     "(check: inside a check; run: a scheduled run; scheduler: the scheduler loop)", ["kind"])
 
 Key = tuple[str, str, str]    # (kind, namespace, name)
 
@@ -75,8 +78,11 @@ class Monitor:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.policy = rt.egress
-        self.scheduler = Scheduler(concurrency=CONCURRENCY, on_lag=LAG.observe)
+        self.scheduler = Scheduler(concurrency=CONCURRENCY, on_lag=LAG.observe, on_error=self._scheduler_error)
         self.jobs: dict[Key, Job] = {}
+        # Parsed specs by object, stamped with (uid, generation, base URL, floor): a spec is
+        # parsed once per generation, not on every event (status echoes included).
+        self._specs: dict[Key, tuple[tuple, Check | tuple[str, str]]] = {}
         self._clients: dict[Hashable, httpx.AsyncClient] = {}
         self._client_lock = asyncio.Lock()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
@@ -134,6 +140,36 @@ class Monitor:
                                              if kind in self.rt.stores))
         return max(60.0, population / STATUS_WRITES_PER_SECOND)
 
+    @property
+    def min_interval(self) -> float:
+        """The operator-wide floor on probe intervals (``Settings.min_probe_interval`` when set)."""
+        return max(MIN_INTERVAL, float(getattr(self.rt.settings, "min_probe_interval", None) or 0.0))
+
+    def check_for(self, key: Key, metadata: dict, spec: dict, *, base_url: str | None = None) -> Check:
+        """``parse_check`` once per generation of the object; raises ``InvalidSpec`` like it."""
+        generation = metadata.get("generation")
+        stamp = (metadata.get("uid"), generation, base_url, self.min_interval)
+        cached = self._specs.get(key)
+        if cached is not None and cached[0] == stamp and generation is not None:
+            if isinstance(cached[1], Check):
+                return cached[1]
+            raise InvalidSpec(*cached[1])
+        try:
+            check = parse_check(spec, base_url=base_url, min_interval=self.min_interval)
+        except InvalidSpec as exc:
+            self._specs[key] = (stamp, (exc.reason, exc.message))
+            raise
+        self._specs[key] = (stamp, check)
+        return check
+
+    def forget(self, key: Key) -> None:
+        """The object is gone: drop its job and its parsed spec."""
+        self.remove(key)
+        self._specs.pop(key, None)
+
+    def _scheduler_error(self, key: Hashable, exc: BaseException) -> None:
+        JOB_ERRORS.labels("scheduler" if key is None else "run").inc()
+
     # -- scheduling ------------------------------------------------------------------------------
     def upsert(self, job: Job, previous_status: dict) -> None:
         """Schedule (or reschedule at once, when the spec changed) and resume from status."""
@@ -185,6 +221,12 @@ class Monitor:
             if publish:
                 await job.publish(job, None, True)
             return None
+        except Exception as exc:   # a bug around the check: still a verdict, never silence
+            log.exception("%s %s/%s: the check failed inside Pitwall", kind, namespace, name,
+                          extra={"kind": kind, "object": f"{namespace}/{name}"})
+            result = failed_result(check, f"the check failed inside Pitwall ({type(exc).__name__})")
+        if result.internal:
+            JOB_ERRORS.labels("check").inc()
         job.stalled = None
         previous = job.health
         outcome = observe(previous, result.ok, failure_threshold=job.check.failure_threshold,

@@ -25,7 +25,6 @@ from ..vocabulary import (
 )
 from .engine import RunResult
 from .monitor import Job, Monitor, probe_status
-from .spec import parse_check
 from .state import DOWN, MAINTENANCE, PAUSED, UNKNOWN, UP
 
 log = logging.getLogger("pitwall.probes")
@@ -76,7 +75,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     key = (KIND, namespace, name)
     probe = rt.stores[KIND].get(namespace, name)   # read only: no deep copy per reconcile
     if probe is None or probe["metadata"].get("deletionTimestamp"):
-        mon.remove(key)
+        mon.forget(key)
         rt.forget(KIND, namespace, name)
         return None
     spec = probe.get("spec") or {}
@@ -92,7 +91,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         elif target[1] not in versions or versions[target[1]].get("lifecycle") == "retired":
             stalled = Stalled("VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}")
     try:
-        check = parse_check(spec, base_url="http://resolved.invalid" if target else None)
+        check = mon.check_for(key, probe["metadata"], spec, base_url="http://resolved.invalid" if target else None)
     except InvalidSpec as exc:
         stalled = exc.stalled
     if stalled is None:

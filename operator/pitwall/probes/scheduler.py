@@ -13,6 +13,10 @@ waits for a target, and a hung run costs no other probe its slot.
 - A probe whose previous run is still going skips its slot instead of stacking runs.
 - Scheduling lag (start - due, including any wait for the concurrency limit) is reported
   through ``on_lag`` for metrics and benchmarks.
+- One job cannot stop the others: an interval that is not a positive finite number is refused
+  when it is scheduled (the spec parser refuses it earlier still, with a reason), and anything
+  a run or the loop itself raises is logged with its key and reported through ``on_error``; the
+  loop carries on.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class Timetable:
         A new key starts at its next grid time; ``run_now`` (a spec change, a new probe someone
         is watching) runs it at once and then continues on the grid.
         """
+        if not (math.isfinite(interval) and interval > 0):
+            raise ValueError(f"{key}: interval must be a positive number of seconds, got {interval!r}")
         old = self._slots.get(key)
         if old is not None and old.interval == interval and not run_now:
             return
@@ -121,15 +127,18 @@ class Scheduler:
     """Runs ``run()`` for every key on its interval, at most ``concurrency`` at a time.
 
     ``timeout`` cuts a run (the caller's whole run: the check plus its status write), so give it
-    some room above ``Check.run_timeout``. Exceptions from a run are logged, never fatal.
+    some room above ``Check.run_timeout``. Exceptions from a run are logged and passed to
+    ``on_error(key, exc)``, never fatal; so are exceptions inside the loop (the loop goes on).
     """
 
-    def __init__(self, *, concurrency: int = 256, on_lag: Callable[[float], None] | None = None):
+    def __init__(self, *, concurrency: int = 256, on_lag: Callable[[float], None] | None = None,
+                 on_error: Callable[[Hashable, BaseException], None] | None = None):
         self._table = Timetable()
         self._jobs: dict[Hashable, _Job] = {}
         self._running: dict[Hashable, asyncio.Task] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         self._on_lag = on_lag
+        self._on_error = on_error
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self.overruns = 0  # slots skipped because the previous run was still going
@@ -162,23 +171,43 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = None
 
+    @property
+    def alive(self) -> bool:
+        """The loop task runs (for /healthz): False once started and then ended for any reason."""
+        return self._loop_task is not None and not self._loop_task.done()
+
     async def _loop(self) -> None:
         while True:
-            self._wake.clear()
-            for key, due in self._table.pop_due(time.monotonic()):
-                self._launch(key, due)
-            next_due = self._table.next_due()
-            delay = None if next_due is None else max(0.0, next_due - time.monotonic())
+            delay: float | None = 0.1
+            try:
+                self._wake.clear()
+                for key, due in self._table.pop_due(time.monotonic()):
+                    self._launch(key, due)
+                next_due = self._table.next_due()
+                delay = None if next_due is None else max(0.0, next_due - time.monotonic())
+            except Exception as exc:   # a bug, not a job: log it, keep every other probe running
+                log.exception("probe scheduler: iteration failed; continuing")
+                self._report(None, exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    def _report(self, key: Hashable, exc: BaseException) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(key, exc)
+            except Exception:
+                log.exception("probe scheduler: on_error failed")
 
     def _launch(self, key: Hashable, due: float) -> None:
         if key in self._running:
             self.overruns += 1
             log.debug("probe %s: previous run still going, slot skipped", key)
             return
-        task = asyncio.create_task(self._execute(key, self._jobs[key], due), name=f"probe {key}")
+        job = self._jobs.get(key)
+        if job is None:
+            return
+        task = asyncio.create_task(self._execute(key, job, due), name=f"probe {key}")
         self._running[key] = task
         task.add_done_callback(lambda done: self._forget(key, done))
 
@@ -193,7 +222,9 @@ class Scheduler:
             try:
                 async with asyncio.timeout(job.timeout):
                     await job.run()
-            except TimeoutError:
+            except TimeoutError as exc:
                 log.warning("probe %s: run cut at its timeout (%.1fs)", key, job.timeout)
-            except Exception:
+                self._report(key, exc)
+            except Exception as exc:
                 log.exception("probe %s: run failed", key)
+                self._report(key, exc)

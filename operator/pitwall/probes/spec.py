@@ -5,15 +5,31 @@ here, once, when the spec changes, so a probe that can never run is ``Stalled`` 
 instead of failing on every run: JSONPath and regex syntax, capture expressions, and
 ``${var}`` references to variables no earlier step captures. Defaults are applied here too,
 because a spec read from the API server may predate a default added to the schema.
+
+What a check may cost is bounded here too, because one team's Probe must cost other teams
+nothing (README, "Bounded checks"):
+
+- ``interval`` and ``timeout`` have floors (``MIN_INTERVAL``, ``MIN_TIMEOUT``; an operator may
+  raise the interval floor) and ``timeout`` <= ``interval``, so nothing below them reaches the
+  scheduler, which divides by the interval.
+- Every user regex is compiled with RE2 (``google-re2``), whose matching time is linear in the
+  input: no pattern can stall the event loop. Patterns RE2 cannot compile (backreferences,
+  lookaround) are refused.
+- JSONPath expressions may hold one recursive descent (``..``) at most, and no regex
+  (``=~``, `` `sub()` ``: those would run on Python's backtracking engine); parsed expressions
+  are cached by text, because jsonpath-ng's parser is slow.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
 from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import parse as parse_jsonpath
@@ -32,11 +48,25 @@ DEFAULT_INTERVAL = durations.parse(_CHECK.interval)
 DEFAULT_TIMEOUT = durations.parse(_CHECK.timeout)
 DEFAULT_STEP = "check"
 RUN_SLACK = 1.0  # seconds
+# Floors on the durations that drive work (seconds). The admission schema states the same
+# minimums; these defend the scheduler again for specs admitted before them.
+MIN_INTERVAL = 1.0
+MIN_TIMEOUT = 0.1
+MAX_JSONPATH_DESCENTS = 1
+
+# RE2: linear-time matching; compile errors are returned, not logged to stderr by the C++ side.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
 
 # ${name} or ${secret:name/key}; anything else between ${ and } is refused at parse time.
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET = re.compile(r"secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([-._a-zA-Z0-9]+)")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 token
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")              # what every server accepts
+
+
+Regex = Any   # a compiled RE2 pattern (``re2._Regexp``): search(), pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +105,14 @@ class JsonExpect:
     exists: bool = True
     equals: Any = None
     has_equals: bool = False  # ``equals: null`` is a real expectation
-    matches: re.Pattern | None = None
+    matches: Regex | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HeaderExpect:
     name: str
     present: bool = True
-    matches: re.Pattern | None = None
+    matches: Regex | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +122,7 @@ class Expect:
     json: tuple[JsonExpect, ...] = ()
     headers: tuple[HeaderExpect, ...] = ()
     body_contains: str | None = None
-    body_regex: re.Pattern | None = None
+    body_regex: Regex | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +179,26 @@ class Check:
         return frozenset(names)
 
 
-def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None) -> Check:
+def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None,
+                min_interval: float | None = None) -> Check:
     """Validate ``spec`` and apply defaults.
 
     ``base_url`` is the resolved target (an ApiProduct version's URL); without it the target is
     ``target.url`` (Probe) or ``url`` (Backend health). A check whose steps need a target but
-    has none and no ApiProduct to resolve is refused.
+    has none and no ApiProduct to resolve is refused. ``min_interval`` is the operator's floor
+    (never below ``MIN_INTERVAL``).
     """
+    try:
+        return _parse_check(spec, base_url, min_interval)
+    except InvalidSpec:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # The schema admits only well-shaped specs; one admitted before a schema change, or a
+        # Backend's free-form block, may still surprise: refuse it readably, never crash.
+        raise InvalidSpec("InvalidSpec", f"the spec cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_check(spec: Mapping[str, Any], base_url: str | None, min_interval: float | None) -> Check:
     target_spec = spec.get("target") or {}
     target = base_url or spec.get("url") or target_spec.get("url")
     if target:
@@ -167,11 +210,12 @@ def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None) -> Chec
             raise InvalidSpec("NoTarget", f"step {relative[0]!r} has no url and the check has no target")
     tls = spec.get("tls") or {}
     ca = tls.get("caSecretRef")
+    interval, timeout = _schedule(spec, max(MIN_INTERVAL, min_interval or 0.0))
     return Check(
         target=target,
         steps=steps,
-        interval=_duration(spec.get("interval"), DEFAULT_INTERVAL, "interval"),
-        timeout=_duration(spec.get("timeout"), DEFAULT_TIMEOUT, "timeout"),
+        interval=interval,
+        timeout=timeout,
         failure_threshold=int(spec.get("failureThreshold") or _CHECK.failure_threshold),
         success_threshold=int(spec.get("successThreshold") or _CHECK.success_threshold),
         paused=bool(spec.get("paused", False)),
@@ -184,6 +228,24 @@ def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None) -> Chec
         ),
         check_maintenance_page=bool(spec.get("checkMaintenancePage", False)),
     )
+
+
+def _schedule(spec: Mapping[str, Any], floor: float) -> tuple[float, float]:
+    """``interval`` and ``timeout`` within their floors; an unset timeout fits its interval."""
+    interval = _duration(spec.get("interval"), DEFAULT_INTERVAL, "interval")
+    if not interval >= floor:   # also NaN
+        raise InvalidSpec("IntervalTooShort", f"interval {durations.format(interval)} is below the minimum of "
+                          f"{durations.format(floor)}")
+    if spec.get("timeout") in (None, ""):
+        return interval, min(DEFAULT_TIMEOUT, interval)
+    timeout = _duration(spec.get("timeout"), DEFAULT_TIMEOUT, "timeout")
+    if not timeout >= MIN_TIMEOUT:
+        raise InvalidSpec("TimeoutTooShort", f"timeout {durations.format(timeout)} is below the minimum of "
+                          f"{durations.format(MIN_TIMEOUT)}")
+    if timeout > interval:
+        raise InvalidSpec("TimeoutAboveInterval", f"timeout {durations.format(timeout)} is longer than the "
+                          f"interval {durations.format(interval)}")
+    return interval, timeout
 
 
 def secret_refs(text: str) -> Iterator[SecretRef]:
@@ -230,11 +292,18 @@ def _parse_request(step: str, raw: Mapping[str, Any]) -> Request:
     url = raw.get("url")
     if url and not url.startswith("${"):  # a fully interpolated URL is checked when it is sent
         _require_http(url, f"step {step!r}: url")
+    headers = _strings_map(raw.get("headers"))
+    for header, value in headers.items():
+        if not HEADER_NAME.fullmatch(header):
+            raise InvalidSpec("InvalidHeader", f"step {step!r}: {header!r} is not a valid HTTP header name")
+        if not HEADER_VALUE.fullmatch(REFERENCE.sub("", value)):
+            raise InvalidSpec("InvalidHeader", f"step {step!r}: header {header} may hold only printable "
+                              "ASCII characters (no line breaks)")
     return Request(
         method=method,
         url=url,
         path=raw.get("path"),
-        headers=_strings_map(raw.get("headers")),
+        headers=headers,
         query=_strings_map(raw.get("query")),
         body=raw.get("body"),
         json=raw.get("json"),
@@ -306,26 +375,54 @@ def _check_references(step: str, text: str, captured: set[str]) -> None:
 def _jsonpath(step: str, path: str, what: str) -> JSONPath:
     if not path.startswith("$"):
         raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: a JSONPath starts with $")
+    if path.count("..") > MAX_JSONPATH_DESCENTS:
+        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: use at most one recursive descent (..) "
+                          "per JSONPath: each one multiplies the work by the size of the response")
+    if "=~" in path or "`sub(" in path:
+        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: regexes inside a JSONPath (=~, sub) are not "
+                          "supported; select the value and use `matches` (RE2) instead")
     try:
-        return parse_jsonpath(path)
+        return _parse_jsonpath(path)
     except JSONPathError as exc:
         raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what} is not a valid JSONPath: {exc}") from exc
+    except Exception as exc:   # jsonpath-ng raises more than its own errors on odd input
+        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what} is not a valid JSONPath "
+                          f"({type(exc).__name__})") from exc
 
 
-def _regex(step: str, pattern: str | None, what: str) -> re.Pattern | None:
+@functools.lru_cache(maxsize=4096)
+def _parse_jsonpath(path: str) -> JSONPath:
+    """Parsed expressions are immutable and shared: the same path in a thousand Probes parses once."""
+    return parse_jsonpath(path)
+
+
+def compile_regex(pattern: str) -> Regex:
+    """A user regex on RE2 (linear time); raises ``ValueError`` with RE2's reason."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else ""
+        raise ValueError(detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)) from None
+
+
+def _regex(step: str, pattern: str | None, what: str) -> Regex | None:
     if pattern is None:
         return None
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidSpec("InvalidRegex", f"step {step!r}: {what}: {pattern!r} is not a valid regex: {exc}") from exc
+        return compile_regex(str(pattern))
+    except ValueError as exc:
+        raise InvalidSpec("InvalidRegex", f"step {step!r}: {what}: {pattern!r} is not a regex RE2 accepts: {exc} "
+                          "(RE2 runs in linear time; it has no backreferences or lookaround)") from None
 
 
 def _duration(value: Any, default: float | None, what: str) -> float:
     try:
-        return durations.parse(value, default)
-    except ValueError as exc:
+        seconds = durations.parse(value, default)
+    except (ValueError, TypeError) as exc:
         raise InvalidSpec("InvalidDuration", f"{what}: {exc}") from exc
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidSpec("InvalidDuration", f"{what}: {value!r} is not a finite, positive duration")
+    return seconds
 
 
 def _require_http(url: str, what: str) -> None:

@@ -208,3 +208,60 @@ async def test_a_failing_run_does_not_stop_the_loop(scheduler):
     scheduler.upsert("boom", 0.05, boom, timeout=1.0, run_now=True)
 
     await wait_until(lambda: rec.runs["boom"] >= 3)
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("nan"), float("inf")])
+def test_an_interval_that_is_not_a_positive_number_is_refused(interval):
+    table = Timetable()
+
+    with pytest.raises(ValueError, match="interval must be a positive number"):
+        table.upsert("zero", interval, now=0.0)
+
+    assert table.next_due() is None
+
+
+async def test_a_zero_interval_costs_the_other_probes_nothing():
+    """Issue 14: ``interval: 0s`` ended the loop with ZeroDivisionError and every probe stopped."""
+    errors = []
+    s = Scheduler(on_error=lambda key, exc: errors.append((key, type(exc).__name__)))
+    s.start()
+    try:
+        rec = Recorder()
+        s.upsert("healthy", 0.05, rec.job("healthy"), timeout=1.0, run_now=True)
+        with pytest.raises(ValueError):
+            s.upsert("zero", 0.0, rec.job("zero"), timeout=1.0, run_now=True)
+
+        await wait_until(lambda: rec.runs["healthy"] >= 3)
+        assert s.alive
+        assert rec.runs["zero"] == 0
+    finally:
+        await s.stop()
+
+
+async def test_errors_of_runs_and_of_the_loop_are_reported_and_the_loop_goes_on(monkeypatch):
+    errors = []
+    s = Scheduler(on_error=lambda key, exc: errors.append((key, type(exc).__name__)))
+    rec = Recorder()
+
+    async def boom():
+        raise RuntimeError("target exploded")
+
+    real_pop_due, broken = s._table.pop_due, [True]
+
+    def pop_due_once_broken(now):
+        if broken.pop() if broken else False:
+            raise ZeroDivisionError("a bug in the timetable")
+        return real_pop_due(now)
+
+    monkeypatch.setattr(s._table, "pop_due", pop_due_once_broken)
+    s.start()
+    try:
+        s.upsert("boom", 0.05, boom, timeout=1.0, run_now=True)
+        s.upsert("healthy", 0.05, rec.job("healthy"), timeout=1.0, run_now=True)
+
+        await wait_until(lambda: rec.runs["healthy"] >= 3)
+        assert s.alive
+        assert (None, "ZeroDivisionError") in errors
+        assert ("boom", "RuntimeError") in errors
+    finally:
+        await s.stop()

@@ -88,3 +88,64 @@ def test_no_target_and_no_product_is_refused():
         parse_check({"steps": [{"name": "a", "request": {"path": "/x"}}]})
 
     assert err.value.reason == "NoTarget"
+
+
+# -- issue 14: what a check may cost is bounded when the spec is parsed -------------------------
+@pytest.mark.parametrize(("spec", "reason", "fragment"), [
+    ({"interval": "0s"}, "IntervalTooShort", "interval 0ms is below the minimum of 1s"),
+    ({"interval": "1ms"}, "IntervalTooShort", "below the minimum"),
+    ({"interval": "10s", "timeout": "0s"}, "TimeoutTooShort", "timeout 0ms is below the minimum of 100ms"),
+    ({"interval": "10s", "timeout": "20s"}, "TimeoutAboveInterval", "longer than the interval 10s"),
+    ({"interval": 1e400}, "InvalidDuration", "finite"),
+    ({"steps": [{"name": "a", "expect": {"body": {"regex": "(a)\\1"}}}]}, "InvalidRegex", "RE2"),
+    ({"steps": [{"name": "a", "expect": {"body": {"regex": "(?<=a)b"}}}]}, "InvalidRegex", "lookaround"),
+    ({"steps": [{"name": "a", "expect": {"headers": [{"name": "X", "matches": "(?!x)"}]}}]}, "InvalidRegex",
+     "header X"),
+    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$.a", "matches": "(\\w)\\1"}]}}]}, "InvalidRegex",
+     "$.a"),
+    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$..*..*"}]}}]}, "InvalidJSONPath",
+     "at most one recursive descent"),
+    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$[?(@.name =~ '(a+)+$')]"}]}}]},
+     "InvalidJSONPath", "use `matches` (RE2)"),
+    ({"steps": [{"name": "a", "capture": {"x": "$.a.`sub(/(a+)+$/, b)`"}}]}, "InvalidJSONPath", "=~, sub"),
+    ({"steps": [{"name": "a", "request": {"headers": {"X-Name": "caf\u00e9"}}}]}, "InvalidHeader",
+     "printable ASCII"),
+    ({"steps": [{"name": "a", "request": {"headers": {"X-Name": "a\r\nInjected: 1"}}}]}, "InvalidHeader",
+     "no line breaks"),
+    ({"steps": [{"name": "a", "request": {"headers": {"Bad Name": "x"}}}]}, "InvalidHeader", "header name"),
+    ({"steps": [{"name": "a", "expect": {"headers": [{"matches": "x"}]}}]}, "InvalidSpec", "cannot be read"),
+])
+def test_costly_or_broken_specs_are_refused_with_a_reason(spec, reason, fragment):
+    with pytest.raises(InvalidSpec) as err:
+        parse_check({"target": {"url": "https://api.example.com"}, **spec})
+
+    assert err.value.reason == reason
+    assert fragment in err.value.message
+
+
+def test_the_operator_may_raise_the_interval_floor():
+    spec = {"target": {"url": "https://api.example.com"}, "interval": "5s", "timeout": "1s"}
+    assert parse_check(spec).interval == 5.0
+
+    with pytest.raises(InvalidSpec) as err:
+        parse_check(spec, min_interval=10.0)
+
+    assert err.value.message == "interval 5s is below the minimum of 10s"
+
+
+def test_an_unset_timeout_fits_a_short_interval():
+    assert parse_check({"target": {"url": "https://api.example.com"}, "interval": "2s"}).timeout == 2.0
+    assert parse_check({"target": {"url": "https://api.example.com"}}).timeout == 5.0
+
+
+def test_user_regexes_run_on_re2_in_linear_time():
+    check = parse_check({"target": {"url": "https://api.example.com"}, "steps": [
+        {"name": "a", "expect": {"body": {"regex": "(a+)+$"}, "headers": [{"name": "X", "matches": "(x+x+)+y"}],
+                                 "json": [{"path": "$.a", "matches": "^(\\d+)*$"}]}}]})
+    expect = check.steps[0].expect
+
+    # Catastrophic on a backtracking engine; RE2 answers at once (a hang here would time the test out).
+    assert expect.body_regex.search("a" * 5000 + "b") is None
+    assert expect.headers[0].matches.search("x" * 5000) is None
+    assert expect.json[0].matches.search("1" * 5000 + "x") is None
+    assert expect.body_regex.search("baaa")
