@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -131,9 +132,17 @@ async def run_check(check: Check, *, client: httpx.AsyncClient, secrets: Secrets
         exc.args = (exc.message,)
         raise
     except Exception as exc:   # outside a step's own handling (building a request ...)
-        _log.warning("unexpected %s in a check", type(exc).__name__, exc_info=True)
+        _log_unexpected(exc)
         run.fail(exc)
     return RunResult(at=run.at, trace_id=run.trace_id, steps=tuple(run.logs))
+
+
+def _log_unexpected(exc: BaseException) -> None:
+    """Where it happened, not the traceback: an exception's text may quote a secret (the reason
+    carries its masked text)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    _log.warning("unexpected %s in a check%s", type(exc).__name__, where)
 
 
 def failed_result(check: Check, reason: str) -> RunResult:
@@ -189,7 +198,7 @@ class _Run:
             # Unforeseen (a library's error on odd input, a bug): the run fails with a reason and
             # the monitor counts it, instead of the probe waiting for results forever.
             reason, internal = f"the check failed inside Pitwall: {_describe(exc)}"[:MAX_REASON], True
-            _log.warning("unexpected %s in a check", type(exc).__name__, exc_info=True)
+            _log_unexpected(exc)
         self.pending = None
         log = pending.log(status=status, latency_ms=latency, captured=captured, reason=self.mask(reason),
                           internal=internal)

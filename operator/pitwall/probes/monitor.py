@@ -222,8 +222,8 @@ class Monitor:
                 await job.publish(job, None, True)
             return None
         except Exception as exc:   # a bug around the check: still a verdict, never silence
-            log.exception("%s %s/%s: the check failed inside Pitwall", kind, namespace, name,
-                          extra={"kind": kind, "object": f"{namespace}/{name}"})
+            log.error("%s %s/%s: the check failed inside Pitwall (%s)", kind, namespace, name, type(exc).__name__,
+                      extra={"kind": kind, "object": f"{namespace}/{name}"})
             result = failed_result(check, f"the check failed inside Pitwall ({type(exc).__name__})")
         if result.internal:
             JOB_ERRORS.labels("check").inc()

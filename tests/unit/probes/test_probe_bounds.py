@@ -14,12 +14,12 @@ import zlib
 import pytest
 from aiohttp import web
 
+from pitwall.egress import Policy as AddressPolicy
 from pitwall.errors import InvalidSpec
 from pitwall.probes import document
 from pitwall.probes.client import make_client
 from pitwall.probes.engine import run_check
 from pitwall.probes.monitor import JOB_ERRORS, Job, Monitor
-from pitwall.probes.policy import AddressPolicy
 from pitwall.probes.spec import parse_check
 from pitwall.runtime import Runtime, Settings
 
