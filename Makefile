@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STATE := .pitwall
 
-.PHONY: help dev test lint unit integration install controlplane cluster cluster-down crds bench \
+.PHONY: help dev test lint lock unit integration install controlplane cluster cluster-down crds bench \
         e2e-kind image clean
 
 help:
@@ -14,7 +14,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,dev]'
 	touch $@
 
 install: $(VENV)/.installed ## Python virtualenv with Pitwall and its test tools
@@ -29,8 +29,9 @@ test: lint ## lint, unit and integration tests (integration runs a real local co
 	$(MAKE) controlplane
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
-lint: install ## ruff
+lint: install ## ruff and the import contracts (.importlinter, docs/architecture.md)
 	$(PY) -m ruff check operator tests hack $(wildcard bench)
+	$(VENV)/bin/lint-imports
 
 unit: install ## unit tests only (no cluster)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -44,6 +45,11 @@ cluster: install controlplane ## start the control plane in the background; kube
 cluster-down: ## stop it (no process left behind)
 	@if [ -x $(PY) ]; then $(PY) -m pitwall.testing.cluster down --dir $(STATE); \
 	else $(PYTHON) -c 'import sys; sys.path.insert(0, "operator"); from pitwall.testing.cluster import main; main(["down", "--dir", "$(STATE)"])'; fi
+
+lock: install ## pin the image's dependencies (requirements.lock) and the dev tools (requirements-dev.lock)
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --quiet --custom-compile-command "make lock" -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --quiet --custom-compile-command "make lock" --extra test --extra dev \
+		--constraint requirements.lock -o requirements-dev.lock
 
 crds: install ## regenerate crds/*.yaml from the API models in operator/pitwall/api/ (the single source)
 	$(PY) -m pitwall.crds

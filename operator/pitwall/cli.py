@@ -51,7 +51,8 @@ def _maintenance_page(rest: list[str]) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
-    return demo_main(["--host", args.host, "--port", str(args.port)])
+    demo_main(["--host", args.host, "--port", str(args.port)])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

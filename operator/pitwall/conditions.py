@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .durations import rfc3339
-from .vocabulary import Stalled
-from .vocabulary import condition as get
+from .vocabulary import Stalled, condition
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -37,6 +36,8 @@ class Condition:
         return cls(type_, UNKNOWN, reason, message)
 
 
+get = condition   # the lookup by type, under the name callers of this module use
+
 # kstatus reads the first of these; keep them first and in this order.
 _LEAD = ("Ready", "Reconciling", "Stalled")
 
@@ -50,7 +51,7 @@ def merge(existing: list[dict] | None, wanted: list[Condition], generation: int 
     the operator may own them), except the lead three, which the caller always sets.
     """
     now = now or rfc3339()
-    by_type = {c.get("type"): c for c in (existing or []) if isinstance(c, dict)}
+    by_type: dict[str, dict] = {c.get("type", ""): c for c in (existing or []) if isinstance(c, dict)}
     out: dict[str, dict] = dict(by_type)
     for cond in wanted:
         old = by_type.get(cond.type)
@@ -60,7 +61,7 @@ def merge(existing: list[dict] | None, wanted: list[Condition], generation: int 
             "status": cond.status,
             "reason": cond.reason,
             "message": cond.message[:32000],
-            "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+            "lastTransitionTime": now if changed or old is None else old.get("lastTransitionTime", now),
         }
         if generation is not None:
             entry["observedGeneration"] = generation
@@ -107,7 +108,7 @@ def is_true(conditions: list[dict] | None, type_: str) -> bool:
 
 def same(a: list[dict] | None, b: list[dict] | None) -> bool:
     """Equal ignoring lastTransitionTime order effects (used to skip no-op status writes)."""
-    def key(conds):
+    def key(conds: list[dict] | None) -> list[tuple[object, ...]]:
         return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"),
                        c.get("observedGeneration"), c.get("lastTransitionTime")) for c in conds or [])
     return key(a) == key(b)

@@ -9,6 +9,7 @@ key queued while it is being reconciled runs once more afterwards.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import logging
 import sys
@@ -62,12 +63,12 @@ class Store:
         obj = self._objects.get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, namespace: str | None = None) -> list[dict]:
+    def list(self, namespace: str | None = None) -> builtins.list[dict]:
         if namespace is None:
             return list(self._objects.values())
         return [o for (ns, _), o in self._objects.items() if ns == namespace]
 
-    def select(self, namespace: str | None, labels: dict[str, str]) -> list[dict]:
+    def select(self, namespace: str | None, labels: dict[str, str]) -> builtins.list[dict]:
         return [o for o in self.list(namespace)
                 if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
 

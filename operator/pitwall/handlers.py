@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import kopf
 
@@ -18,7 +19,7 @@ from .vocabulary import FINALIZER, LABEL_PRODUCT, MANAGED_BY, PITWALL_KINDS
 
 log = logging.getLogger("pitwall.handlers")
 
-_state: dict[str, object] = {}
+_state: dict[str, Any] = {}
 
 
 def configure(settings: Settings) -> None:
@@ -39,7 +40,7 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="pitwall.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="pitwall.dev")
-    config: Settings = _state.get("settings") or Settings.from_env()  # type: ignore[assignment]
+    config: Settings = _state.get("settings") or Settings.from_env()
     rt = Runtime(kube=Kube.from_env(), settings=config)
     from . import wiring
     wiring.register(rt)

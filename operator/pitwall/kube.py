@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import json
 import logging
 import os
@@ -101,19 +102,19 @@ def load_credentials(kubeconfig: str | None = None, context: str | None = None) 
     else:
         kconfig.load_kube_config(context=context, client_configuration=cfg)
 
-    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+    tls = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
     if not cfg.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     if cfg.cert_file and cfg.key_file:
-        context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        tls.load_cert_chain(cfg.cert_file, cfg.key_file)
 
     def token() -> str | None:
         # kubernetes>=30 keeps a bearer token under "BearerToken" ("authorization" is the old alias).
         value = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         return value or None
 
-    return Credentials(host=cfg.host.rstrip("/"), ssl_context=context, token=token)
+    return Credentials(host=cfg.host.rstrip("/"), ssl_context=tls, token=token)
 
 
 def _error(response: httpx.Response) -> KubeError:
@@ -225,13 +226,13 @@ class Kube:
         return await self.request("GET", self._path(kind, namespace, name), ok_missing=True)
 
     async def list(self, kind: str, namespace: str | None = None, *,
-                   label_selector: str | None = None, field_selector: str | None = None) -> list[dict]:
+                   label_selector: str | None = None, field_selector: str | None = None) -> builtins.list[dict]:
         return [item async for page in self.pages(kind, namespace, label_selector=label_selector,
                                                   field_selector=field_selector)
                 for item in page]
 
     async def pages(self, kind: str, namespace: str | None = None, *, label_selector: str | None = None,
-                    field_selector: str | None = None, limit: int | None = None) -> AsyncIterator[list[dict]]:
+                    field_selector: str | None = None, limit: int | None = None) -> AsyncIterator[builtins.list[dict]]:
         """The listing a page at a time (``limit`` objects each), so a caller that keeps a slim
         copy of each object never holds thousands of full ones at once."""
         params = {}
@@ -242,7 +243,7 @@ class Kube:
         if limit:
             params["limit"] = str(limit)
         while True:
-            result = await self.request("GET", self._path(kind, namespace), params=params or None)
+            result = await self.request("GET", self._path(kind, namespace), params=params or None) or {}
             items = result.get("items", [])
             for item in items:
                 item.setdefault("kind", kind)
@@ -260,9 +261,9 @@ class Kube:
         path = self._path(obj["kind"], meta.get("namespace"), meta["name"], subresource)
         params = {"fieldManager": field_manager, "force": "true" if force else "false"}
         return await self.request("PATCH", path, params=params, body=obj,
-                                  content_type="application/apply-patch+yaml")
+                                  content_type="application/apply-patch+yaml") or {}
 
-    async def patch(self, kind: str, namespace: str | None, name: str, patch: dict | list, *,
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: dict | builtins.list, *,
                     subresource: str | None = None, patch_type: str = "merge") -> dict:
         content_type = {
             "merge": "application/merge-patch+json",
@@ -271,7 +272,7 @@ class Kube:
         }[patch_type]
         return await self.request("PATCH", self._path(kind, namespace, name, subresource),
                                   params={"fieldManager": FIELD_MANAGER}, body=patch,
-                                  content_type=content_type)
+                                  content_type=content_type) or {}
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
         """Merge-patch ``/status``; None when the object is gone."""
@@ -282,7 +283,7 @@ class Kube:
 
     async def create(self, obj: dict) -> dict:
         meta = obj["metadata"]
-        return await self.request("POST", self._path(obj["kind"], meta.get("namespace")), body=obj)
+        return await self.request("POST", self._path(obj["kind"], meta.get("namespace")), body=obj) or {}
 
     async def delete(self, kind: str, namespace: str | None, name: str, *,
                      propagation: str = "Background") -> bool:

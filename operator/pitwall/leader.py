@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from . import metrics
 from .errors import Conflict, NotFound
@@ -77,7 +78,7 @@ class Elector:
         if taking:
             spec["acquireTime"] = _micro(now)
             spec["leaseTransitions"] = (lease.transitions + 1) if lease and lease.holder else 0
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        body: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": LEASE_NAME, "namespace": self.namespace}, "spec": spec}
         if resource_version:
             body["metadata"]["resourceVersion"] = resource_version

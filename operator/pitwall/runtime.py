@@ -26,6 +26,7 @@ if TYPE_CHECKING:   # the services' types; the services themselves are created b
     from .statuspage.server import StatusPage
 
 log = logging.getLogger("pitwall.runtime")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LIST_PAGE = 500      # objects per page of the start-up listing
 WATCHED_KINDS = (*PITWALL_KINDS, "Deployment", "Service", "EndpointSlice")
@@ -34,7 +35,7 @@ WATCH_SELECTORS = {"Deployment": f"{LABEL_MANAGED_BY}=pitwall", "Service": LABEL
                    "EndpointSlice": LABEL_PRODUCT}
 
 
-def parse_rewrite(text: str | None) -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
+def parse_rewrite(text: str | None) -> list[tuple[IPNetwork, IPNetwork]]:
     """``10.244.0.0/16=127.244.0.0/16,...`` -> [(from, to)]; prefixes must have equal sizes."""
     rules = []
     for part in (text or "").split(","):
@@ -169,7 +170,7 @@ class Runtime:
         Deciding from half-filled caches does damage: an AlertRule that sees none of its
         Probes resolves their alerts, a window that sees no products takes its page down.
         """
-        namespaces = self.settings.namespaces or [None]
+        namespaces: list[str | None] = [*self.settings.namespaces] if self.settings.namespaces else [None]
         for kind in WATCHED_KINDS:
             for namespace in namespaces:
                 # A page at a time: 5,000 full Probes at once would be a peak of memory the

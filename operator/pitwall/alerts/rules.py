@@ -251,7 +251,7 @@ def _known(wanted: list[str], names: list[str], where: str) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-def _duration(value, where: str, default: float | None = None) -> float:
+def _duration(value: str | float | None, where: str, default: float | None = None) -> float:
     try:
         return durations.parse(value, default)
     except ValueError as exc:

@@ -255,7 +255,7 @@ def mapping(description: str, max_properties: int = 32, *,
     return Field(None, description=description, max_length=max_properties, json_schema_extra=_extra(rules))
 
 
-def section(description: str, *, default_empty: bool = False, factory: Any = None,
+def section(description: str | None, *, default_empty: bool = False, factory: Any = None,
             rules: tuple[dict, ...] | list[dict] = ()) -> Any:
     """A nested object field. ``default_empty``: the API server fills in ``{}`` (and with it
     the defaults inside), and so does the model (``factory``)."""

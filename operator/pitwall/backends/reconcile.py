@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Any
 
 from prometheus_client import Gauge
 
@@ -67,7 +68,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         spec = parse(BackendSpec, raw)
     except InvalidSpec as exc:
         _monitor(rt).remove(key)
-        await _write(rt, backend, "Unknown", matrix, stalled=(exc.reason, exc.message))
+        await _write(rt, backend, "Unknown", matrix, stalled=exc.stalled)
         return None
     if spec.health is not None:
         try:
@@ -81,7 +82,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         job = Job(key=key, generation=backend["metadata"].get("generation", 0), check=check,
                   resolve=lambda: None, imposed=partial(_imposed, rt, namespace, name),
                   publish=partial(_publish, rt))
-        previous = {"state": HEALTH_OF.get(status.get("state"), "Unknown"), **(status.get("probe") or {})}
+        previous = {"state": HEALTH_OF.get(status.get("state") or "", "Unknown"), **(status.get("probe") or {})}
         _monitor(rt).upsert(job, previous)
         await _monitor(rt).resettle(key)
         job = _monitor(rt).jobs[key]
@@ -98,7 +99,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                          stalled=Stalled("ProbeNotFound", f"Probe {ref} not found in namespace {namespace}"))
             return 60.0
         probe_status = probe.get("status") or {}
-        state = STATE_OF.get(probe_status.get("state"), "Unknown")
+        state = STATE_OF.get(probe_status.get("state") or "", "Unknown")
         if in_maintenance(rt, namespace, name):
             state = "Maintenance"
         fields = {k: probe_status[k] for k in ("consecutiveFailures", "consecutiveSuccesses", "lastRun", "lastFailure")
@@ -110,7 +111,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
 
 def _probe_fields(job: Job) -> dict:
-    out = {"consecutiveFailures": job.health.consecutive_failures,
+    out: dict[str, Any] = {"consecutiveFailures": job.health.consecutive_failures,
            "consecutiveSuccesses": job.health.consecutive_successes}
     if job.last_result is not None:
         out["lastRun"] = job.last_result.last_run()

@@ -95,7 +95,7 @@ def _parse_one_off(schedule: dict) -> OneOff:
         raise InvalidSpec(REASON, "a one-off schedule needs end or duration")
     if end <= start:
         raise InvalidSpec(REASON, f"end {schedule.get('end')} is not after start {schedule['start']}")
-    zone = _zone(schedule["timeZone"]) if schedule.get("timeZone") else start.tzinfo
+    zone = _zone(schedule["timeZone"]) if schedule.get("timeZone") else (start.tzinfo or UTC)
     return OneOff(start.astimezone(UTC), end.astimezone(UTC), zone)
 
 

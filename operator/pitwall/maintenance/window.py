@@ -42,7 +42,7 @@ class Evaluation:
             "phase": self.phase,
             "nextStart": durations.rfc3339(occurrence.start) if occurrence else None,
             "nextEnd": durations.rfc3339(occurrence.end) if occurrence else None,
-            "activeSince": durations.rfc3339(occurrence.start) if self.phase == ACTIVE else None,
+            "activeSince": durations.rfc3339(occurrence.start) if occurrence and self.phase == ACTIVE else None,
         }
 
 

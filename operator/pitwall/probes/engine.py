@@ -103,7 +103,7 @@ class RunResult:
         failed = self.failure
         if failed is None:
             return None
-        out = {"at": durations.rfc3339(self.at), "step": failed.name, "reason": failed.reason,
+        out: dict[str, Any] = {"at": durations.rfc3339(self.at), "step": failed.name, "reason": failed.reason,
                "correlationId": failed.correlation_id}
         if failed.status is not None:
             out["httpStatus"] = failed.status
@@ -172,7 +172,8 @@ class _Run:
         pending = self.pending = _Pending(step, str(uuid.uuid4()), time.perf_counter())
         request = await self.build(step, pending.correlation_id)
         pending.url = self.display_url(request.url)
-        status, latency, captured, internal = None, None, {}, False
+        status, latency, internal = None, None, False
+        captured: dict[str, str] = {}
         try:
             async with asyncio.timeout(self.check.timeout):
                 response = await self.client.send(request, stream=True,
@@ -293,7 +294,7 @@ class _Run:
         reason = _verify_response(expect, response, latency_ms, self.mask)
         if reason:
             return reason
-        paths = [rule.compiled for rule in expect.json] + [c.compiled for c in step.capture if c.path is not None]
+        paths = [rule.compiled for rule in expect.json] + [c.compiled for c in step.capture if c.compiled is not None]
         found: list[Found] = []
         if paths:
             if not body.complete:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -236,8 +237,7 @@ class Monitor:
         job.last_result = result
         job.numbers.record(result.ok, outcome.state == "Up",
                            ((step.name, step.latency_ms / 1000) for step in result.steps if step.latency_ms is not None))
-        if not result.ok:
-            failure = result.failure
+        if not result.ok and (failure := result.failure) is not None:
             log.info("%s %s/%s failed at step %s: %s", kind, namespace, name, failure.name, failure.reason,
                      extra={"kind": kind, "object": f"{namespace}/{name}", "step": failure.name,
                             "correlation_id": failure.correlation_id, "reason": failure.reason})
@@ -296,7 +296,7 @@ class Monitor:
 
 def maintenance_page_check(check: Check, base_url: str | None) -> Check:
     """One GET of the target expecting the maintenance page's answer."""
-    spec = {"interval": f"{check.interval}s", "timeout": f"{check.timeout}s",
+    spec: dict[str, Any] = {"interval": f"{check.interval}s", "timeout": f"{check.timeout}s",
             "steps": [{"name": "maintenance-page", "request": {"path": "/"},
                        "expect": {"status": [503], "headers": [{"name": "Retry-After", "present": True}]}}]}
     if base_url is None and check.target:

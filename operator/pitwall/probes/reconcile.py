@@ -8,6 +8,7 @@ change and then on its interval.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 from .. import durations
@@ -109,6 +110,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         await _publish_stalled(rt, probe, stalled)
         return 60.0   # the missing object may appear without an event on this probe
 
+    resolve: Callable[[], str | None]
     if target:
         resolve = partial(version_url, rt, namespace, *target)
     else:

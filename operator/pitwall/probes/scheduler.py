@@ -119,7 +119,7 @@ class Timetable:
 
 @dataclass(slots=True)
 class _Job:
-    run: Callable[[], Awaitable[None]]
+    run: Callable[[], Awaitable[object]]
     timeout: float
 
 
@@ -143,7 +143,7 @@ class Scheduler:
         self._loop_task: asyncio.Task | None = None
         self.overruns = 0  # slots skipped because the previous run was still going
 
-    def upsert(self, key: Hashable, interval: float, run: Callable[[], Awaitable[None]], *,
+    def upsert(self, key: Hashable, interval: float, run: Callable[[], Awaitable[object]], *,
                timeout: float, run_now: bool = False) -> None:
         self._jobs[key] = _Job(run, timeout)
         self._table.upsert(key, interval, time.monotonic(), run_now=run_now)

@@ -55,7 +55,8 @@ class Numbers:
 
 
 class _Source(Protocol):
-    jobs: Mapping[tuple[str, str, str], Any]     # key -> an object with a ``numbers`` attribute
+    @property
+    def jobs(self) -> Mapping[tuple[str, str, str], Any]: ...    # key -> an object with ``numbers``
 
 
 class Collector:

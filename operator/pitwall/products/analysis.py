@@ -5,25 +5,25 @@ Nothing here does I/O; ``reconcile`` feeds it live objects from the watch caches
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from kubernetes.utils.quantity import parse_quantity as _parse_quantity
 
 from ..conditions import Condition, summary
 from ..vocabulary import Stalled, condition
 
-try:  # the kubernetes package ships the canonical quantity parser
-    from kubernetes.utils.quantity import parse_quantity
-except ImportError:  # pragma: no cover - kubernetes is a hard dependency
-    parse_quantity = None
+parse_quantity: Callable[[str], object] = _parse_quantity   # kubernetes' canonical parser (untyped)
 
 
 # -- drift ------------------------------------------------------------------------------------
-def _same_scalar(path: str, want, have) -> bool:
+def _same_scalar(path: str, want: object, have: object) -> bool:
     if want == have:
         return True
-    if "resources" in path and parse_quantity is not None:
+    if "resources" in path:
         try:
-            return parse_quantity(str(want)) == parse_quantity(str(have))
+            return bool(parse_quantity(str(want)) == parse_quantity(str(have)))
         except (ValueError, TypeError):
             return False
     if isinstance(want, (int, float)) and isinstance(have, str):
@@ -31,7 +31,7 @@ def _same_scalar(path: str, want, have) -> bool:
     return False
 
 
-def differences(desired, live, path: str = "") -> list[str]:
+def differences(desired: object, live: object, path: str = "") -> list[str]:
     """Paths where ``live`` does not carry what ``desired`` says (extra live fields are fine:
     defaults and fields other managers own are not drift)."""
     if isinstance(desired, dict):

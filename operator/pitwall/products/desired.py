@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
@@ -101,7 +102,7 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
     template_meta: dict = {"labels": pod_labels}
     if version.get("podAnnotations"):
         template_meta["annotations"] = dict(version["podAnnotations"])
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {

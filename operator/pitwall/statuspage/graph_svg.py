@@ -42,7 +42,7 @@ def layout(graph: dict) -> dict[str, tuple[float, float]]:
                "consumer": sorted(by_kind["consumer"], key=barycentre),
                "backend": sorted(by_kind["backend"], key=barycentre)}
     tallest = max((len(c) for c in columns.values()), default=0)
-    positions = {}
+    positions: dict[str, tuple[float, float]] = {}
     for index, kind in enumerate(COLUMNS):
         nodes = columns[kind]
         offset = (tallest - len(nodes)) * ROW / 2   # centre shorter columns

@@ -8,6 +8,7 @@ and the windows with the backends and consumers they affect. Served only on the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from ..backends.impact import impact as compute_impact
@@ -16,6 +17,7 @@ from . import health, windows
 from .model import ProductView, product_views
 from .relations import Key, Snapshot, display_name, environment, is_public, key, probe_target, spec, status
 
+Label = Callable[[Key], str]   # how a (namespace, name) is shown
 BACKEND_STATES = {"Available": health.OPERATIONAL, "Unavailable": health.OUTAGE,
                   "Maintenance": health.MAINTENANCE}
 
@@ -41,7 +43,7 @@ def internal_status(snapshot: Snapshot, now: datetime) -> dict:
     }
 
 
-def _labeller(qualified: bool):
+def _labeller(qualified: bool) -> Label:
     return (lambda k: f"{k[0]}/{k[1]}") if qualified else (lambda k: k[1])
 
 
@@ -49,7 +51,7 @@ def _verdict(verdict: health.Verdict) -> dict:
     return {"state": verdict.state, "reason": verdict.text, "detail": verdict.detail, "since": verdict.since}
 
 
-def _product(view: ProductView, label) -> dict:
+def _product(view: ProductView, label: Label) -> dict:
     product = view.product
     st = status(product)
     return {
@@ -80,14 +82,14 @@ def _backend(backend: dict, snapshot: Snapshot) -> dict:
 def _impact(backend: dict, snapshot: Snapshot) -> dict:
     """``status.impact`` as the Backend reconciler wrote it; computed from the products' specs
     (the same pure function) while it has not been written yet."""
-    written = status(backend).get("impact")
+    written: dict | None = status(backend).get("impact")
     if written:
         return written
     namespace, name = key(backend)
     return compute_impact(name, [p for p in snapshot.products if key(p)[0] == namespace])
 
 
-def impact_matrix(snapshot: Snapshot, views: list[ProductView], label) -> dict:
+def impact_matrix(snapshot: Snapshot, views: list[ProductView], label: Label) -> dict:
     """Rows: backends; columns: products; a cell: how the product depends on the backend and
     whether that hurts now (``active``: the backend is unavailable and the effect is not None)."""
     columns = [v.key for v in views]
@@ -106,7 +108,7 @@ def impact_matrix(snapshot: Snapshot, views: list[ProductView], label) -> dict:
     return {"columns": [label(c) for c in columns], "rows": rows}
 
 
-def graph(snapshot: Snapshot, views: list[ProductView], label) -> dict:
+def graph(snapshot: Snapshot, views: list[ProductView], label: Label) -> dict:
     """Nodes (consumers, products, backends) and edges (consumer -> product with the versions
     it uses, product -> backend with its criticality)."""
     nodes: dict[str, dict] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
+from typing import Any
 
 from ..probes.stats import daily_runs
 from .relations import status
@@ -48,7 +49,7 @@ def bars(probes: list[dict], today: date, days: int = DAYS) -> dict:
             acc = sums.setdefault(day, [0, 0])
             acc[0] += ok
             acc[1] += total
-    out = []
+    out: list[dict[str, Any]] = []
     for offset in range(days - 1, -1, -1):
         day = (today - timedelta(days=offset)).isoformat()
         ok, total = sums.get(day, (0, 0))

@@ -62,7 +62,7 @@ def repo_root() -> Path | None:
 
 
 def _has_all(directory: str | Path | None) -> bool:
-    return bool(directory) and all((Path(directory) / b).exists() for b in BINARIES)
+    return directory is not None and str(directory) != "" and all((Path(directory) / b).exists() for b in BINARIES)
 
 
 def find_binaries(build: bool = True) -> Path:
@@ -165,9 +165,10 @@ def issue_serving_cert(pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.
 
     ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)   # made by make_pki above
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    names = []
+    names: list[x509.GeneralName] = []
     for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))

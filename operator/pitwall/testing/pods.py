@@ -89,13 +89,14 @@ class PodServers:
 
     # -- for synchronous callers (pytest) -------------------------------------------------------
     def start_thread(self) -> PodServers:
+        self.error: Exception | None = None
+
         def target() -> None:
             try:
                 asyncio.run(self.run())
             except Exception as exc:  # surfaced through ``error`` for the test that started it
                 self.error = exc
                 log.exception("pod servers stopped")
-        self.error: Exception | None = None
         self._thread = threading.Thread(target=target, daemon=True, name="pod-servers")
         self._thread.start()
         return self
