@@ -149,3 +149,22 @@ async def test_removed_and_retired_versions_lose_their_workloads(api):
     await products.reconcile(rt, NS, "orders")
     assert api.list("Deployment", NS) == []
     assert "VersionRemoved" in api.reasons("orders")
+
+
+@pytest.mark.parametrize("source", [{"bogus": {"name": "x"}}, {}, {"secretKeyRef": "x"},
+                                    {"secretKeyRef": {"name": "a", "key": "b"}, "fieldRef": {"fieldPath": "x"}}])
+async def test_an_env_source_the_api_server_cannot_take_stalls_the_product_once(api, source):
+    """Issue 14: ``env.valueFrom: {bogus: ...}`` was refused on every apply and retried forever."""
+    spec = product("registry.example.com/orders:1.0")
+    spec["spec"]["versions"][0]["env"] = [{"name": "TOKEN", "valueFrom": source}]
+    api.put(spec)
+    rt = runtime(api)
+
+    await products.reconcile(rt, NS, "orders")
+
+    stalled = condition(api.get("ApiProduct", NS, "orders"), "Stalled")
+    assert stalled["status"] == "True"
+    assert stalled["reason"] == "InvalidSpec"
+    assert "env TOKEN: valueFrom must hold exactly one of configMapKeyRef, fieldRef, resourceFieldRef, " \
+           "secretKeyRef" in stalled["message"]
+    assert api.get("Deployment", NS, "orders-v1") is None

@@ -53,6 +53,27 @@ def service_url(product: str, version: str, namespace: str) -> str:
     return f"http://{workload_name(product, version)}.{namespace}.svc"
 
 
+ENV_SOURCES = ("configMapKeyRef", "fieldRef", "resourceFieldRef", "secretKeyRef")
+
+
+def env_problem(version: dict) -> str | None:
+    """Why the version's ``env`` cannot become a Deployment, or None.
+
+    ``valueFrom`` is passed through as written (the schema keeps it free-form); a source the
+    API server does not know (``{bogus: ...}``) would be refused on every apply, so it is
+    named here once and the product is Stalled instead of retried forever.
+    """
+    for item in version.get("env") or []:
+        source = item.get("valueFrom")
+        if source is None:
+            continue
+        keys = sorted(source) if isinstance(source, dict) else []
+        if len(keys) != 1 or keys[0] not in ENV_SOURCES or not isinstance(source[keys[0]], dict):
+            return (f"env {item.get('name')}: valueFrom must hold exactly one of {', '.join(ENV_SOURCES)} "
+                    f"(got {', '.join(keys) if keys else type(source).__name__})")
+    return None
+
+
 def version_env(product: dict, version: dict) -> list[dict]:
     """The version's own env plus what Pitwall tells the API about itself."""
     name = product["metadata"]["name"]

@@ -13,7 +13,7 @@ from .. import durations, metrics
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import rfc3339
-from ..errors import Forbidden, Invalid
+from ..errors import Forbidden, Invalid, KubeError
 from ..logs import ref
 from ..runtime import Runtime
 from ..vocabulary import Stalled
@@ -202,6 +202,9 @@ def _rollout_started(history: list[dict], version: str, image: str):
 
 async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: str, live: dict | None,
                              history: list[dict]) -> Stalled | None:
+    problem = d.env_problem(version)
+    if problem:
+        return Stalled("InvalidSpec", f"version {version['name']}: {problem}; the running version is left untouched")
     body = d.deployment(product, version, image=image)
     diffs = drift(body, live)
     if not diffs:
@@ -212,6 +215,11 @@ async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: s
     try:
         result = await rt.kube.apply(body)
     except Invalid as exc:
+        return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
+                f"{exc.message}; the running version is left untouched")
+    except KubeError as exc:
+        if exc.status != 400:   # 400: a decoding error of something the spec passed through
+            raise
         return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
                 f"{exc.message}; the running version is left untouched")
     except Forbidden as exc:
