@@ -13,7 +13,9 @@ from pitwall import heap
 
 
 class Node:
-    assert heap.release()
+    """An object that can point at itself (a reference cycle only the collector frees)."""
+
+    me: Node
 
 
 def cycle() -> tuple[weakref.ref, Node]:

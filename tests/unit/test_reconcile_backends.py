@@ -3,6 +3,7 @@ matrix, and what a product that depends on the backend shows."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from tests.unit.kubeapi import KubeAPI, condition, runtime
 from tests.unit.test_reconcile_products import product, rolled_out
@@ -90,3 +91,13 @@ async def test_a_missing_probe_stalls_the_backend(world):
     ledger = api.get("Backend", NS, "ledger")
     assert ledger["status"]["state"] == "Unknown"
     assert condition(ledger, "Stalled")["reason"] == "ProbeNotFound"
+
+
+async def test_waiting_for_status_writes_leaves_the_probe_clients_open_until_stop(world):
+    _, rt = world
+    client = httpx.AsyncClient()
+    rt.monitor._clients["key"] = client
+    await rt.monitor.writes_done()
+    assert not client.is_closed                # a write barrier, not a shutdown
+    await rt.monitor.stop()
+    assert client.is_closed

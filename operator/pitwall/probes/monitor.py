@@ -98,13 +98,14 @@ class Monitor:
         await self.scheduler.stop()
         await self.writes_done()
         await self.flush()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     async def writes_done(self) -> None:
-        """Wait for the status writes in flight."""
+        """Wait for the status writes in flight (the probes' clients stay open)."""
         while self._writing:
             await asyncio.gather(*list(self._writing.values()), return_exceptions=True)
-        for client in self._clients.values():
-            await client.aclose()
 
     async def flush(self) -> None:
         """Write every probe's latest numbers (coalescing may have held them back), so a graceful

@@ -133,7 +133,7 @@ def _matrix(matrix: dict) -> str:
 def _probes(probes: list[dict]) -> str:
     rows = []
     for p in probes:
-        what = f'{esc(p["product"])} {esc(p["version"] or "")}' if p["product"] else ""
+        what = f'{p["product"]} {p["version"] or ""}' if p["product"] else ""
         rows.append([f'<code>{esc(p["name"])}</code>', _state(PROBE_STATE.get(p["state"], "unknown"), p["state"]),
                      esc(what), f'<code>{esc(p["target"])}</code>', esc(p["consecutiveFailures"]),
                      when((p.get("lastRun") or {}).get("at")), _failure(p.get("lastFailure")),

@@ -113,6 +113,13 @@ def test_internal_page_shows_what_support_needs():
     assert "<svg" in html and 'aria-labelledby="graph-title"' in html
 
 
+def test_internal_page_escapes_each_text_once():
+    model = internal_status(busy(), NOW)
+    model["probes"][0].update(product="R&D", version="v<2>")
+    html = render_internal(model)
+    assert "R&amp;D v&lt;2&gt;" in html and "&amp;amp;" not in html
+
+
 def test_internal_model_matrix_and_graph():
     model = internal_status(busy(), NOW)
     matrix = model["matrix"]
