@@ -111,6 +111,7 @@ class OperatorSettings(Protocol):
     statuspage_port: int
     internal_port: int
     webhook_port: int
+    endpoint_rewrite: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +123,19 @@ class Policy:
     local_ports: frozenset[int] = frozenset()       # the operator's own ports, on any local address
     endpoints: frozenset[tuple[IPAddress, int]] = frozenset()   # the API server's address:port
     endpoint_names: frozenset[tuple[str, int]] = frozenset()    # ... and its name:port
+    # Local addresses that stand for pods (the endpoint rewrite's targets, e.g. 127.244.0.0/16
+    # out of the cluster): another listener's, not the operator's, whatever their port.
+    pod_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def from_lists(cls, allow: Iterable[str] = (), deny: Iterable[str] = (), *,
-                   local_ports: Iterable[int] = (), api_server: str | None = None) -> Policy:
+                   local_ports: Iterable[int] = (), api_server: str | None = None,
+                   pod_networks: Iterable[str] = ()) -> Policy:
         """Entries are CIDRs, addresses or host names (e.g. from a comma-separated setting).
 
-        ``local_ports`` are refused on every address of this host (and every spelling of it);
-        ``api_server`` is the API server's URL, whose address:port is refused (a name is
-        resolved once, here, and refused by name as well).
+        ``local_ports`` are refused on every address of this host (and every spelling of it)
+        but ``pod_networks``; ``api_server`` is the API server's URL, whose address:port is
+        refused (a name is resolved once, here, and refused by name as well).
         """
         allow_nets, allow_hosts = _split(allow)
         deny_nets, deny_hosts = _split(deny)
@@ -147,8 +152,9 @@ class Policy:
                 endpoints.add((address, port))
                 if _is_local(address):
                     ports.add(port)     # on this host: every local spelling reaches it
+        pods = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in pod_networks if n.strip())
         return cls(allow_nets, allow_hosts, deny_nets, deny_hosts, frozenset(ports), frozenset(endpoints),
-                   frozenset(names))
+                   frozenset(names), pods)
 
     @classmethod
     def for_operator(cls, settings: OperatorSettings, api_server: str | None = None) -> Policy:
@@ -158,7 +164,8 @@ class Policy:
             allow=(settings.allow_networks or "").split(","), deny=(settings.deny_networks or "").split(","),
             local_ports=(settings.metrics_port, settings.statuspage_port, settings.internal_port,
                          settings.webhook_port),
-            api_server=api_server)
+            api_server=api_server,
+            pod_networks=[rule.partition("=")[2] for rule in (settings.endpoint_rewrite or "").split(",")])
 
     def verdict(self, host: str, addresses: Iterable[IPAddress] = (), port: int | None = None) -> str | None:
         """Why ``host`` (resolved to ``addresses``) on ``port`` is denied, or None when allowed.
@@ -204,7 +211,7 @@ class Policy:
                     return f"{shown(form)}is the Kubernetes API server and is denied by policy", True
             if port in self.local_ports:
                 for form in forms:
-                    if _is_local(form):
+                    if _is_local(form) and not any(form in net for net in self.pod_networks):
                         return (f"{shown(form)}is one of the operator's own ports (metrics, status page, "
                                 "internal view, webhook) and is denied by policy"), True
         allowed = [form for form in forms if any(form in net for net in self.allow_networks)]

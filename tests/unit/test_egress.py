@@ -132,6 +132,17 @@ def test_policy_from_the_operators_settings():
     assert "own ports" in policy.verdict("127.0.0.1", port=9102)
 
 
+def test_pod_addresses_of_the_endpoint_rewrite_are_not_the_operators_ports():
+    """Out of the cluster, pods are served on 127.244.0.0/16 on their container port (often 8080,
+    like the operator's metrics): those are the pods', not the operator's."""
+    from pitwall.runtime import Settings
+
+    policy = Policy.for_operator(Settings(endpoint_rewrite="10.244.0.0/16=127.244.0.0/16"))
+    assert policy.verdict("127.244.0.5", port=8080) is None
+    assert "own ports" in policy.verdict("127.0.0.1", port=8080)
+    assert "own ports" in policy.verdict("0", port=8080)
+
+
 # -- enforcement: real sockets, and proof that nothing was dialled ---------------------------------
 class Listener:
     """A TCP server on 127.0.0.1 that counts connections and answers HTTP 200."""
