@@ -114,13 +114,16 @@ def test_a_secret_with_a_trailing_newline_never_shows(operator, kubectl, demo):
                    "metadata": {"name": "api", "labels": {"pitwall.dev/use": "probes"}},
                    "data": {"token": base64.b64encode(f"{value}\n".encode()).decode()}})
     kubectl.apply(probe("leaky", {"url": demo.url}, failureThreshold=1, steps=[
-        {"name": "call", "request": {"path": "/isUp?key=${secret:api/token}",
-                                     "headers": {"X-Api-Key": "${secret:api/token}"}}}]))
+        {"name": "call", "request": {"path": "/isUp", "headers": {"X-Api-Key": "${secret:api/token}"}}}]))
+    kubectl.apply(probe("leaky-url", {"url": demo.url}, steps=[
+        {"name": "call", "request": {"path": "/isUp?key=${secret:api/token}"}}]))
     st = eventually(lambda: (lambda s: s if s.get("state") == "Down" else None)(status(kubectl, "leaky")),
                     message="Down: h11 refuses the header value")
     assert "Illegal header value" in st["lastFailure"]["reason"]
     eventually(lambda: [e for e in kubectl.events("leaky") if e["reason"] == "ProbeDown"], message="ProbeDown")
-    shown = json.dumps(kubectl.get("probe", "leaky")) + json.dumps(kubectl.events("leaky")) + operator.log()
+    assert stalled(kubectl, "probe", "leaky-url")["reason"] == "InvalidURL"    # httpx refuses the newline
+    shown = "".join(json.dumps(kubectl.get("probe", name)) + json.dumps(kubectl.events(name))
+                    for name in ("leaky", "leaky-url")) + operator.log()
     for form in (value, value[4:12], base64.b64encode(value.encode()).decode()[4:16], "S3CRET"):
         assert form not in shown
 
