@@ -4,6 +4,7 @@ through them, and what their descriptions promise is what the code does."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from tests.unit.kubeapi import KubeAPI, condition, runtime
 from tests.unit.test_reconcile_backends import NS, backend, probe
 from tests.unit.test_reconcile_products import product, rolled_out
 
-from pitwall import api, durations
+from pitwall import API_VERSION, api, durations, kube, vocabulary
 from pitwall.alerts import rules
 from pitwall.alerts import state as alert_state
 from pitwall.api import crdgen
@@ -24,8 +25,10 @@ from pitwall.api.maintenancewindow import MaintenanceWindowStatus
 from pitwall.api.probe import Latency
 from pitwall.backends import reconcile as backends
 from pitwall.errors import InvalidSpec
-from pitwall.maintenance import notices
+from pitwall.maintenance import notices, targets
+from pitwall.maintenance import window as maintenance_window
 from pitwall.probes import spec as probe_spec
+from pitwall.probes import state as probe_state
 from pitwall.probes import stats
 from pitwall.products import reconcile as products
 
@@ -213,3 +216,52 @@ def test_parse_names_list_items_and_counts_what_it_leaves_out():
     with pytest.raises(InvalidSpec) as exc:
         parse(api.probe.ProbeSpec, {"target": 1, "interval": 2, "timeout": 3, "paused": "x"})
     assert exc.value.message.endswith("(and 1 more)")
+
+
+# ------------------------------------------------------------------ what the status builders write is declared
+
+
+def status_schema(model) -> dict:
+    return crdgen.openapi_schema(model)["properties"]["status"]
+
+
+def test_probe_status_builders_write_only_declared_fields():
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    recorded = stats.Stats()
+    for minute in range(90):
+        recorded.record(now - timedelta(minutes=minute), ok=minute % 7 != 0, latency_ms=12.5)
+    status = {**probe_state.Health(probe_state.DOWN, 3, 0).to_status(), **recorded.to_status(now)}
+    assert {"state", "consecutiveFailures", "availability", "history", "latency"} <= set(status)
+    assert undeclared(status_schema(api.Probe), status) == []
+
+
+def test_alert_records_write_only_declared_fields():
+    at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    record = alert_state.AlertRecord(
+        key="r/Probe/p", kind="Probe", name="p", subject="p is down", state="firing", severity="high",
+        pending_since=at, since=at, acknowledged_by="ana", acknowledged_at=at, escalation_step=1,
+        last_notified_at=at, resolved_at=at, notified=["ops"],
+        outstanding=[alert_state.Owed("ops", "reminder", at, 1)])
+    (written,) = alert_state.apply_results([record.to_dict()], [alert_state.DeliveryResult(
+        "ops", "firing", (record.key,), False, 2, "timed out", at)])
+    assert written["deliveries"] and written["ackDeadline"]
+    assert undeclared(status_schema(api.AlertRule)["properties"]["alerts"]["items"], written) == []
+
+
+def test_maintenance_status_builders_write_only_declared_fields():
+    spec = {"schedule": {"start": "2026-12-05T22:00:00Z", "duration": "2h"}}
+    evaluation = maintenance_window.evaluate(spec, datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    affected = targets.Affected(
+        products=(targets.AffectedProduct("shop", "Shop", ("v1",), targets.UNAVAILABLE, "targeted"),),
+        backends=("ledger",),
+        consumers=(targets.AffectedConsumer("acme", "shop", ("v1",), {"email": "ops@acme.example"}),))
+    status = {**{k: v for k, v in evaluation.status().items() if v is not None}, "affected": affected.status()}
+    assert status["phase"] == "Active" and status["affected"]["consumers"]
+    assert undeclared(status_schema(api.MaintenanceWindow), status) == []
+
+
+def test_the_clients_kind_table_agrees_with_the_models():
+    assert vocabulary.PITWALL_KINDS == tuple(model.__name__ for model in api.KINDS)
+    for model in api.KINDS:
+        kind = kube.KINDS[model.__name__]
+        assert (kind.plural, kind.api_version) == (model.names.plural, API_VERSION)
