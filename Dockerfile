@@ -25,6 +25,12 @@ COPY operator ./operator
 RUN python3 -m venv /build \
  && /build/bin/pip wheel --find-links /wheelhouse --wheel-dir /wheels -r /wheelhouse/requirements.lock \
  && /build/bin/pip wheel --find-links /wheelhouse --no-deps --wheel-dir /wheels .
+# The runtime venv, copied whole into the final stage (same base, so its python links hold).
+# A venv: the same on python:3.11-slim and on Debian's python3 (which refuses system-wide pip
+# installs, PEP 668). Modules are compiled at install time: nothing is written at run time.
+RUN python3 -m venv /opt/pitwall \
+ && /opt/pitwall/bin/pip install --no-index --find-links=/wheels pitwall \
+ && /opt/pitwall/bin/pip uninstall -y -q pip
 
 FROM ${BASE}
 LABEL org.opencontainers.image.title="pitwall" \
@@ -32,14 +38,8 @@ LABEL org.opencontainers.image.title="pitwall" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/pitwall/bin:$PATH
-COPY --from=build /wheels /wheels
-# A venv: the same on python:3.11-slim and on Debian's python3 (which refuses system-wide pip
-# installs, PEP 668). Modules are compiled at install time: nothing is written at run time.
-RUN python3 -m venv /opt/pitwall \
- && /opt/pitwall/bin/pip install --no-index --find-links=/wheels pitwall \
- && /opt/pitwall/bin/pip uninstall -y -q pip \
- && rm -rf /wheels \
- && useradd --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin pitwall
+COPY --from=build /opt/pitwall /opt/pitwall
+RUN useradd --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin pitwall
 USER 65532:65532
 # Nothing is written to the root filesystem: run with readOnlyRootFilesystem.
 EXPOSE 8080 8081 8082

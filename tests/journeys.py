@@ -20,6 +20,7 @@ module runs wherever ``kubectl`` and Python are::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -368,6 +369,188 @@ def run(k: KubectlLike, env: Env, journeys: list[Callable[[KubectlLike, Env], No
     return failed
 
 
+# -- kind only: what only real pods, a real Service and a real leader hand-over show -------------
+# (``python -m tests.journeys --kind``; hack/e2e-kind.sh runs them after JOURNEYS.) ``env`` is a
+# ClusterEnv: ``env.measure(name, seconds)`` records what bench/results/kind.md reports.
+CLIENT = """
+import json, sys, time, urllib.request, urllib.error
+url = sys.argv[1]
+while True:
+    started = time.time()
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            code, body = r.status, r.read(200)
+    except urllib.error.HTTPError as e:
+        code, body = e.code, e.read(200)
+    except Exception as e:
+        code, body = 0, str(e).encode()[:200]
+    print(json.dumps({"t": started, "code": code, "body": body.decode(errors="replace")}), flush=True)
+    time.sleep(max(0.0, 0.2 - (time.time() - started)))
+"""
+
+
+def _in(k: KubectlLike, namespace: str) -> KubectlLike:
+    other = copy.copy(k)
+    other.namespace = namespace
+    return other
+
+
+def _probe_up(k: KubectlLike, name: str) -> Callable[[], dict | None]:
+    return _when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", name)
+
+
+def service_dns(k: KubectlLike, env: Env) -> None:
+    """The operator runs in the cluster: its probes reach a version through the version's
+    Service DNS name, and the answer comes from a real pod."""
+    obj = eventually(_probe_up(k, "shop-v1-isup"), 30 * env.timeout_scale, message="shop-v1-isup Up")
+    assert obj["status"]["target"] == f"http://shop-v1.{k.namespace}.svc", obj["status"]
+
+
+def new_version(k: KubectlLike, env: Env) -> None:
+    """A new product version, applied with its Probe, serves real pods and its probe goes Up
+    (measured: apply to Up)."""
+    t = env.timeout_scale
+    started = time.monotonic()
+    k.apply(product("fresh", [{"name": "v1", "image": env.api_image, "replicas": 1}]))
+    k.apply(probe("fresh-v1-isup", "fresh", "v1", "/isUp", labels={"tier": "handover"}))
+    eventually(_probe_up(k, "fresh-v1-isup"), 120 * t, interval=0.2, message="fresh-v1-isup Up")
+    env.measure("apply_to_probe_up_s", time.monotonic() - started)
+    eventually(lambda: ready(k, "apiproduct", "fresh"), 60 * t, message="ApiProduct fresh Ready")
+
+
+def env_reaches_pods(k: KubectlLike, env: Env) -> None:
+    """Replica and env edits on the CR reach the running pods (read inside them)."""
+    t = env.timeout_scale
+    k.patch("apiproduct", "fresh", {"spec": {"versions": [
+        {"name": "v1", "image": env.api_image, "replicas": 2, "env": [{"name": "GREETING", "value": "hello"}]}]}})
+    selector = "pitwall.dev/product=fresh,pitwall.dev/version=v1,pitwall.dev/role=api"
+
+    def pods_with_env() -> list[str] | None:
+        pods = [p for p in k.list("pods", selector) if p["status"].get("phase") == "Running"
+                and not p["metadata"].get("deletionTimestamp")
+                and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
+        if len(pods) != 2:
+            return None
+        seen = [k("exec", p["metadata"]["name"], "--", "printenv", "GREETING", check=False).stdout.strip()
+                for p in pods]
+        return seen if seen == ["hello", "hello"] else None
+    eventually(pods_with_env, 120 * t, interval=1, message="two running pods with GREETING=hello")
+
+
+def rollback(k: KubectlLike, env: Env) -> None:
+    """A version whose new image cannot start (it does not exist) is rolled back to the last
+    good image once the rollout misses its progress deadline; the pods run the good image."""
+    t = env.timeout_scale
+    good = env.api_image
+    bad = "pitwall.invalid/does-not-exist:1"     # .invalid never resolves: the pull fails here and anywhere
+    k.apply(product("rollme", [{"name": "v1", "image": good, "replicas": 1}], rollout={"progressDeadline": "30s"}))
+    eventually(lambda: ready(k, "apiproduct", "rollme"), 90 * t, message="ApiProduct rollme Ready")
+    k.patch("apiproduct", "rollme", {"spec": {"versions": [{"name": "v1", "image": bad, "replicas": 1}]}})
+    obj = eventually(_when(lambda o: bool((o.get("status") or {}).get("rolledBack")), k, "apiproduct", "rollme"),
+                     120 + 60 * t, interval=1, message="rollme rolled back")
+    pin = obj["status"]["rolledBack"][0]
+    assert pin["failedImage"] == bad and pin["restoredImage"] == good, pin
+    eventually(lambda: [c["image"] for c in k.get("deployment", "rollme-v1")["spec"]["template"]["spec"]["containers"]]
+               == [good], 30 * t, message="Deployment back on the good image")
+    eventually(lambda: (k.get("deployment", "rollme-v1").get("status") or {}).get("readyReplicas") == 1
+               and (k.get("deployment", "rollme-v1").get("status") or {}).get("updatedReplicas") == 1,
+               120 * t, interval=1, message="a ready pod of the good image")
+    assert [e for e in k.list("events") if e["involvedObject"].get("name") == "rollme"
+            and e.get("reason") == "RolledBack"], "no RolledBack event"
+
+
+def maintenance_traffic(k: KubectlLike, env: Env) -> None:
+    """A client pod curling the version's Service gets the maintenance page (503) while the
+    window is open and the API again after it (measured: how late each switch is seen)."""
+    t = env.timeout_scale
+    labels = {"app.kubernetes.io/name": "journey-client"}
+    url = f"http://fresh-v1.{k.namespace}.svc/isUp"
+    k.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "journey-client"},
+             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                      "template": {"metadata": {"labels": labels}, "spec": {
+                          "automountServiceAccountToken": False,
+                          "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                              "seccompProfile": {"type": "RuntimeDefault"}},
+                          "containers": [{"name": "client", "image": env.receiver_image,
+                                          "imagePullPolicy": "IfNotPresent",
+                                          "command": ["python", "-u", "-c", CLIENT, url],
+                                          "securityContext": {"allowPrivilegeEscalation": False,
+                                                              "readOnlyRootFilesystem": True,
+                                                              "capabilities": {"drop": ["ALL"]}}}]}}}})
+    k("rollout", "status", "deployment/journey-client", f"--timeout={int(120 * t)}s", timeout=150 * t)
+
+    def seen() -> list[dict]:
+        out = k("logs", "deployment/journey-client", "--tail=-1").stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    eventually(lambda: [r for r in seen() if r["code"] == 200], 60 * t, message="the client reaches the API")
+    start_in, duration = env.window
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=start_in)
+    k.apply({"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": "fresh-upgrade"},
+             "spec": {"reason": "Upgrade seen through the Service",
+                      "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
+                      "targets": {"apiProducts": {"names": ["fresh"]}}}})
+    end = start + timedelta(seconds=duration)
+    eventually(_when(lambda o: (o.get("status") or {}).get("phase") == "Completed", k, "maintenancewindow",
+                     "fresh-upgrade"), start_in + duration + 60 * t, interval=1, message="fresh-upgrade Completed")
+    eventually(lambda: [r for r in seen() if r["t"] > end.timestamp() and r["code"] == 200], 60 * t,
+               message="the client reaches the API after the window")
+    rows = seen()
+    page = [r for r in rows if r["code"] == 503]
+    assert page, "the client never saw the maintenance page"
+    assert min(r["t"] for r in page) >= start.timestamp() - 1, "maintenance page served before the window"
+    on = min(r["t"] for r in page) - start.timestamp()
+    off = min(r["t"] for r in rows if r["t"] > max(r2["t"] for r2 in page) and r["code"] == 200) - end.timestamp()
+    during = [r for r in rows if start.timestamp() + on <= r["t"] <= end.timestamp()]
+    env.measure("maintenance_on_seen_s", on)
+    env.measure("maintenance_off_seen_s", off)
+    env.measure("maintenance_other_answers_during", len([r for r in during if r["code"] != 503]))
+    k("delete", "deployment", "journey-client", "--wait=false")
+
+
+def leader_handover(k: KubectlLike, env: Env) -> None:
+    """Deleting the leader pod hands the Lease to the other replica; an alert that fired before
+    the hand-over resolves after it, and each notification arrives exactly once (measured:
+    Lease takeover time)."""
+    t = env.timeout_scale
+    system = _in(k, "pitwall-system")
+    k.apply({"apiVersion": "v1", "kind": "Secret",
+             "metadata": {"name": "handover-hook", "labels": {"pitwall.dev/use": "receivers"}},
+             "stringData": {"url": env.receiver_url("/alerts/handover")}})
+    k.apply({"apiVersion": API, "kind": "AlertRule", "metadata": {"name": "fresh-down"},
+             "spec": {"severity": "critical", "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "handover"}},
+                      "when": {"condition": "Ready", "status": "False", "for": "1s"},
+                      "receivers": [{"name": "hook", "type": "webhook",
+                                     "secretRef": {"name": "handover-hook", "key": "url"}}],
+                      "repeatInterval": "1h"}})
+    eventually(lambda: ready(k, "alertrule", "fresh-down"), 30 * t, message="AlertRule fresh-down Ready")
+    k.patch("apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}})
+    eventually(lambda: env.received("/alerts/handover"), 60 * t, message="firing notification before the hand-over")
+
+    holder = system.get("lease", "pitwall-operator")["spec"]["holderIdentity"]
+    started = time.monotonic()
+    system("delete", "pod", holder, "--wait=false")
+
+    def new_holder() -> str | None:
+        spec = (system.get("lease", "pitwall-operator") or {}).get("spec") or {}
+        h = spec.get("holderIdentity")
+        return h if h and h != holder else None
+    taken_by = eventually(new_holder, 60 * t, interval=0.2, message="another replica holds the Lease")
+    env.measure("leader_takeover_s", time.monotonic() - started)
+    print(f"  Lease pitwall-operator: {holder} -> {taken_by}", flush=True)
+
+    k.patch("apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}})
+    eventually(lambda: len(env.received("/alerts/handover")) >= 2, 90 * t, message="resolved after the hand-over")
+    time.sleep(10)   # a repeated notification would arrive now
+    sent = [m["body"]["status"] for m in env.received("/alerts/handover")]
+    assert sent == ["firing", "resolved"], sent
+    eventually(lambda: system.get("deployment", "pitwall")["status"].get("readyReplicas") == 2, 120 * t,
+               interval=1, message="two operator replicas ready again")
+
+
+KIND_JOURNEYS: list[Callable[[KubectlLike, Env], None]] = [
+    service_dns, new_version, env_reaches_pods, rollback, maintenance_traffic, leader_handover]
+
+
 # -- kind (python -m tests.journeys) ---------------------------------------------------------------
 RECEIVER = """
 import http.server, json
@@ -404,6 +587,11 @@ class ClusterEnv:
         self.receiver_image = receiver_image
         self.timeout_scale = timeout_scale
         self.window = window
+        self.measurements: dict[str, float] = {}
+
+    def measure(self, name: str, value: float) -> None:
+        self.measurements[name] = round(value, 2)
+        print(f"  measured {name} = {value:.2f}", flush=True)
 
     def start(self) -> None:
         labels = {"app.kubernetes.io/name": "journey-receiver"}
@@ -453,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-scale", type=float, default=4.0)
     parser.add_argument("--examples-namespace", default=None,
                         help="also check that every example object in this namespace is reconciled")
-    parser.add_argument("--only", action="append", choices=[j.__name__ for j in JOURNEYS])
+    parser.add_argument("--only", action="append", choices=[j.__name__ for j in JOURNEYS + KIND_JOURNEYS])
+    parser.add_argument("--kind", action="store_true", help="also the kind-only journeys (real pods, leader hand-over)")
+    parser.add_argument("--measurements", default=None, help="write the kind journeys' measurements here (JSON)")
     args = parser.parse_args(argv)
 
     k = Kubectl(args.namespace, args.kubeconfig, args.kubectl)
@@ -461,12 +651,16 @@ def main(argv: list[str] | None = None) -> int:
         k.run("create", "namespace", args.namespace)
     env = ClusterEnv(k, args.api_image, args.receiver_image, args.timeout_scale)
     env.start()
-    chosen = [j for j in JOURNEYS if not args.only or j.__name__ in args.only]
+    journeys = JOURNEYS + (KIND_JOURNEYS if args.kind else [])
+    chosen = [j for j in journeys if not args.only or j.__name__ in args.only]
     failed = run(k, env, chosen)
     total = len(chosen)
     if args.examples_namespace:
         total += 1
         failed += run(Kubectl(args.examples_namespace, args.kubeconfig, args.kubectl), env, [examples_reconciled])
+    if args.measurements:
+        with open(args.measurements, "w") as out:
+            json.dump({"measurements": env.measurements, "failed": failed, "total": total}, out, indent=1)
     print(f"journeys: {total - len(failed)} passed, {len(failed)} failed", flush=True)
     return 1 if failed else 0
 

@@ -87,7 +87,11 @@ say "control plane on a fresh machine), once: cached in $bin"
 say "go's output: $log"
 
 src=$cache/src
-trap 'code=$?; if [ $code != 0 ]; then say "build failed after $(elapsed); last lines of $log:"; tail -n 25 "$log" >&2; fi' EXIT
+on_exit() {
+  local code=$?
+  if [ "$code" != 0 ]; then say "build failed after $(elapsed); last lines of $log:"; tail -n 25 "$log" >&2; fi
+}
+trap on_exit EXIT
 
 # The wrapper module: k8s.io/kubernetes replaces its staging modules with local paths, so map
 # each one (read from that release's own go.mod) to its published version.

@@ -34,7 +34,7 @@ for name in "${names[@]}"; do
     crictl) dir=$root/crictl-v$CRICTL_VERSION; files=(crictl) ;;
     coredns) dir=$root/coredns-v$COREDNS_VERSION; files=(coredns) ;;
     pause) dir=$root/pause-$PAUSE_VERSION; files=(pause) ;;
-    nosysres) dir=$root/nosysres-$(cat "$here/nosysres/main.go" | cksum | cut -d' ' -f1); files=(runc-nosysres) ;;
+    nosysres) dir=$root/nosysres-$(cksum <"$here/nosysres/main.go" | cut -d' ' -f1); files=(runc-nosysres) ;;
     *) echo "unknown tool $name" >&2; exit 2 ;;
   esac
   # One build per tool at a time: a second run waits, then finds it built.

@@ -106,11 +106,12 @@ func strip(args []string) error {
 		return edit(filepath.Join(bundle, "config.json"), func(doc map[string]any) {
 			if p, ok := doc["process"].(map[string]any); ok {
 				dropCaps(p)
+				clampOOMScore(p)
 			}
 		})
 	case "exec":
 		if spec, ok := value(args, "--process", "-p"); ok {
-			return edit(spec, dropCaps)
+			return edit(spec, func(p map[string]any) { dropCaps(p); clampOOMScore(p) })
 		}
 	}
 	return nil
@@ -133,6 +134,26 @@ func dropCaps(process map[string]any) {
 			}
 		}
 		caps[set] = kept
+	}
+}
+
+// clampOOMScore raises a requested oom_score_adj below this process's own to that value:
+// lowering it needs CAP_SYS_RESOURCE too (kubelet asks -997 for critical pods).
+func clampOOMScore(process map[string]any) {
+	want, ok := process["oomScoreAdj"].(json.Number)
+	if !ok {
+		return
+	}
+	raw, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return
+	}
+	if n, err := want.Int64(); err == nil && n < int64(own) {
+		process["oomScoreAdj"] = own
 	}
 }
 
