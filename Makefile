@@ -19,11 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Python virtualenv with Pitwall and its test tools
 
-controlplane: ## build (once, cached by version) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
+controlplane: ## build (once, cached by version) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok; K8S_VERSION=1.35.4 for another
 	@hack/controlplane/build.sh >/dev/null
 
-dev: install controlplane ## local control plane + CRDs + demo API + operator + examples (Ctrl-C stops all)
-	$(PY) hack/dev.py --dir $(STATE)
+dev: install controlplane ## local control plane + CRDs + demo API + operator + examples (Ctrl-C stops all); KIND=1: on real pods in kind
+	$(if $(filter 1,$(KIND)),hack/dev-kind.sh,$(PY) hack/dev.py --dir $(STATE))
 
 test: lint ## lint, unit and integration tests (integration runs a real local control plane)
 	$(MAKE) controlplane
@@ -61,8 +61,8 @@ IMAGE ?= pitwall:dev
 image: ## build the operator image (starts/installs a Docker engine if none; no registry: a Debian-made base)
 	hack/kind/image.sh $(IMAGE)
 
-e2e-kind: ## kind end-to-end (needs Docker): create a cluster, load the image, install, check journeys
-	hack/e2e-kind.sh
+e2e-kind: install ## kind end-to-end: installs/builds Docker, kind, node image, images; cluster, install, journeys with real pods
+	PYTHON=$(PY) hack/e2e-kind.sh
 
 clean: cluster-down
 	rm -rf $(VENV) $(STATE) artifacts

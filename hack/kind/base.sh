@@ -34,6 +34,15 @@ if docker image inspect "$image" >/dev/null 2>&1; then
   echo "$image"
   exit 0
 fi
+# One build per base at a time: a second run waits, then finds the image.
+lock=${PITWALL_CACHE:-$HOME/.cache/pitwall}/base-$kind.lock
+mkdir -p "$(dirname "$lock")"
+exec 9>"$lock"
+flock -n 9 || { say "another build of $image is running: waiting"; flock 9; }
+if docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image"
+  exit 0
+fi
 command -v mmdebstrap >/dev/null || {
   say "installing mmdebstrap (apt-get)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null

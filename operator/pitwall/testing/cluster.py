@@ -39,8 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
-K8S_VERSION = "1.33.0"
-ETCD_VERSION = "3.5.21"
+# The Kubernetes release the tests run against; `make test K8S_VERSION=1.35.4` (exported to
+# pytest and hack/controlplane/build.sh) tests another supported one. etcd follows it: the
+# version that release requires (its go.mod, kubeadm's default etcd image).
+ETCD_FOR_MINOR = {"1.33": "3.5.21", "1.34": "3.6.4", "1.35": "3.6.5", "1.36": "3.6.8", "1.37": "3.7.0"}
+K8S_VERSION = os.environ.get("K8S_VERSION") or "1.33.0"
+ETCD_VERSION = os.environ.get("ETCD_VERSION") or ETCD_FOR_MINOR.get(K8S_VERSION.rsplit(".", 1)[0], "3.7.0")
 KWOK_VERSION = "0.7.0"
 CACHE_NAME = f"k8s-v{K8S_VERSION}-etcd-v{ETCD_VERSION}-kwok-v{KWOK_VERSION}"
 NODE_COUNT = 3
