@@ -7,6 +7,9 @@ import asyncio
 import sys
 
 from . import __version__, views
+from .durations import format as format_duration
+from .floors import ADMISSION
+from .floors import FLAGS as FLOOR_FLAGS
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -15,20 +18,25 @@ def _run(args: argparse.Namespace) -> int:
     from . import handlers, logs
     from .runtime import Settings
 
-    settings = Settings.from_env(
-        namespaces=args.namespace or None,
-        target_mode=args.target_mode,
-        endpoint_rewrite=args.endpoint_rewrite,
-        metrics_port=args.metrics_port,
-        statuspage_port=args.statuspage_port,
-        internal_port=args.internal_port,
-        leader_election=args.leader_elect or None,
-        webhook_port=args.webhook_port,
-        webhook_cert=args.webhook_cert,
-        webhook_key=args.webhook_key,
-        lease_namespace=args.lease_namespace,
-        lease_duration=args.lease_duration,
-    )
+    try:
+        settings = Settings.from_env(
+            namespaces=args.namespace or None,
+            target_mode=args.target_mode,
+            endpoint_rewrite=args.endpoint_rewrite,
+            metrics_port=args.metrics_port,
+            statuspage_port=args.statuspage_port,
+            internal_port=args.internal_port,
+            leader_election=args.leader_elect or None,
+            webhook_port=args.webhook_port,
+            webhook_cert=args.webhook_cert,
+            webhook_key=args.webhook_key,
+            lease_namespace=args.lease_namespace,
+            lease_duration=args.lease_duration,
+            floor_flags={name: getattr(args, name) for name in FLOOR_FLAGS},
+        )
+    except ValueError as exc:
+        print(f"pitwall run: {exc}", file=sys.stderr)
+        return 2
     handlers.configure(settings)
     if args.kubeconfig:
         import os
@@ -84,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "pitwall-operator does the work (takeover within --lease-duration + a few seconds)")
     run.add_argument("--lease-namespace", default=None, help="namespace of the Lease (default: $POD_NAMESPACE or default)")
     run.add_argument("--lease-duration", type=float, default=None, help="seconds (default 15)")
+    for name, (flag, var) in FLOOR_FLAGS.items():
+        run.add_argument(flag, dest=name, default=None, metavar="DURATION",
+                         help=f"operator-wide floor (${var}; default and minimum "
+                              f"{format_duration(getattr(ADMISSION, name))}): objects below it are Stalled")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.set_defaults(func=_run)

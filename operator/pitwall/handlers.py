@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, metrics
+from . import GROUP, VERSION, floors, metrics
 from .kube import Kube, kind_of
 from .runtime import Runtime, Settings
 from .vocabulary import FINALIZER, LABEL_PRODUCT, MANAGED_BY, PITWALL_KINDS
@@ -42,6 +42,7 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="pitwall.dev")
     config: Settings = _state.get("settings") or Settings.from_env()
     rt = Runtime(kube=Kube.from_env(), settings=config)
+    floors.configure(config.floors)
     from . import wiring
     wiring.register(rt)
     _state["runtime"] = rt

@@ -7,7 +7,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,6 +15,8 @@ from . import conditions as cond
 from . import egress
 from .controller import Store, WorkQueue
 from .durations import rfc3339
+from .floors import Floors
+from .floors import build as build_floors
 from .kube import Kube
 from .vocabulary import LABEL_MANAGED_BY, LABEL_PRODUCT, PITWALL_KINDS
 
@@ -80,6 +82,7 @@ class Settings:
     lease_namespace: str = "default"
     lease_duration: float = 15.0
     gc_freeze_seconds: float = 10.0                 # heap.py: collect + freeze this often; 0 disables
+    floors: Floors = field(default_factory=Floors)  # floors.py: operator-wide minimum durations
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -97,11 +100,21 @@ class Settings:
             lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
             gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "10")),
+            floors=build_floors(overrides.pop("floor_flags", None) or {}, env),
         )
         for key, value in overrides.items():
             if value is not None:
                 setattr(settings, key, value)
         return settings
+
+    @property
+    def min_probe_interval(self) -> float:
+        """The operator-wide floor on probe intervals (probes.monitor reads it)."""
+        return self.floors.probe_interval
+
+    @min_probe_interval.setter
+    def min_probe_interval(self, seconds: float) -> None:
+        self.floors = replace(self.floors, probe_interval=seconds)
 
     @property
     def in_cluster(self) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .. import durations
+from .. import durations, floors
 from ..api import alertrule as model
 from ..api.base import default_of
 from ..api.receivers import RECEIVER_TYPES
@@ -136,6 +136,9 @@ def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
         raw = spec["digest"]
         digest = Digest(_duration(raw.get("interval"), "digest.interval"),
                         _known(raw.get("receivers") or [], names, "digest"))
+    repeat_interval = _duration(spec.get("repeatInterval"), "repeatInterval", REPEAT_INTERVAL)
+    floors.check_alerting(repeat_interval, [step.after for step in escalation],
+                          digest.interval if digest else None)
     return Rule(
         namespace=namespace,
         name=name,
@@ -145,7 +148,7 @@ def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
         receivers=receivers,
         escalation=escalation,
         summary=spec.get("summary") or None,
-        repeat_interval=_duration(spec.get("repeatInterval"), "repeatInterval", REPEAT_INTERVAL),
+        repeat_interval=repeat_interval,
         send_resolved=bool(spec.get("sendResolved", SEND_RESOLVED)),
         group_wait=_duration(spec.get("groupWait"), "groupWait", GROUP_WAIT),
         digest=digest,

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from ..floors import ADMISSION
 from .base import (
     CONDITION_TYPE,
     LABEL_LEN,
@@ -63,7 +64,7 @@ ReceiverNames = list[ReceiverName]
 class EscalationStep(Model):
     """An escalation step."""
 
-    after: str = duration("Time since the alert fired.", ...)
+    after: str = duration("Time since the alert fired.", ..., minimum=ADMISSION.escalation_delay)
     receivers: ReceiverNames = items("Receivers (names from spec.receivers) notified at this step.", 20,
                                      default=..., min_items=1)
 
@@ -71,7 +72,7 @@ class EscalationStep(Model):
 class Digest(Model):
     """A periodic summary sent to some receivers."""
 
-    interval: str = duration("How often.", ...)
+    interval: str = duration("How often.", ..., minimum=ADMISSION.digest_interval)
     receivers: ReceiverNames = items("Receivers (names from spec.receivers).", 20, default=..., min_items=1)
 
 
@@ -98,7 +99,8 @@ class AlertRuleSpec(Model):
     receivers: list[AlertReceiver] | None = items("Where notifications go (unique names).", 20,
                                                   rules=[unique_by("name", "receiver names")])
     escalation: list[EscalationStep] | None = items("Escalation steps for alerts not acknowledged in time.", 10)
-    repeat_interval: str = duration("Remind while the alert stays firing and unacknowledged.", "4h")
+    repeat_interval: str = duration("Remind while the alert stays firing and unacknowledged (0s: never).", "4h",
+                                    minimum=ADMISSION.repeat_interval, zero_ok=True)
     send_resolved: bool = flag("Notify when the alert resolves.", True)
     group_wait: str = duration("Wait this long to group alerts of this rule into one message.", "0s")
     digest: Digest | None = None

@@ -20,11 +20,16 @@ Conventions the schemas follow:
 - Status models declare every field the operator writes: undeclared fields would be pruned
   silently. The operator keeps lists within the ``maxItems`` stated here.
 
+Durations that drive repeated work (probe interval and timeout, repeatInterval, escalation
+delays, digest interval, a window's duration) have a CEL floor, ``floors.ADMISSION``, refused
+as '"1ms" is below the minimum 1s'. The operator checks them again against its own, possibly
+higher, floors (``--min-probe-interval`` ...), see floors.py.
+
 Not expressible here: anything that needs the clock (a MaintenanceWindow announced with less
 than ``notice.leadTime`` ahead; CEL has no ``now()``) or other objects (a referenced Backend,
 Secret or ApiProduct that does not exist), and comparisons of durations with d/w units
-(``timeout`` <= ``interval``; CEL's ``duration()`` knows only h/m/s/ms). The operator reports
-those as ``Stalled`` with a reason.
+(``timeout`` <= ``interval`` is checked in CEL only when both use h/m/s/ms: CEL's ``duration()``
+knows no d/w). The operator reports those as ``Stalled`` with a reason.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .. import durations
 from ..durations import PATTERN as DURATION_PATTERN
 from ..errors import InvalidSpec
 
@@ -198,11 +204,54 @@ def text(description: str, max_length: int = SHORT_TEXT, *, default: Any = None,
                  pattern=pattern, json_schema_extra=_extra(rules, format=fmt))
 
 
-def duration(description: str, default: Any = None) -> Any:
-    """A duration string: 500ms, 30s, 5m, 2h, 3d, 1w or a sum such as 1h30m."""
-    return text(f"{description} {DURATION_NOTE}", DURATION_LEN, default=default, rules=[
-        matching(DURATION_PATTERN, "must be a duration such as 500ms, 30s, 5m, 2h, 3d or 1h30m",
-                 quoted="is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d or 1h30m")])
+# Durations CEL's duration() can read (Go's time.ParseDuration: no d or w units).
+CEL_DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# A d or w part of at least 0.1 (2.4h): above every floor, so such a duration passes.
+DAYS_PART = r"(^|[^.0-9])([1-9][0-9]*(\.[0-9]+)?|0\.[1-9][0-9]*)[dw]"
+ZERO_DURATION = r"^(0+(\.0+)?(ms|s|m|h|d|w))+$"
+
+
+def at_least(floor: float, *, zero_ok: bool = False) -> dict[str, str]:
+    """CEL: the duration is at least ``floor`` seconds (floors.ADMISSION), ``0s`` too with ``zero_ok``.
+
+    Not-a-duration is left to the grammar rule (no second message). CEL's ``duration()`` has no
+    d/w units; a duration with such a part passes when that part is 0.1d/0.1w or more, and is
+    refused otherwise (write durations under 2.4h in h, m, s or ms).
+    """
+    floor_text = durations.format(floor)
+    check = (f"(self.matches(r'{CEL_DURATION}') ? duration(self) >= duration('{floor_text}') "
+             f": self.matches(r'{DAYS_PART}'))")
+    if zero_ok:
+        check = f"self.matches(r'{ZERO_DURATION}') || {check}"
+    message = f"must be at least {floor_text}" + (" (or 0s to turn it off)" if zero_ok else "")
+    return rule(f"!self.matches(r'{DURATION_PATTERN}') || {check}", message,
+                message_expression=f"'\"' + self + '\" is below the minimum {floor_text}"
+                                   + (" (use 0s to turn it off)" if zero_ok else "") + "'")
+
+
+def duration(description: str, default: Any = None, *, minimum: float | None = None,
+             zero_ok: bool = False) -> Any:
+    """A duration string: 500ms, 30s, 5m, 2h, 3d, 1w or a sum such as 1h30m.
+
+    ``minimum`` (seconds, from floors.ADMISSION) refuses shorter ones: durations that drive
+    repeated work.
+    """
+    rules = [matching(DURATION_PATTERN, "must be a duration such as 500ms, 30s, 5m, 2h, 3d or 1h30m",
+                      quoted="is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d or 1h30m")]
+    if minimum is not None:
+        rules.append(at_least(minimum, zero_ok=zero_ok))
+        description += f" At least {durations.format(minimum)}" + (" (or 0s)." if zero_ok else ".")
+    return text(f"{description} {DURATION_NOTE}", DURATION_LEN, default=default, rules=rules)
+
+
+def timeout_within_interval() -> dict[str, str]:
+    """CEL: timeout <= interval (both have defaults, so both are set). With d/w units CEL cannot
+    compare them; the operator checks those (Stalled, reason TimeoutAboveInterval)."""
+    both = f"self.interval.matches(r'{CEL_DURATION}') && self.timeout.matches(r'{CEL_DURATION}')"
+    return rule(f"!has(self.interval) || !has(self.timeout) || !({both}) || "
+                "duration(self.timeout) <= duration(self.interval)",
+                "timeout must not be longer than interval (a run would still be going when the next is due)",
+                field_path=".timeout")
 
 
 def url(description: str, default: Any = None) -> Any:

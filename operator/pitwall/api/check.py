@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
+from ..floors import ADMISSION
 from .base import (
     LABEL_LEN,
     LONG_TEXT,
@@ -30,6 +31,7 @@ from .base import (
     rule,
     section,
     text,
+    timeout_within_interval,
     timestamp,
     unique_by,
     url,
@@ -141,9 +143,11 @@ class Step(Model):
 class Check(Model):
     """How often a check runs, its deadlines and thresholds, TLS, proxy and steps."""
 
-    interval: str = duration("How often the check runs.", "30s")
-    timeout: str = duration("Deadline for each request of a run (a run of n steps is cut at n x timeout + 1s).",
-                            "5s")
+    model_config = {"json_schema_extra": cel(timeout_within_interval())}
+
+    interval: str = duration("How often the check runs.", "30s", minimum=ADMISSION.probe_interval)
+    timeout: str = duration("Deadline for each request of a run (a run of n steps is cut at n x timeout + 1s); "
+                            "at most the interval.", "5s", minimum=ADMISSION.probe_timeout)
     failure_threshold: int = integer("Consecutive failed runs before the state turns Down.", default=3,
                                      minimum=1, maximum=100)
     success_threshold: int = integer("Consecutive successful runs before the state turns Up again.", default=1,

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
+from ..floors import ADMISSION
 from .base import (
     CRON,
     EMAIL_LEN,
@@ -56,7 +57,7 @@ class Schedule(Model):
 
     start: str | None = timestamp("Start of a one-off window.")
     end: str | None = timestamp("End of a one-off window.")
-    duration: str | None = duration("Length of the window.")
+    duration: str | None = duration("Length of the window.", minimum=ADMISSION.window_duration)
     cron: str | None = text("Recurring start, 5-field cron, e.g. \"0 22 * * SAT\".", 128, rules=[
         matching(CRON, "must be a cron schedule with 5 fields such as \"0 22 * * SAT\", or @daily, @weekly ...",
                  quoted="is not a cron schedule: use 5 fields such as \"0 22 * * SAT\", or @daily, @weekly ...")])

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from .. import durations
+from .. import durations, floors
 from ..api import maintenancewindow as model
 from ..errors import InvalidSpec
 
@@ -135,6 +135,7 @@ def _duration(value: str) -> timedelta:
         raise InvalidSpec(REASON, f"duration: {exc}") from exc
     if seconds <= 0:
         raise InvalidSpec(REASON, "duration must be longer than zero")
+    floors.check_window(seconds)
     return timedelta(seconds=seconds)
 
 

@@ -34,7 +34,7 @@ from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import parse as parse_jsonpath
 
-from .. import durations
+from .. import durations, floors
 from ..api import check as model
 from ..errors import InvalidSpec
 from ..vocabulary import SecretRef
@@ -239,9 +239,10 @@ def _schedule(spec: Mapping[str, Any], floor: float) -> tuple[float, float]:
     if spec.get("timeout") in (None, ""):
         return interval, min(DEFAULT_TIMEOUT, interval)
     timeout = _duration(spec.get("timeout"), DEFAULT_TIMEOUT, "timeout")
-    if not timeout >= MIN_TIMEOUT:
+    timeout_floor = max(MIN_TIMEOUT, floors.current().probe_timeout)
+    if not timeout >= timeout_floor:
         raise InvalidSpec("TimeoutTooShort", f"timeout {durations.format(timeout)} is below the minimum of "
-                          f"{durations.format(MIN_TIMEOUT)}")
+                          f"{durations.format(timeout_floor)}")
     if timeout > interval:
         raise InvalidSpec("TimeoutAboveInterval", f"timeout {durations.format(timeout)} is longer than the "
                           f"interval {durations.format(interval)}")
