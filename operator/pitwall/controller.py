@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from . import metrics
 from .errors import InvalidSpec, KubeError
+from .supervise import spawn
 
 log = logging.getLogger("pitwall.controller")
 
@@ -147,7 +148,8 @@ class WorkQueue:
 
     def start(self) -> None:
         for index in range(self.workers):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"{self.kind}-worker-{index}"))
+            self._tasks.append(spawn(self._worker(), name=f"{self.kind}-worker-{index}",
+                                     task=f"{self.kind}-worker"))
 
     async def stop(self) -> None:
         for _, handle in self._timers.values():
@@ -173,16 +175,11 @@ class WorkQueue:
                 metrics.RECONCILES.labels(self.kind, "ok").inc()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:   # one object's failure is that object's: the worker goes on
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 requeue = min(self.max_backoff, 0.5 * 2 ** (failures - 1))
-                reason = exc.reason if isinstance(exc, (KubeError, InvalidSpec)) else type(exc).__name__
-                metrics.RECONCILES.labels(self.kind, "error").inc()
-                metrics.RECONCILE_ERRORS.labels(self.kind, str(reason)).inc()
-                log.warning("reconcile failed (attempt %d, retry in %.1fs): %s", failures, requeue, exc,
-                            extra={"kind": self.kind, "object": f"{key[0]}/{key[1]}"},
-                            exc_info=not isinstance(exc, KubeError))
+                self._failed(key, exc, failures, requeue)
             finally:
                 metrics.RECONCILE_SECONDS.labels(self.kind).observe(time.perf_counter() - started)
                 self._active.discard(key)
@@ -196,3 +193,17 @@ class WorkQueue:
             # would run a whole resync (thousands of keys) in a single step of the event loop
             # and hold up every probe due meanwhile (bench/results/probes.md).
             await asyncio.sleep(0)
+
+    def _failed(self, key: Key, exc: Exception, failures: int, requeue: float) -> None:
+        """Count and log a failed reconcile; never raises (an exception whose ``str()`` or
+        ``reason`` is itself broken must not end the worker)."""
+        try:
+            reason = exc.reason if isinstance(exc, (KubeError, InvalidSpec)) else type(exc).__name__
+            metrics.RECONCILES.labels(self.kind, "error").inc()
+            metrics.RECONCILE_ERRORS.labels(self.kind, str(reason)[:64]).inc()
+            log.warning("reconcile failed (attempt %d, retry in %.1fs): %s", failures, requeue, exc,
+                        extra={"kind": self.kind, "object": f"{key[0]}/{key[1]}"},
+                        exc_info=not isinstance(exc, KubeError))
+        except Exception:   # noqa: BLE001 - last line of defence of a shared loop
+            log.error("reconcile of %s %s/%s failed, and so did reporting it (%s)", self.kind, *key,
+                      type(exc).__name__)

@@ -6,7 +6,6 @@ decisions live in the domain packages, the API writes in ``kube``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ import kopf
 from . import GROUP, VERSION, floors, metrics
 from .kube import Kube, kind_of
 from .runtime import Runtime, Settings
+from .supervise import spawn
 from .vocabulary import FINALIZER, LABEL_PRODUCT, MANAGED_BY, PITWALL_KINDS
 
 log = logging.getLogger("pitwall.handlers")
@@ -48,8 +48,8 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     _state["runtime"] = rt
     _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
         if config.metrics_port else None
-    _state["heartbeat"] = asyncio.create_task(metrics.heartbeat())
-    _state["loop_lag"] = asyncio.create_task(metrics.loop_lag())
+    _state["heartbeat"] = spawn(metrics.heartbeat(), name="heartbeat")
+    _state["loop_lag"] = spawn(metrics.loop_lag(), name="loop-lag")
     metrics.watch_gc()
     if config.webhook_port and config.webhook_cert and config.webhook_key:
         from . import admission
@@ -65,15 +65,14 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
                 queue.add(key)
         if config.gc_freeze_seconds > 0 and "heap" not in _state:
             from . import heap
-            _state["heap"] = asyncio.create_task(heap.keep_collections_short(config.gc_freeze_seconds),
-                                                 name="heap")
+            _state["heap"] = spawn(heap.keep_collections_short(config.gc_freeze_seconds), name="heap")
 
     await wiring.start(rt, leader=False)      # the status page: every replica serves it
     if config.leader_election:
         from .leader import Elector
         elector = Elector(rt.kube, config.lease_namespace, duration=config.lease_duration,
                           renew=max(0.5, config.lease_duration / 3), retry=max(0.5, config.lease_duration / 7))
-        _state["elector"] = asyncio.create_task(elector.run(lead), name="leader-election")
+        _state["elector"] = spawn(elector.run(lead), name="leader-election")
     else:
         metrics.LEADER.set(1)
         await lead()

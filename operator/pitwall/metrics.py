@@ -59,6 +59,10 @@ def watch_gc() -> None:
         gc.callbacks.append(_time_collection)
 
 
+TASK_CRASHES = Counter("pitwall_task_crashes_total", "Supervised tasks that ended with an exception (or, for "
+                       "long-lived loops, at all); a long-lived one also fails /healthz", ["task"])
+
+
 class HealthState:
     """What /healthz and /readyz report."""
 
@@ -67,13 +71,17 @@ class HealthState:
         self.ready = False
         self.heartbeat = time.monotonic()
         self.max_silence = 120.0
+        self.failed: dict[str, str] = {}      # long-lived task -> how it ended (supervise.py)
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
 
+    def fail(self, task: str, why: str) -> None:
+        self.failed[task] = why
+
     @property
     def alive(self) -> bool:
-        return time.monotonic() - self.heartbeat < self.max_silence
+        return not self.failed and time.monotonic() - self.heartbeat < self.max_silence
 
 
 HEALTH = HealthState()
@@ -83,6 +91,8 @@ def app() -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         if HEALTH.alive:
             return web.json_response({"status": "ok"})
+        if HEALTH.failed:
+            return web.json_response({"status": "failed", "tasks": HEALTH.failed}, status=503)
         return web.json_response({"status": "stuck"}, status=503)
 
     async def readyz(_request: web.Request) -> web.Response:

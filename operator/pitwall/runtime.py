@@ -18,6 +18,7 @@ from .durations import rfc3339
 from .floors import Floors
 from .floors import build as build_floors
 from .kube import Kube
+from .supervise import spawn
 from .vocabulary import LABEL_MANAGED_BY, LABEL_PRODUCT, PITWALL_KINDS
 
 if TYPE_CHECKING:   # the services' types; the services themselves are created by ``wiring``
@@ -196,7 +197,7 @@ class Runtime:
     def start(self) -> None:
         for queue in self.queues.values():
             queue.start()
-        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self._tasks.append(spawn(self._resync(), name="resync"))
 
     async def stop(self) -> None:
         for task in self._tasks:

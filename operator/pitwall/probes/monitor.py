@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from .. import durations
 from ..errors import InvalidSpec
 from ..runtime import Runtime
+from ..supervise import spawn
 from ..vocabulary import Stalled
 from .client import client_key, make_client
 from .coalesce import should_write
@@ -258,7 +259,8 @@ class Monitor:
         if key in self._writing:
             self._again[key] = self._again.get(key, False) or transition
             return
-        self._writing[key] = asyncio.create_task(self._writer(key, transition), name=f"status {key}")
+        self._writing[key] = spawn(self._writer(key, transition), name=f"status {key}", task="probe-status-write",
+                                   long_lived=False)
 
     async def _writer(self, key: Key, transition: bool) -> None:
         try:

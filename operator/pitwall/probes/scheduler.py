@@ -32,6 +32,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
+from ..supervise import spawn
+
 log = logging.getLogger("pitwall.probes.scheduler")
 
 
@@ -162,7 +164,7 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._loop(), name="pitwall probe scheduler")
+        self._loop_task = spawn(self._loop(), name="pitwall probe scheduler", task="probe-scheduler")
 
     async def stop(self) -> None:
         tasks = [t for t in [self._loop_task, *self._running.values()] if t is not None]
@@ -207,7 +209,7 @@ class Scheduler:
         job = self._jobs.get(key)
         if job is None:
             return
-        task = asyncio.create_task(self._execute(key, job, due), name=f"probe {key}")
+        task = spawn(self._execute(key, job, due), name=f"probe {key}", task="probe-run", long_lived=False)
         self._running[key] = task
         task.add_done_callback(lambda done: self._forget(key, done))
 
