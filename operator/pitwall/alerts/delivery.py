@@ -215,8 +215,11 @@ class _Sender:
             return self.unconfigured(keys, str(exc))
         # No ``from``: relays usually accept their own login as sender, else pitwall@<relay>.
         username = options["username"] or ""
-        message = compose(self.receiver.email_from or (username if "@" in username
-                                                       else f"pitwall@{options['hostname']}"))
+        try:
+            message = compose(self.receiver.email_from or (username if "@" in username
+                                                           else f"pitwall@{options['hostname']}"))
+        except Exception as exc:   # noqa: BLE001 - the same input fails the same way: record once, no retry
+            return self.unconfigured(keys, f"could not compose the mail: {type(exc).__name__}: {exc}")
         where = f"SMTP {options['hostname']}:{options['port']}"
 
         async def once() -> _Outcome:

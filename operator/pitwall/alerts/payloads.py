@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -199,13 +200,23 @@ def email(n: Notification, sender: str, to: tuple[str, ...] | list[str]) -> Emai
     return message
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def header_value(text: str, limit: int = 998) -> str:
+    """``text`` fit for a mail header: control characters (CR/LF from a display name would
+    make the standard library refuse the whole message, or inject headers) become one space,
+    and the line stays within RFC 5322's 998 characters."""
+    return " ".join(_CONTROL.sub(" ", text).split())[:limit]
+
+
 def email_message(subject: str, text_: str, html_: str, sender: str, to: tuple[str, ...] | list[str]
                   ) -> EmailMessage:
     """A plain-text mail with an HTML alternative (tables read better in most clients)."""
     message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = sender
-    message["To"] = ", ".join(to)
+    message["Subject"] = header_value(subject)
+    message["From"] = header_value(sender)
+    message["To"] = header_value(", ".join(to))
     message["Date"] = format_datetime(durations.now())
     message["Message-ID"] = make_msgid(domain="pitwall.dev")
     message.set_content(text_)
