@@ -10,7 +10,9 @@ Public (``settings.statuspage_port``, default 8081): ``/`` (HTML), ``/api/v1/sta
 ``/`` and ``/api/v1/status``. Internal (``settings.internal_port``, default 8082): ``/`` and
 ``/api/v1/internal``; when ``settings.internal_token`` is set every path but ``/healthz`` needs
 ``Authorization: Bearer <token>`` or ``?token=<token>``. The internal view names backends,
-hosts and correlation ids, so it is never served on the public port.
+hosts, consumers' e-mail addresses and correlation ids of every namespace, so it is never
+served on the public port, and without a token it listens on 127.0.0.1 only (reachable with
+``kubectl port-forward``, not from other pods): secure by default.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .render_internal import render_internal
 log = logging.getLogger("pitwall.statuspage")
 
 CACHE_SECONDS = 1.0
+LOCAL_ONLY = "127.0.0.1"
 DEFAULT_REFRESH = 15
 
 
@@ -87,19 +90,25 @@ class StatusPage:
         app.router.add_get("/healthz", _healthz)
         return app
 
+    @property
+    def internal_host(self) -> str:
+        """Where the internal view listens: never beyond this host without a token."""
+        return self.host if self.token else LOCAL_ONLY
+
     async def start(self) -> None:
-        for name, port, factory in (("public", self.public_port, self.public_app),
-                                    ("internal", self.internal_port, self.internal_app)):
+        for name, host, port, factory in (("public", self.host, self.public_port, self.public_app),
+                                          ("internal", self.internal_host, self.internal_port, self.internal_app)):
             if not port:
                 continue
             runner = web.AppRunner(factory(), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, self.host, port).start()
+            await web.TCPSite(runner, host, port).start()
             self.runners[name] = runner
-            log.info("%s status page on http://%s:%s/", name, self.host, port)
+            log.info("%s status page on http://%s:%s/", name, host, port)
         if self.internal_port and not self.token:
-            log.warning("internal status view on port %s has no token (PITWALL_INTERNAL_TOKEN): keep that port "
-                        "private", self.internal_port)
+            log.warning("internal status view on port %s listens on %s only: it has no token "
+                        "(PITWALL_INTERNAL_TOKEN); use kubectl port-forward, or set a token to serve it further",
+                        self.internal_port, LOCAL_ONLY)
 
     async def stop(self) -> None:
         for runner in self.runners.values():

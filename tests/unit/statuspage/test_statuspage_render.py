@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 from html.parser import HTMLParser
 
+import pytest
+
 from pitwall.statuspage.badge import badge
 from pitwall.statuspage.graph_svg import layout, render_graph
 from pitwall.statuspage.internal import internal_status
@@ -158,5 +160,18 @@ def test_badge_is_an_accessible_svg():
 def test_redactor_replaces_whole_names_and_keeps_times():
     redact = Redactor(busy())
     text = "Saturday 22:00:00 to 23:30, identity verification for core banking; core-banking-weekly"
-    assert redact(text) == "Saturday 22:00:00 to 23:30, a provider system verification for core banking; [internal]"
+    assert redact(text) == ("Saturday 22:00:00 to 23:30, a provider system verification for a provider system; "
+                            "[internal]")
     assert redact("fd00::1 and 2001:db8:0:0:1:0:0:1 and localhost:8080") == "[address] and [address] and [internal host]"
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("Core-Banking and CORE BANKING and core\nbanking down", "a provider system and a provider system and "
+                                                              "a provider system down"),
+    ("IDENTITY is slow", "a provider system is slow"),
+    ("failover to db01.corp.acme.example:5432 and mainframe-gw.acme.com", "failover to [host] and [host]"),
+    ("built on Node.js, see config.yaml, v2.1.3 and e.g. i.e.", "built on Node.js, see config.yaml, v2.1.3 and e.g. i.e."),
+    ("Payments API is back", "Payments API is back"),
+])
+def test_redactor_covers_display_names_case_variants_and_hosts(text, shown):
+    assert Redactor(busy())(text) == shown

@@ -147,3 +147,17 @@ def test_setup_skips_when_both_ports_are_zero():
     rt = runtime(statuspage_port=0, internal_port=0)
     setup(rt)
     assert rt.statuspage is None
+
+
+@pytest.mark.parametrize("token, internal_host", [(None, "127.0.0.1"), ("s3cret", "0.0.0.0")])
+async def test_internal_view_leaves_this_host_only_with_a_token(token, internal_host):
+    from pitwall.testing.cluster import free_port
+    rt = runtime(token=token, statuspage_host="0.0.0.0", statuspage_port=free_port(), internal_port=free_port())
+    setup(rt)
+    page = rt.statuspage
+    await page.start()
+    try:
+        assert [a[0] for a in page.runners["public"].addresses] == ["0.0.0.0"]
+        assert [a[0] for a in page.runners["internal"].addresses] == [internal_host]
+    finally:
+        await page.stop()
