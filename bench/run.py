@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import alerts, probes, products
+from . import alerts, hostile, probes, products
 
-BENCHMARKS = {"products": products.run, "probes": probes.run, "alerts": alerts.run}
+BENCHMARKS = {"products": products.run, "probes": probes.run, "alerts": alerts.run, "hostile": hostile.run}
 
 
 def _terminate(signum, frame):

@@ -5,8 +5,11 @@ jsonpath-ng is pure Python: ``$..*`` visits every value at a few microseconds ea
 
 - Spec parsing refuses more than one recursive descent and regexes inside a JSONPath
   (``spec._jsonpath``), so the work is linear in the number of values.
-- A document with more than ``MAX_VALUES`` values (estimated from its bytes before parsing:
-  commas and brackets, an upper bound) is not evaluated: the step fails with a reason.
+- A path that only descends (``$.a.b[0]``) costs its depth, whatever the document; one that
+  scans (``..``, ``*``, filters, slices, sorting, functions) costs every value it passes. So a
+  document is refused (the step fails with a reason) past ``MAX_VALUES`` values for any path,
+  and past ``MAX_SCANNED_VALUES`` when a path scans, counted from its bytes before parsing
+  (commas and brackets: an upper bound, and C-speed).
 - Nesting beyond the interpreter's recursion limit fails the step with a reason (the C JSON
   decoder raises RecursionError), never an exception out of the check.
 - Small bodies (``INLINE_BYTES``, nearly every health answer) are evaluated on the event loop:
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -29,7 +33,9 @@ from typing import Any
 
 from jsonpath_ng import JSONPath
 
-MAX_VALUES = 50_000
+MAX_VALUES = 200_000         # json.loads in C: ~20 ms for 1 MiB
+MAX_SCANNED_VALUES = 2_000   # jsonpath-ng: ~5 µs a value per scanning path (bench/results/hostile.md)
+SCANS = re.compile(r"\.\.|\*|\?|:|`|\[[/\\]")   # in str(JSONPath): descent, wildcard, filter, slice, function, sort
 INLINE_BYTES = 4096
 WORKERS = 2
 
@@ -53,6 +59,11 @@ def find_all(body: bytes, paths: Sequence[JSONPath], *, deadline: float,
     if estimate > MAX_VALUES:
         raise JsonProblem(f"response JSON has more than {MAX_VALUES} values; JSONPath expectations are "
                           "evaluated on smaller documents")
+    scanning = [str(path) for path in paths if SCANS.search(str(path))]
+    if scanning and estimate > MAX_SCANNED_VALUES:
+        raise JsonProblem(f"response JSON has more than {MAX_SCANNED_VALUES} values, too many for {scanning[0]} "
+                          "(.., *, filters, slices and sorting visit every value); select the value by its "
+                          "path instead")
     try:
         document = json.loads(body)
     except RecursionError:
