@@ -55,7 +55,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpcore
@@ -317,7 +317,7 @@ def _resolve_now(host: str, port: int) -> list[IPAddress]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         return []
-    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -330,7 +330,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     except OSError as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
     # Scope ids (fe80::1%eth0) are not part of the address the policy judges.
-    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.proxied = proxy is not None
         backend = GuardedBackend(policy)
         context = verify or httpx.create_ssl_context(trust_env=False)
-        common = dict(ssl_context=context, max_connections=limits.max_connections,
+        common: dict[str, Any] = dict(ssl_context=context, max_connections=limits.max_connections,
                       max_keepalive_connections=limits.max_keepalive_connections,
                       keepalive_expiry=limits.keepalive_expiry, http2=http2, network_backend=backend)
         if proxy is None:
