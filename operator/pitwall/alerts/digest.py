@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .. import durations
+from ..api.apiproduct import PRODUCT_DEFAULTS
 from ..vocabulary import LABEL_PRODUCT
 
 
@@ -30,7 +31,8 @@ def due(interval: float, last: str | None, now: datetime) -> bool:
 def _environment(probe: dict, products: dict[str, dict]) -> str:
     target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
     name = target.get("name") or (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
-    return ((products.get(name) or {}).get("spec") or {}).get("environment", "live") if name else "live"
+    default = PRODUCT_DEFAULTS["environment"]
+    return ((products.get(name) or {}).get("spec") or {}).get("environment", default) if name else default
 
 
 def compose(rule: str, namespace: str, records: list[dict], probes: list[dict], products: list[dict],

@@ -40,6 +40,7 @@ LIFECYCLES: tuple[str, ...] = get_args(Lifecycle)
 Criticality = Literal["critical", "degradable", "optional"]
 CRITICALITIES: tuple[str, ...] = get_args(Criticality)
 Environment = Literal["live", "sandbox"]
+ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
 ProductState = Literal["Available", "Degraded", "Unavailable", "Maintenance", "Progressing", "Stalled"]
 PRODUCT_STATES: tuple[str, ...] = get_args(ProductState)
 
@@ -224,6 +225,7 @@ class ApiProductStatus(Status):
 
 
 # What the API server fills in for unset fields, for code that reads raw spec dicts.
+PRODUCT_DEFAULTS = defaults(ApiProductSpec)
 VERSION_DEFAULTS = defaults(Version)
 DEPENDENCY_DEFAULTS = defaults(BackendDependency)
 ROLLOUT_DEFAULTS = defaults(Rollout)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from ..api.alertrule import SEVERITIES
+from ..api.apiproduct import DEPENDENCY_DEFAULTS
 from ..backends.impact import impact as compute_impact
 from ..durations import rfc3339
 from . import health, windows
@@ -137,7 +139,7 @@ def graph(snapshot: Snapshot, views: list[ProductView], label: Label) -> dict:
             nodes.setdefault(bid, {"id": bid, "kind": "backend", "label": label(bkey),
                                    "state": BACKEND_STATES.get(state, health.UNKNOWN),
                                    "title": f"backend {bkey[1]}: {state}"})
-            criticality = ref.get("criticality", "critical")
+            criticality = ref.get("criticality", DEPENDENCY_DEFAULTS["criticality"])
             edges.append({"from": pid, "to": bid, "kind": criticality, "label": criticality,
                           "active": state == "Unavailable" and criticality != "optional"})
     for bkey, backend in backends.items():   # backends no product uses yet
@@ -176,7 +178,7 @@ def _alerts(snapshot: Snapshot) -> list[dict]:
                         "subject": alert.get("subject", ""), "state": alert.get("state"),
                         "since": alert.get("since") or alert.get("pendingSince"),
                         "ackDeadline": alert.get("ackDeadline"), "acknowledgedBy": alert.get("acknowledgedBy")})
-    order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "blocked"))}
+    order = {s: i for i, s in enumerate(SEVERITIES)}
     out.sort(key=lambda a: (a["state"] != "firing", order.get(a["severity"], 9), a["since"] or ""))
     return out
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..api.apiproduct import ENVIRONMENTS as ENVIRONMENTS
+from ..api.apiproduct import VERSION_DEFAULTS
 from ..durations import rfc3339
 from . import health, incidents, uptime, windows
 from .health import Verdict
@@ -33,8 +35,6 @@ from .relations import (
     spec,
     window_entries,
 )
-
-ENVIRONMENTS = ("live", "sandbox")
 
 
 @dataclass
@@ -74,7 +74,7 @@ def product_views(snapshot: Snapshot, now: datetime) -> list[ProductView]:
         versions = []
         for version in running_versions(product):
             mine = [p for p, v in probes if v is None or v == version["name"]]
-            versions.append(VersionView(version["name"], version.get("lifecycle", "published"),
+            versions.append(VersionView(version["name"], version.get("lifecycle", VERSION_DEFAULTS["lifecycle"]),
                                         version.get("sunsetAt"),
                                         health.version_verdict(product, version, mine, active), mine))
         views.append(ProductView(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..api.apiproduct import DEPENDENCY_DEFAULTS, PRODUCT_DEFAULTS, VERSION_DEFAULTS
 from ..durations import parse_time
 from ..vocabulary import LABEL_PRODUCT, LABEL_VERSION, condition_of
 
@@ -62,7 +63,7 @@ def is_true(obj: dict, type_: str) -> bool:
 
 def running_versions(product: dict) -> list[dict]:
     """Versions that run something: everything but ``retired``."""
-    return [v for v in spec(product).get("versions") or [] if v.get("lifecycle", "published") != "retired"]
+    return [v for v in spec(product).get("versions") or [] if v.get("lifecycle", VERSION_DEFAULTS["lifecycle"]) != "retired"]
 
 
 def is_public(product: dict) -> bool:
@@ -70,7 +71,7 @@ def is_public(product: dict) -> bool:
 
 
 def environment(product: dict) -> str:
-    return spec(product).get("environment") or "live"
+    return spec(product).get("environment") or PRODUCT_DEFAULTS["environment"]
 
 
 def display_name(product: dict) -> str:
@@ -113,7 +114,7 @@ def products_of_backend(snapshot: Snapshot, namespace: str, backend: str) -> lis
             continue
         for ref in spec(product).get("backends") or []:
             if ref.get("name") == backend:
-                found.append((product, ref.get("criticality", "critical")))
+                found.append((product, ref.get("criticality", DEPENDENCY_DEFAULTS["criticality"])))
     return found
 
 
