@@ -168,3 +168,18 @@ async def test_an_env_source_the_api_server_cannot_take_stalls_the_product_once(
     assert "env TOKEN: valueFrom must hold exactly one of configMapKeyRef, fieldRef, resourceFieldRef, " \
            "secretKeyRef" in stalled["message"]
     assert api.get("Deployment", NS, "orders-v1") is None
+
+
+async def test_a_quota_refusal_stalls_and_leaves_the_running_version_alone(api):
+    api.put(product("registry.example.com/orders:1.0"))
+    rt = runtime(api)
+    await products.reconcile(rt, NS, "orders")
+    api.refuse[("PATCH", "Deployment")] = (403, "Forbidden", 'deployments.apps "orders-v2" is forbidden: '
+                                           "exceeded quota: deployments, requested: count/deployments.apps=1")
+    api.put(product("x", versions=[{"name": "v1", "image": "registry.example.com/orders:1.0"},
+                                   {"name": "v2", "image": "registry.example.com/orders:2.0"}]))
+    await products.reconcile(rt, NS, "orders")
+    obj = api.get("ApiProduct", NS, "orders")
+    assert condition(obj, "Stalled")["reason"] == "QuotaExceeded"
+    assert "exceeded quota" in condition(obj, "Stalled")["message"]
+    assert image_of(api) == "registry.example.com/orders:1.0"

@@ -19,6 +19,7 @@ from ..vocabulary import (
     LABEL_PRODUCT,
     Stalled,
     active_windows,
+    condition,
     endpoint_url,
     opt_in_problem,
     target_product,
@@ -187,7 +188,7 @@ async def _announce(rt: Runtime, probe: dict, job: Job, result: RunResult | None
 
 async def _publish_stalled(rt: Runtime, probe: dict, stalled: Stalled) -> None:
     previous = ((probe.get("status") or {}).get("conditions") or [])
-    already = any(c.get("type") == "Stalled" and c.get("reason") == stalled.reason for c in previous)
+    already = (condition(previous, "Stalled") or {}).get("reason") == stalled.reason
     await rt.write_status(probe, {"state": "Unknown"},
                           [Condition.unknown("Healthy", *stalled), *summary(False, stalled=stalled)])
     if not already:

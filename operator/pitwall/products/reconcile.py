@@ -217,14 +217,14 @@ async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: s
     except Invalid as exc:
         return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
                 f"{exc.message}; the running version is left untouched")
-    except KubeError as exc:
+    except Forbidden as exc:
+        reason = "QuotaExceeded" if "quota" in exc.message.lower() else "Forbidden"
+        return Stalled(reason, f"version {version['name']}: {exc.message}; the running version is left untouched")
+    except KubeError as exc:    # after its subclasses: Forbidden (403) is a KubeError too
         if exc.status != 400:   # 400: a decoding error of something the spec passed through
             raise
         return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
                 f"{exc.message}; the running version is left untouched")
-    except Forbidden as exc:
-        reason = "QuotaExceeded" if "quota" in exc.message.lower() else "Forbidden"
-        return Stalled(reason, f"version {version['name']}: {exc.message}; the running version is left untouched")
     rt.stores["Deployment"].update("MODIFIED", result)
     live_image = (((live or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[0]
                   .get("image"))
