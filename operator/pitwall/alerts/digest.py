@@ -31,8 +31,8 @@ def due(interval: float, last: str | None, now: datetime) -> bool:
 def _environment(probe: dict, products: dict[str, dict]) -> str:
     target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
     name = target.get("name") or (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
-    default = PRODUCT_DEFAULTS["environment"]
-    return ((products.get(name) or {}).get("spec") or {}).get("environment", default) if name else default
+    default = str(PRODUCT_DEFAULTS["environment"])
+    return str(((products.get(name) or {}).get("spec") or {}).get("environment", default)) if name else default
 
 
 def compose(rule: str, namespace: str, records: list[dict], probes: list[dict], products: list[dict],

@@ -71,7 +71,7 @@ def is_public(product: dict) -> bool:
 
 
 def environment(product: dict) -> str:
-    return spec(product).get("environment") or PRODUCT_DEFAULTS["environment"]
+    return str(spec(product).get("environment") or PRODUCT_DEFAULTS["environment"])
 
 
 def display_name(product: dict) -> str:
