@@ -21,6 +21,7 @@ per-object input, and the parse functions that check them are called from many p
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 from . import durations
@@ -61,13 +62,14 @@ def current() -> Floors:
     return _active[0]
 
 
-def build(values: dict[str, str | float | None], env: dict[str, str] | None = None) -> Floors:
+def build(values: Mapping[str, str | float | None], env: Mapping[str, str] | None = None) -> Floors:
     """Floors from flag values (durations; None: not given), then the environment, then ADMISSION.
 
     Raises ValueError for an unreadable duration or a floor below the admission floor (the CRDs
     would admit what the operator then refuses to go below anyway, so such a setting is a typo).
     """
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     out = ADMISSION
     for f in fields(Floors):
         flag, var = FLAGS[f.name]
