@@ -18,7 +18,7 @@ from pitwall.alerts import rules
 from pitwall.alerts import state as alert_state
 from pitwall.api import crdgen
 from pitwall.api.alertrule import Alert, AlertRuleSpec
-from pitwall.api.apiproduct import ApiProductStatus
+from pitwall.api.apiproduct import ApiProductStatus, MaintenancePage
 from pitwall.api.base import parse
 from pitwall.api.check import Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
@@ -26,6 +26,7 @@ from pitwall.api.probe import Latency
 from pitwall.backends import reconcile as backends
 from pitwall.errors import InvalidSpec
 from pitwall.maintenance import notices, targets
+from pitwall.maintenance import page as maintenance_page
 from pitwall.maintenance import window as maintenance_window
 from pitwall.probes import spec as probe_spec
 from pitwall.probes import state as probe_state
@@ -125,6 +126,11 @@ def test_kept_history_is_described_as_kept():
     assert f"most recent {notices.KEEP})" in description(MaintenanceWindowStatus, "notices")
     assert f"last {products.HISTORY_LIMIT} rollouts" in description(ApiProductStatus, "history")
     assert f"last {stats.LATENCY_WINDOW} successful runs" in Latency.__doc__
+
+
+def test_maintenance_page_defaults_are_described_as_served():
+    assert f'"{maintenance_page.DEFAULT_MESSAGE}"' in description(MaintenancePage, "message")
+    assert maintenance_page.DEFAULT_RETRY_AFTER == durations.parse(MaintenancePage().retry_after)
 
 
 def test_severity_description_states_the_ack_windows_the_code_uses():

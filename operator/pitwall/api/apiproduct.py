@@ -120,9 +120,11 @@ class SecretName(Model):
 class MaintenancePage(Model):
     """What the maintenance page says during a MaintenanceWindow."""
 
-    title: str | None = text("Page title.", 200)
-    message: str | None = text("Text shown to API clients and browsers.", LONG_TEXT)
-    retry_after: str = duration("Sent as Retry-After.", "30m")
+    title: str | None = text("Page title (default: \"<displayName or name> is down for maintenance\").", 200)
+    message: str | None = text("Text shown to API clients and browsers (default: \"This API is undergoing planned "
+                               "maintenance. Please try again later.\").", LONG_TEXT)
+    retry_after: str = duration("Sent as Retry-After, shortened to the time left when the window ends sooner.",
+                                "30m")
 
 
 class Rollout(Model):
@@ -227,6 +229,7 @@ class ApiProductStatus(Status):
 # What the API server fills in for unset fields, for code that reads raw spec dicts.
 PRODUCT_DEFAULTS = defaults(ApiProductSpec)
 VERSION_DEFAULTS = defaults(Version)
+PAGE_DEFAULTS = defaults(MaintenancePage)
 DEPENDENCY_DEFAULTS = defaults(BackendDependency)
 ROLLOUT_DEFAULTS = defaults(Rollout)
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from .. import durations
+from ..api.apiproduct import PAGE_DEFAULTS
 from ..errors import InvalidSpec
 from ..vocabulary import (
     LABEL_PRODUCT,
@@ -50,7 +51,7 @@ log = logging.getLogger("pitwall.maintenance.page")
 
 DEFAULT_TITLE = "Down for maintenance"
 DEFAULT_MESSAGE = "This API is undergoing planned maintenance. Please try again later."
-DEFAULT_RETRY_AFTER = 1800
+DEFAULT_RETRY_AFTER = int(durations.parse(PAGE_DEFAULTS["retryAfter"]))  # 30m
 DEFAULT_PORT = 8080
 ENV = "PITWALL_MAINTENANCE_"
 
