@@ -117,7 +117,8 @@ class Delivery(Model):
     at: str | None = timestamp("When.")
     ok: bool | None = flag("Delivered.")
     attempts: int | None = integer("Attempts made.", minimum=0)
-    error: str | None = text("Last error (secrets masked).", TEXT)
+    error: str | None = text("Last error: the HTTP status and where, never the receiver's answer (secrets "
+                             "masked).", TEXT)
 
 
 class Owed(Model):

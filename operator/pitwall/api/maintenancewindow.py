@@ -161,7 +161,8 @@ class SentNotice(Model):
     delivered: bool | None = flag("Delivered to every recipient.")
     recipients: list[Annotated[str, Field(max_length=NAME_LEN, description="A recipient.")]] | None = items(
         "Who it went to (consumer and receiver names).", 500)
-    error: str | None = text("Delivery errors (secrets masked).", LONG_TEXT)
+    error: str | None = text("Delivery errors: the HTTP status and where, never the receiver's answer (secrets "
+                             "masked).", LONG_TEXT)
 
 
 class MaintenanceWindowStatus(Status):

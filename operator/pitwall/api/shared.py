@@ -43,7 +43,8 @@ LabelMap = dict[str, LabelValue]
 class SecretKeyRef(Model):
     """A key in a Secret of the object's namespace."""
 
-    name: str = object_name("Name of a Secret in this object's namespace.", ...)
+    name: str = object_name("Name of a Secret in this object's namespace, opted in with the label "
+                            "pitwall.dev/use (probes, receivers or all).", ...)
     key: str = text("Key inside the Secret's data.", NAME_LEN, default=..., min_length=1, pattern=SECRET_KEY)
 
 
