@@ -74,7 +74,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         try:
             # The probe engine's parser reads the raw block: it tells `equals: null` from no
             # `equals`, which a model (where both are None) cannot.
-            check = _monitor(rt).check_for(key, backend["metadata"], raw["health"])
+            check = await _monitor(rt).check_for(key, backend["metadata"], raw["health"])
         except InvalidSpec as exc:
             _monitor(rt).remove(key)
             await _write(rt, backend, "Unknown", matrix, stalled=exc.stalled)

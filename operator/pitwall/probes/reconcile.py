@@ -93,7 +93,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         elif target[1] not in versions or versions[target[1]].get("lifecycle") == "retired":
             stalled = Stalled("VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}")
     try:
-        check = mon.check_for(key, probe["metadata"], spec, base_url="http://resolved.invalid" if target else None)
+        check = await mon.check_for(key, probe["metadata"], spec, base_url="http://resolved.invalid" if target else None)
     except InvalidSpec as exc:
         stalled = exc.stalled
     if stalled is None:

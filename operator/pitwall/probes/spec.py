@@ -16,8 +16,9 @@ nothing (README, "Bounded checks"):
   input: no pattern can stall the event loop. Patterns RE2 cannot compile (backreferences,
   lookaround) are refused.
 - JSONPath expressions may hold one recursive descent (``..``) at most, and no regex
-  (``=~``, `` `sub()` ``: those would run on Python's backtracking engine); parsed expressions
-  are cached by text, because jsonpath-ng's parser is slow.
+  (``=~``, `` `sub()` ``: those would run on Python's backtracking engine). jsonpath-ng's parser
+  is slow (~10 µs a character), so a check's JSONPaths total at most ``MAX_JSONPATH_CHARS`` and
+  parsed expressions are cached by text.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ RUN_SLACK = 1.0  # seconds
 MIN_INTERVAL = 1.0
 MIN_TIMEOUT = 0.1
 MAX_JSONPATH_DESCENTS = 1
+MAX_JSONPATH_CHARS = 4096   # all JSONPaths of one check together: ~40 ms to parse
 
 # RE2: linear-time matching; compile errors are returned, not logged to stderr by the C++ side.
 _RE2_OPTIONS = re2.Options()
@@ -203,6 +205,7 @@ def _parse_check(spec: Mapping[str, Any], base_url: str | None, min_interval: fl
     target = base_url or spec.get("url") or target_spec.get("url")
     if target:
         _require_http(target, "the target URL")
+    _check_jsonpath_budget(spec.get("steps") or [])
     steps = tuple(_parse_steps(spec.get("steps") or []))
     if not target and not target_spec.get("apiProduct"):
         relative = [s.name for s in steps if not s.request.url]
@@ -259,6 +262,19 @@ def secret_refs(text: str) -> Iterator[SecretRef]:
 def join(target: str, path: str) -> str:
     """``path`` is appended to the target, so ``/me`` under ``http://svc/payments/v2`` keeps the prefix."""
     return target.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _check_jsonpath_budget(raw: list[Mapping[str, Any]]) -> None:
+    """jsonpath-ng's parser costs ~10 µs a character: the largest spec the schema admits (800
+    paths of 512 characters) took 3.5 s. Refuse before parsing any."""
+    total = 0
+    for item in raw:
+        total += sum(len(str(rule.get("path") or "")) for rule in (item.get("expect") or {}).get("json") or [])
+        total += sum(len(str(source)) for source in (item.get("capture") or {}).values()
+                     if str(source).startswith("$"))
+    if total > MAX_JSONPATH_CHARS:
+        raise InvalidSpec("SpecTooCostly", f"the check's JSONPaths total {total} characters, more than "
+                          f"{MAX_JSONPATH_CHARS}: shorten or split it into several Probes")
 
 
 def _parse_steps(raw: list[Mapping[str, Any]]) -> Iterator[Step]:

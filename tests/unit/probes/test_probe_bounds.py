@@ -180,7 +180,7 @@ async def test_the_monitor_gives_a_verdict_and_counts_an_exception_around_the_ch
     assert JOB_ERRORS.labels("check")._value.get() == before + 1
 
 
-def test_a_spec_is_parsed_once_per_generation(monkeypatch):
+async def test_a_spec_is_parsed_once_per_generation(monkeypatch):
     import pitwall.probes.monitor as monitor_module
 
     parsed = []
@@ -191,25 +191,25 @@ def test_a_spec_is_parsed_once_per_generation(monkeypatch):
     spec = {"target": {"url": "http://127.0.0.1:1"}, "interval": "10s"}
     bad = {"target": {"url": "http://127.0.0.1:1"}, "interval": "0s"}
 
-    first = monitor.check_for(key, {"uid": "u1", "generation": 1}, spec)
+    first = await monitor.check_for(key, {"uid": "u1", "generation": 1}, spec)
     for _ in range(5):   # status echoes and other events of the same generation
-        assert monitor.check_for(key, {"uid": "u1", "generation": 1}, spec) is first
+        assert await monitor.check_for(key, {"uid": "u1", "generation": 1}, spec) is first
     assert len(parsed) == 1
     for _ in range(3):   # a refused generation is refused again without parsing again
         with pytest.raises(InvalidSpec, match="below the minimum"):
-            monitor.check_for(key, {"uid": "u1", "generation": 2}, bad)
+            await monitor.check_for(key, {"uid": "u1", "generation": 2}, bad)
     assert len(parsed) == 2
-    assert monitor.check_for(key, {"uid": "u2", "generation": 1}, spec) is not first   # recreated object
+    assert await monitor.check_for(key, {"uid": "u2", "generation": 1}, spec) is not first   # recreated object
     assert len(parsed) == 3
 
 
-def test_the_operator_wide_floor_applies_when_set():
+async def test_the_operator_wide_floor_applies_when_set():
     settings = Settings()
     settings.min_probe_interval = 60.0   # h2's --min-probe-interval, when present
     monitor = Monitor(Runtime(kube=None, settings=settings))
 
     with pytest.raises(InvalidSpec, match="interval 10s is below the minimum of 1m"):
-        monitor.check_for(("Probe", "a", "b"), {"uid": "u", "generation": 1},
+        await monitor.check_for(("Probe", "a", "b"), {"uid": "u", "generation": 1},
                           {"target": {"url": "http://127.0.0.1:1"}, "interval": "10s"})
 
 

@@ -114,6 +114,8 @@ def test_no_target_and_no_product_is_refused():
      "no line breaks"),
     ({"steps": [{"name": "a", "request": {"headers": {"Bad Name": "x"}}}]}, "InvalidHeader", "header name"),
     ({"steps": [{"name": "a", "expect": {"headers": [{"matches": "x"}]}}]}, "InvalidSpec", "cannot be read"),
+    ({"steps": [{"name": f"s{i}", "expect": {"json": [{"path": "$." + "a" * 500}] * 2}} for i in range(5)]},
+     "SpecTooCostly", "the check's JSONPaths total 5020 characters, more than 4096"),
 ])
 def test_costly_or_broken_specs_are_refused_with_a_reason(spec, reason, fragment):
     with pytest.raises(InvalidSpec) as err:
