@@ -237,6 +237,8 @@ class Monitor:
             result = failed_result(check, f"the check failed inside Pitwall ({type(exc).__name__})")
         if result.internal:
             JOB_ERRORS.labels("check").inc()
+            log.warning("%s %s/%s: %s", kind, namespace, name, result.failure.reason if result.failure else "",
+                        extra={"kind": kind, "object": f"{namespace}/{name}"})
         job.stalled = None
         previous = job.health
         outcome = observe(previous, result.ok, failure_threshold=job.check.failure_threshold,
