@@ -163,3 +163,38 @@ async def test_smtp_password_is_masked_in_every_encoding():
     assert not result.ok and "SMTP 127.0.0.1:1" in result.error
     for form in ("p@ss:w0rd-l0ng", "p%40ss%3Aw0rd-l0ng", "w0rd"):
         assert form not in result.error
+
+
+async def test_maintenance_receivers_and_consumer_webhooks_obey_the_policy(monkeypatch):
+    """A window's notice receivers and a consumer's ``contact.webhook`` go through the operator's
+    egress client: metadata spellings are refused and recorded as the notice's error."""
+    from datetime import timedelta
+
+    from tests.unit.kubeapi import Clock, KubeAPI, runtime
+    from tests.unit.test_reconcile_products import product
+
+    from pitwall import durations
+    from pitwall.maintenance import reconcile as maintenance
+
+    clock = Clock()
+    monkeypatch.setattr(durations, "now", clock)
+    api = KubeAPI()
+    api.put(product("registry.example.com/orders:1.0", consumers=[
+        {"name": "acme", "versions": ["v1"], "contact": {"webhook": "http://[::ffff:a9fe:a9fe]/latest/meta-data/"}}]))
+    start = clock.moment + timedelta(minutes=4)
+    api.put({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
+             "metadata": {"name": "upgrade", "namespace": "shop"},
+             "spec": {"reason": "upgrade", "maintenancePage": False,
+                      "schedule": {"start": durations.rfc3339(start), "duration": "30m"},
+                      "targets": {"apiProducts": {"names": ["orders"]}},
+                      "notice": {"leadTime": "5m", "receivers": [
+                          {"name": "ops", "type": "webhook", "url": "http://0xa9fea9fe/hook"}]}}})
+    rt = runtime(api)
+    rt.maintenance.http = egress.client(rt.egress)
+    try:
+        await maintenance.reconcile(rt, "shop", "upgrade")
+    finally:
+        await rt.maintenance.http.aclose()
+    [notice] = api.get("MaintenanceWindow", "shop", "upgrade")["status"]["notices"]
+    assert notice["delivered"] is False
+    assert notice["error"].count("refused") == 2 and "metadata" in notice["error"]
