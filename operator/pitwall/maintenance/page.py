@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import html
 import logging
 import math
 import os
@@ -35,6 +34,7 @@ from aiohttp import web
 from .. import durations
 from ..api.apiproduct import PAGE_DEFAULTS
 from ..errors import InvalidSpec
+from ..templating import environment
 from ..vocabulary import (
     LABEL_PRODUCT,
     LABEL_ROLE,
@@ -110,31 +110,15 @@ def wants_html(accept: str | None) -> bool:
     return best["html"] > 0 and best["html"] >= best["json"]
 
 
-_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{title}</title>
-<style>
-:root {{ color-scheme: light dark; }}
-body {{ margin: 0; background: #ffffff; color: #1b1f24;
-  font: 1.125rem/1.6 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
-main {{ max-width: 38rem; margin: 0 auto; padding: 12vh 1.5rem 2rem; }}
-h1 {{ font-size: 1.75rem; line-height: 1.25; margin: 0 0 1rem; }}
-p {{ margin: 0 0 1rem; }}
-@media (prefers-color-scheme: dark) {{ body {{ background: #121417; color: #eceff3; }} }}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-<p>{message}</p>
-{until}</main>
-</body>
-</html>
-"""
+_TEMPLATES = environment(__package__ or "pitwall.maintenance")
+
+
+def render_page(config: PageConfig) -> str:
+    """The HTML answer (templates/page.html): title, message and, when known, the planned end."""
+    until = config.until.astimezone(UTC) if config.until else None
+    return _TEMPLATES.get_template("page.html").render(
+        title=config.title, message=config.message, until=durations.rfc3339(until) if until else None,
+        until_text=f"{until:%Y-%m-%d %H:%M} UTC" if until else "")
 
 
 def make_app(config: PageConfig) -> web.Application:
@@ -146,12 +130,7 @@ def make_app(config: PageConfig) -> web.Application:
                    "Cache-Control": "no-store", "Vary": "Accept"}
         until = durations.rfc3339(config.until) if config.until else None
         if wants_html(request.headers.get("Accept")):
-            expected = (f'<p>Expected back by <time datetime="{until}">'
-                        f'{config.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC</time>.</p>\n'
-                        if config.until else "")
-            body = _HTML.format(title=html.escape(config.title), message=html.escape(config.message),
-                                until=expected)
-            return web.Response(status=503, text=body, content_type="text/html", headers=headers)
+            return web.Response(status=503, text=render_page(config), content_type="text/html", headers=headers)
         return web.json_response(
             {"status": "maintenance", "title": config.title, "message": config.message,
              "until": until, "retryAfter": int(headers["Retry-After"])},

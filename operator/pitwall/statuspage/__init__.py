@@ -1,8 +1,9 @@
 """The status page: a public page of every public API product and an internal view.
 
 Served by the operator itself from its watch caches (no API call per page view):
-``model``/``internal`` build the data (pure), ``render``/``render_internal``/``badge``/
-``graph_svg`` turn it into HTML and SVG, ``server`` serves both on their own ports.
+``model``/``internal`` build the data (pure), ``render``/``render_internal`` turn it into HTML
+through the Jinja2 templates in ``templates/`` (autoescaped), ``badge``/``graph_svg`` into SVG,
+``server`` serves both on their own ports.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The HTML shell both views share: head, inline stylesheet, refresh script, helpers.
+"""What both views' templates share (templates/base.html is the shell): the inline stylesheet,
+the refresh script and its CSP, icons, times.
 
 Everything a page needs is in the one response (CSS inlined from ``assets/``, icons as inline
 SVG, no web font), so the page works behind the strictest proxy and never calls a CDN. The
@@ -101,30 +102,3 @@ def ago(value: str | None, now: datetime) -> str:
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{hours // 24} days"
-
-
-def document(*, title: str, heading: str, nav: str, main: str, footer: str, refresh: int, wide: bool = False) -> str:
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<link rel="icon" href="data:,">
-<title>{esc(title)}</title>
-<noscript><meta http-equiv="refresh" content="{refresh}"></noscript>
-<style>{CSS}</style>
-</head>
-<body data-refresh="{refresh}" data-refreshes="0"{' class="wide"' if wide else ''}>
-<a class="skip" href="#main">Skip to content</a>
-<header class="site"><div class="wrap"><p class="brand">{esc(heading)}</p>{nav}</div></header>
-<div class="wrap"><p id="stale" class="stale" role="status" hidden>Could not refresh; this page may be out of
-date. Retrying.</p></div>
-<main id="main" class="wrap">
-{main}
-</main>
-<footer><div class="wrap">{footer}</div></footer>
-<script>{SCRIPT}</script>
-</body>
-</html>
-"""
