@@ -159,7 +159,7 @@ def test_components_and_image_override_build(cluster, tmp_path):
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [f"{rel}/base"],
         "components": [f"{rel}/components/servicemonitor", f"{rel}/components/grafana-dashboard",
-                       f"{rel}/components/admission-webhook"],
+                       f"{rel}/components/admission-webhook", f"{rel}/components/network-policy"],
         "images": [{"name": "ghcr.io/pitwall-dev/pitwall", "newName": "pitwall", "newTag": "e2e"}]}))
     docs = build(cluster, overlay)
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
@@ -178,6 +178,11 @@ def test_components_and_image_override_build(cluster, tmp_path):
     assert "--webhook-port=9443" in container["args"]
     assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
     assert env["PITWALL_WEBHOOK_CERT"].startswith("/etc/pitwall/webhook/")
+    # the NetworkPolicy selects the operator's pods and admits no port but metrics, status page, webhook
+    policy = by_kind[("NetworkPolicy", "pitwall")]
+    pod_labels = by_kind[("Deployment", "pitwall")]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(p["port"] for p in policy["spec"]["ingress"][0]["ports"]) == [8080, 8081, 9443]
     webhook = by_kind[("ValidatingWebhookConfiguration", "pitwall.dev")]["webhooks"][0]
     assert webhook["clientConfig"]["service"]["name"] == "pitwall-webhook"
     assert by_kind[("Service", "pitwall-webhook")]["spec"]["ports"][0]["targetPort"] == "webhook"
