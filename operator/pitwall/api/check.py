@@ -87,11 +87,13 @@ class JsonExpect(Model):
         rule("!(has(self.exists) && !self.exists && has(self.matches))",
              "exists: false cannot be combined with matches (nothing would be there to match)"))}
 
-    path: str = text("JSONPath into the body, e.g. $.currency.", 512, default=..., min_length=1, pattern=r"^\$")
+    path: str = text("JSONPath into the body, e.g. $.currency. At most one recursive descent (..), no regex "
+                     "(=~, sub); paths that scan (.., *, filters) run on responses of at most 2,000 values.",
+                     512, default=..., min_length=1, pattern=r"^\$")
     equals: Any = Field(None, description="The value found must equal this (any JSON value).",
                         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     exists: bool | None = flag("true: the path must match something; false: it must match nothing.")
-    matches: str | None = text("The value found, as text, must match this regular expression.", TEXT)
+    matches: str | None = text("The value found, as text, must match this regular expression (RE2 syntax, matched in linear time: no backreferences or lookaround).", TEXT)
 
 
 class HeaderExpect(Model):
@@ -102,14 +104,14 @@ class HeaderExpect(Model):
 
     name: str = text("Header name.", SHORT_TEXT, default=..., min_length=1)
     present: bool | None = flag("true: the header must be present; false: it must be absent.")
-    matches: str | None = text("The header's value must match this regular expression.", TEXT)
+    matches: str | None = text("The header's value must match this regular expression (RE2 syntax, matched in linear time: no backreferences or lookaround).", TEXT)
 
 
 class BodyExpect(Model):
     """Assertions on the raw response body."""
 
     contains: str | None = text("The body must contain this text.", LONG_TEXT)
-    regex: str | None = text("The body must match this regular expression.", TEXT)
+    regex: str | None = text("The body must match this regular expression (RE2 syntax, matched in linear time: no backreferences or lookaround).", TEXT)
 
 
 StatusCode = Annotated[int, Field(ge=100, le=599, description="An HTTP status code.")]
