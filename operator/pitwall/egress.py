@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from .errors import InvalidSpec
+from .errors import Denied, InvalidSpec
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -93,13 +93,6 @@ _SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
 _NAT64 = _nets("64:ff9b::/96", "64:ff9b:1::/48")
 _LOOPBACK_V4, _LOOPBACK_V6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")
 _NUMERIC = re.compile(r"[0-9a-fx.]+", re.IGNORECASE)
-
-
-class Denied(InvalidSpec):
-    """The egress policy refuses this address: the spec's fault (Stalled), never a failure count."""
-
-    def __init__(self, message: str):
-        super().__init__("TargetDenied", message)
 
 
 class OperatorSettings(Protocol):

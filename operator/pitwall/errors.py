@@ -3,6 +3,8 @@
 * PitwallError - the base of every error Pitwall raises on purpose.
     * InvalidSpec - the spec passed admission but cannot work: the object becomes ``Stalled``
       with the error's ``reason`` and ``message``, and nothing is retried until it changes.
+        * Denied - the egress policy refuses the address (reason ``TargetDenied``).
+        * SecretNotOptedIn - the Secret lacks the ``pitwall.dev/use`` label for this use.
     * KubeError - the Kubernetes API answered with an error status (``status``, ``reason``,
       ``message`` and the Status ``body``); a reconcile that raises it is retried with backoff.
         * NotFound - 404.
@@ -10,7 +12,9 @@
         * Conflict - 409: the name exists, or the object changed since it was read.
         * Invalid - 422: the API server refused the object (schema, CEL, quantities ...).
 
-Not in the tree, on purpose: ``httpx.TransportError`` (the API server unreachable after
+Not in the tree, on purpose: the probe engine's own signals (``JsonProblem``, ``BodyTooLarge``,
+``Undecodable``), which never leave it (each becomes a failed check with its reason);
+``httpx.TransportError`` (the API server unreachable after
 :class:`pitwall.kube.Kube`'s retries) propagates as httpx raised it, and ``ValueError`` is
 what the pure parsers (durations, RFC 3339 times) raise for input the caller must reword.
 docs/architecture.md shows who raises and who catches each.
@@ -38,6 +42,20 @@ class InvalidSpec(PitwallError):
     @property
     def stalled(self) -> Stalled:
         return Stalled(self.reason, self.message)
+
+
+class Denied(InvalidSpec):
+    """The egress policy refuses this address: the spec's fault (Stalled), never a failure count."""
+
+    def __init__(self, message: str):
+        super().__init__("TargetDenied", message)
+
+
+class SecretNotOptedIn(InvalidSpec):
+    """The Secret exists but does not carry ``pitwall.dev/use`` for this use (becomes Stalled)."""
+
+    def __init__(self, message: str):
+        super().__init__("SecretNotOptedIn", message)
 
 
 class KubeError(PitwallError):

@@ -25,17 +25,10 @@ from prometheus_client import Counter
 
 from . import API_VERSION, FIELD_MANAGER
 from .durations import rfc3339
-from .errors import Conflict, Forbidden, Invalid, InvalidSpec, KubeError, NotFound
+from .errors import Conflict, Forbidden, Invalid, KubeError, NotFound, SecretNotOptedIn
 from .vocabulary import opt_in_problem
 
 log = logging.getLogger("pitwall.kube")
-
-
-class SecretNotOptedIn(InvalidSpec):
-    """The Secret exists but does not carry ``pitwall.dev/use`` for this use (becomes Stalled)."""
-
-    def __init__(self, message: str):
-        super().__init__("SecretNotOptedIn", message)
 
 
 @dataclass(frozen=True)

@@ -42,3 +42,31 @@ def test_condition_lookup_skips_garbage_and_an_invalid_spec_says_why_it_stalls()
     assert condition_of(obj, "Ready") == {"type": "Ready", "status": "True"}
     assert condition_of(obj, "Stalled") is None and condition_of(None, "Ready") is None
     assert InvalidSpec("InvalidSchedule", "no such zone").stalled == Stalled("InvalidSchedule", "no such zone")
+
+
+def test_the_exception_tree_documented_in_errors_is_the_class_tree():
+    """Every PitwallError subclass anywhere in the package, under the parent errors.py names."""
+    import importlib
+    import pkgutil
+    import re
+
+    import pitwall
+    from pitwall import errors
+
+    for module in pkgutil.walk_packages(pitwall.__path__, "pitwall."):
+        if not module.name.startswith(("pitwall.testing", "pitwall.__main__")):
+            importlib.import_module(module.name)
+    actual, todo = {}, [errors.PitwallError]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            actual[sub.__name__] = (cls.__name__, sub.__module__)
+            todo.append(sub)
+    documented, parents = {}, []
+    for indent, name in re.findall(r"^( *)\* (\w+) - ", errors.__doc__, re.MULTILINE):
+        del parents[len(indent) // 4:]
+        if parents:
+            documented[name] = parents[-1]
+        parents.append(name)
+    assert documented == {name: parent for name, (parent, _) in actual.items()}
+    assert {module for _, module in actual.values()} == {"pitwall.errors"}
