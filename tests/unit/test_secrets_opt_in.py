@@ -77,3 +77,36 @@ async def test_an_alert_rule_with_a_receiver_secret_not_opted_in_is_stalled():
     assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotOptedIn")
     assert stalled["message"] == ("receiver ops: Secret hook is opted in for probes, not receivers: "
                                   "kubectl -n shop label secret hook pitwall.dev/use=all --overwrite")
+
+
+async def test_a_window_whose_notice_secret_is_not_opted_in_is_stalled_but_still_scheduled(monkeypatch):
+    from datetime import timedelta
+
+    from tests.unit.kubeapi import Clock
+
+    from pitwall import durations
+    from pitwall.maintenance import reconcile as maintenance
+
+    clock = Clock()
+    monkeypatch.setattr(durations, "now", clock)
+    api = KubeAPI()
+    api.put(secret("relay", None, url="smtp://pitwall:relay-password@mail.example:587"))
+    api.put({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
+             "metadata": {"name": "upgrade", "namespace": NS},
+             "spec": {"reason": "upgrade", "maintenancePage": False,
+                      "schedule": {"start": durations.rfc3339(clock.moment + timedelta(days=3)), "duration": "1h"},
+                      "targets": {"apiProducts": {"names": ["orders"]}},
+                      "notice": {"leadTime": "1d", "consumerEmail": {"secretRef": {"name": "relay", "key": "url"}}}}})
+    rt = runtime(api)
+    wake = await maintenance.reconcile(rt, NS, "upgrade")
+    window = api.get("MaintenanceWindow", NS, "upgrade")
+    assert window["status"]["phase"] == "Scheduled"
+    stalled = condition(window, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotOptedIn")
+    assert stalled["message"] == ("notices cannot be sent: Secret relay is not opted in for receivers: "
+                                  "kubectl -n shop label secret relay pitwall.dev/use=receivers")
+    assert wake is not None and wake <= 61          # looked at again: Secrets are not watched
+
+    api.put(secret("relay", "receivers", url="smtp://pitwall:relay-password@mail.example:587"))
+    await maintenance.reconcile(rt, NS, "upgrade")
+    assert condition(api.get("MaintenanceWindow", NS, "upgrade"), "Stalled")["status"] == "False"

@@ -21,7 +21,7 @@ from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..logs import ref
 from ..runtime import Runtime
-from ..vocabulary import LABEL_WINDOW, Stalled
+from ..vocabulary import LABEL_WINDOW, Stalled, opt_in_problem
 from . import messages, notices, targets
 from .page import page_deployment, page_name
 from .schedule import ACTIVE
@@ -98,7 +98,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     missing = ", ".join(affected.missing)
     wanted = [Condition.true("Active", "WindowOpen", spec.get("reason", "")) if result.phase == ACTIVE
               else Condition.false("Active", result.phase, "")]
-    if missing:
+    # Told now, not when the notice is due: the window still opens, its notices could not go.
+    unusable = await _notice_secret_problem(rt, namespace, spec)
+    if unusable:
+        wanted += summary(False, stalled=unusable)
+    elif missing:
         wanted += summary(False, not_ready=("TargetNotFound", f"targets not found: {missing}"))
     else:
         wanted += summary(True, ready_reason=result.phase,
@@ -116,8 +120,26 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", WINDOW["maintenancePage"]):
         wake.append(occurrence.start - PAGE_LEAD)
     future = [(w - durations.now()).total_seconds() for w in wake if w]
-    future = [s for s in future if s > 0]
+    future = [s for s in future if s > 0] + ([60.0] if unusable else [])   # Secrets are not watched
     return min(future) + 0.001 if future else None
+
+
+async def _notice_secret_problem(rt: Runtime, namespace: str, spec: dict) -> Stalled | None:
+    """Why a Secret the notices need cannot be used (missing, or not opted in for receivers)."""
+    notice = spec.get("notice") or {}
+    refs = [r.get("secretRef") for r in notice.get("receivers") or []]
+    refs.append((notice.get("consumerEmail") or {}).get("secretRef"))
+    for secret_ref in refs:
+        if not secret_ref or not secret_ref.get("name"):
+            continue
+        secret = await rt.kube.get("Secret", namespace, secret_ref["name"])
+        if secret is None:
+            return Stalled("SecretNotFound", f"notices cannot be sent: Secret {secret_ref['name']} not found "
+                                             f"in namespace {namespace}")
+        problem = opt_in_problem(secret, "receivers")
+        if problem:
+            return Stalled("SecretNotOptedIn", f"notices cannot be sent: {problem}")
+    return None
 
 
 def _phase_message(phase: str, spec: dict, occurrence) -> str:
