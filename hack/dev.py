@@ -2,8 +2,16 @@
 """`make dev`: the whole of Pitwall on this machine, in the foreground. Ctrl-C stops it all.
 
 1. a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok),
-2. the CRDs, 3. the demo API on 127.0.0.1:18080 (and on every example pod's address),
-4. the operator, 5. the examples. Then it prints where to look.
+2. the CRDs, 3. the demo API, a receiver standing in for Teams/Slack/PagerDuty/webhooks and an
+SMTP relay, 4. a server on every example pod's address (the demo API, or the maintenance page
+on the maintenance-page pods), 5. the operator, 6. the examples. Then it prints where to look.
+
+Nothing here takes a port or an address another `make dev` or `make test` may hold: each
+well-known port (demo 18080, receiver 18081, SMTP 2525, status page 8081, internal view 8082,
+metrics 8080) is used when free and replaced by a free one when not, the operator binds
+127.0.0.1 only, and the pods' loopback twins live in an address block of their own
+(127.B.0.0/16, B claimed with a lock file per block). The examples are applied with the
+addresses actually used; DIR/dev.json records them for tools and tests.
 """
 
 from __future__ import annotations
@@ -11,37 +19,93 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
 from aiohttp import web  # noqa: E402
 
-from pitwall.demo import make_app, start_demo  # noqa: E402
-from pitwall.testing.cluster import POD_ADDRESS_REWRITE, Cluster, free_port  # noqa: E402
+from pitwall.demo import describe_notification, example_manifests, make_app, start_demo  # noqa: E402
+from pitwall.maintenance.page import ROLE_LABEL, ROLE_PAGE, PageConfig  # noqa: E402
+from pitwall.maintenance.page import make_app as make_page_app  # noqa: E402
+from pitwall.testing.cluster import Cluster, free_port  # noqa: E402
 from pitwall.testing.pods import PodServers  # noqa: E402
+
+# 127.244.0.0/16 is the tests' block; `make dev` takes one of these, one per running checkout.
+DEV_BLOCKS = range(200, 240)
+LOCKS = Path(tempfile.gettempdir()) / "pitwall-dev-blocks"
 
 
 def say(text: str) -> None:
     print(f"\033[1;36m==>\033[0m {text}", flush=True)
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred: int) -> int:
+    """``preferred`` when nobody holds it, else a free port (a second `make dev`, `make test`)."""
+    return preferred if preferred and port_free(preferred) and port_free(preferred, "0.0.0.0") else free_port()
+
+
+def claim_address_block() -> tuple[int, int]:
+    """(B, lock fd): 127.B.0.0/16 is this process's for the pods' loopback twins until it exits."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    for block in DEV_BLOCKS:
+        fd = os.open(LOCKS / f"127.{block}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return block, fd
+    raise SystemExit(f"every dev address block (127.{DEV_BLOCKS[0]}-{DEV_BLOCKS[-1]}.0.0/16) is taken: "
+                     f"are {len(DEV_BLOCKS)} `make dev` running?")
+
+
+def smtp_login(manifests: str) -> tuple[str, str] | None:
+    """The user and password of the examples' ``smtp-relay`` Secret: the dev relay accepts exactly
+    those, so the example and the relay always agree."""
+    for doc in yaml.safe_load_all(manifests):
+        if (doc or {}).get("kind") == "Secret" and doc["metadata"]["name"] == "smtp-relay":
+            url = urlsplit((doc.get("stringData") or {}).get("url", ""))
+            if url.username:
+                return unquote(url.username), unquote(url.password or "")
+    return None
+
+
 async def start_receiver(port: int) -> web.AppRunner:
-    """Stands in for Teams, Slack, PagerDuty and webhooks: prints what Pitwall sends."""
+    """Stands in for Teams, Slack, PagerDuty and webhooks: prints what a person would read."""
     async def receive(request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except ValueError:
-            body = {}
-        summary = (body.get("text") or body.get("status") or body.get("event_action")
-                   or (body.get("payload") or {}).get("summary") or body.get("subject") or "")
-        say(f"notification {request.path}: {str(summary)[:120]}")
+            body = (await request.text())[:200]
+        lines = describe_notification(body)
+        say(f"notification {request.path}: {lines[0]}")
+        for line in lines[1:]:
+            print(f"      {line}", flush=True)
         return web.json_response({"ok": True}, status=202)
     app = web.Application()
     app.router.add_post("/{tail:.*}", receive)
@@ -51,9 +115,12 @@ async def start_receiver(port: int) -> web.AppRunner:
     return runner
 
 
-def start_smtp(port: int):
-    """A local mail relay for notices and email receivers: prints each message's subject."""
+def start_smtp(port: int, login: tuple[str, str] | None):
+    """A local mail relay for notices and email receivers: prints each message's subject.
+
+    It offers AUTH without TLS (it only listens on 127.0.0.1) and accepts the examples' login."""
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
 
     class Print:
         async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
@@ -61,62 +128,108 @@ def start_smtp(port: int):
                             if line.lower().startswith("subject:")), "Subject: ?")
             say(f"mail to {', '.join(envelope.rcpt_tos)}: {subject[8:].strip()}")
             return "250 OK"
-    controller = Controller(Print(), hostname="127.0.0.1", port=port)
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (login is not None and isinstance(auth_data, LoginPassword)
+              and (auth_data.login.decode(), auth_data.password.decode()) == login)
+        if not ok:
+            say(f"mail relay refused a login ({mechanism})")
+        return AuthResult(success=ok)
+
+    controller = Controller(Print(), hostname="127.0.0.1", port=port, authenticator=authenticate,
+                            auth_require_tls=False)
     controller.start()
     return controller
+
+
+def pod_app(pod: dict) -> web.Application:
+    """The maintenance page on maintenance-page pods (configured from their env, as the image
+    would be), the demo API on every other pod."""
+    if (pod["metadata"].get("labels") or {}).get(ROLE_LABEL) == ROLE_PAGE:
+        container = pod["spec"]["containers"][0]
+        env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+        return make_page_app(PageConfig.from_env(env))
+    return make_app()
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default=".pitwall")
     parser.add_argument("--demo-port", type=int, default=int(os.environ.get("PITWALL_DEMO_PORT", 18080)))
+    parser.add_argument("--receiver-port", type=int, default=18081)
+    parser.add_argument("--smtp-port", type=int, default=2525)
     parser.add_argument("--statuspage-port", type=int, default=8081)
     parser.add_argument("--internal-port", type=int, default=8082)
     parser.add_argument("--metrics-port", type=int, default=8080)
     args = parser.parse_args()
+    workdir = (ROOT / args.dir).resolve()
 
     started = time.monotonic()
+    block, _lock = claim_address_block()
+    rewrite = f"10.244.0.0/16=127.{block}.0.0/16"
+    ports = {name: pick_port(getattr(args, f"{name}_port"))
+             for name in ("demo", "receiver", "smtp", "statuspage", "internal", "metrics")}
+    moved = [f"{name} {getattr(args, f'{name}_port')} -> {port}" for name, port in ports.items()
+             if port != getattr(args, f"{name}_port")]
+    if moved:
+        say("ports taken (another `make dev` or `make test`?), using free ones: " + ", ".join(moved))
     say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
-    cluster = Cluster.start(ROOT / args.dir)
+    cluster = Cluster.start(workdir)
     operator = None
-    pods = None
-    demo = None
+    demo = receiver = smtp = None
+    pods = pods_task = None
     try:
         say(f"control plane ready in {time.monotonic() - started:.1f}s at {cluster.server}")
         cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd",
                         "-l", "app.kubernetes.io/part-of=pitwall")
+        # `pitwall status` and `kubectl get` without -n show the examples' namespace.
+        cluster.kubectl("config", "set-context", "--current", "--namespace=marketplace")
         say("CRDs installed")
-        demo = await start_demo("127.0.0.1", args.demo_port)
-        receiver = await start_receiver(18081)
-        smtp = start_smtp(2525)
+        manifests = example_manifests(ROOT / "examples", demo=f"127.0.0.1:{ports['demo']}",
+                                      receiver=f"127.0.0.1:{ports['receiver']}", smtp=f"127.0.0.1:{ports['smtp']}")
+        demo = await start_demo("127.0.0.1", ports["demo"])
+        receiver = await start_receiver(ports["receiver"])
+        smtp = start_smtp(ports["smtp"], smtp_login(manifests))
         webhook_port = free_port()
         webhook_env = cluster.register_webhook(webhook_port)
-        pods = PodServers(str(cluster.kubeconfig), lambda pod: make_app())
+        pods = PodServers(str(cluster.kubeconfig), pod_app, rewrite=rewrite)
         pods_task = asyncio.create_task(pods.run())
-        say(f"demo API on http://127.0.0.1:{args.demo_port} (and on every example pod's address)")
-        env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE, **webhook_env}
+        env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": rewrite, **webhook_env}
         operator = subprocess.Popen(  # noqa: ASYNC220 - started, never waited on here
-            [sys.executable, "-m", "pitwall", "run", "--log-format", "text", "--webhook-port", str(webhook_port),
-             "--metrics-port", str(args.metrics_port), "--statuspage-port", str(args.statuspage_port),
-             "--internal-port", str(args.internal_port)], env=env, start_new_session=True)
+            [sys.executable, "-m", "pitwall", "run", "--log-format", "text", "--bind-address", "127.0.0.1",
+             "--webhook-port", str(webhook_port), "--metrics-port", str(ports["metrics"]),
+             "--statuspage-port", str(ports["statuspage"]), "--internal-port", str(ports["internal"])],
+            env=env, start_new_session=True)
         await asyncio.sleep(2)
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "examples"))
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=manifests)
         say("examples applied")
+        urls = {
+            "kubeconfig": str(cluster.kubeconfig), "statusPage": f"http://127.0.0.1:{ports['statuspage']}/",
+            "internalView": f"http://127.0.0.1:{ports['internal']}/",
+            "metrics": f"http://127.0.0.1:{ports['metrics']}/metrics",
+            "demoApi": f"http://127.0.0.1:{ports['demo']}", "receiver": f"http://127.0.0.1:{ports['receiver']}",
+            "smtp": f"smtp://127.0.0.1:{ports['smtp']}", "podAddresses": f"127.{block}.0.0/16",
+            "operatorPid": operator.pid, "pid": os.getpid(),
+        }
+        (workdir / "dev.json").write_text(json.dumps(urls, indent=2))
+        path = os.pathsep.join([str(cluster.bindir), str(Path(sys.executable).parent)])
         print(f"""
   Pitwall is running. In another shell:
 
     export KUBECONFIG={cluster.kubeconfig}
-    export PATH={cluster.bindir}:$PATH
+    export PATH={path}:$PATH
     kubectl get pitwall -A
-    pitwall status                       # the support engineer's view
+    pitwall status                       # the support engineer's view (namespace marketplace)
 
-  Status page:   http://127.0.0.1:{args.statuspage_port}/
-  Internal view: http://127.0.0.1:{args.internal_port}/
-  Metrics:       http://127.0.0.1:{args.metrics_port}/metrics
-  Demo API:      http://127.0.0.1:{args.demo_port}/isUp   (POST /_admin/down?what=isUp to cause an outage)
-  Receivers:     http://127.0.0.1:18081 (Teams, Slack, PagerDuty, webhooks) and smtp://127.0.0.1:2525,
+  Status page:   {urls['statusPage']}
+  Internal view: {urls['internalView']}
+  Metrics:       {urls['metrics']}
+  Demo API:      {urls['demoApi']}/isUp   (POST /_admin/down?what=isUp to cause an outage)
+  Receivers:     {urls['receiver']} (Teams, Slack, PagerDuty, webhooks) and {urls['smtp']},
                  printed here as they arrive
+  Pods answer on their loopback twins in {urls['podAddresses']}.
+  A backend outage by hand: pitwall backend down core-banking --reason "mainframe patching"
 
   Ctrl-C stops everything.
 """, flush=True)
@@ -130,10 +243,6 @@ async def main() -> int:
                 break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1)
-        pods._stop.set()
-        await pods_task
-        await receiver.cleanup()
-        smtp.stop()
         return 0
     finally:
         say("stopping")
@@ -141,8 +250,15 @@ async def main() -> int:
             os.killpg(operator.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 operator.wait(10)
-        if demo:
-            await demo.cleanup()
+        if pods_task is not None:
+            pods._stop.set()
+            with contextlib.suppress(Exception):
+                await pods_task
+        for runner in (receiver, demo):
+            if runner is not None:
+                await runner.cleanup()
+        if smtp is not None:
+            smtp.stop()
         cluster.stop()
 
 

@@ -6,13 +6,30 @@ import argparse
 import asyncio
 import sys
 
-from . import __version__, views
+from . import __version__, edits, views
 from .durations import format as format_duration
 from .floors import ADMISSION
 from .floors import FLAGS as FLOOR_FLAGS
 
 
+def use_kubeconfig(path: str) -> None:
+    """Make ``path`` the kubeconfig of everything in this process: kopf's login, our client.
+
+    The Kubernetes client library reads ``$KUBECONFIG`` once, when it is imported (and kopf
+    imports it when it is imported), so setting the variable afterwards is not enough: the
+    library's default location is set too.
+    """
+    import os
+    if not os.path.isfile(path):
+        raise SystemExit(f"pitwall run: --kubeconfig {path}: no such file")
+    os.environ["KUBECONFIG"] = os.path.abspath(path)
+    from kubernetes.config import kube_config
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = os.environ["KUBECONFIG"]
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        use_kubeconfig(args.kubeconfig)   # before kopf is imported
     import kopf
 
     from . import handlers, logs
@@ -37,10 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pitwall run: {exc}", file=sys.stderr)
         return 2
+    if args.bind_address:
+        settings.metrics_host = settings.statuspage_host = args.bind_address
     handlers.configure(settings)
-    if args.kubeconfig:
-        import os
-        os.environ["KUBECONFIG"] = args.kubeconfig
     kopf.configure(verbose=args.log_level.upper() == "DEBUG")
     logs.setup(args.log_level, args.log_format)   # after kopf's, so every line is ours
     asyncio.run(kopf.operator(
@@ -73,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
     run.add_argument("-n", "--namespace", action="append",
                      help="watch only this namespace (repeatable; default: all namespaces)")
+    run.add_argument("--bind-address", default=None, metavar="ADDRESS",
+                     help="address of the metrics, status page and internal view servers (default 0.0.0.0; "
+                          "`make dev` uses 127.0.0.1 so nothing collides with the pods' loopback twins)")
     run.add_argument("--metrics-port", type=int, default=8080, help="/metrics and /healthz (0 disables)")
     run.add_argument("--statuspage-port", type=int, default=8081, help="public status page (0 disables)")
     run.add_argument("--internal-port", type=int, default=8082, help="internal view (0 disables)")
@@ -108,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=18080)
     demo.set_defaults(func=_demo)
     views.register(sub)
+    edits.register(sub)
     return parser
 
 

@@ -174,6 +174,81 @@ def _unauthorized(request: web.Request) -> web.Response | None:
                              headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+# -- the examples, pointed at this demo ---------------------------------------------------------------
+# The addresses examples/ is written with (the defaults of `make dev`).
+EXAMPLE_ADDRESSES = {"demo": "127.0.0.1:18080", "receiver": "127.0.0.1:18081", "smtp": "127.0.0.1:2525"}
+
+
+def example_manifests(directory, **addresses: str) -> str:
+    """Every ``*.yaml`` of ``directory`` as one stream, with the demo, receiver and SMTP
+    addresses replaced by ``addresses`` (``demo="127.0.0.1:41234"``): ``make dev`` and the tests
+    take free ports, so the examples cannot hard-wire theirs."""
+    from pathlib import Path
+    unknown = set(addresses) - set(EXAMPLE_ADDRESSES)
+    if unknown:
+        raise ValueError(f"unknown example addresses: {', '.join(sorted(unknown))}")
+    texts = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        text = path.read_text()
+        for what, address in addresses.items():
+            text = text.replace(EXAMPLE_ADDRESSES[what], address)
+        texts.append(text)
+    return "\n---\n".join(texts)
+
+
+# -- what the demo's stand-in receivers print -----------------------------------------------------
+def describe_notification(body: object, limit: int = 12) -> list[str]:
+    """What a person would read in a Teams card, a Slack message, a PagerDuty event or a webhook.
+
+    ``make dev``'s receiver prints these lines instead of a raw payload (or a blank line): the
+    title first, then the facts, at most ``limit`` lines. Pure, so it is unit tested.
+    """
+    if not isinstance(body, dict):
+        return [str(body)[:200]]
+    lines: list[str] = []
+    if body.get("type") == "message" and body.get("attachments"):            # Teams Workflows
+        for attachment in body["attachments"]:
+            _card_lines((attachment.get("content") or {}).get("body") or [], lines)
+    elif "subject" in body:                                                   # notices, digests
+        lines.append(str(body["subject"]))
+        lines.extend("  " + line for line in str(body.get("text", "")).splitlines() if line.strip())
+    elif "blocks" in body or "text" in body:                                  # Slack
+        lines.append(str(body.get("text", "")))
+        for block in body.get("blocks") or []:
+            text = (block.get("text") or {}).get("text") if isinstance(block.get("text"), dict) else None
+            if block.get("type") == "section" and text:
+                lines.extend("  " + line.replace("*", "") for line in text.splitlines() if line.strip())
+    elif "event_action" in body:                                              # PagerDuty Events v2
+        payload = body.get("payload") or {}
+        lines.append(f"PagerDuty {body['event_action']} {body.get('dedup_key', '')}: "
+                     f"{payload.get('summary', '')}".rstrip(": "))
+        lines.extend(f"  {k}: {v}" for k, v in (payload.get("custom_details") or {}).items())
+    elif body.get("version") == "4" and "alerts" in body:                     # Alertmanager webhook
+        lines.append(f"{str(body.get('status', '')).upper()} {len(body['alerts'])} alert(s) "
+                     f"of {body.get('groupLabels', {}).get('alertname', '?')}")
+        for alert in body["alerts"]:
+            annotations = alert.get("annotations") or {}
+            lines.append(f"  {annotations.get('summary', '')}: {annotations.get('description', '')}".rstrip(": "))
+            if annotations.get("acknowledge"):
+                lines.append(f"    acknowledge: {annotations['acknowledge']}")
+    else:
+        lines.append(str(body.get("summary") or body.get("message") or body)[:200])
+    lines = [line for line in lines if line.strip()] or ["(empty message)"]
+    return lines[:limit] + ([f"  ... {len(lines) - limit} more lines"] if len(lines) > limit else [])
+
+
+def _card_lines(elements: list, lines: list[str], depth: int = 0) -> None:
+    """Adaptive Card elements -> text lines (TextBlocks, FactSets, Containers)."""
+    for element in elements:
+        kind = element.get("type")
+        if kind == "TextBlock" and element.get("text"):
+            lines.append("  " * depth + str(element["text"]))
+        elif kind == "FactSet":
+            lines.extend("  " * (depth + 1) + f"{f.get('title')}: {f.get('value')}" for f in element.get("facts") or [])
+        elif kind == "Container":
+            _card_lines(element.get("items") or [], lines, depth)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pitwall.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")

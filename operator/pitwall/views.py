@@ -22,15 +22,36 @@ from .vocabulary import (
 )
 
 
-def _namespace(args: argparse.Namespace) -> str:
+def _namespace(args: argparse.Namespace) -> str | None:
+    """kubectl's rule: ``-A`` is every namespace (None), then ``-n``, then the kubeconfig
+    context's namespace, then ``default``."""
+    if getattr(args, "all_namespaces", False):
+        return None
     if args.namespace:
         return args.namespace
+    return context_namespace(args.kubeconfig)
+
+
+def context_namespace(kubeconfig: str | None = None) -> str:
+    """The current context's namespace (``default`` when it names none, or in a pod: its own)."""
+    import os
+
     from kubernetes import config as kconfig
+    path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
-        _, context = kconfig.list_kube_config_contexts(config_file=args.kubeconfig)
+        _, context = kconfig.list_kube_config_contexts(config_file=path.split(os.pathsep)[0])
         return (context or {}).get("context", {}).get("namespace") or "default"
     except Exception:
-        return "default"
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                return f.read().strip() or "default"
+        except OSError:
+            return "default"
+
+
+def _where(args: argparse.Namespace) -> str:
+    namespace = _namespace(args)
+    return "any namespace" if namespace is None else f"namespace {namespace}"
 
 
 async def _list(args: argparse.Namespace, *kinds: str) -> dict[str, list[dict]]:
@@ -50,13 +71,15 @@ def _impact(args: argparse.Namespace) -> int:
     found = asyncio.run(_list(args, "Backend", "ApiProduct"))
     backend = next((b for b in found["Backend"] if b["metadata"]["name"] == args.backend), None)
     products = found["ApiProduct"]
+    if backend is not None and _namespace(args) is None:   # -A: the products of the backend's namespace
+        products = [p for p in products if p["metadata"].get("namespace") == backend["metadata"].get("namespace")]
     matrix = impact(args.backend, products)
     state = ((backend or {}).get("status") or {}).get("state", "NotFound" if backend is None else "Unknown")
     if args.output == "json":
         print(json.dumps({"backend": args.backend, "state": state, **matrix}, indent=2))
         return 0 if backend is not None else 1
     if backend is None:
-        print(f"Backend {args.backend} not found in namespace {_namespace(args)} "
+        print(f"Backend {args.backend} not found in {_where(args)} "
               f"(products that name it are shown below)", file=sys.stderr)
     print(f"Backend {args.backend}: {state}\n")
     by_product = {p["metadata"]["name"]: p for p in products}
@@ -101,16 +124,24 @@ def _ack(args: argparse.Namespace) -> int:
             return await kube.patch("AlertRule", _namespace(args), args.rule, {"metadata": {"annotations": {
                 ANNOTATION_ACK: args.key, ANNOTATION_ACK_BY: args.by or getpass.getuser()}}})
     if asyncio.run(annotate()) is None:
-        print(f"AlertRule {args.rule} not found in namespace {_namespace(args)}", file=sys.stderr)
+        print(f"AlertRule {args.rule} not found in {_where(args)}", file=sys.stderr)
         return 1
     print(f"acknowledged {args.key} on {args.rule}: escalation stops")
     return 0
 
 
+def namespace_flags(parser, *, all_namespaces: bool = True) -> None:
+    """kubectl's flags: ``-n NAMESPACE``, ``-A/--all-namespaces`` (for listings), ``--kubeconfig``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    if all_namespaces:
+        group.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    parser.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+
+
 def register(sub) -> None:
-    def common(parser):
-        parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-        parser.add_argument("--kubeconfig")
+    def common(parser, *, all_namespaces: bool = True):
+        namespace_flags(parser, all_namespaces=all_namespaces)
     impact = sub.add_parser("impact", help="who is affected when a backend is down: products, versions, consumers")
     impact.add_argument("backend")
     impact.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -124,7 +155,7 @@ def register(sub) -> None:
     ack.add_argument("rule")
     ack.add_argument("key")
     ack.add_argument("--by", help="who acknowledges (default: your user name)")
-    common(ack)
+    common(ack, all_namespaces=False)
     ack.set_defaults(func=_ack)
     register_more(sub)
 
@@ -160,12 +191,14 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
         st = obj.get("status") or {}
         detail = ", ".join(f"{v['name']} {v.get('readyReplicas', 0)}/{v.get('replicas', 0)}"
                            for v in st.get("versions") or [])
-        rows.append({"kind": "ApiProduct", "name": obj["metadata"]["name"], "ready": _ready(obj),
+        rows.append({"kind": "ApiProduct", "name": obj["metadata"]["name"],
+                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
                      "state": st.get("state", "Unknown"), "detail": _stalled(obj) or detail})
     for obj in found.get("Backend", []):
         st = obj.get("status") or {}
         hurt = [p["name"] for p in (st.get("impact") or {}).get("apiProducts") or [] if p.get("effect") != "None"]
-        rows.append({"kind": "Backend", "name": obj["metadata"]["name"], "ready": _ready(obj),
+        rows.append({"kind": "Backend", "name": obj["metadata"]["name"],
+                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
                      "state": st.get("state", "Unknown"),
                      "detail": _stalled(obj) or ("used by " + ", ".join(hurt) if hurt else "")})
     for obj in found.get("Probe", []):
@@ -177,7 +210,8 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
                       f"(correlation id {failure.get('correlationId')})")
         elif not detail and st.get("availability"):
             detail = f"{st['availability'].get('last24h', 100):.2f}% over 24h"
-        rows.append({"kind": "Probe", "name": obj["metadata"]["name"], "ready": _ready(obj),
+        rows.append({"kind": "Probe", "name": obj["metadata"]["name"],
+                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
                      "state": st.get("state", "Unknown"), "detail": detail})
     for obj in found.get("AlertRule", []):
         st = obj.get("status") or {}
@@ -185,12 +219,14 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
         detail = _stalled(obj) or "; ".join(
             f"{a['key']}{' (acked by ' + a['acknowledgedBy'] + ')' if a.get('acknowledgedBy') else ''}"
             for a in firing)
-        rows.append({"kind": "AlertRule", "name": obj["metadata"]["name"], "ready": _ready(obj),
+        rows.append({"kind": "AlertRule", "name": obj["metadata"]["name"],
+                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
                      "state": "Firing" if firing else "Quiet",
                      "detail": f"{(obj.get('spec') or {}).get('severity')}: {detail}".rstrip(": ")})
     for obj in found.get("MaintenanceWindow", []):
         st = obj.get("status") or {}
-        rows.append({"kind": "MaintenanceWindow", "name": obj["metadata"]["name"], "ready": _ready(obj),
+        rows.append({"kind": "MaintenanceWindow", "name": obj["metadata"]["name"],
+                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
                      "state": st.get("phase", "Unknown"),
                      "detail": _stalled(obj) or f"{st.get('nextStart', '')} -> {st.get('nextEnd', '')}".strip(" ->")})
     return rows
@@ -206,8 +242,13 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    table = _table([[r["kind"], r["name"], r["ready"], r["state"], r["detail"][:100]] for r in rows],
-                   ["KIND", "NAME", "READY", "STATE", "DETAIL"])
+    if not rows:
+        print(f"No Pitwall objects in {_where(args)}.", file=sys.stderr)
+        return 0
+    every = _namespace(args) is None
+    table = _table([[*([r["namespace"]] if every else []), r["kind"], r["name"], r["ready"], r["state"],
+                     r["detail"][:100]] for r in rows],
+                   [*(["NAMESPACE"] if every else []), "KIND", "NAME", "READY", "STATE", "DETAIL"])
     lines = table.splitlines()
     print(lines[0])
     for line, row in zip(lines[1:], rows, strict=True):
@@ -222,7 +263,8 @@ def _windows(args: argparse.Namespace) -> int:
     for obj in found["MaintenanceWindow"]:
         spec, st = obj.get("spec") or {}, obj.get("status") or {}
         products = ", ".join(p["name"] for p in (st.get("affected") or {}).get("apiProducts") or [])
-        rows.append({"name": obj["metadata"]["name"], "phase": st.get("phase", "Unknown"),
+        rows.append({"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace", ""),
+                     "phase": st.get("phase", "Unknown"),
                      "start": st.get("nextStart", ""), "end": st.get("nextEnd", ""),
                      "emergency": bool(spec.get("emergency")), "reason": spec.get("reason", ""),
                      "products": products, "notices": [n.get("kind") for n in st.get("notices") or []]})
@@ -230,9 +272,11 @@ def _windows(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    print(_table([[r["name"], r["phase"], r["start"], r["end"], r["products"],
+    every = _namespace(args) is None
+    print(_table([[*([r["namespace"]] if every else []), r["name"], r["phase"], r["start"], r["end"], r["products"],
                    ("EMERGENCY " if r["emergency"] else "") + r["reason"]] for r in rows],
-                 ["NAME", "PHASE", "START", "END", "PRODUCTS", "REASON"]) if rows else "No maintenance windows.")
+                 [*(["NAMESPACE"] if every else []), "NAME", "PHASE", "START", "END", "PRODUCTS", "REASON"])
+          if rows else f"No maintenance windows in {_where(args)}.")
     return 0
 
 
@@ -315,9 +359,8 @@ def _probe_run(args: argparse.Namespace) -> int:
 
 
 def register_more(sub) -> None:
-    def common(parser):
-        parser.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-        parser.add_argument("--kubeconfig")
+    def common(parser, *, all_namespaces: bool = True):
+        namespace_flags(parser, all_namespaces=all_namespaces)
         parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     status = sub.add_parser("status", help="everything at a glance: products, backends, probes, alerts, windows")
     status.add_argument("--fail-on-problems", action="store_true", help="exit 2 when something is down or firing")
@@ -332,5 +375,5 @@ def register_more(sub) -> None:
     run.add_argument("name")
     run.add_argument("--target-mode", choices=["endpoints", "service"], default="endpoints")
     run.add_argument("--endpoint-rewrite", default=None, metavar="FROM=TO")
-    common(run)
+    common(run, all_namespaces=False)
     run.set_defaults(func=_probe_run)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pitwall.demo import make_app
+from pitwall.demo import example_manifests, make_app
+from pitwall.testing.cluster import free_port
 from pitwall.testing.pods import PodServers
 from tests.conftest import Operator, condition
 from tests.helpers.demo import DemoAPI
@@ -18,22 +18,20 @@ ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["apiproducts", "probes", "backends", "alertrules", "maintenancewindows"]
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
 @pytest.fixture
 def marketplace(cluster, tmp_path):
-    """The examples' world: namespace marketplace, the demo API on 127.0.0.1:18080, the operator."""
-    if not _port_free(18080):
-        pytest.fail("127.0.0.1:18080 is taken (is `make dev` running?): the examples probe the demo API there")
-    with DemoAPI(port=18080):
+    """The examples' world: namespace marketplace, the demo API on a free port, the operator.
+
+    The examples are applied with the demo's address in place of `make dev`'s 127.0.0.1:18080
+    (and free, unused ports for the receivers), so this runs beside `make dev`."""
+    with DemoAPI() as demo:
         servers = PodServers(str(cluster.kubeconfig), lambda pod: make_app(),
                              namespace="marketplace").start_thread()
         operator = Operator(cluster, tmp_path, namespace="marketplace").start()
+        manifests = example_manifests(ROOT / "examples", demo=f"127.0.0.1:{demo.port}",
+                                              receiver=f"127.0.0.1:{free_port()}", smtp=f"127.0.0.1:{free_port()}")
         try:
-            yield cluster
+            yield cluster, manifests
         finally:
             operator.stop()
             servers.stop()
@@ -41,8 +39,8 @@ def marketplace(cluster, tmp_path):
 
 
 def test_every_example_becomes_ready(marketplace):
-    cluster = marketplace
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "examples"))
+    cluster, manifests = marketplace
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=manifests)
     for kind in KINDS:
         proc = cluster.kubectl("wait", "--for=condition=Ready", kind, "--all", "-n", "marketplace",
                                "--timeout=60s", check=False)

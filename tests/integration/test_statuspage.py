@@ -248,7 +248,7 @@ def test_status_page_in_a_real_browser(page_operator, kubectl, demo, browser):
         }""", timeout=(3 * REFRESH + 5) * 1000)
         assert int(desktop.evaluate("document.body.dataset.refreshes")) <= refreshes + 1   # within one refresh
         assert desktop.evaluate("window.__sameDocument === true")                           # no reload
-        assert desktop.locator("h1").inner_text() == "Some APIs are down"
+        assert desktop.locator("h1").inner_text() == "Partial outage"
         v2 = desktop.locator('[data-product="payments"] [data-version="v2"]').inner_text()
         assert "Outage" in v2 and "Not responding to our checks" in v2
         incident = desktop.locator('[data-incident="payments"]').inner_text()

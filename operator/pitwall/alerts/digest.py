@@ -24,6 +24,16 @@ class DigestMessage:
     data: dict
 
 
+def last_sent(status: dict, metadata: dict) -> str | None:
+    """When the last digest went out; a rule that never sent one counts from its creation.
+
+    So the first digest comes one interval after the rule was created, not at every start of
+    a fresh cluster (``make dev``) or whenever a rule is applied: a digest right away says
+    nothing the team did not just see.
+    """
+    return status.get("lastDigestAt") or metadata.get("creationTimestamp")
+
+
 def due(interval: float, last: str | None, now: datetime) -> bool:
     return last is None or (now - durations.parse_time(last)).total_seconds() >= interval
 

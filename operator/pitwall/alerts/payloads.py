@@ -37,8 +37,9 @@ def headline(n: Notification) -> str:
 
 
 def ack_commands(n: Notification, key: str) -> str:
+    """Both commands work as pasted, from any kubeconfig context: each names the namespace."""
     return (f"kubectl -n {n.rule.namespace} annotate alertrule {n.rule.name} pitwall.dev/acknowledge={key} "
-            f"--overwrite  (or: pitwall ack {n.rule.name} {key})")
+            f"--overwrite  (or: pitwall ack -n {n.rule.namespace} {n.rule.name} {key})")
 
 
 def facts(n: Notification, alert: AlertRecord) -> list[tuple[str, str]]:

@@ -162,7 +162,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secrets: dict) -> datetime:
     """Send the digest when its interval has passed; return when the next one is due."""
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    last = rt.status_of(obj).get("lastDigestAt")
+    last = digest.last_sent(rt.status_of(obj), obj["metadata"])
     now = durations.now()
     if digest.due(rule.digest.interval, last, now):
         message = digest.compose(name, namespace, records, rt.stores["Probe"].list(namespace),

@@ -17,6 +17,7 @@ from ..probes.monitor import Job, Monitor
 from ..probes.state import DOWN, MAINTENANCE, UP
 from ..runtime import Runtime
 from ..vocabulary import Stalled
+from .declared import declared_down
 from .impact import impact
 
 log = logging.getLogger("pitwall.backends")
@@ -136,10 +137,16 @@ async def _write(rt: Runtime, backend: dict, state: str, matrix: dict, *, probe:
                  stalled: Stalled | None = None) -> None:
     meta = backend["metadata"]
     previous = (backend.get("status") or {}).get("state")
+    declaration = declared_down(backend)
+    if declaration is not None:
+        state = "Unavailable"      # whatever the check says: a person said so (backends/declared.py)
     BACKEND_UP.labels(meta["namespace"], meta["name"]).set(1 if state == "Available" else 0)
     hurt = [p["name"] for p in matrix["apiProducts"] if p["effect"] != "None"]
     if state == "Available":
         available = Condition.true("Available", "HealthCheckPassing", "")
+    elif declaration is not None:
+        available = Condition.false("Available", "DeclaredDown", f"{declaration.describe()}; affects: "
+                                    + (", ".join(hurt) or "no products"))
     elif state == "Unavailable":
         failure = (probe or {}).get("lastFailure") or {}
         available = Condition.false("Available", "HealthCheckFailing",
@@ -160,6 +167,8 @@ async def _write(rt: Runtime, backend: dict, state: str, matrix: dict, *, probe:
                            last_transition_at=durations.rfc3339() if previous != state else None)
     await rt.write_status(backend, status.model_dump(by_alias=True, exclude_none=True), conds)
     if previous != state and previous is not None:
-        await rt.event(backend, f"Backend{state}", f"{previous} -> {state}; affected products: "
+        why = f" ({declaration.describe()})" if declaration is not None else ""
+        await rt.event(backend, f"Backend{state}", f"{previous} -> {state}{why}; affected products: "
                        + (", ".join(hurt) or "none"), warning=state == "Unavailable")
-        log.info("backend %s -> %s", previous, state, extra={"kind": KIND, "object": f"{meta['namespace']}/{meta['name']}"})
+        log.info("backend %s -> %s%s", previous, state, why,
+                 extra={"kind": KIND, "object": f"{meta['namespace']}/{meta['name']}"})

@@ -26,7 +26,7 @@ from ..supervise import spawn
 from ..vocabulary import Stalled
 from .client import client_key, make_client
 from .coalesce import should_write
-from .engine import RunResult, failed_result, run_check
+from .engine import RunResult, StepLog, failed_result, run_check
 from .scheduler import Scheduler, phase
 from .spec import MIN_INTERVAL, Check, parse_check
 from .state import MAINTENANCE, Health, observe, settle
@@ -77,6 +77,19 @@ class Job:
     last_result: RunResult | None = None
     stalled: Stalled | None = None
     unpublished: bool = False          # runs since the last status write (flushed on shutdown)
+    unresolved: str | None = None      # the failure when resolve() finds no target ("payments v2 has no ready endpoints")
+
+
+def unresolved(check: Check, reason: str) -> RunResult:
+    """A failed run that sent nothing: its target has no address (an empty product version).
+
+    Its first step fails with ``reason``, which says what a person needs to know, instead of a
+    connection error to a placeholder host."""
+    import os
+    step = check.steps[0]
+    return RunResult(at=durations.now(), trace_id=os.urandom(16).hex(),
+                     steps=(StepLog(step.name, step.request.method, step.request.path or step.request.url or "",
+                                    correlation_id="-", reason=reason),))
 
 
 class Monitor:
@@ -224,8 +237,11 @@ class Monitor:
             # counts like any run, so a broken maintenance page goes Down and pages someone.
             check, imposed = maintenance_page_check(check, base_url), None
         try:
-            client = await self.client(check, namespace, base_url)
-            result = await run_check(check, client=client, secrets=self.secrets(namespace), base_url=base_url)
+            if base_url is None and job.unresolved:
+                result = unresolved(check, job.unresolved)   # nothing to connect to: say why
+            else:
+                client = await self.client(check, namespace, base_url)
+                result = await run_check(check, client=client, secrets=self.secrets(namespace), base_url=base_url)
         except InvalidSpec as exc:
             job.stalled = exc.stalled
             if publish:

@@ -117,7 +117,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     else:
         resolve = lambda: None  # noqa: E731 - the check carries its own URL
     job = Job(key=key, generation=probe["metadata"].get("generation", 0), check=check, resolve=resolve,
-              imposed=partial(_imposed, rt, namespace, name), publish=partial(_publish, rt))
+              imposed=partial(_imposed, rt, namespace, name), publish=partial(_publish, rt),
+              unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None)
     mon.upsert(job, status)
     await mon.resettle(key)
     if not status.get("conditions"):

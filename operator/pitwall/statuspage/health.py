@@ -126,14 +126,31 @@ def worst(verdicts: list[Verdict]) -> Verdict:
 
 
 def overall(states: list[str]) -> tuple[str, str]:
-    """(state, headline) for a whole page."""
+    """(state, headline) for a whole page from the states of every version it shows.
+
+    The words say how much is affected, as Statuspage-style pages do: "Major outage" only when
+    every version is down, "Partial outage" when some are (one version down of a product whose
+    other version is healthy is partial, not "all APIs are down"), "Degraded" when nothing is
+    down but something is limited.
+    """
     if not states:
         return UNKNOWN, "No APIs to show"
     state = max(states, key=RANK.__getitem__)
     if state == OUTAGE:
-        return state, "All APIs are down" if all(s == OUTAGE for s in states) else "Some APIs are down"
-    return state, {DEGRADED: "Some APIs are degraded", MAINTENANCE: "Scheduled maintenance in progress",
+        return state, "Major outage" if all(s == OUTAGE for s in states) else "Partial outage"
+    return state, {DEGRADED: "Degraded service", MAINTENANCE: "Scheduled maintenance in progress",
                    UNKNOWN: "Some APIs have no data yet", OPERATIONAL: "All APIs operational"}[state]
+
+
+def label(state: str, version_states: list[str]) -> str:
+    """A product's label: "Partial outage" when only some of its versions are down."""
+    if state == OUTAGE and any(s != OUTAGE for s in version_states):
+        return "Partial outage"
+    return LABELS[state]
+
+
+# The cause an outage without any alert is shown with (see model.product_views).
+CAUSE_OF_REASON = {"checks-failing": "checks", "provider-down": "provider", "not-serving": "product"}
 
 
 def _earliest(probes: list[dict]) -> str | None:

@@ -22,7 +22,7 @@ SEVERE = ("critical", "high")
 CAUSE_TEXT = {
     "checks": "Our checks of {what} are failing; requests may fail or time out.",
     "provider": "An upstream provider that {name} depends on is having problems; requests may fail.",
-    "product": "{name} is not fully available; requests may fail.",
+    "product": "{what} is not fully available; requests may fail.",
 }
 
 TITLES = {"outage": "outage", "degraded": "degraded service"}   # by the product's current state

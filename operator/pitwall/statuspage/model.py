@@ -80,11 +80,25 @@ def product_views(snapshot: Snapshot, now: datetime) -> list[ProductView]:
         views.append(ProductView(
             product=product, verdict=health.worst([v.verdict for v in versions]), versions=versions,
             uptime=uptime.bars([p for p, _ in probes], now.date()), probes=[p for p, _ in probes],
-            incident=found.get((namespace, name)),
+            incident=found.get((namespace, name)) or _unpaged_outage((namespace, name), versions),
             windows=[w for w in window_rows if w["namespace"] == namespace
                      and any(p["name"] == name for p in w["products"])]))
     views.sort(key=lambda v: (display_name(v.product).lower(), v.key))
     return views
+
+
+def _unpaged_outage(product: Key, versions: list[VersionView]) -> incidents.Incident | None:
+    """An outage is an incident on the public page even when no AlertRule pages anyone for it:
+    visitors see the same "Outage" in the product's card, and "No current incidents" beside it
+    would contradict it. (Degraded service without an alert stays a state, not an incident.)"""
+    down = [v for v in versions if v.verdict.state == health.OUTAGE]
+    if not down:
+        return None
+    since = sorted(v.verdict.since for v in down if v.verdict.since)
+    return incidents.Incident(
+        product, "critical", since[0] if since else None,
+        versions={v.name for v in down} if len(down) < len(versions) else set(),
+        causes={health.CAUSE_OF_REASON.get(v.verdict.reason, "product") for v in down})
 
 
 def public_ids(views: list[ProductView]) -> dict[Key, str]:
@@ -105,12 +119,14 @@ def public_status(snapshot: Snapshot, now: datetime, env: str | None = None) -> 
         views = [v for v in views if environment(v.product) == env]
     redact = Redactor(snapshot)
     products = [_public_product(v, ids[v.key], redact) for v in views]
-    state, headline = health.overall([p["state"] for p in products])
+    state, headline = health.overall([v["state"] for p in products for v in p["versions"]]
+                                     or [p["state"] for p in products])
     return {
         "generatedAt": rfc3339(now),
         "environment": env,
         "environments": present,
-        "overall": {"state": state, "label": health.LABELS[state], "headline": headline},
+        "overall": {"state": state, "label": health.LABELS[state], "headline": headline,
+                    "affected": _affected(products)},
         "products": products,
         "incidents": _public_incidents(views, ids, redact),
         "maintenance": _public_windows(views, ids, redact),
@@ -143,10 +159,23 @@ def _public_product(view: ProductView, product_id: str, redact: Redactor) -> dic
         "description": redact(product_spec.get("description", "")),
         "environment": environment(view.product),
         **_public_verdict(view.verdict),
+        "stateLabel": health.label(view.verdict.state, [v.verdict.state for v in view.versions]),
         "versions": [{"name": v.name, "lifecycle": v.lifecycle, "sunsetAt": v.sunset_at,
                       **_public_verdict(v.verdict)} for v in view.versions],
         "uptime": view.uptime,
     }
+
+
+def _affected(products: list[dict]) -> list[str]:
+    """``Payments API v2: Outage``, one line per product or version that is not operational."""
+    out = []
+    for product in products:
+        bad = [v for v in product["versions"] if v["state"] not in (health.OPERATIONAL, health.UNKNOWN)]
+        if bad and len(bad) == len(product["versions"]) and len({v["state"] for v in bad}) == 1:
+            out.append(f'{product["displayName"]}: {bad[0]["stateLabel"]}')
+        else:
+            out.extend(f'{product["displayName"]} {v["name"]}: {v["stateLabel"]}' for v in bad)
+    return out
 
 
 def _public_verdict(verdict: Verdict) -> dict:

@@ -66,7 +66,7 @@ def test_teams_firing_card_says_what_where_since_and_how_to_acknowledge():
     assert "2026-03-01 10:01:00 UTC" in text                      # firing since
     assert "2026-03-01 10:31:00 UTC (critical: within 30m)" in text  # ack deadline
     assert f"kubectl -n shop annotate alertrule probes-down pitwall.dev/acknowledge={key}" in text
-    assert f"pitwall ack probes-down {key}" in text
+    assert f"pitwall ack -n shop probes-down {key}" in text
     assert "expected 200, got 503" in text
 
 

@@ -105,6 +105,6 @@ def test_worst_and_overall():
     assert worst([ok, bad]) is bad
     assert worst([]).state == "unknown"
     assert overall(["operational", "operational"]) == ("operational", "All APIs operational")
-    assert overall(["operational", "outage"]) == ("outage", "Some APIs are down")
-    assert overall(["outage"]) == ("outage", "All APIs are down")
+    assert overall(["operational", "outage"]) == ("outage", "Partial outage")
+    assert overall(["outage"]) == ("outage", "Major outage")
     assert overall(["maintenance", "operational"])[0] == "maintenance"

@@ -42,7 +42,8 @@ def test_only_public_products_with_their_running_versions():
     pay = by_id(model)["payments"]
     assert [v["name"] for v in pay["versions"]] == ["v1", "v2"]
     assert pay["versions"][0]["lifecycle"] == "deprecated" and pay["versions"][0]["sunsetAt"] == "2027-03-01T00:00:00Z"
-    assert model["overall"] == {"state": "operational", "label": "Operational", "headline": "All APIs operational"}
+    assert model["overall"] == {"state": "operational", "label": "Operational", "headline": "All APIs operational",
+                                "affected": []}
 
 
 def test_environment_filter():
