@@ -9,6 +9,7 @@ from pydantic import Field
 from .base import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    DURATION_LEN,
     ENV_NAME,
     LABEL_LEN,
     LONG_TEXT,
@@ -32,6 +33,7 @@ from .base import (
     timestamp,
     unique_by,
 )
+from .maintenancewindow import ConsumerEmail
 from .resource import AGE, READY, Column, Names, Resource
 from .shared import Contact, Owner, Status, StringMap
 
@@ -136,6 +138,19 @@ class Rollout(Model):
                                     "as a failed rollout.", "5m")
 
 
+LeadTime = Annotated[str, duration("A lead time before sunsetAt.", ...)]
+
+
+class SunsetNotice(Model):
+    """Notices to the consumers of a deprecated version: one when it is deprecated, then a reminder per lead time before its sunsetAt (each once; what was sent is in status.sunsetNotices)."""  # noqa: E501
+
+    lead_times: list[LeadTime] = items("Remind consumers this long before sunsetAt, each once (only the "
+                                       "shortest lead time already reached is sent, never a stale one).", 5,
+                                       default=["30d", "7d"])
+    consumer_email: ConsumerEmail | None = Field(None, description="How to email consumers (their "
+                                                 "contact.email); consumers with a contact.webhook get JSON.")
+
+
 class ApiProductSpec(Model):
     """The desired state of the API product."""
 
@@ -163,6 +178,7 @@ class ApiProductSpec(Model):
     maintenance_page: MaintenancePage = section(MaintenancePage.__doc__, default_empty=True,
                                                 factory=MaintenancePage)
     rollout: Rollout = section(Rollout.__doc__, default_empty=True, factory=Rollout)
+    sunset_notice: SunsetNotice | None = Field(None, description=SunsetNotice.__doc__)
 
 
 # ------------------------------------------------------------------ status
@@ -214,6 +230,20 @@ class Rollback(Model):
     at: str | None = timestamp("When.")
 
 
+class SunsetNoticeRecord(Model):
+    """A sunset notice that went out (or failed): never sent twice."""
+
+    version: str | None = text("The deprecated version.", LABEL_LEN)
+    kind: str | None = text("deprecated, or reminder (with leadTime).", 32)
+    lead_time: str | None = text("The lead time of a reminder.", DURATION_LEN)
+    sunset_at: str | None = timestamp("The sunsetAt the notice announced.")
+    at: str | None = timestamp("When it was sent.")
+    delivered: bool | None = Field(None, description="Every recipient accepted it.")
+    recipients: list[Annotated[str, Field(max_length=NAME_LEN, description="A consumer.")]] | None = items(
+        "Consumers it was sent to.", 200)
+    error: str | None = text("Why some recipients did not get it.", TEXT)
+
+
 class ApiProductStatus(Status):
     """What the operator observed."""
 
@@ -224,6 +254,7 @@ class ApiProductStatus(Status):
     history: list[RolloutRecord] | None = items("The last 20 rollouts.", 20)
     rolled_back: list[Rollback] | None = items("Automatic rollbacks in force, one per version; a later change of "
                                                "that version's image clears it.", 20)
+    sunset_notices: list[SunsetNoticeRecord] | None = items("Sunset notices sent (the last 50).", 50)
 
 
 # What the API server fills in for unset fields, for code that reads raw spec dicts.
