@@ -159,7 +159,8 @@ def test_a_probe_on_an_empty_version_says_it_has_no_ready_endpoints(operator, ku
 def test_sunset_notices_go_out_once_and_survive_a_restart(operator, kubectl, cluster):
     sunset_at = (datetime.now(UTC) + timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with smtp_server() as (port, received):
-        kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "smtp"},
+        kubectl.apply({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "smtp", "labels": {"pitwall.dev/use": "receivers"}},
                        "stringData": {"url": f"smtp://127.0.0.1:{port}"}})
         kubectl.apply(product("payments", [
             {"name": "v1", "image": "registry.example.com/payments:1", "lifecycle": "deprecated", "sunsetAt": sunset_at},

@@ -163,7 +163,8 @@ async def _publish(rt: Runtime, job: Job, result: RunResult | None, transition: 
         return
     status = probe_status(job, result)
     base = job.resolve()
-    status["target"] = base or job.check.target
+    # An unresolved product version shows why, never the placeholder host it was parsed with.
+    status["target"] = base or (f"(none: {job.unresolved})" if job.unresolved else job.check.target)
     previous_state = (probe.get("status") or {}).get("state")
     if transition:
         status["lastTransitionAt"] = durations.rfc3339()

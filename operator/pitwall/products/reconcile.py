@@ -17,7 +17,7 @@ from ..alerts.rules import Receiver, SecretRef
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import rfc3339
-from ..errors import Forbidden, Invalid, KubeError
+from ..errors import Forbidden, Invalid, InvalidSpec, KubeError
 from ..logs import ref
 from ..runtime import Runtime
 from ..vocabulary import Stalled
@@ -202,20 +202,24 @@ async def _sunset_notices(rt: Runtime, product: dict, sent: list[dict]) -> list[
         return sent
     namespace = product["metadata"]["namespace"]
     email = (spec.get("sunsetNotice") or {}).get("consumerEmail") or {}
-    secret = None
+    secret, secret_problem = None, None
     if email.get("secretRef"):
-        secret = await rt.kube.read_secret(namespace, email["secretRef"]["name"], email["secretRef"]["key"])
-    shared = getattr(rt.services.get("maintenance"), "http", None)   # the consumer notices' client
+        try:
+            secret = await rt.kube.read_secret(namespace, email["secretRef"]["name"], email["secretRef"]["key"],
+                                               use="receivers")
+        except InvalidSpec as exc:      # not opted in: the notice records how to opt in
+            secret_problem = exc.message
+    shared = getattr(getattr(rt, "maintenance", None), "http", None)   # the consumer notices' client
     http = shared or httpx.AsyncClient(follow_redirects=False)
     try:
-        return await _send_sunset(rt, product, due, sent, email, secret, http, now)
+        return await _send_sunset(rt, product, due, sent, email, secret, secret_problem, http, now)
     finally:
         if http is not shared:
             await http.aclose()
 
 
 async def _send_sunset(rt: Runtime, product: dict, due: list, sent: list[dict], email: dict, secret: str | None,
-                       http, now) -> list[dict]:
+                       secret_problem: str | None, http, now) -> list[dict]:
     namespace = product["metadata"]["namespace"]
     for notice in due:
         names, errors = [], []
@@ -223,7 +227,8 @@ async def _send_sunset(rt: Runtime, product: dict, due: list, sent: list[dict], 
             contact = consumer.get("contact") or {}
             if contact.get("email") and email.get("secretRef"):
                 if secret is None:
-                    errors.append(f"{consumer['name']}: Secret {email['secretRef']['name']} not found")
+                    errors.append(f"{consumer['name']}: " + (secret_problem or f"Secret {email['secretRef']['name']}"
+                                                              f"/{email['secretRef']['key']} not found"))
                     continue
                 receiver = Receiver(consumer["name"], "email", SecretRef(email["secretRef"]["name"],
                                     email["secretRef"]["key"]), email_to=(contact["email"],),
