@@ -8,7 +8,7 @@ on the maintenance-page pods), 5. the operator, 6. the examples. Then it prints 
 
 Nothing here takes a port or an address another `make dev` or `make test` may hold: each
 well-known port (demo 18080, receiver 18081, SMTP 2525, status page 8081, internal view 8082,
-metrics 8080) is used when free and replaced by a free one when not, the operator binds
+metrics 8080) is used by the first `make dev` when free, and a free one otherwise; the operator binds
 127.0.0.1 only, and the pods' loopback twins live in an address block of their own
 (127.B.0.0/16, B claimed with a lock file per block). The examples are applied with the
 addresses actually used; DIR/dev.json records them for tools and tests.
@@ -39,10 +39,11 @@ sys.path.insert(0, str(ROOT / "operator"))
 from aiohttp import web  # noqa: E402
 
 from pitwall.demo import describe_notification, example_manifests, make_app, start_demo  # noqa: E402
-from pitwall.maintenance.page import ROLE_LABEL, ROLE_PAGE, PageConfig  # noqa: E402
+from pitwall.maintenance.page import PageConfig  # noqa: E402
 from pitwall.maintenance.page import make_app as make_page_app  # noqa: E402
 from pitwall.testing.cluster import Cluster, free_port  # noqa: E402
 from pitwall.testing.pods import PodServers  # noqa: E402
+from pitwall.vocabulary import LABEL_ROLE, ROLE_MAINTENANCE  # noqa: E402
 
 # 127.244.0.0/16 is the tests' block; `make dev` takes one of these, one per running checkout.
 DEV_BLOCKS = range(200, 240)
@@ -62,9 +63,12 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def pick_port(preferred: int) -> int:
-    """``preferred`` when nobody holds it, else a free port (a second `make dev`, `make test`)."""
-    return preferred if preferred and port_free(preferred) and port_free(preferred, "0.0.0.0") else free_port()
+def pick_port(preferred: int, first: bool) -> int:
+    """``preferred`` when this is the first `make dev` (it holds the first address block, so two
+    starting at once cannot both pick it) and nobody else holds the port; else a free port."""
+    if first and preferred and port_free(preferred) and port_free(preferred, "0.0.0.0"):
+        return preferred
+    return free_port()
 
 
 def claim_address_block() -> tuple[int, int]:
@@ -145,7 +149,7 @@ def start_smtp(port: int, login: tuple[str, str] | None):
 def pod_app(pod: dict) -> web.Application:
     """The maintenance page on maintenance-page pods (configured from their env, as the image
     would be), the demo API on every other pod."""
-    if (pod["metadata"].get("labels") or {}).get(ROLE_LABEL) == ROLE_PAGE:
+    if (pod["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_MAINTENANCE:
         container = pod["spec"]["containers"][0]
         env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
         return make_page_app(PageConfig.from_env(env))
@@ -167,12 +171,12 @@ async def main() -> int:
     started = time.monotonic()
     block, _lock = claim_address_block()
     rewrite = f"10.244.0.0/16=127.{block}.0.0/16"
-    ports = {name: pick_port(getattr(args, f"{name}_port"))
+    ports = {name: pick_port(getattr(args, f"{name}_port"), first=block == DEV_BLOCKS[0])
              for name in ("demo", "receiver", "smtp", "statuspage", "internal", "metrics")}
     moved = [f"{name} {getattr(args, f'{name}_port')} -> {port}" for name, port in ports.items()
              if port != getattr(args, f"{name}_port")]
     if moved:
-        say("ports taken (another `make dev` or `make test`?), using free ones: " + ", ".join(moved))
+        say("another `make dev` (or something else) has the usual ports; using free ones: " + ", ".join(moved))
     say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
     cluster = Cluster.start(workdir)
     operator = None
