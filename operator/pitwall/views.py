@@ -292,7 +292,7 @@ async def _probe_once(args: argparse.Namespace) -> int:
     from .probes.spec import parse_check
     from .runtime import Settings, parse_rewrite, rewrite_address
 
-    namespace = _namespace(args)
+    namespace = _namespace(args) or context_namespace(args.kubeconfig)    # one probe: one namespace
     async with Kube.from_env(args.kubeconfig) as kube:
         probe = await kube.get("Probe", namespace, args.name)
         if probe is None:

@@ -69,10 +69,14 @@ class _Outcome:
 class Announcement(Protocol):
     """A free-form message (a maintenance notice, a digest): what :func:`deliver_message` sends."""
 
-    subject: str
-    text: str
-    html: str
-    data: dict
+    @property
+    def subject(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def data(self) -> dict: ...
 
 
 async def deliver(n: Notification, secret_value: str | None, client: httpx.AsyncClient, *,

@@ -13,14 +13,14 @@ import httpx
 
 from .. import durations, metrics
 from ..alerts.delivery import RetryPolicy, deliver_message
-from ..alerts.rules import Receiver, SecretRef
+from ..alerts.rules import Receiver
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import rfc3339
 from ..errors import Forbidden, Invalid, InvalidSpec, KubeError
 from ..logs import ref
 from ..runtime import Runtime
-from ..vocabulary import Stalled
+from ..vocabulary import SecretRef, Stalled
 from . import desired as d
 from . import sunset
 from .analysis import (
