@@ -2,7 +2,8 @@
 -- AlertRule and MaintenanceWindow. One script, registered once per kind in argocd-cm
 -- (argocd-cm.yaml); written for Argo CD's Lua 5.1 (gopher-lua).
 --
--- kstatus semantics first, as Flux reads them:
+-- Stricter than kstatus (sigs.k8s.io/cli-utils status.Compute), which calls an object without
+-- status, or one with Ready=False and no Reconciling=True, Current: here Ready decides.
 --   no status yet, or status.observedGeneration < metadata.generation  -> Progressing
 --   Stalled=True                                                        -> Degraded
 --   Ready=True                                                          -> Healthy

@@ -78,6 +78,9 @@ class Job:
     stalled: Stalled | None = None
     unpublished: bool = False          # runs since the last status write (flushed on shutdown)
     unresolved: str | None = None      # the failure when resolve() finds no target ("payments v2 has no ready endpoints")
+    # The first verdict under a new spec (or of a new probe) is news like a transition: it is
+    # written at once, not in the steady-state slot (issue 19: observedGeneration lagged 60 s).
+    first_verdict: bool = True
 
 
 def unresolved(check: Check, reason: str) -> RunResult:
@@ -212,6 +215,9 @@ class Monitor:
                 previous_status.get("observedGeneration") == job.generation
             if resumed:
                 job.last_written = time.monotonic() - phase(job.key, self.steady_interval())
+                job.first_verdict = False
+        if old is not None and old.generation == job.generation:
+            job.first_verdict = old.first_verdict
         self.jobs[job.key] = job
         if old is None or old.generation != job.generation:
             key = job.key   # the closure holds the key, not the job: jobs are replaced on every event
@@ -270,7 +276,8 @@ class Monitor:
                             "correlation_id": failure.correlation_id, "reason": failure.reason})
         now = time.monotonic()
         job.unpublished = True
-        if publish and should_write(job.last_written, now, transition=outcome.transition,
+        first, job.first_verdict = job.first_verdict, False
+        if publish and should_write(job.last_written, now, transition=outcome.transition or first,
                                     min_interval=self.steady_interval()):
             job.last_written = now
             job.unpublished = False
@@ -278,6 +285,13 @@ class Monitor:
         return result
 
     # -- status writes ----------------------------------------------------------------------------
+    def write_soon(self, key: Key) -> None:
+        """Publish ``key``'s current state now (a new probe, a spec change): through the same
+        one-write-at-a-time path as the runs, so an older state can never land after a newer."""
+        if key in self.jobs:
+            self.jobs[key].last_written = time.monotonic()
+            self._write(key, False)
+
     def _write(self, key: Key, transition: bool) -> None:
         """Publish ``key``'s latest outcome in the background, one write per probe at a time; a
         write asked for meanwhile follows with the newest numbers (transitions are kept)."""
@@ -318,8 +332,8 @@ class Monitor:
                          success_threshold=job.check.success_threshold, imposed=imposed)
         if outcome.transition:
             job.health = outcome.health
-            await job.publish(job, job.last_result, True)
             job.last_written = time.monotonic()
+            self._write(key, True)
 
 
 def maintenance_page_check(check: Check, base_url: str | None) -> Check:

@@ -121,8 +121,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
               unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None)
     mon.upsert(job, status)
     await mon.resettle(key)
-    if not status.get("conditions"):
-        await rt.write_status(probe, {"state": job.health.state}, probe_conditions(job.health.state, None))
+    if not status.get("conditions") or status.get("observedGeneration") != job.generation:
+        # A new probe gets its status at once (kstatus reads an object without status as
+        # Current), a changed spec its observedGeneration; both through the monitor's one
+        # writer per probe, so the first verdict, racing this, can never be overwritten by it.
+        mon.write_soon(key)
     return None
 
 
