@@ -103,6 +103,20 @@ def namespace(cluster):
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    release_finalizers(cluster, name)
+
+
+PITWALL_KINDS = "apiproducts.pitwall.dev,probes.pitwall.dev,backends.pitwall.dev,alertrules.pitwall.dev," \
+    "maintenancewindows.pitwall.dev"
+
+
+def release_finalizers(cluster, namespace: str) -> None:
+    """The test's operator is stopped by now, so nothing would remove Pitwall's finalizer
+    (pitwall.dev/cleanup) and the namespace would stay Terminating: do what an uninstall does."""
+    proc = cluster.kubectl("get", PITWALL_KINDS, "-n", namespace, "-o", "name", check=False)
+    for ref in proc.stdout.split():
+        cluster.kubectl("patch", ref, "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}',
+                        check=False)
 
 
 @pytest.fixture

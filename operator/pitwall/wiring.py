@@ -26,7 +26,7 @@ def register(rt: Runtime) -> None:
     for Probes and Backends)."""
     rt.products = ProductHooks(rt.stores)
     rt.monitor = Monitor(rt)
-    rt.alerts = alerts.AlertService(rt.egress)
+    rt.alerts = alerts.AlertService(rt.egress, rt)
     rt.maintenance = maintenance.MaintenanceService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
     rt.register("Probe", partial(probes.reconcile, rt), workers=4)

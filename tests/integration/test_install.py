@@ -244,7 +244,7 @@ MUST_NOT = [
     ("impersonate", "users", "-A"), ("impersonate", "serviceaccounts", "-A"),
     ("create", "serviceaccounts/token", "ns"),
     ("create", "apiproducts.pitwall.dev", "ns"), ("update", "apiproducts.pitwall.dev", "ns"),
-    ("patch", "apiproducts.pitwall.dev", "ns"), ("delete", "apiproducts.pitwall.dev", "ns"),
+    ("delete", "apiproducts.pitwall.dev", "ns"),
     ("delete", "probes.pitwall.dev", "ns"), ("update", "deployments.apps", "ns"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
@@ -254,6 +254,7 @@ MUST_NOT = [
 MUST = [
     ("list", "apiproducts.pitwall.dev", "-A"), ("watch", "maintenancewindows.pitwall.dev", "-A"),
     ("patch", "probes.pitwall.dev", "ns", "status"), ("patch", "alertrules.pitwall.dev", "ns"),
+    ("patch", "maintenancewindows.pitwall.dev", "ns"),   # its finalizer (finalizers.py)
     ("patch", "deployments.apps", "ns"), ("create", "services", "ns"), ("delete", "services", "ns"),
     ("list", "endpointslices.discovery.k8s.io", "-A"), ("get", "secrets", "ns"), ("create", "events", "ns"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "-A"),

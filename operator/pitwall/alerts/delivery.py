@@ -83,7 +83,8 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
                   policy: RetryPolicy = RetryPolicy(), external_url: str = "",
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                   clock: Callable[[], float] = time.monotonic,
-                  addresses: egress.Policy = egress.Policy()) -> list[DeliveryResult]:
+                  addresses: egress.Policy = egress.Policy(), message_id: str | None = None
+                  ) -> list[DeliveryResult]:
     """Send ``n`` to its receiver; one result per request (Opsgenie and PagerDuty: per alert).
 
     ``secret_value`` is what the receiver's ``secretRef`` points to: the webhook URL (Teams,
@@ -101,7 +102,8 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
     if not secret_value:
         return [sender.unconfigured(n.keys, "the receiver's Secret holds no value")]
     if receiver.type == "email":
-        return [await sender.smtp(lambda address: payloads.email(n, address, receiver.email_to), n.keys)]
+        return [await sender.smtp(lambda address: payloads.email(n, address, receiver.email_to, message_id),
+                                  n.keys)]
     results = []
     for alert in n.alerts:
         if receiver.type == "opsgenie":
@@ -124,7 +126,7 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
 
 async def deliver_message(receiver: Receiver, message: Announcement, secret_value: str | None,
                           client: httpx.AsyncClient, *, event: str = "notice",
-                          policy: RetryPolicy = RetryPolicy(),
+                          policy: RetryPolicy = RetryPolicy(), message_id: str | None = None,
                           sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                           clock: Callable[[], float] = time.monotonic,
                           addresses: egress.Policy = egress.Policy()) -> DeliveryResult:
@@ -145,7 +147,7 @@ async def deliver_message(receiver: Receiver, message: Announcement, secret_valu
     if not secret_value:
         return sender.unconfigured((), "the receiver's Secret holds no value")
     return await sender.smtp(lambda address: payloads.email_message(
-        message.subject, message.text, message.html, address, receiver.email_to), ())
+        message.subject, message.text, message.html, address, receiver.email_to, message_id), ())
 
 
 def mask_url(url: str) -> str:
@@ -171,12 +173,13 @@ class _Sender:
         self.start = clock()
         self.mask = Masker(_secret_parts(secret))
 
-    def result(self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None) -> DeliveryResult:
+    def result(self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None, *,
+               permanent: bool = False) -> DeliveryResult:
         return DeliveryResult(self.receiver.name, self.event, keys, ok, attempts,
-                              self.scrub(error) if error else None, durations.now())
+                              self.scrub(error) if error else None, durations.now(), permanent)
 
     def unconfigured(self, keys: tuple[str, ...], error: str) -> DeliveryResult:
-        return self.result(keys, False, 0, error)
+        return self.result(keys, False, 0, error, permanent=True)
 
     def scrub(self, text: str) -> str:
         return self.mask(text)[:300]
@@ -263,7 +266,9 @@ class _Sender:
             outcome = await once()
             if outcome.ok:
                 return self.result(keys, True, attempt, None)
-            if not outcome.retry or attempt >= self.policy.max_attempts:
+            if not outcome.retry:
+                return self.result(keys, False, attempt, outcome.error, permanent=True)
+            if attempt >= self.policy.max_attempts:
                 return self.result(keys, False, attempt, outcome.error)
             if outcome.retry_after is not None:
                 delay = min(outcome.retry_after, self.policy.retry_after_cap)

@@ -23,9 +23,29 @@ from .state import RESOLVED, AlertRecord, Notification
 OPSGENIE_PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4"}
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 HEADLINES = {"firing": "FIRING", "escalation": "ESCALATED", "reminder": "STILL FIRING", "resolved": "RESOLVED"}
-TEAMS_MAX_BYTES = 27_000       # Teams refuses messages over about 28 KB
-SLACK_MAX_ALERTS = 20          # Slack allows 50 blocks a message; one section per alert
-OPSGENIE_MESSAGE_MAX = 130
+# Receivers' published limits; a payload over one is refused, and a refused page is a lost page.
+# tests/unit/alerts/test_alert_payloads.py builds worst cases (63-character namespaces, 253-character
+# names, long summaries, 1,000 alerts) and checks each limit below.
+# - Teams (learn.microsoft.com, "Create Incoming Webhooks"): "The message size limit is 28 KB".
+TEAMS_MAX_BYTES = 27_000
+# - Slack Block Kit (docs.slack.dev, block reference): at most 50 blocks a message, a section's
+#   text at most 3,000 characters, a header's plain_text at most 150; chat.postMessage truncates
+#   ``text`` over 40,000 characters.
+SLACK_MAX_ALERTS = 20          # one section per alert, plus header, context and "more"
+SLACK_MAX_BLOCKS, SLACK_SECTION_MAX, SLACK_HEADER_MAX, SLACK_TEXT_MAX = 50, 3000, 150, 40_000
+# - Opsgenie Alert API (docs.opsgenie.com, "Alerts and alert fields" / Create alert): message
+#   <= 130 characters, alias <= 512, description <= 15,000, at most 20 tags of <= 50 characters
+#   each, entity <= 512, source <= 100, details (key + value) <= 8,000 characters in total.
+OPSGENIE_MESSAGE_MAX, OPSGENIE_ALIAS_MAX, OPSGENIE_DESCRIPTION_MAX = 130, 512, 15_000
+OPSGENIE_TAGS_MAX, OPSGENIE_TAG_MAX, OPSGENIE_ENTITY_MAX, OPSGENIE_SOURCE_MAX = 20, 50, 512, 100
+OPSGENIE_DETAILS_MAX = 8000
+# - PagerDuty Events API v2 (developer.pagerduty.com, Send an Alert Event): summary <= 1,024
+#   characters, dedup_key <= 255; a whole event <= 512 KB (Alertmanager's notifier trims
+#   custom_details for the same reason).
+PAGERDUTY_SUMMARY_MAX, PAGERDUTY_DEDUP_MAX, PAGERDUTY_EVENT_MAX = 1024, 255, 512 * 1024
+# - E-mail (RFC 5322 section 2.1.1): a line, header lines included, at most 998 characters; the
+#   subject is kept short enough to read, long headers are folded by the email package.
+EMAIL_SUBJECT_MAX = 250
 MESSAGE_MAX = 1000             # a condition message is a hint, not a log
 ALERTMANAGER_ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -124,7 +144,7 @@ def _card(body: list[dict]) -> dict:
 def slack(n: Notification) -> dict:
     """A Slack incoming-webhook message: ``text`` for notifications, ``blocks`` for the channel."""
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(headline(n), 150)}},
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(headline(n), SLACK_HEADER_MAX)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Rule *{_mrkdwn(n.rule.namespace)}/"
                                                                     f"{_mrkdwn(n.rule.name)}*"}]},
     ]
@@ -132,33 +152,38 @@ def slack(n: Notification) -> dict:
         lines = [f"*{_mrkdwn(alert.subject)}*"]
         lines += [f"*{t}:* {_mrkdwn(v) if t != 'To acknowledge' else '`' + _mrkdwn(v) + '`'}"
                   for t, v in facts(n, alert)]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 3000)}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), SLACK_SECTION_MAX)}})
     if len(n.alerts) > SLACK_MAX_ALERTS:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
             f"... and {len(n.alerts) - SLACK_MAX_ALERTS} more (see the AlertRule status)")}]})
-    return {"text": headline(n), "blocks": blocks}
+    return {"text": _cut(headline(n), SLACK_TEXT_MAX), "blocks": blocks[:SLACK_MAX_BLOCKS]}
 
 
 def slack_message(title: str, text_: str) -> dict:
     """A free-form Slack message (maintenance notices, digests)."""
-    return {"text": title, "blocks": [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(text_), 3000)}},
+    return {"text": _cut(title, SLACK_TEXT_MAX), "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, SLACK_HEADER_MAX)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(text_), SLACK_SECTION_MAX)}},
     ]}
 
 
 def opsgenie_create(n: Notification, alert: AlertRecord) -> dict:
     """Body of ``POST /v2/alerts``; a repeat with the same alias only bumps Opsgenie's count."""
+    details = {title: _cut(value, 500) for title, value in facts(n, alert)} | {
+        "rule": _cut(f"{n.rule.namespace}/{n.rule.name}", 500), "event": n.event}
+    while sum(len(k) + len(v) for k, v in details.items()) > OPSGENIE_DETAILS_MAX:
+        longest = max(details, key=lambda k: len(details[k]))
+        details[longest] = _cut(details[longest], max(1, len(details[longest]) // 2))
+    tags = ["pitwall", n.rule.severity, alert.kind, n.rule.namespace]   # a namespace may have 63 characters
     return {
         "message": _cut(alert.subject, OPSGENIE_MESSAGE_MAX),
-        "alias": alert.key,
-        "description": _cut(text(Notification(n.rule, n.receiver, n.event, (alert,))), 15000),
+        "alias": _cut(alert.key, OPSGENIE_ALIAS_MAX),
+        "description": _cut(text(Notification(n.rule, n.receiver, n.event, (alert,))), OPSGENIE_DESCRIPTION_MAX),
         "priority": OPSGENIE_PRIORITY[n.rule.severity],
-        "source": "pitwall",
-        "entity": f"{alert.kind}/{alert.name}",
-        "tags": ["pitwall", n.rule.severity, alert.kind, n.rule.namespace],
-        "details": {title: _cut(value, 500) for title, value in facts(n, alert)} | {
-            "rule": f"{n.rule.namespace}/{n.rule.name}", "event": n.event},
+        "source": _cut("pitwall", OPSGENIE_SOURCE_MAX),
+        "entity": _cut(f"{alert.kind}/{alert.name}", OPSGENIE_ENTITY_MAX),
+        "tags": list(dict.fromkeys(_cut(t, OPSGENIE_TAG_MAX) for t in tags))[:OPSGENIE_TAGS_MAX],
+        "details": details,
     }
 
 
@@ -170,14 +195,15 @@ def opsgenie_close(n: Notification, alert: AlertRecord) -> dict:
 
 def pagerduty(n: Notification, alert: AlertRecord, routing_key: str, external_url: str = "") -> dict:
     """A PagerDuty Events v2 event (``POST /v2/enqueue``): trigger, or resolve on the same dedup key."""
+    dedup_key = alert.key[:PAGERDUTY_DEDUP_MAX]     # alert_key() keeps it far shorter; never cut in two ways
     if n.event == RESOLVED:
-        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": alert.key}
+        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key}
     event = {
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": alert.key,
+        "dedup_key": dedup_key,
         "payload": {
-            "summary": _cut(alert.subject, 1024),
+            "summary": _cut(alert.subject, PAGERDUTY_SUMMARY_MAX),
             "source": f"{n.rule.namespace}/{alert.kind}/{alert.name}",
             "severity": PAGERDUTY_SEVERITY[n.rule.severity],
             "timestamp": durations.rfc3339(alert.since or alert.pending_since),
@@ -191,12 +217,16 @@ def pagerduty(n: Notification, alert: AlertRecord, routing_key: str, external_ur
     }
     if external_url:
         event["client_url"] = external_url
+    if len(json.dumps(event).encode()) > PAGERDUTY_EVENT_MAX:
+        event["payload"]["custom_details"] = {"rule": f"{n.rule.namespace}/{n.rule.name}", "event": n.event,
+                                              "note": "details too large for PagerDuty: see the AlertRule status"}
     return event
 
 
-def email(n: Notification, sender: str, to: tuple[str, ...] | list[str]) -> EmailMessage:
+def email(n: Notification, sender: str, to: tuple[str, ...] | list[str], message_id: str | None = None
+          ) -> EmailMessage:
     """The notification as a mail; the alert keys also go in a header, for mail filters."""
-    message = email_message(headline(n), text(n), _html(n), sender, to)
+    message = email_message(headline(n), text(n), _html(n), sender, to, message_id)
     message["X-Pitwall-Alert-Keys"] = ", ".join(n.keys)
     return message
 
@@ -211,15 +241,19 @@ def header_value(text: str, limit: int = 998) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
-def email_message(subject: str, text_: str, html_: str, sender: str, to: tuple[str, ...] | list[str]
-                  ) -> EmailMessage:
-    """A plain-text mail with an HTML alternative (tables read better in most clients)."""
+def email_message(subject: str, text_: str, html_: str, sender: str, to: tuple[str, ...] | list[str],
+                  message_id: str | None = None) -> EmailMessage:
+    """A plain-text mail with an HTML alternative (tables read better in most clients).
+
+    ``message_id`` is the dedup key of a message the outbox may send twice (a crash between
+    sending and recording it): the same id each time, so mail systems and readers see one.
+    """
     message = EmailMessage()
-    message["Subject"] = header_value(subject)
+    message["Subject"] = _cut(header_value(subject), EMAIL_SUBJECT_MAX)   # one line, readable
     message["From"] = header_value(sender)
     message["To"] = header_value(", ".join(to))
     message["Date"] = format_datetime(durations.now())
-    message["Message-ID"] = make_msgid(domain="pitwall.dev")
+    message["Message-ID"] = f"<{message_id}@pitwall.dev>" if message_id else make_msgid(domain="pitwall.dev")
     message.set_content(text_)
     message.add_alternative(html_, subtype="html")
     return message

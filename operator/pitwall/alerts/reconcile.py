@@ -1,26 +1,35 @@
-"""Reconcile one AlertRule: evaluate its alerts, persist the decision, deliver, persist results.
+"""Reconcile one AlertRule: record what was delivered, evaluate its alerts, persist the decision.
 
 Order matters for "a restart neither loses nor repeats a notification": the records (with
-what is owed to whom) are written before anything is sent, and the delivery results after, so
-a crash in between leaves the owed notifications in status for the next evaluation.
+what is owed to whom) are written before anything is sent; the outbox (``pitwall.outbox``)
+sends them beside this reconcile and hands the results back, and the next reconcile records
+them. A crash in between leaves the owed notifications in status for the next sender round
+(a resend carries the same dedup key). The reconcile itself never waits on a receiver.
+
+A deleted rule keeps Pitwall's finalizer until every alert it fired is resolved and the resolve
+delivered (or given up on after the grace period, recorded in an Event): an object that
+disappears or is being deleted counts as gone, so its alert resolves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from datetime import datetime, timedelta
+from functools import partial
 
 import httpx
 from prometheus_client import Counter, Gauge
 
-from .. import durations, egress
+from .. import durations, egress, finalizers
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
+from ..outbox import Batch, Sender
 from ..runtime import Runtime
 from ..vocabulary import LABEL_PRODUCT, Stalled, target_product
-from . import digest
+from . import digest, state
 from .delivery import RetryPolicy, deliver, deliver_message
 from .rules import Rule, matches, parse_rule
 from .state import ACK_ANNOTATION, ACK_BY_ANNOTATION, apply_results, evaluate, observe, parse_acks
@@ -35,17 +44,27 @@ ATTEMPTS = Counter("pitwall_notification_attempts_total", "Delivery attempts by 
 
 
 class AlertService:
-    def __init__(self, addresses: egress.Policy = egress.Policy()) -> None:
+    def __init__(self, addresses: egress.Policy = egress.Policy(), rt: Runtime | None = None) -> None:
         self.addresses = addresses          # the operator's egress policy (runtime.Runtime.egress)
         self.http: httpx.AsyncClient | None = None
         base = float(os.environ.get("PITWALL_DELIVERY_BASE_DELAY", "0.5"))
         self.policy = RetryPolicy(base_delay=base, max_delay=max(base, 30.0 * base / 0.5))
-        self.last: dict[tuple[str, str], tuple[Rule, list[dict]]] = {}   # for resolves after deletion
+        # The outbox's tries are short (a few quick attempts); retrying later, with backoff and
+        # across restarts, is the records' job (state.apply_results).
+        self.send_policy = RetryPolicy(max_attempts=3, base_delay=base, max_delay=max(base, 2.0),
+                                       max_total=15.0, timeout=10.0)
+        self.retry_base = float(os.environ.get("PITWALL_OUTBOX_RETRY_BASE", state.RETRY_BASE))
+        self.sender = Sender(KIND, partial(_send, rt), on_result=partial(rt.enqueue, KIND), workers=4) \
+            if rt is not None else None
 
     async def start(self) -> None:
         self.http = egress.client(self.addresses)
+        if self.sender:
+            self.sender.start()
 
     async def stop(self) -> None:
+        if self.sender:
+            await self.sender.stop()
         if self.http:
             await self.http.aclose()
 
@@ -79,22 +98,28 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     service = _service(rt)
     obj = rt.stores[KIND].copy(namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        await _resolve_deleted(rt, namespace, name)
+    if obj is None:
+        rt.forget(KIND, namespace, name)
+        service.sender.forget(namespace, name)
         return None
+    deleting = finalizers.deleting(obj)
+    await finalizers.ensure(rt, obj)
     spec = obj.get("spec") or {}
     status = rt.status_of(obj)
     try:
         rule = parse_rule(namespace, name, spec)
     except InvalidSpec as exc:
+        if deleting:      # nothing can be sent through a rule that does not parse
+            await finalizers.release(rt, obj)
+            return None
         await _stalled(rt, obj, exc.reason, exc.message)
         return None
-    secrets: dict[str, str | None] = {}
-    for receiver in rule.receivers:
-        if receiver.secret_ref:
+    if not deleting:
+        for receiver in rule.receivers:
+            if receiver.secret_ref is None:
+                continue
             try:
-                value = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key,
-                                                  use="receivers")
+                value = await _secret(rt, namespace, receiver)
             except InvalidSpec as exc:          # not opted in
                 await _stalled(rt, obj, exc.reason, f"receiver {receiver.name}: {exc.message}")
                 return 60.0
@@ -102,20 +127,39 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 await _stalled(rt, obj, "SecretNotFound", f"receiver {receiver.name}: Secret "
                                f"{receiver.secret_ref.name} (key {receiver.secret_ref.key}) not found in {namespace}")
                 return 60.0
-            secrets[receiver.name] = value
+
+    # What the outbox delivered since the last reconcile, recorded in this write.
+    delivered = service.sender.pending(namespace, name)
+    records = status.get("alerts") or []
+    lost: list[str] = []
+    if delivered:
+        records = apply_results(records, delivered, lost=lost, retry_base=service.retry_base)
+        for item in delivered:
+            receiver = rule.receiver(item.receiver)
+            kind_ = receiver.type if receiver else "unknown"
+            DELIVERIES.labels(kind_, item.event, "ok" if item.ok else "failed").inc()
+            ATTEMPTS.labels(kind_).inc(item.attempts)
+            if not item.ok:
+                log.warning("delivery to %s failed after %d attempts: %s", item.receiver, item.attempts,
+                            item.error, extra={"kind": KIND, "object": f"{namespace}/{name}",
+                                               "receiver": item.receiver})
 
     observations = []
-    for kind in rule.selector.kinds:
-        for target in rt.stores[kind].list(namespace):
-            if matches(rule.selector, kind, target["metadata"].get("labels")):
-                observations.append(observe(target, rule.when.condition))
+    if not deleting:      # a rule being deleted resolves everything it fired
+        for kind in rule.selector.kinds:
+            for target in rt.stores[kind].list(namespace):
+                if target["metadata"].get("deletionTimestamp"):
+                    continue    # being deleted: its alerts resolve now (its finalizer waits for that)
+                if matches(rule.selector, kind, target["metadata"].get("labels")):
+                    observations.append(observe(target, rule.when.condition))
     now = durations.now()
     acks = parse_acks(obj["metadata"].get("annotations"))
-    result = evaluate(rule, status.get("alerts") or [], observations, now,
-                      held=held_objects(rt, namespace), acks=acks)
+    result = evaluate(rule, records, observations, now, held=held_objects(rt, namespace), acks=acks)
     records = result.records
     await _write(rt, obj, rule, records, result.firing, len(observations))
-    service.last[(namespace, name)] = (rule, records)
+    service.sender.settled(namespace, name, delivered)
+    for line in lost:
+        await rt.event(obj, "NotificationFailed", line[:1000], warning=True)
 
     for transition in result.transitions:
         log.info("alert %s: %s -> %s", transition.key, transition.old, transition.new,
@@ -131,32 +175,78 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         await rt.event(obj, "Acknowledged", ", ".join(result.acks_applied) + " acknowledged by "
                        + next(iter(acks.values()), "annotation"))
 
+    owed = [(r["key"], o) for r in records for o in r.get("outstanding") or []]
     if result.notifications:
-        results = []
-        for notification in result.notifications:
-            log.info("sending %s to %s for %s", notification.event, notification.receiver.name,
-                     ", ".join(a.key for a in notification.alerts),
-                     extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
-            delivered = await deliver(notification, secrets.get(notification.receiver.name), service.http,
-                                      policy=service.policy, addresses=service.addresses)
-            for item in delivered:
-                DELIVERIES.labels(notification.receiver.type, item.event, "ok" if item.ok else "failed").inc()
-                ATTEMPTS.labels(notification.receiver.type).inc(item.attempts)
-                if not item.ok:
-                    log.warning("delivery to %s failed after %d attempts: %s", item.receiver, item.attempts,
-                                item.error, extra={"kind": KIND, "object": f"{namespace}/{name}",
-                                                   "receiver": item.receiver})
-            results += delivered
-        records = apply_results(records, results)
-        await _write(rt, obj, rule, records, result.firing, len(observations))
-        service.last[(namespace, name)] = (rule, records)
+        service.sender.kick(namespace, name)
+    if deleting:
+        FIRING.labels(namespace, name, rule.severity).set(0)
+        if not owed:
+            await finalizers.release(rt, obj)
+            return None
+        if finalizers.overdue(obj, now):
+            await rt.event(obj, "CleanupAbandoned", f"deleted after {finalizers.grace():.0f}s with "
+                           f"{len(owed)} notifications undelivered: "
+                           + "; ".join(f"{o['event']} of {k} to {o['receiver']}" for k, o in owed)[:900],
+                           warning=True)
+            await finalizers.release(rt, obj)
+            return None
+        service.sender.kick(namespace, name)
+        return 1.0
     wake = [result.wake_at] if result.wake_at else []
     if rule.digest:
-        next_digest = await _digest(rt, obj, rule, records, secrets)
+        next_digest = await _digest(rt, obj, rule, records, {})
         wake.append(next_digest)
     if wake:
         return max(0.0, (min(wake) - durations.now()).total_seconds()) + 0.01
     return None
+
+
+async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> Batch:
+    """The outbox's round for one rule: deliver everything owed and due, receivers in parallel."""
+    service = _service(rt)
+    obj = rt.stores[KIND].get(namespace, name)
+    if obj is None:
+        return Batch()
+    try:
+        rule = parse_rule(namespace, name, obj.get("spec") or {})
+    except InvalidSpec:
+        return Batch()
+    notifications, later = state.due(rule, rt.status_of(obj).get("alerts") or [], durations.now(), exclude)
+    batch = Batch(ids={(k, n.receiver.name, n.event) for n in notifications for k in n.keys})
+    secrets: dict[str, str | None] = {}
+    for receiver in {n.receiver.name: n.receiver for n in notifications}.values():
+        try:
+            secrets[receiver.name] = await _secret(rt, namespace, receiver)
+        except InvalidSpec:
+            secrets[receiver.name] = None     # the reconcile says why (Stalled); this try fails once
+
+    async def per_receiver(items: list) -> list:
+        out = []
+        for notification in items:     # in event order: a firing before its resolve
+            log.info("sending %s to %s for %s", notification.event, notification.receiver.name,
+                     ", ".join(notification.keys),
+                     extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
+            out += await deliver(notification, secrets.get(notification.receiver.name), service.http,
+                                 policy=service.send_policy, addresses=service.addresses,
+                                 message_id=state.message_id(rule, notification))
+        return out
+    by_receiver: dict[str, list] = {}
+    for notification in notifications:
+        by_receiver.setdefault(notification.receiver.name, []).append(notification)
+    for part in await asyncio.gather(*(per_receiver(v) for v in by_receiver.values())):
+        batch.results += part
+    if later is not None:
+        batch.wake = max(0.0, (later - durations.now()).total_seconds()) + 0.01
+    return batch
+
+
+async def _secret(rt: Runtime, namespace: str, receiver) -> str | None:
+    """The receiver's Secret value (None without a secretRef, or when missing); InvalidSpec when
+    the Secret is not opted in for receivers."""
+    ref = receiver.secret_ref
+    if ref is None:
+        return None
+    return await rt.kube.read_secret(namespace, ref.name, ref.key, use="receivers")
 
 
 async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secrets: dict) -> datetime:
@@ -169,8 +259,12 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
                                  rt.stores["ApiProduct"].list(namespace), last, now)
         for receiver_name in rule.digest.receivers:
             receiver = rule.receiver(receiver_name)
-            result = await deliver_message(receiver, message, secrets.get(receiver_name), _service(rt).http,
-                                           event="digest", policy=_service(rt).policy,
+            try:
+                secret = secrets.get(receiver_name) or await _secret(rt, namespace, receiver)
+            except InvalidSpec:
+                secret = None
+            result = await deliver_message(receiver, message, secret, _service(rt).http,
+                                           event="digest", policy=_service(rt).send_policy,
                                            addresses=_service(rt).addresses)
             DELIVERIES.labels(receiver.type, "digest", "ok" if result.ok else "failed").inc()
         status = rt.status_of(obj)
@@ -201,24 +295,3 @@ async def _stalled(rt: Runtime, obj: dict, reason: str, message: str) -> None:
                                     *summary(False, stalled=Stalled(reason, message))])
     if not already:
         await rt.event(obj, reason, message, warning=True)
-
-
-async def _resolve_deleted(rt: Runtime, namespace: str, name: str) -> None:
-    """A deleted rule resolves its alerts: whoever saw a firing gets the resolve."""
-    service = _service(rt)
-    rt.forget(KIND, namespace, name)
-    remembered = service.last.pop((namespace, name), None)
-    if remembered is None:
-        return
-    rule, records = remembered
-    result = evaluate(rule, records, [], durations.now())
-    for notification in result.notifications:
-        secret = None
-        if notification.receiver.secret_ref:
-            try:
-                secret = await rt.kube.read_secret(namespace, notification.receiver.secret_ref.name,
-                                                   notification.receiver.secret_ref.key, use="receivers")
-            except InvalidSpec:
-                secret = None       # recorded as unconfigured by the delivery
-        await deliver(notification, secret, service.http, policy=service.policy, addresses=service.addresses)
-    FIRING.labels(namespace, name, rule.severity).set(0)

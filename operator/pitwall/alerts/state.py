@@ -51,6 +51,8 @@ RESOLVED_TTL = timedelta(hours=24)      # ... and for at most this long
 DELIVERIES_KEEP = 20                    # delivery attempts kept per alert
 RETRY_BASE = 30.0                       # a failed delivery is owed again after 30s, 1m, 2m ...
 RETRY_CAP = 1800.0                      # ... at most every 30 minutes
+MAX_TRIES = 10                          # ... and given up (recorded, with an Event) after this many
+SUBJECT_MAX = 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -162,6 +164,7 @@ class DeliveryResult:
     attempts: int
     error: str | None
     at: datetime
+    permanent: bool = False          # refused for a reason no retry fixes: recorded once, not retried
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,50 @@ def evaluate(rule: Rule, records: Iterable[Mapping], observations: Iterable[Obse
         [AlertRecord.from_dict(r) for r in records], observations)
 
 
-def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult]) -> list[dict]:
-    """Record delivery outcomes: log each attempt, settle what arrived, re-schedule what did not."""
+def due(rule: Rule, records: Iterable[Mapping], now: datetime,
+        exclude: Collection[tuple[str, str, str]] = ()) -> tuple[list[Notification], datetime | None]:
+    """The notifications owed and due now (one per receiver and event), and when the next falls due.
+
+    This is what the outbox sends; ``exclude`` holds ``(alert key, receiver, event)`` already
+    sent whose result is not recorded yet. Held alerts owe nothing while held.
+    """
+    recs = [AlertRecord.from_dict(r) for r in records]
+    groups: dict[tuple[str, str], list[AlertRecord]] = {}
+    wakes = []
+    for rec in recs:
+        if rec.state == HELD:
+            continue
+        for owed in rec.outstanding:
+            if (rec.key, owed.receiver, owed.event) in exclude:
+                continue
+            if owed.due <= now:
+                groups.setdefault((owed.receiver, owed.event), []).append(rec)
+            else:
+                wakes.append(owed.due)
+    notifications = [Notification(rule, receiver, event, tuple(groups[(receiver.name, event)]))
+                     for receiver in rule.receivers for event in EVENTS if (receiver.name, event) in groups]
+    return notifications, min(wakes, default=None)
+
+
+def message_id(rule: Rule, n: Notification) -> str:
+    """A stable id for one notification (the e-mail Message-ID): a resend after a crash between
+    sending and recording is the same message, a new firing or reminder is a new one."""
+    parts = [rule.namespace, rule.name, n.receiver.name, n.event]
+    for alert in n.alerts:
+        parts += [alert.key, rfc3339(alert.since) if alert.since else "",
+                  rfc3339(alert.last_notified_at) if n.event == "reminder" and alert.last_notified_at else "",
+                  str(alert.escalation_step) if n.event == "escalation" else ""]
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
+
+
+def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult], *,
+                  lost: list[str] | None = None, retry_base: float = RETRY_BASE) -> list[dict]:
+    """Record delivery outcomes: log each attempt, settle what arrived, re-schedule what did not.
+
+    A permanent refusal (HTTP 4xx but 408/429, SMTP 5xx, no usable receiver) is recorded once and
+    not retried; a transient one is owed again after a growing delay, at most ``MAX_TRIES``
+    times. Each notification given up on is appended to ``lost`` (for a Warning Event).
+    """
     recs = [AlertRecord.from_dict(r) for r in records]
     by_key = {r.key: r for r in recs}
     for res in results:
@@ -241,9 +286,16 @@ def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult])
                 continue
             if res.ok:
                 rec.outstanding.remove(owed)
+                continue
+            owed.tries += 1
+            if res.permanent or owed.tries >= MAX_TRIES:
+                rec.outstanding.remove(owed)
+                if lost is not None:
+                    why = res.error or "failed"
+                    lost.append(f"{res.event} of {key} to {res.receiver}: {why}"
+                                + ("" if res.permanent else f" (gave up after {owed.tries} tries)"))
             else:
-                owed.tries += 1
-                owed.due = res.at + timedelta(seconds=min(RETRY_CAP, RETRY_BASE * 2 ** (owed.tries - 1)))
+                owed.due = res.at + timedelta(seconds=min(RETRY_CAP, retry_base * 2 ** (owed.tries - 1)))
     return [r.to_dict() for r in recs]
 
 
@@ -429,11 +481,16 @@ def _subject(rule: Rule, obs: Observation) -> str:
                    severity=rule.severity)
     if rule.summary:
         try:
-            return rule.summary.format_map(facts)
+            subject = rule.summary.format_map(facts)
         except (ValueError, IndexError, AttributeError):
-            return rule.summary
-    subject = f"{obs.kind} {obs.name}: {rule.when.condition} is {obs.status}"
-    return f"{subject} ({obs.reason})" if obs.reason else subject
+            subject = rule.summary
+    else:
+        subject = f"{obs.kind} {obs.name}: {rule.when.condition} is {obs.status}"
+        subject = f"{subject} ({obs.reason})" if obs.reason else subject
+    # A summary may quote a whole condition message: one line, and no longer than any receiver's
+    # title field takes (PagerDuty's summary, 1,024 characters, is the largest).
+    subject = " ".join(subject.split())
+    return subject if len(subject) <= SUBJECT_MAX else subject[:SUBJECT_MAX - 1] + "…"
 
 
 class _Facts(dict):

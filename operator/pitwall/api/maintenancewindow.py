@@ -20,6 +20,7 @@ from .base import (
     defaults,
     duration,
     flag,
+    integer,
     items,
     mapping,
     matching,
@@ -35,7 +36,7 @@ from .shared import AffectedConsumer, LabelMap, ObjectName, SecretKeyRef, Status
 
 Phase = Literal["Scheduled", "Active", "Completed", "Cancelled"]
 PHASES: tuple[str, ...] = get_args(Phase)
-NoticeKind = Literal["advance", "start", "end"]
+NoticeKind = Literal["advance", "start", "end", "cancelled"]
 Effect = Literal["Unavailable", "Degraded"]
 
 NOTICES_KEPT = 50  # what maintenance/notices.py keeps (a unit test holds the two together)
@@ -152,15 +153,29 @@ class Affected(Model):
     consumers: list[AffectedConsumer] | None = items("Consumers to tell.", 1000)
 
 
-class SentNotice(Model):
-    """A notice."""
+class PendingSend(Model):
+    """A send still owed to one recipient (the outbox delivers it beside the reconcile)."""
 
-    kind: NoticeKind | None = Field(None, description="advance, start or end.")
+    name: str | None = text("The recipient.", NAME_LEN)
+    tries: int | None = integer("Failed tries so far.", minimum=0)
+    due: str | None = timestamp("Not before this.")
+    error: str | None = text("The last failure (secrets masked).", TEXT)
+
+
+class SentNotice(Model):
+    """A notice: decided once, then owed to each recipient until delivered or given up."""
+
+    kind: NoticeKind | None = Field(None, description="advance, start, end or cancelled (deleted after its "
+                                                      "advance notice, before its start).")
     occurrence: str | None = timestamp("The start of the occurrence it belongs to.")
-    at: str | None = timestamp("When it was sent.")
+    at: str | None = timestamp("When it was decided (recorded as owed).")
     delivered: bool | None = flag("Delivered to every recipient.")
     recipients: list[Annotated[str, Field(max_length=NAME_LEN, description="A recipient.")]] | None = items(
-        "Who it went to (consumer and receiver names).", 500)
+        "Who it was delivered to (consumer and receiver names).", 500)
+    pending: list[PendingSend] | None = items("Recipients it is still owed to (retried with backoff; survives a "
+                                              "restart).", 500)
+    failed: list[Annotated[str, Field(max_length=NAME_LEN, description="A recipient.")]] | None = items(
+        "Recipients given up on (refused for good, or retries spent).", 500)
     error: str | None = text("Delivery errors: the HTTP status and where, never the receiver's answer (secrets "
                              "masked).", LONG_TEXT)
 

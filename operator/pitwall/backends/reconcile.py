@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from .. import durations
+from .. import durations, finalizers
 from ..api.backend import BackendSpec, BackendStatus, Impact, ProbeCounters
 from ..api.base import parse
 from ..conditions import Condition, summary
@@ -58,7 +58,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 AFFECTED.remove(namespace, name, effect)
             except KeyError:
                 pass
-        return None
+        return await finalizers.finish_owned(rt, backend) if backend is not None else None
+    await finalizers.ensure(rt, backend)
     raw = backend.get("spec") or {}
     status = rt.status_of(backend)
     matrix = impact(name, rt.stores["ApiProduct"].list(namespace))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from .. import durations
 from ..api.maintenancewindow import NOTICE_DEFAULTS as NOTICE
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
-from .notices import ADVANCE, END, START, Notice
+from .notices import ADVANCE, CANCELLED, END, START, Notice
 from .schedule import parse
 from .targets import UNAVAILABLE, Affected, AffectedProduct
 
@@ -26,11 +26,13 @@ _SUBJECT = {
     ADVANCE: "Planned maintenance: {products}, {start}",
     START: "Maintenance started: {products}, until {end}",
     END: "Maintenance finished: {products}",
+    CANCELLED: "Maintenance cancelled: {products}, {start}",
 }
 _INTRO = {
     ADVANCE: "Planned maintenance is coming up for the APIs below.",
     START: "Maintenance has started for the APIs below.",
     END: "Maintenance is over: the APIs below are back in normal service.",
+    CANCELLED: "The planned maintenance below is cancelled: the APIs stay in normal service.",
 }
 _PAGE_NOTE = "While it lasts, unavailable APIs answer HTTP 503 with a Retry-After header."
 
@@ -88,7 +90,7 @@ def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
         facts=[("Reason", spec.get("reason") or "not given"), ("Start", _when(start, zone)),
                ("End", _when(end, zone))],
         products=[(p, _effect(p)) for p in products],
-        note=(_PAGE_NOTE if notice.kind != END and spec.get("maintenancePage", WINDOW["maintenancePage"])
+        note=(_PAGE_NOTE if notice.kind not in (END, CANCELLED) and spec.get("maintenancePage", WINDOW["maintenancePage"])
               and any(p.effect == UNAVAILABLE for p in products) else None),
     )
     text = lines.text()

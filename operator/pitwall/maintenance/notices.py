@@ -10,6 +10,7 @@ recorded in ``status.notices`` and handed back as ``already_sent``, so restarts 
 - end is due once the occurrence is over, also when ``end`` was edited to the past or the window
   was deleted while running, and only if the start notice went out: nobody is told that a
   maintenance is over which they never heard had begun.
+- cancelled is due when the window is deleted before its start and the advance notice went out.
 - every notice of an ``emergency`` window is labelled as one.
 """
 
@@ -24,7 +25,7 @@ from ..api import maintenancewindow as model
 from ..errors import InvalidSpec
 from .schedule import Occurrence, Recurring, next_occurrence, occurrence_at, parse
 
-ADVANCE, START, END = "advance", "start", "end"
+ADVANCE, START, END, CANCELLED = "advance", "start", "end", "cancelled"
 DEFAULT_LEAD_TIME = model.DEFAULT_LEAD_TIME
 # status.notices keeps the most recent entries only: older occurrences can no longer be due.
 KEEP = model.NOTICES_KEPT
@@ -50,11 +51,15 @@ def due_notices(spec: dict, occurrence: Occurrence, now: datetime, already_sent:
     """The notices for ``occurrence`` that should go out now (at most one).
 
     ``already_sent`` is ``status.notices``. With ``cancelled`` (the window is being deleted)
-    only the end notice of a running occurrence whose start was announced can be due.
+    only the end notice of a running occurrence whose start was announced, or the cancellation
+    of an announced one that has not begun, can be due.
     """
     start, end = occurrence
     sent = sent_keys(already_sent)
-    if cancelled or now >= end:
+    if cancelled and now < start:
+        # Deleted before it began: whoever was told it is coming is told it is off.
+        kinds = [CANCELLED] if (ADVANCE, start) in sent else []
+    elif cancelled or now >= end:
         kinds = [END] if now >= start and (START, start) in sent else []
     elif now >= start:
         kinds = [START]
@@ -132,3 +137,109 @@ def _moved_earlier(first: Occurrence, previous: dict, now: datetime) -> bool:
 def _rounded(delta: timedelta) -> str:
     seconds = delta.total_seconds()
     return durations.format(round(seconds / 60) * 60 if seconds >= 60 else seconds)
+
+
+# -- the outbox: owed sends per recipient, in status.notices ---------------------------------------
+MAX_TRIES = 6            # transient failures per recipient before the loss is recorded
+RETRY_BASE = 15.0        # seconds before the 2nd try, doubling ...
+RETRY_CAP = 600.0        # ... up to 10 minutes
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """How one try to deliver a notice to one recipient ended."""
+
+    kind: str
+    occurrence: str          # rfc3339 start, as in status.notices
+    recipient: str
+    ok: bool
+    permanent: bool          # refused for a reason a retry cannot fix (HTTP 4xx, SMTP 5xx)
+    error: str | None
+    at: datetime
+
+    @property
+    def id(self) -> tuple[str, str, str]:
+        return (self.kind, self.occurrence, self.recipient)
+
+
+def owe(notices: list[dict] | None, notice: Notice, *, at: datetime, recipients: list[str],
+        failed: dict[str, str] | None = None) -> list[dict]:
+    """``status.notices`` with ``notice`` recorded as owed to ``recipients`` (sent by the outbox).
+
+    ``failed`` are recipients that cannot be sent to at all (no usable receiver): recorded at
+    once. The entry counts as decided from now on, so ``due_notices`` never decides it again.
+    """
+    failed = dict(failed or {})
+    entry = {"kind": notice.kind, "occurrence": durations.rfc3339(notice.occurrence.start),
+             "at": durations.rfc3339(at), "delivered": False, "recipients": [],
+             "pending": [{"name": n, "tries": 0, "due": durations.rfc3339(at)} for n in recipients]}
+    if failed:
+        entry["failed"] = list(failed)
+        entry["error"] = "; ".join(f"{k}: {v}" for k, v in failed.items())[:1000]
+    return [*(notices or []), entry][-KEEP:]
+
+
+def due_sends(notices: Iterable[dict], now: datetime,
+              exclude: Iterable[tuple[str, str, str]] = ()) -> tuple[list[tuple[str, str, str]], datetime | None]:
+    """(kind, occurrence, recipient) owed and due now, and when the next one falls due."""
+    skip, due, later = set(exclude), [], []
+    for entry in notices or ():
+        for item in entry.get("pending") or ():
+            ident = (entry.get("kind", ""), entry.get("occurrence", ""), item.get("name", ""))
+            when = _parse(item.get("due")) or now
+            if ident in skip:
+                continue
+            (due.append(ident) if when <= now else later.append(when))
+    return due, min(later, default=None)
+
+
+def apply_sends(notices: list[dict] | None, results: Iterable[SendResult], *,
+                retry_base: float = RETRY_BASE) -> tuple[list[dict], list[str]]:
+    """Record send results: delivered, refused for good, or owed again after a growing delay.
+
+    Returns the new ``status.notices`` and one line per recipient now given up on (for an Event).
+    """
+    out = [dict(e, pending=[dict(p) for p in e.get("pending") or []]) for e in notices or ()]
+    lost = []
+    for res in results:
+        entry = next((e for e in out if e.get("kind") == res.kind and e.get("occurrence") == res.occurrence), None)
+        if entry is None:
+            continue
+        item = next((p for p in entry["pending"] if p.get("name") == res.recipient), None)
+        if item is None:
+            continue          # recorded already (a result applied twice changes nothing)
+        if res.ok:
+            entry["pending"].remove(item)
+            entry["recipients"] = [*(entry.get("recipients") or []), res.recipient]
+            continue
+        item["tries"] = int(item.get("tries") or 0) + 1
+        if res.permanent or item["tries"] >= MAX_TRIES:
+            entry["pending"].remove(item)
+            entry["failed"] = [*(entry.get("failed") or []), res.recipient]
+            why = res.error or "failed"
+            if not res.permanent:
+                why += f" (gave up after {item['tries']} tries)"
+            entry["error"] = (((entry.get("error") or "") + "; ") if entry.get("error") else "") + \
+                f"{res.recipient}: {why}"
+            entry["error"] = entry["error"][:1000]
+            lost.append(f"{res.kind} notice for {res.occurrence} to {res.recipient}: {why}")
+        else:
+            delay = min(RETRY_CAP, retry_base * 2 ** (item["tries"] - 1))
+            item["due"] = durations.rfc3339(res.at + timedelta(seconds=delay))
+            item["error"] = (res.error or "")[:300]
+    for entry in out:
+        if not entry["pending"]:
+            del entry["pending"]
+            entry["delivered"] = bool(entry.get("recipients")) and not entry.get("failed")
+    return out, lost
+
+
+def settled(entry: dict) -> bool:
+    return not entry.get("pending")
+
+
+def _parse(value: str | None) -> datetime | None:
+    try:
+        return durations.parse_time(value) if value else None
+    except ValueError:
+        return None

@@ -4,24 +4,44 @@ Driven by timers, not polling: every reconcile asks ``window.evaluate`` when the
 changes and requeues itself for exactly then. The Service switch itself is done by the product
 reconciler (one server-side apply each way), which reads this window's ``status.phase`` and
 ``status.affected``; every status write here enqueues the products (``wiring``).
+
+Notices never hold up the phase: a due notice is recorded in ``status.notices`` as owed to each
+recipient, in the same write as the phase, and the outbox (``pitwall.outbox``) delivers it
+beside this reconcile with bounded retries; its results come back here to be recorded. A
+deleted window keeps Pitwall's finalizer until its Services are back on the product's pods, its
+page is gone and its cancellation notice is delivered (or, after the grace period, its loss
+recorded in an Event).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import os
 from datetime import timedelta
+from functools import partial
 
 import httpx
 
-from .. import durations, egress
-from ..alerts.delivery import deliver_message
+from .. import durations, egress, finalizers
+from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver, SecretRef, parse_receiver
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..logs import ref
+from ..outbox import Batch, Sender
 from ..runtime import Runtime
-from ..vocabulary import LABEL_WINDOW, Stalled, opt_in_problem
+from ..vocabulary import (
+    LABEL_PRODUCT,
+    LABEL_ROLE,
+    LABEL_VERSION,
+    LABEL_WINDOW,
+    ROLE_MAINTENANCE,
+    Stalled,
+    opt_in_problem,
+)
 from . import messages, notices, targets
 from .page import page_deployment, page_name
 from .schedule import ACTIVE
@@ -32,52 +52,80 @@ KIND = "MaintenanceWindow"
 PAGE_LEAD = timedelta(seconds=30)       # page pods are started this long before the window opens
 
 
+SEND_CONCURRENCY = 8                    # recipients of one window sent to at once
+
+
 class MaintenanceService:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.http: httpx.AsyncClient | None = None
+        self.sender = Sender(KIND, partial(_send, rt), on_result=partial(rt.enqueue, KIND), workers=2)
+        self.retry_base = float(os.environ.get("PITWALL_NOTICE_RETRY_BASE", notices.RETRY_BASE))
+        # One try, a short one: retrying is the outbox's job (with backoff, across restarts).
+        self.policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_total=15.0, timeout=10.0)
 
     async def start(self) -> None:
         self.http = egress.client(self.rt.egress)
+        self.sender.start()
 
     async def stop(self) -> None:
+        await self.sender.stop()
         if self.http:
             await self.http.aclose()
 
 
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
+    service = rt.maintenance
     window = rt.stores[KIND].copy(namespace, name)
     if window is None:
         await _remove_pages(rt, namespace, name, keep=set())
         rt.forget(KIND, namespace, name)
+        service.sender.forget(namespace, name)
         return None
+    deleting = finalizers.deleting(window)
+    await finalizers.ensure(rt, window)
     spec = window.get("spec") or {}
     status = rt.status_of(window)
     now = durations.now()
-    deleting = bool(window["metadata"].get("deletionTimestamp"))
+
+    # What the outbox delivered since the last reconcile is recorded first, with this write.
+    delivered = service.sender.pending(namespace, name)
+    sent = list(status.get("notices") or [])
+    if delivered:
+        before = {(e.get("kind"), e.get("occurrence")) for e in sent if e.get("pending")}
+        sent, lost = notices.apply_sends(sent, delivered, retry_base=service.retry_base)
+        for entry in sent:
+            if (entry.get("kind"), entry.get("occurrence")) in before and not entry.get("pending"):
+                await _notice_event(rt, window, entry)
+        if lost:
+            log.warning("notices given up: %s", "; ".join(lost), extra=ref(KIND, namespace, name))
+
     try:
-        result = evaluate(spec, now, deleted=deleting, already_sent=status.get("notices") or [])
+        result = evaluate(spec, now, deleted=deleting, already_sent=sent)
     except InvalidSpec as exc:
-        await rt.write_status(window, {"phase": status.get("phase", "Scheduled")},
+        await rt.write_status(window, {"phase": status.get("phase", "Scheduled"), "notices": sent},
                               [*summary(False, stalled=exc.stalled),
                                Condition.false("Active", exc.reason, exc.message)])
+        service.sender.settled(namespace, name, delivered)
         await rt.event(window, exc.reason, exc.message, warning=True)
         return None
 
     created = window["metadata"].get("creationTimestamp")
-    if created and result.phase != ACTIVE and status.get("phase") != ACTIVE:
+    if created and not deleting and result.phase != ACTIVE and status.get("phase") != ACTIVE:
         # Admission refuses this; when no webhook answered, the window still never opens.
         violation = notices.lead_time_violation(spec, durations.parse_time(created))
         if violation:
             await _remove_pages(rt, namespace, name, keep=set())
-            await rt.write_status(window, {"phase": "Scheduled"},
+            await rt.write_status(window, {"phase": "Scheduled", "notices": sent},
                                   [*summary(False, stalled=Stalled("InsufficientNotice", violation)),
                                    Condition.false("Active", "InsufficientNotice", violation)])
+            service.sender.settled(namespace, name, delivered)
             return None
     affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
                                rt.stores["Backend"].list(namespace))
     occurrence = result.occurrence
-    page_due = spec.get("maintenancePage", WINDOW["maintenancePage"]) and occurrence is not None and (
+    page_due = not deleting and spec.get("maintenancePage", WINDOW["maintenancePage"]) and \
+        occurrence is not None and (
         result.phase == ACTIVE or (result.phase == "Scheduled" and occurrence.start - now <= PAGE_LEAD))
     wanted_pages = set()
     if page_due:
@@ -87,13 +135,17 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                                    until=occurrence.end)
             await rt.kube.apply(body)
             wanted_pages.add(body["metadata"]["name"])
-    await _remove_pages(rt, namespace, name, keep=wanted_pages)
-
-    sent = list(status.get("notices") or [])
 
     if result.phase != status.get("phase"):
         await rt.event(window, f"Window{result.phase}", _phase_message(result.phase, spec, occurrence))
         log.info("maintenance window is %s", result.phase, extra=ref(KIND, namespace, name))
+
+    # Owed notices go into status with the phase, in one write: nothing here waits on a receiver.
+    for notice in result.due:
+        names, refused = _recipients(spec, affected)
+        sent = notices.owe(sent, notice, at=now, recipients=names, failed=refused)
+        if not names:
+            await _notice_event(rt, window, sent[-1])
 
     missing = ", ".join(affected.missing)
     wanted = [Condition.true("Active", "WindowOpen", spec.get("reason", "")) if result.phase == ACTIVE
@@ -107,20 +159,40 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     else:
         wanted += summary(True, ready_reason=result.phase,
                           ready_message=f"{len(affected.products)} products affected")
-    # The phase and the affected products first (the Service switch follows from them), then
-    # the notices, which may wait on slow receivers, then their record.
     new_status = {**result.status(), "affected": affected.status(), "notices": sent}
     await rt.write_status(window, new_status, wanted)
-    if result.due:
-        for notice in result.due:
-            sent = await _send_notice(rt, window, notice, affected, sent)
-        await rt.write_status(window, {**new_status, "notices": sent}, wanted)
+    service.sender.settled(namespace, name, delivered)
+    owed = any(e.get("pending") for e in sent)
+    if owed:
+        service.sender.kick(namespace, name)
+
+    # The page goes only once no Service selects it any more (the product reconciler switches
+    # them back on this status write): deleting it first would leave the API without endpoints.
+    pages_left = await _remove_pages(rt, namespace, name, keep=wanted_pages)
+
+    if deleting:
+        if not owed and not pages_left:
+            await finalizers.release(rt, window)
+            return None
+        if finalizers.overdue(window, now):
+            left = [f"{e.get('kind')} notice to {', '.join(p.get('name', '') for p in e.get('pending') or [])}"
+                    for e in sent if e.get("pending")]
+            await rt.event(window, "CleanupAbandoned",
+                           f"deleted after {finalizers.grace():.0f}s without: "
+                           + "; ".join(left + ([f"removing pages {', '.join(pages_left)}"] if pages_left else [])),
+                           warning=True)
+            await _remove_pages(rt, namespace, name, keep=set(), wait_for_services=False)
+            await finalizers.release(rt, window)
+            return None
+        return 1.0
 
     wake = [result.wake_at] if result.wake_at else []
     if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", WINDOW["maintenancePage"]):
         wake.append(occurrence.start - PAGE_LEAD)
     future = [(w - durations.now()).total_seconds() for w in wake if w]
     future = [s for s in future if s > 0] + ([60.0] if unusable else [])   # Secrets are not watched
+    if pages_left:
+        future.append(1.0)
     return min(future) + 0.001 if future else None
 
 
@@ -142,6 +214,110 @@ async def _notice_secret_problem(rt: Runtime, namespace: str, spec: dict) -> Sta
     return None
 
 
+def _recipients(spec: dict, affected) -> tuple[list[str], dict[str, str]]:
+    """Recipient names with a usable receiver, and why the others cannot be sent to."""
+    consumer_email = (spec.get("notice") or {}).get("consumerEmail") or {}
+    names, unusable = [], {}
+    for recipient in messages.recipients(spec, affected):
+        try:
+            receiver = _receiver_for(recipient, consumer_email)
+        except InvalidSpec as exc:
+            unusable[recipient.name] = exc.message
+            continue
+        if receiver is not None:
+            names.append(recipient.name)
+    return names, unusable
+
+
+async def _notice_event(rt: Runtime, window: dict, entry: dict) -> None:
+    ok = bool(entry.get("delivered"))
+    names = entry.get("recipients") or []
+    await rt.event(window, "NoticeSent" if ok else "NoticeFailed",
+                   f"{entry.get('kind')} notice for {entry.get('occurrence')} to {len(names)} recipients"
+                   + (f"; errors: {entry['error'][:400]}" if entry.get("error") else ""), warning=not ok)
+
+
+async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> Batch:
+    """The outbox's round for one window: deliver every owed notice that is due, at once."""
+    service = rt.maintenance
+    window = rt.stores[KIND].get(namespace, name)
+    if window is None:
+        return Batch()
+    status = rt.status_of(window)
+    entries = status.get("notices") or []
+    now = durations.now()
+    due, later = notices.due_sends(entries, now, exclude)
+    batch = Batch(ids=set(due))
+    if due:
+        spec = window.get("spec") or {}
+        affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
+                                   rt.stores["Backend"].list(namespace))
+        by_name = {r.name: r for r in messages.recipients(spec, affected)}
+        slots = asyncio.Semaphore(SEND_CONCURRENCY)
+        uid = window["metadata"].get("uid", "")
+
+        async def one(ident):
+            async with slots:
+                return await _send_one(rt, service, window, spec, by_name, uid, ident)
+        batch.results = list(await asyncio.gather(*(one(i) for i in due)))
+    if later is not None:
+        batch.wake = max(0.0, (later - durations.now()).total_seconds()) + 0.01
+    return batch
+
+
+async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec: dict, by_name: dict,
+                    uid: str, ident: tuple[str, str, str]) -> notices.SendResult:
+    kind, occurrence, recipient_name = ident
+    namespace = window["metadata"]["namespace"]
+
+    def result(ok: bool, permanent: bool, error: str | None) -> notices.SendResult:
+        return notices.SendResult(kind, occurrence, recipient_name, ok, permanent, error, durations.now())
+
+    recipient = by_name.get(recipient_name)
+    if recipient is None:
+        return result(False, True, "no longer a recipient of this window")
+    consumer_email = (spec.get("notice") or {}).get("consumerEmail") or {}
+    try:
+        receiver = _receiver_for(recipient, consumer_email)
+    except InvalidSpec as exc:
+        return result(False, True, exc.message)
+    if receiver is None:
+        return result(False, True, "no contact to send to")
+    secret = None
+    if receiver.secret_ref:
+        try:
+            secret = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key,
+                                               use="receivers")
+        except InvalidSpec as exc:          # not opted in: recorded with how to opt in, not retried
+            return result(False, True, exc.message)
+        if secret is None:
+            return result(False, False, f"Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} not found")
+    try:
+        start = durations.parse_time(occurrence)
+    except ValueError:
+        return result(False, True, f"unreadable occurrence {occurrence!r}")
+    notice = notices.Notice(kind, _occurrence_of(spec, start), bool(spec.get("emergency")))
+    message = messages.compose(notice, spec, recipient)
+    # The same Message-ID on every try of this notice to this recipient: one mail, however often sent.
+    message_id = hashlib.sha256(f"{uid}/{kind}/{occurrence}/{recipient_name}".encode()).hexdigest()[:32]
+    sent = await deliver_message(receiver, message, secret, service.http, event=kind, policy=service.policy,
+                                 message_id=message_id, addresses=rt.egress)
+    return result(sent.ok, sent.permanent, sent.error)
+
+
+def _occurrence_of(spec: dict, start):
+    """The occurrence starting at ``start`` under the current schedule (its end from the duration)."""
+    from .schedule import Occurrence, occurrence_at, parse
+    try:
+        found = occurrence_at(parse(spec.get("schedule")), start)
+    except InvalidSpec:
+        found = None
+    if found is not None and found.start == start:
+        return found
+    duration = durations.parse((spec.get("schedule") or {}).get("duration") or "0s")
+    return Occurrence(start, start + timedelta(seconds=duration))
+
+
 def _phase_message(phase: str, spec: dict, occurrence) -> str:
     reason = spec.get("reason", "")
     if occurrence is None:
@@ -150,52 +326,42 @@ def _phase_message(phase: str, spec: dict, occurrence) -> str:
             f"{durations.rfc3339(occurrence.end)})")
 
 
-async def _remove_pages(rt: Runtime, namespace: str, window: str, keep: set[str]) -> None:
+async def _remove_pages(rt: Runtime, namespace: str, window: str, keep: set[str], *,
+                        wait_for_services: bool = True) -> list[str]:
+    """Delete this window's page Deployments not in ``keep``; returns those left for now because a
+    Service still sends traffic to the page (the product reconciler switches it back first)."""
+    left = []
     for deployment in rt.stores["Deployment"].select(namespace, {LABEL_WINDOW: window}):
-        if deployment["metadata"]["name"] not in keep:
-            await rt.kube.delete("Deployment", namespace, deployment["metadata"]["name"])
+        name = deployment["metadata"]["name"]
+        if name in keep:
+            continue
+        labels = deployment["metadata"].get("labels") or {}
+        if wait_for_services and _page_in_use(rt, namespace, labels.get(LABEL_PRODUCT), labels.get(LABEL_VERSION),
+                                              window):
+            left.append(name)
+            continue
+        await rt.kube.delete("Deployment", namespace, name)
+    return left
 
 
-async def _send_notice(rt: Runtime, window: dict, notice, affected, sent: list[dict]) -> list[dict]:
-    """Deliver one notice to every recipient, then record it once (delivered or not)."""
-    spec = window.get("spec") or {}
-    namespace = window["metadata"]["namespace"]
-    service = rt.maintenance
-    consumer_email = (spec.get("notice") or {}).get("consumerEmail") or {}
-    names, errors = [], []
-    for recipient in messages.recipients(spec, affected):
-        message = messages.compose(notice, spec, recipient)
-        try:
-            receiver = _receiver_for(recipient, consumer_email)
-        except InvalidSpec as exc:
-            errors.append(f"{recipient.name}: {exc.message}")
-            continue
-        if receiver is None:
-            continue
-        secret = None
-        if receiver.secret_ref:
-            try:
-                secret = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key,
-                                                   use="receivers")
-            except InvalidSpec as exc:          # not opted in: the notice records how to opt in
-                errors.append(f"{recipient.name}: {exc.message}")
-                continue
-            if secret is None:
-                errors.append(f"{recipient.name}: Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} "
-                              "not found")
-                continue
-        result = await deliver_message(receiver, message, secret, service.http, event=notice.kind,
-                                       addresses=rt.egress)
-        names.append(recipient.name)
-        if not result.ok:
-            errors.append(f"{recipient.name}: {result.error}")
-    delivered = not errors and bool(names)
-    await rt.event(window, "NoticeSent" if delivered else "NoticeFailed",
-                   f"{notice.kind} notice for {durations.rfc3339(notice.occurrence.start)} to "
-                   f"{len(names)} recipients" + (f"; errors: {'; '.join(errors)[:400]}" if errors else ""),
-                   warning=not delivered)
-    return notices.record(sent, notice, at=durations.now(), delivered=delivered, recipients=names,
-                          error="; ".join(errors)[:1000] or None)
+def _page_in_use(rt: Runtime, namespace: str, product: str | None, version: str | None, window: str) -> bool:
+    """The version's Service selects the page and no other active window wants it there."""
+    if not product or not version:
+        return False
+    for service in rt.stores["Service"].select(namespace, {LABEL_PRODUCT: product}):
+        selector = (service.get("spec") or {}).get("selector") or {}
+        if selector.get(LABEL_VERSION) == version and selector.get(LABEL_ROLE) == ROLE_MAINTENANCE:
+            break
+    else:
+        return False
+    for other in rt.stores[KIND].list(namespace):
+        status = other.get("status") or {}
+        if other["metadata"]["name"] != window and status.get("phase") == ACTIVE and \
+                not other["metadata"].get("deletionTimestamp") and \
+                any(p.get("name") == product and version in (p.get("versions") or [])
+                    for p in (status.get("affected") or {}).get("apiProducts") or []):
+            return False      # another window keeps the page: the Service stays on it
+    return True
 
 
 def _receiver_for(recipient, consumer_email: dict) -> Receiver | None:

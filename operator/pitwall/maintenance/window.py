@@ -53,7 +53,8 @@ def evaluate(spec: dict, now: datetime, *, deleted: bool = False,
     already_sent = list(already_sent or ())
     if deleted:
         try:
-            current = occurrence_at(parse(spec.get("schedule")), now)
+            schedule = parse(spec.get("schedule"))
+            current = occurrence_at(schedule, now) or next_occurrence(schedule, now)
         except InvalidSpec:  # nothing can be running under a schedule that never worked
             current = None
         due = due_notices(spec, current, now, already_sent, cancelled=True) if current else []

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from .. import durations
+from .. import durations, finalizers
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..runtime import Runtime, rewrite_address
@@ -78,8 +78,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     probe = rt.stores[KIND].get(namespace, name)   # read only: no deep copy per reconcile
     if probe is None or probe["metadata"].get("deletionTimestamp"):
         mon.forget(key)
-        rt.forget(KIND, namespace, name)
-        return None
+        if probe is None:
+            rt.forget(KIND, namespace, name)
+            return None
+        return await finalizers.finish_owned(rt, probe)
+    await finalizers.ensure(rt, probe)
     spec = probe.get("spec") or {}
     status = rt.status_of(probe)
 

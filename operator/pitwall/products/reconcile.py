@@ -11,7 +11,7 @@ import logging
 
 import httpx
 
-from .. import durations, metrics
+from .. import durations, finalizers, metrics
 from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
@@ -65,7 +65,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     product = rt.stores[KIND].copy(namespace, name)
     if not product or product["metadata"].get("deletionTimestamp"):
         rt.forget(KIND, namespace, name)
-        return None
+        return await finalizers.finish_owned(rt, product) if product else None
+    await finalizers.ensure(rt, product)
     spec = product.get("spec") or {}
     status = rt.status_of(product)
     versions = spec.get("versions") or []

@@ -196,3 +196,71 @@ def test_escalation_and_acknowledged_alerts_read_differently():
     text = payloads.text(ev.notifications[0])
     assert "Acknowledged: by alice at 2026-03-01 10:01:00 UTC" in text
     assert "To acknowledge" not in text
+
+
+# -- receivers' published limits (the numbers and their sources: alerts/payloads.py) --------------------
+LONG_NS = "n" * 63                       # the longest namespace Kubernetes allows
+LONG_NAME = "p" * 253                    # the longest object name
+
+
+def worst_rule(**extra):
+    return parse_rule(LONG_NS, "r" * 253, {
+        "severity": "critical", "when": {"condition": "Ready", "status": "False", "for": "1m"},
+        "summary": "{kind} {name} in {namespace}: {message} " * 20,
+        "receivers": [{"name": "ops", "type": "opsgenie", "secretRef": {"name": "t", "key": "k"}}],
+        **extra})
+
+
+def worst(count=1, event="firing"):
+    r = worst_rule()
+    observations = [Observation("Probe", f"{LONG_NAME[:-4]}{i:04d}", "False", T0, "ProbeFailing", "x" * 5000)
+                    for i in range(count)]
+    ev = evaluate(r, [], observations, T0 + timedelta(minutes=1))
+    n = ev.notifications[0]
+    if event == "firing":
+        return n
+    records = apply_results(ev.records, [DeliveryResult("ops", "firing", n.keys, True, 1, None, T0)])
+    return evaluate(r, records, [], T0 + timedelta(minutes=5)).notifications[0]
+
+
+def test_opsgenie_limits_hold_for_the_longest_names():
+    n = worst()
+    body = payloads.opsgenie_create(n, n.alerts[0])
+    assert len(body["message"]) <= 130 and len(body["alias"]) <= 512
+    assert len(body["description"]) <= 15_000 and len(body["entity"]) <= 512 and len(body["source"]) <= 100
+    assert len(body["tags"]) <= 20 and all(len(t) <= 50 for t in body["tags"])
+    assert LONG_NS[:49] in " ".join(body["tags"])            # the namespace is still there, shortened
+    assert sum(len(k) + len(str(v)) for k, v in body["details"].items()) <= 8000
+
+
+def test_pagerduty_limits_hold_for_the_longest_names():
+    n = worst()
+    event = payloads.pagerduty(n, n.alerts[0], "R" * 32)
+    assert len(event["payload"]["summary"]) <= 1024 and len(event["dedup_key"]) <= 255
+    assert len(json.dumps(event).encode()) <= 512 * 1024
+    resolve = payloads.pagerduty(worst(event="resolved"), n.alerts[0], "R" * 32)
+    assert resolve["dedup_key"] == event["dedup_key"]           # the same key, so the resolve closes it
+
+
+def test_slack_and_teams_limits_hold_for_many_long_alerts():
+    n = worst(count=60)
+    message = payloads.slack(n)
+    assert len(message["blocks"]) <= 50 and len(message["text"]) <= 40_000
+    for block in message["blocks"]:
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+    assert len(json.dumps(payloads.teams(n)).encode()) <= 28 * 1024
+    assert len(json.dumps(payloads.teams(worst())).encode()) <= 28 * 1024    # one huge alert too
+
+
+def test_email_header_lines_stay_within_rfc_5322():
+    from email import policy
+    n = worst(count=40)
+    mail = payloads.email(n, "pitwall@example.com", ["oncall@example.com"], message_id="abc")
+    raw = mail.as_bytes(policy=policy.SMTP)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    assert len(str(mail["Subject"])) <= 250 and "\n" not in str(mail["Subject"])
+    assert mail["Message-ID"] == "<abc@pitwall.dev>"          # the outbox's dedup key

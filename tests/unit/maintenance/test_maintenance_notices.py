@@ -143,3 +143,69 @@ def test_updates_are_judged_only_when_they_move_the_start_earlier():
     planned = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
     assert lead_time_violation(postponed, NOW, previous=planned) is None
     assert lead_time_violation(planned, NOW, previous=postponed).startswith("maintenance starts in 2h")
+
+
+# -- the outbox: owed per recipient, sent beside the reconcile ---------------------------------------
+def _result(recipient, ok, *, permanent=False, at=START_AT, kind=START, error=None):
+    from pitwall.maintenance.notices import SendResult
+    return SendResult(kind, "2026-12-05T20:00:00Z", recipient, ok, permanent, error, at)
+
+
+def test_an_owed_notice_is_decided_once_and_sent_per_recipient():
+    from pitwall.maintenance.notices import apply_sends, due_sends, owe
+
+    notice = Notice(START, OCCURRENCE)
+    entries = owe([], notice, at=START_AT, recipients=["acme", "ops"])
+    # decided: never due again, whatever the outbox does with it
+    assert due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=1), entries) == []
+    due, later = due_sends(entries, START_AT)
+    assert due == [(START, "2026-12-05T20:00:00Z", "acme"), (START, "2026-12-05T20:00:00Z", "ops")]
+    assert later is None
+    # what is in flight (sent, result not yet recorded) is not handed out twice
+    assert due_sends(entries, START_AT, exclude=due[:1])[0] == due[1:]
+
+    entries, lost = apply_sends(entries, [_result("acme", True), _result("ops", True)])
+    assert lost == [] and entries[0]["delivered"] is True and "pending" not in entries[0]
+    assert entries[0]["recipients"] == ["acme", "ops"]
+    # a result applied twice (a reconcile retried after a failed write) changes nothing
+    assert apply_sends(entries, [_result("acme", True)])[0] == entries
+
+
+def test_a_permanent_refusal_is_recorded_once_and_never_retried():
+    from pitwall.maintenance.notices import apply_sends, due_sends, owe
+
+    entries = owe([], Notice(START, OCCURRENCE), at=START_AT, recipients=["acme"])
+    entries, lost = apply_sends(entries, [_result("acme", False, permanent=True, error="SMTP 550 no such user")])
+    assert len(lost) == 1 and "550" in lost[0]
+    assert entries[0]["failed"] == ["acme"] and entries[0]["delivered"] is False
+    assert due_sends(entries, START_AT + timedelta(days=1)) == ([], None)
+
+
+def test_transient_failures_back_off_then_give_up_with_the_loss_recorded():
+    from pitwall.maintenance.notices import MAX_TRIES, apply_sends, due_sends, owe
+
+    entries = owe([], Notice(START, OCCURRENCE), at=START_AT, recipients=["acme"])
+    now, waits = START_AT, []
+    for attempt in range(1, MAX_TRIES + 1):
+        entries, lost = apply_sends(entries, [_result("acme", False, at=now, error="HTTP 503")], retry_base=10)
+        if attempt < MAX_TRIES:
+            assert lost == []
+            due, later = due_sends(entries, now)
+            assert due == [] and later > now          # not again at once: backoff
+            waits.append((later - now).total_seconds())
+            now = later
+        else:
+            assert len(lost) == 1 and "gave up after" in lost[0]
+    assert waits == sorted(waits) and waits[0] == 10 and waits[1] == 20
+    assert due_sends(entries, now + timedelta(days=1)) == ([], None)
+
+
+def test_a_window_deleted_after_its_advance_notice_owes_a_cancellation():
+    from pitwall.maintenance.notices import CANCELLED
+
+    before = START_AT - timedelta(hours=1)
+    announced = sent(Notice(ADVANCE, OCCURRENCE))
+    assert kinds(due_notices(SPEC, OCCURRENCE, before, announced, cancelled=True)) == [CANCELLED]
+    assert due_notices(SPEC, OCCURRENCE, before, [], cancelled=True) == []   # nobody was told
+    running = sent(Notice(ADVANCE, OCCURRENCE), Notice(START, OCCURRENCE))
+    assert kinds(due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=5), running, cancelled=True)) == [END]
