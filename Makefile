@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE := .pitwall
 
 .PHONY: help dev test lint lock unit integration install controlplane cluster cluster-down crds bench \
-        e2e-kind image clean
+        e2e-kind image clean chaos
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -56,6 +56,9 @@ crds: install ## regenerate crds/*.yaml from the API models in operator/pitwall/
 
 bench: install controlplane ## benchmarks; results in bench/results/
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+chaos: install controlplane ## >= 100 SIGKILLs, an API server stop, a receiver outage; results in bench/results/chaos.md
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 IMAGE ?= pitwall:dev
 image: ## build the operator image (starts/installs a Docker engine if none; no registry: a Debian-made base)

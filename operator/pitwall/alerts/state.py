@@ -21,12 +21,13 @@ Lifecycle of one alert (one per rule and object, with a stable key):
   even when the alert was held meanwhile. Kept a while for the record, then dropped.
 
 Notifications are never sent from here. Each one owed is written into the record's
-``outstanding`` list first; every evaluation emits the entries that are due, grouped into one
-notification per receiver and event, and :func:`apply_results` removes the delivered ones
-(or pushes a failed one back with a growing delay). Outstanding entries therefore survive a
-crash between deciding and sending, and a failed delivery is retried by a later evaluation.
-The caller must run one evaluate/deliver/apply cycle per rule at a time, and should persist
-the records returned by :func:`evaluate` before it strips the acknowledgement annotation.
+``outstanding`` list first (the outbox, persisted in status); :func:`due` hands the entries
+that are due to the sender, grouped into one notification per receiver and event, and
+:func:`apply_results` removes the delivered ones, drops a permanently refused one (recorded
+once), or pushes a failed one back with a growing delay, at most ``MAX_TRIES`` times.
+Outstanding entries therefore survive a crash between deciding and sending, and a failed
+delivery is retried by a later round. The caller should persist the records returned by
+:func:`evaluate` before it strips the acknowledgement annotation.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ recorded in an Event).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -297,9 +298,12 @@ async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec
     except ValueError:
         return result(False, True, f"unreadable occurrence {occurrence!r}")
     notice = notices.Notice(kind, _occurrence_of(spec, start), bool(spec.get("emergency")))
-    message = messages.compose(notice, spec, recipient)
-    # The same Message-ID on every try of this notice to this recipient: one mail, however often sent.
+    # The same id on every try of this notice to this recipient (the e-mail Message-ID, the
+    # webhook's "id"): one message, however often a crash makes the outbox send it.
     message_id = hashlib.sha256(f"{uid}/{kind}/{occurrence}/{recipient_name}".encode()).hexdigest()[:32]
+    message = messages.compose(notice, spec, recipient)
+    message = dataclasses.replace(message, data={**message.data, "id": message_id,
+                                                 "window": window["metadata"]["name"]})
     sent = await deliver_message(receiver, message, secret, service.http, event=kind, policy=service.policy,
                                  message_id=message_id, addresses=rt.egress)
     return result(sent.ok, sent.permanent, sent.error)

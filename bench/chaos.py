@@ -1,0 +1,574 @@
+"""Chaos run: nothing lost, nothing repeated, exactly one resolve per page (issue 19).
+
+    python -m bench.chaos                    # >= 100 SIGKILLs, an API server stop, a receiver outage
+    python -m bench.chaos --seed 42          # replay a run (the seed is printed first)
+    python -m bench.chaos --quick            # the small version ``make test`` runs (tests/integration/test_chaos.py)
+
+Against a real control plane and real receivers on 127.0.0.1 (an HTTP server taking an
+Alertmanager webhook, PagerDuty Events v2 and maintenance notices, and an SMTP server), a seeded
+scenario fires, repeats, escalates, acknowledges and resolves alerts, starts, ends and deletes
+maintenance windows, deletes and re-creates probes and edits specs (a rule edit that stops
+matching included) while the operator is killed with SIGKILL at random moments and restarted.
+Separately, the API server is stopped (SIGSTOP) for 30 s, and every HTTP receiver answers 503
+for a while. Then everything is brought back up, deleted, and the receivers' own logs are read:
+
+- lost: an incident one receiver of the rule saw that another never heard of (neither its
+  firing nor its resolve), or a notice whose start went out without its end;
+- duplicates beyond dedup keys: two different keys for one event (two resolves of one incident
+  with different ``endsAt``, two e-mails for one event with different Message-IDs);
+- triggers without exactly one resolve: an incident (PagerDuty dedup_key, webhook fingerprint +
+  startsAt) still open at the end, or resolved twice under different keys;
+- maintenance pages left on: a Service still selecting the page, a page Deployment left;
+- objects stuck terminating: Pitwall objects still there after the deletes and the grace.
+
+Copies within a dedup key (a resend after a crash between sending and recording it) are counted
+too, for information: receivers collapse them by design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from .common import RESULTS, ROOT, control_plane, machine, spawn_ready, stop_group
+
+NAMESPACE = "chaos"
+GROUP = "pitwall.dev/v1alpha1"
+OPERATOR_ENV = {"PITWALL_DELIVERY_BASE_DELAY": "0.05", "PITWALL_OUTBOX_RETRY_BASE": "1",
+                "PITWALL_NOTICE_RETRY_BASE": "1", "PITWALL_FINALIZER_GRACE": "60",
+                "PITWALL_RESYNC_SECONDS": "20"}
+
+
+# -- the receivers: their own logs are the evidence -----------------------------------------------------
+class Receivers:
+    """One HTTP server for every HTTP receiver, writing each request it accepts to a JSONL log;
+    ``fail_until`` makes it answer 503 (recorded as refused) for a while."""
+
+    def __init__(self, log: Path):
+        self.log_path = log
+        self.fail_until = 0.0
+        self.lock = threading.Lock()
+        self.accepted: list[dict] = []
+        receivers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's API
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                refused = time.monotonic() < receivers.fail_until
+                self.send_response(503 if refused else 202)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"status":"success"}')
+                try:
+                    body = json.loads(raw or b"null")
+                except ValueError:
+                    body = None
+                entry = {"at": time.time(), "path": self.path.split("?")[0], "refused": refused, "body": body}
+                with receivers.lock, open(receivers.log_path, "a") as out:
+                    out.write(json.dumps(entry) + "\n")
+                    if not refused:
+                        receivers.accepted.append(entry)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def paths(self, prefix: str) -> list[dict]:
+        with self.lock:
+            return [e for e in self.accepted if e["path"].startswith(prefix)]
+
+    def __enter__(self) -> Receivers:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def smtp_server(log: Path):
+    """A real SMTP server (aiosmtpd) logging every accepted mail's headers."""
+    from aiosmtpd.controller import Controller
+
+    from pitwall.testing.cluster import free_port
+
+    mails: list[dict] = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
+            message = message_from_bytes(envelope.content)
+            entry = {"at": time.time(), "message_id": message["Message-ID"], "subject": message["Subject"],
+                     "keys": message["X-Pitwall-Alert-Keys"]}
+            mails.append(entry)      # written to ``log`` at the end (no blocking file I/O in the loop)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, mails
+    finally:
+        controller.stop()
+        log.write_text("".join(json.dumps(m) + "\n" for m in mails))
+
+
+class Targets:
+    """What the probes check: ``/t/<name>`` answers 200 while ``name`` is up, else 503."""
+
+    def __init__(self):
+        self.down: set[str] = set()
+        targets = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                name = self.path.rsplit("/", 1)[-1]
+                self.send_response(503 if name in targets.down else 200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/t/{name}"
+
+    def __enter__(self) -> Targets:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the operator, killed and restarted -----------------------------------------------------------------
+class KillableOperator:
+    def __init__(self, cluster, workdir: Path, namespace: str):
+        from pitwall.testing.cluster import POD_ADDRESS_REWRITE
+
+        self.cluster, self.workdir, self.namespace = cluster, workdir, namespace
+        self.env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE, **OPERATOR_ENV}
+        self.proc: subprocess.Popen | None = None
+        self.kills = 0
+
+    def start(self) -> None:
+        from pitwall.testing.cluster import free_port
+
+        metrics = free_port()
+        args = [sys.executable, "-m", "pitwall", "run", "--namespace", self.namespace, "--metrics-port", str(metrics),
+                "--statuspage-port", str(free_port()), "--internal-port", str(free_port())]
+        self.proc = spawn_ready(args, log_path=self.workdir / "operator.log", cwd=ROOT, env=self.env,
+                                url=f"http://127.0.0.1:{metrics}/readyz", timeout=120, what="the operator")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.kills += 1
+
+    def stop(self) -> None:
+        stop_group(self.proc, grace=15)
+
+
+# -- the scenario ---------------------------------------------------------------------------------------
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Scenario:
+    cluster: object
+    namespace: str
+    rng: random.Random
+    targets: Targets
+    receivers: Receivers
+    smtp_port: int
+    probes: int
+    log: list[str] = field(default_factory=list)
+    windows: int = 0
+    deleted_probes: set = field(default_factory=set)
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return self.cluster.kubectl(*args, "-n", self.namespace, input=input, check=False, timeout=60)
+
+    def apply(self, obj: dict) -> None:
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(obj))
+
+    def note(self, text: str) -> None:
+        self.log.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+    # objects --------------------------------------------------------------------------------------------
+    def probe(self, index: int, interval: str = "1s") -> dict:
+        name = f"p{index}"
+        return {"apiVersion": GROUP, "kind": "Probe",
+                "metadata": {"name": name, "labels": {"tier": "chaos", "pitwall.dev/product": "shop"}},
+                "spec": {"target": {"url": self.targets.url(name)}, "interval": interval, "timeout": "1s",
+                         "failureThreshold": 1}}
+
+    def rule(self, tier: str = "chaos", repeat: str = "12s") -> dict:
+        url = self.receivers.url
+        return {"apiVersion": GROUP, "kind": "AlertRule", "metadata": {"name": "pages"},
+                "spec": {"severity": "critical", "selector": {"kinds": ["Probe"], "matchLabels": {"tier": tier}},
+                         "when": {"condition": "Ready", "status": "False", "for": "1s"},
+                         "repeatInterval": repeat,
+                         "receivers": [
+                             {"name": "hook", "type": "webhook", "url": url + "/hook"},
+                             {"name": "pd", "type": "pagerduty", "url": url + "/pd",
+                              "secretRef": {"name": "chaos-pd", "key": "key"}},
+                             {"name": "mail", "type": "email", "secretRef": {"name": "chaos-smtp", "key": "url"},
+                              "email": {"to": ["oncall@example.com"], "from": "pitwall@example.com"}},
+                             {"name": "lead", "type": "webhook", "url": url + "/lead", "escalationOnly": True}],
+                         "escalation": [{"after": "6s", "receivers": ["lead"]}]}}
+
+    def setup(self) -> None:
+        for name, key, value in (("chaos-pd", "key", "R0UT1NGKEY0000000000000000000000"),
+                                 ("chaos-smtp", "url", f"smtp://127.0.0.1:{self.smtp_port}")):
+            self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}})
+        self.apply({"apiVersion": GROUP, "kind": "ApiProduct", "metadata": {"name": "shop"},
+                    "spec": {"displayName": "Shop", "owner": {"team": "shop"},
+                             "versions": [{"name": "v1", "image": "registry.example.com/shop:1", "replicas": 1}],
+                             "consumers": [{"name": "acme", "versions": ["v1"],
+                                            "contact": {"webhook": self.receivers.url + "/notices/acme"}}]}})
+        for i in range(self.probes):
+            self.apply(self.probe(i))
+        self.apply(self.rule())
+
+    # one random step --------------------------------------------------------------------------------------
+    def step(self) -> None:
+        rng = self.rng
+        action = rng.choices(["flip", "ack", "window", "unwindow", "edit-rule", "delete-probe", "interval"],
+                             weights=[8, 2, 1.5, 1, 1, 1, 1])[0]
+        if action == "flip":
+            name = f"p{rng.randrange(self.probes)}"
+            (self.targets.down.discard if name in self.targets.down else self.targets.down.add)(name)
+            self.note(f"{name} {'down' if name in self.targets.down else 'up'}")
+        elif action == "ack":
+            rule = self.kubectl("get", "alertrule", "pages", "-o", "json")
+            if rule.returncode == 0:
+                firing = [a["key"] for a in (json.loads(rule.stdout).get("status") or {}).get("alerts") or []
+                          if a.get("state") == "firing" and not a.get("acknowledgedBy")]
+                if firing:
+                    key = rng.choice(firing)
+                    self.kubectl("annotate", "--overwrite", "alertrule", "pages", f"pitwall.dev/acknowledge={key}",
+                                 "pitwall.dev/acknowledged-by=chaos")
+                    self.note(f"ack {key}")
+        elif action == "window":
+            self.windows += 1
+            start = datetime.now(UTC) + timedelta(seconds=rng.uniform(4, 8))
+            self.apply({"apiVersion": GROUP, "kind": "MaintenanceWindow", "metadata": {"name": f"w{self.windows}"},
+                        "spec": {"reason": "chaos", "schedule": {"start": stamp(start),
+                                                                 "duration": f"{rng.randint(6, 14)}s"},
+                                 "targets": {"apiProducts": {"names": ["shop"]}},
+                                 "notice": {"leadTime": "2s"}}})
+            self.note(f"window w{self.windows}")
+        elif action == "unwindow" and self.windows:
+            name = f"w{rng.randint(1, self.windows)}"
+            self.kubectl("delete", "maintenancewindow", name, "--wait=false", "--ignore-not-found")
+            self.note(f"delete window {name}")
+        elif action == "edit-rule":
+            tier = rng.choice(["chaos", "chaos", "nothing"])     # "nothing": stops matching, resolves all
+            self.apply(self.rule(tier=tier, repeat=rng.choice(["8s", "12s", "20s"])))
+            self.note(f"rule selects tier={tier}")
+        elif action == "delete-probe":
+            index = rng.randrange(self.probes)
+            if index in self.deleted_probes:
+                self.apply(self.probe(index))
+                self.deleted_probes.discard(index)
+                self.note(f"recreate p{index}")
+            else:
+                self.kubectl("delete", "probe", f"p{index}", "--wait=false", "--ignore-not-found")
+                self.deleted_probes.add(index)
+                self.note(f"delete p{index}")
+        elif action == "interval":
+            index = rng.randrange(self.probes)
+            if index not in self.deleted_probes:
+                self.apply(self.probe(index, interval=rng.choice(["1s", "2s"])))
+                self.note(f"p{index} interval")
+
+    def calm(self) -> None:
+        """Everything up, matching, no window: every alert must now resolve."""
+        self.targets.down.clear()
+        self.apply(self.rule())
+        for index in sorted(self.deleted_probes):
+            self.apply(self.probe(index))
+        self.deleted_probes.clear()
+        self.kubectl("delete", "maintenancewindows", "--all", "--wait=false")
+
+
+# -- the verdict, from the receivers' logs --------------------------------------------------------------
+@dataclass
+class Verdict:
+    lost: int = 0
+    duplicates_beyond_keys: int = 0
+    triggers_without_one_resolve: int = 0
+    pages_left_on: int = 0
+    stuck_terminating: int = 0
+    copies_within_keys: int = 0
+    incidents: int = 0
+    notices: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicates_beyond_keys or self.triggers_without_one_resolve
+                    or self.pages_left_on or self.stuck_terminating)
+
+
+def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
+    verdict = Verdict()
+    # Alertmanager webhook: an incident is (fingerprint, startsAt); one resolve (one endsAt) each.
+    hook: dict[tuple[str, str], dict] = defaultdict(lambda: {"firing": 0, "resolved": set(), "key": ""})
+    seen: Counter = Counter()
+    for entry in receivers.paths("/hook"):
+        for alert in (entry["body"] or {}).get("alerts") or []:
+            incident = hook[(alert["fingerprint"], alert["startsAt"])]
+            incident["key"] = alert["labels"].get("alert_key", "")
+            if alert["status"] == "firing":
+                incident["firing"] += 1
+            else:
+                incident["resolved"].add(alert["endsAt"])
+            seen[(alert["fingerprint"], alert["startsAt"], alert["status"], alert.get("endsAt"),
+                  alert["annotations"].get("event"))] += 1
+    verdict.copies_within_keys += sum(n - 1 for (*_, event), n in seen.items() if event != "reminder" and n > 1)
+    for (_fingerprint, starts), incident in hook.items():
+        verdict.incidents += 1
+        if len(incident["resolved"]) != 1:
+            verdict.triggers_without_one_resolve += 1
+            verdict.details.append(f"webhook {incident['key']} since {starts}: {len(incident['resolved'])} resolves")
+    # PagerDuty: per dedup_key, trigger opens, resolve closes; anything open at the end is a page
+    # nobody closed.
+    open_: dict[str, bool] = {}
+    pd_keys = set()
+    for entry in receivers.paths("/pd"):
+        body = entry["body"] or {}
+        key, action = body.get("dedup_key"), body.get("event_action")
+        pd_keys.add(key)
+        if action == "trigger":
+            open_[key] = True
+        elif action == "resolve":
+            if not open_.get(key, False):
+                verdict.copies_within_keys += 1       # a resolve for a closed key: PagerDuty drops it
+            open_[key] = False
+    left_open = [k for k, v in open_.items() if v]
+    verdict.triggers_without_one_resolve += len(left_open)
+    verdict.details += [f"pagerduty {k} still triggered" for k in left_open]
+    # E-mail: copies share a Message-ID; a second resolve of one incident would carry another.
+    by_id = Counter(m["message_id"] for m in mails)
+    verdict.copies_within_keys += sum(n - 1 for n in by_id.values() if n > 1)
+    resolves_by_key: dict[str, set] = defaultdict(set)
+    for mail in mails:
+        if str(mail["subject"]).startswith("RESOLVED"):
+            for key in str(mail["keys"] or "").split(","):
+                resolves_by_key[key.strip()].add(mail["message_id"])
+    incidents_by_key = Counter(i["key"] for i in hook.values())
+    for key, ids in resolves_by_key.items():
+        if len(ids) > incidents_by_key.get(key, 0):
+            verdict.duplicates_beyond_keys += len(ids) - incidents_by_key.get(key, 0)
+            verdict.details.append(f"e-mail: {len(ids)} resolves of {key} for {incidents_by_key.get(key, 0)} incidents")
+    # Lost: an incident the webhook saw that PagerDuty or the mailbox never heard of, and back.
+    hook_keys = {i["key"] for i in hook.values()}
+    mail_keys = {k.strip() for m in mails for k in str(m["keys"] or "").split(",") if k.strip()}
+    for name, keys in (("pagerduty", pd_keys), ("e-mail", mail_keys)):
+        for key in hook_keys - keys:
+            verdict.lost += 1
+            verdict.details.append(f"{name} never heard of {key}")
+        for key in keys - hook_keys:
+            verdict.lost += 1
+            verdict.details.append(f"the webhook never heard of {key} ({name} did)")
+    # Notices: every start that went out is followed by its end (or the window's deletion notice).
+    notices: dict[tuple[str, str], set] = defaultdict(set)
+    ids: Counter = Counter()
+    for entry in receivers.paths("/notices/"):
+        body = entry["body"] or {}
+        notices[(body.get("window"), body.get("occurrence"))].add(body.get("kind"))
+        ids[body.get("id")] += 1
+    verdict.notices = sum(ids.values())
+    verdict.copies_within_keys += sum(n - 1 for n in ids.values() if n > 1)
+    for (window, occurrence), kinds in notices.items():
+        if "start" in kinds and "end" not in kinds:
+            verdict.lost += 1
+            verdict.details.append(f"window {window} {occurrence}: start notice without its end")
+    return verdict
+
+
+def final_checks(cluster, namespace: str, verdict: Verdict) -> None:
+    def get(*args):
+        proc = cluster.kubectl(*args, "-n", namespace, "-o", "json", check=False, timeout=60)
+        return json.loads(proc.stdout)["items"] if proc.returncode == 0 else []
+    for service in get("get", "services", "-l", "pitwall.dev/product"):
+        if (service["spec"].get("selector") or {}).get("pitwall.dev/role") == "maintenance-page":
+            verdict.pages_left_on += 1
+            verdict.details.append(f"Service {service['metadata']['name']} still on the maintenance page")
+    pages = get("get", "deployments", "-l", "pitwall.dev/role=maintenance-page")
+    verdict.pages_left_on += len(pages)
+    verdict.details += [f"page Deployment {d['metadata']['name']} left" for d in pages]
+    left = get("get", "apiproducts,probes,backends,alertrules,maintenancewindows")
+    verdict.stuck_terminating += len(left)
+    verdict.details += [f"{o['kind']} {o['metadata']['name']} still there (finalizers "
+                        f"{o['metadata'].get('finalizers')})" for o in left]
+
+
+# -- the run --------------------------------------------------------------------------------------------
+def run_in(cluster, workdir: Path, namespace: str, *, seed: int, kills: int, probes: int, kill_every=(2.0, 6.0),
+           api_stop: float = 0.0, receiver_outage: float = 0.0, say=print) -> tuple[Verdict, dict]:
+    rng = random.Random(seed)
+    say(f"chaos seed {seed}: {kills} kills, {probes} probes, API server stop {api_stop:.0f}s, "
+        f"receiver outage {receiver_outage:.0f}s")
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    started = time.monotonic()
+    with Receivers(workdir / "receivers.jsonl") as receivers, smtp_server(workdir / "smtp.jsonl") as (port, mails), \
+            Targets() as targets:
+        scenario = Scenario(cluster, namespace, rng, targets, receivers, port, probes)
+        operator = KillableOperator(cluster, workdir, namespace)
+        operator.start()
+        try:
+            scenario.setup()
+            disruptions = []
+            if receiver_outage:
+                disruptions.append(("outage", kills // 3))
+            if api_stop:
+                disruptions.append(("api", 2 * kills // 3))
+            while operator.kills < kills:
+                next_kill = time.monotonic() + rng.uniform(*kill_every)
+                while time.monotonic() < next_kill:
+                    scenario.step()
+                    time.sleep(rng.uniform(0.2, 1.2))
+                operator.kill()
+                scenario.note(f"SIGKILL #{operator.kills}")
+                if rng.random() < 0.3:
+                    time.sleep(rng.uniform(0.5, 3))     # sometimes nobody runs for a while
+                operator.start()
+                for what, at in list(disruptions):
+                    if operator.kills >= at:
+                        disruptions.remove((what, at))
+                        if what == "outage":
+                            say(f"receivers answer 503 for {receiver_outage:.0f}s")
+                            receivers.fail_until = time.monotonic() + receiver_outage
+                        else:
+                            say(f"API server stopped (SIGSTOP) for {api_stop:.0f}s")
+                            apiserver = cluster.processes["kube-apiserver"]
+                            os.kill(apiserver.pid, signal.SIGSTOP)
+                            try:
+                                end = time.monotonic() + api_stop
+                                while time.monotonic() < end:
+                                    targets.down.symmetric_difference_update({f"p{rng.randrange(probes)}"})
+                                    time.sleep(2)
+                            finally:
+                                os.kill(apiserver.pid, signal.SIGCONT)
+                if operator.kills % 10 == 0:
+                    say(f"  {operator.kills} kills, {time.monotonic() - started:.0f}s")
+            receivers.fail_until = 0.0
+            say("calm: everything up and matching, windows deleted")
+            scenario.calm()
+            wait_quiet(cluster, namespace, timeout=120)
+            say("deleting everything")
+            cluster.kubectl("delete", "alertrules,probes,maintenancewindows,apiproducts,backends", "--all",
+                            "-n", namespace, "--wait=false", check=False, timeout=60)
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                proc = cluster.kubectl("get", "apiproducts,probes,alertrules,maintenancewindows", "-n", namespace,
+                                       "-o", "name", check=False, timeout=60)
+                if proc.returncode == 0 and not proc.stdout.strip():
+                    break
+                time.sleep(2)
+            time.sleep(3)   # the last deliveries' echoes
+            verdict = judge(receivers, mails)
+            final_checks(cluster, namespace, verdict)
+        finally:
+            operator.stop()
+            (workdir / "scenario.log").write_text("\n".join(scenario.log) + "\n")
+    facts = {"seed": seed, "kills": operator.kills, "probes": probes, "api_stop_s": api_stop,
+             "receiver_outage_s": receiver_outage, "seconds": round(time.monotonic() - started),
+             "steps": len(scenario.log)}
+    return verdict, facts
+
+
+def wait_quiet(cluster, namespace: str, timeout: float) -> None:
+    """Until no alert is open or owed and no notice is pending (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = cluster.kubectl("get", "alertrules,maintenancewindows", "-n", namespace, "-o", "json",
+                               check=False, timeout=60)
+        if proc.returncode == 0:
+            items = json.loads(proc.stdout)["items"]
+            busy = [o for o in items if o["kind"] == "MaintenanceWindow"] + [
+                a for o in items if o["kind"] == "AlertRule" for a in (o.get("status") or {}).get("alerts") or []
+                if a.get("state") != "resolved" or a.get("outstanding")]
+            if not busy:
+                return
+        time.sleep(2)
+
+
+def table(verdict: Verdict, facts: dict) -> str:
+    rows = [("lost notifications", verdict.lost), ("duplicates beyond dedup keys", verdict.duplicates_beyond_keys),
+            ("triggers without exactly one resolve", verdict.triggers_without_one_resolve),
+            ("maintenance pages left on", verdict.pages_left_on),
+            ("objects stuck terminating", verdict.stuck_terminating)]
+    out = ["| what | count |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    out.append(f"\n{facts['kills']} SIGKILLs over {facts['seconds']} s (seed {facts['seed']}), {verdict.incidents} "
+               f"incidents, {verdict.notices} notices; copies within a dedup key (collapsed by receivers): "
+               f"{verdict.copies_within_keys}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--kills", type=int, default=None, help="SIGKILLs (default 100, --quick 12)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    kills = args.kills or (12 if args.quick else 100)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pitwall-chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"seed {seed} (replay: python -m bench.chaos --seed {seed}{' --quick' if args.quick else ''}); "
+          f"logs in {workdir}", flush=True)
+    with control_plane(workdir) as cluster:
+        verdict, facts = run_in(cluster, workdir, NAMESPACE, seed=seed, kills=kills, probes=4 if args.quick else 6,
+                                api_stop=0 if args.quick else 30, receiver_outage=20 if args.quick else 120,
+                                say=lambda s: print(s, flush=True))
+    text = table(verdict, facts)
+    print(text)
+    for line in verdict.details[:50]:
+        print("  -", line)
+    if not args.no_write:
+        info = machine()
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS / "chaos.md", "a") as out:
+            out.write(f"\n## {info['date']}: {'quick' if args.quick else 'full'} run, seed {seed}\n\n"
+                      f"Machine: {info['nproc']} cores ({info['cpu_model']}), {info['memory_gib']} GiB, load "
+                      f"{info['loadavg']} at the end, shared with other work; commit {info['commit']}.\n\n"
+                      f"{text}\n" + "".join(f"\n- {d}" for d in verdict.details[:20]) + "\n")
+    return 0 if verdict.ok() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
