@@ -88,6 +88,10 @@ class Sender:
         key = (namespace, name)
         return bool(self._unsettled.get(key)) or key in self.queue._active or key in self.queue._queued
 
+    async def run_once(self, namespace: str, name: str) -> float | None:
+        """One send round for one object now, outside the workers (tests drive the outbox so)."""
+        return await self._run(namespace, name)
+
     async def _run(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
         exclude: set[Hashable] = set()

@@ -20,11 +20,12 @@ class Receivers:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict]] = []
+        self.answer = 200
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.url.path, json.loads(request.content)))
-        return httpx.Response(200, json={"ok": True})
+        return httpx.Response(self.answer, json={"ok": self.answer < 300})
 
     def events(self, path: str) -> list[str]:
         return [body["commonAnnotations"]["event"] if "commonAnnotations" in body else body.get("status", "")
@@ -57,6 +58,8 @@ def rule(**annotations) -> dict:
 def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(durations, "now", clock)
+    monkeypatch.setenv("PITWALL_FINALIZER_GRACE", "1e9")    # the fake API stamps deletions in the past
+    monkeypatch.setenv("PITWALL_DELIVERY_BASE_DELAY", "0.001")
     return clock
 
 
@@ -70,18 +73,27 @@ def world(clock):
     return api, rt, receivers
 
 
+async def reconcile(rt, name: str = "checkout-down") -> float | None:
+    """A reconcile, the outbox's send round it asks for, and the reconcile that records the
+    results (in the operator these follow each other on their own workers)."""
+    wake = await alerts.reconcile(rt, NS, name)
+    await rt.alerts.sender.run_once(NS, name)
+    await alerts.reconcile(rt, NS, name)
+    return wake
+
+
 def alert_records(api: KubeAPI) -> list[dict]:
     return api.get("AlertRule", NS, "checkout-down")["status"].get("alerts") or []
 
 
 async def test_fire_escalate_acknowledge_resolve(world, clock):
     api, rt, receivers = world
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     assert [r["state"] for r in alert_records(api)] == ["pending"]
     assert receivers.seen == []                         # not yet for the whole minute
 
     clock.advance(61)
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     record = alert_records(api)[0]
     assert record["state"] == "firing" and record["object"] == {"kind": "Probe", "name": "checkout"}
     assert receivers.events("/ops") == ["firing"] and receivers.events("/lead") == []
@@ -90,22 +102,22 @@ async def test_fire_escalate_acknowledge_resolve(world, clock):
     assert "AlertFiring" in api.reasons("checkout-down")
 
     clock.advance(10 * 60)
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     assert receivers.events("/lead") == ["escalation"]
 
     api.put(rule(**{"pitwall.dev/acknowledge": record["key"], "pitwall.dev/acknowledged-by": "alice"}))
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     record = alert_records(api)[0]
     assert record["acknowledgedBy"] == "alice"
     annotations = api.get("AlertRule", NS, "checkout-down")["metadata"].get("annotations") or {}
     assert "pitwall.dev/acknowledge" not in annotations       # consumed, so it is not applied twice
     assert "Acknowledged" in api.reasons("checkout-down")
     clock.advance(5 * 3600)
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     assert receivers.events("/ops") == ["firing"]       # acknowledged: no reminder
 
     api.put(probe("True", durations.rfc3339(clock.advance(1))))
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     assert alert_records(api)[0]["state"] == "resolved"
     assert receivers.events("/ops") == ["firing", "resolved"]
     assert receivers.events("/lead") == ["escalation", "resolved"]
@@ -116,12 +128,46 @@ async def test_fire_escalate_acknowledge_resolve(world, clock):
 async def test_a_deleted_rule_resolves_what_it_fired(world, clock):
     api, rt, receivers = world
     clock.advance(61)
-    await alerts.reconcile(rt, NS, "checkout-down")
+    await reconcile(rt)
     assert receivers.events("/ops") == ["firing"]
 
-    await rt.kube.delete("AlertRule", NS, "checkout-down")
-    await alerts.reconcile(rt, NS, "checkout-down")
+    assert "pitwall.dev/cleanup" in api.get("AlertRule", NS, "checkout-down")["metadata"]["finalizers"]
+    await rt.kube.delete("AlertRule", NS, "checkout-down")      # held by Pitwall's finalizer ...
+    await reconcile(rt)
     assert receivers.events("/ops") == ["firing", "resolved"]
+    await alerts.reconcile(rt, NS, "checkout-down")             # ... until the resolve is delivered
+    assert api.get("AlertRule", NS, "checkout-down") is None
+
+
+async def test_a_permanent_refusal_is_recorded_once_and_not_retried(world, clock):
+    api, rt, receivers = world
+    receivers.answer = 400
+    clock.advance(61)
+    await reconcile(rt)
+    record = alert_records(api)[0]
+    assert receivers.events("/ops") == ["firing"]
+    assert record["deliveries"][-1]["ok"] is False and not record.get("outstanding")
+    assert "NotificationFailed" in api.reasons("checkout-down")
+    clock.advance(3600)
+    await reconcile(rt)
+    assert receivers.events("/ops") == ["firing"]                 # never again
+
+
+async def test_a_transient_failure_is_owed_again_later_not_at_once(world, clock):
+    api, rt, receivers = world
+    receivers.answer = 503
+    clock.advance(61)
+    await reconcile(rt)
+    tries = len(receivers.events("/ops"))
+    record = alert_records(api)[0]
+    assert record["outstanding"][0]["tries"] == 1 and record["outstanding"][0]["due"] > record["since"]
+    await reconcile(rt)
+    assert len(receivers.events("/ops")) == tries                 # not before it is due
+    receivers.answer = 200
+    clock.advance(120)
+    await reconcile(rt)
+    assert not alert_records(api)[0].get("outstanding")
+    assert receivers.events("/ops")[-1] == "firing"
 
 
 async def test_a_missing_secret_stalls_with_a_reason_and_sends_nothing(world):
@@ -130,7 +176,7 @@ async def test_a_missing_secret_stalls_with_a_reason_and_sends_nothing(world):
     body["spec"]["receivers"] = [{"name": "ops", "type": "msteams", "secretRef": {"name": "teams", "key": "url"}}]
     body["spec"]["escalation"] = []
     api.put(body)
-    assert await alerts.reconcile(rt, NS, "checkout-down") == 60.0
+    assert await reconcile(rt) == 60.0
     obj = api.get("AlertRule", NS, "checkout-down")
     assert condition(obj, "Stalled")["reason"] == "SecretNotFound"
     assert "Secret teams (key url) not found" in condition(obj, "Stalled")["message"]
