@@ -21,11 +21,12 @@ NS = "shop"
 class Receiver:
     def __init__(self) -> None:
         self.notices: list[str] = []
+        self.answer = 204
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.notices.append(json.loads(request.content)["kind"])
-        return httpx.Response(204)
+        return httpx.Response(self.answer)
 
 
 def window(clock: Clock, start_in: float, minutes: int = 30, **meta) -> dict:
@@ -44,6 +45,7 @@ def window(clock: Clock, start_in: float, minutes: int = 30, **meta) -> dict:
 def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(durations, "now", clock)
+    monkeypatch.setenv("PITWALL_FINALIZER_GRACE", "1e9")    # the fake API stamps deletions in the past
     return clock
 
 
@@ -59,6 +61,15 @@ async def world(clock):
     return api, rt, receiver
 
 
+async def reconcile(rt) -> float | None:
+    """A reconcile, the outbox's send round for the notices it recorded, and the reconcile that
+    records their delivery (in the operator these follow each other on their own workers)."""
+    wake = await maintenance.reconcile(rt, NS, "upgrade")
+    await rt.maintenance.sender.run_once(NS, "upgrade")
+    await maintenance.reconcile(rt, NS, "upgrade")
+    return wake
+
+
 def role(api: KubeAPI) -> str:
     return api.get("Service", NS, "orders-v1")["spec"]["selector"]["pitwall.dev/role"]
 
@@ -71,24 +82,24 @@ async def test_a_window_starts_switches_to_the_page_and_ends_on_time(world, cloc
     api, rt, receiver = world
     api.put(window(clock, start_in=600))
 
-    wake = await maintenance.reconcile(rt, NS, "upgrade")
+    wake = await reconcile(rt)
     assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Scheduled"
     assert wake == pytest.approx(300, abs=1)          # the advance notice, 5 minutes before
     assert receiver.notices == []
 
     clock.advance(300)
-    wake = await maintenance.reconcile(rt, NS, "upgrade")
+    wake = await reconcile(rt)
     assert receiver.notices == ["advance"]
     assert wake == pytest.approx(270, abs=1)          # the page starts 30 s before the window
     clock.advance(270)
-    await maintenance.reconcile(rt, NS, "upgrade")
+    await reconcile(rt)
     page = api.get("Deployment", NS, "orders-v1-maintenance")
     assert page["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/pitwall-dev/pitwall:test"
     assert page["metadata"]["ownerReferences"][0]["kind"] == "MaintenanceWindow"
     assert role(api) == "api"                         # not before the start
 
     clock.advance(30)
-    wake = await maintenance.reconcile(rt, NS, "upgrade")
+    wake = await reconcile(rt)
     mw = api.get("MaintenanceWindow", NS, "upgrade")
     assert mw["status"]["phase"] == "Active" and condition(mw, "Active")["status"] == "True"
     assert mw["status"]["affected"]["apiProducts"] == [{"name": "orders", "versions": ["v1"],
@@ -103,47 +114,73 @@ async def test_a_window_starts_switches_to_the_page_and_ends_on_time(world, cloc
     assert api.get("Deployment", NS, "orders-v1")["spec"]["replicas"] == 2    # its own pods untouched
 
     clock.advance(1800)
-    await maintenance.reconcile(rt, NS, "upgrade")
+    await reconcile(rt)
     assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Completed"
-    assert api.get("Deployment", NS, "orders-v1-maintenance") is None
+    # the page stays while the Service still sends traffic to it: never a version without endpoints
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is not None
     await products.reconcile(rt, NS, "orders")
     assert role(api) == "api"
+    await reconcile(rt)
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is None
     assert condition(api.get("ApiProduct", NS, "orders"), "InMaintenance")["status"] == "False"
     assert receiver.notices == ["advance", "start", "end"]
     assert notices_recorded(api) == ["advance", "start", "end"]
     # woken again afterwards: nothing is sent twice
-    await maintenance.reconcile(rt, NS, "upgrade")
+    await reconcile(rt)
     assert receiver.notices == ["advance", "start", "end"]
 
 
 async def test_deleting_an_active_window_takes_the_page_down_and_says_so(world, clock):
     api, rt, receiver = world
     api.put(window(clock, start_in=-60, finalizers=["pitwall.dev/finalizer"]))
-    await maintenance.reconcile(rt, NS, "upgrade")
+    await reconcile(rt)
     await products.reconcile(rt, NS, "orders")
     assert role(api) == "maintenance-page"
     assert receiver.notices == ["start"]              # opened a minute ago: no advance notice
 
-    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")      # held by the finalizer
-    await maintenance.reconcile(rt, NS, "upgrade")
-    assert api.get("Deployment", NS, "orders-v1-maintenance") is None
+    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")      # held by the finalizers
+    await reconcile(rt)
     assert receiver.notices == ["start", "end"]
     assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Cancelled"
+    assert "pitwall.dev/cleanup" in api.get("MaintenanceWindow", NS, "upgrade")["metadata"]["finalizers"]
     await products.reconcile(rt, NS, "orders")
-    assert role(api) == "api"
+    assert role(api) == "api"                          # switched back first ...
+    await reconcile(rt)
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is None     # ... then the page goes
+    assert "pitwall.dev/cleanup" not in api.get("MaintenanceWindow", NS, "upgrade")["metadata"]["finalizers"]
 
 
 async def test_a_window_deleted_outright_leaves_no_page_behind(world, clock):
     api, rt, _ = world
     api.put(window(clock, start_in=-60))
-    await maintenance.reconcile(rt, NS, "upgrade")
+    await reconcile(rt)
     assert api.get("Deployment", NS, "orders-v1-maintenance") is not None
 
-    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")
-    await maintenance.reconcile(rt, NS, "upgrade")
-    assert api.get("Deployment", NS, "orders-v1-maintenance") is None
+    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")      # Pitwall's own finalizer holds it
+    await reconcile(rt)
     await products.reconcile(rt, NS, "orders")
     assert role(api) == "api"
+    await reconcile(rt)
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is None
+    assert api.get("MaintenanceWindow", NS, "upgrade") is None          # and then it goes
+
+
+async def test_notices_never_hold_up_the_window_and_a_refusal_is_tried_once(world, clock):
+    api, rt, receiver = world
+    receiver.answer = 400
+    api.put(window(clock, start_in=-60))
+    await maintenance.reconcile(rt, NS, "upgrade")
+    mw = api.get("MaintenanceWindow", NS, "upgrade")
+    assert mw["status"]["phase"] == "Active" and receiver.notices == []   # opened before any send
+    assert mw["status"]["notices"][0]["pending"][0]["name"] == "ops"
+    await rt.maintenance.sender.run_once(NS, "upgrade")
+    await maintenance.reconcile(rt, NS, "upgrade")
+    entry = api.get("MaintenanceWindow", NS, "upgrade")["status"]["notices"][0]
+    assert entry["failed"] == ["ops"] and "400" in entry["error"] and "pending" not in entry
+    assert "NoticeFailed" in api.reasons("upgrade")
+    clock.advance(60)
+    await reconcile(rt)
+    assert receiver.notices == ["start"]                                  # tried once, never again
 
 
 async def test_an_impossible_schedule_stalls_with_a_reason(world):
@@ -151,7 +188,7 @@ async def test_an_impossible_schedule_stalls_with_a_reason(world):
     body = window(Clock(), 0)
     body["spec"]["schedule"] = {"start": "2026-03-02T10:00:00Z", "cron": "0 22 * * SAT", "duration": "1h"}
     api.put(body)
-    await maintenance.reconcile(rt, NS, "upgrade")
+    await reconcile(rt)
     mw = api.get("MaintenanceWindow", NS, "upgrade")
     assert condition(mw, "Stalled")["reason"] == "InvalidSchedule"
     assert "both start and cron" in condition(mw, "Stalled")["message"]
