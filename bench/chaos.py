@@ -250,7 +250,9 @@ class Scenario:
     def setup(self) -> None:
         for name, key, value in (("chaos-pd", "key", "R0UT1NGKEY0000000000000000000000"),
                                  ("chaos-smtp", "url", f"smtp://127.0.0.1:{self.smtp_port}")):
-            self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}})
+            self.apply({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": name, "labels": {"pitwall.dev/use": "receivers"}},
+                        "stringData": {key: value}})
         self.apply({"apiVersion": GROUP, "kind": "ApiProduct", "metadata": {"name": "shop"},
                     "spec": {"displayName": "Shop", "owner": {"team": "shop"},
                              "versions": [{"name": "v1", "image": "registry.example.com/shop:1", "replicas": 1}],

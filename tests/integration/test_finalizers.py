@@ -82,8 +82,8 @@ def test_a_window_deleted_before_it_starts_sends_a_cancellation(quick_operator, 
         kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 1}],
                               consumers=[{"name": "acme", "versions": ["v2"], "contact": {"webhook": rec.url + "/acme"}}]))
         eventually(lambda: ready(kubectl, "payments"))
-        body = window("later", datetime.now(UTC) + timedelta(minutes=30), 600, rec.url)
-        body["spec"]["notice"]["leadTime"] = "1h"         # inside the lead time: advance notice at once
+        body = window("later", datetime.now(UTC) + timedelta(seconds=40), 600, rec.url)
+        body["spec"]["notice"]["leadTime"] = "35s"        # the advance notice 5 s from now
         kubectl.apply(body)
         eventually(lambda: kinds_sent(rec, "/acme") == ["advance"], timeout=20, message="advance notice")
         kubectl("delete", "maintenancewindow", "later", "--wait=false")
