@@ -24,12 +24,14 @@ RBAC rule or garbage collection.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from .controller import Key, WorkQueue
 
 log = logging.getLogger("pitwall.outbox")
+RECENT_SECONDS = 120.0
 
 
 @dataclass
@@ -58,6 +60,9 @@ class Sender:
         self._on_result = on_result
         self.queue = WorkQueue(f"{kind}Outbox", self._run, workers=workers, max_backoff=30.0)
         self._unsettled: dict[Key, list[Batch]] = {}
+        # Ids recorded a moment ago stay excluded a while: a copy of the object read just then
+        # may not show the record yet (the watch catching up), and a resend is what they prevent.
+        self._recent: dict[Key, dict[Hashable, float]] = {}
 
     def start(self) -> None:
         self.queue.start()
@@ -75,7 +80,13 @@ class Sender:
     def settled(self, namespace: str, name: str, results: list) -> None:
         key = (namespace, name)
         done = {id(r) for r in results}
-        batches = [b for b in self._unsettled.get(key, []) if not all(id(r) in done for r in b.results)]
+        batches = []
+        for batch in self._unsettled.get(key, []):
+            if all(id(r) in done for r in batch.results):
+                recent = self._recent.setdefault(key, {})
+                recent.update(dict.fromkeys(batch.ids, time.monotonic() + RECENT_SECONDS))
+            else:
+                batches.append(batch)
         if batches:
             self._unsettled[key] = batches
         else:
@@ -83,6 +94,7 @@ class Sender:
 
     def forget(self, namespace: str, name: str) -> None:
         self._unsettled.pop((namespace, name), None)
+        self._recent.pop((namespace, name), None)
 
     def busy(self, namespace: str, name: str) -> bool:
         key = (namespace, name)
@@ -97,6 +109,13 @@ class Sender:
         exclude: set[Hashable] = set()
         for batch in self._unsettled.get(key, []):
             exclude |= batch.ids
+        now = time.monotonic()
+        recent = {i: t for i, t in self._recent.get(key, {}).items() if t > now}
+        if recent:
+            self._recent[key] = recent
+            exclude |= set(recent)
+        else:
+            self._recent.pop(key, None)
         batch = await self._send(namespace, name, frozenset(exclude))
         if batch.results:
             self._unsettled.setdefault(key, []).append(batch)

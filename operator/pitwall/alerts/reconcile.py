@@ -211,8 +211,8 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
         rule = parse_rule(namespace, name, obj.get("spec") or {})
     except InvalidSpec:
         return Batch()
-    notifications, later = state.due(rule, rt.status_of(obj).get("alerts") or [], durations.now(), exclude)
-    batch = Batch(ids={(k, n.receiver.name, n.event) for n in notifications for k in n.keys})
+    notifications, ids, later = state.due(rule, rt.status_of(obj).get("alerts") or [], durations.now(), exclude)
+    batch = Batch(ids=ids)
     secrets: dict[str, str | None] = {}
     for receiver in {n.receiver.name: n.receiver for n in notifications}.values():
         try:

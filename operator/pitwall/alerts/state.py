@@ -227,28 +227,35 @@ def evaluate(rule: Rule, records: Iterable[Mapping], observations: Iterable[Obse
 
 
 def due(rule: Rule, records: Iterable[Mapping], now: datetime,
-        exclude: Collection[tuple[str, str, str]] = ()) -> tuple[list[Notification], datetime | None]:
-    """The notifications owed and due now (one per receiver and event), and when the next falls due.
+        exclude: Collection[tuple[str, str, str, str]] = ()
+        ) -> tuple[list[Notification], set[tuple[str, str, str, str]], datetime | None]:
+    """The notifications owed and due now (one per receiver and event), the ids of the owed
+    entries they carry, and when the next falls due.
 
-    This is what the outbox sends; ``exclude`` holds ``(alert key, receiver, event)`` already
-    sent whose result is not recorded yet. Held alerts owe nothing while held.
+    This is what the outbox sends. An owed entry's id is ``(alert key, receiver, event, due)``:
+    the same entry keeps it until its result is recorded (a failure moves ``due``, a new
+    reminder has a new one), so ``exclude`` (sent, result not recorded yet or only just) can
+    never hold back a later notification. Held alerts owe nothing while held.
     """
     recs = [AlertRecord.from_dict(r) for r in records]
     groups: dict[tuple[str, str], list[AlertRecord]] = {}
+    ids: set[tuple[str, str, str, str]] = set()
     wakes = []
     for rec in recs:
         if rec.state == HELD:
             continue
         for owed in rec.outstanding:
-            if (rec.key, owed.receiver, owed.event) in exclude:
+            ident = (rec.key, owed.receiver, owed.event, rfc3339(owed.due))
+            if ident in exclude:
                 continue
             if owed.due <= now:
                 groups.setdefault((owed.receiver, owed.event), []).append(rec)
+                ids.add(ident)
             else:
                 wakes.append(owed.due)
     notifications = [Notification(rule, receiver, event, tuple(groups[(receiver.name, event)]))
                      for receiver in rule.receivers for event in EVENTS if (receiver.name, event) in groups]
-    return notifications, min(wakes, default=None)
+    return notifications, ids, min(wakes, default=None)
 
 
 def message_id(rule: Rule, n: Notification) -> str:

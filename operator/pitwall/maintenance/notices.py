@@ -179,13 +179,16 @@ def owe(notices: list[dict] | None, notice: Notice, *, at: datetime, recipients:
     return [*(notices or []), entry][-KEEP:]
 
 
-def due_sends(notices: Iterable[dict], now: datetime,
-              exclude: Iterable[tuple[str, str, str]] = ()) -> tuple[list[tuple[str, str, str]], datetime | None]:
-    """(kind, occurrence, recipient) owed and due now, and when the next one falls due."""
+def due_sends(notices: Iterable[dict], now: datetime, exclude: Iterable[tuple[str, str, str, str]] = ()
+              ) -> tuple[list[tuple[str, str, str, str]], datetime | None]:
+    """(kind, occurrence, recipient, due) owed and due now, and when the next one falls due.
+
+    The id includes ``due``: a failed try moves it, so ``exclude`` (sent, result not recorded
+    yet or only just) holds back a resend of the same try, never the retry."""
     skip, due, later = set(exclude), [], []
     for entry in notices or ():
         for item in entry.get("pending") or ():
-            ident = (entry.get("kind", ""), entry.get("occurrence", ""), item.get("name", ""))
+            ident = (entry.get("kind", ""), entry.get("occurrence", ""), item.get("name", ""), item.get("due", ""))
             when = _parse(item.get("due")) or now
             if ident in skip:
                 continue
