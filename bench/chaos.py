@@ -219,7 +219,9 @@ class Scenario:
         return self.cluster.kubectl(*args, "-n", self.namespace, input=input, check=False, timeout=60)
 
     def apply(self, obj: dict) -> None:
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(obj))
+        proc = self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(obj))
+        if proc.returncode:       # a refused object would make a quiet, meaningless run
+            raise RuntimeError(f"{obj['kind']} {obj['metadata']['name']} refused: {proc.stderr.strip()}")
 
     def note(self, text: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {text}")
@@ -232,7 +234,7 @@ class Scenario:
                 "spec": {"target": {"url": self.targets.url(name)}, "interval": interval, "timeout": "1s",
                          "failureThreshold": 1}}
 
-    def rule(self, tier: str = "chaos", repeat: str = "12s") -> dict:
+    def rule(self, tier: str = "chaos", repeat: str = "60s") -> dict:
         url = self.receivers.url
         return {"apiVersion": GROUP, "kind": "AlertRule", "metadata": {"name": "pages"},
                 "spec": {"severity": "critical", "selector": {"kinds": ["Probe"], "matchLabels": {"tier": tier}},
@@ -296,7 +298,7 @@ class Scenario:
             self.note(f"delete window {name}")
         elif action == "edit-rule":
             tier = rng.choice(["chaos", "chaos", "nothing"])     # "nothing": stops matching, resolves all
-            self.apply(self.rule(tier=tier, repeat=rng.choice(["8s", "12s", "20s"])))
+            self.apply(self.rule(tier=tier, repeat=rng.choice(["60s", "90s"])))   # 60 s: the admission floor
             self.note(f"rule selects tier={tier}")
         elif action == "delete-probe":
             index = rng.randrange(self.probes)
