@@ -20,7 +20,7 @@ from pitwall.api import crdgen
 from pitwall.api.alertrule import Alert, AlertRuleSpec
 from pitwall.api.apiproduct import ApiProductStatus, MaintenancePage
 from pitwall.api.base import parse
-from pitwall.api.check import Check
+from pitwall.api.check import DEFAULT_TIMEOUT, Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
 from pitwall.api.probe import Latency
 from pitwall.backends import reconcile as backends
@@ -99,9 +99,9 @@ def test_examples_parse_through_the_models(doc):
 
 def test_model_defaults_are_the_crd_defaults():
     spec = api.Probe.model_validate({"spec": {"target": {"url": "http://x"}}}).spec
-    assert (spec.interval, spec.timeout, spec.failure_threshold, spec.paused) == ("30s", "5s", 3, False)
+    assert (spec.interval, spec.timeout, spec.failure_threshold, spec.paused) == ("30s", None, 3, False)
     crd = crdgen.openapi_schema(api.Probe)["properties"]["spec"]["properties"]
-    assert crd["interval"]["default"] == spec.interval and crd["timeout"]["default"] == spec.timeout
+    assert crd["interval"]["default"] == spec.interval and "default" not in crd["timeout"]
 
 
 # ------------------------------------------------------------------ descriptions say what the code does
@@ -148,7 +148,7 @@ def test_severity_description_states_the_ack_windows_the_code_uses():
 def test_parsers_apply_the_models_defaults():
     check = probe_spec.parse_check({"url": "http://x"})
     model = Check()
-    assert (check.interval, check.timeout) == (durations.parse(model.interval), durations.parse(model.timeout))
+    assert (check.interval, check.timeout) == (durations.parse(model.interval), durations.parse(DEFAULT_TIMEOUT))
     assert (check.failure_threshold, check.success_threshold) == (model.failure_threshold, model.success_threshold)
     assert check.steps[0].request.method == "GET" and check.steps[0].expect.status == (200,)
     rule = rules.parse_rule("ns", "r", {"severity": "low", "selector": {}})

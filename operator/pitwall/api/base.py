@@ -245,7 +245,7 @@ def duration(description: str, default: Any = None, *, minimum: float | None = N
 
 
 def timeout_within_interval() -> dict[str, str]:
-    """CEL: timeout <= interval (both have defaults, so both are set). With d/w units CEL cannot
+    """CEL: timeout <= interval when both are set (an unset timeout fits its interval). With d/w units CEL cannot
     compare them; the operator checks those (Stalled, reason TimeoutAboveInterval)."""
     both = f"self.interval.matches(r'{CEL_DURATION}') && self.timeout.matches(r'{CEL_DURATION}')"
     return rule(f"!has(self.interval) || !has(self.timeout) || !({both}) || "

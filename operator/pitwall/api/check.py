@@ -142,14 +142,20 @@ class Step(Model):
                  "capture variable names must be letters, digits and underscores (they are used as ${name})")])
 
 
+DEFAULT_TIMEOUT = "5s"
+
+
 class Check(Model):
     """How often a check runs, its deadlines and thresholds, TLS, proxy and steps."""
 
     model_config = {"json_schema_extra": cel(timeout_within_interval())}
 
     interval: str = duration("How often the check runs.", "30s", minimum=ADMISSION.probe_interval)
-    timeout: str = duration("Deadline for each request of a run (a run of n steps is cut at n x timeout + 1s); "
-                            "at most the interval.", "5s", minimum=ADMISSION.probe_timeout)
+    # No schema default: a default of 5s would make every interval under 5s a refusal the user
+    # never wrote. Unset, the engine uses DEFAULT_TIMEOUT or the interval, whichever is shorter.
+    timeout: str | None = duration("Deadline for each request of a run (a run of n steps is cut at n x timeout + "
+                                   f"1s); at most the interval. Default: {DEFAULT_TIMEOUT}, or the interval when "
+                                   "that is shorter.", minimum=ADMISSION.probe_timeout)
     failure_threshold: int = integer("Consecutive failed runs before the state turns Down.", default=3,
                                      minimum=1, maximum=100)
     success_threshold: int = integer("Consecutive successful runs before the state turns Up again.", default=1,

@@ -46,7 +46,7 @@ _CHECK = model.Check()
 DEFAULT_METHOD: str = model.Request().method
 DEFAULT_STATUS: tuple[int, ...] = tuple(model.Expect().status)
 DEFAULT_INTERVAL = durations.parse(_CHECK.interval)
-DEFAULT_TIMEOUT = durations.parse(_CHECK.timeout)
+DEFAULT_TIMEOUT = durations.parse(model.DEFAULT_TIMEOUT)
 DEFAULT_STEP = "check"
 RUN_SLACK = 1.0  # seconds
 # Floors on the durations that drive work (seconds). The admission schema states the same
