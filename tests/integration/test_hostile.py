@@ -365,7 +365,7 @@ def verdict_cases(a: Addresses) -> list[tuple[str, dict, str]]:
         # backends
         ("backend-below-operator-floor", backend("floor", health={"url": t + "/ok", "interval": "1s"}),
          "below the minimum of 2s"),
-        ("backend-metadata-address", backend("metadata", health={"url": "http://169.254.169.254/"}), "169.254.169.254"),
+        ("backend-metadata-address", backend("metadata", health={"url": "http://169.254.169.254/", "interval": "2s"}), "169.254.169.254"),
         ("backend-missing-probe", backend("ghost-probe", probeRef={"name": "ghost"}), "ghost"),
         ("backend-gzip-bomb", backend("gzip-bomb", health={"url": t + "/gzip-bomb", "interval": "2s", "steps": [
             {"name": "a", "expect": {"json": [{"path": "$.a", "exists": True}]}}]}), ""),
@@ -496,8 +496,10 @@ def test_refused_by_the_api_server_with_a_readable_message(world, case_id, manif
 @pytest.mark.parametrize("case_id", [c[0] for c in verdict_cases(Addresses())])
 def test_stalled_or_down_with_a_reason(world, case_id):
     kind, name, words = world.cases[case_id]
-    found = eventually(lambda: verdict(world.hostile.get(KINDS[kind], name)), timeout=VERDICT_TIMEOUT,
-                       message=f"{kind} {name} Stalled or Down")
+    try:
+        found = eventually(lambda: verdict(world.hostile.get(KINDS[kind], name)), timeout=VERDICT_TIMEOUT)
+    except AssertionError:
+        pytest.fail(f"{kind} {name} is neither Stalled nor Down: {json.dumps(world.hostile.get(KINDS[kind], name))}")
     state, why = found
     assert why.strip(" :"), f"{kind} {name} is {state} without a reason"
     assert words.lower() in why.lower(), f"{kind} {name}: {state} {why!r} does not mention {words!r}"
