@@ -15,7 +15,7 @@
 # control-plane binary is used instead (not with --node).
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-1.33.0}
+K8S_VERSION=${K8S_VERSION:-1.37.2}
 # etcd: the version that Kubernetes release requires (its go.mod; kubeadm's default image tag).
 default_etcd() {
   case "$1" in

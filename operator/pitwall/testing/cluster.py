@@ -43,7 +43,7 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 # pytest and hack/controlplane/build.sh) tests another supported one. etcd follows it: the
 # version that release requires (its go.mod, kubeadm's default etcd image).
 ETCD_FOR_MINOR = {"1.33": "3.5.21", "1.34": "3.6.4", "1.35": "3.6.5", "1.36": "3.6.8", "1.37": "3.7.0"}
-K8S_VERSION = os.environ.get("K8S_VERSION") or "1.33.0"
+K8S_VERSION = os.environ.get("K8S_VERSION") or "1.37.2"
 ETCD_VERSION = os.environ.get("ETCD_VERSION") or ETCD_FOR_MINOR.get(K8S_VERSION.rsplit(".", 1)[0], "3.7.0")
 KWOK_VERSION = "0.7.0"
 CACHE_NAME = f"k8s-v{K8S_VERSION}-etcd-v{ETCD_VERSION}-kwok-v{KWOK_VERSION}"
@@ -354,7 +354,7 @@ class Cluster:
             f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
             "--leader-elect=false", "--use-service-account-credentials=false",
             "--controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder,-attachdetach,"
-            "-persistentvolume-expander,-cloud-node-lifecycle,-ttl,-bootstrapsigner,-tokencleaner",
+            "-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
             "--kube-api-qps=500", "--kube-api-burst=1000", "--v=1",
         ])
