@@ -11,7 +11,8 @@ message, or becomes Stalled/Down (Unavailable for a Backend) with a reason, and
   loaded test machine's scheduling delays do not count),
 - no request reaches the canary server the operator's address policy denies (127.0.0.2),
 - no secret shows in any object, Event or log line, in any encoding,
-- a notice that names a product whose displayName carries CR/LF is mailed once, not in a loop.
+- a notice that names a product whose displayName carries CR/LF is mailed once, not in a loop,
+- the operator's peak memory stays under the Deployment's 512Mi limit.
 
 Everything hostile is applied at once and judged in parallel, so the suite takes about as long
 as its slowest verdict.
@@ -224,6 +225,10 @@ REFUSED = [
      "step names must be unique"),
     ("probe-huge-body", probe("r11", "http://127.0.0.1:1/", steps=[{"name": "a", "request": {"body": "x" * 70000}}]),
      "Too long"),
+    ("probe-header-value-5k", probe("r36", "http://127.0.0.1:1/", steps=[
+        {"name": "a", "request": {"headers": {"X-Big": "x" * 5000}}}]), "Too long"),
+    ("probe-33-headers", probe("r37", "http://127.0.0.1:1/", steps=[
+        {"name": "a", "request": {"headers": {f"X-{i}": "x" for i in range(33)}}}]), "Too many"),
     ("probe-capture-name", probe("r12", "http://127.0.0.1:1/", steps=[{"name": "a", "capture": {"a-b": "$.x"}}]),
      "capture variable names must be letters, digits and underscores"),
     ("backend-health-interval-zero", backend("r13", health={"url": "http://127.0.0.1:1/", "interval": "0s"}),
@@ -250,6 +255,14 @@ REFUSED = [
      "url is only for opsgenie, pagerduty and webhook receivers"),
     ("alertrule-email-without-to", rule("r21", [{"name": "a", "type": "email", "secretRef": {"name": "s", "key": "k"}}]),
      "an email receiver needs email.to"),
+    ("alertrule-summary-width-bomb", rule("r33", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+                                          summary="{kind:>999999999} is down"),
+     "summary placeholders take no format spec"),
+    ("alertrule-33-labels", rule("r34", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+                                 selector={"kinds": ["Probe"], "matchLabels": {f"l{i}": "x" for i in range(33)}}),
+     "Too many"),
+    ("alertrule-21-receivers", rule("r35", [{"name": f"a{i}", "type": "webhook", "url": "http://127.0.0.1:1/"}
+                                            for i in range(21)]), "Too many"),
     ("alertrule-unknown-receiver-type", rule("r22", [{"name": "a", "type": "carrier-pigeon", "url": "http://x/"}]),
      "Unsupported value"),
     ("window-duration-zero", window("r23", schedule={"duration": "0s"}), '"0s" is below the minimum 1s'),
@@ -269,6 +282,9 @@ REFUSED = [
     ("product-21-versions", product("r30", versions=[{"name": f"v{i}", "image": "x:1"} for i in range(21)]),
      "must have at most 20 items"),
     ("product-display-name-10k", product("r31", displayName="x" * 10_000), "Too long"),
+    ("product-201-consumers", product("r38", consumers=[{"name": f"c{i}"} for i in range(201)]), "Too many"),
+    ("window-11-receivers", window("r39", notice={"receivers": [
+        {"name": f"w{i}", "type": "webhook", "url": "http://127.0.0.1:1/"} for i in range(11)]}), "Too many"),
     ("product-unknown-consumer-version", product("r32", consumers=[{"name": "c", "versions": ["v9"]}]),
      "consumers[].versions must name versions listed in spec.versions"),
 ]
@@ -283,6 +299,7 @@ class Addresses:
     refused_port: int = 1
     internal_port: int = 1
     metrics_port: int = 1
+    statuspage_port: int = 1
     api_server: str = "https://127.0.0.1:1"
 
     @property
@@ -359,6 +376,7 @@ def verdict_cases(a: Addresses) -> list[tuple[str, dict, str]]:
                                         followRedirects=True), "denied"),
         ("probe-operator-internal-view", probe("internal-view", f"http://127.0.0.1:{a.internal_port}/"
                                                "api/v1/internal"), "denied"),
+        ("probe-operator-status-page", probe("status-page", f"http://127.0.0.1:{a.statuspage_port}/"), "denied"),
         ("probe-operator-metrics", probe("metrics", f"http://127.0.0.1:{a.metrics_port}/metrics"), "denied"),
         ("probe-api-server", probe("api-server", a.api_server + "/api", tls={"insecureSkipVerify": True}),
          "denied"),
@@ -372,6 +390,9 @@ def verdict_cases(a: Addresses) -> list[tuple[str, dict, str]]:
         # alert rules
         ("alertrule-below-operator-floor", rule("floor", [{"name": "a", "type": "webhook", "url": t + "/hook"}],
                                                 repeatInterval="1m"), "--min-repeat-interval"),
+        ("alertrule-summary-width-bomb-escaped", rule("summary-bomb", [
+            {"name": "a", "type": "webhook", "url": t + "/hook"}], summary="{{{kind:>999999999}}}"),
+         "takes no format spec"),
         ("alertrule-missing-secret", rule("no-secret", [{"name": "a", "type": "slack",
                                                          "secretRef": {"name": "absent", "key": "url"}}]), "absent"),
         # maintenance windows
@@ -430,7 +451,7 @@ def _apply_hostile(w: World, smtp_port: int) -> None:
         secret("opsgenie-key", "opsgenie-" + SECRET, **{"pitwall.dev/use": "receivers"}),
     ]
     where = Addresses(w.target.url, w.canary.port, free_port(), w.operator.internal_port, w.operator.metrics_port,
-                      w.operator.cluster.server)
+                      w.operator.statuspage_port, w.operator.cluster.server)
     for case_id, manifest, words in verdict_cases(where):
         docs.append(manifest)
         w.cases[case_id] = (manifest["kind"], manifest["metadata"]["name"], words)
@@ -586,6 +607,12 @@ def test_other_teams_cost_nothing(world):
     wall = lags_over(world.lag_before, after, "pitwall_event_loop_lag_seconds")
     print(f"event loop: {busy:.0f} samples >= 100 ms in Pitwall code, {wall:.0f} >= 100 ms wall clock")
     assert busy == 0, f"the event loop ran Pitwall code for 100 ms or more {busy:.0f} times"
+
+    # no memory blow-up: the process's peak stayed under the Deployment's 512Mi limit
+    with open(f"/proc/{world.operator.proc.pid}/status") as status:
+        peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status.read(), re.M)[1]) * 1024
+    print(f"operator peak RSS {peak / 2**20:.0f} MiB")
+    assert peak < 512 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
 
     health = world.operator.metrics()
     assert not re.search(r'^pitwall_task_crashes_total\{task="[^"]+"\} [1-9]', health, re.M), \

@@ -76,6 +76,12 @@ class Digest(Model):
     receivers: ReceiverNames = items("Receivers (names from spec.receivers).", 20, default=..., min_items=1)
 
 
+# "{kind:>999999999}" would make every alert of the rule a gigabyte string.
+SUMMARY_RULE = rule(r"!self.matches(r'(^|[^{])\{[^{}:]*:')",
+                    "summary placeholders take no format spec: write {kind}, {name}, {namespace}, {rule}, "
+                    "{condition}, {status}, {reason}, {message} or {severity} as they are (and {{ for a brace)")
+
+
 class AlertRuleSpec(Model):
     """When to alert, whom, and how it escalates."""
 
@@ -93,7 +99,8 @@ class AlertRuleSpec(Model):
 
     severity: Severity = Field(description="critical (answer within 30m), high (2h), medium (24h), low (48h), or "
                                            "blocked (recorded, never paged).")
-    summary: str | None = text("Alert summary template, e.g. \"{kind} {name} is down\".", TEXT)
+    summary: str | None = text("Alert summary template, e.g. \"{kind} {name} is down\". Placeholders take no "
+                               "format spec.", TEXT, rules=[SUMMARY_RULE])
     selector: Selector
     when: When = section(When.__doc__, default_empty=True, factory=When)
     receivers: list[AlertReceiver] | None = items("Where notifications go (unique names).", 20,

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 
+import pytest
+
 from pitwall.alerts.delivery import RetryPolicy, deliver_message
 from pitwall.alerts.payloads import header_value
-from pitwall.alerts.rules import parse_receiver
+from pitwall.alerts.rules import parse_receiver, parse_rule
+from pitwall.api.alertrule import SUMMARY_RULE
+from pitwall.errors import InvalidSpec
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01, max_total=5, timeout=5)
 RECEIVER = {"name": "mail", "type": "email", "secretRef": {"name": "smtp", "key": "url"},
@@ -50,3 +55,28 @@ async def test_a_mail_that_cannot_be_composed_is_one_failed_result_without_retri
     assert (result.ok, result.attempts) == (False, 0)
     assert result.error.startswith("could not compose the mail: ")
     assert smtp_receiver.messages == []
+
+
+RULE = {"severity": "high", "selector": {"kinds": ["Probe"]},
+        "receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1/"}]}
+
+
+@pytest.mark.parametrize("summary", ["{kind:>999999999}", "{{{name:>999999999}}}", "{name:{kind}}"])
+def test_a_summary_placeholder_with_a_format_spec_is_refused(summary):
+    # each alert's subject would be a gigabyte string
+    with pytest.raises(InvalidSpec) as exc:
+        parse_rule("ns", "r", {**RULE, "summary": summary})
+    assert exc.value.reason == "InvalidSummary" and "takes no format spec" in exc.value.message
+
+
+@pytest.mark.parametrize("summary", ["{kind} {name} is down", "{name} {", "{{ratio: 1}} {name}", "{0} down"])
+def test_plain_and_broken_summaries_are_kept(summary):
+    assert parse_rule("ns", "r", {**RULE, "summary": summary}).summary == summary
+
+
+@pytest.mark.parametrize("summary, refused", [
+    ("{kind:>999999999}", True), ("x {name:10}", True), ("{kind} {name}", False), ("{{ratio: 1}}", False),
+])
+def test_the_crd_refuses_format_specs_it_can_see(summary, refused):
+    pattern = SUMMARY_RULE["rule"].removeprefix("!self.matches(r'").removesuffix("')")
+    assert bool(re.search(pattern, summary)) is refused
