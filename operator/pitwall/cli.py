@@ -50,6 +50,14 @@ def _run(args: argparse.Namespace) -> int:
             lease_namespace=args.lease_namespace,
             lease_duration=args.lease_duration,
             floor_flags={name: getattr(args, name) for name in FLOOR_FLAGS},
+            prometheus_url=args.prometheus_url,
+            prometheus_secret=args.prometheus_secret,
+            prometheus_ca_file=args.prometheus_ca_file,
+            prometheus_insecure=args.prometheus_insecure or None,
+            prometheus_timeout=args.prometheus_timeout,
+            prometheus_qps=args.prometheus_qps,
+            traffic_interval=args.traffic_interval,
+            log_search_url=args.log_search_url,
         )
     except ValueError as exc:
         print(f"pitwall run: {exc}", file=sys.stderr)
@@ -76,6 +84,24 @@ def _maintenance_page(rest: list[str]) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
     demo_main(["--host", args.host, "--port", str(args.port)])
+    return 0
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    """``pitwall traffic``: real traffic per product version, as the operator wrote it to status."""
+    import json
+
+    from .traffic import view
+    found = asyncio.run(views._list(args, "ApiProduct"))
+    rows = view.rows(sorted(found["ApiProduct"], key=lambda p: p["metadata"]["name"]))
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No ApiProduct declares spec.traffic.")
+        return 0
+    columns = view.COLUMNS if args.wide else view.COLUMNS[:12]
+    print(views._table([[str(r.get(key, "")) for _, key in columns] for r in rows], [h for h, _ in columns]))
     return 0
 
 
@@ -115,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=name, default=None, metavar="DURATION",
                          help=f"operator-wide floor (${var}; default and minimum "
                               f"{format_duration(getattr(ADMISSION, name))}): objects below it are Stalled")
+    traffic = run.add_argument_group("traffic (Prometheus, read-only)")
+    traffic.add_argument("--prometheus-url", default=None, help="Prometheus base URL, e.g. "
+                         "http://prometheus.monitoring:9090 ($PITWALL_PROMETHEUS_URL; unset: no traffic figures)")
+    traffic.add_argument("--prometheus-secret", default=None, metavar="NAMESPACE/NAME",
+                         help="Secret with key token (bearer) or username + password (basic), labelled "
+                              "pitwall.dev/use=traffic ($PITWALL_PROMETHEUS_SECRET)")
+    traffic.add_argument("--prometheus-ca-file", default=None, help="CA bundle for https Prometheus")
+    traffic.add_argument("--prometheus-insecure", action="store_true", help="skip TLS verification (development)")
+    traffic.add_argument("--prometheus-timeout", type=float, default=None, help="seconds per query (default 10)")
+    traffic.add_argument("--prometheus-qps", type=float, default=None,
+                         help="at most this many queries per second (default 5)")
+    traffic.add_argument("--traffic-interval", type=float, default=None,
+                         help="seconds between traffic cycles (default 30)")
+    run.add_argument("--log-search-url", default=None, metavar="TEMPLATE",
+                     help="turns correlation ids into links, e.g. 'https://kibana/app/discover#/?query={correlationId}' "
+                          "($PITWALL_LOG_SEARCH_URL)")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.set_defaults(func=_run)
@@ -128,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     views.register(sub)
     edits.register(sub)
+    traffic_cmd = sub.add_parser("traffic", help="real traffic per product version (from Prometheus, via status): "
+                                 "requests/s, failures by class, latency, top consumers and routes")
+    traffic_cmd.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    traffic_cmd.add_argument("--kubeconfig")
+    traffic_cmd.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    traffic_cmd.add_argument("--wide", action="store_true", help="also the top consumers and routes")
+    traffic_cmd.set_defaults(func=_traffic)
     return parser
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .traffic.exporter import instrument
+
 log = logging.getLogger("pitwall.demo")
 
 USERNAME, PASSWORD = "homer", "d0nut"
@@ -56,6 +58,8 @@ def make_app() -> web.Application:
         web.post("/_admin/up", admin_up),
         web.get("/_admin/requests", admin_requests),
     ])
+    # GET /metrics: requests by consumer (X-Consumer), route template and status code, durations.
+    instrument(app, "demo", "v1")
     return app
 
 

@@ -11,6 +11,11 @@
         * Forbidden - 403: RBAC, or an admission rule such as a ResourceQuota.
         * Conflict - 409: the name exists, or the object changed since it was read.
         * Invalid - 422: the API server refused the object (schema, CEL, quantities ...).
+    * TrafficError - Prometheus (``--prometheus-url``) gave no figures: unreachable, timed out,
+      an HTTP error or an error answer. Traffic shows ``unknown`` with the message; traffic
+      alerts keep their state and rollouts judged by traffic get the no-data verdict.
+        * QueryRefused - Prometheus refused the PromQL (``bad_data``): a spec's shape that
+          cannot work (the message names the query).
 
 Not in the tree, on purpose: the probe engine's own signals (``JsonProblem``, ``BodyTooLarge``,
 ``Undecodable``), which never leave it (each becomes a failed check with its reason);
@@ -83,3 +88,12 @@ class Conflict(KubeError):
 
 class Invalid(KubeError):
     """422: the API server refused the object (schema, CEL, quantities ...)."""
+
+
+class TrafficError(PitwallError):
+    """Prometheus gave no figures (unreachable, timeout, HTTP or error answer); nothing is retried
+    before the next traffic cycle."""
+
+
+class QueryRefused(TrafficError):
+    """Prometheus refused the query itself (``errorType: bad_data``)."""

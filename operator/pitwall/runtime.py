@@ -27,6 +27,7 @@ if TYPE_CHECKING:   # the services' types; the services themselves are created b
     from .probes.monitor import Monitor
     from .products.contributions import ProductHooks
     from .statuspage.server import StatusPage
+    from .traffic.service import TrafficService
 
 log = logging.getLogger("pitwall.runtime")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -84,6 +85,16 @@ class Settings:
     lease_duration: float = 15.0
     gc_freeze_seconds: float = 10.0                 # heap.py: collect + freeze this often; 0 disables
     floors: Floors = field(default_factory=Floors)  # floors.py: operator-wide minimum durations
+    # traffic/: the one Prometheus data source (read-only; None: no traffic figures)
+    prometheus_url: str | None = None
+    prometheus_secret: str | None = None            # namespace/name: keys token, or username + password
+    prometheus_ca_file: str | None = None
+    prometheus_insecure: bool = False
+    prometheus_timeout: float = 10.0
+    prometheus_qps: float = 5.0                     # bounded query rate (queries per second)
+    traffic_interval: float = 30.0                  # seconds between traffic cycles
+    traffic_write_every: float = 60.0               # status.traffic at most this often (unless its state changes)
+    log_search_url: str | None = None               # e.g. https://kibana/...?q={correlationId}
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -102,6 +113,15 @@ class Settings:
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
             gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "10")),
             floors=build_floors(overrides.pop("floor_flags", None) or {}, env),
+            prometheus_url=env.get("PITWALL_PROMETHEUS_URL") or None,
+            prometheus_secret=env.get("PITWALL_PROMETHEUS_SECRET") or None,
+            prometheus_ca_file=env.get("PITWALL_PROMETHEUS_CA_FILE") or None,
+            prometheus_insecure=env.get("PITWALL_PROMETHEUS_INSECURE", "") in ("1", "true"),
+            prometheus_timeout=float(env.get("PITWALL_PROMETHEUS_TIMEOUT", "10")),
+            prometheus_qps=float(env.get("PITWALL_PROMETHEUS_QPS", "5")),
+            traffic_interval=float(env.get("PITWALL_TRAFFIC_INTERVAL", "30")),
+            traffic_write_every=float(env.get("PITWALL_TRAFFIC_WRITE_EVERY", "60")),
+            log_search_url=env.get("PITWALL_LOG_SEARCH_URL") or None,
         )
         for key, value in overrides.items():
             if value is not None:
@@ -145,6 +165,7 @@ class Runtime:
     alerts: AlertService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
     statuspage: StatusPage | None = None            # None when both its ports are 0
+    traffic: TrafficService | None = None           # traffic/: None without --prometheus-url
     _written: dict = field(default_factory=dict)
     _tasks: list = field(default_factory=list)
 
@@ -163,7 +184,7 @@ class Runtime:
         """What runs while this replica leads (``leader``), or on every replica (the status page)."""
         if not leader:
             return [self.statuspage] if self.statuspage is not None else []
-        return [s for s in (getattr(self, name, None) for name in ("monitor", "alerts", "maintenance"))
+        return [s for s in (getattr(self, name, None) for name in ("monitor", "alerts", "maintenance", "traffic"))
                 if s is not None]
 
     def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from .traffic.view import summary as traffic_summary
 from .vocabulary import (
     ANNOTATION_ACK,
     ANNOTATION_ACK_BY,
@@ -191,9 +192,11 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
         st = obj.get("status") or {}
         detail = ", ".join(f"{v['name']} {v.get('readyReplicas', 0)}/{v.get('replicas', 0)}"
                            for v in st.get("versions") or [])
+        traffic = traffic_summary(st.get("traffic"))      # real traffic, when spec.traffic is set
         rows.append({"kind": "ApiProduct", "name": obj["metadata"]["name"],
                      "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
-                     "state": st.get("state", "Unknown"), "detail": _stalled(obj) or detail})
+                     "state": st.get("state", "Unknown"),
+                     "detail": _stalled(obj) or (f"{detail}; {traffic}" if traffic else detail)})
     for obj in found.get("Backend", []):
         st = obj.get("status") or {}
         hurt = [p["name"] for p in (st.get("impact") or {}).get("apiProducts") or [] if p.get("effect") != "None"]

@@ -40,7 +40,7 @@ FINALIZER = f"{GROUP}/finalizer"
 # this, anyone allowed to create a Probe could send any Secret of the namespace to a URL of their
 # choice (``body: ${secret:x/y}``) without holding ``get`` on Secrets themselves.
 SECRET_USE_LABEL = f"{GROUP}/use"
-SECRET_USES = ("probes", "receivers")     # plus "all"
+SECRET_USES = ("probes", "receivers", "traffic")     # plus "all"; traffic: the Prometheus credentials
 
 # -- what a dependency's loss does to a product ------------------------------------------------
 CRITICALITY_EFFECT = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}

@@ -18,6 +18,7 @@ from .products import reconcile as products
 from .products.contributions import ProductHooks
 from .runtime import Runtime
 from .statuspage import setup as setup_statuspage
+from .traffic.service import TrafficService
 from .vocabulary import LABEL_PRODUCT
 
 
@@ -28,6 +29,7 @@ def register(rt: Runtime) -> None:
     rt.monitor = Monitor(rt)
     rt.alerts = alerts.AlertService(rt.egress, rt)
     rt.maintenance = maintenance.MaintenanceService(rt)
+    rt.traffic = TrafficService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
     rt.register("Probe", partial(probes.reconcile, rt), workers=4)
     rt.register("Backend", partial(backends.reconcile, rt), workers=2)

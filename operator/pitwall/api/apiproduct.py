@@ -151,6 +151,47 @@ class SunsetNotice(Model):
                                                  "contact.email); consumers with a contact.webhook get JSON.")
 
 
+PROM_LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+PROM_METRIC = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+PromLabel = Annotated[str, Field(max_length=LABEL_LEN, pattern=PROM_LABEL, description="A Prometheus label name.")]
+StatusCode = Annotated[str, Field(max_length=8, pattern=r"^[0-9]{3}$", description="An HTTP status code.")]
+
+
+class TrafficLabels(Model):
+    """The Prometheus label names that carry each dimension of a request."""
+
+    product: str = text("Label holding the product (its value: productValue).", LABEL_LEN, default="product",
+                        pattern=PROM_LABEL)
+    version: str = text("Label holding the version name.", LABEL_LEN, default="version", pattern=PROM_LABEL)
+    consumer: str = text("Label holding the calling consumer.", LABEL_LEN, default="consumer", pattern=PROM_LABEL)
+    route: str = text("Label holding the route template (e.g. /orders/{id}, never a raw path).", LABEL_LEN,
+                      default="route", pattern=PROM_LABEL)
+    status: str = text("Label holding the HTTP status code.", LABEL_LEN, default="code", pattern=PROM_LABEL)
+
+
+class Traffic(Model):
+    """Where the product's real traffic is found in Prometheus (the operator's --prometheus-url).
+
+    Defaults fit the common exporter shape: a counter http_requests_total and a histogram
+    http_request_duration_seconds, labelled product, version, consumer, route and code.
+    """
+
+    requests_metric: str = text("Counter of requests.", 200, default="http_requests_total", pattern=PROM_METRIC)
+    duration_metric: str = text("Histogram of request durations in seconds (its _bucket series are read).", 200,
+                                default="http_request_duration_seconds", pattern=PROM_METRIC)
+    labels: TrafficLabels = section(TrafficLabels.__doc__, default_empty=True, factory=TrafficLabels)
+    product_value: str | None = text("Value of the product label (default: the ApiProduct's name).", LABEL_LEN,
+                                     pattern=r"^[-A-Za-z0-9_.:]+$")
+    match_labels: StringMap | None = mapping("Extra exact label matches on every series, e.g. namespace: shop.", 8)
+    window: str = duration("Rate window of every figure (PromQL [window]); at least two scrape intervals.", "5m")
+    timeout_codes: list[StatusCode] = items("Status codes counted as timeouts, not client or server errors.", 8,
+                                            default=["408", "504"])
+    top: int = integer("How many consumers and routes to show per version.", default=5, minimum=1, maximum=20)
+    degraded_error_ratio: float = Field(0.05, ge=0, le=1, description="Server errors plus timeouts at or above "
+                                        "this share of requests mark a version's traffic as erroring (status "
+                                        "is written at once when this changes, else at most once a minute).")
+
+
 class ApiProductSpec(Model):
     """The desired state of the API product."""
 
@@ -179,6 +220,7 @@ class ApiProductSpec(Model):
                                                 factory=MaintenancePage)
     rollout: Rollout = section(Rollout.__doc__, default_empty=True, factory=Rollout)
     sunset_notice: SunsetNotice | None = Field(None, description=SunsetNotice.__doc__)
+    traffic: Traffic | None = Field(None, description=Traffic.__doc__)
 
 
 # ------------------------------------------------------------------ status
@@ -242,6 +284,40 @@ class SunsetNoticeRecord(Model):
     recipients: list[Annotated[str, Field(max_length=NAME_LEN, description="A consumer.")]] | None = items(
         "Consumers it was sent to.", 200)
     error: str | None = text("Why some recipients did not get it.", TEXT)
+class TrafficShare(Model):
+    """A consumer or route of a version with its share of the traffic."""
+
+    name: str | None = text("Consumer name or route template.", SHORT_TEXT)
+    rps: float | None = Field(None, description="Requests per second (absent when only errors are known).")
+    errors_per_second: float | None = Field(None, description="Server errors and timeouts per second.")
+
+
+class VersionTraffic(Model):
+    """One version's traffic over the window."""
+
+    name: str | None = text("Version name (the version label's value).", LABEL_LEN)
+    rps: float | None = Field(None, description="Requests per second.")
+    week_ago_rps: float | None = Field(None, description="Requests per second at the same time a week ago.")
+    error_ratio: float | None = Field(None, description="Server errors plus timeouts per request (0..1).")
+    client_error_ratio: float | None = Field(None, description="4xx (but timeouts) per request.")
+    server_error_ratio: float | None = Field(None, description="5xx (but timeouts) per request.")
+    timeout_ratio: float | None = Field(None, description="Timeouts (timeoutCodes) per request.")
+    p50_ms: float | None = Field(None, description="Median latency in milliseconds.")
+    p95_ms: float | None = Field(None, description="95th percentile latency in milliseconds.")
+    p99_ms: float | None = Field(None, description="99th percentile latency in milliseconds.")
+    top_consumers: list[TrafficShare] | None = items("Consumers with the most requests, then the most errors.", 40)
+    top_routes: list[TrafficShare] | None = items("Route templates with the most requests, then the most "
+                                                  "errors.", 40)
+
+
+class ProductTraffic(Model):
+    """Real traffic from Prometheus, written at most once a minute unless a version starts or stops erroring."""
+
+    at: str | None = timestamp("When Prometheus was asked.")
+    window: str | None = text("The rate window.", DURATION_LEN)
+    state: str | None = text("ok, erroring, idle (no requests) or unknown (Prometheus did not answer).", 16)
+    message: str | None = text("Why the figures are unknown (Prometheus' error).", TEXT)
+    versions: list[VersionTraffic] | None = items("Per version.", 40)
 
 
 class ApiProductStatus(Status):
@@ -255,12 +331,15 @@ class ApiProductStatus(Status):
     rolled_back: list[Rollback] | None = items("Automatic rollbacks in force, one per version; a later change of "
                                                "that version's image clears it.", 20)
     sunset_notices: list[SunsetNoticeRecord] | None = items("Sunset notices sent (the last 50).", 50)
+    traffic: ProductTraffic | None = None
 
 
 # What the API server fills in for unset fields, for code that reads raw spec dicts.
 PRODUCT_DEFAULTS = defaults(ApiProductSpec)
 VERSION_DEFAULTS = defaults(Version)
 PAGE_DEFAULTS = defaults(MaintenancePage)
+TRAFFIC_DEFAULTS = defaults(Traffic)
+TRAFFIC_LABEL_DEFAULTS = defaults(TrafficLabels)
 DEPENDENCY_DEFAULTS = defaults(BackendDependency)
 ROLLOUT_DEFAULTS = defaults(Rollout)
 

@@ -189,6 +189,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     notices_sent = await _sunset_notices(rt, product, status.get("sunsetNotices") or [])
     if notices_sent:
         new_status["sunsetNotices"] = notices_sent
+    traffic = rt.traffic.status_for(namespace, name) if rt.traffic is not None else None
+    if traffic is not None and spec.get("traffic") is not None:
+        new_status["traffic"] = traffic      # coalesced by the traffic service
     await rt.write_status(product, new_status, conds)
     metrics.READY.labels(KIND, namespace, name).set(1 if state_word == "Available" and not stalled else 0)
     return requeue

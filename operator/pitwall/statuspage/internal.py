@@ -15,6 +15,7 @@ from ..api.alertrule import SEVERITIES
 from ..api.apiproduct import DEPENDENCY_DEFAULTS
 from ..backends.impact import impact as compute_impact
 from ..durations import rfc3339
+from ..traffic.view import summary as traffic_summary
 from . import health, windows
 from .model import ProductView, product_views
 from .relations import Key, Snapshot, display_name, environment, is_public, key, probe_target, spec, status
@@ -65,6 +66,8 @@ def _product(view: ProductView, label: Label) -> dict:
                       "probes": [key(p)[1] for p in v.probes]} for v in view.versions],
         "backends": list(st.get("backends") or []),
         "uptime": {"percent": view.uptime["percent"], "ok": view.uptime["ok"], "total": view.uptime["total"]},
+        "traffic": st.get("traffic"),       # real traffic from Prometheus (spec.traffic), as written
+        "trafficSummary": traffic_summary(st.get("traffic")),
     }
 
 

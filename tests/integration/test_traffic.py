@@ -1,0 +1,117 @@
+"""Real traffic: a real Prometheus (Debian's prometheus) scrapes real local API servers that serve
+calls with known failure shares; the operator reads it through --prometheus-url.
+
+Tolerances: request rates within 25% of the generated rate (rate() over a 15 s window scraped
+every second, on a loaded machine), failure shares within 4 percentage points.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pitwall.testing.prometheus import Prometheus, TrafficServer
+from tests.conftest import Operator, eventually
+
+pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus")
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(product: str, version: str, **kwargs) -> TrafficServer:
+        server = TrafficServer(product, version, **kwargs).start()
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    running = []
+
+    def start(targets: list[str], backfill: str | None = None) -> Prometheus:
+        prom = Prometheus(tmp_path / f"prom{len(running)}", targets)
+        if backfill:
+            prom.backfill(backfill)
+        running.append(prom.start())
+        return prom
+    yield start
+    for prom in running:
+        prom.stop()
+
+
+def traffic_operator(cluster, namespace, tmp_path, prom: Prometheus, *args: str) -> Operator:
+    return Operator(cluster, tmp_path, namespace=namespace,
+                    extra_env={"PITWALL_DELIVERY_BASE_DELAY": "0.05", "PITWALL_TRAFFIC_WRITE_EVERY": "2"},
+                    extra_args=["--prometheus-url", prom.url, "--traffic-interval", "1", *args]).start()
+
+
+def pitwall(cluster, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "pitwall", *args], env=cluster.env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def product(name: str, versions: list[str], **traffic) -> dict:
+    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct",
+            "metadata": {"name": name, "labels": {"tier": "revenue-critical"}},
+            "spec": {"versions": [{"name": v, "image": f"registry.example.com/{name}:{v}"} for v in versions],
+                     "traffic": {"window": "15s", **traffic}}}
+
+
+def version_traffic(kubectl, name: str, version: str) -> dict:
+    traffic = ((kubectl.get("apiproduct", name) or {}).get("status") or {}).get("traffic") or {}
+    return next((v for v in traffic.get("versions") or [] if v["name"] == version), {})
+
+
+def test_product_status_shows_the_traffic_that_was_served(cluster, namespace, tmp_path, kubectl, servers,
+                                                           prometheus):
+    v1 = servers("shop", "v1", rps=20, error_ratio=0.10, consumers=("acme", "globex"))
+    v2 = servers("shop", "v2", rps=10, error_ratio=0.0, consumers=("initech",))
+    prom = prometheus([v1.target, v2.target])
+    op = traffic_operator(cluster, namespace, tmp_path, prom)
+    try:
+        kubectl.apply(product("shop", ["v1", "v2"]))
+
+        def settled():
+            one, two = version_traffic(kubectl, "shop", "v1"), version_traffic(kubectl, "shop", "v2")
+            return (one, two) if one.get("rps", 0) > 15 and two.get("rps", 0) > 7 and \
+                abs(one.get("errorRatio", 0) - 0.10) < 0.04 else None
+        try:
+            one, two = eventually(settled, timeout=60, message="traffic of both versions in status")
+        except AssertionError:
+            print(json.dumps(kubectl.get("apiproduct", "shop").get("status"), indent=1))
+            print([m for m in op.metrics().splitlines() if "traffic" in m or "error" in m])
+            print(op.log()[-5000:])
+            raise
+        assert one["rps"] == pytest.approx(20, rel=0.25)
+        assert two["rps"] == pytest.approx(10, rel=0.25)
+        assert one["serverErrorRatio"] == pytest.approx(0.10, abs=0.04)
+        assert one["clientErrorRatio"] == 0 and one["timeoutRatio"] == 0
+        assert two.get("errorRatio") == 0
+        assert 0 < one["p50Ms"] <= one["p95Ms"] <= one["p99Ms"] < 1000
+        assert {c["name"] for c in one["topConsumers"]} == {"acme", "globex"}
+        assert [c["name"] for c in two["topConsumers"]] == ["initech"]
+        routes = {r["name"] for r in one["topRoutes"]}
+        assert routes == {"/orders/{id}", "/orders"}           # templates, never /orders/123
+        traffic = kubectl.get("apiproduct", "shop")["status"]["traffic"]
+        assert traffic["state"] == "erroring" and traffic["window"] == "15s"
+
+        # What the support engineer reads: pitwall traffic and pitwall status.
+        rows = {r["version"]: r for r in json.loads(pitwall(cluster, "traffic", "-n", namespace, "-o", "json"))}
+        assert rows["v1"]["product"] == "shop" and rows["v1"]["failed"].endswith("%")
+        assert "acme" in rows["v1"]["consumers"]
+        status = json.loads(pitwall(cluster, "status", "-n", namespace, "-o", "json"))
+        shop = next(r for r in status if r["kind"] == "ApiProduct")
+        assert "traffic erroring: v1 " in shop["detail"]
+    finally:
+        op.stop()
