@@ -70,19 +70,22 @@ class Receivers:
             def do_POST(self):  # noqa: N802 - http.server's API
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 refused = time.monotonic() < receivers.fail_until
-                self.send_response(503 if refused else 202)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"status":"success"}')
                 try:
                     body = json.loads(raw or b"null")
                 except ValueError:
                     body = None
+                # Accepted once read, as a real receiver would; the sender may die before the
+                # answer reaches it (a SIGKILL mid-request) and send it again: a copy.
                 entry = {"at": time.time(), "path": self.path.split("?")[0], "refused": refused, "body": body}
                 with receivers.lock, open(receivers.log_path, "a") as out:
                     out.write(json.dumps(entry) + "\n")
                     if not refused:
                         receivers.accepted.append(entry)
+                with contextlib.suppress(OSError):
+                    self.send_response(503 if refused else 202)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"status":"success"}')
 
             def log_message(self, *args):
                 pass
