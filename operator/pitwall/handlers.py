@@ -37,6 +37,9 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.posting.level = logging.WARNING
+    # kopf's own finalizer name; kopf adds it only for deletion handlers, and Pitwall registers
+    # watch-event handlers alone. Deletions that have work to do hold Pitwall's own finalizer
+    # (pitwall.dev/cleanup), added and removed by the reconcilers (finalizers.py).
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="pitwall.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="pitwall.dev")
