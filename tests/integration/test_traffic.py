@@ -115,3 +115,60 @@ def test_product_status_shows_the_traffic_that_was_served(cluster, namespace, tm
         assert "traffic erroring: v1 " in shop["detail"]
     finally:
         op.stop()
+
+
+def traffic_rule(name: str, hook: str, traffic: dict, **spec) -> dict:
+    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": name},
+            "spec": {"severity": "critical", "selector": {"kinds": ["ApiProduct"],
+                                                          "matchLabels": {"tier": "revenue-critical"}},
+                     "when": {"for": "2s"}, "receivers": [{"name": "hook", "type": "webhook", "url": hook}],
+                     "repeatInterval": "1h", "traffic": traffic, **spec}}
+
+
+def rule_alerts(kubectl, name: str) -> list[dict]:
+    return ((kubectl.get("alertrule", name) or {}).get("status") or {}).get("alerts") or []
+
+
+def test_an_error_rate_rule_fires_and_resolves_and_the_war_room_opens(cluster, namespace, tmp_path, kubectl,
+                                                                      servers, prometheus):
+    from tests.helpers.receiver import Recorder
+
+    api = servers("cart", "v1", rps=20, error_ratio=0.0)
+    prom = prometheus([api.target])
+    op = traffic_operator(cluster, namespace, tmp_path, prom)
+    try:
+        with Recorder() as rec:
+            kubectl.apply(product("cart", ["v1"]))
+            kubectl.apply(traffic_rule("cart-errors", rec.url + "/errors",
+                                       {"signal": "errorRate", "above": 0.05, "per": "version"}))
+            kubectl.apply(traffic_rule("war-room", rec.url + "/war-room",
+                                       {"signal": "failedRequests", "above": 40, "over": "15s", "warRoom": True},
+                                       when={"for": "0s"}))
+            eventually(lambda: version_traffic(kubectl, "cart", "v1").get("rps", 0) > 10, timeout=60,
+                       message="healthy traffic seen")
+            assert rule_alerts(kubectl, "cart-errors") == [] and rec.paths("/errors") == []
+
+            api.set(error_ratio=0.25)          # 5 failed requests a second: 75 per 15 s
+            fired = eventually(lambda: rec.paths("/errors"), timeout=60, message="error-rate alert delivered")
+            body = fired[0]["body"]
+            assert body["status"] == "firing"
+            alert = next(a for a in rule_alerts(kubectl, "cart-errors") if a["state"] == "firing")
+            assert alert["object"] == {"kind": "ApiProduct", "name": "cart/v1"}
+            assert "errorRate (failed)" in alert["subject"] and "above 5.0%" in alert["subject"]
+
+            room = eventually(lambda: (kubectl.get("alertrule", "war-room")["status"].get("warRoom") or {})
+                              .get("state") == "open" and kubectl.get("alertrule", "war-room")["status"]["warRoom"],
+                              timeout=60, message="war room open")
+            assert room["products"] == ["cart"] and room["threshold"] == 40
+            assert eventually(lambda: rec.paths("/war-room"), message="war room receivers paged")
+            assert any(e["reason"] == "WarRoomOpened" for e in kubectl.events("war-room"))
+            assert any(e["reason"] == "WarRoomOpened" for e in kubectl.events("cart"))
+
+            api.set(error_ratio=0.0)
+            resolved = eventually(lambda: [r for r in rec.paths("/errors") if r["body"]["status"] == "resolved"],
+                                  timeout=90, message="error-rate alert resolved")
+            assert resolved
+            eventually(lambda: kubectl.get("alertrule", "war-room")["status"]["warRoom"]["state"] == "closed",
+                       timeout=60, message="war room closed")
+    finally:
+        op.stop()

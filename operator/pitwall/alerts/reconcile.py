@@ -30,6 +30,7 @@ from ..outbox import Batch, Sender
 from ..runtime import Runtime
 from ..vocabulary import LABEL_PRODUCT, Stalled, target_product
 from . import digest, state
+from . import traffic as traffic_rules
 from .delivery import RetryPolicy, deliver, deliver_message
 from .rules import Rule, matches, parse_rule
 from .state import ACK_ANNOTATION, ACK_BY_ANNOTATION, apply_results, evaluate, observe, parse_acks
@@ -145,7 +146,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                                                "receiver": item.receiver})
 
     observations = []
-    if not deleting:      # a rule being deleted resolves everything it fired
+    if not deleting and rule.traffic is not None:    # real traffic (alerts/traffic.py), not a condition
+        observations = await traffic_rules.observations(rt, rule, namespace, records)
+    elif not deleting:      # a rule being deleted resolves everything it fired
         for kind in rule.selector.kinds:
             for target in rt.stores[kind].list(namespace):
                 if target["metadata"].get("deletionTimestamp"):
@@ -154,9 +157,13 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                     observations.append(observe(target, rule.when.condition))
     now = durations.now()
     acks = parse_acks(obj["metadata"].get("annotations"))
-    result = evaluate(rule, records, observations, now, held=held_objects(rt, namespace), acks=acks)
+    held = held_objects(rt, namespace)
+    if rule.traffic is not None:
+        held = traffic_rules.held_units(held, observations)
+    result = evaluate(rule, records, observations, now, held=held, acks=acks)
     records = result.records
     await _write(rt, obj, rule, records, result.firing, len(observations))
+    await traffic_rules.war_room(rt, obj, rule, result)
     service.sender.settled(namespace, name, delivered)
     for line in lost:
         await rt.event(obj, "NotificationFailed", line[:1000], warning=True)

@@ -20,6 +20,7 @@ from ..api.base import default_of
 from ..api.receivers import RECEIVER_TYPES
 from ..api.shared import CONDITION_STATUSES, OPERATORS
 from ..errors import InvalidSpec
+from ..traffic.figures import Figures, VersionFigures
 from ..vocabulary import SecretRef
 
 # Response targets: how long a firing alert may wait for an acknowledgement (the model's
@@ -81,6 +82,26 @@ class Digest:
     receivers: tuple[str, ...]
 
 
+_TRAFFIC = model.TrafficCondition.model_fields
+TRAFFIC_WHEN = "Traffic"     # the condition name traffic observations carry (status "True": breached)
+
+
+@dataclass(frozen=True)
+class TrafficCondition:
+    """``spec.traffic``: fire on real traffic instead of a condition (see traffic.judge)."""
+
+    signal: str
+    per: str = _TRAFFIC["per"].default
+    above: float | None = None
+    below: float | None = None
+    week_ago_ratio: bool = False
+    quantile: str = _TRAFFIC["quantile"].default
+    error_class: str = _TRAFFIC["error_class"].default
+    min_rps: float = _TRAFFIC["min_rps"].default
+    over: str = _TRAFFIC["over"].default
+    war_room: bool = False
+
+
 @dataclass(frozen=True)
 class Rule:
     namespace: str
@@ -95,6 +116,7 @@ class Rule:
     send_resolved: bool = SEND_RESOLVED
     group_wait: float = GROUP_WAIT
     digest: Digest | None = None
+    traffic: TrafficCondition | None = None
 
     @property
     def ack_window(self) -> float | None:
@@ -145,14 +167,15 @@ def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
         name=name,
         severity=severity,
         selector=_selector(spec.get("selector") or {}),
-        when=_when(spec.get("when") or {}),
+        when=_traffic_when(spec.get("when") or {}) if spec.get("traffic") else _when(spec.get("when") or {}),
         receivers=receivers,
         escalation=escalation,
-        summary=_summary(spec.get("summary") or None),
+        summary=_summary(spec.get("summary") or None) or ("{message}" if spec.get("traffic") else None),
         repeat_interval=repeat_interval,
         send_resolved=bool(spec.get("sendResolved", SEND_RESOLVED)),
         group_wait=_duration(spec.get("groupWait"), "groupWait", GROUP_WAIT),
         digest=digest,
+        traffic=_traffic(spec["traffic"]) if spec.get("traffic") else None,
     )
 
 
@@ -221,6 +244,31 @@ def _when(raw: Mapping) -> When:
     return When(raw.get("condition") or When.condition, status, _duration(raw.get("for"), "when.for", When.for_))
 
 
+def _traffic_when(raw: Mapping) -> When:
+    """A traffic rule fires while its traffic observation is breached ("True"), after when.for."""
+    return When(TRAFFIC_WHEN, "True", _duration(raw.get("for"), "when.for", When.for_))
+
+
+def _traffic(raw: Mapping) -> TrafficCondition:
+    signal = raw.get("signal")
+    if signal not in model.TRAFFIC_SIGNALS:
+        raise InvalidSpec("InvalidTraffic", f"traffic.signal {signal!r} is not one of {', '.join(model.TRAFFIC_SIGNALS)}")
+    above, below = raw.get("above"), raw.get("below")
+    if signal in ("errorRate", "latency", "failedRequests") and above is None:
+        raise InvalidSpec("InvalidTraffic", f"traffic.signal {signal} needs above")
+    if signal == "requestRate" and below is None:
+        raise InvalidSpec("InvalidTraffic", "traffic.signal requestRate needs below")
+    over = str(raw.get("over") or _TRAFFIC["over"].default)
+    _duration(over, "traffic.over")
+    return TrafficCondition(
+        signal=signal, per=raw.get("per") or _TRAFFIC["per"].default,
+        above=float(above) if above is not None else None, below=float(below) if below is not None else None,
+        week_ago_ratio=bool(raw.get("weekAgoRatio", False)), quantile=raw.get("quantile") or _TRAFFIC["quantile"].default,
+        error_class=raw.get("errorClass") or _TRAFFIC["error_class"].default,
+        min_rps=float(raw.get("minRps", _TRAFFIC["min_rps"].default)), over=over,
+        war_room=bool(raw.get("warRoom", False)))
+
+
 def parse_receiver(raw: Mapping) -> Receiver:
     """One receiver entry (AlertRule receivers, MaintenanceWindow notice receivers)."""
     name, type_ = raw.get("name") or "", raw.get("type")
@@ -278,3 +326,102 @@ def _summary(text: str | None) -> str | None:
             raise InvalidSpec("InvalidSummary", f"summary placeholder {{{name}:{spec[:20]}}} takes no format spec: "
                                                 f"write {{{name}}}")
     return text
+
+
+# -- traffic conditions (pure: the figures come from traffic.service) ----------------------------
+@dataclass(frozen=True)
+class TrafficVerdict:
+    """One unit a traffic rule watches (``product``, ``product/version`` or ``.../consumer``)."""
+
+    name: str
+    breached: bool
+    message: str
+
+
+def _fmt(signal: str, value: float) -> str:
+    if signal == "errorRate":
+        return f"{value * 100:.1f}%"
+    if signal == "latency":
+        return f"{value:.0f}ms"
+    if signal == "failedRequests":
+        return f"{value:.0f} failed requests"
+    return f"{value:.3g} requests/s"
+
+
+def judge_traffic(cond: TrafficCondition, product: str, figures: Figures | None, versions: list[str],
+                  failed: float | None = None) -> list[TrafficVerdict]:
+    """Judge one product's figures (``figures`` None: Prometheus had none, the caller keeps state).
+
+    ``versions`` are the product's running versions: one that served nothing has no series at
+    all, and is judged with a rate of 0 (noTraffic, requestRate). ``failed`` is the
+    failedRequests count over ``cond.over``. Per product, latency is the slowest version's.
+    """
+    if figures is None:
+        return []
+    units: list[tuple[str, float, float, float, float, float, float | None, float | None]] = []
+    # (name, rps, failed, server, client, timeouts, latency ms, week-ago rps)
+    by_version = {name: figures.versions.get(name) for name in sorted(set(versions) | set(figures.versions))}
+
+    def latency_ms(v: VersionFigures | None) -> float | None:
+        seconds = (v.latency or {}).get(cond.quantile) if v is not None else None
+        return seconds * 1000 if seconds is not None else None
+    if cond.per == "product" or cond.signal == "failedRequests":   # a count of the whole product
+        known = [v for v in by_version.values() if v is not None]
+        slowest = [ms for ms in (latency_ms(v) for v in known) if ms is not None]
+        weeks = [v.week_ago for v in known if v.week_ago is not None]
+        units.append((product, sum(v.rps for v in known), sum(v.failed for v in known),
+                      sum(v.server for v in known), sum(v.client for v in known), sum(v.timeouts for v in known),
+                      max(slowest) if slowest else None, sum(weeks) if weeks else None))
+    elif cond.per == "version":
+        for name, v in by_version.items():
+            if v is None:
+                units.append((f"{product}/{name}", 0.0, 0.0, 0.0, 0.0, 0.0, None, None))
+            else:
+                units.append((f"{product}/{name}", v.rps, v.failed, v.server, v.client, v.timeouts, latency_ms(v),
+                              v.week_ago))
+    else:
+        for name, v in by_version.items():
+            for consumer in (v.consumers.values() if v is not None else ()):
+                if consumer.rps is None:
+                    continue      # known only by its failures: its share cannot be judged
+                errors = consumer.errors or 0.0
+                units.append((f"{product}/{name}/{consumer.name}", consumer.rps, errors, errors, 0.0, 0.0, None,
+                              None))
+    out = []
+    for name, rps, bad, server, client, timeouts, latency, week_ago in units:
+        breached, value = False, None
+        if cond.signal == "errorRate":
+            part = {"failed": bad, "server": server, "client": client, "timeout": timeouts}[cond.error_class]
+            if rps >= cond.min_rps and rps > 0:
+                value = part / rps
+                breached = value > (cond.above or 0.0)
+        elif cond.signal == "latency":
+            if rps >= cond.min_rps and latency is not None:
+                value = latency
+                breached = value > (cond.above or 0.0)
+        elif cond.signal == "noTraffic":
+            value, breached = rps, rps <= 0
+        elif cond.signal == "requestRate":
+            if cond.week_ago_ratio:
+                if week_ago:
+                    value = rps / week_ago
+                    breached = value < (cond.below or 0.0)
+            else:
+                value, breached = rps, rps < (cond.below or 0.0)
+        elif cond.signal == "failedRequests" and name == product and failed is not None:
+            value, breached = failed, failed > (cond.above or 0.0)
+        if value is None:
+            message = f"{name}: not judged (under {cond.min_rps:g} requests/s or no figure)"
+        elif cond.signal == "requestRate" and cond.week_ago_ratio:
+            message = f"{name}: {value * 100:.0f}% of last week's requests (threshold {(cond.below or 0) * 100:.0f}%)"
+        elif cond.signal == "noTraffic":
+            message = f"{name}: {'no requests at all' if breached else _fmt('requestRate', value)}"
+        else:
+            limit = cond.above if cond.above is not None else cond.below
+            what = f" ({cond.error_class})" if cond.signal == "errorRate" else \
+                (f" ({cond.quantile})" if cond.signal == "latency" else "")
+            over = f" over {cond.over}" if cond.signal == "failedRequests" else ""
+            message = f"{name}: {cond.signal}{what} {_fmt(cond.signal, value)}{over} " \
+                      f"({'above' if cond.above is not None else 'below'} {_fmt(cond.signal, limit or 0.0)})"
+        out.append(TrafficVerdict(name, breached, message))
+    return out

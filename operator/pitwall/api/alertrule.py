@@ -82,6 +82,47 @@ SUMMARY_RULE = rule(r"!self.matches(r'(^|[^{])\{[^{}:]*:')",
                     "{condition}, {status}, {reason}, {message} or {severity} as they are (and {{ for a brace)")
 
 
+TrafficSignal = Literal["errorRate", "latency", "requestRate", "noTraffic", "failedRequests"]
+TRAFFIC_SIGNALS: tuple[str, ...] = get_args(TrafficSignal)
+TrafficScope = Literal["product", "version", "consumer"]
+ErrorClass = Literal["failed", "server", "client", "timeout"]
+
+
+class TrafficCondition(Model):
+    """Fire on the real traffic of the selected ApiProducts (their spec.traffic, read from Prometheus)
+    instead of a condition; when.for, severity, receivers, escalation, maintenance holds apply alike."""
+
+    model_config = {"json_schema_extra": cel(
+        rule("self.signal == 'noTraffic' || has(self.above) || has(self.below)",
+             "a traffic condition needs above or below (noTraffic needs neither)"),
+        rule("self.signal != 'requestRate' || has(self.below)", "requestRate fires below a rate: set below",
+             field_path=".below"),
+        rule("!(self.signal in ['errorRate', 'latency', 'failedRequests']) || has(self.above)",
+             "errorRate, latency and failedRequests fire above a threshold: set above", field_path=".above"),
+        rule("!has(self.warRoom) || !self.warRoom || self.signal == 'failedRequests'",
+             "warRoom is a failedRequests threshold", field_path=".warRoom"))}
+
+    signal: TrafficSignal = Field(description="errorRate (share of requests of errorClass), latency (quantile in ms), "
+                                  "requestRate (requests/s, or with weekAgoRatio a share of last week's), noTraffic "
+                                  "(no requests at all), failedRequests (server errors and timeouts counted over "
+                                  "`over`).")
+    per: TrafficScope = Field("version", description="One alert per product, per version or per consumer "
+                              "(consumers among each version's top consumers by requests and by failures).")
+    above: float | None = Field(None, ge=0, description="Fire above: a share 0..1 (errorRate), milliseconds "
+                                "(latency), a count (failedRequests).")
+    below: float | None = Field(None, ge=0, description="Fire below (requestRate): requests per second, or a share "
+                                "of the same time a week ago with weekAgoRatio.")
+    week_ago_ratio: bool = flag("requestRate: below is a share of last week's rate (0.5: half of last week).", False)
+    quantile: Literal["p50", "p95", "p99"] = Field("p99", description="latency: which quantile.")
+    error_class: ErrorClass = Field("failed", description="errorRate: failed (server errors and timeouts), server "
+                                    "(5xx), client (4xx) or timeout.")
+    min_rps: float = Field(0.1, ge=0, description="errorRate and latency are not judged below this rate (one "
+                           "failed call out of two is not an outage).")
+    over: str = duration("failedRequests: counted over this period.", "10m")
+    war_room: bool = flag("A war-room escalation: firing opens the war room (status.warRoom, Events WarRoomOpened "
+                          "on the rule and the products) and pages this rule's own receivers.", False)
+
+
 class AlertRuleSpec(Model):
     """When to alert, whom, and how it escalates."""
 
@@ -111,6 +152,7 @@ class AlertRuleSpec(Model):
     send_resolved: bool = flag("Notify when the alert resolves.", True)
     group_wait: str = duration("Wait this long to group alerts of this rule into one message.", "0s")
     digest: Digest | None = None
+    traffic: TrafficCondition | None = Field(None, description=TrafficCondition.__doc__)
 
 
 # ------------------------------------------------------------------ status
@@ -167,12 +209,26 @@ class Alert(Model):
         "Notifications decided but not delivered yet (retried; survive a restart).", 40)
 
 
+class WarRoom(Model):
+    """The war room of a warRoom rule: open while any of its alerts fires."""
+
+    state: Literal["open", "closed"] | None = Field(None, description="open or closed.")
+    opened_at: str | None = timestamp("When it opened.")
+    closed_at: str | None = timestamp("When it closed.")
+    products: list[Annotated[str, Field(max_length=NAME_LEN, description="A product.")]] | None = items(
+        "Products whose failed requests passed the threshold.", 50)
+    failed_requests: float | None = Field(None, description="Failed requests over the period when it opened.")
+    threshold: float | None = Field(None, description="The threshold passed.")
+    message: str | None = text("What happened, in words.", TEXT)
+
+
 class AlertRuleStatus(Status):
     """Alert state, kept here so a restart neither loses nor repeats a notification."""
 
     firing: int | None = integer("Alerts firing now.", minimum=0)
     alerts: list[Alert] | None = items("Open and recently resolved alerts.", 1000)
     last_digest_at: str | None = timestamp("When the last digest was sent.")
+    war_room: WarRoom | None = None
 
 
 class AlertRule(Resource):
