@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from . import __version__, edits, views
+from . import __version__, edits, incidentviews, views
 from .durations import format as format_duration
 from .floors import ADMISSION
 from .floors import FLAGS as FLOOR_FLAGS
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     traffic_cmd.add_argument("-o", "--output", choices=["table", "json"], default="table")
     traffic_cmd.add_argument("--wide", action="store_true", help="also the top consumers and routes")
     traffic_cmd.set_defaults(func=_traffic)
+    incidentviews.register(sub)
     return parser
 
 

@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {k.kind: k for k in [
     Kind("Backend", API_VERSION, "backends"),
     Kind("AlertRule", API_VERSION, "alertrules"),
     Kind("MaintenanceWindow", API_VERSION, "maintenancewindows"),
+    Kind("Incident", API_VERSION, "incidents"),
     Kind("Deployment", "apps/v1", "deployments"),
     Kind("ReplicaSet", "apps/v1", "replicasets"),
     Kind("Service", "v1", "services"),

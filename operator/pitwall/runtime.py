@@ -23,6 +23,7 @@ from .vocabulary import LABEL_MANAGED_BY, LABEL_PRODUCT, PITWALL_KINDS
 
 if TYPE_CHECKING:   # the services' types; the services themselves are created by ``wiring``
     from .alerts.reconcile import AlertService
+    from .incidents.reconcile import IncidentService
     from .maintenance.reconcile import MaintenanceService
     from .probes.monitor import Monitor
     from .products.contributions import ProductHooks
@@ -164,6 +165,7 @@ class Runtime:
     monitor: Monitor = field(init=False)            # the probe engine, for Probes and Backends
     alerts: AlertService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
+    incidents: IncidentService | None = None        # opens/resolves Incidents, sends their notices
     statuspage: StatusPage | None = None            # None when both its ports are 0
     traffic: TrafficService | None = None           # traffic/: None without --prometheus-url
     _written: dict = field(default_factory=dict)
@@ -184,8 +186,8 @@ class Runtime:
         """What runs while this replica leads (``leader``), or on every replica (the status page)."""
         if not leader:
             return [self.statuspage] if self.statuspage is not None else []
-        return [s for s in (getattr(self, name, None) for name in ("monitor", "alerts", "maintenance", "traffic"))
-                if s is not None]
+        names = ("monitor", "alerts", "maintenance", "traffic", "incidents")
+        return [s for s in (getattr(self, name, None) for name in names) if s is not None]
 
     def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],
                  workers: int = 4) -> None:

@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 from . import API_VERSION, GROUP
 
 # -- kinds ---------------------------------------------------------------------------------------
-API_PRODUCT, PROBE, BACKEND, ALERT_RULE, MAINTENANCE_WINDOW = (
-    "ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow")
-PITWALL_KINDS = (API_PRODUCT, PROBE, BACKEND, ALERT_RULE, MAINTENANCE_WINDOW)
+API_PRODUCT, PROBE, BACKEND, ALERT_RULE, MAINTENANCE_WINDOW, INCIDENT = (
+    "ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow", "Incident")
+PITWALL_KINDS = (API_PRODUCT, PROBE, BACKEND, ALERT_RULE, MAINTENANCE_WINDOW, INCIDENT)
 
 # -- labels --------------------------------------------------------------------------------------
 LABEL_PRODUCT = f"{GROUP}/product"            # on workloads, Services, EndpointSlices, Probes

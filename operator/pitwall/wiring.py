@@ -11,6 +11,7 @@ from functools import partial
 
 from .alerts import reconcile as alerts
 from .backends import reconcile as backends
+from .incidents.reconcile import IncidentService
 from .maintenance import reconcile as maintenance
 from .probes import reconcile as probes
 from .probes.monitor import Monitor
@@ -30,6 +31,7 @@ def register(rt: Runtime) -> None:
     rt.alerts = alerts.AlertService(rt.egress, rt)
     rt.maintenance = maintenance.MaintenanceService(rt)
     rt.traffic = TrafficService(rt)
+    rt.incidents = IncidentService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
     rt.register("Probe", partial(probes.reconcile, rt), workers=4)
     rt.register("Backend", partial(backends.reconcile, rt), workers=2)
@@ -48,6 +50,9 @@ async def start(rt: Runtime, *, leader: bool = True) -> None:
 async def stop(rt: Runtime) -> None:
     for service in [*rt.services(leader=False), *rt.services(leader=True)]:
         await service.stop()
+
+
+_INCIDENT_EVIDENCE = ("ApiProduct", "Probe", "Backend", "MaintenanceWindow", "Incident")
 
 
 def _names_in(namespace: str, rt: Runtime, kind: str) -> list[str]:
@@ -72,6 +77,8 @@ def route(rt: Runtime, kind: str, event_type: str | None, obj: dict) -> None:
                 rt.enqueue("Probe", namespace, probe["metadata"]["name"])
         return
     rt.enqueue(kind, namespace, name)
+    if rt.incidents is not None and kind in _INCIDENT_EVIDENCE:
+        rt.incidents.poke()       # a verdict (or a person's edit) may have changed
     if kind == "ApiProduct":
         # Probes on it, Backends it uses (their impact), windows and rules that select it.
         for probe in rt.stores["Probe"].list(namespace):

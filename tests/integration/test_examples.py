@@ -15,7 +15,7 @@ from tests.conftest import Operator, condition
 from tests.helpers.demo import DemoAPI
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ["apiproducts", "probes", "backends", "alertrules", "maintenancewindows"]
+KINDS = ["apiproducts", "probes", "backends", "alertrules", "maintenancewindows", "incidents"]
 
 
 @pytest.fixture
@@ -46,7 +46,8 @@ def test_every_example_becomes_ready(marketplace):
                                "--timeout=60s", check=False)
         assert proc.returncode == 0, f"{kind}: {proc.stderr}{proc.stdout}"
     listed = cluster.kubectl("get", "pitwall", "-A").stdout
-    for name in ("payments", "core-banking", "payments-oauth-flow", "revenue-critical-down", "core-banking-weekly"):
+    for name in ("payments", "core-banking", "payments-oauth-flow", "revenue-critical-down", "core-banking-weekly",
+                 "payments-settlement-delays"):
         assert name in listed
     items = json.loads(cluster.kubectl("get", "pitwall", "-n", "marketplace", "-o", "json").stdout)["items"]
     for obj in items:
@@ -73,12 +74,12 @@ def test_invalid_example_is_refused_with_its_message(cluster, path):
 
 def test_one_invalid_example_per_kind():
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in invalid_examples()}
-    assert kinds == {"ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow"}
+    assert kinds == {"ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow", "Incident"}
 
 
 def test_status_is_declared_by_each_crd(cluster):
     """kubectl explain reads the published schema: the status fields users rely on are there."""
     for path in ("apiproduct.status.versions", "probe.status.lastFailure", "backend.status.impact",
-                 "alertrule.status.alerts", "maintenancewindow.status.nextStart"):
+                 "alertrule.status.alerts", "maintenancewindow.status.nextStart", "incident.status.notices"):
         proc = cluster.kubectl("explain", path, check=False)
         assert proc.returncode == 0, proc.stderr

@@ -23,14 +23,14 @@ CRD_DIR = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
 
 ALL = crds.build_all()
-KINDS = ["ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow"]
+KINDS = ["ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow", "Incident"]
 SHORT_NAMES = {"ApiProduct": "pwap", "Probe": "pwprobe", "Backend": "pwbe", "AlertRule": "pwalert",
-               "MaintenanceWindow": "pwmw"}
+               "MaintenanceWindow": "pwmw", "Incident": "pwinc"}
 PLURALS = {"ApiProduct": "apiproducts", "Probe": "probes", "Backend": "backends", "AlertRule": "alertrules",
-           "MaintenanceWindow": "maintenancewindows"}
+           "MaintenanceWindow": "maintenancewindows", "Incident": "incidents"}
 # The column that says where each kind stands, besides Ready.
 KEY_COLUMN = {"ApiProduct": ".status.state", "Probe": ".status.state", "Backend": ".status.state",
-              "AlertRule": ".status.firing", "MaintenanceWindow": ".status.phase"}
+              "AlertRule": ".status.firing", "MaintenanceWindow": ".status.phase", "Incident": ".status.phase"}
 # Parts that are free-form on purpose; nowhere else may unknown fields survive.
 FREE_FORM = {
     ("ApiProduct", "spec.versions[].env[].valueFrom"),

@@ -11,11 +11,12 @@ from __future__ import annotations
 from .alertrule import AlertRule
 from .apiproduct import ApiProduct
 from .backend import Backend
+from .incident import Incident
 from .maintenancewindow import MaintenanceWindow
 from .probe import Probe
 from .resource import Resource
 
 # In the order the CRDs are listed (kustomization.yaml) and documented.
-KINDS: tuple[type[Resource], ...] = (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow)
+KINDS: tuple[type[Resource], ...] = (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow, Incident)
 
-__all__ = ["KINDS", "AlertRule", "ApiProduct", "Backend", "MaintenanceWindow", "Probe", "Resource"]
+__all__ = ["KINDS", "AlertRule", "ApiProduct", "Backend", "Incident", "MaintenanceWindow", "Probe", "Resource"]

@@ -34,6 +34,7 @@ from .base import (
     unique_by,
 )
 from .maintenancewindow import ConsumerEmail
+from .receivers import Receiver
 from .resource import AGE, READY, Column, Names, Resource
 from .shared import Contact, Owner, Status, StringMap
 
@@ -103,6 +104,8 @@ class Consumer(Model):
     name: str = text("Consumer name.", NAME_LEN, default=..., min_length=1, pattern=DNS_SUBDOMAIN)
     versions: list[VersionName] | None = items("Versions it uses (names from spec.versions).", 20, list_type="set")
     contact: Contact | None = Field(None, description="Where notices (maintenance, deprecation, incidents) go.")
+    incident_notices: bool = flag("Tell this consumer about incidents of the versions it uses (false: opt out; "
+                                  "maintenance notices still go).", True)
 
 
 class BackendDependency(Model):
@@ -192,6 +195,25 @@ class Traffic(Model):
                                         "is written at once when this changes, else at most once a minute).")
 
 
+class IncidentPolicy(Model):
+    """How incidents of this product are opened, closed and told (the product must be public)."""
+
+    open: bool = flag("Open an Incident when a version becomes degraded or goes down, resolve it on recovery.",
+                      True)
+    merge_window: str = duration("The incident resolves once the product has stayed operational this long; a "
+                                 "relapse within it continues the same incident (flapping opens no new one).",
+                                 "5m")
+    min_spacing: str = duration("At least this long between two update notices of one incident to a "
+                                "consumer (a later update waits; start and resolution notices always go).",
+                                "10m")
+    notify_consumers: bool = flag("Tell the consumers of the affected versions (their contact) when an incident "
+                                  "starts, on each update and when it is resolved.", True)
+    consumer_email: ConsumerEmail | None = None
+    receivers: list[Receiver] | None = items("Internal receivers that get the same stream (same shape as "
+                                             "AlertRule receivers).", 10, rules=[unique_by("name",
+                                                                                           "incident receiver names")])
+
+
 class ApiProductSpec(Model):
     """The desired state of the API product."""
 
@@ -221,6 +243,7 @@ class ApiProductSpec(Model):
     rollout: Rollout = section(Rollout.__doc__, default_empty=True, factory=Rollout)
     sunset_notice: SunsetNotice | None = Field(None, description=SunsetNotice.__doc__)
     traffic: Traffic | None = Field(None, description=Traffic.__doc__)
+    incidents: IncidentPolicy = section(IncidentPolicy.__doc__, default_empty=True, factory=IncidentPolicy)
 
 
 # ------------------------------------------------------------------ status
@@ -342,6 +365,7 @@ TRAFFIC_DEFAULTS = defaults(Traffic)
 TRAFFIC_LABEL_DEFAULTS = defaults(TrafficLabels)
 DEPENDENCY_DEFAULTS = defaults(BackendDependency)
 ROLLOUT_DEFAULTS = defaults(Rollout)
+INCIDENT_POLICY_DEFAULTS = defaults(IncidentPolicy)
 
 
 class ApiProduct(Resource):

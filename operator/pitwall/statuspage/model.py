@@ -20,7 +20,7 @@ from datetime import datetime
 from ..api.apiproduct import ENVIRONMENTS as ENVIRONMENTS
 from ..api.apiproduct import VERSION_DEFAULTS
 from ..durations import rfc3339
-from . import health, incidents, uptime, windows
+from . import health, history, incidents, uptime, windows
 from .health import Verdict
 from .redact import Redactor
 from .relations import (
@@ -130,6 +130,8 @@ def public_status(snapshot: Snapshot, now: datetime, env: str | None = None) -> 
         "products": products,
         "incidents": _public_incidents(views, ids, redact),
         "maintenance": _public_windows(views, ids, redact),
+        # Incidents (the kind) of the last 90 days, open ones first: the page's history and feed.
+        "history": history.public_history(snapshot, {v.key: ids[v.key] for v in views}, redact, now),
     }
 
 
@@ -147,6 +149,7 @@ def select_product(page: dict, product_id: str) -> dict | None:
             if any(p["id"] == product_id for p in w["products"])]
     return {**product, "generatedAt": page["generatedAt"],
             "incidents": [i for i in page["incidents"] if i["product"] == product_id],
+            "history": [i for i in page.get("history") or [] if any(p["id"] == product_id for p in i["products"])],
             "maintenance": {"active": [w for w in mine if w["phase"] == "active"],
                             "upcoming": [w for w in mine if w["phase"] == "scheduled"]}}
 

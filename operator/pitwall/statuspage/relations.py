@@ -29,6 +29,7 @@ class Snapshot:
     backends: list[dict] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
     windows: list[dict] = field(default_factory=list)
+    incidents: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_stores(cls, stores: Mapping) -> Snapshot:
@@ -37,7 +38,7 @@ class Snapshot:
             return [o for o in (store.list() if store is not None else [])
                     if not o.get("metadata", {}).get("deletionTimestamp")]
         return cls(objects("ApiProduct"), objects("Probe"), objects("Backend"), objects("AlertRule"),
-                   objects("MaintenanceWindow"))
+                   objects("MaintenanceWindow"), objects("Incident"))
 
 
 def key(obj: dict) -> Key:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..durations import parse_time
+from .history import by_product_day
 from .jinja_env import TEMPLATES
 from .uptime import percent
 
@@ -22,11 +23,19 @@ def render_public(model: dict, *, title: str = "API status", refresh: int = 15) 
     """templates/public.html, with what is easier said in Python: the environment choices and
     each product's uptime bar labels."""
     env = model.get("environment")
+    past = model.get("history") or []
+    current = [i for i in past if not i["resolved"]]
+    covered = {p["id"] for i in current for p in i["products"]}
+    links = by_product_day(past)
     return TEMPLATES.get_template("public.html").render(
+        open_incidents=current, open_ids={i["id"] for i in current}, alert_incidents=[i for i in model["incidents"] if i["product"] not in covered],
+        past={p["id"]: [i for i in past if i["resolved"] and any(x["id"] == p["id"] for x in i["products"])]
+              for p in model["products"]},
         model=model, title=title, heading=title, refresh=refresh, wide=False, env=env,
         now=parse_time(model["generatedAt"]), env_labels=ENV_LABELS, env_query=_env_query,
         choices=_choices(env, model.get("environments") or []),
-        uptimes=[_uptime(p["uptime"], p["displayName"]) for p in model["products"]])
+        uptimes=[_uptime(p["uptime"], p["displayName"], {d: i for (pid, d), i in links.items() if pid == p["id"]})
+                 for p in model["products"]])
 
 
 def _env_query(env: str | None) -> str:
@@ -39,13 +48,17 @@ def _choices(env: str | None, present: list[str]) -> list[str | None]:
     return [] if len(choices) <= 2 and env is None else choices
 
 
-def _uptime(uptime: dict, name: str) -> dict:
+def _uptime(uptime: dict, name: str, incidents: dict[str, str] | None = None) -> dict:
+    """Bar labels; a day with an incident links to it (``incidents``: day -> incident id)."""
     bars = []
     for bar in uptime["bars"]:
         moment = parse_time(bar["day"] + "T00:00:00Z")
         label = f"{moment:%a} {moment.day} {moment:%b}: " + (
             "no data" if bar["percent"] is None else f'{bar["percent"]:g}% ({bar["ok"]}/{bar["total"]} checks passed)')
-        bars.append({"level": bar["level"], "label": label})
+        incident = (incidents or {}).get(bar["day"])
+        if incident:
+            label += "; incident: see below"
+        bars.append({"level": bar["level"], "label": label, "incident": incident})
     total = "no data yet" if uptime["percent"] is None else f'{uptime["percent"]:g}% uptime'
     recent = uptime["bars"][-30:]
     ok30, all30 = sum(b["ok"] for b in recent), sum(b["total"] for b in recent)

@@ -6,7 +6,8 @@ built at most once a second per view and environment and shared by every request
 second (HTML and JSON alike, so the two always agree).
 
 Public (``settings.statuspage_port``, default 8081): ``/`` (HTML), ``/api/v1/status``,
-``/api/v1/products/{name}``, ``/badge/{name}.svg``, ``/healthz``. ``?env=live|sandbox`` filters
+``/api/v1/products/{name}``, ``/api/v1/incidents`` (90 days), ``/feed.atom`` (the same
+incidents), ``/badge/{name}.svg``, ``/healthz``. ``?env=live|sandbox`` filters
 ``/`` and ``/api/v1/status``. Internal (``settings.internal_port``, default 8082): ``/`` and
 ``/api/v1/internal``; when ``settings.internal_token`` is set every path but ``/healthz`` needs
 ``Authorization: Bearer <token>`` or ``?token=<token>``. The internal view names backends,
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from . import internal, model
 from .badge import badge
+from .feed import atom
 from .page import HEADERS
 from .relations import Snapshot
 from .render import render_public
@@ -80,6 +82,8 @@ class StatusPage:
         app.router.add_get("/api/v1/status", self._status)
         app.router.add_get("/api/v1/products/{name}", self._product)
         app.router.add_get("/badge/{name}.svg", self._badge)
+        app.router.add_get("/api/v1/incidents", self._incidents)
+        app.router.add_get("/feed.atom", self._feed)
         app.router.add_get("/healthz", _healthz)
         return app
 
@@ -135,6 +139,17 @@ class StatusPage:
         if found is None:
             return _json({"error": f"no public API product {name!r}"}, status=404)
         return _json(found)
+
+    async def _incidents(self, request: web.Request) -> web.Response:
+        page = self.public_model(self._env(request))
+        return _json({"generatedAt": page["generatedAt"], "incidents": page.get("history") or []})
+
+    async def _feed(self, request: web.Request) -> web.Response:
+        base = f"{request.scheme}://{request.host}"
+        body = atom(self.public_model(), title=self.title, base_url=base)
+        return web.Response(text=body, content_type="application/atom+xml",
+                            headers={"Cache-Control": f"max-age={self.refresh}", "X-Content-Type-Options": "nosniff",
+                                     "Access-Control-Allow-Origin": "*"})
 
     async def _badge(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -93,7 +93,8 @@ def test_environment_navigation_marks_the_current_choice():
     nav = [a for t, a in Elements(render_public(public_status(snap, NOW, "sandbox"))).tags if t == "a" and
            a.get("href", "").startswith("/")]
     assert [(a["href"], "aria-current" in a) for a in nav] == [
-        ("/", False), ("/?env=live", False), ("/?env=sandbox", True), ("/api/v1/status?env=sandbox", False)]
+        ("/", False), ("/?env=live", False), ("/?env=sandbox", True), ("/api/v1/status?env=sandbox", False),
+        ("/api/v1/incidents", False), ("/feed.atom", False)]
 
 
 def test_uptime_bars_have_a_text_alternative_and_a_tooltip_per_day():

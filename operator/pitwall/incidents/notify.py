@@ -1,0 +1,213 @@
+"""Which notices an incident owes, to whom, and what they say: pure, no I/O.
+
+An incident is told three ways: ``start`` once it opens, ``update-N`` for the Nth human update
+in ``spec.updates`` and ``resolved`` when it ends. Each goes out once: what was sent is
+recorded in ``status.notices`` (``Sending`` before the first delivery, ``Sent`` after), and an
+entry left ``Sending`` by a stopped operator is marked ``Interrupted``, never sent again: a
+consumer told twice trusts the next notice less than one told late.
+
+- ``resolved`` is owed only if ``start`` went out (nobody hears of the end of an incident they
+  never heard had begun); an update is owed after ``start``; an incident resolved before its
+  start notice went out tells no one (flapping shorter than a notice).
+- Update notices keep ``minSpacing`` from the previous notice of the incident; several updates
+  waiting are sent as one (the latest; the record covers them all). ``start`` and ``resolved``
+  are never held back, and the resolving update's words travel with ``resolved``.
+- Emergency-maintenance incidents send only their updates: the window's own notices (labelled
+  EMERGENCY) announce its start and end.
+
+Recipients are the consumers of the affected versions (a consumer listing no versions uses
+all), unless ``incidentNotices: false`` or the product's ``incidents.notifyConsumers`` is false,
+and the product's ``incidents.receivers``. Texts are composed from the display name, the
+incident's consumer-language cause and the people's updates, never from backend names or hosts.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..durations import format as format_duration
+from ..durations import parse_time, rfc3339
+from . import decide
+
+START, RESOLVED = "start", "resolved"
+CONSUMER, RECEIVER = "consumer", "receiver"
+SENDING, SENT, INTERRUPTED = "Sending", "Sent", "Interrupted"
+KEEP = 100   # api.incident.NOTICES_KEPT
+
+
+@dataclass(frozen=True)
+class Owed:
+    event: str           # start | update-N | resolved
+    update: int | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    name: str
+    kind: str                                     # consumer | receiver
+    product: str
+    versions: tuple[str, ...]
+    contact: dict = field(default_factory=dict)   # consumer: {name, email, webhook}
+    receiver: dict | None = None                  # receiver: the AlertRule-shaped entry
+
+
+@dataclass
+class Message:
+    subject: str
+    text: str
+    html: str
+    data: dict
+
+
+def owed(incident: dict, now: datetime, min_spacing: float) -> tuple[Owed | None, datetime | None]:
+    """The next notice due now (at most one), and when a held-back update becomes due."""
+    sp, st = decide.spec(incident), decide.status(incident)
+    if sp.get("notify") is False or not st.get("phase"):
+        return None, None
+    emergency = sp.get("type") == decide.EMERGENCY
+    notices = st.get("notices") or []
+    done = {n.get("event") for n in notices}
+    started = START in done or emergency
+    resolved = st.get("phase") == decide.RESOLVED
+    if not emergency and START not in done:
+        return (Owed(START) if not resolved else None), None
+    if resolved:
+        return (Owed(RESOLVED) if RESOLVED not in done and not emergency else None), None
+    if not started:
+        return None, None
+    updates = sp.get("updates") or []
+    covered = max((int(e.split("-", 1)[1]) for e in done if e and e.startswith("update-")
+                   and e.split("-", 1)[1].isdigit()), default=-1)
+    waiting = [i for i in range(covered + 1, len(updates)) if updates[i].get("status") != "resolved"]
+    if not waiting:
+        return None, None
+    last = max((t for n in notices if (t := _time(n.get("at"))) is not None), default=None)
+    if last is not None and now - last < timedelta(seconds=min_spacing):
+        return None, last + timedelta(seconds=min_spacing)
+    return Owed(f"update-{waiting[-1]}", waiting[-1]), None
+
+
+def record(notices: list[dict] | None, event: str, *, at: datetime, state: str,
+           recipients: list[str] | None = None, failed: list[str] | None = None,
+           error: str | None = None) -> list[dict]:
+    """``status.notices`` with ``event``'s entry replaced or appended (the whole list)."""
+    entry: dict = {"event": event, "state": state, "at": rfc3339(at), "recipients": list(recipients or [])[:500],
+                   "failed": list(failed or [])[:500]}
+    if error:
+        entry["error"] = error[:4000]
+    kept = [n for n in notices or [] if n.get("event") != event]
+    return [*kept, entry][-KEEP:]
+
+
+def interrupted(notices: list[dict] | None) -> list[dict] | None:
+    """``Sending`` entries (the operator stopped mid-delivery) as ``Interrupted``; None: none."""
+    if not any(n.get("state") == SENDING for n in notices or []):
+        return None
+    return [{**n, "state": INTERRUPTED} if n.get("state") == SENDING else n for n in notices or []]
+
+
+def recipients(incident: dict, products: dict[str, dict]) -> list[Recipient]:
+    """Consumers of the affected versions, then each affected product's incident receivers."""
+    found: list[Recipient] = []
+    seen_receivers: set[str] = set()
+    affected = decide.status(incident).get("affected") or decide.spec(incident).get("products") or []
+    for entry in affected:
+        product = products.get(entry.get("name", ""))
+        if product is None:
+            continue
+        pspec = product.get("spec") or {}
+        policy = pspec.get("incidents") or {}
+        running = [v["name"] for v in pspec.get("versions") or [] if v.get("lifecycle") != "retired"]
+        versions = tuple(entry.get("versions") or running)
+        if policy.get("notifyConsumers", True):
+            for consumer in sorted(pspec.get("consumers") or [], key=lambda c: c.get("name", "")):
+                if consumer.get("incidentNotices") is False:
+                    continue
+                uses = tuple(v for v in versions if v in (consumer.get("versions") or running))
+                if uses:
+                    found.append(Recipient(consumer["name"], CONSUMER, entry["name"], uses,
+                                           dict(consumer.get("contact") or {})))
+        for receiver in policy.get("receivers") or []:
+            if receiver.get("name") and receiver["name"] not in seen_receivers:
+                seen_receivers.add(receiver["name"])
+                found.append(Recipient(receiver["name"], RECEIVER, entry["name"], versions, receiver=receiver))
+    return found
+
+
+_SUBJECT = {START: "{kind}: {what}", "update": "Update ({status}): {what}", RESOLVED: "Resolved: {what}"}
+
+
+def compose(incident: dict, notice: Owed, recipient: Recipient, display_names: dict[str, str],
+            now: datetime) -> Message:
+    """The notice as ``recipient`` reads it: the products and versions it uses, in plain words."""
+    sp, st = decide.spec(incident), decide.status(incident)
+    name = display_names.get(recipient.product, recipient.product)
+    what = f"{name} {', '.join(recipient.versions)}"
+    kind = "Emergency maintenance" if sp.get("type") == decide.EMERGENCY else (
+        "Outage" if st.get("impact") == decide.OUTAGE else "Degraded service")
+    update = None
+    if notice.update is not None:
+        update = (sp.get("updates") or [])[notice.update]
+    elif notice.event == RESOLVED:
+        update = next((u for u in reversed(sp.get("updates") or []) if u.get("status") == "resolved"), None)
+    word = (update or {}).get("status") or sp.get("status") or "investigating"
+    event = "update" if notice.update is not None else notice.event
+    subject = _SUBJECT[event].format(kind=kind, what=what, status=word)
+    started = st.get("startedAt")
+    facts = [("Status", RESOLVED if notice.event == RESOLVED else word), ("Affected", what)]
+    if started:
+        facts.append(("Started", _when(started)))
+    if notice.event == RESOLVED and st.get("resolvedAt"):
+        facts.append(("Resolved", _when(st["resolvedAt"])))
+        facts.append(("Duration", duration(st, now)))
+    if st.get("cause") and sp.get("type") != decide.EMERGENCY:
+        facts.append(("Cause", st["cause"]))
+    if sp.get("postIncidentReport"):
+        facts.append(("Post-incident report", sp["postIncidentReport"]))
+    intro = {START: f"We are seeing problems with {what}: requests may fail or be slow. We will keep you posted.",
+             RESOLVED: st.get("resolution") or f"{what} is operating normally again."}.get(
+        notice.event, "There is news about an incident affecting an API you use.")
+    message = (update or {}).get("message")
+    lines = [intro, ""] + ([message, ""] if message and message != intro else [])
+    lines += [f"{k}: {v}" for k, v in facts]
+    text = "\n".join(lines) + "\n"
+    e = html.escape
+    body = (f"<p>{e(intro)}</p>" + (f"<p>{e(message)}</p>" if message and message != intro else "")
+            + "<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts) + "</dl>")
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(subject)}</title></head>'
+            f'<body style="font-family:system-ui,sans-serif;color:#1b1f24;background:#ffffff">{body}</body></html>')
+    meta = incident.get("metadata") or {}
+    data = {"type": "incident", "event": event, "subject": subject, "text": text,
+            "incident": {"id": meta.get("name"), "kind": sp.get("type", decide.INCIDENT), "status": facts[0][1],
+                         "impact": st.get("impact"), "cause": st.get("cause"), "startedAt": started,
+                         "resolvedAt": st.get("resolvedAt"), "postIncidentReport": sp.get("postIncidentReport"),
+                         "products": [{"name": recipient.product, "displayName": name,
+                                       "versions": list(recipient.versions)}]},
+            "update": ({"message": update.get("message"), "status": update.get("status"),
+                        "at": update.get("at")} if update else None)}
+    return Message(subject, text, page, data)
+
+
+def duration(st: dict, now: datetime) -> str:
+    start = _time(st.get("startedAt"))
+    end = _time(st.get("resolvedAt")) or now
+    if start is None:
+        return "unknown"
+    seconds = max(0.0, (end - start).total_seconds())
+    return format_duration(round(seconds) if seconds < 60 else round(seconds / 60) * 60)
+
+
+def _when(value: str) -> str:
+    moment = _time(value)
+    return f"{moment:%a %d %b %Y %H:%M} UTC" if moment else value
+
+
+def _time(value: object) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None

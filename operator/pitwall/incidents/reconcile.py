@@ -1,0 +1,263 @@
+"""The incident service: one loop that opens, updates and resolves Incidents and sends notices.
+
+Why a loop and not a work queue per kind: an incident is decided per public product from the
+verdicts of all its versions (probes, backends, windows, workloads together), the very view
+the status page builds; building it once per pass for every product is cheaper than once per
+event per product, and no event is missed (a pass also runs every ``TICK`` seconds for the
+merge window and the spacing of notices). Watch events that may change a verdict wake it at
+once (``poke``, called by ``wiring.route``).
+
+Everything it knows lives in the Incidents (spec: the people's; status: Pitwall's), so a
+restart or a failover continues where the last leader stopped: open incidents stay open,
+notices already recorded are not sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import datetime
+
+import httpx
+
+from .. import durations, egress
+from ..alerts.delivery import deliver_message
+from ..alerts.rules import Receiver, parse_receiver
+from ..api.apiproduct import INCIDENT_POLICY_DEFAULTS as POLICY
+from ..conditions import summary
+from ..errors import InvalidSpec
+from ..logs import ref
+from ..masking import mask
+from ..runtime import Runtime
+from ..statuspage.model import product_views
+from ..statuspage.relations import Snapshot, display_name, is_public, key
+from ..supervise import spawn
+from ..vocabulary import SecretRef
+from . import decide, notify
+
+log = logging.getLogger("pitwall.incidents")
+KIND = "Incident"
+TICK = float(os.environ.get("PITWALL_INCIDENT_TICK", "2"))
+DEBOUNCE = 0.3       # events come in bursts (a backend down touches every product): one pass for them
+
+
+class IncidentService:
+    """``rt.incidents``: started while this replica leads."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.http: httpx.AsyncClient | None = None
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._creating: dict[tuple[str, str], str] = {}   # (namespace, name) created, not yet in the cache
+
+    async def start(self) -> None:
+        self.http = egress.client(self.rt.egress)
+        self._task = spawn(self._loop(), name="incidents")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        await self._mark_interrupted()
+        while True:
+            try:
+                await self.tick(durations.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # one bad pass must not end incident handling
+                log.error("incident pass failed: %s", type(exc).__name__)
+                log.debug("incident pass failed", exc_info=True)
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK)
+                await asyncio.sleep(DEBOUNCE)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _mark_interrupted(self) -> None:
+        for incident in self.rt.stores[KIND].list():
+            st = self.rt.status_of(incident)
+            notices = notify.interrupted(st.get("notices"))
+            if notices is not None:
+                await self._write(incident, {**st, "notices": notices})
+
+    # -- one pass --------------------------------------------------------------------------------
+    async def tick(self, now: datetime) -> None:
+        rt = self.rt
+        snapshot = Snapshot.from_stores(rt.stores)
+        incidents = [self._fresh(i) for i in rt.stores[KIND].list() if rt.watches(key(i)[0])]
+        by_product: dict[tuple[str, str], list[dict]] = {}
+        by_window: dict[tuple[str, str], list[dict]] = {}
+        for incident in incidents:
+            namespace = key(incident)[0]
+            for product in decide.spec(incident).get("products") or []:
+                by_product.setdefault((namespace, product.get("name", "")), []).append(incident)
+            window = decide.labels(incident).get(decide.LABEL_WINDOW)
+            if window:
+                by_window.setdefault((namespace, window), []).append(incident)
+        actions: list[decide.Action] = []
+        for view in product_views(snapshot, now):
+            namespace, name = view.key
+            if not is_public(view.product) or not rt.watches(namespace) or (namespace, name) in self._creating:
+                continue
+            policy = {**POLICY, **((view.product.get("spec") or {}).get("incidents") or {})}
+            evidence = decide.Evidence(
+                namespace, name, display_name(view.product),
+                bad={v.name: (v.verdict.state, v.verdict.reason, v.verdict.since) for v in view.versions
+                     if v.verdict.state in decide.BAD},
+                operational=bool(view.versions) and all(v.verdict.state == "operational" for v in view.versions),
+                merge_window=durations.parse(policy.get("mergeWindow"), 300.0),
+                opens=policy.get("open", True) is not False)
+            actions += decide.plan_product(evidence, by_product.get((namespace, name), []), now)
+        for window in snapshot.windows:
+            if (window.get("spec") or {}).get("emergency") and rt.watches(key(window)[0]):
+                actions += decide.plan_window(window, by_window.get(key(window), []), now)
+        for incident in incidents:
+            person = decide.plan_person(incident, now)
+            if person is not None:
+                actions.append(person)
+        for action in actions:
+            await self._apply(action)
+        self._creating = {k: v for k, v in self._creating.items() if rt.stores[KIND].get(k[0], v) is None}
+
+        for incident in rt.stores[KIND].list():
+            if rt.watches(key(incident)[0]):
+                await self._authors(self._fresh(incident), now)
+                await self._notify(self._fresh(incident), now)
+
+    def _fresh(self, incident: dict) -> dict:
+        return {**incident, "status": self.rt.status_of(incident)}
+
+    async def _apply(self, action: decide.Action) -> None:
+        rt = self.rt
+        if action.kind == "create":
+            try:
+                created = await rt.kube.create(action.body)
+            except Exception as exc:
+                log.error("cannot create Incident %s/%s: %s", action.namespace, action.name, type(exc).__name__)
+                return
+            created.setdefault("kind", KIND)
+            rt.stores[KIND].prime(created)
+            product = decide.labels(created).get(decide.LABEL_PRODUCT)
+            if product:
+                self._creating[(action.namespace, product)] = action.name
+            obj = created
+        else:
+            found = rt.stores[KIND].get(action.namespace, action.name)
+            if found is None:
+                return
+            obj = found
+        await self._write(obj, action.status)
+        if action.event:
+            await rt.event(obj, *action.event)
+            log.info("%s: %s", action.event[0], action.event[1], extra=ref(KIND, action.namespace, action.name))
+
+    async def _write(self, incident: dict, status: dict) -> None:
+        phase = status.get("phase") or "Open"
+        message = status.get("cause") or status.get("resolution") or ""
+        await self.rt.write_status({**incident, "kind": KIND}, status,
+                                   summary(True, ready_reason=phase, ready_message=message[:1024]))
+
+    async def _authors(self, incident: dict, now: datetime) -> None:
+        """Record who wrote kubectl-added updates, and acknowledge every spec change
+        (``observedGeneration``) even when it changes nothing Pitwall decides."""
+        authors = decide.update_authors(incident, now)
+        st = decide.status(incident)
+        if authors is not None:
+            await self._write(incident, {**st, "updateAuthors": authors})
+        elif st.get("phase") and st.get("observedGeneration") != (incident.get("metadata") or {}).get("generation"):
+            await self._write(incident, st)
+
+    # -- notices ---------------------------------------------------------------------------------
+    async def _notify(self, incident: dict, now: datetime) -> None:
+        namespace = key(incident)[0]
+        products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
+        names = [p.get("name", "") for p in decide.spec(incident).get("products") or []]
+        policies = [{**POLICY, **((products[n].get("spec") or {}).get("incidents") or {})}
+                    for n in names if n in products]
+        spacing = min((durations.parse(p.get("minSpacing"), 600.0) for p in policies), default=600.0)
+        notice, _ = notify.owed(incident, now, spacing)
+        if notice is None:
+            return
+        recipients = notify.recipients(incident, products)
+        st = decide.status(incident)
+        await self._write(incident, {**st, "notices": notify.record(st.get("notices"), notice.event, at=now,
+                                                                      state=notify.SENDING)})
+        displays = {n: display_name(p) for n, p in products.items()}
+        reached: list[str] = []
+        failed: list[str] = []
+        errors: list[str] = []
+        for recipient in recipients:
+            policy = {**POLICY, **((products[recipient.product].get("spec") or {}).get("incidents") or {})}
+            message = notify.compose(incident, notice, recipient, displays, now)
+            ok, error = await self._deliver(namespace, recipient, policy, message, notice.event)
+            if ok is None:
+                continue
+            (reached if ok else failed).append(recipient.name)
+            if error:
+                errors.append(f"{recipient.name}: {error}")
+        st = self.rt.status_of(incident)
+        await self._write(incident, {**st, "notices": notify.record(
+            st.get("notices"), notice.event, at=durations.now(), state=notify.SENT, recipients=reached,
+            failed=failed, error="; ".join(errors) or None)})
+        await self.rt.event(incident, "NoticeSent" if not failed else "NoticeFailed",
+                            f"{notice.event} notice to {len(reached)} recipients"
+                            + (f"; failed: {', '.join(failed)[:300]}" if failed else ""), warning=bool(failed))
+
+    async def _deliver(self, namespace: str, recipient: notify.Recipient, policy: dict, message: notify.Message,
+                       event: str) -> tuple[bool | None, str | None]:
+        """(delivered everywhere, errors); (None, None) when the recipient has no way to be reached.
+        A consumer with both an e-mail address and a webhook gets both."""
+        try:
+            receivers = _receivers_for(recipient, policy)
+        except InvalidSpec as exc:
+            return False, exc.message
+        if not receivers or self.http is None:
+            return None, None
+        errors = []
+        for receiver in receivers:
+            secret = None
+            if receiver.secret_ref:
+                try:
+                    secret = await self.rt.kube.read_secret(namespace, receiver.secret_ref.name,
+                                                            receiver.secret_ref.key, use="receivers")
+                except InvalidSpec as exc:
+                    errors.append(exc.message)
+                    continue
+                if secret is None:
+                    errors.append(f"Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} not found")
+                    continue
+            result = await deliver_message(receiver, message, secret, self.http, event=f"incident-{event}",
+                                           addresses=self.rt.egress)
+            if not result.ok:
+                errors.append(mask(result.error or "not delivered", [secret]))
+        return not errors, "; ".join(errors) or None
+
+
+def _receivers_for(recipient: notify.Recipient, policy: dict) -> list[Receiver]:
+    if recipient.kind == notify.RECEIVER:
+        return [parse_receiver(recipient.receiver or {})]
+    contact = recipient.contact or {}
+    email = policy.get("consumerEmail") or {}
+    found = []
+    if contact.get("email") and (email.get("secretRef") or {}).get("name"):
+        secret = email["secretRef"]
+        found.append(Receiver(recipient.name, "email", SecretRef(secret["name"], secret.get("key", "")),
+                              email_to=(contact["email"],), email_from=email.get("from")))
+    if contact.get("webhook"):
+        found.append(Receiver(recipient.name, "webhook", url=contact["webhook"]))
+    return found
+
+
+__all__ = ["IncidentService"]

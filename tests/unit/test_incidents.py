@@ -1,0 +1,141 @@
+"""Incident decisions and notices (pure): open, flapping within the merge window, recovery,
+a person's resolution, who is told and what they read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pitwall.durations import rfc3339
+from pitwall.incidents import decide, notify
+
+T0 = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
+
+
+def evidence(bad=None, operational=False, merge=60.0):
+    return decide.Evidence("ns", "payments", "Payments API", bad or {}, operational, merge)
+
+
+DOWN = {"v2": ("outage", "provider-down", rfc3339(T0 - timedelta(seconds=5)))}
+
+
+def created(action, now=T0):
+    return {**action.body, "metadata": {**action.body["metadata"], "creationTimestamp": rfc3339(now)},
+            "status": action.status}
+
+
+def test_outage_opens_one_incident_in_consumer_words():
+    [action] = decide.plan_product(evidence(DOWN), [], T0)
+    assert action.kind == "create"
+    assert action.body["metadata"]["labels"][decide.OPENED_BY] == "pitwall"
+    assert action.body["spec"]["products"] == [{"name": "payments", "versions": ["v2"]}]
+    assert action.status["impact"] == "outage"
+    assert action.status["cause"] == "Payments API v2: An upstream provider is unavailable."
+    assert action.status["startedAt"] == rfc3339(T0 - timedelta(seconds=5))
+    # while it goes on: nothing new
+    assert decide.plan_product(evidence(DOWN), [created(action)], T0 + timedelta(seconds=10)) == []
+
+
+def test_flapping_within_the_merge_window_continues_the_incident():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    [recovering] = decide.plan_product(evidence(operational=True), [incident], T0 + timedelta(seconds=10))
+    assert recovering.status["phase"] == "Recovering"
+    incident["status"] = recovering.status
+    # relapse 30 s later (merge window 60 s): the same incident is open again, no new one
+    [relapse] = decide.plan_product(evidence(DOWN), [incident], T0 + timedelta(seconds=40))
+    assert relapse.kind == "status" and relapse.status["phase"] == "Open" and relapse.status["recoveredAt"] is None
+    incident["status"] = {k: v for k, v in relapse.status.items() if v is not None}
+    [again] = decide.plan_product(evidence(operational=True), [incident], T0 + timedelta(seconds=50))
+    incident["status"] = again.status
+    assert decide.plan_product(evidence(operational=True), [incident], T0 + timedelta(seconds=100)) == []
+    [resolved] = decide.plan_product(evidence(operational=True), [incident], T0 + timedelta(seconds=111))
+    assert resolved.status["phase"] == "Resolved" and resolved.status["resolvedBy"] == "pitwall"
+    assert "operating normally" in resolved.status["resolution"]
+
+
+def test_a_person_resolves_and_the_same_outage_does_not_reopen():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    incident["spec"]["status"] = "resolved"
+    incident["spec"]["updates"] = [{"message": "Fixed by the provider.", "status": "resolved", "author": "ana"}]
+    action = decide.plan_person(incident, T0 + timedelta(seconds=30))
+    assert action.status["phase"] == "Resolved" and action.status["resolvedBy"] == "ana"
+    assert action.status["resolution"] == "Fixed by the provider."
+    incident["status"] = action.status
+    assert decide.plan_product(evidence(DOWN), [incident], T0 + timedelta(seconds=40)) == []
+    later = {"v2": ("outage", "checks-failing", rfc3339(T0 + timedelta(seconds=90)))}
+    assert decide.plan_product(evidence(later), [incident], T0 + timedelta(seconds=95))[0].kind == "create"
+
+
+def test_maintenance_and_unknown_neither_open_nor_recover():
+    assert decide.plan_product(evidence(), [], T0) == []
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    assert decide.plan_product(evidence(operational=False), [incident], T0 + timedelta(seconds=5)) == []
+
+
+def test_kubectl_updates_get_their_field_manager_as_author():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    incident["spec"]["updates"] = [{"message": "Looking into it"}]
+    incident["metadata"]["managedFields"] = [
+        {"manager": "pitwall", "time": "2026-11-29T15:00:00Z", "fieldsV1": {"f:spec": {"f:products": {}}}},
+        {"manager": "kubectl-edit", "time": "2026-11-29T15:01:00Z", "fieldsV1": {"f:spec": {"f:updates": {}}}}]
+    authors = decide.update_authors(incident, T0)
+    assert authors == [{"index": 0, "author": "kubectl-edit", "at": rfc3339(T0)}]
+    incident["status"]["updateAuthors"] = authors
+    assert decide.update_authors(incident, T0 + timedelta(seconds=5)) is None
+    assert decide.update_author(incident, 0) == "kubectl-edit"
+
+
+PRODUCT = {"metadata": {"name": "payments", "namespace": "ns"},
+           "spec": {"displayName": "Payments API", "versions": [{"name": "v1"}, {"name": "v2"}],
+                    "consumers": [{"name": "acme", "versions": ["v2"], "contact": {"email": "ops@acme.example"}},
+                                  {"name": "globex", "versions": ["v1"], "contact": {"email": "ops@globex.example"}},
+                                  {"name": "initech", "contact": {"webhook": "http://127.0.0.1:9/hook"}},
+                                  {"name": "umbrella", "incidentNotices": False,
+                                   "contact": {"email": "ops@umbrella.example"}}],
+                    "incidents": {"receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1:9/ops"}]}}}
+
+
+def test_only_consumers_of_affected_versions_who_did_not_opt_out_are_told():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    found = notify.recipients(incident, {"payments": PRODUCT})
+    assert [(r.name, r.kind, r.versions) for r in found] == [
+        ("acme", "consumer", ("v2",)), ("initech", "consumer", ("v2",)), ("ops", "receiver", ("v2",))]
+
+
+def test_notices_once_each_spacing_and_resolution():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    assert notify.owed(incident, T0, 600)[0] == notify.Owed("start")
+    incident["status"]["notices"] = notify.record([], "start", at=T0, state=notify.SENT, recipients=["acme"])
+    assert notify.owed(incident, T0, 600) == (None, None)
+    incident["spec"]["updates"] = [{"message": "A provider is down; we are working with them.",
+                                    "status": "identified", "author": "ana"},
+                                   {"message": "Fix deployed.", "status": "monitoring", "author": "ana"}]
+    # spacing: 10 minutes after the start notice; the two updates go as one (the latest)
+    notice, due = notify.owed(incident, T0 + timedelta(minutes=1), 600)
+    assert notice is None and due == T0 + timedelta(minutes=10)
+    notice, _ = notify.owed(incident, T0 + timedelta(minutes=10), 600)
+    assert notice == notify.Owed("update-1", 1)
+    message = notify.compose(incident, notice, notify.recipients(incident, {"payments": PRODUCT})[0],
+                             {"payments": "Payments API"}, T0)
+    assert message.subject == "Update (monitoring): Payments API v2"
+    assert "Fix deployed." in message.text and "ops@" not in message.text
+    incident["status"]["notices"] = notify.record(incident["status"]["notices"], "update-1",
+                                                  at=T0 + timedelta(minutes=10), state=notify.SENT)
+    assert notify.owed(incident, T0 + timedelta(hours=1), 600) == (None, None)
+    incident["status"]["phase"] = "Resolved"
+    incident["status"]["resolvedAt"] = rfc3339(T0 + timedelta(minutes=30))
+    assert notify.owed(incident, T0 + timedelta(minutes=30), 600)[0] == notify.Owed("resolved")
+
+
+def test_an_incident_resolved_before_its_start_notice_tells_no_one():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    incident["status"]["phase"] = "Resolved"
+    assert notify.owed(incident, T0, 600) == (None, None)
+
+
+def test_interrupted_sending_is_never_sent_again():
+    notices = notify.record([], "start", at=T0, state=notify.SENDING)
+    marked = notify.interrupted(notices)
+    assert marked[0]["state"] == "Interrupted"
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    incident["status"]["notices"] = marked
+    assert notify.owed(incident, T0, 600)[0] is None
