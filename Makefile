@@ -29,9 +29,10 @@ test: lint ## lint, unit and integration tests (integration runs a real local co
 	$(MAKE) controlplane
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
-lint: install ## ruff and the import contracts (.importlinter, docs/architecture.md)
+lint: install ## ruff, the import contracts (.importlinter) and mypy (pyproject.toml); docs/architecture.md
 	$(PY) -m ruff check operator tests hack $(wildcard bench)
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 unit: install ## unit tests only (no cluster)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)

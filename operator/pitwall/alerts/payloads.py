@@ -16,6 +16,7 @@ import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 from .. import durations
 from .state import RESOLVED, AlertRecord, Notification
@@ -74,7 +75,7 @@ def facts(n: Notification, alert: AlertRecord) -> list[tuple[str, str]]:
         out.append(("Escalation", f"step {alert.escalation_step} of {len(n.rule.escalation)}: not acknowledged"))
     if alert.acknowledged_at:
         out.append(("Acknowledged", f"by {alert.acknowledged_by} at {_when(alert.acknowledged_at)}"))
-    elif alert.state != RESOLVED and alert.ack_deadline:
+    elif alert.state != RESOLVED and alert.ack_deadline and alert.since:
         window = durations.format((alert.ack_deadline - alert.since).total_seconds())
         out.append(("Acknowledge by", f"{_when(alert.ack_deadline)} ({alert.severity}: within {window})"))
     if alert.message:
@@ -198,7 +199,7 @@ def pagerduty(n: Notification, alert: AlertRecord, routing_key: str, external_ur
     dedup_key = alert.key[:PAGERDUTY_DEDUP_MAX]     # alert_key() keeps it far shorter; never cut in two ways
     if n.event == RESOLVED:
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key}
-    event = {
+    event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": dedup_key,
@@ -324,7 +325,8 @@ def _when(moment: datetime | None) -> str:
 
 def _lasted(alert: AlertRecord) -> str:
     start = alert.since or alert.pending_since
-    return durations.format((alert.resolved_at - start).total_seconds()) if start else "unknown"
+    return durations.format((alert.resolved_at - start).total_seconds()) if start and alert.resolved_at \
+        else "unknown"
 
 
 def _cut(value: str, limit: int) -> str:

@@ -58,6 +58,19 @@ class AlertService:
         self.sender = Sender(KIND, partial(_send, rt), on_result=partial(rt.enqueue, KIND), workers=4) \
             if rt is not None else None
 
+    @property
+    def outbox(self) -> Sender:
+        if self.sender is None:
+            raise RuntimeError("AlertService was made without a runtime: it has no outbox")
+        return self.sender
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The receivers' HTTP client (made by :meth:`start`)."""
+        if self.http is None:
+            raise RuntimeError("the service is not started")
+        return self.http
+
     async def start(self) -> None:
         self.http = egress.client(self.addresses)
         if self.sender:
@@ -101,7 +114,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     obj = rt.stores[KIND].copy(namespace, name)
     if obj is None:
         rt.forget(KIND, namespace, name)
-        service.sender.forget(namespace, name)
+        service.outbox.forget(namespace, name)
         return None
     deleting = finalizers.deleting(obj)
     await finalizers.ensure(rt, obj)
@@ -130,14 +143,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 return 60.0
 
     # What the outbox delivered since the last reconcile, recorded in this write.
-    delivered = service.sender.pending(namespace, name)
+    delivered = service.outbox.pending(namespace, name)
     records = status.get("alerts") or []
     lost: list[str] = []
     if delivered:
         records = apply_results(records, delivered, lost=lost, retry_base=service.retry_base)
         for item in delivered:
-            receiver = rule.receiver(item.receiver)
-            kind_ = receiver.type if receiver else "unknown"
+            sent_to = rule.receiver(item.receiver)
+            kind_ = sent_to.type if sent_to else "unknown"
             DELIVERIES.labels(kind_, item.event, "ok" if item.ok else "failed").inc()
             ATTEMPTS.labels(kind_).inc(item.attempts)
             if not item.ok:
@@ -164,7 +177,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     records = result.records
     await _write(rt, obj, rule, records, result.firing, len(observations))
     await traffic_rules.war_room(rt, obj, rule, result)
-    service.sender.settled(namespace, name, delivered)
+    service.outbox.settled(namespace, name, delivered)
     for line in lost:
         await rt.event(obj, "NotificationFailed", line[:1000], warning=True)
 
@@ -184,7 +197,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     owed = [(r["key"], o) for r in records for o in r.get("outstanding") or []]
     if result.notifications:
-        service.sender.kick(namespace, name)
+        service.outbox.kick(namespace, name)
     if deleting:
         FIRING.labels(namespace, name, rule.severity).set(0)
         if not owed:
@@ -197,7 +210,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                            warning=True)
             await finalizers.release(rt, obj)
             return None
-        service.sender.kick(namespace, name)
+        service.outbox.kick(namespace, name)
         return 1.0
     wake = [result.wake_at] if result.wake_at else []
     if rule.digest:
@@ -233,7 +246,7 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
             log.info("sending %s to %s for %s", notification.event, notification.receiver.name,
                      ", ".join(notification.keys),
                      extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
-            out += await deliver(notification, secrets.get(notification.receiver.name), service.http,
+            out += await deliver(notification, secrets.get(notification.receiver.name), service.client,
                                  policy=service.send_policy, addresses=service.addresses,
                                  message_id=state.message_id(rule, notification))
         return out
@@ -259,18 +272,22 @@ async def _secret(rt: Runtime, namespace: str, receiver) -> str | None:
 async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secrets: dict) -> datetime:
     """Send the digest when its interval has passed; return when the next one is due."""
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    schedule = rule.digest
+    assert schedule is not None   # called for rules with a digest only
     last = digest.last_sent(rt.status_of(obj), obj["metadata"])
     now = durations.now()
-    if digest.due(rule.digest.interval, last, now):
+    if digest.due(schedule.interval, last, now):
         message = digest.compose(name, namespace, records, rt.stores["Probe"].list(namespace),
                                  rt.stores["ApiProduct"].list(namespace), last, now)
-        for receiver_name in rule.digest.receivers:
+        for receiver_name in schedule.receivers:
             receiver = rule.receiver(receiver_name)
+            if receiver is None:    # parse_rule refuses a digest naming an unknown receiver
+                continue
             try:
                 secret = secrets.get(receiver_name) or await _secret(rt, namespace, receiver)
             except InvalidSpec:
                 secret = None
-            result = await deliver_message(receiver, message, secret, _service(rt).http,
+            result = await deliver_message(receiver, message, secret, _service(rt).client,
                                            event="digest", policy=_service(rt).send_policy,
                                            addresses=_service(rt).addresses)
             DELIVERIES.labels(receiver.type, "digest", "ok" if result.ok else "failed").inc()
@@ -278,7 +295,7 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
         await rt.write_status(obj, {"firing": status.get("firing", 0), "alerts": records,
                                     "lastDigestAt": durations.rfc3339(now)}, [])
         last = durations.rfc3339(now)
-    return durations.parse_time(last) + timedelta(seconds=rule.digest.interval)
+    return durations.parse_time(last or durations.rfc3339(now)) + timedelta(seconds=schedule.interval)
 
 
 async def _write(rt: Runtime, obj: dict, rule: Rule, records: list[dict], firing: int, watched: int) -> None:

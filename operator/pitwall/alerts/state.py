@@ -328,13 +328,13 @@ class _Evaluator:
         out: dict[str, AlertRecord] = {}
         for obs in observations:
             key = alert_key(self.rule, obs.kind, obs.name)
-            rec = by_key.pop(key, None)
+            current: AlertRecord | None = by_key.pop(key, None)
             if obs.status == self.rule.when.status:
-                rec = self.holds(rec, key, obs)
-            elif rec is not None:
-                rec = self.clear(rec, obs.message)
-            if rec is not None:
-                out[key] = rec
+                current = self.holds(current, key, obs)
+            elif current is not None:
+                current = self.clear(current, obs.message)
+            if current is not None:
+                out[key] = current
         for key, rec in by_key.items():
             gone = self.clear(rec, f"{rec.kind} {rec.name} no longer exists or is no longer selected")
             if gone is not None:
@@ -402,9 +402,10 @@ class _Evaluator:
         self.escalate(rec)
 
     def escalate(self, rec: AlertRecord) -> None:
-        if not self.rule.pages or rec.acknowledged_at is not None:
+        since = rec.since          # set when the alert fired: only firing alerts escalate
+        if not self.rule.pages or rec.acknowledged_at is not None or since is None:
             return
-        elapsed = (self.now - rec.since).total_seconds()
+        elapsed = (self.now - since).total_seconds()
         steps = self.rule.escalation
         reached = [i for i, step in enumerate(steps, 1) if i > rec.escalation_step and step.after <= elapsed]
         if reached:
@@ -413,13 +414,15 @@ class _Evaluator:
             self.owe(rec, list(dict.fromkeys(names)), "escalation")
             rec.escalation_step = reached[-1]
         if rec.escalation_step < len(steps):
-            self.wakes.append(rec.since + timedelta(seconds=steps[rec.escalation_step].after))
+            self.wakes.append(since + timedelta(seconds=steps[rec.escalation_step].after))
 
     def remind(self, rec: AlertRecord) -> None:
         interval = self.rule.repeat_interval
         if not self.rule.pages or rec.acknowledged_at is not None or interval <= 0 or not rec.notified:
             return
         last = rec.last_notified_at or rec.since
+        if last is None:           # notified implies fired: never here
+            return
         if (self.now - last).total_seconds() >= interval:
             self.owe(rec, list(rec.notified), "reminder")
             last = self.now
@@ -461,7 +464,7 @@ class _Evaluator:
                                if o.receiver in names and (self.rule.pages or o.event == RESOLVED)]
             if rec.state != RESOLVED:
                 open_.append(rec)
-            elif self.now - rec.resolved_at < RESOLVED_TTL:
+            elif rec.resolved_at is not None and self.now - rec.resolved_at < RESOLVED_TTL:
                 resolved.append(rec)
         rank = {FIRING: 0, HELD: 1, PENDING: 2}
         open_.sort(key=lambda r: (rank[r.state], r.key))

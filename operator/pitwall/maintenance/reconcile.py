@@ -27,7 +27,7 @@ import httpx
 
 from .. import durations, egress, finalizers
 from ..alerts.delivery import RetryPolicy, deliver_message
-from ..alerts.rules import Receiver, SecretRef, parse_receiver
+from ..alerts.rules import Receiver, parse_receiver
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
@@ -40,6 +40,7 @@ from ..vocabulary import (
     LABEL_VERSION,
     LABEL_WINDOW,
     ROLE_MAINTENANCE,
+    SecretRef,
     Stalled,
     opt_in_problem,
 )
@@ -64,6 +65,13 @@ class MaintenanceService:
         self.retry_base = float(os.environ.get("PITWALL_NOTICE_RETRY_BASE", notices.RETRY_BASE))
         # One try, a short one: retrying is the outbox's job (with backoff, across restarts).
         self.policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_total=15.0, timeout=10.0)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The receivers' HTTP client (made by :meth:`start`)."""
+        if self.http is None:
+            raise RuntimeError("the service is not started")
+        return self.http
 
     async def start(self) -> None:
         self.http = egress.client(self.rt.egress)
@@ -129,7 +137,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         occurrence is not None and (
         result.phase == ACTIVE or (result.phase == "Scheduled" and occurrence.start - now <= PAGE_LEAD))
     wanted_pages = set()
-    if page_due:
+    if page_due and occurrence is not None:
         products = {p["metadata"]["name"]: p for p in rt.stores["ApiProduct"].list(namespace)}
         for product_name, version in affected.page_versions():
             body = page_deployment(products[product_name], version, window, rt.settings.image, namespace,
@@ -304,7 +312,7 @@ async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec
     message = messages.compose(notice, spec, recipient)
     message = dataclasses.replace(message, data={**message.data, "id": message_id,
                                                  "window": window["metadata"]["name"]})
-    sent = await deliver_message(receiver, message, secret, service.http, event=kind, policy=service.policy,
+    sent = await deliver_message(receiver, message, secret, service.client, event=kind, policy=service.policy,
                                  message_id=message_id, addresses=rt.egress)
     return result(sent.ok, sent.permanent, sent.error)
 

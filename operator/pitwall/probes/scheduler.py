@@ -59,7 +59,7 @@ class _Slot:
 class Timetable:
     """When each key is due. Pure bookkeeping over caller-supplied times, so it is tested exactly."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._slots: dict[Hashable, _Slot] = {}
         self._heap: list[tuple[float, int, Hashable, int]] = []  # due, tie-breaker, key, generation
         self._order = itertools.count()
