@@ -219,3 +219,49 @@ def _journey(cluster, kubectl, op, tmp_path, smtp_port, received, hook, demo):
         assert update in dom and "Past incidents" in dom
         screenshot(url, "incidents-open-and-past.png")
     demo.admin("up")
+
+
+def test_emergency_window_is_an_incident_of_its_own_kind(cluster, namespace, kubectl, tmp_path):
+    """An emergency MaintenanceWindow shows as an emergency-maintenance incident while it runs (on
+    the page, in the feed); an update posted on it reaches the consumers; it resolves when the
+    window ends. Its start and end are told by the window's own (EMERGENCY) notices."""
+    from datetime import UTC, datetime, timedelta
+
+    op = Operator(cluster, tmp_path, namespace=namespace, extra_env={"PITWALL_INCIDENT_TICK": "1"}).start()
+    try:
+        with Recorder() as hook:
+            kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2"}],
+                                  public=True, displayName="Payments API", incidents={"minSpacing": "1s"},
+                                  consumers=[{"name": "globex", "contact": {"webhook": hook.url + "/globex"}}]))
+            eventually(lambda: ready(kubectl, "payments"), timeout=90, message="payments ready")
+            start = (datetime.now(UTC) + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
+                           "metadata": {"name": "hotfix"},
+                           "spec": {"reason": "Security patch", "emergency": True,
+                                    "emergencyReason": "A vulnerability is being exploited",
+                                    "schedule": {"start": start, "duration": "25s"},
+                                    "targets": {"apiProducts": {"names": ["payments"]}},
+                                    "notice": {"notifyConsumers": True}}})
+            [incident] = eventually(lambda: kubectl.list("incidents", "pitwall.dev/maintenance-window=hotfix") or None,
+                                    timeout=60, message="emergency incident")
+            name = incident["metadata"]["name"]
+            assert incident["spec"]["type"] == "emergency-maintenance" and incident["spec"]["window"] == "hotfix"
+            page = eventually(lambda: (lambda p: p if f'data-incident-id="{name}"' in p else None)(
+                fetch(op.statuspage_port, "/")), message="on the page")
+            assert "emergency maintenance" in page and 'data-kind="emergency-maintenance"' in page
+            # the window itself announced its start, labelled EMERGENCY; the incident adds no second one
+            eventually(lambda: [r for r in hook.paths("/globex") if r["body"].get("emergency")], message="window notice")
+            assert hooks(hook, "/globex", "start") == []
+            out = pitwall(cluster, "incident", "update", name, "-n", kubectl.namespace, "-m",
+                          "The patch is rolled out; checks are running.", "--status", "monitoring")
+            assert out.returncode == 0, out.stderr
+            body = eventually(lambda: hooks(hook, "/globex", "update"), message="update to the consumer")[0]["body"]
+            assert body["incident"]["kind"] == "emergency-maintenance"
+            assert body["subject"].startswith("Update (monitoring): Payments")
+            done = eventually(lambda: (lambda i: i if (i.get("status") or {}).get("phase") == "Resolved" else None)(
+                kubectl.get("incident", name)), timeout=90, message="resolved when the window ends")
+            assert done["status"]["resolution"] == "The emergency maintenance is over."
+            feed = fetch(op.statuspage_port, "/feed.atom")
+            assert "[Resolved]" in feed and "The patch is rolled out" in feed
+    finally:
+        op.stop()

@@ -139,3 +139,66 @@ def test_interrupted_sending_is_never_sent_again():
     incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
     incident["status"]["notices"] = marked
     assert notify.owed(incident, T0, 600)[0] is None
+
+
+def _page_snapshot(**incident_extra):
+    from pitwall.statuspage.relations import Snapshot
+    product = {"metadata": {"name": "payments", "namespace": "ns"},
+               "spec": {"displayName": "Payments API", "public": True, "versions": [{"name": "v2"}],
+                        "backends": [{"name": "core-banking"}]}}
+    incident = {"metadata": {"name": "payments-1", "namespace": "ns", "creationTimestamp": rfc3339(T0)},
+                "spec": {"products": [{"name": "payments", "versions": ["v2"]}], "status": "identified",
+                         "updates": [{"message": "core-banking at db1.corp.internal is down <script>x</script>",
+                                      "status": "identified", "author": "ana", "at": rfc3339(T0)}]},
+                "status": {"phase": "Resolved", "impact": "outage", "cause": "Payments API v2: down.",
+                           "affected": [{"name": "payments", "versions": ["v2"]}], "startedAt": rfc3339(T0),
+                           "resolvedAt": rfc3339(T0 + timedelta(minutes=12))}}
+    for k, v in incident_extra.items():
+        incident[k] = {**incident[k], **v}
+    return Snapshot(products=[product], incidents=[incident])
+
+
+def test_history_is_public_safe_and_bounded_to_90_days():
+    from pitwall.statuspage.model import public_status
+    page = public_status(_page_snapshot(), T0 + timedelta(days=1))
+    [entry] = page["history"]
+    assert entry["duration"] == "12m" and entry["resolved"] and entry["days"] == ["2026-11-29"]
+    message = entry["updates"][0]["message"]
+    assert "core-banking" not in message and "db1.corp.internal" not in message
+    assert "ana" not in str(entry)                                    # authors stay internal
+    assert public_status(_page_snapshot(), T0 + timedelta(days=91))["history"] == []
+    private = _page_snapshot()
+    private.products[0]["spec"]["public"] = False
+    assert public_status(private, T0)["history"] == []
+
+
+def test_page_and_feed_escape_what_people_wrote():
+    import xml.etree.ElementTree as ET
+
+    from pitwall.statuspage.feed import atom
+    from pitwall.statuspage.model import public_status
+    from pitwall.statuspage.render import render_public
+    page = public_status(_page_snapshot(), T0 + timedelta(hours=1))
+    html = render_public(page)
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert 'href="#i-payments-payments-1"' in html                   # the day's bar links to it
+    feed = ET.fromstring(atom(page, title="API status", base_url="http://status.example"))
+    entry = feed.find("{http://www.w3.org/2005/Atom}entry")
+    assert entry.find("{http://www.w3.org/2005/Atom}title").text == "[Resolved] Payments API: outage"
+    assert "<script>x</script>" in entry.find("{http://www.w3.org/2005/Atom}content").text   # text, escaped by XML
+
+
+def test_emergency_window_opens_and_closes_its_incident():
+    window = {"metadata": {"name": "hotfix", "namespace": "ns"}, "spec": {"emergency": True},
+              "status": {"phase": "Active", "activeSince": rfc3339(T0),
+                         "affected": {"apiProducts": [{"name": "payments", "versions": ["v2"]}]}}}
+    [action] = decide.plan_window(window, [], T0)
+    assert action.kind == "create" and action.body["spec"]["type"] == "emergency-maintenance"
+    assert action.status["impact"] == "maintenance"
+    incident = created(action)
+    assert decide.plan_window(window, [incident], T0 + timedelta(seconds=5)) == []
+    window["status"]["phase"] = "Completed"
+    [done] = decide.plan_window(window, [incident], T0 + timedelta(minutes=5))
+    assert done.status["phase"] == "Resolved"
+    # no start/resolved notices of its own: the window's notices say so
+    assert notify.owed(incident, T0, 600) == (None, None)
