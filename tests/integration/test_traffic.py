@@ -172,3 +172,37 @@ def test_an_error_rate_rule_fires_and_resolves_and_the_war_room_opens(cluster, n
                        timeout=60, message="war room closed")
     finally:
         op.stop()
+
+
+def test_a_rollout_whose_new_version_serves_20_percent_errors_is_rolled_back_by_traffic(
+        cluster, namespace, tmp_path, kubectl, servers, prometheus):
+    from tests.conftest import condition
+
+    api = servers("quotes", "v1", rps=20, error_ratio=0.0)
+    prom = prometheus([api.target])
+    op = traffic_operator(cluster, namespace, tmp_path, prom)
+    try:
+        body = product("quotes", ["v1"])
+        body["spec"]["rollout"] = {"analysisWindow": "5m", "analysis": {"traffic": {"maxErrorRatio": 0.05,
+                                                                                    "noData": "wait"}}}
+        body["spec"]["versions"][0]["image"] = "registry.example.com/quotes:1.0"
+        kubectl.apply(body)
+        eventually(lambda: (kubectl.get("apiproduct", "quotes").get("status") or {}).get("versions", [{}])[0]
+                   .get("lastGoodImage") == "registry.example.com/quotes:1.0", timeout=60, message="1.0 good")
+        eventually(lambda: version_traffic(kubectl, "quotes", "v1").get("rps", 0) > 10, timeout=60)
+        assert condition(kubectl.get("apiproduct", "quotes"), "RolledBack").get("status") == "False"
+
+        body["spec"]["versions"][0]["image"] = "registry.example.com/quotes:1.1"
+        kubectl.apply(body)
+        api.set(error_ratio=0.20)             # the new image fails one call in five
+        obj = eventually(lambda: (lambda o: o if condition(o, "RolledBack").get("status") == "True" else None)(
+            kubectl.get("apiproduct", "quotes")), timeout=90, message="rolled back by traffic analysis")
+        assert obj["status"]["rolledBack"][0] == {**obj["status"]["rolledBack"][0],
+                                                  "failedImage": "registry.example.com/quotes:1.1",
+                                                  "restoredImage": "registry.example.com/quotes:1.0"}
+        event = [e for e in kubectl.events("quotes") if e["reason"] == "RolledBack"][0]["message"]
+        assert "failed the traffic analysis" in event and "of requests failed (max 5.0%)" in event
+        eventually(lambda: kubectl.get("deployment", "quotes-v1")["spec"]["template"]["spec"]["containers"][0]
+                   ["image"] == "registry.example.com/quotes:1.0")
+    finally:
+        op.stop()

@@ -132,6 +132,29 @@ class MaintenancePage(Model):
                                 "30m")
 
 
+class TrafficAnalysis(Model):
+    """Judge a rollout by the real traffic of its version (spec.traffic) within rollout.analysisWindow."""
+
+    model_config = {"json_schema_extra": cel(
+        rule("has(self.maxErrorRatio) || has(self.maxLatencyMs)", "name maxErrorRatio, maxLatencyMs or both"))}
+
+    max_error_ratio: float | None = Field(None, ge=0, le=1, description="Roll back when server errors plus timeouts "
+                                          "pass this share of the version's requests.")
+    max_latency_ms: float | None = Field(None, ge=0, description="Roll back when the quantile passes this.")
+    quantile: Literal["p50", "p95", "p99"] = Field("p99", description="The latency quantile judged.")
+    min_rps: float = Field(0.1, ge=0, description="Below this request rate the version has no data to judge.")
+    no_data: Literal["wait", "pass", "fail"] = Field(
+        "wait", description="Without data (Prometheus silent, or under minRps): wait (judge once data comes; "
+        "the rollout stands if none comes within the window), pass (count as healthy now), or fail (roll back "
+        "once spec.traffic.window has passed since the rollout without data).")
+
+
+class Analysis(Model):
+    """What a rollout is judged by, besides its probes."""
+
+    traffic: TrafficAnalysis | None = Field(None, description=TrafficAnalysis.__doc__)
+
+
 class Rollout(Model):
     """How new images are rolled out and rolled back."""
 
@@ -139,6 +162,7 @@ class Rollout(Model):
     progress_deadline: str = duration("A rollout not available within this is a failure.", "2m")
     analysis_window: str = duration("After a rollout, probes of the version going Down within this window count "
                                     "as a failed rollout.", "5m")
+    analysis: Analysis | None = Field(None, description=Analysis.__doc__)
 
 
 LeadTime = Annotated[str, duration("A lead time before sunsetAt.", ...)]
@@ -264,6 +288,8 @@ class VersionStatus(Model):
                                            "fail within rollout.analysisWindow returns to).", 512)
     sunset_at: str | None = timestamp("Sunset of a deprecated version.")
     state: str | None = text("Version state.", 64)
+    analysis: str | None = text("The traffic analysis of the running rollout: waiting, passed or failed, and why.",
+                                TEXT)
 
 
 class BackendStatus(Model):
@@ -366,6 +392,7 @@ TRAFFIC_LABEL_DEFAULTS = defaults(TrafficLabels)
 DEPENDENCY_DEFAULTS = defaults(BackendDependency)
 ROLLOUT_DEFAULTS = defaults(Rollout)
 INCIDENT_POLICY_DEFAULTS = defaults(IncidentPolicy)
+TRAFFIC_ANALYSIS_DEFAULTS = defaults(TrafficAnalysis)
 
 
 class ApiProduct(Resource):

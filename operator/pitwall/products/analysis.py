@@ -5,13 +5,16 @@ Nothing here does I/O; ``reconcile`` feeds it live objects from the watch caches
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity as _parse_quantity
 
+from ..api.apiproduct import TRAFFIC_ANALYSIS_DEFAULTS as TRAFFIC_ANALYSIS
 from ..conditions import Condition, summary
+from ..traffic.figures import VersionFigures
 from ..vocabulary import Stalled, condition
 
 parse_quantity: Callable[[str], object] = _parse_quantity   # kubernetes' canonical parser (untyped)
@@ -243,3 +246,42 @@ def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
     conds += summary(ready, stalled=stalled, reconciling=None if stalled else rolling, not_ready=not_ready,
                      ready_reason="AllVersionsAvailable", ready_message=conds[0].message)
     return conds, state
+
+
+# -- traffic analysis of a rollout ------------------------------------------------------------
+@dataclass(frozen=True)
+class TrafficVerdict:
+    verdict: str      # pass | fail | wait
+    message: str
+
+
+def traffic_verdict(criteria: Mapping[str, Any], figures: VersionFigures | None, error: str | None, *,
+                    since_rollout: float, rate_window: float) -> TrafficVerdict:
+    """Judge a version's real traffic against ``rollout.analysis.traffic``.
+
+    No data (Prometheus silent, or fewer than ``minRps`` requests a second) is an explicit
+    verdict, ``noData``: ``wait`` (nothing is decided), ``pass``, or ``fail`` once the rate
+    window has passed since the rollout (before that the window still holds the old image's calls).
+    """
+    min_rps = float(criteria.get("minRps", TRAFFIC_ANALYSIS["minRps"]))
+    no_data = str(criteria.get("noData", TRAFFIC_ANALYSIS["noData"]))
+    quantile = str(criteria.get("quantile", TRAFFIC_ANALYSIS["quantile"]))
+    if error is not None or figures is None or figures.rps < min_rps:
+        why = error or f"under {min_rps:g} requests/s"
+        if no_data == "pass":
+            return TrafficVerdict("pass", f"no traffic data ({why}): passed (noData: pass)")
+        if no_data == "fail" and since_rollout >= rate_window:
+            return TrafficVerdict("fail", f"no traffic data ({why}) within {rate_window:g}s (noData: fail)")
+        return TrafficVerdict("wait", f"waiting for traffic data ({why})")
+    problems = []
+    max_ratio = criteria.get("maxErrorRatio")
+    ratio = figures.error_ratio or 0.0
+    if max_ratio is not None and ratio > float(max_ratio):
+        problems.append(f"{ratio * 100:.1f}% of requests failed (max {float(max_ratio) * 100:.1f}%)")
+    max_ms = criteria.get("maxLatencyMs")
+    seconds = (figures.latency or {}).get(quantile)
+    if max_ms is not None and seconds is not None and seconds * 1000 > float(max_ms):
+        problems.append(f"{quantile} latency {seconds * 1000:.0f}ms (max {float(max_ms):g}ms)")
+    if problems:
+        return TrafficVerdict("fail", "; ".join(problems))
+    return TrafficVerdict("pass", f"{ratio * 100:.1f}% failed at {figures.rps:.3g} requests/s")

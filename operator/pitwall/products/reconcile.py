@@ -15,6 +15,7 @@ from .. import durations, finalizers, metrics
 from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
+from ..api.apiproduct import TRAFFIC_DEFAULTS as TRAFFIC
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import rfc3339
 from ..errors import Forbidden, Invalid, InvalidSpec, KubeError
@@ -24,11 +25,13 @@ from ..vocabulary import SecretRef, Stalled
 from . import desired as d
 from . import sunset
 from .analysis import (
+    TrafficVerdict,
     decide_probe_rollback,
     decide_rollback,
     drift,
     pinned_image,
     product_conditions,
+    traffic_verdict,
     version_state,
 )
 
@@ -135,6 +138,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 started=_rollout_started(history, vname, version["image"]), now=durations.now(),
                 window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]), down_probes=down)
             reason = f"probes went Down within the analysis window: {', '.join(down)}"
+        judged = _traffic_analysis(rt, product, vname, history) if decision is None else None
+        if judged is not None and judged.verdict == "fail":      # rollout.analysis.traffic
+            decision = decide_probe_rollback(
+                auto=auto, spec_image=version["image"], state=state, previous_good=previous_good, pinned=pin,
+                started=_rollout_started(history, vname, version["image"]), now=durations.now(),
+                window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]),
+                down_probes=[judged.message])
+            reason = f"failed the traffic analysis: {judged.message}"
         if decision:
             pins[vname] = {"version": vname, "failedImage": decision.failed_image,
                            "restoredImage": decision.restored_image, "at": rfc3339()}
@@ -167,6 +178,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             entry["previousGoodImage"] = previous_good
         if version.get("sunsetAt"):
             entry["sunsetAt"] = version["sunsetAt"]
+        if judged is not None:
+            entry["analysis"] = f"{judged.verdict}: {judged.message}"[:1024]
         version_status.append(entry)
 
     await _remove_orphans(rt, product, wanted_names, history)
@@ -261,6 +274,28 @@ async def _send_sunset(rt: Runtime, product: dict, due: list, sent: list[dict], 
         sent = sunset.record(sent, notice, at=now, delivered=delivered, recipients=names,
                              error="; ".join(errors) or None)
     return sent
+
+
+def _traffic_analysis(rt: Runtime, product: dict, version: str, history: list[dict]) -> TrafficVerdict | None:
+    """The traffic verdict on ``version``'s rollout while it is within rollout.analysisWindow
+    (None without rollout.analysis.traffic, spec.traffic or a Prometheus)."""
+    spec = product.get("spec") or {}
+    rollout = spec.get("rollout") or {}
+    criteria = (rollout.get("analysis") or {}).get("traffic")
+    if not criteria or spec.get("traffic") is None or rt.traffic is None:
+        return None
+    image = next((v["image"] for v in spec.get("versions") or [] if v["name"] == version), "")
+    started = _rollout_started(history, version, image)
+    now = durations.now()
+    window = durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"])
+    if started is None or (now - started).total_seconds() > window:
+        return None
+    meta = product["metadata"]
+    reading = rt.traffic.reading(meta["namespace"], meta["name"])
+    error = "not read yet" if reading is None else reading.error
+    figures = reading.figures.versions.get(version) if reading is not None and reading.figures else None
+    return traffic_verdict(criteria, figures, error, since_rollout=(now - started).total_seconds(),
+                           rate_window=durations.parse(spec["traffic"].get("window") or TRAFFIC["window"]))
 
 
 def _down_probes(rt: Runtime, namespace: str, product: str, version: str) -> list[str]:

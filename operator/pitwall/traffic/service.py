@@ -158,6 +158,9 @@ class TrafficService:
             if key not in products:
                 self.readings.pop(key, None)
                 self.published.pop(key, None)
+        for key, product in products.items():     # rollouts judged by traffic: judge with these figures
+            if ((product["spec"].get("rollout") or {}).get("analysis") or {}).get("traffic"):
+                self.rt.enqueue("ApiProduct", *key)
         for namespace in {ns for ns, _ in products}:
             for rule in self.rt.stores["AlertRule"].list(namespace):
                 if (rule.get("spec") or {}).get("traffic") is not None:
