@@ -28,7 +28,7 @@ from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..outbox import Batch, Sender
 from ..runtime import Runtime
-from ..vocabulary import LABEL_PRODUCT, Stalled, target_product
+from ..vocabulary import LABEL_PRODUCT, Stalled, condition_of, target_product
 from . import digest, state
 from . import traffic as traffic_rules
 from .delivery import RetryPolicy, deliver, deliver_message
@@ -312,9 +312,8 @@ async def _write(rt: Runtime, obj: dict, rule: Rule, records: list[dict], firing
 
 
 async def _stalled(rt: Runtime, obj: dict, reason: str, message: str) -> None:
-    previous = (obj.get("status") or {}).get("conditions") or []
-    already = any(c.get("type") == "Stalled" and c.get("reason") == reason and c.get("status") == "True"
-                  for c in previous)
+    stalled = condition_of(obj, "Stalled") or {}
+    already = stalled.get("reason") == reason and stalled.get("status") == "True"
     await rt.write_status(obj, {}, [Condition.unknown("Firing", reason, message),
                                     *summary(False, stalled=Stalled(reason, message))])
     if not already:

@@ -19,12 +19,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .. import GROUP
 from ..durations import parse_time, rfc3339
 from ..statuspage.health import REASONS
+from ..vocabulary import LABEL_PRODUCT as LABEL_PRODUCT  # re-exported: decide.LABEL_* are its callers' names
+from ..vocabulary import LABEL_WINDOW as LABEL_WINDOW
 
-OPENED_BY = "pitwall.dev/opened-by"   # label: "pitwall" on the incidents Pitwall opened
-LABEL_PRODUCT = "pitwall.dev/product"
-LABEL_WINDOW = "pitwall.dev/maintenance-window"
+OPENED_BY = f"{GROUP}/opened-by"   # label: "pitwall" on the incidents Pitwall opened
 PITWALL = "pitwall"
 OPEN, RECOVERING, RESOLVED = "Open", "Recovering", "Resolved"
 DEGRADED, OUTAGE, MAINTENANCE = "degraded", "outage", "maintenance"
