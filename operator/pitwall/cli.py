@@ -49,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
             webhook_key=args.webhook_key,
             lease_namespace=args.lease_namespace,
             lease_duration=args.lease_duration,
+            probe_shards=args.probe_shards,
             floor_flags={name: getattr(args, name) for name in FLOOR_FLAGS},
             prometheus_url=args.prometheus_url,
             prometheus_secret=args.prometheus_secret,
@@ -61,6 +62,13 @@ def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"pitwall run: {exc}", file=sys.stderr)
+        return 2
+    if settings.probe_shards and not settings.leader_election:
+        print("pitwall run: --probe-shards needs --leader-elect (alerts and notices must have one owner)",
+              file=sys.stderr)
+        return 2
+    if settings.probe_shards and not 1 <= settings.probe_shards <= 256:
+        print(f"pitwall run: --probe-shards must be between 1 and 256, got {settings.probe_shards}", file=sys.stderr)
         return 2
     if args.bind_address:
         settings.metrics_host = settings.statuspage_host = args.bind_address
@@ -137,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "pitwall-operator does the work (takeover within --lease-duration + a few seconds)")
     run.add_argument("--lease-namespace", default=None, help="namespace of the Lease (default: $POD_NAMESPACE or default)")
     run.add_argument("--lease-duration", type=float, default=None, help="seconds (default 15)")
+    run.add_argument("--probe-shards", type=int, default=None, metavar="N",
+                     help="split the probes into N shards held through Leases pitwall-shard-<i>, so every "
+                          "replica runs its share (needs --leader-elect; alerts stay with the leader). "
+                          "Default: off ($PITWALL_PROBE_SHARDS)")
     for name, (flag, var) in FLOOR_FLAGS.items():
         run.add_argument(flag, dest=name, default=None, metavar="DURATION",
                          help=f"operator-wide floor (${var}; default and minimum "

@@ -6,7 +6,9 @@ decisions live in the domain packages, the API writes in ``kube``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import kopf
@@ -75,13 +77,25 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
         from .leader import Elector
         elector = Elector(rt.kube, config.lease_namespace, duration=config.lease_duration,
                           renew=max(0.5, config.lease_duration / 3), retry=max(0.5, config.lease_duration / 7))
+        if config.probe_shards:
+            # Every replica runs the probes of the shards it holds; the leader everything else.
+            from .probes import reconcile as probes
+            from .shards import Shards
+            rt.shards = Shards(rt.kube, config.lease_namespace, config.probe_shards, elector.identity,
+                               on_gain=partial(probes.shards_gained, rt), on_loss=partial(probes.shards_lost, rt),
+                               duration=config.lease_duration, renew=max(0.5, config.lease_duration / 3))
+            await rt.sync_caches()
+            rt.start(kinds=("Probe",))
+            await rt.monitor.start()
+            _state["shards"] = spawn(rt.shards.run(), name="probe-shards")
         _state["elector"] = spawn(elector.run(lead), name="leader-election")
     else:
         metrics.LEADER.set(1)
         await lead()
     metrics.HEALTH.ready = True
-    log.info("pitwall started (target mode %s, leader election %s)", config.resolved_target_mode,
-             "on" if config.leader_election else "off")
+    log.info("pitwall started (target mode %s, leader election %s, probe shards %s)",
+             config.resolved_target_mode, "on" if config.leader_election else "off",
+             config.probe_shards if rt.shards is not None else "off")
 
 
 @kopf.on.cleanup()
@@ -91,6 +105,12 @@ async def cleanup(**_) -> None:
     if elector is not None:
         elector.cancel()
     rt = _state.get("runtime")
+    shards = _state.pop("shards", None)
+    if shards is not None:
+        shards.cancel()
+        await asyncio.gather(shards, return_exceptions=True)
+        if rt is not None and rt.shards is not None:
+            await rt.shards.release()   # the other replicas take its probes at once
     if rt is not None:
         from . import wiring
         await wiring.stop(rt)

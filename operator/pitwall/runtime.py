@@ -27,6 +27,7 @@ if TYPE_CHECKING:   # the services' types; the services themselves are created b
     from .maintenance.reconcile import MaintenanceService
     from .probes.monitor import Monitor
     from .products.contributions import ProductHooks
+    from .shards import Shards
     from .statuspage.server import StatusPage
     from .traffic.service import TrafficService
 
@@ -84,6 +85,7 @@ class Settings:
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_duration: float = 15.0
+    probe_shards: int = 0                           # shards.py: probes split over replicas (0: off)
     gc_freeze_seconds: float = 10.0                 # heap.py: collect + freeze this often; 0 disables
     floors: Floors = field(default_factory=Floors)  # floors.py: operator-wide minimum durations
     # traffic/: the one Prometheus data source (read-only; None: no traffic figures)
@@ -111,6 +113,7 @@ class Settings:
             webhook_cert=env.get("PITWALL_WEBHOOK_CERT") or None,
             webhook_key=env.get("PITWALL_WEBHOOK_KEY") or None,
             lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
+            probe_shards=int(env.get("PITWALL_PROBE_SHARDS", "0") or 0),
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
             gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "10")),
             floors=build_floors(overrides.pop("floor_flags", None) or {}, env),
@@ -168,8 +171,11 @@ class Runtime:
     incidents: IncidentService | None = None        # opens/resolves Incidents, sends their notices
     statuspage: StatusPage | None = None            # None when both its ports are 0
     traffic: TrafficService | None = None           # traffic/: None without --prometheus-url
+    shards: Shards | None = None                    # this replica's probe shards (--probe-shards)
     _written: dict = field(default_factory=dict)
     _tasks: list = field(default_factory=list)
+    _started: set = field(default_factory=set)
+    _synced: bool = False
 
     def __post_init__(self) -> None:
         for kind in WATCHED_KINDS:
@@ -198,6 +204,11 @@ class Runtime:
         if queue is not None:
             queue.add((namespace, name), after)
 
+    def owns_probe(self, uid: str | None) -> bool:
+        """Whether this replica runs the Probe with ``uid``: always, unless probes are sharded
+        (then only those of the shards whose Lease it holds)."""
+        return self.shards is None or self.shards.owns(uid)
+
     def watches(self, namespace: str) -> bool:
         return self.settings.namespaces is None or namespace in self.settings.namespaces
 
@@ -207,6 +218,9 @@ class Runtime:
         Deciding from half-filled caches does damage: an AlertRule that sees none of its
         Probes resolves their alerts, a window that sees no products takes its page down.
         """
+        if self._synced:    # once per process: the watches keep the caches current afterwards
+            return
+        self._synced = True
         namespaces: list[str | None] = [*self.settings.namespaces] if self.settings.namespaces else [None]
         for kind in WATCHED_KINDS:
             for namespace in namespaces:
@@ -217,10 +231,15 @@ class Runtime:
                     for obj in page:
                         self.stores[kind].prime(obj)
 
-    def start(self) -> None:
-        for queue in self.queues.values():
-            queue.start()
-        self._tasks.append(spawn(self._resync(), name="resync"))
+    def start(self, kinds: tuple[str, ...] | None = None) -> None:
+        """Start the work queues of ``kinds`` (all by default) that are not running yet: a
+        sharded replica starts the Probe queue first and the rest when it becomes the leader."""
+        for kind, queue in self.queues.items():
+            if (kinds is None or kind in kinds) and kind not in self._started:
+                self._started.add(kind)
+                queue.start()
+        if not self._tasks:
+            self._tasks.append(spawn(self._resync(), name="resync"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -234,6 +253,8 @@ class Runtime:
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
             for kind, queue in self.queues.items():
+                if kind not in self._started:
+                    continue
                 for key in self.stores[kind].keys():
                     queue.add(key)
 

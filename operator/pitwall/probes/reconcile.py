@@ -15,6 +15,7 @@ from .. import durations, finalizers
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..runtime import Runtime, rewrite_address
+from ..shards import shard_of
 from ..vocabulary import (
     LABEL_PRODUCT,
     Stalled,
@@ -76,6 +77,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     mon = monitor(rt)
     key = (KIND, namespace, name)
     probe = rt.stores[KIND].get(namespace, name)   # read only: no deep copy per reconcile
+    if probe is not None and not rt.owns_probe(probe["metadata"].get("uid")):
+        mon.remove(key)   # another replica's shard (shards.py): it runs, writes and finalizes this probe
+        return None
     if probe is None or probe["metadata"].get("deletionTimestamp"):
         mon.forget(key)
         if probe is None:
@@ -130,6 +134,39 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         # writer per probe, so the first verdict, racing this, can never be overwritten by it.
         mon.write_soon(key)
     return None
+
+
+# -- shards (shards.py) ---------------------------------------------------------------------
+def _in(rt: Runtime, indexes: frozenset[int]) -> list[tuple[str, str]]:
+    shards = rt.shards
+    assert shards is not None
+    return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in rt.stores[KIND].list()
+            if o["metadata"].get("uid") and shard_of(o["metadata"]["uid"], shards.count) in indexes]
+
+
+async def shards_gained(rt: Runtime, indexes: frozenset[int]) -> None:
+    """This replica took these shards: schedule their probes (each resumes from its status)."""
+    for namespace, name in _in(rt, indexes):
+        rt.enqueue(KIND, namespace, name)
+
+
+async def shards_lost(rt: Runtime, indexes: frozenset[int]) -> None:
+    """These shards go to another replica: stop their probes first, then write their latest
+    numbers, so the next owner resumes where this one stopped."""
+    mon = monitor(rt)
+    keys = [(KIND, namespace, name) for namespace, name in _in(rt, indexes)]
+    jobs = [mon.jobs[key] for key in keys if key in mon.jobs]
+    for key in keys:
+        mon.scheduler.remove(key)
+    await mon.writes_done()
+    for job in jobs:
+        if job.unpublished:
+            try:
+                await job.publish(job, job.last_result, False)
+            except Exception as exc:   # handing over: the next owner resumes from the last write
+                log.warning("could not write probe %s/%s before handing it over: %s", job.key[1], job.key[2], exc)
+    for key in keys:
+        mon.remove(key)
 
 
 def probe_conditions(state: str, result: RunResult | None) -> list[Condition]:

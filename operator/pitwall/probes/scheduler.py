@@ -164,6 +164,8 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
+        if self.alive:    # a sharded replica starts the probes before it may become the leader
+            return
         self._loop_task = spawn(self._loop(), name="pitwall probe scheduler", task="probe-scheduler")
 
     async def stop(self) -> None:
