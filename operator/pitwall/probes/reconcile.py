@@ -128,10 +128,12 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
               unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None)
     mon.upsert(job, status)
     await mon.resettle(key)
-    if not status.get("conditions") or status.get("observedGeneration") != job.generation:
+    cleared = (condition(status.get("conditions"), "Stalled") or {}).get("status") == "True"
+    if not status.get("conditions") or status.get("observedGeneration") != job.generation or cleared:
         # A new probe gets its status at once (kstatus reads an object without status as
-        # Current), a changed spec its observedGeneration; both through the monitor's one
-        # writer per probe, so the first verdict, racing this, can never be overwritten by it.
+        # Current), a changed spec its observedGeneration, a probe whose missing product or
+        # Secret appeared its Stalled=False; all through the monitor's one writer per probe,
+        # so the first verdict, racing this, can never be overwritten by it.
         mon.write_soon(key)
     return None
 
