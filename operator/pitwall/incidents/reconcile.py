@@ -1,4 +1,4 @@
-"""The incident service: one loop that opens, updates and resolves Incidents and sends notices.
+"""The incident service: one loop that opens, updates and resolves Incidents and owes notices.
 
 Why a loop and not a work queue per kind: an incident is decided per public product from the
 verdicts of all its versions (probes, backends, windows, workloads together), the very view
@@ -6,6 +6,9 @@ the status page builds; building it once per pass for every product is cheaper t
 event per product, and no event is missed (a pass also runs every ``TICK`` seconds for the
 merge window and the spacing of notices). Watch events that may change a verdict wake it at
 once (``poke``, called by ``wiring.route``).
+
+Notices are decided in the pass (recorded ``Sending`` in the incident's status) and delivered
+beside it by the outbox (:class:`pitwall.outbox.Sender`); the next pass records the results.
 
 Everything it knows lives in the Incidents (spec: the people's; status: Pitwall's), so a
 restart or a failover continues where the last leader stopped: open incidents stay open,
@@ -29,6 +32,7 @@ from ..conditions import summary
 from ..errors import InvalidSpec
 from ..logs import ref
 from ..masking import mask
+from ..outbox import Batch, Sender
 from ..runtime import Runtime
 from ..statuspage.model import product_views
 from ..statuspage.relations import Snapshot, display_name, is_public, key
@@ -51,9 +55,12 @@ class IncidentService:
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._creating: dict[tuple[str, str], str] = {}   # (namespace, name) created, not yet in the cache
+        # Notices go out beside the decisions (h6's outbox), never inside a pass.
+        self.sender = Sender(KIND, self._send, on_result=lambda _ns, _name: self.poke(), workers=2)
 
     async def start(self) -> None:
         self.http = egress.client(self.rt.egress)
+        self.sender.start()
         self._task = spawn(self._loop(), name="incidents")
 
     async def stop(self) -> None:
@@ -61,6 +68,7 @@ class IncidentService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self.sender.stop()
         if self.http is not None:
             await self.http.aclose()
             self.http = None
@@ -179,41 +187,72 @@ class IncidentService:
         elif st.get("phase") and st.get("observedGeneration") != (incident.get("metadata") or {}).get("generation"):
             await self._write(incident, st)
 
-    # -- notices ---------------------------------------------------------------------------------
+    # -- notices: decided here, delivered by the outbox ------------------------------------------
     async def _notify(self, incident: dict, now: datetime) -> None:
-        namespace = key(incident)[0]
+        """Record what the deliveries did, then mark the next notice owed (``Sending``) and hand
+        it to the outbox: a slow receiver never holds up the next pass's decisions."""
+        namespace, name = key(incident)
+        results = self.sender.pending(namespace, name)
+        if results:
+            st = decide.status(incident)
+            notices = st.get("notices")
+            for result in results:
+                notices = notify.record(notices, result["event"], at=result["at"], state=notify.SENT,
+                                        recipients=result["reached"], failed=result["failed"],
+                                        error="; ".join(result["errors"]) or None)
+            await self._write(incident, {**st, "notices": notices})
+            self.sender.settled(namespace, name, results)
+            for result in results:
+                await self.rt.event(incident, "NoticeFailed" if result["failed"] else "NoticeSent",
+                                    f"{result['event']} notice to {len(result['reached'])} recipients"
+                                    + (f"; failed: {', '.join(result['failed'])[:300]}" if result["failed"] else ""),
+                                    warning=bool(result["failed"]))
+            incident = self._fresh(incident)
         products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
-        names = [p.get("name", "") for p in decide.spec(incident).get("products") or []]
-        policies = [{**POLICY, **((products[n].get("spec") or {}).get("incidents") or {})}
-                    for n in names if n in products]
+        policies = [_policy(products[p.get("name", "")]) for p in decide.spec(incident).get("products") or []
+                    if p.get("name", "") in products]
         spacing = min((durations.parse(p.get("minSpacing"), 600.0) for p in policies), default=600.0)
         notice, _ = notify.owed(incident, now, spacing)
-        if notice is None:
-            return
-        recipients = notify.recipients(incident, products)
-        st = decide.status(incident)
-        await self._write(incident, {**st, "notices": notify.record(st.get("notices"), notice.event, at=now,
-                                                                      state=notify.SENDING)})
+        if notice is not None:
+            st = decide.status(incident)
+            await self._write(incident, {**st, "notices": notify.record(st.get("notices"), notice.event, at=now,
+                                                                          state=notify.SENDING)})
+        if notice is not None or (self._sending(incident) and not self.sender.busy(namespace, name)):
+            self.sender.kick(namespace, name)
+
+    def _sending(self, incident: dict) -> list[str]:
+        return [n["event"] for n in decide.status(incident).get("notices") or []
+                if n.get("state") == notify.SENDING and n.get("event")]
+
+    async def _send(self, namespace: str, name: str, exclude: frozenset) -> Batch:
+        """The outbox's round for one incident: deliver every notice marked ``Sending`` (but
+        those delivered already and not yet recorded)."""
+        found = self.rt.stores[KIND].get(namespace, name)
+        if found is None:
+            return Batch()
+        incident = self._fresh(found)
+        events = [e for e in self._sending(incident) if e not in exclude]
+        products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
         displays = {n: display_name(p) for n, p in products.items()}
-        reached: list[str] = []
-        failed: list[str] = []
-        errors: list[str] = []
-        for recipient in recipients:
-            policy = {**POLICY, **((products[recipient.product].get("spec") or {}).get("incidents") or {})}
-            message = notify.compose(incident, notice, recipient, displays, now)
-            ok, error = await self._deliver(namespace, recipient, policy, message, notice.event)
-            if ok is None:
-                continue
-            (reached if ok else failed).append(recipient.name)
-            if error:
-                errors.append(f"{recipient.name}: {error}")
-        st = self.rt.status_of(incident)
-        await self._write(incident, {**st, "notices": notify.record(
-            st.get("notices"), notice.event, at=durations.now(), state=notify.SENT, recipients=reached,
-            failed=failed, error="; ".join(errors) or None)})
-        await self.rt.event(incident, "NoticeSent" if not failed else "NoticeFailed",
-                            f"{notice.event} notice to {len(reached)} recipients"
-                            + (f"; failed: {', '.join(failed)[:300]}" if failed else ""), warning=bool(failed))
+        results = []
+        for event in events:
+            index = int(event.split("-", 1)[1]) if event.startswith("update-") else None
+            notice = notify.Owed(event, index)
+            reached: list[str] = []
+            failed: list[str] = []
+            errors: list[str] = []
+            for recipient in notify.recipients(incident, products):
+                message = notify.compose(incident, notice, recipient, displays, durations.now())
+                ok, error = await self._deliver(namespace, recipient, _policy(products[recipient.product]),
+                                                message, event)
+                if ok is None:
+                    continue
+                (reached if ok else failed).append(recipient.name)
+                if error:
+                    errors.append(f"{recipient.name}: {error}")
+            results.append({"event": event, "at": durations.now(), "reached": reached, "failed": failed,
+                            "errors": errors})
+        return Batch(results=results, ids=set(events))
 
     async def _deliver(self, namespace: str, recipient: notify.Recipient, policy: dict, message: notify.Message,
                        event: str) -> tuple[bool | None, str | None]:
@@ -243,6 +282,10 @@ class IncidentService:
             if not result.ok:
                 errors.append(mask(result.error or "not delivered", [secret]))
         return not errors, "; ".join(errors) or None
+
+
+def _policy(product: dict) -> dict:
+    return {**POLICY, **((product.get("spec") or {}).get("incidents") or {})}
 
 
 def _receivers_for(recipient: notify.Recipient, policy: dict) -> list[Receiver]:
