@@ -8,7 +8,8 @@ down). The evidence, strongest first:
    in ``Maintenance``, or ``InMaintenance=True`` with no window listing the product (a backend
    in maintenance): planned work is never shown as an outage;
 2. its probes: all of them Down is an outage, some of them Down is degraded (one flow failing
-   while ``isUp`` passes is a partial outage);
+   while ``isUp`` passes is a partial outage); real traffic (``status.traffic``) whose server
+   errors and timeouts reach ``spec.traffic.degradedErrorRatio`` is degraded;
 3. the product's conditions: ``Available=False`` because a critical backend is down is an
    outage, ``Degraded=True`` because a degradable one is down is degraded;
 4. its workload: no ready replica of a version that ran before is an outage, a failed
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..api.apiproduct import TRAFFIC_DEFAULTS
 from .relations import condition, is_true, key, status
 
 OPERATIONAL, DEGRADED, OUTAGE, MAINTENANCE, UNKNOWN = "operational", "degraded", "outage", "maintenance", "unknown"
@@ -36,6 +38,7 @@ REASONS = {
     "some-checks-failing": "Some of our checks are failing",
     "provider-down": "An upstream provider is unavailable",
     "provider-degraded": "An upstream provider is degraded; some features may be slower or limited",
+    "requests-failing": "An elevated share of requests is failing",
     "not-serving": "No instance is serving requests",
     "reduced-capacity": "Running with reduced capacity",
     "maintenance": "Scheduled maintenance in progress",
@@ -103,6 +106,9 @@ def version_verdict(product: dict, version: dict, probes: list[dict],
 
     if down:
         return Verdict(DEGRADED, "some-checks-failing", _earliest(down), _probe_detail(down))
+    erroring = _erroring_traffic(product, name)
+    if erroring:
+        return Verdict(DEGRADED, "requests-failing", None, erroring)
     if degraded_window:
         return Verdict(DEGRADED, "maintenance-degraded", *degraded_window)
     degraded = condition(product, "Degraded")
@@ -151,6 +157,19 @@ def label(state: str, version_states: list[str]) -> str:
 
 # The cause an outage without any alert is shown with (see model.product_views).
 CAUSE_OF_REASON = {"checks-failing": "checks", "provider-down": "provider", "not-serving": "product"}
+
+
+def _erroring_traffic(product: dict, version: str) -> str:
+    """Real traffic (``status.traffic``, from Prometheus) in which server errors and timeouts
+    reach ``spec.traffic.degradedErrorRatio`` of the version's requests: the detail, or ''."""
+    traffic = status(product).get("traffic") or {}
+    limit = float(((product.get("spec") or {}).get("traffic") or {}).get(
+        "degradedErrorRatio", TRAFFIC_DEFAULTS["degradedErrorRatio"]))
+    for entry in traffic.get("versions") or []:
+        if entry.get("name") == version and float(entry.get("rps") or 0) > 0 \
+                and float(entry.get("errorRatio") or 0) >= limit:
+            return f"traffic: {float(entry['errorRatio']):.1%} of {float(entry['rps']):g} req/s failing"
+    return ""
 
 
 def _earliest(probes: list[dict]) -> str | None:

@@ -108,3 +108,13 @@ def test_worst_and_overall():
     assert overall(["operational", "outage"]) == ("outage", "Partial outage")
     assert overall(["outage"]) == ("outage", "Major outage")
     assert overall(["maintenance", "operational"])[0] == "maintenance"
+
+
+def test_erroring_real_traffic_is_degraded_and_named_in_consumer_words():
+    prod = product("orders")
+    prod["status"]["traffic"] = {"state": "erroring", "versions": [{"name": "v1", "rps": 12.0, "errorRatio": 0.2}]}
+    result = verdict(prod, probes=[probe("p", product="orders", version="v1")])
+    assert (result.state, result.text) == ("degraded", "An elevated share of requests is failing")
+    assert "20.0%" in result.detail
+    prod["status"]["traffic"]["versions"][0]["errorRatio"] = 0.01      # under the default 5%
+    assert verdict(prod, probes=[probe("p", product="orders", version="v1")]).state == "operational"
