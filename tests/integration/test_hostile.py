@@ -27,6 +27,7 @@ import re
 import threading
 import time
 import urllib.parse
+import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -614,6 +615,8 @@ def test_other_teams_cost_nothing(world):
     print(f"operator peak RSS {peak / 2**20:.0f} MiB")
     assert peak < 512 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
 
-    health = world.operator.metrics()
-    assert not re.search(r'^pitwall_task_crashes_total\{task="[^"]+"\} [1-9]', health, re.M), \
+    metrics = world.operator.metrics()
+    assert not re.search(r'^pitwall_task_crashes_total\{task="[^"]+"\} [1-9]', metrics, re.M), \
         "a supervised task crashed"
+    with urllib.request.urlopen(f"http://127.0.0.1:{world.operator.metrics_port}/healthz", timeout=5) as health:
+        assert json.loads(health.read()) == {"status": "ok"}
