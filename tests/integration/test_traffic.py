@@ -206,3 +206,42 @@ def test_a_rollout_whose_new_version_serves_20_percent_errors_is_rolled_back_by_
                    ["image"] == "registry.example.com/quotes:1.0")
     finally:
         op.stop()
+
+
+def last_week(product: str, version: str, rps: float, span: float = 1800.0, step: float = 5.0) -> str:
+    """OpenMetrics samples of a counter growing ``rps`` a second around this time a week ago."""
+    import time as _time
+
+    start = _time.time() - 7 * 86400 - span
+    lines = ["# HELP http_requests HTTP requests served", "# TYPE http_requests counter"]
+    labels = f'product="{product}",version="{version}",consumer="acme",route="/orders/{{id}}",code="200"'
+    for i in range(int(2 * span / step)):
+        lines.append(f"http_requests_total{{{labels}}} {i * step * rps:.0f} {start + i * step:.3f}")
+    return "\n".join([*lines, "# EOF", ""])
+
+
+def test_the_digest_shows_stability_and_calls_against_the_same_time_a_week_ago(
+        cluster, namespace, tmp_path, kubectl, servers, prometheus):
+    from tests.helpers.receiver import Recorder
+
+    api = servers("ledger", "v1", rps=20, error_ratio=0.05)
+    prom = prometheus([api.target], backfill=last_week("ledger", "v1", rps=10))   # promtool create-blocks-from
+    op = traffic_operator(cluster, namespace, tmp_path, prom)
+    try:
+        with Recorder() as rec:
+            kubectl.apply(product("ledger", ["v1"]))
+            eventually(lambda: version_traffic(kubectl, "ledger", "v1").get("rps", 0) > 10, timeout=60)
+            kubectl.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": "update"},
+                           "spec": {"severity": "low", "selector": {"kinds": ["ApiProduct"]},
+                                    "receivers": [{"name": "team", "type": "webhook", "url": rec.url + "/digest"}],
+                                    "digest": {"interval": "20s", "receivers": ["team"]}}})
+            body = eventually(lambda: rec.paths("/digest") and rec.paths("/digest")[-1]["body"], timeout=90,
+                              message="a digest")
+            live = body["traffic"]["environments"]["live"]
+            assert body["traffic"]["period"] == "20s"
+            assert live["weekAgoCalls"] == pytest.approx(200, rel=0.3)        # 10/s a week ago
+            assert live["calls"] == pytest.approx(400, rel=0.3)               # 20/s now
+            assert live["weekOverWeekPercent"] == pytest.approx(100, abs=45)
+            assert live["successPercent"] == pytest.approx(95, abs=2.5)       # one call in 20 fails
+    finally:
+        op.stop()

@@ -277,8 +277,10 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
     last = digest.last_sent(rt.status_of(obj), obj["metadata"])
     now = durations.now()
     if digest.due(schedule.interval, last, now):
+        products = rt.stores["ApiProduct"].list(namespace)
+        traffic, period = await traffic_rules.digest_traffic(rt, namespace, products, schedule.interval)
         message = digest.compose(name, namespace, records, rt.stores["Probe"].list(namespace),
-                                 rt.stores["ApiProduct"].list(namespace), last, now)
+                                 products, last, now, traffic, period)
         for receiver_name in schedule.receivers:
             receiver = rule.receiver(receiver_name)
             if receiver is None:    # parse_rule refuses a digest naming an unknown receiver

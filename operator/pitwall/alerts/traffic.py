@@ -17,6 +17,7 @@ from collections.abc import Collection
 from .. import durations
 from ..errors import TrafficError
 from ..runtime import Runtime
+from . import digest
 from .rules import TRAFFIC_WHEN, Rule, judge_traffic, matches
 from .state import FIRING, HELD, PENDING, Evaluation, Observation
 
@@ -102,3 +103,24 @@ async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> No
         await rt.write_status(obj, {"warRoom": {**current, "state": "closed", "closedAt": now,
                                                 "message": message}}, [])
         await rt.event(obj, "WarRoomClosed", message)
+
+
+async def digest_traffic(rt: Runtime, namespace: str, products: list[dict],
+                         interval: float) -> tuple[dict[str, dict] | None, str]:
+    """Traffic for the digest: calls and failures per environment over the digest's interval,
+    and the calls of the same period a week ago (``offset 1w``); None without figures."""
+    period = durations.format(interval)
+    keys = [(namespace, p["metadata"]["name"]) for p in products if (p.get("spec") or {}).get("traffic") is not None]
+    if rt.traffic is None or rt.traffic.source is None or not keys:
+        return None, period
+    seconds = f"{max(1, int(interval))}s"
+    try:
+        calls = await rt.traffic.calls(keys, seconds)
+        week_ago = await rt.traffic.calls(keys, seconds, offset="1w")
+        failed = await rt.traffic.failed_requests(keys, seconds)
+    except TrafficError as exc:
+        log.warning("digest traffic %s: %s", namespace, exc)
+        return None, period
+    def by_name(counts: dict[tuple[str, str], float]) -> dict[str, float]:
+        return {name: value for (_, name), value in counts.items()}
+    return digest.traffic_by_environment(products, by_name(calls), by_name(failed), by_name(week_ago)), period
