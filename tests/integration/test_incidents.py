@@ -258,6 +258,16 @@ def test_emergency_window_is_an_incident_of_its_own_kind(cluster, namespace, kub
             body = eventually(lambda: hooks(hook, "/globex", "update"), message="update to the consumer")[0]["body"]
             assert body["incident"]["kind"] == "emergency-maintenance"
             assert body["subject"].startswith("Update (monitoring): Payments")
+            # with kubectl, without an author: the field manager is recorded as its author
+            kubectl.patch("incident", name, [{"op": "add", "path": "/spec/updates/-",
+                                              "value": {"message": "Checks pass; watching for an hour."}}],
+                          patch_type="json")
+            authors = eventually(lambda: (kubectl.get("incident", name).get("status") or {}).get("updateAuthors"),
+                                 message="kubectl update attributed")
+            assert authors[0]["index"] == 1 and authors[0]["author"] == "kubectl-patch" and authors[0]["at"]
+            eventually(lambda: "Checks pass; watching for an hour." in fetch(op.statuspage_port, "/"),
+                       message="kubectl update on the page")
+            eventually(lambda: len(hooks(hook, "/globex", "update")) == 2, message="kubectl update to the consumer")
             done = eventually(lambda: (lambda i: i if (i.get("status") or {}).get("phase") == "Resolved" else None)(
                 kubectl.get("incident", name)), timeout=90, message="resolved when the window ends")
             assert done["status"]["resolution"] == "The emergency maintenance is over."

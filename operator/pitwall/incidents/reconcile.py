@@ -181,6 +181,13 @@ class IncidentService:
         """Record who wrote kubectl-added updates, and acknowledge every spec change
         (``observedGeneration``) even when it changes nothing Pitwall decides."""
         authors = decide.update_authors(incident, now)
+        if authors is not None:
+            # The watch cache keeps no managedFields: read them for this (rare) kubectl update.
+            meta = incident.get("metadata") or {}
+            full = await self.rt.kube.get(KIND, meta.get("namespace"), meta.get("name", ""))
+            managed = ((full or {}).get("metadata") or {}).get("managedFields")
+            if managed:
+                authors = decide.update_authors({**incident, "metadata": {**meta, "managedFields": managed}}, now)
         st = decide.status(incident)
         if authors is not None:
             await self._write(incident, {**st, "updateAuthors": authors})
