@@ -185,6 +185,16 @@ def _stalled(obj: dict) -> str:
     return f"{cond.get('reason')}: {cond.get('message')}" if cond.get("status") == "True" else ""
 
 
+def _unavailable(obj: dict) -> str:
+    """Why a Backend is Unavailable: its failing check, or who declared it down and why."""
+    if (obj.get("status") or {}).get("state") != "Unavailable":
+        return ""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Available" and cond.get("status") == "False":
+            return cond.get("message", "")
+    return ""
+
+
 def status_rows(found: dict[str, list[dict]]) -> list[dict]:
     """One row per object: kind, name, ready, state and a short detail. Pure (tested)."""
     rows = []
@@ -203,7 +213,7 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
         rows.append({"kind": "Backend", "name": obj["metadata"]["name"],
                      "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
                      "state": st.get("state", "Unknown"),
-                     "detail": _stalled(obj) or ("used by " + ", ".join(hurt) if hurt else "")})
+                     "detail": _stalled(obj) or _unavailable(obj) or ("used by " + ", ".join(hurt) if hurt else "")})
     for obj in found.get("Probe", []):
         st = obj.get("status") or {}
         failure = st.get("lastFailure") or {}

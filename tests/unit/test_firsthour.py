@@ -154,3 +154,15 @@ def test_scale_and_set_env_patch_one_version_by_name():
         env_with([], ["oops"])
     except ValueError as exc:
         assert "NAME=VALUE" in str(exc)
+
+
+def test_status_row_of_a_backend_says_why_it_is_unavailable():
+    backend = {"metadata": {"name": "core-banking", "namespace": "m"}, "status": {
+        "state": "Unavailable", "impact": {"apiProducts": [{"name": "payments", "effect": "Unavailable"}]},
+        "conditions": [{"type": "Available", "status": "False", "reason": "DeclaredDown",
+                        "message": "declared down by marge at 2026-11-29T14:00:00Z: mainframe patching; "
+                                   "affects: payments"}]}}
+    [row] = views.status_rows({"Backend": [backend]})
+    assert row["detail"].startswith("declared down by marge") and row["namespace"] == "m"
+    backend["status"]["state"] = "Available"
+    assert views.status_rows({"Backend": [backend]})[0]["detail"] == "used by payments"
