@@ -182,3 +182,19 @@ async def test_a_missing_secret_stalls_with_a_reason_and_sends_nothing(world):
     assert "Secret teams (key url) not found" in condition(obj, "Stalled")["message"]
     assert api.reasons("checkout-down") == ["SecretNotFound"]
     assert receivers.seen == []
+
+
+async def test_a_retry_due_within_the_same_second_still_goes_out(world, clock):
+    """The outbox keeps what it just sent out of the next round; a retry is a new try, not a copy
+    (ids carry the try count: due times alone can share a second)."""
+    api, rt, receivers = world
+    rt.alerts.retry_base = 0.2
+    receivers.answer = 503
+    clock.advance(61)
+    await reconcile(rt)
+    assert alert_records(api)[0]["outstanding"][0]["tries"] == 1
+    receivers.answer = 200
+    clock.advance(0.3)
+    await reconcile(rt)
+    assert not alert_records(api)[0].get("outstanding")
+    assert alert_records(api)[0]["deliveries"][-1]["ok"] is True

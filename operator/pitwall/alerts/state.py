@@ -227,25 +227,26 @@ def evaluate(rule: Rule, records: Iterable[Mapping], observations: Iterable[Obse
 
 
 def due(rule: Rule, records: Iterable[Mapping], now: datetime,
-        exclude: Collection[tuple[str, str, str, str]] = ()
-        ) -> tuple[list[Notification], set[tuple[str, str, str, str]], datetime | None]:
+        exclude: Collection[tuple[str, str, str, str, int]] = ()
+        ) -> tuple[list[Notification], set[tuple[str, str, str, str, int]], datetime | None]:
     """The notifications owed and due now (one per receiver and event), the ids of the owed
     entries they carry, and when the next falls due.
 
-    This is what the outbox sends. An owed entry's id is ``(alert key, receiver, event, due)``:
-    the same entry keeps it until its result is recorded (a failure moves ``due``, a new
-    reminder has a new one), so ``exclude`` (sent, result not recorded yet or only just) can
-    never hold back a later notification. Held alerts owe nothing while held.
+    This is what the outbox sends. An owed entry's id is ``(alert key, receiver, event, due,
+    tries)``: the same entry keeps it until its result is recorded (a failure counts a try and
+    moves ``due``, a new reminder has a new ``due``), so ``exclude`` (sent, result not recorded
+    yet or only just) never holds back a retry or a later notification. Held alerts owe nothing
+    while held.
     """
     recs = [AlertRecord.from_dict(r) for r in records]
     groups: dict[tuple[str, str], list[AlertRecord]] = {}
-    ids: set[tuple[str, str, str, str]] = set()
+    ids: set[tuple[str, str, str, str, int]] = set()
     wakes = []
     for rec in recs:
         if rec.state == HELD:
             continue
         for owed in rec.outstanding:
-            ident = (rec.key, owed.receiver, owed.event, rfc3339(owed.due))
+            ident = (rec.key, owed.receiver, owed.event, rfc3339(owed.due), owed.tries)
             if ident in exclude:
                 continue
             if owed.due <= now:

@@ -179,16 +179,18 @@ def owe(notices: list[dict] | None, notice: Notice, *, at: datetime, recipients:
     return [*(notices or []), entry][-KEEP:]
 
 
-def due_sends(notices: Iterable[dict], now: datetime, exclude: Iterable[tuple[str, str, str, str]] = ()
-              ) -> tuple[list[tuple[str, str, str, str]], datetime | None]:
-    """(kind, occurrence, recipient, due) owed and due now, and when the next one falls due.
+def due_sends(notices: Iterable[dict], now: datetime, exclude: Iterable[tuple] = ()
+              ) -> tuple[list[tuple[str, str, str, str, int]], datetime | None]:
+    """(kind, occurrence, recipient, due, tries) owed and due now, and when the next falls due.
 
-    The id includes ``due``: a failed try moves it, so ``exclude`` (sent, result not recorded
-    yet or only just) holds back a resend of the same try, never the retry."""
+    The id includes ``due`` and ``tries``: a failed try counts and moves them, so ``exclude``
+    (sent, result not recorded yet or only just) holds back a resend of the same try, never
+    the retry."""
     skip, due, later = set(exclude), [], []
     for entry in notices or ():
         for item in entry.get("pending") or ():
-            ident = (entry.get("kind", ""), entry.get("occurrence", ""), item.get("name", ""), item.get("due", ""))
+            ident = (entry.get("kind", ""), entry.get("occurrence", ""), item.get("name", ""), item.get("due", ""),
+                     int(item.get("tries") or 0))
             when = _parse(item.get("due")) or now
             if ident in skip:
                 continue

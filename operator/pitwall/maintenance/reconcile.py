@@ -275,8 +275,8 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
 
 
 async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec: dict, by_name: dict,
-                    uid: str, ident: tuple[str, str, str, str]) -> notices.SendResult:
-    kind, occurrence, recipient_name, _ = ident
+                    uid: str, ident: tuple) -> notices.SendResult:
+    kind, occurrence, recipient_name = ident[:3]
     namespace = window["metadata"]["namespace"]
 
     def result(ok: bool, permanent: bool, error: str | None) -> notices.SendResult:
