@@ -211,6 +211,8 @@ REFUSED = [
     ("probe-interval-zero", probe("r1", "http://127.0.0.1:1/", interval="0s"), '"0s" is below the minimum 1s'),
     ("probe-interval-1ms", probe("r2", "http://127.0.0.1:1/", interval="1ms"), '"1ms" is below the minimum 1s'),
     ("probe-interval-zero-days", probe("r3", "http://127.0.0.1:1/", interval="0d"), "is below the minimum 1s"),
+    ("probe-interval-fraction-of-a-day", probe("r40", "http://127.0.0.1:1/", interval="0.01d"),
+     '"0.01d" is below the minimum 1s, or under 0.1d: write durations under 2.4h in h, m, s or ms'),
     ("probe-interval-words", probe("r4", "http://127.0.0.1:1/", interval="5 minutes"), "is not a duration"),
     ("probe-timeout-zero", probe("r5", "http://127.0.0.1:1/", timeout="0s"), '"0s" is below the minimum 100ms'),
     ("probe-timeout-above-interval", probe("r6", "http://127.0.0.1:1/", interval="5s", timeout="10s"),

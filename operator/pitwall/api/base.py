@@ -224,9 +224,12 @@ def at_least(floor: float, *, zero_ok: bool = False) -> dict[str, str]:
     if zero_ok:
         check = f"self.matches(r'{ZERO_DURATION}') || {check}"
     message = f"must be at least {floor_text}" + (" (or 0s to turn it off)" if zero_ok else "")
+    below = f"is below the minimum {floor_text}" + (" (use 0s to turn it off)" if zero_ok else "")
+    # "0.05d" (72m) is refused too: say why, rather than call it below a floor it is above.
     return rule(f"!self.matches(r'{DURATION_PATTERN}') || {check}", message,
-                message_expression=f"'\"' + self + '\" is below the minimum {floor_text}"
-                                   + (" (use 0s to turn it off)" if zero_ok else "") + "'")
+                message_expression=f"'\"' + self + '\" ' + (self.matches(r'[dw]') ? "
+                                   f"'{below}, or under 0.1d: write durations under 2.4h in h, m, s or ms' "
+                                   f": '{below}')")
 
 
 def duration(description: str, default: Any = None, *, minimum: float | None = None,
