@@ -13,6 +13,13 @@ waits for a target, and a hung run costs no other probe its slot.
 - A probe whose previous run is still going skips its slot instead of stacking runs.
 - Scheduling lag (start - due, including any wait for the concurrency limit) is reported
   through ``on_lag`` for metrics and benchmarks.
+- Overload degrades into lateness, never into failures: when more is due than the CPU (or the
+  concurrency limit) can run, due runs wait for a slot in due order (first due, first started),
+  so the lateness is spread evenly over every probe; a probe still waiting when its next slot
+  comes skips that slot. A run's timeout starts when it really starts, so waiting never makes
+  a check time out or fail. A run starting more than ``LATE`` seconds late marks the scheduler
+  overloaded until none has for ``CALM`` seconds (``overloaded``, ``overloaded_seconds``,
+  ``waiting``; logged when it starts and ends).
 - One job cannot stop the others: an interval that is not a positive finite number is refused
   when it is scheduled (the spec parser refuses it earlier still, with a reason), and anything
   a run or the loop itself raises is logged with its key and reported through ``on_error``; the
@@ -35,6 +42,9 @@ from dataclasses import dataclass
 from ..supervise import spawn
 
 log = logging.getLogger("pitwall.probes.scheduler")
+
+LATE = 0.5    # seconds: a run starting this late means more is due than can be run
+CALM = 10.0   # seconds without a late start before the overload is over
 
 
 def phase(key: Hashable, interval: float) -> float:
@@ -144,6 +154,11 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self.overruns = 0  # slots skipped because the previous run was still going
+        self.waiting = 0   # runs due and waiting for a slot
+        self._late_until = 0.0               # overloaded until then (monotonic)
+        self._overloaded_since: float | None = None
+        self._overloaded_closed = 0.0        # seconds of overloads that have ended
+        self._worst_lag = 0.0                # largest lag of the current overload
 
     def upsert(self, key: Hashable, interval: float, run: Callable[[], Awaitable[object]], *,
                timeout: float, run_now: bool = False) -> None:
@@ -180,11 +195,45 @@ class Scheduler:
         """The loop task runs (for /healthz): False once started and then ended for any reason."""
         return self._loop_task is not None and not self._loop_task.done()
 
+    # -- overload ---------------------------------------------------------------------------------
+    def overloaded(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self._settle(now)
+        return self._overloaded_since is not None
+
+    def overloaded_seconds(self, now: float | None = None) -> float:
+        """Seconds spent overloaded since the scheduler was made (the current overload included)."""
+        now = time.monotonic() if now is None else now
+        self._settle(now)
+        current = now - self._overloaded_since if self._overloaded_since is not None else 0.0
+        return self._overloaded_closed + current
+
+    def _note_start(self, lag: float, now: float) -> None:
+        self._settle(now)
+        if lag < LATE:
+            return
+        self._late_until = now + CALM
+        self._worst_lag = max(self._worst_lag, lag)
+        if self._overloaded_since is None:
+            self._overloaded_since = now - lag
+            log.warning("probe scheduler overloaded: runs start %.1fs late (%d waiting for a slot); lateness is "
+                        "spread over every probe and never fails a check. Give the operator more CPU or run "
+                        "more replicas with --probe-shards", lag, self.waiting)
+
+    def _settle(self, now: float) -> None:
+        if self._overloaded_since is not None and now >= self._late_until:
+            ended = self._late_until - CALM   # the last late start
+            self._overloaded_closed += max(0.0, ended - self._overloaded_since)
+            log.warning("probe scheduler caught up after %.0fs overloaded (runs up to %.1fs late)",
+                        ended - self._overloaded_since, self._worst_lag)
+            self._overloaded_since, self._worst_lag = None, 0.0
+
     async def _loop(self) -> None:
         while True:
             delay: float | None = 0.1
             try:
                 self._wake.clear()
+                self._settle(time.monotonic())
                 for key, due in self._table.pop_due(time.monotonic()):
                     self._launch(key, due)
                 next_due = self._table.next_due()
@@ -220,9 +269,16 @@ class Scheduler:
             del self._running[key]
 
     async def _execute(self, key: Hashable, job: _Job, due: float) -> None:
-        async with self._semaphore:
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            now = time.monotonic()
+            self._note_start(now - due, now)
             if self._on_lag is not None:
-                self._on_lag(time.monotonic() - due)
+                self._on_lag(now - due)
             try:
                 async with asyncio.timeout(job.timeout):
                     await job.run()
@@ -232,3 +288,5 @@ class Scheduler:
             except Exception as exc:
                 log.exception("probe %s: run failed", key)
                 self._report(key, exc)
+        finally:
+            self._semaphore.release()

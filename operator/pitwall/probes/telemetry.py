@@ -73,6 +73,16 @@ class Collector:
 
     def collect(self) -> Iterator:
         success, up, runs, duration = families = self._families()
+        overloaded = GaugeMetricFamily("pitwall_probe_overloaded", "1 while more probe runs are due than can "
+                                       "run on time (runs start over 0.5 s late); lateness, never failures")
+        overloaded_s = CounterMetricFamily("pitwall_probe_overloaded_seconds_total", "Seconds the probe scheduler "
+                                           "was overloaded")
+        waiting = GaugeMetricFamily("pitwall_probe_runs_waiting", "Probe runs due and waiting for a slot")
+        schedulers = [s for s in (getattr(source, "scheduler", None) for source in list(self._sources)) if s]
+        if schedulers:
+            overloaded.add_metric([], max(int(s.overloaded()) for s in schedulers))
+            overloaded_s.add_metric([], sum(s.overloaded_seconds() for s in schedulers))
+            waiting.add_metric([], sum(s.waiting for s in schedulers))
         for source in list(self._sources):
             for key, job in list(source.jobs.items()):
                 numbers: Numbers = job.numbers
@@ -89,7 +99,7 @@ class Collector:
                         cumulative += count
                         buckets.append((le, cumulative))
                     duration.add_metric([*labels, step], buckets, counts[-1])
-        return iter(families)
+        return iter((*families, overloaded, overloaded_s, waiting))
 
     @staticmethod
     def _families() -> tuple:

@@ -265,3 +265,48 @@ async def test_errors_of_runs_and_of_the_loop_are_reported_and_the_loop_goes_on(
         assert ("boom", "RuntimeError") in errors
     finally:
         await s.stop()
+
+
+async def test_overload_becomes_even_lateness_never_a_cut_run(monkeypatch):
+    """Five times more due than the slots can run: runs wait (in due order) instead of failing;
+    each run still gets its whole timeout from the moment it starts; every probe gets about the
+    same share; the scheduler says it is overloaded and for how long, and recovers."""
+    import pitwall.probes.scheduler as scheduler_module
+    monkeypatch.setattr(scheduler_module, "LATE", 0.05)
+    monkeypatch.setattr(scheduler_module, "CALM", 0.3)
+    errors, lags = [], []
+    s = Scheduler(concurrency=2, on_lag=lags.append, on_error=lambda key, exc: errors.append((key, exc)))
+    runs: Counter = Counter()
+
+    def job(key):
+        async def run():
+            runs[key] += 1
+            await asyncio.sleep(0.02)   # 2 slots x 50 runs/s = 100 runs/s; 50 keys every 0.1 s = 500/s due
+        return run
+
+    s.start()
+    try:
+        keys = [f"k{i:02d}" for i in range(50)]
+        for key in keys:
+            s.upsert(key, 0.1, job(key), timeout=0.05)   # the work (20 ms) fits its timeout, not the wait
+        await wait_until(lambda: s.overloaded() and s.waiting > 0)
+        await wait_until(lambda: all(runs[k] >= 3 for k in keys), limit=30)
+        assert errors == []                       # no run was cut although most waited > its timeout
+        started_late = [lag for lag in lags if lag > 0.05]
+        assert started_late                       # the overload showed as lateness
+        counts = [runs[k] for k in keys]
+        assert max(counts) - min(counts) <= 2     # spread evenly: nobody starved, nobody favoured
+        for key in keys:
+            s.remove(key)
+        await wait_until(lambda: not s.overloaded(), limit=5)
+        assert s.overloaded_seconds() > 0
+    finally:
+        await s.stop()
+
+
+async def test_no_overload_when_everything_runs_on_time(scheduler):
+    rec = Recorder()
+    for key in ("a", "b"):
+        scheduler.upsert(key, 0.05, rec.job(key), timeout=1.0)
+    await wait_until(lambda: all(rec.runs[k] >= 3 for k in "ab"))
+    assert not scheduler.overloaded() and scheduler.overloaded_seconds() == 0.0
