@@ -30,6 +30,9 @@ What each number means:
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ from pitwall.testing.cluster import free_port
 
 from . import blackbox, gatus
 from .common import (
+    ROOT,
     Metric,
     Operator,
     Report,
@@ -57,6 +61,8 @@ from .common import (
     metric_samples,
     metric_sum,
     sample,
+    spawn,
+    stop_group,
 )
 from .targets import Targets
 
@@ -65,6 +71,7 @@ LAG = "pitwall_probe_schedule_lag_seconds"
 DURATION = "pitwall_probe_duration_seconds"
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 MB = 1e6
+NOISE_SHARE = 0.5    # the noisy neighbour: half a core, beside every contender alike
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,15 @@ def measure(cluster, op: Operator, size: Size, targets: Targets, created: float)
 
     ran_once = wait_until(started, 600, "every probe reconciled and run once", interval=5.0)
     time.sleep(size.interval)
+    quiet = one_window(cluster, op, size, targets)
+    with Noise(op.log_path.parent) as noise:
+        loud = one_window(cluster, op, size, targets)
+        loud["noise_cpu_seconds"] = noise.cpu_seconds()
+    return {"created_s": created, "ran_once_s": ran_once, "off": quiet, "on": loud}
+
+
+def one_window(cluster, op: Operator, size: Size, targets: Targets) -> dict:
+    """One measurement window of the running operator (its scrapes just outside it)."""
     scrapes: dict[str, tuple] = {}
 
     def scrape(key: str) -> None:
@@ -188,7 +204,8 @@ def measure(cluster, op: Operator, size: Size, targets: Targets, created: float)
 
     lag = bucket_delta(histogram_buckets(op1, LAG), histogram_buckets(op0, LAG))
     return {
-        "window": window, "created_s": created, "ran_once_s": ran_once,
+        "window": window,
+        "overloaded_s": delta(op0, op1, "pitwall_probe_overloaded_seconds_total"),
         "runs": delta(op0, op1, "pitwall_probe_runs_total"),
         "failures": delta(op0, op1, "pitwall_probe_runs_total", result="failure"),
         "lag_p50": histogram_quantile(0.5, lag), "lag_p99": histogram_quantile(0.99, lag),
@@ -226,18 +243,55 @@ def gc_pauses(text0: str, text1: str, generation: str) -> dict:
     return {"count": count, "seconds": total, "largest_at_most": largest}
 
 
-def gatus_phase(workdir: Path, size: Size, targets: Targets) -> dict:
-    """Gatus on the same endpoints; ``{"unavailable": reason}`` when it cannot be built or run."""
+class Noise:
+    """The noisy neighbour (``bench.noise``, half a core) for the ``with`` block; its CPU measured."""
+
+    def __init__(self, workdir: Path | None = None, share: float = NOISE_SHARE):
+        self.share = share
+        self.workdir = workdir or Path(tempfile.gettempdir())
+        self.proc: subprocess.Popen | None = None
+        self.cpu0 = 0.0
+
+    def __enter__(self) -> Noise:
+        self.proc = spawn([sys.executable, "-m", "bench.noise", "--share", str(self.share)],
+                          log_path=self.workdir / "noise.log", cwd=ROOT)
+        time.sleep(1)
+        self.cpu0 = sample(self.proc.pid).cpu_seconds
+        return self
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return sample(self.proc.pid).cpu_seconds - self.cpu0
+
+    def __exit__(self, *exc) -> None:
+        stop_group(self.proc)
+
+
+def two_windows(pid: int, targets: Targets, size: Size, workdir: Path) -> dict:
+    """The load-off window, then the same with the noisy neighbour running."""
+    quiet = observe(pid, targets, size.window)
+    with Noise(workdir) as noise:
+        loud = observe(pid, targets, size.window)
+        noise_cpu = noise.cpu_seconds()
+    return {"off": {"window": quiet}, "on": {"window": loud, "noise_cpu_seconds": noise_cpu}}
+
+
+def gatus_phase(workdir: Path, size: Size, targets: Targets, concurrency: int) -> dict:
+    """Gatus on the same endpoints at ``concurrency``, measured once every endpoint has started
+    (it starts them 222 ms apart); ``{"unavailable": reason}`` when it cannot be built or run."""
     try:
         binary = gatus.build()
-        cfg = gatus.config([targets.url(i) for i in range(size.probes)], size.interval, free_port())
-        with gatus.Gatus(binary, workdir / "gatus", cfg) as running:
-            first = targets.answered()
-            wait_until(lambda: targets.answered() - first >= size.probes, 600, "Gatus to check every endpoint")
+        cfg = gatus.config([targets.url(i) for i in range(size.probes)], size.interval, free_port(), concurrency)
+        with gatus.Gatus(binary, workdir / f"gatus-{concurrency}", cfg) as running:
+            began = time.monotonic()
+            wait_until(lambda: gatus.endpoints_started(running.port) >= size.probes,
+                       size.probes * gatus.START_SPACING_S * 2 + 600, "every Gatus endpoint to start", interval=10.0)
+            all_started = time.monotonic() - began
             time.sleep(size.interval)
-            return {"window": observe(running.pid, targets, size.window)}
+            return {"concurrency": concurrency, "all_started_s": all_started, "version": gatus.version(binary),
+                    **two_windows(running.pid, targets, size, workdir)}
     except gatus.Unavailable as exc:
-        return {"unavailable": str(exc)}
+        return {"concurrency": concurrency, "unavailable": str(exc)}
 
 
 def blackbox_phase(workdir: Path, size: Size, targets: Targets) -> dict:
@@ -252,9 +306,9 @@ def blackbox_phase(workdir: Path, size: Size, targets: Targets) -> dict:
             wait_until(lambda: targets.answered() - first >= size.probes, 600, "blackbox_exporter to check every target")
             time.sleep(size.interval)
             driver0 = sample(running.driver_pid).cpu_seconds
-            window = observe(running.pid, targets, size.window)
+            windows = two_windows(running.pid, targets, size, workdir)
             driver_cpu = sample(running.driver_pid).cpu_seconds - driver0
-        return {"window": window, "driver_cpu_seconds": driver_cpu, "driver_counts": running.driver_counts()}
+        return {**windows, "driver_cpu_seconds": driver_cpu, "driver_counts": running.driver_counts()}
     except blackbox.Unavailable as exc:
         return {"unavailable": str(exc)}
 
@@ -263,7 +317,7 @@ def run(workdir: Path, quick: bool = False) -> Report:
     size = QUICK if quick else FULL
     with Targets(servers=4) as targets:
         ours = pitwall_phase(workdir, size, targets)
-        theirs = gatus_phase(workdir, size, targets)
+        theirs = [gatus_phase(workdir, size, targets, c) for c in (gatus.DEFAULT_CONCURRENCY, gatus.SUSTAINING)]
         exporter = blackbox_phase(workdir, size, targets)
     return report(size, quick, ours, theirs, exporter)
 
@@ -283,29 +337,41 @@ def per_thousand(window: Window) -> float:
     return window.cpu_seconds / window.checks * 1000 if window.checks else float("nan")
 
 
-def report(size: Size, quick: bool, ours: dict, theirs: dict, exporter: dict) -> Report:
+LOADS = (("off", "no background load"), ("on", "background load of half a core"))
+
+
+def pitwall_rows(size: Size, ours: dict, load: str, judged: bool) -> tuple[list[Metric], float]:
+    """Pitwall's rows for one window; targets are judged on the load-on window (issue 18)."""
     w: Window = ours["window"]
     minutes = w.seconds / 60
     due = size.probes * w.seconds / size.interval
     (p50, p50_bound), (p99, p99_bound) = ours["lag_p50"], ours["lag_p99"]
     cpu = per_thousand(w)
-    metrics = [
+    share = w.cpu_seconds / w.seconds * 100
+
+    def target(text: str, met: bool) -> tuple[str, bool | None]:
+        return (text, met) if judged else ("", None)
+
+    rows = [
+        Metric(f"**Pitwall, {load}**", ""),
         Metric("checks in the window (target side)", f"{w.checks:,} of ~{due:,.0f} due"),
         Metric("checks counted by pitwall_probe_runs_total", f"{ours['runs']:,.0f}"),
-        Metric("failed checks", f"{ours['failures']:,.0f}", "", "0", ours["failures"] == 0),
+        Metric("failed checks", f"{ours['failures']:,.0f}", "", *target("0", ours["failures"] == 0)),
         Metric("scheduling lag p50 (estimate / at most)", lag_ms(p50, p50_bound), "ms"),
         Metric("scheduling lag p99 (estimate / at most)", lag_ms(p99, p99_bound), "ms",
-               "< 100 ms", p99_bound <= 0.1),
+               *target("< 100 ms", p99_bound <= 0.1)),
+        Metric("seconds the scheduler was overloaded (pitwall_probe_overloaded_seconds_total)",
+               ours.get("overloaded_s", 0.0), "s"),
         Metric("check duration p99 (estimate / at most); checks over 100 ms",
                f"{lag_ms(*histogram_quantile(0.99, ours['duration_buckets']))} ms; "
                f"{over(ours['duration_buckets'], 0.1):,.0f}"),
         Metric("runs that waited over 100 ms for their start", f"{over(ours['lag_buckets'], 0.1):,.0f}"),
         Metric("CPU seconds per 1,000 checks (operator)", cpu, "s"),
-        Metric("operator CPU use in the window", w.cpu_seconds / w.seconds * 100, "% of one core"),
+        Metric("operator CPU use in the window", share, "% of one core", *target("< 60 %", share < 60)),
         Metric("whole machine CPU use in the window", w.machine_cpu_seconds / w.seconds * 100,
                "% of one core (all processes)"),
         Metric("target servers' CPU use in the window", w.targets_cpu_seconds / w.seconds * 100, "% of one core"),
-        Metric("operator peak RSS (VmHWM)", w.hwm / MB, "MB", "< 300 MB", w.hwm < 300 * MB),
+        Metric("operator peak RSS (VmHWM)", w.hwm / MB, "MB", *target("< 300 MB", w.hwm < 300 * MB)),
         Metric("operator largest VmRSS in the window", w.max_rss / MB, "MB"),
         Metric("status writes per minute (pitwall_probe_status_writes_total)", ours["status_writes"] / minutes),
         Metric("PATCH probes/status sent per minute (pitwall_kube_requests_total)",
@@ -314,43 +380,68 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict, exporter: dict) ->
         Metric("  of which by response code", ", ".join(f"{code}: {n / minutes:,.1f}" for code, n in
                                                         ours["api_status_patches_by_code"].items())),
         Metric("kube-apiserver mutating requests per minute (all clients)", ours["api_writes"] / minutes),
-        Metric(f"create {size.probes:,} Probes and seed their history (32 at a time)", ours["created_s"], "s"),
         *(Metric(f"garbage collections, generation {g}: count / total / largest (at most)",
                  f"{v['count']:,.0f} / {v['seconds'] * 1000:,.0f} ms / {v['largest_at_most'] * 1000:g} ms")
           for g, v in ours["gc"].items()),
         Metric("operator /metrics size / scrape time", f"{ours['metrics_bytes'] / MB:.1f} MB / "
-               f"{ours['metrics_scrape_s']:.2f} s"),
+               f"{ours['metrics_scrape_s']:.2f} s", "", *target("< 0.5 s", ours["metrics_scrape_s"] < 0.5)),
+    ]
+    if "noise_cpu_seconds" in ours:
+        rows.append(Metric("the background load's own CPU use", ours["noise_cpu_seconds"] / w.seconds * 100,
+                           "% of one core"))
+    return rows, cpu
+
+
+def reference_rows(name: str, phase: dict, load: str, cpu: float, judged: bool) -> list[Metric]:
+    w: Window = phase[load]["window"]
+    ref = per_thousand(w)
+    label = dict(LOADS)[load]
+    rows = [Metric(f"{name}, {label}: checks / CPU s per 1,000 checks / CPU use / peak RSS",
+                   f"{w.checks:,} / {ref:.3f} s / {w.cpu_seconds / w.seconds * 100:.1f} % / {w.hwm / MB:.1f} MB")]
+    if "noise_cpu_seconds" in phase[load]:
+        rows.append(Metric("  the background load's own CPU use",
+                           phase[load]["noise_cpu_seconds"] / w.seconds * 100, "% of one core"))
+    ratio = cpu / ref if ref else float("inf")
+    rows.append(Metric(f"  Pitwall / {name} CPU per check ({label})", ratio, "x",
+                       *(("<= 1x", ratio <= 1) if judged else ("", None))))
+    return rows
+
+
+def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: dict) -> Report:
+    metrics: list[Metric] = [
+        Metric(f"create {size.probes:,} Probes and seed their history (32 at a time)", ours["created_s"], "s"),
+        Metric("operator start to every probe reconciled and run once", ours["ran_once_s"], "s"),
     ]
     notes = []
-    if "unavailable" in theirs:
-        metrics.append(Metric("Gatus", "not run", "", "CPU per check within 2x", None))
-        notes.append(f"Gatus could not be run here: {theirs['unavailable']}")
-    else:
-        g: Window = theirs["window"]
-        gcpu = per_thousand(g)
-        ratio = cpu / gcpu if gcpu else float("inf")
-        metrics += [
-            Metric("Gatus checks in the window (target side)", f"{g.checks:,}"),
-            Metric("Gatus CPU seconds per 1,000 checks", gcpu, "s"),
-            Metric("Gatus peak RSS (VmHWM)", g.hwm / MB, "MB"),
-            Metric("Pitwall / Gatus CPU per check", ratio, "x", "<= 2x", ratio <= 2),
-        ]
+    cpus = {}
+    for load, label in LOADS:
+        rows, cpus[load] = pitwall_rows(size, ours[load], label, judged=load == "on")
+        metrics += rows
+    for phase in theirs:
+        name = f"Gatus (concurrency {phase['concurrency']})"
+        if "unavailable" in phase:
+            metrics.append(Metric(name, "not run"))
+            notes.append(f"{name} could not be run here: {phase['unavailable']}")
+            continue
+        metrics.append(Metric(f"**{name}**, {phase['version']}: every endpoint started after",
+                              phase["all_started_s"], "s"))
+        for load, _ in LOADS:
+            metrics += reference_rows(name, phase, load, cpus[load],
+                                      judged=load == "on" and phase["concurrency"] == gatus.SUSTAINING)
     if "unavailable" in exporter:
         metrics.append(Metric("blackbox_exporter", "not run"))
         notes.append(f"blackbox_exporter could not be run here: {exporter['unavailable']}")
     else:
-        b: Window = exporter["window"]
-        bcpu = per_thousand(b)
+        metrics.append(Metric("**blackbox_exporter**", ""))
+        for load, _ in LOADS:
+            metrics += reference_rows("blackbox_exporter", exporter, load, cpus[load], judged=load == "on")
+        checks = sum(exporter[load]["window"].checks for load, _ in LOADS)
         metrics += [
-            Metric("blackbox_exporter checks in the window (target side)", f"{b.checks:,}"),
-            Metric("blackbox_exporter CPU seconds per 1,000 checks", bcpu, "s"),
-            Metric("  its driver (playing Prometheus), CPU seconds per 1,000 checks",
-                   exporter["driver_cpu_seconds"] / b.checks * 1000 if b.checks else float("nan"), "s"),
-            Metric("blackbox_exporter peak RSS (VmHWM)", b.hwm / MB, "MB"),
+            Metric("  its driver (playing Prometheus), CPU seconds per 1,000 checks (both windows)",
+                   exporter["driver_cpu_seconds"] / checks * 1000 if checks else float("nan"), "s"),
             Metric("  its checks over 100 ms / all its checks (whole run, probe_duration_seconds)",
                    f"{exporter['driver_counts'].get('over_100ms', 'n/a')} / "
                    f"{sum(v for k, v in exporter['driver_counts'].items() if k != 'over_100ms'):,}"),
-            Metric("Pitwall / blackbox_exporter CPU per check", cpu / bcpu if bcpu else float("inf"), "x"),
         ]
     method = [
         f"{size.probes:,} Probes, each one GET of `http://127.0.0.1:<port>/isUp` (4 aiohttp servers in a separate "
@@ -367,9 +458,14 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict, exporter: dict) ->
         "CPU: (utime + stime) delta of the process from /proc/<pid>/stat; checks: requests the target servers "
         "answered in the window (same counter for Pitwall and Gatus).",
         "RSS: VmHWM (peak since start) and VmRSS sampled every 5 s, from /proc/<pid>/status.",
-        "Gatus (when it can be built): `go install github.com/TwiN/gatus/v5@latest` into ~/.cache/pitwall/gatus, "
-        "the same endpoints, interval and target process, run after the operator and control plane are stopped, "
-        "with the same window and the same /proc measurements.",
+        "Gatus (bench/gatus.py: --gatus-bin / PITWALL_GATUS_BIN, or built with `go build .` from a source tree "
+        "of github.com/TwiN/gatus into ~/.cache/pitwall/gatus): the same endpoints, interval and target process, "
+        "run after the operator and control plane are stopped, at its default concurrency (3) and at "
+        f"{gatus.SUSTAINING} (Pitwall's checks in flight), each measured only once every endpoint has a result "
+        "(it starts them 222 ms apart), with the same windows and /proc measurements.",
+        f"Background load: `python -m bench.noise --share {NOISE_SHARE}` (a process that wants half a core, "
+        "20 ms periods) beside each contender in turn: every contender is measured for one window without it, "
+        "then one window with it; the targets of issue 18 are judged on the window with it.",
         "blackbox_exporter (Debian's `prometheus-blackbox-exporter`, installed with apt-get when missing): module "
         "`http_200` (one GET, 200 expected, no redirects, 2 s timeout), asked for each target on its own phase of "
         "the interval by a driver process (`bench/scraper.py`, aiohttp) as Prometheus would; run last, with the "
@@ -378,9 +474,17 @@ def report(size: Size, quick: bool, ours: dict, theirs: dict, exporter: dict) ->
         "apart and not counted.",
     ]
     return Report("probes", "Probe engine at 5,000 probes, beside Gatus (issue 4)",
-                  {"quick": quick, "probes": size.probes, "interval_s": size.interval, "window_s": size.window},
+                  {"quick": quick, "probes": size.probes, "interval_s": size.interval, "window_s": size.window,
+                   "background_load_cores": NOISE_SHARE},
                   metrics, method, notes,
-                  extra={"pitwall": {k: v for k, v in ours.items() if k != "window"} | {"window": vars(w)},
-                         "gatus": theirs if "unavailable" in theirs else {"window": vars(theirs["window"])},
-                         "blackbox_exporter": exporter if "unavailable" in exporter
-                         else {**exporter, "window": vars(exporter["window"])}})
+                  extra={"pitwall": plain(ours), "gatus": [plain(phase) for phase in theirs],
+                         "blackbox_exporter": plain(exporter)})
+
+
+def plain(value):
+    """JSON-ready: windows as their fields."""
+    if isinstance(value, Window):
+        return vars(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value

@@ -3,6 +3,7 @@
     python -m bench.run                      # all of them, full size (about 10 minutes)
     python -m bench.run --only probes        # one (repeatable)
     python -m bench.run --quick              # smaller sizes: a smoke run of a few minutes
+    python -m bench.run --only probes --gatus-bin ~/gatus   # a Gatus binary to compare with
 
 Each benchmark starts its own control plane and operator and stops every process it started.
 """
@@ -10,6 +11,7 @@ Each benchmark starts its own control plane and operator and stops every process
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -34,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where control planes and logs go (default: a temp dir, "
                         "removed afterwards)")
     parser.add_argument("--no-write", action="store_true", help="print the results, do not append them")
+    parser.add_argument("--gatus-bin", help="a Gatus binary for the probe benchmark (default: $PITWALL_GATUS_BIN, "
+                        "else built from a source tree of github.com/TwiN/gatus, see bench/gatus.py)")
     args = parser.parse_args(argv)
+    if args.gatus_bin:
+        os.environ["PITWALL_GATUS_BIN"] = args.gatus_bin
     signal.signal(signal.SIGTERM, _terminate)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pitwall-bench-"))
