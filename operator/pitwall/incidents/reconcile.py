@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from datetime import datetime
 
 import httpx
@@ -79,6 +80,7 @@ class IncidentService:
     async def _loop(self) -> None:
         await self._mark_interrupted()
         while True:
+            started = time.monotonic()
             try:
                 await self.tick(durations.now())
             except asyncio.CancelledError:
@@ -86,9 +88,13 @@ class IncidentService:
             except Exception as exc:   # one bad pass must not end incident handling
                 log.error("incident pass failed: %s", type(exc).__name__)
                 log.debug("incident pass failed", exc_info=True)
+            took = time.monotonic() - started
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK)
-                await asyncio.sleep(DEBOUNCE)
+                # A storm of events (every probe of a backend's products) runs one pass per
+                # burst, and passes take at most half the loop: 1,000 public products cost
+                # 0.5 s a pass on a loaded core (bench/results/incidents.md).
+                await asyncio.sleep(max(DEBOUNCE, took))
             except TimeoutError:
                 pass
             self._wake.clear()

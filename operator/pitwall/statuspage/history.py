@@ -11,6 +11,7 @@ product are not shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,20 @@ def public_history(snapshot: Snapshot, ids: dict[Key, str], redact: Redactor, no
     ``ids``: the public id of each product shown (``model.public_ids``)."""
     shown = {k: p for p in snapshot.products if (k := key(p)) in ids}
     since = now - timedelta(days=days)
+    counts: dict[str, int] = {}
+    for incident in snapshot.incidents:
+        counts[key(incident)[1]] = counts.get(key(incident)[1], 0) + 1
+    memo: dict[str, str] = {}
+
+    def redact_once(text: Any) -> str:
+        """Updates and causes repeat across incidents: each distinct text is redacted once."""
+        if not text:
+            return ""
+        text = str(text)
+        if text not in memo:
+            memo[text] = redact(text)
+        return memo[text]
+
     out: list[dict[str, Any]] = []
     for incident in snapshot.incidents:
         namespace, name = key(incident)
@@ -58,19 +73,19 @@ def public_history(snapshot: Snapshot, ids: dict[Key, str], redact: Redactor, no
             word = "monitoring"       # a person's resolve is applied within seconds; not yet shown as done
         names = ", ".join(str(p["displayName"]) for p in products)
         out.append({
-            "id": name if sum(1 for i in snapshot.incidents if key(i)[1] == name) == 1 else f"{namespace}.{name}",
+            "id": name if counts[name] == 1 else f"{namespace}.{name}",
             "kind": kind,
             "title": redact(sp.get("title")) or f"{names}: {IMPACT_LABELS.get(impact, 'Service disruption').lower()}",
             "impact": impact, "impactLabel": IMPACT_LABELS.get(impact, "Service disruption"),
             "status": word, "statusLabel": STATUS_LABELS.get(word, word),
             "resolved": resolved,
-            "cause": redact(st.get("cause")),
+            "cause": redact_once(st.get("cause")),
             "products": products,
             "startedAt": _stamp(started), "resolvedAt": _stamp(ended) if resolved else None,
             "duration": _duration((end - started).total_seconds()),
             "resolution": redact(st.get("resolution")) if resolved else None,
             "postIncidentReport": sp.get("postIncidentReport"),
-            "updates": _updates(incident, redact),
+            "updates": _updates(incident, redact_once),
             "days": _days(started, end),
         })
     out.sort(key=lambda i: (bool(i["resolved"]), _neg(i["startedAt"]), str(i["id"])))
@@ -87,7 +102,7 @@ def by_product_day(history: list[dict]) -> dict[tuple[str, str], str]:
     return found
 
 
-def _updates(incident: dict, redact: Redactor) -> list[dict]:
+def _updates(incident: dict, redact: Callable[[Any], str]) -> list[dict]:
     updates = spec(incident).get("updates") or []
     seen = {a.get("index"): a.get("at") for a in status(incident).get("updateAuthors") or []}
     out = []

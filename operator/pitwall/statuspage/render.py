@@ -23,19 +23,24 @@ def render_public(model: dict, *, title: str = "API status", refresh: int = 15) 
     """templates/public.html, with what is easier said in Python: the environment choices and
     each product's uptime bar labels."""
     env = model.get("environment")
-    past = model.get("history") or []
-    current = [i for i in past if not i["resolved"]]
+    history = model.get("history") or []
+    current = [i for i in history if not i["resolved"]]
     covered = {p["id"] for i in current for p in i["products"]}
-    links = by_product_day(past)
+    past: dict[str, list[dict]] = {}          # product id -> its resolved incidents, newest first
+    for incident in history:
+        if incident["resolved"]:
+            for product in incident["products"]:
+                past.setdefault(product["id"], []).append(incident)
+    links: dict[str, dict[str, str]] = {}     # product id -> day -> incident id
+    for (product_id, day), incident_id in by_product_day(history).items():
+        links.setdefault(product_id, {})[day] = incident_id
     return TEMPLATES.get_template("public.html").render(
-        open_incidents=current, open_ids={i["id"] for i in current}, alert_incidents=[i for i in model["incidents"] if i["product"] not in covered],
-        past={p["id"]: [i for i in past if i["resolved"] and any(x["id"] == p["id"] for x in i["products"])]
-              for p in model["products"]},
+        open_incidents=current, open_ids={i["id"] for i in current},
+        alert_incidents=[i for i in model["incidents"] if i["product"] not in covered], past=past,
         model=model, title=title, heading=title, refresh=refresh, wide=False, env=env,
         now=parse_time(model["generatedAt"]), env_labels=ENV_LABELS, env_query=_env_query,
         choices=_choices(env, model.get("environments") or []),
-        uptimes=[_uptime(p["uptime"], p["displayName"], {d: i for (pid, d), i in links.items() if pid == p["id"]})
-                 for p in model["products"]])
+        uptimes=[_uptime(p["uptime"], p["displayName"], links.get(p["id"])) for p in model["products"]])
 
 
 def _env_query(env: str | None) -> str:
