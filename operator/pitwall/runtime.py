@@ -12,7 +12,7 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING, Protocol
 
 from . import conditions as cond
-from . import egress
+from . import egress, logsearch
 from .controller import Store, WorkQueue
 from .durations import rfc3339
 from .floors import Floors
@@ -130,6 +130,7 @@ class Settings:
         for key, value in overrides.items():
             if value is not None:
                 setattr(settings, key, value)
+        logsearch.check(settings.log_search_url)      # ValueError: pitwall run refuses to start
         return settings
 
     @property

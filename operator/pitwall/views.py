@@ -220,7 +220,8 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
         detail = _stalled(obj)
         if not detail and st.get("state") == "Down":
             detail = (f"step {failure.get('step')}: {failure.get('reason')} "
-                      f"(correlation id {failure.get('correlationId')})")
+                      f"(correlation id {failure.get('correlationId')}"
+                      + (f", logs {failure['logsUrl']})" if failure.get("logsUrl") else ")"))
         elif not detail and st.get("availability"):
             detail = f"{st['availability'].get('last24h', 100):.2f}% over 24h"
         rows.append({"kind": "Probe", "name": obj["metadata"]["name"],

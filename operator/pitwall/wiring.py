@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from . import logsearch
 from .alerts import reconcile as alerts
 from .backends import reconcile as backends
 from .incidents.reconcile import IncidentService
@@ -31,6 +32,7 @@ def register(rt: Runtime) -> None:
     rt.alerts = alerts.AlertService(rt.egress, rt)
     rt.maintenance = maintenance.MaintenanceService(rt)
     rt.traffic = TrafficService(rt)
+    logsearch.configure(rt.settings.log_search_url)     # correlation ids as links
     rt.incidents = IncidentService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
     rt.register("Probe", partial(probes.reconcile, rt), workers=4)

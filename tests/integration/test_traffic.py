@@ -245,3 +245,25 @@ def test_the_digest_shows_stability_and_calls_against_the_same_time_a_week_ago(
             assert live["successPercent"] == pytest.approx(95, abs=2.5)       # one call in 20 fails
     finally:
         op.stop()
+
+
+def test_correlation_ids_link_to_the_log_search(cluster, namespace, tmp_path, kubectl):
+    from pitwall.testing.cluster import free_port
+    from tests.integration.test_probes import probe
+
+    template = "https://logs.example/app/discover#/?query={correlationId}"
+    op = Operator(cluster, tmp_path, namespace=namespace, extra_args=["--log-search-url", template]).start()
+    try:
+        kubectl.apply(probe("gone", {"url": f"http://127.0.0.1:{free_port()}/isUp"}, failureThreshold=1))
+        failure = eventually(lambda: ((kubectl.get("probe", "gone") or {}).get("status") or {}).get("lastFailure"),
+                             message="a failed run")
+        assert failure["logsUrl"] == template.replace("{correlationId}", failure["correlationId"])
+        down = eventually(lambda: [e for e in kubectl.events("gone") if e["reason"] == "ProbeDown"])
+        assert "(logs: https://logs.example/app/discover#/?query=" in down[0]["message"]
+        rows = json.loads(pitwall(cluster, "status", "-n", namespace, "-o", "json"))
+        assert "logs https://logs.example/" in next(r for r in rows if r["kind"] == "Probe")["detail"]
+    finally:
+        op.stop()
+    bad = subprocess.run([sys.executable, "-m", "pitwall", "run", "--log-search-url", "https://logs.example/"],
+                         env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "must contain {correlationId}" in bad.stderr

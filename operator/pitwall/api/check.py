@@ -187,3 +187,5 @@ class LastFailure(Model):
     reason: str | None = text("Why it failed (secret values are masked).", LONG_TEXT)
     http_status: int | None = integer("HTTP status of the failing response, if any.", minimum=0, maximum=999)
     correlation_id: str | None = text("X-Correlation-ID of the failing request.")
+    logs_url: str | None = text("The correlation id as a link into the API's logs (the operator's "
+                                "--log-search-url).", 2048)

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from .. import durations, finalizers
+from .. import durations, finalizers, logsearch
 from ..api.backend import BackendSpec, BackendStatus, Impact, ProbeCounters
 from ..api.base import parse
 from ..conditions import Condition, summary
@@ -152,7 +152,7 @@ async def _write(rt: Runtime, backend: dict, state: str, matrix: dict, *, probe:
         failure = (probe or {}).get("lastFailure") or {}
         available = Condition.false("Available", "HealthCheckFailing",
                                     (f"{failure.get('reason', 'health check failing')} "
-                                     f"(correlation id {failure.get('correlationId', '-')}); affects: "
+                                     f"(correlation id {logsearch.mention(failure.get('correlationId', '-'))}); affects: "
                                      + (", ".join(hurt) or "no products")))
     elif state == "Maintenance":
         available = Condition.false("Available", "Maintenance", "in a maintenance window")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client import Counter, Histogram
 
-from .. import durations
+from .. import durations, logsearch
 from ..errors import InvalidSpec
 from ..runtime import Runtime
 from ..supervise import spawn
@@ -353,5 +353,6 @@ def probe_status(job: Job, result: RunResult | None) -> dict:
         status["lastRun"] = result.last_run()
         failure = result.last_failure()
         if failure:
-            status["lastFailure"] = failure
+            url = logsearch.link(failure.get("correlationId"))     # --log-search-url
+            status["lastFailure"] = {**failure, "logsUrl": url} if url else failure
     return status

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from .. import durations, finalizers
+from .. import durations, finalizers, logsearch
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..runtime import Runtime, rewrite_address
@@ -178,7 +178,7 @@ def probe_conditions(state: str, result: RunResult | None) -> list[Condition]:
     if state == UP:
         healthy = Condition.true("Healthy", "Up", "the last runs passed")
     elif state == DOWN:
-        detail = f"step {failure.name}: {failure.reason} (correlation id {failure.correlation_id})" \
+        detail = f"step {failure.name}: {failure.reason} (correlation id {logsearch.mention(failure.correlation_id)})" \
             if failure else "consecutive failures reached the threshold"
         healthy = Condition.false("Healthy", "Down", detail)
     elif state == MAINTENANCE:
@@ -223,7 +223,7 @@ async def _announce(rt: Runtime, probe: dict, job: Job, result: RunResult | None
     failure = result.failure if result else None
     if state == DOWN and failure:
         message = (f"{previous or 'Unknown'} -> Down after {job.health.consecutive_failures} consecutive failures: "
-                   f"step {failure.name}: {failure.reason}; correlation id {failure.correlation_id}")
+                   f"step {failure.name}: {failure.reason}; correlation id {logsearch.mention(failure.correlation_id)}")
     else:
         message = f"{previous or 'Unknown'} -> {state}"
     await rt.event(probe, f"Probe{state}", message, warning=state == DOWN)
