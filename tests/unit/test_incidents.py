@@ -202,3 +202,16 @@ def test_emergency_window_opens_and_closes_its_incident():
     assert done.status["phase"] == "Resolved"
     # no start/resolved notices of its own: the window's notices say so
     assert notify.owed(incident, T0, 600) == (None, None)
+
+
+def test_internal_view_shows_who_wrote_each_update_and_the_notices():
+    from pitwall.statuspage.internal import internal_status
+    from pitwall.statuspage.render_internal import render_internal
+    snap = _page_snapshot(status={"notices": [{"event": "start", "state": "Sent", "at": rfc3339(T0),
+                                               "recipients": ["acme"], "failed": ["globex"]}]})
+    model = internal_status(snap, T0 + timedelta(hours=1))
+    [entry] = model["incidentObjects"]
+    assert entry["updates"][0]["author"] == "ana" and entry["notices"][0]["failed"] == ["globex"]
+    html = render_internal(model)
+    assert "(ana): core-banking" in html and "<script>x</script>" not in html and "failed: globex" in html
+    assert internal_status(snap, T0 + timedelta(days=8))["incidentObjects"] == []

@@ -9,7 +9,7 @@ and the windows with the backends and consumers they affect. Served only on the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..api.alertrule import SEVERITIES
 from ..api.apiproduct import DEPENDENCY_DEFAULTS
@@ -43,7 +43,34 @@ def internal_status(snapshot: Snapshot, now: datetime) -> dict:
                        "causes": sorted(v.incident.causes), "versions": sorted(v.incident.versions),
                        "alerts": v.incident.alerts} for v in views if v.incident],
         "windows": windows.collect(snapshot),
+        "incidentObjects": _incident_objects(snapshot, label, now),
     }
+
+
+def _incident_objects(snapshot: Snapshot, label: Label, now: datetime) -> list[dict]:
+    """Incidents (the kind) not resolved, or resolved in the last 7 days: with each update's
+    author and the notices sent (who was reached, who failed). Newest first."""
+    out = []
+    recent = rfc3339(now - timedelta(days=7))
+    for incident in snapshot.incidents:
+        sp, st = spec(incident), status(incident)
+        if st.get("phase") == "Resolved" and (st.get("resolvedAt") or "") < recent:
+            continue
+        authors = {a.get("index"): a for a in st.get("updateAuthors") or []}
+        out.append({
+            "name": label(key(incident)), "type": sp.get("type", "incident"), "phase": st.get("phase"),
+            "status": sp.get("status"), "impact": st.get("impact"), "cause": st.get("cause"),
+            "affected": st.get("affected") or sp.get("products") or [],
+            "startedAt": st.get("startedAt"), "resolvedAt": st.get("resolvedAt"), "resolvedBy": st.get("resolvedBy"),
+            "updates": [{"at": u.get("at") or (authors.get(i) or {}).get("at"), "status": u.get("status"),
+                         "author": u.get("author") or (authors.get(i) or {}).get("author"),
+                         "message": u.get("message")} for i, u in enumerate(sp.get("updates") or [])],
+            "notices": [{"event": n.get("event"), "state": n.get("state"), "at": n.get("at"),
+                         "recipients": n.get("recipients") or [], "failed": n.get("failed") or []}
+                        for n in st.get("notices") or []],
+        })
+    out.sort(key=lambda i: i.get("startedAt") or "", reverse=True)
+    return out
 
 
 def _labeller(qualified: bool) -> Label:
