@@ -275,25 +275,24 @@ async def test_overload_becomes_even_lateness_never_a_cut_run(monkeypatch):
     monkeypatch.setattr(scheduler_module, "LATE", 0.05)
     monkeypatch.setattr(scheduler_module, "CALM", 0.3)
     errors, lags = [], []
-    s = Scheduler(concurrency=2, on_lag=lags.append, on_error=lambda key, exc: errors.append((key, exc)))
+    s = Scheduler(concurrency=1, on_lag=lags.append, on_error=lambda key, exc: errors.append((key, exc)))
     runs: Counter = Counter()
 
     def job(key):
         async def run():
             runs[key] += 1
-            await asyncio.sleep(0.02)   # 2 slots x 50 runs/s = 100 runs/s; 50 keys every 0.1 s = 500/s due
+            await asyncio.sleep(0.01)   # 1 slot x 100 runs/s; 50 keys every 0.1 s = 500/s due
         return run
 
     s.start()
     try:
         keys = [f"k{i:02d}" for i in range(50)]
         for key in keys:
-            s.upsert(key, 0.1, job(key), timeout=0.05)   # the work (20 ms) fits its timeout, not the wait
+            s.upsert(key, 0.1, job(key), timeout=0.2)   # the work (10 ms) fits its timeout, not the wait
         await wait_until(lambda: s.overloaded() and s.waiting > 0)
         await wait_until(lambda: all(runs[k] >= 3 for k in keys), limit=30)
-        assert errors == []                       # no run was cut although most waited > its timeout
-        started_late = [lag for lag in lags if lag > 0.05]
-        assert started_late                       # the overload showed as lateness
+        assert max(lags) > 0.2                    # runs waited longer than their timeout...
+        assert errors == []                       # ...and none was cut: the timeout starts at the start
         counts = [runs[k] for k in keys]
         assert max(counts) - min(counts) <= 2     # spread evenly: nobody starved, nobody favoured
         for key in keys:
