@@ -176,7 +176,9 @@ def _journey(cluster, kubectl, op, tmp_path, smtp_port, received, hook, demo):
                message="resolved e-mail")
     eventually(lambda: hooks(hook, "/globex", "resolved"), message="resolved webhook")
     eventually(lambda: hooks(hook, "/ops", "resolved"), message="resolved to the receiver")
-    sent = {n["event"]: n for n in kubectl.get("incident", name)["status"]["notices"]}
+    # the outbox delivers, the next pass records: wait for the record of the last delivery
+    sent = eventually(lambda: (lambda ns_: ns_ if all(n["state"] == "Sent" for n in ns_.values()) else None)(
+        {n["event"]: n for n in kubectl.get("incident", name)["status"]["notices"]}), message="notices recorded")
     assert sorted(sent) == ["resolved", "start", "update-0"]
     assert all(n["state"] == "Sent" and not n["failed"] for n in sent.values())
     assert sorted(sent["start"]["recipients"]) == ["acme", "globex", "ops"]

@@ -215,3 +215,10 @@ def test_internal_view_shows_who_wrote_each_update_and_the_notices():
     html = render_internal(model)
     assert "(ana): core-banking" in html and "<script>x</script>" not in html and "failed: globex" in html
     assert internal_status(snap, T0 + timedelta(days=8))["incidentObjects"] == []
+
+
+def test_an_incident_of_a_product_no_longer_public_is_resolved():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    assert decide.plan_orphan(incident, {("ns", "payments")}, T0) == []
+    [action] = decide.plan_orphan(incident, set(), T0)
+    assert action.status["phase"] == "Resolved" and "no longer listed" in action.status["resolution"]

@@ -174,6 +174,20 @@ def _resolved_by_person_during(auto: list[dict], ev: Evidence, now: datetime) ->
     return now - at < timedelta(seconds=ev.merge_window)
 
 
+def plan_orphan(incident: dict, shown: set[tuple[str, str]], now: datetime) -> list[Action]:
+    """An open incident Pitwall opened for a product that is gone or no longer public: resolved
+    (nothing would ever resolve it otherwise)."""
+    meta = incident.get("metadata") or {}
+    namespace = meta.get("namespace", "")
+    if not opened_by_pitwall(incident) or spec(incident).get("type", INCIDENT) != INCIDENT or is_resolved(incident):
+        return []
+    products = [p.get("name", "") for p in spec(incident).get("products") or []]
+    if any((namespace, p) in shown for p in products):
+        return []
+    return [Action("status", namespace, meta.get("name", ""),
+                   resolved(status(incident), now, PITWALL, "The API is no longer listed on this status page."))]
+
+
 def plan_person(incident: dict, now: datetime) -> Action | None:
     """``spec.status: resolved`` (a person's word) resolves an incident not yet resolved;
     an incident opened by hand gets its first status."""

@@ -121,7 +121,8 @@ class IncidentService:
             if window:
                 by_window.setdefault((namespace, window), []).append(incident)
         actions: list[decide.Action] = []
-        for view in product_views(snapshot, now):
+        views_now = product_views(snapshot, now)
+        for view in views_now:
             namespace, name = view.key
             if not is_public(view.product) or not rt.watches(namespace) or (namespace, name) in self._creating:
                 continue
@@ -134,6 +135,9 @@ class IncidentService:
                 merge_window=durations.parse(policy.get("mergeWindow"), 300.0),
                 opens=policy.get("open", True) is not False)
             actions += decide.plan_product(evidence, by_product.get((namespace, name), []), now)
+        shown = {view.key for view in views_now if is_public(view.product)}
+        for incident in incidents:
+            actions += decide.plan_orphan(incident, shown, now)
         for window in snapshot.windows:
             if (window.get("spec") or {}).get("emergency") and rt.watches(key(window)[0]):
                 actions += decide.plan_window(window, by_window.get(key(window), []), now)
