@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import (
@@ -59,6 +60,16 @@ def watch_gc() -> None:
         gc.callbacks.append(_time_collection)
 
 
+# Expositions written by hand after the registry's (the per-probe series: probes.telemetry),
+# for what has too many series for prometheus_client's generic, per-sample formatting.
+EXPOSITIONS: list[Callable[[], bytes]] = []
+
+
+def exposition() -> bytes:
+    """The whole /metrics page: the registry's metrics, then the hand-written expositions."""
+    return b"".join([generate_latest(), *(render() for render in list(EXPOSITIONS))])
+
+
 TASK_CRASHES = Counter("pitwall_task_crashes_total", "Supervised tasks that ended with an exception (or, for "
                        "long-lived loops, at all); a long-lived one also fails /healthz", ["task"])
 
@@ -100,8 +111,8 @@ def app() -> web.Application:
 
     async def metrics(_request: web.Request) -> web.Response:
         # Off the event loop: with thousands of probes the exposition is megabytes and takes
-        # about a second to render, which would delay every probe due meanwhile.
-        body = await asyncio.to_thread(generate_latest)
+        # a while to render, which would delay every probe due meanwhile.
+        body = await asyncio.to_thread(exposition)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     application = web.Application()

@@ -17,10 +17,14 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from .. import metrics
+
+OVERLOADED_HELP = "1 while more probe runs are due than can run on time (runs start over 0.5 s late); lateness, never failures"
+OVERLOADED_SECONDS_HELP = "Seconds the probe scheduler was overloaded"
+WAITING_HELP = "Probe runs due and waiting for a slot"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _LE = [floatToGoString(b) for b in BUCKETS] + ["+Inf"]
 LABELS = ["kind", "namespace", "name"]
@@ -73,11 +77,9 @@ class Collector:
 
     def collect(self) -> Iterator:
         success, up, runs, duration = families = self._families()
-        overloaded = GaugeMetricFamily("pitwall_probe_overloaded", "1 while more probe runs are due than can "
-                                       "run on time (runs start over 0.5 s late); lateness, never failures")
-        overloaded_s = CounterMetricFamily("pitwall_probe_overloaded_seconds_total", "Seconds the probe scheduler "
-                                           "was overloaded")
-        waiting = GaugeMetricFamily("pitwall_probe_runs_waiting", "Probe runs due and waiting for a slot")
+        overloaded = GaugeMetricFamily("pitwall_probe_overloaded", OVERLOADED_HELP)
+        overloaded_s = CounterMetricFamily("pitwall_probe_overloaded_seconds_total", OVERLOADED_SECONDS_HELP)
+        waiting = GaugeMetricFamily("pitwall_probe_runs_waiting", WAITING_HELP)
         schedulers = [s for s in (getattr(source, "scheduler", None) for source in list(self._sources)) if s]
         if schedulers:
             overloaded.add_metric([], max(int(s.overloaded()) for s in schedulers))
@@ -111,5 +113,62 @@ class Collector:
                                       labels=[*LABELS, "step"]))
 
 
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render(collector: Collector) -> bytes:
+    """What ``generate_latest`` makes of ``collector`` (same lines, labels sorted by name, same
+    number format), written directly: the per-probe series are 15 histogram lines and 4 more per
+    probe, 90,000 lines at 5,000 probes, and prometheus_client formats each sample through
+    several generic layers (0.59 s of CPU for 5,000 probes; this takes a fraction of that)."""
+    out: list[str] = []
+    success: list[str] = []
+    up: list[str] = []
+    runs: list[str] = []
+    duration: list[str] = []
+    for source in list(collector._sources):
+        for (kind, namespace, name), job in list(source.jobs.items()):
+            numbers: Numbers = job.numbers
+            if numbers.success is None:
+                continue
+            head = f'kind="{_quote(kind)}",'
+            tail = f'name="{_quote(name)}",namespace="{_quote(namespace)}"'
+            labels = head + tail
+            success.append(f"pitwall_probe_success{{{labels}}} {numbers.success}.0\n")
+            up.append(f"pitwall_probe_up{{{labels}}} {numbers.up}.0\n")
+            runs.append(f'pitwall_probe_runs_total{{{labels},result="success"}} {numbers.passed}.0\n'
+                        f'pitwall_probe_runs_total{{{labels},result="failure"}} {numbers.failed}.0\n')
+            for step, counts in numbers.steps.items():
+                step_label = f'step="{_quote(step)}"'
+                cumulative = 0.0
+                for le, count in zip(_LE, counts[:-1], strict=True):
+                    cumulative += count
+                    duration.append(f'pitwall_probe_duration_seconds_bucket{{{head}le="{le}",{tail},{step_label}}} '
+                                    f"{floatToGoString(cumulative)}\n")
+                duration.append(f"pitwall_probe_duration_seconds_count{{{labels},{step_label}}} "
+                                f"{floatToGoString(cumulative)}\n"
+                                f"pitwall_probe_duration_seconds_sum{{{labels},{step_label}}} "
+                                f"{floatToGoString(counts[-1])}\n")
+    for family, lines in zip(collector._families()[:4], (success, up, runs, duration), strict=True):
+        kind = family.type
+        name = family.name + ("_total" if kind == "counter" else "")
+        out.append(f"# HELP {name} {family.documentation}\n# TYPE {name} {kind}\n")
+        out.extend(lines)
+    schedulers = [s for s in (getattr(source, "scheduler", None) for source in list(collector._sources)) if s]
+    for name, kind, help_text, value in (
+            ("pitwall_probe_overloaded", "gauge", OVERLOADED_HELP,
+             max((int(s.overloaded()) for s in schedulers), default=None)),
+            ("pitwall_probe_overloaded_seconds_total", "counter", OVERLOADED_SECONDS_HELP,
+             sum(s.overloaded_seconds() for s in schedulers) if schedulers else None),
+            ("pitwall_probe_runs_waiting", "gauge", WAITING_HELP,
+             sum(s.waiting for s in schedulers) if schedulers else None)):
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        if value is not None:
+            out.append(f"{name} {floatToGoString(value)}\n")
+    return "".join(out).encode()
+
+
 COLLECTOR = Collector()
-REGISTRY.register(COLLECTOR)
+# Not in prometheus_client's registry: /metrics appends ``render(COLLECTOR)`` (metrics.py).
+metrics.EXPOSITIONS.append(lambda: render(COLLECTOR))

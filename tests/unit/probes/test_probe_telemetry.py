@@ -85,3 +85,32 @@ async def test_a_monitored_probe_has_series_until_it_is_removed(demo):
         assert not any(dict(found).get("name") == "isup" for _, found in scrape(collector))
     finally:
         await monitor.stop()
+
+
+def test_the_hand_written_exposition_is_byte_for_byte_what_prometheus_client_writes():
+    from prometheus_client import generate_latest as prometheus_text
+
+    from pitwall import metrics
+    from pitwall.probes.scheduler import Scheduler
+    from pitwall.probes.telemetry import COLLECTOR, render
+
+    jobs = {}
+    for i in range(30):
+        numbers = Numbers()
+        for run in range(3):
+            numbers.record(run != i % 3, bool(i % 2), [("check", 0.004 * i), ("second step", 7.5)])
+        jobs[("Probe", f"ns-{i % 4}", f'p{i}"quoted\\back\nline')] = SimpleNamespace(numbers=numbers)
+    jobs[("Backend", "ns", "never-ran")] = SimpleNamespace(numbers=Numbers())
+    source = Source(jobs)
+    source.scheduler = Scheduler()
+    collector = Collector()
+    collector.watch(source)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert render(collector) == prometheus_text(registry)
+
+    # /metrics carries the operator's own probes' series once (not also through the registry).
+    COLLECTOR.watch(source)
+    page = metrics.exposition().decode()
+    assert page.count('pitwall_probe_success{kind="Probe",name="p1') == 11     # p1, p10-p19
+    assert page.count("# TYPE pitwall_probe_success gauge") == 1
