@@ -431,8 +431,9 @@ def env_reaches_pods(k: KubectlLike, env: Env) -> None:
                 and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
         if len(pods) != 2:
             return None
-        seen = [k("exec", p["metadata"]["name"], "--", "printenv", "GREETING", check=False).stdout.strip()
-                for p in pods]
+        # ``k`` appends ``-n NAMESPACE`` last: here it lands as ``sh -c``'s own $0 and $1
+        seen = [k("exec", p["metadata"]["name"], "-n", k.namespace, "--", "sh", "-c", "printenv GREETING",
+                  check=False).stdout.strip() for p in pods]
         return seen if seen == ["hello", "hello"] else None
     eventually(pods_with_env, 120 * t, interval=1, message="two running pods with GREETING=hello")
 
@@ -488,7 +489,9 @@ def maintenance_traffic(k: KubectlLike, env: Env) -> None:
     k.apply({"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": "fresh-upgrade"},
              "spec": {"reason": "Upgrade seen through the Service",
                       "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
-                      "targets": {"apiProducts": {"names": ["fresh"]}}}})
+                      "targets": {"apiProducts": {"names": ["fresh"]}},
+                      "notice": {"leadTime": "5s", "receivers": [
+                          {"name": "ops", "type": "webhook", "url": env.receiver_url("/maintenance-fresh")}]}}})
     end = start + timedelta(seconds=duration)
     eventually(_when(lambda o: (o.get("status") or {}).get("phase") == "Completed", k, "maintenancewindow",
                      "fresh-upgrade"), start_in + duration + 60 * t, interval=1, message="fresh-upgrade Completed")
@@ -527,8 +530,11 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
     eventually(lambda: env.received("/alerts/handover"), 60 * t, message="firing notification before the hand-over")
 
     holder = system.get("lease", "pitwall-operator")["spec"]["holderIdentity"]
+    # the identity is the pod's name plus a per-process suffix
+    leader_pod = next(p["metadata"]["name"] for p in system.list("pods", "app.kubernetes.io/name=pitwall")
+                      if holder.startswith(p["metadata"]["name"]))
     started = time.monotonic()
-    system("delete", "pod", holder, "--wait=false")
+    system("delete", "pod", leader_pod, "--wait=false")
 
     def new_holder() -> str | None:
         spec = (system.get("lease", "pitwall-operator") or {}).get("spec") or {}
