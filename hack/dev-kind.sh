@@ -88,5 +88,5 @@ $(say "Pitwall runs on real pods in kind cluster $CLUSTER")
   done:           kind delete cluster --name $CLUSTER
 EOF
 holder=$(kubectl -n pitwall-system get lease pitwall-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
-kubectl -n pitwall-system port-forward "pod/${holder:-$(kubectl -n pitwall-system get pods -o name | head -1 | cut -d/ -f2)}" \
+kubectl -n pitwall-system port-forward "pod/${holder:-$(kubectl -n pitwall-system get pods -o name | sed -n 1p | cut -d/ -f2)}" \
   "$STATUSPAGE_PORT:8081" "$INTERNAL_PORT:8082"

@@ -95,7 +95,7 @@ ln -s "$kind_bin" "$WORK/bin/kind"
 ln -s "$kbin/kubectl" "$WORK/bin/kubectl"
 export PATH="$WORK/bin:$PATH"
 kind version
-kubectl version --client | head -1
+kubectl version --client | sed -n 1p
 step tools
 
 log "node image"
@@ -202,7 +202,7 @@ if [ -z "$holder" ]; then
   exit 1
 fi
 echo "leader: $holder"
-grep -h "target mode" "$WORK/operator-all.log" | head -2 || true
+grep -h "target mode" "$WORK/operator-all.log" | sed -n 1,2p || true
 
 log "examples"
 # their versions run the demo image (the examples name registry.example.com images)
@@ -225,7 +225,7 @@ kubectl get pods -A -o wide | tee "$ARTIFACTS/pods.txt"
 
 log "the operator ran in-cluster (Service DNS targets) and was never refused (403)"
 sleep 2
-grep -h "target mode" "$WORK/operator-all.log" | head -2
+grep -h "target mode" "$WORK/operator-all.log" | sed -n 1,2p
 if ! grep -q "target mode service" "$WORK/operator-all.log"; then
   echo "the operator did not resolve its target mode to 'service' (in-cluster)" >&2
   exit 1
