@@ -79,6 +79,7 @@ cleanup() {
   exit "$code"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT     # so that a timeout or Ctrl-C still collects and deletes the cluster
 
 step_start=$SECONDS
 step() { took[$1]=$(( SECONDS - step_start )); step_start=$SECONDS; }

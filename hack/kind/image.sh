@@ -36,8 +36,11 @@ if [ -z "$base" ]; then
   say "no image registry answers: base from Debian's packages, wheels built on the host"
   base=$("$here/base.sh" python)
   start=$SECONDS
-  "$PYTHON" -m pip wheel -q --disable-pip-version-check -w build/wheels \
-    -r requirements.lock 'setuptools>=77' wheel
+  # offline first (every pinned wheel already in build/wheels: no index round trips), else PyPI
+  "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-index --find-links build/wheels \
+      -w build/wheels -r requirements.lock 'setuptools>=77' wheel >/dev/null 2>&1 \
+    || "$PYTHON" -m pip wheel -q --disable-pip-version-check -w build/wheels \
+      -r requirements.lock 'setuptools>=77' wheel
   say "host wheels in build/wheels ($(( SECONDS - start ))s)"
   args+=(--build-arg PIP_NO_INDEX=1)
 fi
