@@ -25,7 +25,11 @@ def render_public(model: dict, *, title: str = "API status", refresh: int = 15) 
     env = model.get("environment")
     history = model.get("history") or []
     current = [i for i in history if not i["resolved"]]
-    covered = {p["id"] for i in current for p in i["products"]}
+    # A product with a firing alert keeps its alert card (the JSON's "incidents", one card each);
+    # its open Incident's status, updates and report are shown in that card, not in a second one.
+    alerted = {i["product"] for i in model["incidents"]}
+    merged = {i["products"][0]["id"]: i for i in current
+              if i["kind"] == "incident" and len(i["products"]) == 1 and i["products"][0]["id"] in alerted}
     past: dict[str, list[dict]] = {}          # product id -> its resolved incidents, newest first
     for incident in history:
         if incident["resolved"]:
@@ -35,8 +39,8 @@ def render_public(model: dict, *, title: str = "API status", refresh: int = 15) 
     for (product_id, day), incident_id in by_product_day(history).items():
         links.setdefault(product_id, {})[day] = incident_id
     return TEMPLATES.get_template("public.html").render(
-        open_incidents=current, open_ids={i["id"] for i in current},
-        alert_incidents=[i for i in model["incidents"] if i["product"] not in covered], past=past,
+        open_incidents=[i for i in current if i not in merged.values()], open_ids={i["id"] for i in current},
+        alert_incidents=model["incidents"], merged=merged, past=past,
         model=model, title=title, heading=title, refresh=refresh, wide=False, env=env,
         now=parse_time(model["generatedAt"]), env_labels=ENV_LABELS, env_query=_env_query,
         choices=_choices(env, model.get("environments") or []),
