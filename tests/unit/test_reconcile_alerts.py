@@ -198,3 +198,26 @@ async def test_a_retry_due_within_the_same_second_still_goes_out(world, clock):
     await reconcile(rt)
     assert not alert_records(api)[0].get("outstanding")
     assert alert_records(api)[0]["deliveries"][-1]["ok"] is True
+
+
+async def test_a_refire_waits_for_the_last_incidents_resolve(world, clock):
+    """Seen in the chaos run: the condition came back while the resolve was being retried, the
+    new incident replaced the record and the resolve was lost. Now the resolve goes first."""
+    api, rt, receivers = world
+    clock.advance(61)
+    await reconcile(rt)
+    receivers.answer = 503
+    api.put(probe("True", durations.rfc3339(clock.advance(1))))
+    await reconcile(rt)                                            # resolve owed, its try failed
+    assert alert_records(api)[0]["outstanding"][0]["event"] == "resolved"
+    api.put(probe("False", durations.rfc3339(clock.advance(1))))
+    clock.advance(61)
+    await alerts.reconcile(rt, NS, "checkout-down")               # down again, past when.for
+    record = alert_records(api)[0]
+    assert record["state"] == "resolved" and record["outstanding"][0]["event"] == "resolved"
+    receivers.answer = 200
+    clock.advance(120)
+    await reconcile(rt)                                            # the resolve is delivered ...
+    await reconcile(rt)                                            # ... then the new incident fires
+    assert receivers.events("/ops")[-2:] == ["resolved", "firing"]
+    assert alert_records(api)[0]["state"] == "firing"

@@ -83,8 +83,8 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
                   policy: RetryPolicy = RetryPolicy(), external_url: str = "",
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                   clock: Callable[[], float] = time.monotonic,
-                  addresses: egress.Policy = egress.Policy(), message_id: str | None = None
-                  ) -> list[DeliveryResult]:
+                  addresses: egress.Policy = egress.Policy(),
+                  message_id: str | Callable[[Notification], str] | None = None) -> list[DeliveryResult]:
     """Send ``n`` to its receiver; one result per request (Opsgenie and PagerDuty: per alert).
 
     ``secret_value`` is what the receiver's ``secretRef`` points to: the webhook URL (Teams,
@@ -102,8 +102,16 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
     if not secret_value:
         return [sender.unconfigured(n.keys, "the receiver's Secret holds no value")]
     if receiver.type == "email":
-        return [await sender.smtp(lambda address: payloads.email(n, address, receiver.email_to, message_id),
-                                  n.keys)]
+        # One mail per alert, each with its own Message-ID (``message_id`` maps a one-alert
+        # notification to it): a group's id would change with the group, and a resend after a
+        # crash, grouped differently, would be a second mail for the same event.
+        mails = []
+        for alert in n.alerts:
+            single = Notification(n.rule, n.receiver, n.event, (alert,))
+            mid = message_id(single) if callable(message_id) else message_id
+            mails.append(await sender.smtp(
+                lambda address, s=single, m=mid: payloads.email(s, address, receiver.email_to, m), (alert.key,)))
+        return mails
     results = []
     for alert in n.alerts:
         if receiver.type == "opsgenie":

@@ -248,7 +248,7 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
                      extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
             out += await deliver(notification, secrets.get(notification.receiver.name), service.client,
                                  policy=service.send_policy, addresses=service.addresses,
-                                 message_id=state.message_id(rule, notification))
+                                 message_id=partial(state.message_id, rule))
         return out
     by_receiver: dict[str, list] = {}
     for notification in notifications:

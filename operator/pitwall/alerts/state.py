@@ -354,6 +354,14 @@ class _Evaluator:
 
     def holds(self, rec: AlertRecord | None, key: str, obs: Observation) -> AlertRecord:
         """The condition holds for this object: open, fire, hold, escalate or remind."""
+        if rec is not None and rec.state == RESOLVED and any(o.event == RESOLVED for o in rec.outstanding):
+            # The last incident's resolve is still owed: the next one opens once it is delivered
+            # (or given up). Replacing the record would drop that resolve, and a trigger sent
+            # first would join the old incident at PagerDuty/Opsgenie (same dedup key), which
+            # the late resolve would then close.
+            self.open_keys.add(key)
+            self.wakes.append(min(o.due for o in rec.outstanding))
+            return rec
         if rec is None or rec.state == RESOLVED:
             rec = AlertRecord(key, obs.kind, obs.name, "", "", self.rule.severity)
         if rec.since is None and obs.since is not None:

@@ -140,7 +140,7 @@ def _rounded(delta: timedelta) -> str:
 
 
 # -- the outbox: owed sends per recipient, in status.notices ---------------------------------------
-MAX_TRIES = 6            # transient failures per recipient before the loss is recorded
+MAX_TRIES = 8            # transient failures per recipient before the loss is recorded (~25 min)
 RETRY_BASE = 15.0        # seconds before the 2nd try, doubling ...
 RETRY_CAP = 600.0        # ... up to 10 minutes
 
