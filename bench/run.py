@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import alerts, hostile, probes, products
+from . import alerts, hostile, probes, products, traffic
 
-BENCHMARKS = {"products": products.run, "probes": probes.run, "alerts": alerts.run, "hostile": hostile.run}
+BENCHMARKS = {"products": products.run, "probes": probes.run, "alerts": alerts.run, "hostile": hostile.run,
+              "traffic": traffic.run}
 
 
 def _terminate(signum, frame):
