@@ -126,6 +126,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     job = Job(key=key, generation=probe["metadata"].get("generation", 0), check=check, resolve=resolve,
               imposed=partial(_imposed, rt, namespace, name), publish=partial(_publish, rt),
               unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None)
+    if not rt.owns_probe(probe["metadata"].get("uid")):
+        return None   # its shard went to another replica while this reconcile awaited
     mon.upsert(job, status)
     await mon.resettle(key)
     cleared = (condition(status.get("conditions"), "Stalled") or {}).get("status") == "True"
