@@ -40,7 +40,7 @@ if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     echo "kind: Cluster"
     echo "apiVersion: kind.x-k8s.io/v1alpha4"
     if ! timeout 120 docker pull -q hello-world >/dev/null 2>&1; then
-      say "no image registry answers: node image built here (hack/kind/node-image.sh)"
+      say "no image registry answers: node image built here (hack/kind/node-image.sh)" >&2
       args+=(--image "$(hack/kind/node-image.sh)")
       printf 'networking:\n  disableDefaultCNI: true\n'
     fi
@@ -74,7 +74,10 @@ kubectl -n pitwall-system rollout restart deployment/pitwall >/dev/null   # pick
 kubectl -n pitwall-system rollout status deployment/pitwall --timeout=300s
 
 say "examples (their versions run $DEMO_IMAGE)"
-sed "s#image: registry.example.com/[^ ]*#image: $DEMO_IMAGE#" examples/*.yaml | kubectl apply --server-side -f - >/dev/null
+# (the examples' URL probes name make dev's demo API on 127.0.0.1:18080: here, payments v1's Service)
+sed -e "s#image: registry.example.com/[^ ]*#image: $DEMO_IMAGE#" \
+    -e "s#http://127.0.0.1:18080#http://payments-v1.marketplace.svc#" examples/*.yaml \
+  | kubectl apply --server-side -f - >/dev/null
 kubectl get pods -A -o wide
 kubectl get pitwall -n marketplace
 
@@ -87,6 +90,14 @@ $(say "Pitwall runs on real pods in kind cluster $CLUSTER")
   internal view:  http://127.0.0.1:$INTERNAL_PORT/   (port-forwarded to the leader until Ctrl-C)
   done:           kind delete cluster --name $CLUSTER
 EOF
-holder=$(kubectl -n pitwall-system get lease pitwall-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
-kubectl -n pitwall-system port-forward "pod/${holder:-$(kubectl -n pitwall-system get pods -o name | sed -n 1p | cut -d/ -f2)}" \
-  "$STATUSPAGE_PORT:8081" "$INTERNAL_PORT:8082"
+# the leader serves the internal view; its Lease identity is its pod name plus a suffix
+target=deployment/pitwall
+for _ in $(seq 30); do
+  holder=$(kubectl -n pitwall-system get lease pitwall-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+  for pod in $(kubectl -n pitwall-system get pods -l app.kubernetes.io/name=pitwall -o name); do
+    case "$holder" in "${pod#pod/}"*) target=$pod ;; esac
+  done
+  [ "$target" != deployment/pitwall ] && break
+  sleep 2
+done
+kubectl -n pitwall-system port-forward "$target" "$STATUSPAGE_PORT:8081" "$INTERNAL_PORT:8082"

@@ -82,8 +82,8 @@ step=0
 progress() { step=$(( step + 1 )); say "($step/$total, $(elapsed)) $*"; }
 
 say "first build of Kubernetes v$K8S_VERSION from the Go module proxy: ${todo[*]}"
-say "takes about 3-5 minutes per Kubernetes binary on 2 busy cores (15-25 minutes for the"
-say "control plane on a fresh machine), once: cached in $bin"
+say "on 2 cores this takes 15-45 minutes depending on load (kube-apiserver is the longest,"
+say "later binaries reuse its packages), once: cached in $bin"
 say "go's output: $log"
 
 src=$cache/src
