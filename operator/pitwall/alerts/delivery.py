@@ -19,6 +19,7 @@ can be reused); the result says the status code and where.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +80,10 @@ class Announcement(Protocol):
     def data(self) -> dict: ...
 
 
+def _alert_mail(n: Notification, address: str, *, to: tuple[str, ...], message_id: str | None) -> EmailMessage:
+    return payloads.email(n, address, to, message_id)
+
+
 async def deliver(n: Notification, secret_value: str | None, client: httpx.AsyncClient, *,
                   policy: RetryPolicy = RetryPolicy(), external_url: str = "",
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -110,7 +115,7 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
             single = Notification(n.rule, n.receiver, n.event, (alert,))
             mid = message_id(single) if callable(message_id) else message_id
             mails.append(await sender.smtp(
-                lambda address, s=single, m=mid: payloads.email(s, address, receiver.email_to, m), (alert.key,)))
+                functools.partial(_alert_mail, single, to=receiver.email_to, message_id=mid), (alert.key,)))
         return mails
     results = []
     for alert in n.alerts:
