@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from . import logsearch
 from .traffic.view import summary as traffic_summary
 from .vocabulary import (
     ANNOTATION_ACK,
@@ -351,6 +352,8 @@ async def _probe_once(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": result.ok, "traceId": result.trace_id, "latencyMs": result.latency_ms,
                           "steps": [{"name": s.name, "method": s.method, "url": s.url, "status": s.status,
                                      "latencyMs": s.latency_ms, "correlationId": s.correlation_id,
+                                     "logsUrl": logsearch.link(s.correlation_id,
+                                                               os.environ.get("PITWALL_LOG_SEARCH_URL") or None),
                                      "captured": dict(s.captured), "ok": s.ok, "reason": s.reason}
                                     for s in result.steps]}, indent=2))
     else:
@@ -359,7 +362,8 @@ async def _probe_once(args: argparse.Namespace) -> int:
             verdict = _paint("ok", "Up", colour) if step.ok else _paint("FAILED", "Down", colour)
             latency = f"{step.latency_ms:.0f}ms" if step.latency_ms is not None else "-"
             print(f"{index}. {step.name}: {step.method} {step.url} -> {step.status or '-'} in {latency} {verdict}")
-            print(f"   correlation id {step.correlation_id}")
+            logs = logsearch.link(step.correlation_id, os.environ.get("PITWALL_LOG_SEARCH_URL") or None)
+            print(f"   correlation id {step.correlation_id}" + (f" (logs: {logs})" if logs else ""))
             for name, value in (step.captured or {}).items():
                 print(f"   captured {name} = {value}")
             if not step.ok:

@@ -87,7 +87,7 @@ def test_product_status_shows_the_traffic_that_was_served(cluster, namespace, tm
             return (one, two) if one.get("rps", 0) > 15 and two.get("rps", 0) > 7 and \
                 abs(one.get("errorRatio", 0) - 0.10) < 0.04 else None
         try:
-            one, two = eventually(settled, timeout=60, message="traffic of both versions in status")
+            one, two = eventually(settled, timeout=120, message="traffic of both versions in status")
         except AssertionError:
             print(json.dumps(kubectl.get("apiproduct", "shop").get("status"), indent=1))
             print([m for m in op.metrics().splitlines() if "traffic" in m or "error" in m])
