@@ -75,9 +75,11 @@ kubectl -n pitwall-system rollout status deployment/pitwall --timeout=300s
 
 say "examples (their versions run $DEMO_IMAGE)"
 # (the examples' URL probes name make dev's demo API on 127.0.0.1:18080: here, payments v1's Service)
-sed -e "s#image: registry.example.com/[^ ]*#image: $DEMO_IMAGE#" \
-    -e "s#http://127.0.0.1:18080#http://payments-v1.marketplace.svc#" examples/*.yaml \
-  | kubectl apply --server-side -f - >/dev/null
+for f in examples/*.yaml; do
+  echo "---"   # between files: else one file's last document merges with the next one's first
+  sed -e "s#image: registry.example.com/[^ ]*#image: $DEMO_IMAGE#" \
+      -e "s#http://127.0.0.1:18080#http://payments-v1.marketplace.svc#" "$f"
+done | kubectl apply --server-side -f - >/dev/null
 kubectl get pods -A -o wide
 kubectl get pitwall -n marketplace
 

@@ -207,7 +207,9 @@ grep -h "target mode" "$WORK/operator-all.log" | sed -n 1,2p || true
 
 log "examples"
 # their versions run the demo image (the examples name registry.example.com images)
-sed "s#image: registry.example.com/[^ ]*#image: $DEMO_IMAGE#" examples/*.yaml | kubectl apply --server-side -f -
+# (one stream: a `---` between files, or the last document of one merges with the next's first)
+for f in examples/*.yaml; do echo "---"; sed "s#image: registry.example.com/[^ ]*#image: $DEMO_IMAGE#" "$f"; done \
+  | kubectl apply --server-side -f -
 kubectl get pitwall -n marketplace
 
 log "journeys (tests/journeys.py, as in the integration tests, plus the kind-only ones)"
