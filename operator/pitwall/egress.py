@@ -52,6 +52,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
@@ -396,6 +397,79 @@ class _Body(httpx.AsyncByteStream):
             await self._stream.aclose()
 
 
+class _LeanAssignment:
+    """httpcore's pool bookkeeping, in linear time and without a syscall per pooled connection.
+
+    ``AsyncConnectionPool._assign_requests_to_connections`` runs when every request starts and
+    every response closes. In httpcore 1.0 it asks each pooled connection ``has_expired()`` (a
+    ``poll`` of its socket and two ``get_extra_info`` lookups) and, for each idle connection,
+    counts the whole pool again: with 100 pooled connections that was ~45% of the CPU of a plain
+    check (issue 18; bench/probe_cpu.py). This does the same assignment with the same outcomes:
+    closed connections leave the pool at once; an idle connection is checked for expiry (keep-alive
+    timeout, or a server that hung up) right before it is handed a request, so a dead one is never
+    reused; and the whole pool is swept for expired connections at most every ``SWEEP`` seconds
+    instead of on every request, so hung-up sockets do not linger.
+    """
+
+    SWEEP = 1.0
+    _next_sweep = 0.0
+
+    def _assign_requests_to_connections(self) -> list:
+        pool: Any = self
+        connections: list = pool._connections
+        closing: list = []
+        now = time.monotonic()
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + self.SWEEP
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif sweep and connection.has_expired():
+                connections.remove(connection)
+                closing.append(connection)
+        if len(connections) > pool._max_keepalive_connections:   # surplus idle connections
+            for connection in [c for c in connections if c.is_idle()]:
+                if len(connections) <= pool._max_keepalive_connections:
+                    break
+                connections.remove(connection)
+                closing.append(connection)
+        for pool_request in [r for r in pool._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            chosen = None
+            for connection in list(connections):
+                if connection.can_handle_request(origin) and connection.is_available():
+                    if connection.is_idle() and connection.has_expired():
+                        connections.remove(connection)
+                        closing.append(connection)
+                        continue
+                    chosen = connection
+                    break
+            if chosen is None and len(connections) >= pool._max_connections:
+                idle = next((c for c in connections if c.is_idle()), None)
+                if idle is None:
+                    continue      # stays queued until a connection frees up
+                connections.remove(idle)
+                closing.append(idle)
+            if chosen is None:
+                chosen = pool.create_connection(origin)
+                connections.append(chosen)
+            pool_request.assign_to_connection(chosen)
+        return closing
+
+
+class _Pool(_LeanAssignment, httpcore.AsyncConnectionPool):
+    pass
+
+
+class _HTTPProxy(_LeanAssignment, httpcore.AsyncHTTPProxy):
+    pass
+
+
+class _SOCKSProxy(_LeanAssignment, httpcore.AsyncSOCKSProxy):
+    pass
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport over an httpcore pool whose every connection goes through
     ``GuardedBackend``: the target's (or the proxy's) resolved addresses are judged when dialled.
@@ -416,7 +490,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                       max_keepalive_connections=limits.max_keepalive_connections,
                       keepalive_expiry=limits.keepalive_expiry, http2=http2, network_backend=backend)
         if proxy is None:
-            self._pool: httpcore.AsyncConnectionPool = httpcore.AsyncConnectionPool(**common)
+            self._pool: httpcore.AsyncConnectionPool = _Pool(**common)
             return
         if not isinstance(proxy, httpx.Proxy):
             scheme = urlsplit(proxy).scheme
@@ -427,7 +501,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         url = httpcore.URL(scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port,
                            target=proxy.url.raw_path)
         if proxy.url.scheme in ("http", "https"):
-            self._pool = httpcore.AsyncHTTPProxy(proxy_url=url, proxy_auth=proxy.raw_auth,
+            self._pool = _HTTPProxy(proxy_url=url, proxy_auth=proxy.raw_auth,
                                                  proxy_headers=proxy.headers.raw,
                                                  proxy_ssl_context=proxy.ssl_context, **common)
         else:
@@ -436,7 +510,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             except ImportError:
                 raise InvalidSpec("UnsupportedProxy", "socks5 proxies need the socksio package, which "
                                   "this build of Pitwall does not include; use an http:// proxy") from None
-            self._pool = httpcore.AsyncSOCKSProxy(proxy_url=url, proxy_auth=proxy.raw_auth, **common)
+            self._pool = _SOCKSProxy(proxy_url=url, proxy_auth=proxy.raw_auth, **common)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host, port = request.url.host, request.url.port or (443 if request.url.scheme == "https" else 80)

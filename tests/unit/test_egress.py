@@ -272,3 +272,64 @@ def test_unsupported_proxy_is_a_spec_error():
     with pytest.raises(egress.InvalidSpec) as err:
         egress.client(Policy(), proxy="ftp://proxy.example:21")
     assert err.value.reason == "UnsupportedProxy"
+
+
+# -- the pool (egress._LeanAssignment): keep-alive reuse, limits, hung-up connections -------------
+class KeepAlive:
+    """A keep-alive HTTP/1.1 server on 127.0.0.1 that counts connections, answers each request
+    after ``delay`` seconds, and hangs up a connection after ``hang_up_after`` requests on it."""
+
+    def __init__(self, delay: float = 0.0, hang_up_after: int | None = None):
+        self.accepted, self.open, self.most_open = 0, 0, 0
+        self.delay, self.hang_up_after = delay, hang_up_after
+
+    async def __aenter__(self):
+        async def handle(reader, writer):
+            self.accepted += 1
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+            served = 0
+            try:
+                while request := await reader.readline():
+                    while (await reader.readline()) not in (b"\r\n", b""):
+                        pass
+                    await asyncio.sleep(self.delay)
+                    body = request.split(b" ")[1]
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    served += 1
+                    if self.hang_up_after is not None and served >= self.hang_up_after:
+                        break
+            finally:
+                self.open -= 1
+                writer.close()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+
+async def test_connections_are_reused_and_the_pool_limit_holds():
+    async with KeepAlive(delay=0.02) as target, egress.client(Policy(), max_connections=3) as http:
+        responses = await asyncio.gather(*(http.get(f"{target.url}/{i}") for i in range(30)))
+        assert [r.text for r in responses] == [f"/{i}" for i in range(30)]
+        assert target.accepted == 3 and target.most_open == 3
+
+
+async def test_a_connection_the_server_hung_up_is_never_reused():
+    async with KeepAlive(hang_up_after=1) as target, egress.client(Policy()) as http:
+        for i in range(5):
+            await asyncio.sleep(0.05)     # the server's FIN arrives while the connection is idle
+            assert (await http.get(f"{target.url}/{i}")).text == f"/{i}"
+        assert target.accepted == 5
+
+
+async def test_a_full_pool_closes_an_idle_connection_for_another_origin():
+    async with KeepAlive() as a, KeepAlive() as b, egress.client(Policy(), max_connections=1) as http:
+        assert (await http.get(f"{a.url}/a")).text == "/a"
+        assert (await http.get(f"{b.url}/b")).text == "/b"
+        await asyncio.sleep(0.05)
+        assert (a.open, b.open) == (0, 1)

@@ -1,0 +1,102 @@
+"""CPU per plain check through the real engine: ``run_check`` with the real egress client.
+
+A micro-benchmark for the probe engine's hot path (issue 18 item 3), beside ``make bench``'s
+full run: N plain checks (GET ``/isUp``, expect 200) against an aiohttp server in a separate
+process (its CPU is not counted), ``concurrency`` at a time, the client shared as the monitor
+shares it. Reports this process's CPU time (``time.process_time``, less sensitive than wall time
+to a loaded machine) per 1,000 checks, best of ``--rounds``.
+
+    .venv/bin/python bench/probe_cpu.py [-n 2000] [--concurrency 50] [--rounds 5] [--profile out.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import multiprocessing
+import time
+
+from pitwall.egress import Policy
+from pitwall.probes.client import make_client
+from pitwall.probes.engine import run_check
+from pitwall.probes.spec import parse_check
+
+
+def _serve(port_out) -> None:
+    from aiohttp import web
+
+    async def is_up(request):
+        return web.json_response({"status": "UP"})
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/isUp", is_up)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_out.put(runner.addresses[0][1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def _secrets(name: str, key: str) -> str | None:
+    return None
+
+
+async def _round(check, client, n: int, concurrency: int) -> tuple[float, int]:
+    gate = asyncio.Semaphore(concurrency)
+    failed = 0
+
+    async def one():
+        nonlocal failed
+        async with gate:
+            result = await run_check(check, client=client, secrets=_secrets)
+            failed += not result.ok
+
+    start = time.process_time()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return time.process_time() - start, failed
+
+
+async def main(args) -> None:
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    server = multiprocessing.Process(target=_serve, args=(queue,), daemon=True)
+    server.start()
+    port = queue.get(timeout=30)
+    check = parse_check({"target": {"url": f"http://127.0.0.1:{port}/isUp"}})
+    client = await make_client(check, secrets=_secrets, policy=Policy.from_lists(local_ports=[18080]))
+    await _round(check, client, 200, args.concurrency)  # warm up: connections, imports, caches
+    profile = cProfile.Profile() if args.profile else None
+    best = None
+    for _ in range(args.rounds):
+        if profile:
+            profile.enable()
+        cpu, failed = await _round(check, client, args.n, args.concurrency)
+        if profile:
+            profile.disable()
+        per_1000 = cpu / args.n * 1000
+        print(f"{args.n} checks, {failed} failed: {per_1000:.3f} CPU-s per 1,000 checks")
+        best = per_1000 if best is None else min(best, per_1000)
+    print(f"best: {best:.3f} CPU-s per 1,000 checks")
+    if profile:
+        profile.dump_stats(args.profile)
+    await client.aclose()
+    server.terminate()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", help="write a cProfile of the measured rounds to this file")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (must be installed)")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+        uvloop.run(main(args))
+    else:
+        asyncio.run(main(args))
