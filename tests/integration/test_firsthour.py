@@ -85,8 +85,8 @@ def test_backend_declared_down_by_hand_flows_like_a_failing_check(operator, kube
         eventually(lambda: [a for a in alerts(kubectl, "backends") if a["state"] == "firing"],
                    message="an alert fires as for a failing check")
         sent = eventually(lambda: [r["body"] for r in rec.paths("/hook") if r["body"]["status"] == "firing" and
-                                   r["body"]["alerts"][0]["labels"]["object"] == "core-banking"],
-                          message="the receiver is told")[-1]
+                                   "mainframe patching overran" in r["body"]["alerts"][0]["annotations"]["description"]],
+                          message="the receiver is told why")[-1]
         ack = sent["alerts"][0]["annotations"]["acknowledge"]           # works as pasted: it names the namespace
         assert f"pitwall ack -n {kubectl.namespace} backends " in ack
         page = eventually(lambda: (lambda m: m if m["incidents"] else None)(status_json(operator)),

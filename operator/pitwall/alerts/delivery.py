@@ -184,7 +184,7 @@ class _Sender:
         self.receiver, self.event, self.client, self.policy = receiver, event, client, policy
         self.sleep, self.clock, self.secret, self.addresses = sleep, clock, secret, addresses
         self.start = clock()
-        self.mask = Masker(_secret_parts(secret))
+        self.mask = Masker(secret_parts(secret))
 
     def result(self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None, *,
                permanent: bool = False) -> DeliveryResult:
@@ -350,7 +350,7 @@ def _smtp_options(smtp_url: str) -> dict:
     }
 
 
-def _secret_parts(secret: str | None) -> list[str]:
+def secret_parts(secret: str | None) -> list[str]:
     """The secret and the pieces of it that may show up alone in an error (URL path, password)."""
     if not secret:
         return []

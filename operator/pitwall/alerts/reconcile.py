@@ -14,6 +14,7 @@ disappears or is being deleted counts as gone, so its alert resolves.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from datetime import datetime, timedelta
@@ -26,12 +27,13 @@ from .. import durations, egress, finalizers
 from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
+from ..masking import Masker
 from ..outbox import Batch, Sender
 from ..runtime import Runtime
 from ..vocabulary import LABEL_PRODUCT, Stalled, condition_of, target_product
 from . import digest, state
 from . import traffic as traffic_rules
-from .delivery import RetryPolicy, deliver, deliver_message
+from .delivery import RetryPolicy, deliver, deliver_message, secret_parts
 from .rules import Rule, matches, parse_rule
 from .state import ACK_ANNOTATION, ACK_BY_ANNOTATION, apply_results, evaluate, observe, parse_acks
 
@@ -128,6 +130,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             return None
         await _stalled(rt, obj, exc.reason, exc.message)
         return None
+    # Condition messages are stored with the alerts (the Details of notifications): never with a
+    # receiver's secret in them, in any encoding.
+    mask = Masker()
     if not deleting:
         for receiver in rule.receivers:
             if receiver.secret_ref is None:
@@ -141,6 +146,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 await _stalled(rt, obj, "SecretNotFound", f"receiver {receiver.name}: Secret "
                                f"{receiver.secret_ref.name} (key {receiver.secret_ref.key}) not found in {namespace}")
                 return 60.0
+            for part in secret_parts(value):
+                mask.add(part)
 
     # What the outbox delivered since the last reconcile, recorded in this write.
     delivered = service.outbox.pending(namespace, name)
@@ -168,6 +175,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                     continue    # being deleted: its alerts resolve now (its finalizer waits for that)
                 if matches(rule.selector, kind, target["metadata"].get("labels")):
                     observations.append(observe(target, rule.when.condition))
+    if mask:
+        observations = [dataclasses.replace(o, message=mask(o.message)) for o in observations]
     now = durations.now()
     acks = parse_acks(obj["metadata"].get("annotations"))
     held = held_objects(rt, namespace)

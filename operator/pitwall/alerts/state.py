@@ -54,6 +54,7 @@ RETRY_BASE = 30.0                       # a failed delivery is owed again after 
 RETRY_CAP = 1800.0                      # ... at most every 30 minutes
 MAX_TRIES = 10                          # ... and given up (recorded, with an Event) after this many
 SUBJECT_MAX = 1024
+MESSAGE_MAX = 1000                      # a condition message is a hint, not a log (status.alerts[].message)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -81,7 +82,9 @@ class Owed:
 
 @dataclass
 class AlertRecord:
-    """One entry of ``status.alerts``; ``message`` is the condition's message, never stored."""
+    """One entry of ``status.alerts``; ``message`` is the condition's message (the failing step,
+    reason, correlation id and log link, or why a Backend was declared down), stored masked and
+    cut to ``MESSAGE_MAX`` so the outbox's send, even after a restart, still has its details."""
 
     key: str
     kind: str
@@ -123,6 +126,7 @@ class AlertRecord:
             outstanding=[Owed(o["receiver"], o["event"], _time(o.get("due")) or _EPOCH,
                               int(o.get("tries") or 0)) for o in raw.get("outstanding") or []],
             deliveries=[dict(d) for d in raw.get("deliveries") or []],
+            message=raw.get("message") or "",
         )
 
     def to_dict(self) -> dict:
@@ -136,6 +140,7 @@ class AlertRecord:
             "outstanding": [{"receiver": o.receiver, "event": o.event, "due": rfc3339(o.due), "tries": o.tries}
                             for o in self.outstanding],
             "deliveries": [dict(d) for d in self.deliveries],
+            "message": details(self.message) or None,
         }
         return {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in out.items() if v is not None}
 
@@ -188,6 +193,15 @@ class Evaluation:
     acks_unknown: tuple[str, ...]         # ... these matched no open alert (worth a Warning Event)
     firing: int                           # alerts in state firing (held ones are not counted)
     wake_at: datetime | None              # evaluate again by then even if nothing changes
+
+
+def details(message: str) -> str:
+    """A condition message as stored with its alert: at most ``MESSAGE_MAX`` characters.
+
+    Secrets are masked before it gets here (the reconcile masks with the rule's receiver
+    Secrets; probes mask their own before writing conditions)."""
+    message = message.strip()
+    return message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX - 1] + "…"
 
 
 def alert_key(rule: Rule, kind: str, name: str) -> str:

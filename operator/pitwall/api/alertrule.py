@@ -207,6 +207,9 @@ class Alert(Model):
         "Receivers that were sent a firing, escalation or reminder: the resolve goes to them.", 20)
     outstanding: list[Owed] | None = items(
         "Notifications decided but not delivered yet (retried; survive a restart).", 40)
+    message: str | None = text("The condition's message when last evaluated (failing step, reason, "
+                               "correlation id, log link; masked, at most 1,000 characters): the "
+                               "Details line of notifications.", TEXT)
 
 
 class WarRoom(Model):
