@@ -80,3 +80,23 @@ async def test_a_secret_the_probe_uses_must_exist_and_be_opted_in(api):
     assert await probes.reconcile(rt, NS, "orders-up") is None
     await rt.monitor.writes_done()
     assert condition(api.get("Probe", NS, "orders-up"), "Stalled")["status"] == "False"
+
+
+async def test_a_denied_target_stays_stalled_through_a_resync(api):
+    # The run finds the target is the operator's own metrics port: Stalled TargetDenied. A
+    # resync's reconcile (same generation) must not write Stalled=False over it until a run says so.
+    api.put(probe(target={"url": "http://[::ffff:127.0.0.1]:18999/"}))
+    rt = runtime(api, metrics_port=18999)
+    key = ("Probe", NS, "orders-up")
+    assert await probes.reconcile(rt, NS, "orders-up") is None
+    assert await rt.monitor.run(key) is None
+    await rt.monitor.writes_done()
+    stalled = condition(api.get("Probe", NS, "orders-up"), "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "TargetDenied")
+    assert "operator's own ports" in stalled["message"]
+
+    assert await probes.reconcile(rt, NS, "orders-up") is None      # the resync
+    await rt.monitor.writes_done()
+    stalled = condition(api.get("Probe", NS, "orders-up"), "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "TargetDenied")
+    assert api.reasons("orders-up") == ["TargetDenied"]               # said once

@@ -217,7 +217,9 @@ class Monitor:
                 job.last_written = time.monotonic() - phase(job.key, self.steady_interval())
                 job.first_verdict = False
         if old is not None and old.generation == job.generation:
-            job.first_verdict = old.first_verdict
+            # A run's Stalled (TargetDenied) stands until the next run decides: a resync's
+            # reconcile must not write Stalled=False over it for an interval.
+            job.first_verdict, job.stalled = old.first_verdict, old.stalled
         self.jobs[job.key] = job
         if old is None or old.generation != job.generation:
             key = job.key   # the closure holds the key, not the job: jobs are replaced on every event
@@ -251,7 +253,11 @@ class Monitor:
         except InvalidSpec as exc:
             job.stalled = exc.stalled
             if publish:
-                await job.publish(job, None, True)
+                # Through the one writer per probe: a write already under way (a new probe's
+                # first status from its reconcile) would otherwise land after this one and
+                # replace Stalled with AwaitingResults until the next run, an interval later.
+                job.last_written = time.monotonic()
+                self._write(key, True)
             return None
         except Exception as exc:   # a bug around the check: still a verdict, never silence
             log.error("%s %s/%s: the check failed inside Pitwall (%s)", kind, namespace, name, type(exc).__name__,
