@@ -35,7 +35,10 @@ def test_the_api_server_applies_the_models_defaults(cluster):
                            input=json.dumps(probe))
     served = json.loads(proc.stdout)["spec"]
     model = api.Probe.model_validate(probe).spec
-    assert served["interval"] == model.interval and served["timeout"] == model.timeout
+    assert served["interval"] == model.interval
+    # timeout has no default on purpose (unset: 5s or the interval, whichever is shorter): the
+    # server must not store one either, or every interval under 5s would be refused.
+    assert model.timeout is None and "timeout" not in served
     assert served["failureThreshold"] == model.failure_threshold
     assert served["steps"][0]["request"]["method"] == model.steps[0].request.method
     assert served["steps"][0]["expect"]["status"] == model.steps[0].expect.status
