@@ -29,8 +29,9 @@ test: lint ## lint, unit and integration tests (integration runs a real local co
 	$(MAKE) controlplane
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
-lint: install ## ruff, the import contracts (.importlinter) and mypy (pyproject.toml); docs/architecture.md
+lint: install ## ruff (check and format), the import contracts (.importlinter) and mypy (pyproject.toml); docs/architecture.md
 	$(PY) -m ruff check operator tests hack $(wildcard bench)
+	$(PY) -m ruff format --check operator tests hack $(wildcard bench)
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
 

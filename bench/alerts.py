@@ -42,7 +42,7 @@ from .common import Metric, Operator, Report, control_plane, percentile
 NAMESPACE = "bench-alerts"
 INTERVAL_S, FAILURE_THRESHOLD, FOR_S = 1, 1, 0
 BUDGET = FAILURE_THRESHOLD * INTERVAL_S + FOR_S
-WAIT = 30.0   # the longest a run waits for a notification before counting it missed
+WAIT = 30.0  # the longest a run waits for a notification before counting it missed
 
 
 @dataclass
@@ -50,8 +50,8 @@ class Stage:
     """The target and the receiver, both in this process, stamping on one clock."""
 
     up: bool = True
-    checks: list[tuple[float, bool]] = field(default_factory=list)         # (arrived at, answered 200)
-    notifications: list[tuple[float, str]] = field(default_factory=list)   # (at, firing|resolved)
+    checks: list[tuple[float, bool]] = field(default_factory=list)  # (arrived at, answered 200)
+    notifications: list[tuple[float, str]] = field(default_factory=list)  # (at, firing|resolved)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
@@ -91,15 +91,29 @@ class Stage:
 def manifests(url: str) -> list[dict]:
     meta = {"namespace": NAMESPACE}
     return [
-        {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-         "metadata": {"name": "checkout", "labels": {"tier": "bench"}, **meta},
-         "spec": {"target": {"url": url + "/isUp"}, "interval": f"{INTERVAL_S}s", "timeout": "1s",
-                  "failureThreshold": FAILURE_THRESHOLD}},
-        {"apiVersion": "pitwall.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": "checkout-down", **meta},
-         "spec": {"severity": "critical", "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "bench"}},
-                  "when": {"condition": "Ready", "status": "False", "for": f"{FOR_S}s"},
-                  "receivers": [{"name": "hook", "type": "webhook", "url": url + "/hook"}],
-                  "repeatInterval": "1h"}},
+        {
+            "apiVersion": "pitwall.dev/v1alpha1",
+            "kind": "Probe",
+            "metadata": {"name": "checkout", "labels": {"tier": "bench"}, **meta},
+            "spec": {
+                "target": {"url": url + "/isUp"},
+                "interval": f"{INTERVAL_S}s",
+                "timeout": "1s",
+                "failureThreshold": FAILURE_THRESHOLD,
+            },
+        },
+        {
+            "apiVersion": "pitwall.dev/v1alpha1",
+            "kind": "AlertRule",
+            "metadata": {"name": "checkout-down", **meta},
+            "spec": {
+                "severity": "critical",
+                "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "bench"}},
+                "when": {"condition": "Ready", "status": "False", "for": f"{FOR_S}s"},
+                "receivers": [{"name": "hook", "type": "webhook", "url": url + "/hook"}],
+                "repeatInterval": "1h",
+            },
+        },
     ]
 
 
@@ -125,8 +139,10 @@ async def _wait_up(kube: Kube) -> None:
     while time.monotonic() < deadline:
         probe = await kube.get("Probe", NAMESPACE, "checkout")
         rule = await kube.get("AlertRule", NAMESPACE, "checkout-down")
-        rule_ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                         for c in ((rule or {}).get("status") or {}).get("conditions") or [])
+        rule_ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in ((rule or {}).get("status") or {}).get("conditions") or []
+        )
         if ((probe or {}).get("status") or {}).get("state") == "Up" and rule_ready:
             return
         await asyncio.sleep(0.5)
@@ -140,19 +156,28 @@ async def _runs(stage: Stage, runs: int) -> dict:
         down = time.perf_counter()
         stage.up = False
         notified = await stage.next_notification("firing", down, WAIT)
-        await asyncio.sleep(rng.uniform(0.0, 1.0))   # come back at a random point of the cycle too
+        await asyncio.sleep(rng.uniform(0.0, 1.0))  # come back at a random point of the cycle too
         up = time.perf_counter()
         stage.up = True
         resolved = await stage.next_notification("resolved", up, WAIT)
         if notified is None or resolved is None:
             missed += 1
-            await asyncio.sleep(5)   # let a late notification land outside the next run
+            await asyncio.sleep(5)  # let a late notification land outside the next run
             continue
         first_fail = next(at for at, ok in stage.checks if at >= down and not ok)
         first_pass = next(at for at, ok in stage.checks if at >= up and ok)
         firings = sum(1 for at, s in stage.notifications if s == "firing" and down <= at < up)
-        rows.append({"down": down, "first_fail": first_fail, "notified": notified, "up": up,
-                     "first_pass": first_pass, "resolved": resolved, "firings": firings})
+        rows.append(
+            {
+                "down": down,
+                "first_fail": first_fail,
+                "notified": notified,
+                "up": up,
+                "first_pass": first_pass,
+                "resolved": resolved,
+                "firings": firings,
+            }
+        )
         await asyncio.sleep(rng.uniform(0.2, 1.0))
     return {"rows": rows, "missed": missed, "notifications": len(stage.notifications)}
 
@@ -184,8 +209,13 @@ def run(workdir: Path, quick: bool = False) -> Report:
         Metric("resolved - up, p99", ms(resolve, 0.99), "ms"),
         Metric("resolved - first passing check, p50", ms(resolve_pipeline, 0.5), "ms"),
         Metric("resolved - first passing check, p99", ms(resolve_pipeline, 0.99), "ms"),
-        Metric("runs timed / missed (no notification within 30 s)", f"{len(rows)} / {data['missed']}", "",
-               f"{runs} / 0", data["missed"] == 0),
+        Metric(
+            "runs timed / missed (no notification within 30 s)",
+            f"{len(rows)} / {data['missed']}",
+            "",
+            f"{runs} / 0",
+            data["missed"] == 0,
+        ),
         Metric("duplicate firing notifications", duplicates, "", "0", duplicates == 0),
     ]
     method = [
@@ -199,6 +229,17 @@ def run(workdir: Path, quick: bool = False) -> Report:
         "All times on one clock (time.perf_counter) in the benchmark process, which also runs the target and "
         "the receiver; p50/p99 by linear interpolation between closest ranks.",
     ]
-    return Report("alerts", "Alert latency: target down to first notification (issue 6)",
-                  {"quick": quick, "runs": runs, "interval_s": INTERVAL_S, "failure_threshold": FAILURE_THRESHOLD,
-                   "for_s": FOR_S}, metrics, method, extra=data)
+    return Report(
+        "alerts",
+        "Alert latency: target down to first notification (issue 6)",
+        {
+            "quick": quick,
+            "runs": runs,
+            "interval_s": INTERVAL_S,
+            "failure_threshold": FAILURE_THRESHOLD,
+            "for_s": FOR_S,
+        },
+        metrics,
+        method,
+        extra=data,
+    )

@@ -36,8 +36,13 @@ def binary() -> Path:
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
         raise Unavailable(f"{PACKAGE} is not installed (apt-get install {PACKAGE})")
-    proc = subprocess.run([apt, "install", "-y", "--no-install-recommends", PACKAGE], capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    proc = subprocess.run(
+        [apt, "install", "-y", "--no-install-recommends", PACKAGE],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which(PACKAGE)
     if proc.returncode or not found:
         detail = " ".join((proc.stderr or proc.stdout).split())[-400:]
@@ -47,15 +52,28 @@ def binary() -> Path:
 
 def config(timeout_s: int) -> dict:
     """The Probes' check: one GET, 200 expected, no redirects followed, the same timeout."""
-    return {"modules": {"http_200": {"prober": "http", "timeout": f"{timeout_s}s",
-                                     "http": {"valid_status_codes": [200], "follow_redirects": False,
-                                              "preferred_ip_protocol": "ip4", "ip_protocol_fallback": False}}}}
+    return {
+        "modules": {
+            "http_200": {
+                "prober": "http",
+                "timeout": f"{timeout_s}s",
+                "http": {
+                    "valid_status_codes": [200],
+                    "follow_redirects": False,
+                    "preferred_ip_protocol": "ip4",
+                    "ip_protocol_fallback": False,
+                },
+            }
+        }
+    }
 
 
 class Exporter:
     """blackbox_exporter and its driver, both running; ``pid`` and ``driver_pid`` for /proc."""
 
-    def __init__(self, path: Path, workdir: Path, port: int, urls: list[str], interval_s: int, timeout_s: int):
+    def __init__(
+        self, path: Path, workdir: Path, port: int, urls: list[str], interval_s: int, timeout_s: int
+    ):
         self.path = path
         self.workdir = workdir
         self.port = port
@@ -82,15 +100,37 @@ class Exporter:
         (self.workdir / "urls.txt").write_text("\n".join(self.urls) + "\n")
         try:
             self.proc = spawn_ready(
-                [str(self.path), f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--log.level=warn"],
-                log_path=self.workdir / "blackbox.log", cwd=self.workdir,
-                url=f"http://127.0.0.1:{self.port}/-/healthy", timeout=60, what="blackbox_exporter")
+                [
+                    str(self.path),
+                    f"--config.file={cfg}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                log_path=self.workdir / "blackbox.log",
+                cwd=self.workdir,
+                url=f"http://127.0.0.1:{self.port}/-/healthy",
+                timeout=60,
+                what="blackbox_exporter",
+            )
         except RuntimeError as exc:
             raise Unavailable(str(exc)) from None
-        self.driver = spawn([sys.executable, "-m", "bench.scraper", "--port", str(self.port), "--module", "http_200",
-                             "--interval", str(self.interval_s), "--urls", str(self.workdir / "urls.txt")],
-                            log_path=self.workdir / "driver.log", cwd=ROOT)
+        self.driver = spawn(
+            [
+                sys.executable,
+                "-m",
+                "bench.scraper",
+                "--port",
+                str(self.port),
+                "--module",
+                "http_200",
+                "--interval",
+                str(self.interval_s),
+                "--urls",
+                str(self.workdir / "urls.txt"),
+            ],
+            log_path=self.workdir / "driver.log",
+            cwd=ROOT,
+        )
         return self
 
     def __exit__(self, *exc) -> None:

@@ -52,9 +52,13 @@ GROUP = "pitwall.dev/v1alpha1"
 # Retry budgets that outlast the receiver outage (alerts: 1 s doubling, 10 tries = 8.5 min;
 # notices: 5 s doubling, 8 tries = 10.5 min) and a grace that outlasts them, so a loss counted at
 # the end is a loss, not a budget the scenario chose to exhaust.
-OPERATOR_ENV = {"PITWALL_DELIVERY_BASE_DELAY": "0.05", "PITWALL_OUTBOX_RETRY_BASE": "1",
-                "PITWALL_NOTICE_RETRY_BASE": "5", "PITWALL_FINALIZER_GRACE": "600",
-                "PITWALL_RESYNC_SECONDS": "20"}
+OPERATOR_ENV = {
+    "PITWALL_DELIVERY_BASE_DELAY": "0.05",
+    "PITWALL_OUTBOX_RETRY_BASE": "1",
+    "PITWALL_NOTICE_RETRY_BASE": "5",
+    "PITWALL_FINALIZER_GRACE": "600",
+    "PITWALL_RESYNC_SECONDS": "20",
+}
 
 
 # -- the receivers: their own logs are the evidence -----------------------------------------------------
@@ -125,9 +129,13 @@ def smtp_server(log: Path):
     class Keep:
         async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
             message = message_from_bytes(envelope.content)
-            entry = {"at": time.time(), "message_id": message["Message-ID"], "subject": message["Subject"],
-                     "keys": message["X-Pitwall-Alert-Keys"]}
-            mails.append(entry)      # written to ``log`` at the end (no blocking file I/O in the loop)
+            entry = {
+                "at": time.time(),
+                "message_id": message["Message-ID"],
+                "subject": message["Subject"],
+                "keys": message["X-Pitwall-Alert-Keys"],
+            }
+            mails.append(entry)  # written to ``log`` at the end (no blocking file I/O in the loop)
             return "250 OK"
 
     port = free_port()
@@ -187,10 +195,29 @@ class KillableOperator:
         from pitwall.testing.cluster import free_port
 
         metrics = free_port()
-        args = [sys.executable, "-m", "pitwall", "run", "--namespace", self.namespace, "--metrics-port", str(metrics),
-                "--statuspage-port", str(free_port()), "--internal-port", str(free_port())]
-        self.proc = spawn_ready(args, log_path=self.workdir / "operator.log", cwd=ROOT, env=self.env,
-                                url=f"http://127.0.0.1:{metrics}/readyz", timeout=120, what="the operator")
+        args = [
+            sys.executable,
+            "-m",
+            "pitwall",
+            "run",
+            "--namespace",
+            self.namespace,
+            "--metrics-port",
+            str(metrics),
+            "--statuspage-port",
+            str(free_port()),
+            "--internal-port",
+            str(free_port()),
+        ]
+        self.proc = spawn_ready(
+            args,
+            log_path=self.workdir / "operator.log",
+            cwd=ROOT,
+            env=self.env,
+            url=f"http://127.0.0.1:{metrics}/readyz",
+            timeout=120,
+            what="the operator",
+        )
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -226,7 +253,7 @@ class Scenario:
 
     def apply(self, obj: dict) -> None:
         proc = self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(obj))
-        if proc.returncode:       # a refused object would make a quiet, meaningless run
+        if proc.returncode:  # a refused object would make a quiet, meaningless run
             raise RuntimeError(f"{obj['kind']} {obj['metadata']['name']} refused: {proc.stderr.strip()}")
 
     def note(self, text: str) -> None:
@@ -235,37 +262,81 @@ class Scenario:
     # objects --------------------------------------------------------------------------------------------
     def probe(self, index: int, interval: str = "1s") -> dict:
         name = f"p{index}"
-        return {"apiVersion": GROUP, "kind": "Probe",
-                "metadata": {"name": name, "labels": {"tier": "chaos", "pitwall.dev/product": "shop"}},
-                "spec": {"target": {"url": self.targets.url(name)}, "interval": interval, "timeout": "1s",
-                         "failureThreshold": 1}}
+        return {
+            "apiVersion": GROUP,
+            "kind": "Probe",
+            "metadata": {"name": name, "labels": {"tier": "chaos", "pitwall.dev/product": "shop"}},
+            "spec": {
+                "target": {"url": self.targets.url(name)},
+                "interval": interval,
+                "timeout": "1s",
+                "failureThreshold": 1,
+            },
+        }
 
     def rule(self, tier: str = "chaos", repeat: str = "60s") -> dict:
         url = self.receivers.url
-        return {"apiVersion": GROUP, "kind": "AlertRule", "metadata": {"name": "pages"},
-                "spec": {"severity": "critical", "selector": {"kinds": ["Probe"], "matchLabels": {"tier": tier}},
-                         "when": {"condition": "Ready", "status": "False", "for": "1s"},
-                         "repeatInterval": repeat,
-                         "receivers": [
-                             {"name": "hook", "type": "webhook", "url": url + "/hook"},
-                             {"name": "pd", "type": "pagerduty", "url": url + "/pd",
-                              "secretRef": {"name": "chaos-pd", "key": "key"}},
-                             {"name": "mail", "type": "email", "secretRef": {"name": "chaos-smtp", "key": "url"},
-                              "email": {"to": ["oncall@example.com"], "from": "pitwall@example.com"}},
-                             {"name": "lead", "type": "webhook", "url": url + "/lead", "escalationOnly": True}],
-                         "escalation": [{"after": "6s", "receivers": ["lead"]}]}}
+        return {
+            "apiVersion": GROUP,
+            "kind": "AlertRule",
+            "metadata": {"name": "pages"},
+            "spec": {
+                "severity": "critical",
+                "selector": {"kinds": ["Probe"], "matchLabels": {"tier": tier}},
+                "when": {"condition": "Ready", "status": "False", "for": "1s"},
+                "repeatInterval": repeat,
+                "receivers": [
+                    {"name": "hook", "type": "webhook", "url": url + "/hook"},
+                    {
+                        "name": "pd",
+                        "type": "pagerduty",
+                        "url": url + "/pd",
+                        "secretRef": {"name": "chaos-pd", "key": "key"},
+                    },
+                    {
+                        "name": "mail",
+                        "type": "email",
+                        "secretRef": {"name": "chaos-smtp", "key": "url"},
+                        "email": {"to": ["oncall@example.com"], "from": "pitwall@example.com"},
+                    },
+                    {"name": "lead", "type": "webhook", "url": url + "/lead", "escalationOnly": True},
+                ],
+                "escalation": [{"after": "6s", "receivers": ["lead"]}],
+            },
+        }
 
     def setup(self) -> None:
-        for name, key, value in (("chaos-pd", "key", "R0UT1NGKEY0000000000000000000000"),
-                                 ("chaos-smtp", "url", f"smtp://127.0.0.1:{self.smtp_port}")):
-            self.apply({"apiVersion": "v1", "kind": "Secret",
-                        "metadata": {"name": name, "labels": {"pitwall.dev/use": "receivers"}},
-                        "stringData": {key: value}})
-        self.apply({"apiVersion": GROUP, "kind": "ApiProduct", "metadata": {"name": "shop"},
-                    "spec": {"displayName": "Shop", "owner": {"team": "shop"},
-                             "versions": [{"name": "v1", "image": "registry.example.com/shop:1", "replicas": 1}],
-                             "consumers": [{"name": "acme", "versions": ["v1"],
-                                            "contact": {"webhook": self.receivers.url + "/notices/acme"}}]}})
+        for name, key, value in (
+            ("chaos-pd", "key", "R0UT1NGKEY0000000000000000000000"),
+            ("chaos-smtp", "url", f"smtp://127.0.0.1:{self.smtp_port}"),
+        ):
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "labels": {"pitwall.dev/use": "receivers"}},
+                    "stringData": {key: value},
+                }
+            )
+        self.apply(
+            {
+                "apiVersion": GROUP,
+                "kind": "ApiProduct",
+                "metadata": {"name": "shop"},
+                "spec": {
+                    "displayName": "Shop",
+                    "owner": {"team": "shop"},
+                    "versions": [{"name": "v1", "image": "registry.example.com/shop:1", "replicas": 1}],
+                    "consumers": [
+                        {
+                            "name": "acme",
+                            "versions": ["v1"],
+                            "contact": {"webhook": self.receivers.url + "/notices/acme"},
+                        }
+                    ],
+                },
+            }
+        )
         for i in range(self.probes):
             self.apply(self.probe(i))
         self.apply(self.rule())
@@ -273,8 +344,10 @@ class Scenario:
     # one random step --------------------------------------------------------------------------------------
     def step(self) -> None:
         rng = self.rng
-        action = rng.choices(["flip", "ack", "window", "unwindow", "edit-rule", "delete-probe", "interval"],
-                             weights=[8, 2, 1.5, 1, 1, 1, 1])[0]
+        action = rng.choices(
+            ["flip", "ack", "window", "unwindow", "edit-rule", "delete-probe", "interval"],
+            weights=[8, 2, 1.5, 1, 1, 1, 1],
+        )[0]
         if action == "flip":
             name = f"p{rng.randrange(self.probes)}"
             (self.targets.down.discard if name in self.targets.down else self.targets.down.add)(name)
@@ -282,29 +355,46 @@ class Scenario:
         elif action == "ack":
             rule = self.kubectl("get", "alertrule", "pages", "-o", "json")
             if rule.returncode == 0:
-                firing = [a["key"] for a in (json.loads(rule.stdout).get("status") or {}).get("alerts") or []
-                          if a.get("state") == "firing" and not a.get("acknowledgedBy")]
+                firing = [
+                    a["key"]
+                    for a in (json.loads(rule.stdout).get("status") or {}).get("alerts") or []
+                    if a.get("state") == "firing" and not a.get("acknowledgedBy")
+                ]
                 if firing:
                     key = rng.choice(firing)
-                    self.kubectl("annotate", "--overwrite", "alertrule", "pages", f"pitwall.dev/acknowledge={key}",
-                                 "pitwall.dev/acknowledged-by=chaos")
+                    self.kubectl(
+                        "annotate",
+                        "--overwrite",
+                        "alertrule",
+                        "pages",
+                        f"pitwall.dev/acknowledge={key}",
+                        "pitwall.dev/acknowledged-by=chaos",
+                    )
                     self.note(f"ack {key}")
         elif action == "window":
             self.windows += 1
             start = datetime.now(UTC) + timedelta(seconds=rng.uniform(4, 8))
-            self.apply({"apiVersion": GROUP, "kind": "MaintenanceWindow", "metadata": {"name": f"w{self.windows}"},
-                        "spec": {"reason": "chaos", "schedule": {"start": stamp(start),
-                                                                 "duration": f"{rng.randint(6, 14)}s"},
-                                 "targets": {"apiProducts": {"names": ["shop"]}},
-                                 "notice": {"leadTime": "2s"}}})
+            self.apply(
+                {
+                    "apiVersion": GROUP,
+                    "kind": "MaintenanceWindow",
+                    "metadata": {"name": f"w{self.windows}"},
+                    "spec": {
+                        "reason": "chaos",
+                        "schedule": {"start": stamp(start), "duration": f"{rng.randint(6, 14)}s"},
+                        "targets": {"apiProducts": {"names": ["shop"]}},
+                        "notice": {"leadTime": "2s"},
+                    },
+                }
+            )
             self.note(f"window w{self.windows}")
         elif action == "unwindow" and self.windows:
             name = f"w{rng.randint(1, self.windows)}"
             self.kubectl("delete", "maintenancewindow", name, "--wait=false", "--ignore-not-found")
             self.note(f"delete window {name}")
         elif action == "edit-rule":
-            tier = rng.choice(["chaos", "chaos", "nothing"])     # "nothing": stops matching, resolves all
-            self.apply(self.rule(tier=tier, repeat=rng.choice(["60s", "90s"])))   # 60 s: the admission floor
+            tier = rng.choice(["chaos", "chaos", "nothing"])  # "nothing": stops matching, resolves all
+            self.apply(self.rule(tier=tier, repeat=rng.choice(["60s", "90s"])))  # 60 s: the admission floor
             self.note(f"rule selects tier={tier}")
         elif action == "delete-probe":
             index = rng.randrange(self.probes)
@@ -346,8 +436,13 @@ class Verdict:
     details: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
-        return not (self.lost or self.duplicates_beyond_keys or self.triggers_without_one_resolve
-                    or self.pages_left_on or self.stuck_terminating)
+        return not (
+            self.lost
+            or self.duplicates_beyond_keys
+            or self.triggers_without_one_resolve
+            or self.pages_left_on
+            or self.stuck_terminating
+        )
 
 
 def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
@@ -363,14 +458,25 @@ def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
                 incident["firing"] += 1
             else:
                 incident["resolved"].add(alert["endsAt"])
-            seen[(alert["fingerprint"], alert["startsAt"], alert["status"], alert.get("endsAt"),
-                  alert["annotations"].get("event"))] += 1
-    verdict.copies_within_keys += sum(n - 1 for (*_, event), n in seen.items() if event != "reminder" and n > 1)
+            seen[
+                (
+                    alert["fingerprint"],
+                    alert["startsAt"],
+                    alert["status"],
+                    alert.get("endsAt"),
+                    alert["annotations"].get("event"),
+                )
+            ] += 1
+    verdict.copies_within_keys += sum(
+        n - 1 for (*_, event), n in seen.items() if event != "reminder" and n > 1
+    )
     for (_fingerprint, starts), incident in hook.items():
         verdict.incidents += 1
         if len(incident["resolved"]) != 1:
             verdict.triggers_without_one_resolve += 1
-            verdict.details.append(f"webhook {incident['key']} since {starts}: {len(incident['resolved'])} resolves")
+            verdict.details.append(
+                f"webhook {incident['key']} since {starts}: {len(incident['resolved'])} resolves"
+            )
     # PagerDuty: per dedup_key, trigger opens, resolve closes; anything open at the end is a page
     # nobody closed.
     open_: dict[str, bool] = {}
@@ -383,7 +489,7 @@ def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
             open_[key] = True
         elif action == "resolve":
             if not open_.get(key, False):
-                verdict.copies_within_keys += 1       # a resolve for a closed key: PagerDuty drops it
+                verdict.copies_within_keys += 1  # a resolve for a closed key: PagerDuty drops it
             open_[key] = False
     left_open = [k for k, v in open_.items() if v]
     verdict.triggers_without_one_resolve += len(left_open)
@@ -400,7 +506,9 @@ def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
     for key, ids in resolves_by_key.items():
         if len(ids) > incidents_by_key.get(key, 0):
             verdict.duplicates_beyond_keys += len(ids) - incidents_by_key.get(key, 0)
-            verdict.details.append(f"e-mail: {len(ids)} resolves of {key} for {incidents_by_key.get(key, 0)} incidents")
+            verdict.details.append(
+                f"e-mail: {len(ids)} resolves of {key} for {incidents_by_key.get(key, 0)} incidents"
+            )
     # Lost: an incident the webhook saw that PagerDuty or the mailbox never heard of, and back.
     hook_keys = {i["key"] for i in hook.values()}
     mail_keys = {k.strip() for m in mails for k in str(m["keys"] or "").split(",") if k.strip()}
@@ -431,6 +539,7 @@ def final_checks(cluster, namespace: str, verdict: Verdict) -> None:
     def get(*args):
         proc = cluster.kubectl(*args, "-n", namespace, "-o", "json", check=False, timeout=60)
         return json.loads(proc.stdout)["items"] if proc.returncode == 0 else []
+
     for service in get("get", "services", "-l", "pitwall.dev/product"):
         if (service["spec"].get("selector") or {}).get("pitwall.dev/role") == "maintenance-page":
             verdict.pages_left_on += 1
@@ -440,20 +549,38 @@ def final_checks(cluster, namespace: str, verdict: Verdict) -> None:
     verdict.details += [f"page Deployment {d['metadata']['name']} left" for d in pages]
     left = get("get", "apiproducts,probes,backends,alertrules,maintenancewindows")
     verdict.stuck_terminating += len(left)
-    verdict.details += [f"{o['kind']} {o['metadata']['name']} still there (finalizers "
-                        f"{o['metadata'].get('finalizers')})" for o in left]
+    verdict.details += [
+        f"{o['kind']} {o['metadata']['name']} still there (finalizers {o['metadata'].get('finalizers')})"
+        for o in left
+    ]
 
 
 # -- the run --------------------------------------------------------------------------------------------
-def run_in(cluster, workdir: Path, namespace: str, *, seed: int, kills: int, probes: int, kill_every=(2.0, 6.0),
-           api_stop: float = 0.0, receiver_outage: float = 0.0, say=print) -> tuple[Verdict, dict]:
+def run_in(
+    cluster,
+    workdir: Path,
+    namespace: str,
+    *,
+    seed: int,
+    kills: int,
+    probes: int,
+    kill_every=(2.0, 6.0),
+    api_stop: float = 0.0,
+    receiver_outage: float = 0.0,
+    say=print,
+) -> tuple[Verdict, dict]:
     rng = random.Random(seed)
-    say(f"chaos seed {seed}: {kills} kills, {probes} probes, API server stop {api_stop:.0f}s, "
-        f"receiver outage {receiver_outage:.0f}s")
+    say(
+        f"chaos seed {seed}: {kills} kills, {probes} probes, API server stop {api_stop:.0f}s, "
+        f"receiver outage {receiver_outage:.0f}s"
+    )
     cluster.kubectl("create", "namespace", namespace, check=False)
     started = time.monotonic()
-    with Receivers(workdir / "receivers.jsonl") as receivers, smtp_server(workdir / "smtp.jsonl") as (port, mails), \
-            Targets() as targets:
+    with (
+        Receivers(workdir / "receivers.jsonl") as receivers,
+        smtp_server(workdir / "smtp.jsonl") as (port, mails),
+        Targets() as targets,
+    ):
         scenario = Scenario(cluster, namespace, rng, targets, receivers, port, probes)
         operator = KillableOperator(cluster, workdir, namespace)
         operator.start()
@@ -472,7 +599,7 @@ def run_in(cluster, workdir: Path, namespace: str, *, seed: int, kills: int, pro
                 operator.kill()
                 scenario.note(f"SIGKILL #{operator.kills}")
                 if rng.random() < 0.3:
-                    time.sleep(rng.uniform(0.5, 3))     # sometimes nobody runs for a while
+                    time.sleep(rng.uniform(0.5, 3))  # sometimes nobody runs for a while
                 operator.start()
                 for what, at in list(disruptions):
                     if operator.kills >= at:
@@ -498,24 +625,46 @@ def run_in(cluster, workdir: Path, namespace: str, *, seed: int, kills: int, pro
             scenario.calm()
             wait_quiet(cluster, namespace, timeout=300)
             say("deleting everything")
-            cluster.kubectl("delete", "alertrules,probes,maintenancewindows,apiproducts,backends", "--all",
-                            "-n", namespace, "--wait=false", check=False, timeout=60)
+            cluster.kubectl(
+                "delete",
+                "alertrules,probes,maintenancewindows,apiproducts,backends",
+                "--all",
+                "-n",
+                namespace,
+                "--wait=false",
+                check=False,
+                timeout=60,
+            )
             deadline = time.monotonic() + 150
             while time.monotonic() < deadline:
-                proc = cluster.kubectl("get", "apiproducts,probes,alertrules,maintenancewindows", "-n", namespace,
-                                       "-o", "name", check=False, timeout=60)
+                proc = cluster.kubectl(
+                    "get",
+                    "apiproducts,probes,alertrules,maintenancewindows",
+                    "-n",
+                    namespace,
+                    "-o",
+                    "name",
+                    check=False,
+                    timeout=60,
+                )
                 if proc.returncode == 0 and not proc.stdout.strip():
                     break
                 time.sleep(2)
-            time.sleep(3)   # the last deliveries' echoes
+            time.sleep(3)  # the last deliveries' echoes
             verdict = judge(receivers, mails)
             final_checks(cluster, namespace, verdict)
         finally:
             operator.stop()
             (workdir / "scenario.log").write_text("\n".join(scenario.log) + "\n")
-    facts = {"seed": seed, "kills": operator.kills, "probes": probes, "api_stop_s": api_stop,
-             "receiver_outage_s": receiver_outage, "seconds": round(time.monotonic() - started),
-             "steps": len(scenario.log)}
+    facts = {
+        "seed": seed,
+        "kills": operator.kills,
+        "probes": probes,
+        "api_stop_s": api_stop,
+        "receiver_outage_s": receiver_outage,
+        "seconds": round(time.monotonic() - started),
+        "steps": len(scenario.log),
+    }
     return verdict, facts
 
 
@@ -523,27 +672,37 @@ def wait_quiet(cluster, namespace: str, timeout: float) -> None:
     """Until no alert is open or owed and no notice is pending (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = cluster.kubectl("get", "alertrules,maintenancewindows", "-n", namespace, "-o", "json",
-                               check=False, timeout=60)
+        proc = cluster.kubectl(
+            "get", "alertrules,maintenancewindows", "-n", namespace, "-o", "json", check=False, timeout=60
+        )
         if proc.returncode == 0:
             items = json.loads(proc.stdout)["items"]
             busy = [o for o in items if o["kind"] == "MaintenanceWindow"] + [
-                a for o in items if o["kind"] == "AlertRule" for a in (o.get("status") or {}).get("alerts") or []
-                if a.get("state") != "resolved" or a.get("outstanding")]
+                a
+                for o in items
+                if o["kind"] == "AlertRule"
+                for a in (o.get("status") or {}).get("alerts") or []
+                if a.get("state") != "resolved" or a.get("outstanding")
+            ]
             if not busy:
                 return
         time.sleep(2)
 
 
 def table(verdict: Verdict, facts: dict) -> str:
-    rows = [("lost notifications", verdict.lost), ("duplicates beyond dedup keys", verdict.duplicates_beyond_keys),
-            ("triggers without exactly one resolve", verdict.triggers_without_one_resolve),
-            ("maintenance pages left on", verdict.pages_left_on),
-            ("objects stuck terminating", verdict.stuck_terminating)]
+    rows = [
+        ("lost notifications", verdict.lost),
+        ("duplicates beyond dedup keys", verdict.duplicates_beyond_keys),
+        ("triggers without exactly one resolve", verdict.triggers_without_one_resolve),
+        ("maintenance pages left on", verdict.pages_left_on),
+        ("objects stuck terminating", verdict.stuck_terminating),
+    ]
     out = ["| what | count |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
-    out.append(f"\n{facts['kills']} SIGKILLs over {facts['seconds']} s (seed {facts['seed']}), {verdict.incidents} "
-               f"incidents, {verdict.notices} notices; copies within a dedup key (collapsed by receivers): "
-               f"{verdict.copies_within_keys}")
+    out.append(
+        f"\n{facts['kills']} SIGKILLs over {facts['seconds']} s (seed {facts['seed']}), {verdict.incidents} "
+        f"incidents, {verdict.notices} notices; copies within a dedup key (collapsed by receivers): "
+        f"{verdict.copies_within_keys}"
+    )
     return "\n".join(out)
 
 
@@ -559,12 +718,23 @@ def main(argv: list[str] | None = None) -> int:
     kills = args.kills or (12 if args.quick else 100)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pitwall-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"seed {seed} (replay: python -m bench.chaos --seed {seed}{' --quick' if args.quick else ''}); "
-          f"logs in {workdir}", flush=True)
+    print(
+        f"seed {seed} (replay: python -m bench.chaos --seed {seed}{' --quick' if args.quick else ''}); "
+        f"logs in {workdir}",
+        flush=True,
+    )
     with control_plane(workdir) as cluster:
-        verdict, facts = run_in(cluster, workdir, NAMESPACE, seed=seed, kills=kills, probes=4 if args.quick else 6,
-                                api_stop=0 if args.quick else 30, receiver_outage=20 if args.quick else 120,
-                                say=lambda s: print(s, flush=True))
+        verdict, facts = run_in(
+            cluster,
+            workdir,
+            NAMESPACE,
+            seed=seed,
+            kills=kills,
+            probes=4 if args.quick else 6,
+            api_stop=0 if args.quick else 30,
+            receiver_outage=20 if args.quick else 120,
+            say=lambda s: print(s, flush=True),
+        )
     text = table(verdict, facts)
     print(text)
     for line in verdict.details[:50]:
@@ -573,10 +743,12 @@ def main(argv: list[str] | None = None) -> int:
         info = machine()
         RESULTS.mkdir(parents=True, exist_ok=True)
         with open(RESULTS / "chaos.md", "a") as out:
-            out.write(f"\n## {info['date']}: {'quick' if args.quick else 'full'} run, seed {seed}\n\n"
-                      f"Machine: {info['nproc']} cores ({info['cpu_model']}), {info['memory_gib']} GiB, load "
-                      f"{info['loadavg']} at the end, shared with other work; commit {info['commit']}.\n\n"
-                      f"{text}\n" + "".join(f"\n- {d}" for d in verdict.details[:20]) + "\n")
+            out.write(
+                f"\n## {info['date']}: {'quick' if args.quick else 'full'} run, seed {seed}\n\n"
+                f"Machine: {info['nproc']} cores ({info['cpu_model']}), {info['memory_gib']} GiB, load "
+                f"{info['loadavg']} at the end, shared with other work; commit {info['commit']}.\n\n"
+                f"{text}\n" + "".join(f"\n- {d}" for d in verdict.details[:20]) + "\n"
+            )
     return 0 if verdict.ok() else 1
 
 

@@ -36,8 +36,10 @@ def machine() -> dict:
     meminfo = Path("/proc/meminfo").read_text()
     mem_kib = int(next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal:")))
     cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gib": round(mem_kib / 2**20, 1),
@@ -47,8 +49,8 @@ def machine() -> dict:
         "kopf": importlib.metadata.version("kopf"),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        "commit": _git("rev-parse", "--short", "HEAD") + (" (with local changes)" if _git("status", "--porcelain",
-                                                                                          "operator") else ""),
+        "commit": _git("rev-parse", "--short", "HEAD")
+        + (" (with local changes)" if _git("status", "--porcelain", "operator") else ""),
     }
 
 
@@ -62,27 +64,32 @@ def _git(*args: str) -> str:
 class ProcSample:
     """One look at a process: CPU seconds used so far (user + system), RSS now and peak RSS."""
 
-    at: float          # time.monotonic()
+    at: float  # time.monotonic()
     cpu_seconds: float
-    rss_bytes: int     # VmRSS
-    hwm_bytes: int     # VmHWM: the peak RSS since the process started
+    rss_bytes: int  # VmRSS
+    hwm_bytes: int  # VmHWM: the peak RSS since the process started
 
 
 def sample(pid: int) -> ProcSample:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])    # fields 14 and 15 of proc(5)
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     status = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         status[key] = value.strip()
-    return ProcSample(time.monotonic(), (utime + stime) / CLK_TCK,
-                      int(status["VmRSS"].split()[0]) * 1024, int(status["VmHWM"].split()[0]) * 1024)
+    return ProcSample(
+        time.monotonic(),
+        (utime + stime) / CLK_TCK,
+        int(status["VmRSS"].split()[0]) * 1024,
+        int(status["VmHWM"].split()[0]) * 1024,
+    )
 
 
 def machine_busy_seconds() -> float:
     """CPU seconds every process on the machine has used since boot (all cores, /proc/stat)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text()
-                                                                   .split("\n", 1)[0].split()[1:9])
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
@@ -119,12 +126,27 @@ def spawn(args: list[str], *, log_path: Path, cwd: Path, env: dict | None = None
     """``args`` as the leader of its own process group (``stop_group`` stops it and its children),
     stdout and stderr appended to ``log_path``."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
-def spawn_ready(args: list[str], *, log_path: Path, cwd: Path, url: str, timeout: float, what: str,
-                env: dict | None = None) -> subprocess.Popen:
+def spawn_ready(
+    args: list[str],
+    *,
+    log_path: Path,
+    cwd: Path,
+    url: str,
+    timeout: float,
+    what: str,
+    env: dict | None = None,
+) -> subprocess.Popen:
     """``spawn``, then wait until ``url`` answers 200. If it does not, the process is stopped and
     a RuntimeError carries the end of its log."""
     proc = spawn(args, log_path=log_path, cwd=cwd, env=env)
@@ -148,8 +170,14 @@ def control_plane(workdir: Path) -> Iterator:
 
     with Cluster.start(workdir / "cluster") as cluster:
         cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l",
-                        "app.kubernetes.io/part-of=pitwall")
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=pitwall",
+        )
         yield cluster
 
 
@@ -182,11 +210,29 @@ class Operator:
 
     def __enter__(self) -> Operator:
         metrics, statuspage, internal = self.ports
-        args = [sys.executable, "-m", "pitwall", "run", "--namespace", self.namespace,
-                "--metrics-port", str(metrics), "--statuspage-port", str(statuspage),
-                "--internal-port", str(internal)]
-        self.proc = spawn_ready(args, log_path=self.log_path, cwd=ROOT, env=self.env,
-                                url=f"http://127.0.0.1:{metrics}/readyz", timeout=60, what="the operator")
+        args = [
+            sys.executable,
+            "-m",
+            "pitwall",
+            "run",
+            "--namespace",
+            self.namespace,
+            "--metrics-port",
+            str(metrics),
+            "--statuspage-port",
+            str(statuspage),
+            "--internal-port",
+            str(internal),
+        ]
+        self.proc = spawn_ready(
+            args,
+            log_path=self.log_path,
+            cwd=ROOT,
+            env=self.env,
+            url=f"http://127.0.0.1:{metrics}/readyz",
+            timeout=60,
+            what="the operator",
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -204,19 +250,24 @@ async def bounded(coros, limit: int = 16) -> None:
     async def one(coro):
         async with semaphore:
             await coro
+
     await asyncio.gather(*(one(c) for c in coros))
 
 
 # -- Prometheus text ---------------------------------------------------------------------------
 def metric_samples(text: str) -> list[tuple[str, dict, float]]:
-    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
-            for s in family.samples]
+    return [
+        (s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples
+    ]
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
     """The sum of every sample called ``name`` whose labels include ``labels``."""
-    return sum(value for sample_name, sample_labels, value in metric_samples(text)
-               if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        value
+        for sample_name, sample_labels, value in metric_samples(text)
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def histogram_buckets(text: str, name: str) -> dict[float, float]:
@@ -296,17 +347,23 @@ class Report:
     metrics: list[Metric]
     method: list[str]
     notes: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)   # raw data kept in the JSON only
+    extra: dict = field(default_factory=dict)  # raw data kept in the JSON only
     machine: dict = field(default_factory=machine)
 
     def markdown(self) -> str:
         m = self.machine
-        lines = [f"## {m['date']} · {'quick' if self.params.get('quick') else 'full'} run", "",
-                 f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
-                 f"Python {m['python']}, kopf {m['kopf']}, commit {m['commit']}; load average at the end "
-                 f"{m['loadavg']}.", "",
-                 "Parameters: " + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ".", "",
-                 "| what | value | target | met |", "|---|---|---|---|"]
+        lines = [
+            f"## {m['date']} · {'quick' if self.params.get('quick') else 'full'} run",
+            "",
+            f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+            f"Python {m['python']}, kopf {m['kopf']}, commit {m['commit']}; load average at the end "
+            f"{m['loadavg']}.",
+            "",
+            "Parameters: " + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ".",
+            "",
+            "| what | value | target | met |",
+            "|---|---|---|---|",
+        ]
         lines += ["| " + " | ".join(metric.cells()) + " |" for metric in self.metrics]
         lines += ["", "How it was measured:", ""] + [f"- {line}" for line in self.method]
         if self.notes:

@@ -35,9 +35,9 @@ import yaml
 
 from .common import spawn_ready, stop_group
 
-DEFAULT_CONCURRENCY = 3     # config.DefaultConcurrency
-SUSTAINING = 100            # = pitwall.probes.monitor.CONCURRENCY
-START_SPACING_S = 0.222     # watchdog.Monitor sleeps this long before starting each endpoint
+DEFAULT_CONCURRENCY = 3  # config.DefaultConcurrency
+SUSTAINING = 100  # = pitwall.probes.monitor.CONCURRENCY
+START_SPACING_S = 0.222  # watchdog.Monitor sleeps this long before starting each endpoint
 MIRROR = Path("/work/.mirror/TwiN+gatus/repo")
 
 
@@ -55,8 +55,9 @@ def _go_build(src: Path, out: Path) -> None:
         raise Unavailable(f"no Go toolchain on PATH to run `go build .` in {src}")
     tmp = out.with_suffix(".tmp")
     try:
-        proc = subprocess.run([go, "build", "-o", str(tmp), "."], cwd=src, capture_output=True, text=True,
-                              timeout=1800)
+        proc = subprocess.run(
+            [go, "build", "-o", str(tmp), "."], cwd=src, capture_output=True, text=True, timeout=1800
+        )
     except subprocess.TimeoutExpired:
         raise Unavailable(f"`go build .` in {src} did not finish within 30 minutes") from None
     if proc.returncode or not tmp.exists():
@@ -71,7 +72,9 @@ def build(binary: str | None = None) -> Path:
     if given:
         path = Path(given).expanduser()
         if not os.access(path, os.X_OK):
-            raise Unavailable(f"Gatus binary {path} (--gatus-bin / PITWALL_GATUS_BIN) is not an executable file")
+            raise Unavailable(
+                f"Gatus binary {path} (--gatus-bin / PITWALL_GATUS_BIN) is not an executable file"
+            )
         return path
     out = cache_dir() / "gatus"
     if out.exists():
@@ -82,14 +85,19 @@ def build(binary: str | None = None) -> Path:
         return out
     git_dir = Path(os.environ.get("PITWALL_GATUS_GIT", MIRROR))
     if not git_dir.exists():
-        raise Unavailable(f"no Gatus binary and no source: pass --gatus-bin, or set PITWALL_GATUS_SRC to a "
-                          f"checkout of github.com/TwiN/gatus (or PITWALL_GATUS_GIT to its git directory; "
-                          f"{git_dir} does not exist)")
+        raise Unavailable(
+            f"no Gatus binary and no source: pass --gatus-bin, or set PITWALL_GATUS_SRC to a "
+            f"checkout of github.com/TwiN/gatus (or PITWALL_GATUS_GIT to its git directory; "
+            f"{git_dir} does not exist)"
+        )
     with tempfile.TemporaryDirectory(prefix="gatus-src-") as tmp:
-        archive = subprocess.run(["git", "--git-dir", str(git_dir), "archive", "HEAD"], capture_output=True,
-                                 timeout=300)
+        archive = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "archive", "HEAD"], capture_output=True, timeout=300
+        )
         if archive.returncode:
-            raise Unavailable(f"git archive of {git_dir} failed: {archive.stderr.decode(errors='replace')[-300:]}")
+            raise Unavailable(
+                f"git archive of {git_dir} failed: {archive.stderr.decode(errors='replace')[-300:]}"
+            )
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True, timeout=300)
         _go_build(Path(tmp), out)
     return out
@@ -99,8 +107,9 @@ def version(binary: Path) -> str:
     """What was built: the commit of the source when known (the cache keeps the tree's HEAD)."""
     git_dir = Path(os.environ.get("PITWALL_GATUS_GIT", MIRROR))
     if binary == cache_dir() / "gatus" and git_dir.exists():
-        proc = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
         if proc.returncode == 0:
             return f"github.com/TwiN/gatus at {proc.stdout.strip()}"
     return str(binary)
@@ -115,9 +124,17 @@ def config(urls: list[str], interval_s: int, port: int, concurrency: int = DEFAU
         "metrics": True,
         "concurrency": concurrency,
         "web": {"address": "127.0.0.1", "port": port},
-        "endpoints": [{"name": f"p{i:05d}", "group": "bench", "url": url, "interval": f"{interval_s}s",
-                       "client": {"timeout": "2s"}, "conditions": ["[STATUS] == 200"]}
-                      for i, url in enumerate(urls)],
+        "endpoints": [
+            {
+                "name": f"p{i:05d}",
+                "group": "bench",
+                "url": url,
+                "interval": f"{interval_s}s",
+                "client": {"timeout": "2s"},
+                "conditions": ["[STATUS] == 200"],
+            }
+            for i, url in enumerate(urls)
+        ],
     }
 
 
@@ -152,9 +169,15 @@ class Gatus:
         path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
         env = {**os.environ, "GATUS_CONFIG_PATH": str(path), "GATUS_LOG_LEVEL": "WARN"}
         try:
-            self.proc = spawn_ready([str(self.binary)], log_path=self.workdir / "gatus.log", cwd=self.workdir,
-                                    env=env, url=f"http://127.0.0.1:{self.port}/health",
-                                    timeout=120, what="Gatus")
+            self.proc = spawn_ready(
+                [str(self.binary)],
+                log_path=self.workdir / "gatus.log",
+                cwd=self.workdir,
+                env=env,
+                url=f"http://127.0.0.1:{self.port}/health",
+                timeout=120,
+                what="Gatus",
+            )
         except RuntimeError as exc:
             raise Unavailable(str(exc)) from None
         return self

@@ -25,32 +25,41 @@ def gzip_bomb(decoded_mib: int) -> bytes:
 def app() -> web.Application:
     bomb = gzip_bomb(1024)
     redos = ("a" * 50_000 + "!").encode()
-    deep = b"{\"a\":" * 30_000 + b"1" + b"}" * 30_000                       # parsed: nested too deeply
-    deeper = b"[" * 500_000 + b"]" * 500_000                              # 1 MB of brackets: refused by count
+    deep = b'{"a":' * 30_000 + b"1" + b"}" * 30_000  # parsed: nested too deeply
+    deeper = b"[" * 500_000 + b"]" * 500_000  # 1 MB of brackets: refused by count
+
     def catalogue(n: int) -> bytes:
-        return json.dumps([{"id": i, "name": f"item-{i}", "tags": ["a", "b"], "price": {"amount": i, "cur": "ZAR"}}
-                           for i in range(n)]).encode()
-    items = catalogue(220)      # ~22 KB, just under the 2,000 values a scanning path runs on
+        return json.dumps(
+            [
+                {"id": i, "name": f"item-{i}", "tags": ["a", "b"], "price": {"amount": i, "cur": "ZAR"}}
+                for i in range(n)
+            ]
+        ).encode()
+
+    items = catalogue(220)  # ~22 KB, just under the 2,000 values a scanning path runs on
     catalog = catalogue(4_400)  # ~440 KB, the body
-    wide = json.dumps(list(range(200_000))).encode()                      # 1.3 MB of numbers: over the cap
+    wide = json.dumps(list(range(200_000))).encode()  # 1.3 MB of numbers: over the cap
 
     def fixed(body: bytes, **headers) -> web.RequestHandler:
         async def handle(request: web.Request) -> web.Response:
             return web.Response(body=body, headers={"Content-Type": "application/json", **headers})
+
         return handle
 
     application = web.Application()
-    application.add_routes([
-        web.get("/ready", fixed(b"{}")),
-        web.get("/ok", fixed(b'{"status": "ok"}')),
-        web.get("/bomb", fixed(bomb, **{"Content-Encoding": "gzip, gzip"})),
-        web.get("/redos", fixed(redos, **{"X-Name": "a" * 5000 + "!"})),
-        web.get("/deep", fixed(deep)),
-        web.get("/deeper", fixed(deeper)),
-        web.get("/items", fixed(items)),
-        web.get("/catalog", fixed(catalog)),
-        web.get("/wide", fixed(wide)),
-    ])
+    application.add_routes(
+        [
+            web.get("/ready", fixed(b"{}")),
+            web.get("/ok", fixed(b'{"status": "ok"}')),
+            web.get("/bomb", fixed(bomb, **{"Content-Encoding": "gzip, gzip"})),
+            web.get("/redos", fixed(redos, **{"X-Name": "a" * 5000 + "!"})),
+            web.get("/deep", fixed(deep)),
+            web.get("/deeper", fixed(deeper)),
+            web.get("/items", fixed(items)),
+            web.get("/catalog", fixed(catalog)),
+            web.get("/wide", fixed(wide)),
+        ]
+    )
     return application
 
 

@@ -34,32 +34,77 @@ def world(products: int, incidents: int) -> Snapshot:
     for i in range(products):
         name = f"p{i:04d}"
         down = i % 10 == 0
-        objs.append({"metadata": {"name": name, "namespace": "bench"},
-                     "spec": {"displayName": f"Product {i}", "public": True,
-                              "versions": [{"name": "v1", "replicas": 1}, {"name": "v2", "replicas": 1}],
-                              "consumers": [{"name": f"c{j}", "contact": {"email": f"c{j}@x.example"}}
-                                            for j in range(5)]},
-                     "status": {"versions": [{"name": v, "replicas": 1, "readyReplicas": 1, "state": "Available"}
-                                             for v in ("v1", "v2")],
-                                "conditions": [{"type": "Available", "status": "True", "reason": "Ok",
-                                                "lastTransitionTime": rfc3339(NOW)}]}})
+        objs.append(
+            {
+                "metadata": {"name": name, "namespace": "bench"},
+                "spec": {
+                    "displayName": f"Product {i}",
+                    "public": True,
+                    "versions": [{"name": "v1", "replicas": 1}, {"name": "v2", "replicas": 1}],
+                    "consumers": [
+                        {"name": f"c{j}", "contact": {"email": f"c{j}@x.example"}} for j in range(5)
+                    ],
+                },
+                "status": {
+                    "versions": [
+                        {"name": v, "replicas": 1, "readyReplicas": 1, "state": "Available"}
+                        for v in ("v1", "v2")
+                    ],
+                    "conditions": [
+                        {
+                            "type": "Available",
+                            "status": "True",
+                            "reason": "Ok",
+                            "lastTransitionTime": rfc3339(NOW),
+                        }
+                    ],
+                },
+            }
+        )
         for v in ("v1", "v2"):
-            probes.append({"metadata": {"name": f"{name}-{v}", "namespace": "bench"},
-                           "spec": {"target": {"apiProduct": {"name": name, "version": v}}},
-                           "status": {"state": "Down" if down else "Up", "lastTransitionAt": rfc3339(NOW)}})
+            probes.append(
+                {
+                    "metadata": {"name": f"{name}-{v}", "namespace": "bench"},
+                    "spec": {"target": {"apiProduct": {"name": name, "version": v}}},
+                    "status": {"state": "Down" if down else "Up", "lastTransitionAt": rfc3339(NOW)},
+                }
+            )
     for k in range(incidents):
         product = f"p{k % products:04d}"
         start = NOW - timedelta(hours=(k * 24 * 89) // max(1, incidents) + 1)
-        found.append({"metadata": {"name": f"{product}-{k}", "namespace": "bench",
-                                   "labels": {decide.OPENED_BY: "pitwall", decide.LABEL_PRODUCT: product}},
-                      "spec": {"type": "incident", "products": [{"name": product}], "status": "resolved",
-                               "updates": [{"message": f"Update {n} about the fault.", "status": "identified",
-                                            "author": "oncall", "at": rfc3339(start + timedelta(minutes=n))}
-                                           for n in range(3)]},
-                      "status": {"phase": "Resolved", "impact": "outage", "cause": "Product: down.",
-                                 "affected": [{"name": product, "versions": ["v1", "v2"]}],
-                                 "startedAt": rfc3339(start), "resolvedAt": rfc3339(start + timedelta(minutes=20)),
-                                 "resolvedBy": "pitwall", "resolution": "Back."}})
+        found.append(
+            {
+                "metadata": {
+                    "name": f"{product}-{k}",
+                    "namespace": "bench",
+                    "labels": {decide.OPENED_BY: "pitwall", decide.LABEL_PRODUCT: product},
+                },
+                "spec": {
+                    "type": "incident",
+                    "products": [{"name": product}],
+                    "status": "resolved",
+                    "updates": [
+                        {
+                            "message": f"Update {n} about the fault.",
+                            "status": "identified",
+                            "author": "oncall",
+                            "at": rfc3339(start + timedelta(minutes=n)),
+                        }
+                        for n in range(3)
+                    ],
+                },
+                "status": {
+                    "phase": "Resolved",
+                    "impact": "outage",
+                    "cause": "Product: down.",
+                    "affected": [{"name": product, "versions": ["v1", "v2"]}],
+                    "startedAt": rfc3339(start),
+                    "resolvedAt": rfc3339(start + timedelta(minutes=20)),
+                    "resolvedBy": "pitwall",
+                    "resolution": "Back.",
+                },
+            }
+        )
     return Snapshot(products=objs, probes=probes, incidents=found)
 
 
@@ -85,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     def one_pass() -> int:
         actions = 0
         for view in product_views(snap, NOW):
-            bad = {v.name: (v.verdict.state, v.verdict.reason, v.verdict.since) for v in view.versions
-                   if v.verdict.state in decide.BAD}
+            bad = {
+                v.name: (v.verdict.state, v.verdict.reason, v.verdict.since)
+                for v in view.versions
+                if v.verdict.state in decide.BAD
+            }
             evidence = decide.Evidence("bench", view.key[1], "x", bad, not bad, 300.0)
             actions += len(decide.plan_product(evidence, by_product.get(view.key[1], []), NOW))
         return actions
@@ -98,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         page.update(public_status(snap, NOW))
 
     results = {
-        "products": products, "incidents": incidents, "opened_in_a_pass": opened,
+        "products": products,
+        "incidents": incidents,
+        "opened_in_a_pass": opened,
         "pass_seconds": timed(one_pass),
         "public_model_seconds": timed(model),
         "page_html_seconds": timed(lambda: render_public(page)),

@@ -97,6 +97,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
+
         uvloop.run(main(args))
     else:
         asyncio.run(main(args))

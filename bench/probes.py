@@ -71,14 +71,14 @@ LAG = "pitwall_probe_schedule_lag_seconds"
 DURATION = "pitwall_probe_duration_seconds"
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 MB = 1e6
-NOISE_SHARE = 0.5    # the noisy neighbour: half a core, beside every contender alike
+NOISE_SHARE = 0.5  # the noisy neighbour: half a core, beside every contender alike
 
 
 @dataclass(frozen=True)
 class Size:
     probes: int
-    interval: int   # seconds
-    window: int     # seconds measured
+    interval: int  # seconds
+    window: int  # seconds measured
 
 
 FULL = Size(probes=5000, interval=10, window=180)
@@ -86,9 +86,12 @@ QUICK = Size(probes=500, interval=10, window=60)
 
 
 def probe(index: int, url: str, interval: int) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-            "metadata": {"name": f"p{index:05d}", "namespace": NAMESPACE},
-            "spec": {"target": {"url": url}, "interval": f"{interval}s", "timeout": "2s"}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": f"p{index:05d}", "namespace": NAMESPACE},
+        "spec": {"target": {"url": url}, "interval": f"{interval}s", "timeout": "2s"},
+    }
 
 
 def seeded_status(interval: int) -> dict:
@@ -103,9 +106,16 @@ def seeded_status(interval: int) -> dict:
     status = stats.to_status(now)
     status.pop("latency", None)
     at = durations.rfc3339(now)
-    status.update({"state": "Up", "consecutiveFailures": 0, "consecutiveSuccesses": 100, "observedGeneration": 1,
-                   "lastRun": {"at": at, "result": "Success", "latencyMs": 1.0, "correlationId": str(uuid.uuid4())},
-                   "conditions": conditions.merge(None, probe_conditions("Up", None), 1, now=at)})
+    status.update(
+        {
+            "state": "Up",
+            "consecutiveFailures": 0,
+            "consecutiveSuccesses": 100,
+            "observedGeneration": 1,
+            "lastRun": {"at": at, "result": "Success", "latencyMs": 1.0, "correlationId": str(uuid.uuid4())},
+            "conditions": conditions.merge(None, probe_conditions("Up", None), 1, now=at),
+        }
+    )
     return status
 
 
@@ -114,10 +124,10 @@ class Window:
     """What one checker process did between two moments."""
 
     seconds: float
-    checks: int             # answered by the targets
-    cpu_seconds: float      # the checker's utime + stime
+    checks: int  # answered by the targets
+    cpu_seconds: float  # the checker's utime + stime
     machine_cpu_seconds: float
-    targets_cpu_seconds: float   # the target servers' process, to show it was not the bottleneck
+    targets_cpu_seconds: float  # the target servers' process, to show it was not the bottleneck
     max_rss: int
     hwm: int
 
@@ -137,8 +147,15 @@ def observe(pid: int, targets: Targets, seconds: int, before=None, after=None) -
     targets1 = sample(targets.pid).cpu_seconds
     if after:
         after()
-    return Window(end.at - start.at, answered1 - answered0, end.cpu_seconds - start.cpu_seconds,
-                  machine1 - machine0, targets1 - targets0, max(max_rss, end.rss_bytes), end.hwm_bytes)
+    return Window(
+        end.at - start.at,
+        answered1 - answered0,
+        end.cpu_seconds - start.cpu_seconds,
+        machine1 - machine0,
+        targets1 - targets0,
+        max(max_rss, end.rss_bytes),
+        end.hwm_bytes,
+    )
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 2.0) -> float:
@@ -152,16 +169,25 @@ def wait_until(check, timeout: float, what: str, interval: float = 2.0) -> float
 
 def pitwall_phase(workdir: Path, size: Size, targets: Targets) -> dict:
     with control_plane(workdir) as cluster:
+
         async def create() -> None:
             async with Kube.from_env(str(cluster.kubeconfig)) as kube:
                 await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-                await bounded((kube.apply(probe(i, targets.url(i), size.interval), field_manager="bench")
-                               for i in range(size.probes)), limit=32)
+                await bounded(
+                    (
+                        kube.apply(probe(i, targets.url(i), size.interval), field_manager="bench")
+                        for i in range(size.probes)
+                    ),
+                    limit=32,
+                )
                 # Steady state, not a fresh start: every probe already has 90 days of history in
                 # its status (what a long-running operator holds in memory and writes back).
                 seeded = seeded_status(size.interval)
-                await bounded((kube.patch_status("Probe", NAMESPACE, f"p{i:05d}", seeded)
-                               for i in range(size.probes)), limit=32)
+                await bounded(
+                    (kube.patch_status("Probe", NAMESPACE, f"p{i:05d}", seeded) for i in range(size.probes)),
+                    limit=32,
+                )
+
         started = time.monotonic()
         asyncio.run(create())
         created = time.monotonic() - started
@@ -171,11 +197,14 @@ def pitwall_phase(workdir: Path, size: Size, targets: Targets) -> dict:
 
 def measure(cluster, op: Operator, size: Size, targets: Targets, created: float) -> dict:
     """From the operator's start: every probe run once, one more interval, then the window."""
+
     def started() -> bool:
         text = op.metrics()
-        return (metric_sum(text, "pitwall_probe_runs_total") >= size.probes
-                and metric_sum(text, "pitwall_reconcile_total", kind="Probe") >= size.probes
-                and metric_sum(text, "pitwall_workqueue_depth", kind="Probe") == 0)
+        return (
+            metric_sum(text, "pitwall_probe_runs_total") >= size.probes
+            and metric_sum(text, "pitwall_reconcile_total", kind="Probe") >= size.probes
+            and metric_sum(text, "pitwall_workqueue_depth", kind="Probe") == 0
+        )
 
     ran_once = wait_until(started, 600, "every probe reconciled and run once", interval=5.0)
     time.sleep(size.interval)
@@ -195,8 +224,9 @@ def one_window(cluster, op: Operator, size: Size, targets: Targets) -> dict:
         text = op.metrics()
         scrapes[key] = (text, apiserver_metrics(cluster), time.perf_counter() - began)
 
-    window = observe(op.pid, targets, size.window, before=lambda: scrape("before"),
-                     after=lambda: scrape("after"))
+    window = observe(
+        op.pid, targets, size.window, before=lambda: scrape("before"), after=lambda: scrape("after")
+    )
     (op0, api0, _), (op1, api1, scrape_s) = scrapes["before"], scrapes["after"]
 
     def delta(text0, text1, name, **labels):
@@ -208,38 +238,72 @@ def one_window(cluster, op: Operator, size: Size, targets: Targets) -> dict:
         "overloaded_s": delta(op0, op1, "pitwall_probe_overloaded_seconds_total"),
         "runs": delta(op0, op1, "pitwall_probe_runs_total"),
         "failures": delta(op0, op1, "pitwall_probe_runs_total", result="failure"),
-        "lag_p50": histogram_quantile(0.5, lag), "lag_p99": histogram_quantile(0.99, lag),
+        "lag_p50": histogram_quantile(0.5, lag),
+        "lag_p99": histogram_quantile(0.99, lag),
         "lag_buckets": lag,
         # How long the checks themselves took (all probes' step histograms summed): a slow
         # target holds check slots, and runs due meanwhile wait for one.
         "duration_buckets": bucket_delta(histogram_buckets(op1, DURATION), histogram_buckets(op0, DURATION)),
         "status_writes": delta(op0, op1, "pitwall_probe_status_writes_total"),
-        "api_status_patches": delta(api0, api1, "apiserver_request_total", verb="PATCH", resource="probes",
-                                    subresource="status"),
+        "api_status_patches": delta(
+            api0, api1, "apiserver_request_total", verb="PATCH", resource="probes", subresource="status"
+        ),
         "api_status_patches_by_code": {
-            code: delta(api0, api1, "apiserver_request_total", verb="PATCH", resource="probes",
-                        subresource="status", code=code)
-            for code in sorted({labels.get("code") for name, labels, _ in metric_samples(api1)
-                                if name == "apiserver_request_total" and labels.get("resource") == "probes"
-                                and labels.get("subresource") == "status" and labels.get("verb") == "PATCH"})},
-        "client_status_patches": delta(op0, op1, "pitwall_kube_requests_total", method="PATCH",
-                                       resource="probes/status"),
+            code: delta(
+                api0,
+                api1,
+                "apiserver_request_total",
+                verb="PATCH",
+                resource="probes",
+                subresource="status",
+                code=code,
+            )
+            for code in sorted(
+                {
+                    labels.get("code")
+                    for name, labels, _ in metric_samples(api1)
+                    if name == "apiserver_request_total"
+                    and labels.get("resource") == "probes"
+                    and labels.get("subresource") == "status"
+                    and labels.get("verb") == "PATCH"
+                }
+            )
+        },
+        "client_status_patches": delta(
+            op0, op1, "pitwall_kube_requests_total", method="PATCH", resource="probes/status"
+        ),
         "api_writes": sum(delta(api0, api1, "apiserver_request_total", verb=verb) for verb in WRITE_VERBS),
-        "metrics_bytes": len(op1.encode()), "metrics_scrape_s": scrape_s,
+        "metrics_bytes": len(op1.encode()),
+        "metrics_scrape_s": scrape_s,
         "gc": {generation: gc_pauses(op0, op1, generation) for generation in ("0", "1", "2")},
     }
 
 
 def gc_pauses(text0: str, text1: str, generation: str) -> dict:
     """Collections of one generation in the window: how many, their total and their largest (bound)."""
+
     def pick(text, suffix):
-        return {labels.get("le"): value for name, labels, value in metric_samples(text)
-                if name == f"pitwall_gc_pause_seconds{suffix}" and labels.get("generation") == generation}
+        return {
+            labels.get("le"): value
+            for name, labels, value in metric_samples(text)
+            if name == f"pitwall_gc_pause_seconds{suffix}" and labels.get("generation") == generation
+        }
+
     buckets0, buckets1 = pick(text0, "_bucket"), pick(text1, "_bucket")
     count = sum(pick(text1, "_count").values()) - sum(pick(text0, "_count").values())
     total = sum(pick(text1, "_sum").values()) - sum(pick(text0, "_sum").values())
-    largest = next((float(le) for le, n in sorted(buckets1.items(), key=lambda kv: float(kv[0]))
-                    if n - buckets0.get(le, 0) >= count), float("inf")) if count else 0.0
+    largest = (
+        next(
+            (
+                float(le)
+                for le, n in sorted(buckets1.items(), key=lambda kv: float(kv[0]))
+                if n - buckets0.get(le, 0) >= count
+            ),
+            float("inf"),
+        )
+        if count
+        else 0.0
+    )
     return {"count": count, "seconds": total, "largest_at_most": largest}
 
 
@@ -253,8 +317,11 @@ class Noise:
         self.cpu0 = 0.0
 
     def __enter__(self) -> Noise:
-        self.proc = spawn([sys.executable, "-m", "bench.noise", "--share", str(self.share)],
-                          log_path=self.workdir / "noise.log", cwd=ROOT)
+        self.proc = spawn(
+            [sys.executable, "-m", "bench.noise", "--share", str(self.share)],
+            log_path=self.workdir / "noise.log",
+            cwd=ROOT,
+        )
         time.sleep(1)
         self.cpu0 = sample(self.proc.pid).cpu_seconds
         return self
@@ -281,15 +348,25 @@ def gatus_phase(workdir: Path, size: Size, targets: Targets, concurrency: int) -
     (it starts them 222 ms apart); ``{"unavailable": reason}`` when it cannot be built or run."""
     try:
         binary = gatus.build()
-        cfg = gatus.config([targets.url(i) for i in range(size.probes)], size.interval, free_port(), concurrency)
+        cfg = gatus.config(
+            [targets.url(i) for i in range(size.probes)], size.interval, free_port(), concurrency
+        )
         with gatus.Gatus(binary, workdir / f"gatus-{concurrency}", cfg) as running:
             began = time.monotonic()
-            wait_until(lambda: gatus.endpoints_started(running.port) >= size.probes,
-                       size.probes * gatus.START_SPACING_S * 2 + 600, "every Gatus endpoint to start", interval=10.0)
+            wait_until(
+                lambda: gatus.endpoints_started(running.port) >= size.probes,
+                size.probes * gatus.START_SPACING_S * 2 + 600,
+                "every Gatus endpoint to start",
+                interval=10.0,
+            )
             all_started = time.monotonic() - began
             time.sleep(size.interval)
-            return {"concurrency": concurrency, "all_started_s": all_started, "version": gatus.version(binary),
-                    **two_windows(running.pid, targets, size, workdir)}
+            return {
+                "concurrency": concurrency,
+                "all_started_s": all_started,
+                "version": gatus.version(binary),
+                **two_windows(running.pid, targets, size, workdir),
+            }
     except gatus.Unavailable as exc:
         return {"concurrency": concurrency, "unavailable": str(exc)}
 
@@ -303,7 +380,11 @@ def blackbox_phase(workdir: Path, size: Size, targets: Targets) -> dict:
         running = blackbox.Exporter(path, workdir / "blackbox", free_port(), urls, size.interval, 2)
         with running:
             first = targets.answered()
-            wait_until(lambda: targets.answered() - first >= size.probes, 600, "blackbox_exporter to check every target")
+            wait_until(
+                lambda: targets.answered() - first >= size.probes,
+                600,
+                "blackbox_exporter to check every target",
+            )
             time.sleep(size.interval)
             driver0 = sample(running.driver_pid).cpu_seconds
             windows = two_windows(running.pid, targets, size, workdir)
@@ -317,7 +398,9 @@ def run(workdir: Path, quick: bool = False) -> Report:
     size = QUICK if quick else FULL
     with Targets(servers=4) as targets:
         ours = pitwall_phase(workdir, size, targets)
-        theirs = [gatus_phase(workdir, size, targets, c) for c in (gatus.DEFAULT_CONCURRENCY, gatus.SUSTAINING)]
+        theirs = [
+            gatus_phase(workdir, size, targets, c) for c in (gatus.DEFAULT_CONCURRENCY, gatus.SUSTAINING)
+        ]
         exporter = blackbox_phase(workdir, size, targets)
     return report(size, quick, ours, theirs, exporter)
 
@@ -358,37 +441,72 @@ def pitwall_rows(size: Size, ours: dict, load: str, judged: bool) -> tuple[list[
         Metric("checks counted by pitwall_probe_runs_total", f"{ours['runs']:,.0f}"),
         Metric("failed checks", f"{ours['failures']:,.0f}", "", *target("0", ours["failures"] == 0)),
         Metric("scheduling lag p50 (estimate / at most)", lag_ms(p50, p50_bound), "ms"),
-        Metric("scheduling lag p99 (estimate / at most)", lag_ms(p99, p99_bound), "ms",
-               *target("< 100 ms", p99_bound <= 0.1)),
-        Metric("seconds the scheduler was overloaded (pitwall_probe_overloaded_seconds_total)",
-               ours.get("overloaded_s", 0.0), "s"),
-        Metric("check duration p99 (estimate / at most); checks over 100 ms",
-               f"{lag_ms(*histogram_quantile(0.99, ours['duration_buckets']))} ms; "
-               f"{over(ours['duration_buckets'], 0.1):,.0f}"),
+        Metric(
+            "scheduling lag p99 (estimate / at most)",
+            lag_ms(p99, p99_bound),
+            "ms",
+            *target("< 100 ms", p99_bound <= 0.1),
+        ),
+        Metric(
+            "seconds the scheduler was overloaded (pitwall_probe_overloaded_seconds_total)",
+            ours.get("overloaded_s", 0.0),
+            "s",
+        ),
+        Metric(
+            "check duration p99 (estimate / at most); checks over 100 ms",
+            f"{lag_ms(*histogram_quantile(0.99, ours['duration_buckets']))} ms; "
+            f"{over(ours['duration_buckets'], 0.1):,.0f}",
+        ),
         Metric("runs that waited over 100 ms for their start", f"{over(ours['lag_buckets'], 0.1):,.0f}"),
         Metric("CPU seconds per 1,000 checks (operator)", cpu, "s"),
         Metric("operator CPU use in the window", share, "% of one core", *target("< 60 %", share < 60)),
-        Metric("whole machine CPU use in the window", w.machine_cpu_seconds / w.seconds * 100,
-               "% of one core (all processes)"),
-        Metric("target servers' CPU use in the window", w.targets_cpu_seconds / w.seconds * 100, "% of one core"),
+        Metric(
+            "whole machine CPU use in the window",
+            w.machine_cpu_seconds / w.seconds * 100,
+            "% of one core (all processes)",
+        ),
+        Metric(
+            "target servers' CPU use in the window", w.targets_cpu_seconds / w.seconds * 100, "% of one core"
+        ),
         Metric("operator peak RSS (VmHWM)", w.hwm / MB, "MB", *target("< 300 MB", w.hwm < 300 * MB)),
         Metric("operator largest VmRSS in the window", w.max_rss / MB, "MB"),
-        Metric("status writes per minute (pitwall_probe_status_writes_total)", ours["status_writes"] / minutes),
-        Metric("PATCH probes/status sent per minute (pitwall_kube_requests_total)",
-               ours["client_status_patches"] / minutes),
+        Metric(
+            "status writes per minute (pitwall_probe_status_writes_total)", ours["status_writes"] / minutes
+        ),
+        Metric(
+            "PATCH probes/status sent per minute (pitwall_kube_requests_total)",
+            ours["client_status_patches"] / minutes,
+        ),
         Metric("kube-apiserver PATCH probes/status per minute", ours["api_status_patches"] / minutes),
-        Metric("  of which by response code", ", ".join(f"{code}: {n / minutes:,.1f}" for code, n in
-                                                        ours["api_status_patches_by_code"].items())),
+        Metric(
+            "  of which by response code",
+            ", ".join(
+                f"{code}: {n / minutes:,.1f}" for code, n in ours["api_status_patches_by_code"].items()
+            ),
+        ),
         Metric("kube-apiserver mutating requests per minute (all clients)", ours["api_writes"] / minutes),
-        *(Metric(f"garbage collections, generation {g}: count / total / largest (at most)",
-                 f"{v['count']:,.0f} / {v['seconds'] * 1000:,.0f} ms / {v['largest_at_most'] * 1000:g} ms")
-          for g, v in ours["gc"].items()),
-        Metric("operator /metrics size / scrape time", f"{ours['metrics_bytes'] / MB:.1f} MB / "
-               f"{ours['metrics_scrape_s']:.2f} s", "", *target("< 0.5 s", ours["metrics_scrape_s"] < 0.5)),
+        *(
+            Metric(
+                f"garbage collections, generation {g}: count / total / largest (at most)",
+                f"{v['count']:,.0f} / {v['seconds'] * 1000:,.0f} ms / {v['largest_at_most'] * 1000:g} ms",
+            )
+            for g, v in ours["gc"].items()
+        ),
+        Metric(
+            "operator /metrics size / scrape time",
+            f"{ours['metrics_bytes'] / MB:.1f} MB / {ours['metrics_scrape_s']:.2f} s",
+            "",
+            *target("< 0.5 s", ours["metrics_scrape_s"] < 0.5),
+        ),
     ]
     if "noise_cpu_seconds" in ours:
-        rows.append(Metric("the background load's own CPU use", ours["noise_cpu_seconds"] / w.seconds * 100,
-                           "% of one core"))
+        rows.append(
+            Metric(
+                "the background load's own CPU use",
+                ours["noise_cpu_seconds"] / w.seconds * 100,
+                "% of one core",
+            )
+        )
     return rows, cpu
 
 
@@ -396,20 +514,37 @@ def reference_rows(name: str, phase: dict, load: str, cpu: float, judged: bool) 
     w: Window = phase[load]["window"]
     ref = per_thousand(w)
     label = dict(LOADS)[load]
-    rows = [Metric(f"{name}, {label}: checks / CPU s per 1,000 checks / CPU use / peak RSS",
-                   f"{w.checks:,} / {ref:.3f} s / {w.cpu_seconds / w.seconds * 100:.1f} % / {w.hwm / MB:.1f} MB")]
+    rows = [
+        Metric(
+            f"{name}, {label}: checks / CPU s per 1,000 checks / CPU use / peak RSS",
+            f"{w.checks:,} / {ref:.3f} s / {w.cpu_seconds / w.seconds * 100:.1f} % / {w.hwm / MB:.1f} MB",
+        )
+    ]
     if "noise_cpu_seconds" in phase[load]:
-        rows.append(Metric("  the background load's own CPU use",
-                           phase[load]["noise_cpu_seconds"] / w.seconds * 100, "% of one core"))
+        rows.append(
+            Metric(
+                "  the background load's own CPU use",
+                phase[load]["noise_cpu_seconds"] / w.seconds * 100,
+                "% of one core",
+            )
+        )
     ratio = cpu / ref if ref else float("inf")
-    rows.append(Metric(f"  Pitwall / {name} CPU per check ({label})", ratio, "x",
-                       *(("<= 1x", ratio <= 1) if judged else ("", None))))
+    rows.append(
+        Metric(
+            f"  Pitwall / {name} CPU per check ({label})",
+            ratio,
+            "x",
+            *(("<= 1x", ratio <= 1) if judged else ("", None)),
+        )
+    )
     return rows
 
 
 def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: dict) -> Report:
     metrics: list[Metric] = [
-        Metric(f"create {size.probes:,} Probes and seed their history (32 at a time)", ours["created_s"], "s"),
+        Metric(
+            f"create {size.probes:,} Probes and seed their history (32 at a time)", ours["created_s"], "s"
+        ),
         Metric("operator start to every probe reconciled and run once", ours["ran_once_s"], "s"),
     ]
     notes = []
@@ -423,11 +558,19 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
             metrics.append(Metric(name, "not run"))
             notes.append(f"{name} could not be run here: {phase['unavailable']}")
             continue
-        metrics.append(Metric(f"**{name}**, {phase['version']}: every endpoint started after",
-                              phase["all_started_s"], "s"))
+        metrics.append(
+            Metric(
+                f"**{name}**, {phase['version']}: every endpoint started after", phase["all_started_s"], "s"
+            )
+        )
         for load, _ in LOADS:
-            metrics += reference_rows(name, phase, load, cpus[load],
-                                      judged=load == "on" and phase["concurrency"] == gatus.SUSTAINING)
+            metrics += reference_rows(
+                name,
+                phase,
+                load,
+                cpus[load],
+                judged=load == "on" and phase["concurrency"] == gatus.SUSTAINING,
+            )
     if "unavailable" in exporter:
         metrics.append(Metric("blackbox_exporter", "not run"))
         notes.append(f"blackbox_exporter could not be run here: {exporter['unavailable']}")
@@ -437,11 +580,16 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
             metrics += reference_rows("blackbox_exporter", exporter, load, cpus[load], judged=load == "on")
         checks = sum(exporter[load]["window"].checks for load, _ in LOADS)
         metrics += [
-            Metric("  its driver (playing Prometheus), CPU seconds per 1,000 checks (both windows)",
-                   exporter["driver_cpu_seconds"] / checks * 1000 if checks else float("nan"), "s"),
-            Metric("  its checks over 100 ms / all its checks (whole run, probe_duration_seconds)",
-                   f"{exporter['driver_counts'].get('over_100ms', 'n/a')} / "
-                   f"{sum(v for k, v in exporter['driver_counts'].items() if k != 'over_100ms'):,}"),
+            Metric(
+                "  its driver (playing Prometheus), CPU seconds per 1,000 checks (both windows)",
+                exporter["driver_cpu_seconds"] / checks * 1000 if checks else float("nan"),
+                "s",
+            ),
+            Metric(
+                "  its checks over 100 ms / all its checks (whole run, probe_duration_seconds)",
+                f"{exporter['driver_counts'].get('over_100ms', 'n/a')} / "
+                f"{sum(v for k, v in exporter['driver_counts'].items() if k != 'over_100ms'):,}",
+            ),
         ]
     method = [
         f"{size.probes:,} Probes, each one GET of `http://127.0.0.1:<port>/isUp` (4 aiohttp servers in a separate "
@@ -473,12 +621,25 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
         "and a metrics page per check), work Gatus and Pitwall do not do per check; the driver's CPU is shown "
         "apart and not counted.",
     ]
-    return Report("probes", "Probe engine at 5,000 probes, beside Gatus (issue 4)",
-                  {"quick": quick, "probes": size.probes, "interval_s": size.interval, "window_s": size.window,
-                   "background_load_cores": NOISE_SHARE},
-                  metrics, method, notes,
-                  extra={"pitwall": plain(ours), "gatus": [plain(phase) for phase in theirs],
-                         "blackbox_exporter": plain(exporter)})
+    return Report(
+        "probes",
+        "Probe engine at 5,000 probes, beside Gatus (issue 4)",
+        {
+            "quick": quick,
+            "probes": size.probes,
+            "interval_s": size.interval,
+            "window_s": size.window,
+            "background_load_cores": NOISE_SHARE,
+        },
+        metrics,
+        method,
+        notes,
+        extra={
+            "pitwall": plain(ours),
+            "gatus": [plain(phase) for phase in theirs],
+            "blackbox_exporter": plain(exporter),
+        },
+    )
 
 
 def plain(value):

@@ -53,7 +53,7 @@ EDIT_TIMEOUT = 10.0
 class Size:
     products: int
     plain: int
-    edits: int    # of each kind
+    edits: int  # of each kind
 
 
 FULL = Size(products=200, plain=50, edits=200)
@@ -61,21 +61,35 @@ QUICK = Size(products=40, plain=10, edits=50)
 
 
 def product(name: str, replicas: dict[str, int]) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"displayName": name, "owner": {"team": "bench"}, "versions": versions(name, replicas)}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "ApiProduct",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"displayName": name, "owner": {"team": "bench"}, "versions": versions(name, replicas)},
+    }
 
 
 def versions(name: str, replicas: dict[str, int]) -> list[dict]:
-    return [{"name": v, "image": f"registry.example.com/{name}:{v}", "replicas": replicas[v]} for v in VERSIONS]
+    return [
+        {"name": v, "image": f"registry.example.com/{name}:{v}", "replicas": replicas[v]} for v in VERSIONS
+    ]
 
 
 def plain_deployment(name: str) -> dict:
     labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "app", "image": "registry.example.com/plain:1"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/plain:1"}]},
+            },
+        },
+    }
 
 
 class DeploymentWatch:
@@ -99,7 +113,7 @@ class DeploymentWatch:
 
     def expect(self, name: str, replicas: int) -> asyncio.Future:
         if self.task is not None and self.task.done():
-            self.task.result()   # the watch died: raise its error instead of timing out every edit
+            self.task.result()  # the watch died: raise its error instead of timing out every edit
         future = asyncio.get_running_loop().create_future()
         self.waiters[name] = (replicas, future)
         return future
@@ -109,8 +123,12 @@ class DeploymentWatch:
         timeout = httpx.Timeout(10.0, read=None)
         async with httpx.AsyncClient(base_url=creds.host, verify=creds.ssl_context, timeout=timeout) as http:
             while True:
-                params = {"watch": "true", "resourceVersion": self.resource_version,
-                          "allowWatchBookmarks": "true", "timeoutSeconds": "3600"}
+                params = {
+                    "watch": "true",
+                    "resourceVersion": self.resource_version,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": "3600",
+                }
                 async with http.stream("GET", self.path, params=params) as response:
                     response.raise_for_status()
                     async for line in response.aiter_lines():
@@ -188,7 +206,7 @@ async def _measure(kube: Kube, op: Operator, size: Size, watch: DeploymentWatch)
         for kind in ("product", "direct"):
             if kind == "product":
                 name, version = rng.choice(names), rng.choice(VERSIONS)
-                replicas[name][version] = 3 - replicas[name][version]          # 1 <-> 2
+                replicas[name][version] = 3 - replicas[name][version]  # 1 <-> 2
                 deployment, want = f"{name}-{version}", replicas[name][version]
                 path = f"/apis/pitwall.dev/v1alpha1/namespaces/{NAMESPACE}/apiproducts/{name}"
                 body: dict = {"spec": {"versions": versions(name, replicas[name])}}
@@ -199,8 +217,9 @@ async def _measure(kube: Kube, op: Operator, size: Size, watch: DeploymentWatch)
                 body = {"spec": {"replicas": want}}
             seen = watch.expect(deployment, want)
             sent = time.perf_counter()
-            await kube.request("PATCH", path, params={"fieldManager": "kubectl-patch"}, body=body,
-                               content_type=MERGE)
+            await kube.request(
+                "PATCH", path, params={"fieldManager": "kubectl-patch"}, body=body, content_type=MERGE
+            )
             answered = time.perf_counter()
             try:
                 changed = await asyncio.wait_for(seen, EDIT_TIMEOUT)
@@ -211,13 +230,22 @@ async def _measure(kube: Kube, op: Operator, size: Size, watch: DeploymentWatch)
             timings[kind].append((sent, answered, changed))
             await asyncio.sleep(rng.uniform(0.02, 0.1))
     end = sample(op.pid)
-    return {"applied_s": applied, "to_deployments_s": to_deployments, "to_ready_s": to_ready,
-            "settled": settled, "end": end, "timings": timings, "timeouts": timeouts}
+    return {
+        "applied_s": applied,
+        "to_deployments_s": to_deployments,
+        "to_ready_s": to_ready,
+        "settled": settled,
+        "end": end,
+        "timings": timings,
+        "timeouts": timeouts,
+    }
 
 
 def _ready(obj: dict) -> bool:
     status = obj.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
     return ready and status.get("observedGeneration") == obj["metadata"].get("generation")
 
 
@@ -228,13 +256,17 @@ def ms(values: list[float], q: float) -> float:
 def run(workdir: Path, quick: bool = False) -> Report:
     size = QUICK if quick else FULL
     with control_plane(workdir) as cluster, Operator(cluster, workdir, NAMESPACE) as op:
+
         async def main() -> dict:
             async with Kube.from_env(str(cluster.kubeconfig)) as kube:
                 return await measure(kube, op, size)
+
         data = asyncio.run(main())
 
-    series = {kind: ([c - s for s, _, c in rows], [c - a for _, a, c in rows])
-              for kind, rows in data["timings"].items()}
+    series = {
+        kind: ([c - s for s, _, c in rows], [c - a for _, a, c in rows])
+        for kind, rows in data["timings"].items()
+    }
     p_send, p_resp = series["product"]
     d_send, d_resp = series["direct"]
     p99, d99 = ms(p_send, 0.99), ms(d_send, 0.99)
@@ -245,22 +277,37 @@ def run(workdir: Path, quick: bool = False) -> Report:
         Metric("product edit p50 (from send)", ms(p_send, 0.5), "ms"),
         Metric("product edit p99 (from send)", p99, "ms", "< 250 ms", p99 < 250),
         Metric("product edit p50 (from response)", ms(p_resp, 0.5), "ms"),
-        Metric("product edit p99 (from response)", ms(p_resp, 0.99), "ms", "< 250 ms", ms(p_resp, 0.99) < 250),
+        Metric(
+            "product edit p99 (from response)", ms(p_resp, 0.99), "ms", "< 250 ms", ms(p_resp, 0.99) < 250
+        ),
         Metric("direct edit p50 (from send)", ms(d_send, 0.5), "ms"),
         Metric("direct edit p99 (from send)", d99, "ms"),
         Metric("direct edit p50 (from response)", ms(d_resp, 0.5), "ms"),
         Metric("direct edit p99 (from response)", ms(d_resp, 0.99), "ms"),
         Metric("product p99 / direct p99 (from send)", ratio, "x", "<= 3x", ratio <= 3),
         Metric("edits timed (product / direct)", f"{len(p_send)} / {len(d_send)}"),
-        Metric("edits not seen within 10 s (product / direct)",
-               f"{data['timeouts']['product']} / {data['timeouts']['direct']}", "", "0 / 0",
-               not any(data["timeouts"].values())),
-        Metric(f"apply {size.products} products -> all {versions_total} Deployments exist",
-               data["to_deployments_s"], "s"),
-        Metric("then -> every product Ready", data["to_ready_s"] if data["to_ready_s"] is not None
-               else "not within 300 s", "s" if data["to_ready_s"] is not None else ""),
-        Metric(f"operator RSS with {versions_total} versions, all Ready (VmRSS)",
-               data["settled"].rss_bytes / mib, "MiB"),
+        Metric(
+            "edits not seen within 10 s (product / direct)",
+            f"{data['timeouts']['product']} / {data['timeouts']['direct']}",
+            "",
+            "0 / 0",
+            not any(data["timeouts"].values()),
+        ),
+        Metric(
+            f"apply {size.products} products -> all {versions_total} Deployments exist",
+            data["to_deployments_s"],
+            "s",
+        ),
+        Metric(
+            "then -> every product Ready",
+            data["to_ready_s"] if data["to_ready_s"] is not None else "not within 300 s",
+            "s" if data["to_ready_s"] is not None else "",
+        ),
+        Metric(
+            f"operator RSS with {versions_total} versions, all Ready (VmRSS)",
+            data["settled"].rss_bytes / mib,
+            "MiB",
+        ),
         Metric("operator peak RSS over the run (VmHWM)", data["end"].hwm_bytes / mib, "MiB"),
     ]
     method = [
@@ -279,7 +326,17 @@ def run(workdir: Path, quick: bool = False) -> Report:
         "p50/p99: linear interpolation between closest ranks over all timed edits.",
         "Memory: VmRSS from /proc/<operator pid>/status once every product is Ready; VmHWM at the end.",
     ]
-    return Report("products", "ApiProduct edit latency and operator memory (issue 3)",
-                  {"quick": quick, "products": size.products, "versions": versions_total,
-                   "plain_deployments": size.plain, "edits_per_kind": size.edits},
-                  metrics, method, extra={"timings": data["timings"]})
+    return Report(
+        "products",
+        "ApiProduct edit latency and operator memory (issue 3)",
+        {
+            "quick": quick,
+            "products": size.products,
+            "versions": versions_total,
+            "plain_deployments": size.plain,
+            "edits_per_kind": size.edits,
+        },
+        metrics,
+        method,
+        extra={"timings": data["timings"]},
+    )

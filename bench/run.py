@@ -21,24 +21,36 @@ from pathlib import Path
 
 from . import alerts, hostile, probes, products, traffic
 
-BENCHMARKS = {"products": products.run, "probes": probes.run, "alerts": alerts.run, "hostile": hostile.run,
-              "traffic": traffic.run}
+BENCHMARKS = {
+    "products": products.run,
+    "probes": probes.run,
+    "alerts": alerts.run,
+    "hostile": hostile.run,
+    "traffic": traffic.run,
+}
 
 
 def _terminate(signum, frame):
-    raise SystemExit(128 + signum)   # unwind, so every context manager stops its processes
+    raise SystemExit(128 + signum)  # unwind, so every context manager stops its processes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=list(BENCHMARKS),
-                        help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--only", action="append", choices=list(BENCHMARKS), help="run only this benchmark (repeatable)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--workdir", type=Path, help="where control planes and logs go (default: a temp dir, "
-                        "removed afterwards)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where control planes and logs go (default: a temp dir, removed afterwards)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print the results, do not append them")
-    parser.add_argument("--gatus-bin", help="a Gatus binary for the probe benchmark (default: $PITWALL_GATUS_BIN, "
-                        "else built from a source tree of github.com/TwiN/gatus, see bench/gatus.py)")
+    parser.add_argument(
+        "--gatus-bin",
+        help="a Gatus binary for the probe benchmark (default: $PITWALL_GATUS_BIN, "
+        "else built from a source tree of github.com/TwiN/gatus, see bench/gatus.py)",
+    )
     args = parser.parse_args(argv)
     if args.gatus_bin:
         os.environ["PITWALL_GATUS_BIN"] = args.gatus_bin

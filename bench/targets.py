@@ -66,9 +66,14 @@ class Targets:
         self.ports: list[int] = []
 
     def __enter__(self) -> Targets:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.targets", "--servers", str(self.servers)],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                     start_new_session=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.targets", "--servers", str(self.servers)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         line = self.proc.stdout.readline()
         if not line:
             stop_group(self.proc)

@@ -44,21 +44,30 @@ def _exposition(started: float, products: int) -> bytes:
             base = f'product="p{p:04d}",version="{v}"'
             for consumer in ("acme", "globex"):
                 for route in ("/orders/{id}", "/orders"):
-                    out.append(f'http_requests_total{{{base},consumer="{consumer}",route="{route}",code="200"}} '
-                               f"{elapsed * 4.75:.0f}")
-                    out.append(f'http_requests_total{{{base},consumer="{consumer}",route="{route}",code="500"}} '
-                               f"{elapsed * 0.25:.0f}")
+                    out.append(
+                        f'http_requests_total{{{base},consumer="{consumer}",route="{route}",code="200"}} '
+                        f"{elapsed * 4.75:.0f}"
+                    )
+                    out.append(
+                        f'http_requests_total{{{base},consumer="{consumer}",route="{route}",code="500"}} '
+                        f"{elapsed * 0.25:.0f}"
+                    )
             for route in ("/orders/{id}", "/orders"):
                 for i, le in enumerate(buckets):
-                    out.append(f'http_request_duration_seconds_bucket{{{base},route="{route}",le="{le}"}} '
-                               f"{elapsed * 10 * (i + 1) / len(buckets):.0f}")
-                out.append(f'http_request_duration_seconds_bucket{{{base},route="{route}",le="+Inf"}} '
-                           f"{elapsed * 10:.0f}")
+                    out.append(
+                        f'http_request_duration_seconds_bucket{{{base},route="{route}",le="{le}"}} '
+                        f"{elapsed * 10 * (i + 1) / len(buckets):.0f}"
+                    )
+                out.append(
+                    f'http_request_duration_seconds_bucket{{{base},route="{route}",le="+Inf"}} '
+                    f"{elapsed * 10:.0f}"
+                )
     return ("\n".join(out) + "\n").encode()
 
 
 def _cpu_seconds(pid: int) -> float:
     import os
+
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -76,6 +85,7 @@ async def _query_load(workdir: Path, products: int, cycles: int) -> dict:
         if "m" not in cache or now - cache["m"][0] > 2:
             cache["m"] = (now, _exposition(started, products))
         return web.Response(body=cache["m"][1], content_type="text/plain")
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
@@ -84,19 +94,25 @@ async def _query_load(workdir: Path, products: int, cycles: int) -> dict:
     port = runner.addresses[0][1]
     prom = Prometheus(workdir / "prom-load", [f"127.0.0.1:{port}"], scrape_interval="5s").start()
     try:
-        await asyncio.sleep(40)            # the 5m rate window needs a few scrapes; 30 s of history is enough
+        await asyncio.sleep(40)  # the 5m rate window needs a few scrapes; 30 s of history is enough
         settings = Settings(prometheus_url=prom.url, traffic_interval=30.0)
-        rt = Runtime(kube=None, settings=settings)     # type: ignore[arg-type] - no API server in part 1
+        rt = Runtime(kube=None, settings=settings)  # type: ignore[arg-type] - no API server in part 1
         for p in range(products):
-            rt.stores["ApiProduct"].prime({
-                "apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct",
-                "metadata": {"name": f"p{p:04d}", "namespace": NAMESPACE, "uid": f"u{p}"},
-                "spec": {"versions": [{"name": "v1", "image": "x"}, {"name": "v2", "image": "x"}],
-                         "traffic": {"window": "30s"}}})
+            rt.stores["ApiProduct"].prime(
+                {
+                    "apiVersion": "pitwall.dev/v1alpha1",
+                    "kind": "ApiProduct",
+                    "metadata": {"name": f"p{p:04d}", "namespace": NAMESPACE, "uid": f"u{p}"},
+                    "spec": {
+                        "versions": [{"name": "v1", "image": "x"}, {"name": "v2", "image": "x"}],
+                        "traffic": {"window": "30s"},
+                    },
+                }
+            )
         service = TrafficService(rt)
         await service.start()
         assert service._task is not None
-        service._task.cancel()            # cycles are driven here, one at a time
+        service._task.cancel()  # cycles are driven here, one at a time
         walls, queries, cpu = [], [], []
         assert prom.proc is not None
         for _ in range(cycles):
@@ -129,6 +145,7 @@ async def _delay(workdir: Path, runs: int) -> dict:
         notes.append((time.perf_counter(), (await request.json()).get("status", "?")))
         arrived.set()
         return web.json_response({"ok": True})
+
     app = web.Application()
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app, access_log=None)
@@ -139,24 +156,50 @@ async def _delay(workdir: Path, runs: int) -> dict:
     prom = Prometheus(workdir / "prom-delay", [api.target]).start()
     rows, missed = [], 0
     try:
-        with control_plane(workdir) as cluster, \
-                Operator(cluster, workdir, NAMESPACE, extra_env={"PITWALL_PROMETHEUS_URL": prom.url,
-                                                                  "PITWALL_TRAFFIC_INTERVAL": "5",
-                                                                  "PITWALL_TRAFFIC_WRITE_EVERY": "5"}):
+        with (
+            control_plane(workdir) as cluster,
+            Operator(
+                cluster,
+                workdir,
+                NAMESPACE,
+                extra_env={
+                    "PITWALL_PROMETHEUS_URL": prom.url,
+                    "PITWALL_TRAFFIC_INTERVAL": "5",
+                    "PITWALL_TRAFFIC_WRITE_EVERY": "5",
+                },
+            ),
+        ):
             async with Kube.from_env(str(cluster.kubeconfig)) as kube:
                 await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-                await kube.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct",
-                                  "metadata": {"name": "pay", "namespace": NAMESPACE},
-                                  "spec": {"versions": [{"name": "v1", "image": "registry.example.com/pay:1"}],
-                                           "traffic": {"window": "30s"}}}, field_manager="bench")
-                await kube.apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "AlertRule",
-                                  "metadata": {"name": "pay-errors", "namespace": NAMESPACE},
-                                  "spec": {"severity": "critical", "selector": {"kinds": ["ApiProduct"]},
-                                           "when": {"for": "0s"}, "repeatInterval": "1h",
-                                           "receivers": [{"name": "hook", "type": "webhook", "url": hook_url}],
-                                           "traffic": {"signal": "errorRate", "above": 0.05}}},
-                                 field_manager="bench")
-                await asyncio.sleep(45)        # the 30 s window fills with healthy calls
+                await kube.apply(
+                    {
+                        "apiVersion": "pitwall.dev/v1alpha1",
+                        "kind": "ApiProduct",
+                        "metadata": {"name": "pay", "namespace": NAMESPACE},
+                        "spec": {
+                            "versions": [{"name": "v1", "image": "registry.example.com/pay:1"}],
+                            "traffic": {"window": "30s"},
+                        },
+                    },
+                    field_manager="bench",
+                )
+                await kube.apply(
+                    {
+                        "apiVersion": "pitwall.dev/v1alpha1",
+                        "kind": "AlertRule",
+                        "metadata": {"name": "pay-errors", "namespace": NAMESPACE},
+                        "spec": {
+                            "severity": "critical",
+                            "selector": {"kinds": ["ApiProduct"]},
+                            "when": {"for": "0s"},
+                            "repeatInterval": "1h",
+                            "receivers": [{"name": "hook", "type": "webhook", "url": hook_url}],
+                            "traffic": {"signal": "errorRate", "above": 0.05},
+                        },
+                    },
+                    field_manager="bench",
+                )
+                await asyncio.sleep(45)  # the 30 s window fills with healthy calls
                 for _ in range(runs):
                     t0 = time.perf_counter()
                     api.set(error_ratio=0.20)
@@ -168,7 +211,7 @@ async def _delay(workdir: Path, runs: int) -> dict:
                         missed += 1
                         continue
                     rows.append({"fired_s": fired - t0, "resolved_s": resolved - t1})
-                    await asyncio.sleep(35)    # the window empties of failures before the next run
+                    await asyncio.sleep(35)  # the window empties of failures before the next run
     finally:
         prom.stop()
         api.stop()
@@ -197,23 +240,40 @@ def run(workdir: Path, quick: bool = False) -> Report:
         Metric("products (same shape) / series in Prometheus", f"{PRODUCTS} / 32,000"),
         Metric("queries per traffic cycle", per_cycle, "", "few, not per version", per_cycle <= 50),
         Metric("queries per second at the default 30 s interval", per_cycle / 30.0, "q/s"),
-        Metric("cycle wall time, max", max(load["walls"]), "s", "< 30 s (the interval)", max(load["walls"]) < 30),
+        Metric(
+            "cycle wall time, max", max(load["walls"]), "s", "< 30 s (the interval)", max(load["walls"]) < 30
+        ),
         Metric("Prometheus CPU per cycle, mean", sum(load["cpu"]) / len(load["cpu"]), "s"),
         Metric("errors start -> alert delivered, p50", percentile(fired, 0.5) if fired else "n/a", "s"),
         Metric("errors start -> alert delivered, max", max(fired) if fired else "n/a", "s"),
-        Metric("errors stop -> resolve delivered, p50", percentile(resolved, 0.5) if resolved else "n/a", "s"),
+        Metric(
+            "errors stop -> resolve delivered, p50", percentile(resolved, 0.5) if resolved else "n/a", "s"
+        ),
         Metric("runs timed / missed", f"{len(delay['rows'])} / {delay['missed']}"),
     ]
     return Report(
-        name="traffic", title="Traffic: query load on Prometheus and errors -> alert delivered (issue 16)",
-        params={"quick": quick, "products": PRODUCTS, "cycles": cycles, "runs": runs, "window": "30s",
-                "scrape_interval_part2": "1s", "traffic_interval_part2": "5s", "threshold": 0.05,
-                "error_ratio": 0.2},
+        name="traffic",
+        title="Traffic: query load on Prometheus and errors -> alert delivered (issue 16)",
+        params={
+            "quick": quick,
+            "products": PRODUCTS,
+            "cycles": cycles,
+            "runs": runs,
+            "window": "30s",
+            "scrape_interval_part2": "1s",
+            "traffic_interval_part2": "5s",
+            "threshold": 0.05,
+            "error_ratio": 0.2,
+        },
         metrics=metrics,
         method=[line.strip() for line in (__doc__ or "").split("\n\n")[1:3]],
-        notes=["The alert delay is dominated by the rate window: with a 30 s window a 20% failure share needs "
-               "7.5 s to pass 5%; a shorter window or a higher share fires sooner, a 5m window later.",
-               f"A sample product's rate read in part 1: {load['sample_rps']:.1f} requests/s (40 published: 2 "
-               "versions x 20).", "Part 1's cycle time is the query-rate bound at work: 35 queries at the default "
-               "--prometheus-qps 5 take about 7 s."],
-        extra={"load": load, "delay": delay})
+        notes=[
+            "The alert delay is dominated by the rate window: with a 30 s window a 20% failure share needs "
+            "7.5 s to pass 5%; a shorter window or a higher share fires sooner, a 5m window later.",
+            f"A sample product's rate read in part 1: {load['sample_rps']:.1f} requests/s (40 published: 2 "
+            "versions x 20).",
+            "Part 1's cycle time is the query-rate bound at work: 35 queries at the default "
+            "--prometheus-qps 5 take about 7 s.",
+        ],
+        extra={"load": load, "delay": delay},
+    )

@@ -87,23 +87,41 @@ def stamp(moment: datetime) -> str:
 def run(workdir: Path, windows: int, consumers: int) -> dict:
     from pitwall.testing.cluster import free_port
 
-    closed = f"http://127.0.0.1:{free_port()}"       # nothing listens there
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     receiver = SlowFailing()
     with control_plane(workdir) as cluster, smtp_try_later() as (smtp_port, refusals):
         kubectl = lambda *a, **k: cluster.kubectl(*a, "-n", NAMESPACE, **k)  # noqa: E731
         cluster.kubectl("create", "namespace", NAMESPACE)
         apply = lambda obj: kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))  # noqa: E731
-        apply({"apiVersion": "v1", "kind": "Secret",
-               "metadata": {"name": "relay", "labels": {"pitwall.dev/use": "receivers"}},
-               "stringData": {"url": f"smtp://127.0.0.1:{smtp_port}"}})
+        apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "relay", "labels": {"pitwall.dev/use": "receivers"}},
+                "stringData": {"url": f"smtp://127.0.0.1:{smtp_port}"},
+            }
+        )
         contacts = []
         for i in range(consumers):
-            contact = [{"webhook": f"{receiver.url}/c{i}"}, {"webhook": f"{closed}/c{i}"},
-                       {"email": f"ops{i}@consumer.example"}][i % 3]
+            contact = [
+                {"webhook": f"{receiver.url}/c{i}"},
+                {"webhook": f"{closed}/c{i}"},
+                {"email": f"ops{i}@consumer.example"},
+            ][i % 3]
             contacts.append({"name": f"consumer-{i}", "versions": ["v1"], "contact": contact})
-        apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct", "metadata": {"name": "shop"},
-               "spec": {"displayName": "Shop", "owner": {"team": "shop"},
-                        "versions": [{"name": "v1", "image": "registry.example.com/shop:1"}], "consumers": contacts}})
+        apply(
+            {
+                "apiVersion": "pitwall.dev/v1alpha1",
+                "kind": "ApiProduct",
+                "metadata": {"name": "shop"},
+                "spec": {
+                    "displayName": "Shop",
+                    "owner": {"team": "shop"},
+                    "versions": [{"name": "v1", "image": "registry.example.com/shop:1"}],
+                    "consumers": contacts,
+                },
+            }
+        )
         with Operator(cluster, workdir, NAMESPACE):
             first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=40)
             schedule = {}
@@ -112,11 +130,22 @@ def run(workdir: Path, windows: int, consumers: int) -> dict:
                 end = start + timedelta(seconds=20)
                 name = f"w{i}"
                 schedule[name] = (start, end)
-                apply({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow", "metadata": {"name": name},
-                       "spec": {"reason": "bench", "schedule": {"start": stamp(start), "duration": "20s"},
-                                "targets": {"apiProducts": {"names": ["shop"]}},
-                                "notice": {"leadTime": "30s", "consumerEmail": {"secretRef": {"name": "relay",
-                                                                                               "key": "url"}}}}})
+                apply(
+                    {
+                        "apiVersion": "pitwall.dev/v1alpha1",
+                        "kind": "MaintenanceWindow",
+                        "metadata": {"name": name},
+                        "spec": {
+                            "reason": "bench",
+                            "schedule": {"start": stamp(start), "duration": "20s"},
+                            "targets": {"apiProducts": {"names": ["shop"]}},
+                            "notice": {
+                                "leadTime": "30s",
+                                "consumerEmail": {"secretRef": {"name": "relay", "key": "url"}},
+                            },
+                        },
+                    }
+                )
             seen: dict[tuple[str, str], datetime] = {}
             deadline = max(e for _, e in schedule.values()) + timedelta(seconds=60)
             last_items: list = []
@@ -133,40 +162,58 @@ def run(workdir: Path, windows: int, consumers: int) -> dict:
     rows = []
     for name, (start, end) in schedule.items():
         opened, closed_at = seen.get((name, "Active")), seen.get((name, "Completed"))
-        rows.append({"window": name,
-                     "start_late_s": round((opened - start).total_seconds(), 2) if opened else None,
-                     "end_late_s": round((closed_at - end).total_seconds(), 2) if closed_at else None})
+        rows.append(
+            {
+                "window": name,
+                "start_late_s": round((opened - start).total_seconds(), 2) if opened else None,
+                "end_late_s": round((closed_at - end).total_seconds(), 2) if closed_at else None,
+            }
+        )
     notices = [n for item in last_items for n in (item.get("status") or {}).get("notices") or []]
-    return {"rows": rows, "webhook_tries": receiver.count, "smtp_refusals": refusals.count,
-            "notices": len(notices), "notices_delivered": sum(1 for n in notices if n.get("delivered")),
-            "pending_at_end": sum(len(n.get("pending") or []) for n in notices), "consumers": consumers}
+    return {
+        "rows": rows,
+        "webhook_tries": receiver.count,
+        "smtp_refusals": refusals.count,
+        "notices": len(notices),
+        "notices_delivered": sum(1 for n in notices if n.get("delivered")),
+        "pending_at_end": sum(len(n.get("pending") or []) for n in notices),
+        "consumers": consumers,
+    }
 
 
 def report(result: dict, info: dict) -> str:
     starts = [r["start_late_s"] for r in result["rows"] if r["start_late_s"] is not None]
     ends = [r["end_late_s"] for r in result["rows"] if r["end_late_s"] is not None]
-    lines = [f"## {info['date']}: window lateness with every receiver failing",
-             "",
-             f"Machine: {info['nproc']} cores ({info['cpu_model']}), {info['memory_gib']} GiB, load {info['loadavg']} "
-             f"at the end (shared with other work); commit {info['commit']}.",
-             "",
-             f"{len(result['rows'])} windows of 20 s, {result['consumers']} consumers each (a third answer 503 after "
-             "2 s, a third on a closed port, a third by e-mail through an SMTP server answering 451). During the "
-             f"run: {result['webhook_tries']} webhook tries answered 503, {result['smtp_refusals']} mails refused "
-             f"with 451; {result['notices_delivered']} of {result['notices']} notices delivered, "
-             f"{result['pending_at_end']} sends still owed (retried with backoff) at the end.",
-             "",
-             "| window | opened late (s) | closed late (s) |", "|---|---|---|"]
+    lines = [
+        f"## {info['date']}: window lateness with every receiver failing",
+        "",
+        f"Machine: {info['nproc']} cores ({info['cpu_model']}), {info['memory_gib']} GiB, load {info['loadavg']} "
+        f"at the end (shared with other work); commit {info['commit']}.",
+        "",
+        f"{len(result['rows'])} windows of 20 s, {result['consumers']} consumers each (a third answer 503 after "
+        "2 s, a third on a closed port, a third by e-mail through an SMTP server answering 451). During the "
+        f"run: {result['webhook_tries']} webhook tries answered 503, {result['smtp_refusals']} mails refused "
+        f"with 451; {result['notices_delivered']} of {result['notices']} notices delivered, "
+        f"{result['pending_at_end']} sends still owed (retried with backoff) at the end.",
+        "",
+        "| window | opened late (s) | closed late (s) |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['window']} | {r['start_late_s']} | {r['end_late_s']} |" for r in result["rows"]]
     if starts and ends:
-        lines += ["", f"Start lateness: median {percentile(starts, 0.5):.2f} s, max {max(starts):.2f} s; "
-                      f"end lateness: median {percentile(ends, 0.5):.2f} s, max {max(ends):.2f} s "
-                      "(including up to 0.25 s of polling and one `kubectl get`)."]
+        lines += [
+            "",
+            f"Start lateness: median {percentile(starts, 0.5):.2f} s, max {max(starts):.2f} s; "
+            f"end lateness: median {percentile(ends, 0.5):.2f} s, max {max(ends):.2f} s "
+            "(including up to 0.25 s of polling and one `kubectl get`).",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.window_lateness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.window_lateness", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)

@@ -86,8 +86,10 @@ def claim_address_block() -> tuple[int, int]:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return block, fd
-    raise SystemExit(f"every dev address block (127.{DEV_BLOCKS[0]}-{DEV_BLOCKS[-1]}.0.0/16) is taken: "
-                     f"are {len(DEV_BLOCKS)} `make dev` running?")
+    raise SystemExit(
+        f"every dev address block (127.{DEV_BLOCKS[0]}-{DEV_BLOCKS[-1]}.0.0/16) is taken: "
+        f"are {len(DEV_BLOCKS)} `make dev` running?"
+    )
 
 
 def smtp_login(manifests: str) -> tuple[str, str] | None:
@@ -103,6 +105,7 @@ def smtp_login(manifests: str) -> tuple[str, str] | None:
 
 async def start_receiver(port: int) -> web.AppRunner:
     """Stands in for Teams, Slack, PagerDuty and webhooks: prints what a person would read."""
+
     async def receive(request: web.Request) -> web.Response:
         try:
             body = await request.json()
@@ -113,6 +116,7 @@ async def start_receiver(port: int) -> web.AppRunner:
         for line in lines[1:]:
             print(f"      {line}", flush=True)
         return web.json_response({"ok": True}, status=202)
+
     app = web.Application()
     app.router.add_post("/{tail:.*}", receive)
     runner = web.AppRunner(app, access_log=None)
@@ -130,22 +134,32 @@ def start_smtp(port: int, login: tuple[str, str] | None):
 
     class Print:
         async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's API
-            subject = next((line for line in envelope.content.decode(errors="replace").splitlines()
-                            if line.lower().startswith("subject:")), "Subject: ?")
+            subject = next(
+                (
+                    line
+                    for line in envelope.content.decode(errors="replace").splitlines()
+                    if line.lower().startswith("subject:")
+                ),
+                "Subject: ?",
+            )
             say(f"mail to {', '.join(envelope.rcpt_tos)}: {subject[8:].strip()}")
             return "250 OK"
 
     def authenticate(server, session, envelope, mechanism, auth_data):
-        ok = (login is not None and isinstance(auth_data, LoginPassword)
-              and (auth_data.login.decode(), auth_data.password.decode()) == login)
+        ok = (
+            login is not None
+            and isinstance(auth_data, LoginPassword)
+            and (auth_data.login.decode(), auth_data.password.decode()) == login
+        )
         if not ok:
             say(f"mail relay refused a login ({mechanism})")
         return AuthResult(success=ok)
 
     # aiosmtpd 1.4 warns about its own use of Session.login_data at every login: not ours to fix.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
-    controller = Controller(Print(), hostname="127.0.0.1", port=port, authenticator=authenticate,
-                            auth_require_tls=False)
+    controller = Controller(
+        Print(), hostname="127.0.0.1", port=port, authenticator=authenticate, auth_require_tls=False
+    )
     controller.start()
     return controller
 
@@ -175,12 +189,19 @@ async def main() -> int:
     started = time.monotonic()
     block, _lock = claim_address_block()
     rewrite = f"10.244.0.0/16=127.{block}.0.0/16"
-    ports = {name: pick_port(getattr(args, f"{name}_port"), first=block == DEV_BLOCKS[0])
-             for name in ("demo", "receiver", "smtp", "statuspage", "internal", "metrics")}
-    moved = [f"{name} {getattr(args, f'{name}_port')} -> {port}" for name, port in ports.items()
-             if port != getattr(args, f"{name}_port")]
+    ports = {
+        name: pick_port(getattr(args, f"{name}_port"), first=block == DEV_BLOCKS[0])
+        for name in ("demo", "receiver", "smtp", "statuspage", "internal", "metrics")
+    }
+    moved = [
+        f"{name} {getattr(args, f'{name}_port')} -> {port}"
+        for name, port in ports.items()
+        if port != getattr(args, f"{name}_port")
+    ]
     if moved:
-        say("another `make dev` (or something else) has the usual ports; using free ones: " + ", ".join(moved))
+        say(
+            "another `make dev` (or something else) has the usual ports; using free ones: " + ", ".join(moved)
+        )
     say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
     cluster = Cluster.start(workdir)
     operator = None
@@ -189,13 +210,23 @@ async def main() -> int:
     try:
         say(f"control plane ready in {time.monotonic() - started:.1f}s at {cluster.server}")
         cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd",
-                        "-l", "app.kubernetes.io/part-of=pitwall")
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=pitwall",
+        )
         # `pitwall status` and `kubectl get` without -n show the examples' namespace.
         cluster.kubectl("config", "set-context", "--current", "--namespace=marketplace")
         say("CRDs installed")
-        manifests = example_manifests(ROOT / "examples", demo=f"127.0.0.1:{ports['demo']}",
-                                      receiver=f"127.0.0.1:{ports['receiver']}", smtp=f"127.0.0.1:{ports['smtp']}")
+        manifests = example_manifests(
+            ROOT / "examples",
+            demo=f"127.0.0.1:{ports['demo']}",
+            receiver=f"127.0.0.1:{ports['receiver']}",
+            smtp=f"127.0.0.1:{ports['smtp']}",
+        )
         demo = await start_demo("127.0.0.1", ports["demo"])
         receiver = await start_receiver(ports["receiver"])
         smtp = start_smtp(ports["smtp"], smtp_login(manifests))
@@ -205,32 +236,65 @@ async def main() -> int:
         pods_task = asyncio.create_task(pods.run())
         env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": rewrite, **webhook_env}
         operator = subprocess.Popen(  # noqa: ASYNC220 - started, never waited on here
-            [sys.executable, "-m", "pitwall", "run", "--log-format", "text", "--bind-address", "127.0.0.1",
-             "--webhook-port", str(webhook_port), "--metrics-port", str(ports["metrics"]),
-             "--statuspage-port", str(ports["statuspage"]), "--internal-port", str(ports["internal"])],
-            env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "pitwall",
+                "run",
+                "--log-format",
+                "text",
+                "--bind-address",
+                "127.0.0.1",
+                "--webhook-port",
+                str(webhook_port),
+                "--metrics-port",
+                str(ports["metrics"]),
+                "--statuspage-port",
+                str(ports["statuspage"]),
+                "--internal-port",
+                str(ports["internal"]),
+            ],
+            env=env,
+            start_new_session=True,
+        )
         await asyncio.sleep(2)
         # Probes last, once the products run: a probe of a version whose pods are still being
         # created would fail its first run and show an untouched demo below 100% for the day.
         docs = manifests.split("\n---\n")
         probes = [d for d in docs if re.search(r"^kind: Probe$", d, re.MULTILINE)]
-        cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(d for d in docs if d not in probes))
-        await asyncio.to_thread(cluster.kubectl, "wait", "--for=condition=Ready", "apiproducts", "--all", "-n",
-                                "marketplace", "--timeout=90s", check=False)   # the pods' servers bind meanwhile
+        cluster.kubectl(
+            "apply", "--server-side", "-f", "-", input="\n---\n".join(d for d in docs if d not in probes)
+        )
+        await asyncio.to_thread(
+            cluster.kubectl,
+            "wait",
+            "--for=condition=Ready",
+            "apiproducts",
+            "--all",
+            "-n",
+            "marketplace",
+            "--timeout=90s",
+            check=False,
+        )  # the pods' servers bind meanwhile
         await asyncio.sleep(1)
         cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(probes))
         say("examples applied")
         urls = {
-            "kubeconfig": str(cluster.kubeconfig), "statusPage": f"http://127.0.0.1:{ports['statuspage']}/",
+            "kubeconfig": str(cluster.kubeconfig),
+            "statusPage": f"http://127.0.0.1:{ports['statuspage']}/",
             "internalView": f"http://127.0.0.1:{ports['internal']}/",
             "metrics": f"http://127.0.0.1:{ports['metrics']}/metrics",
-            "demoApi": f"http://127.0.0.1:{ports['demo']}", "receiver": f"http://127.0.0.1:{ports['receiver']}",
-            "smtp": f"smtp://127.0.0.1:{ports['smtp']}", "podAddresses": f"127.{block}.0.0/16",
-            "operatorPid": operator.pid, "pid": os.getpid(),
+            "demoApi": f"http://127.0.0.1:{ports['demo']}",
+            "receiver": f"http://127.0.0.1:{ports['receiver']}",
+            "smtp": f"smtp://127.0.0.1:{ports['smtp']}",
+            "podAddresses": f"127.{block}.0.0/16",
+            "operatorPid": operator.pid,
+            "pid": os.getpid(),
         }
         (workdir / "dev.json").write_text(json.dumps(urls, indent=2))
         path = os.pathsep.join([str(cluster.bindir), str(Path(sys.executable).parent)])
-        print(f"""
+        print(
+            f"""
   Pitwall is running. In another shell:
 
     export KUBECONFIG={cluster.kubeconfig}
@@ -238,17 +302,19 @@ async def main() -> int:
     kubectl get pitwall -A
     pitwall status                       # the support engineer's view (namespace marketplace)
 
-  Status page:   {urls['statusPage']}
-  Internal view: {urls['internalView']}
-  Metrics:       {urls['metrics']}
-  Demo API:      {urls['demoApi']}/isUp   (POST /_admin/down?what=isUp to cause an outage)
-  Receivers:     {urls['receiver']} (Teams, Slack, PagerDuty, webhooks) and {urls['smtp']},
+  Status page:   {urls["statusPage"]}
+  Internal view: {urls["internalView"]}
+  Metrics:       {urls["metrics"]}
+  Demo API:      {urls["demoApi"]}/isUp   (POST /_admin/down?what=isUp to cause an outage)
+  Receivers:     {urls["receiver"]} (Teams, Slack, PagerDuty, webhooks) and {urls["smtp"]},
                  printed here as they arrive
-  Pods answer on their loopback twins in {urls['podAddresses']}.
+  Pods answer on their loopback twins in {urls["podAddresses"]}.
   A backend outage by hand: pitwall backend down core-banking --reason "mainframe patching"
 
   Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

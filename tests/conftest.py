@@ -30,16 +30,28 @@ def cluster(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cluster")
     with Cluster.start(workdir) as running:
         running.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        running.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l",
-                        "app.kubernetes.io/part-of=pitwall")
+        running.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=pitwall",
+        )
         yield running
 
 
 class Operator:
     """``pitwall run`` as a real subprocess against the test control plane."""
 
-    def __init__(self, cluster, workdir: Path, namespace: str | None = None, extra_env: dict | None = None,
-                 extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        cluster,
+        workdir: Path,
+        namespace: str | None = None,
+        extra_env: dict | None = None,
+        extra_args: list[str] | None = None,
+    ):
         from pitwall.testing.cluster import POD_ADDRESS_REWRITE, free_port
 
         self.cluster = cluster
@@ -48,23 +60,39 @@ class Operator:
         self.metrics_port = free_port()
         self.statuspage_port = free_port()
         self.internal_port = free_port()
-        self.env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE,
-                    "PITWALL_RESYNC_SECONDS": "30", **(extra_env or {})}
+        self.env = {
+            **cluster.env,
+            "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE,
+            "PITWALL_RESYNC_SECONDS": "30",
+            **(extra_env or {}),
+        }
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / f"operator-{uuid.uuid4().hex[:6]}.log"
 
     def start(self) -> Operator:
-        args = [sys.executable, "-m", "pitwall", "run", "--metrics-port", str(self.metrics_port),
-                "--statuspage-port", str(self.statuspage_port), "--internal-port", str(self.internal_port)]
+        args = [
+            sys.executable,
+            "-m",
+            "pitwall",
+            "run",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--statuspage-port",
+            str(self.statuspage_port),
+            "--internal-port",
+            str(self.internal_port),
+        ]
         if self.namespace:
             args += ["--namespace", self.namespace]
         args += self.extra_args
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 30
         import urllib.request
+
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited: {self.log()[-3000:]}")
@@ -80,6 +108,7 @@ class Operator:
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
             import signal
+
             os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.proc.wait(15)
@@ -93,6 +122,7 @@ class Operator:
 
     def metrics(self) -> str:
         import urllib.request
+
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             return r.read().decode()
 
@@ -106,8 +136,10 @@ def namespace(cluster):
     release_finalizers(cluster, name)
 
 
-PITWALL_KINDS = "apiproducts.pitwall.dev,probes.pitwall.dev,backends.pitwall.dev,alertrules.pitwall.dev," \
+PITWALL_KINDS = (
+    "apiproducts.pitwall.dev,probes.pitwall.dev,backends.pitwall.dev,alertrules.pitwall.dev,"
     "maintenancewindows.pitwall.dev"
+)
 
 
 def release_finalizers(cluster, namespace: str) -> None:
@@ -115,8 +147,17 @@ def release_finalizers(cluster, namespace: str) -> None:
     (pitwall.dev/cleanup) and the namespace would stay Terminating: do what an uninstall does."""
     proc = cluster.kubectl("get", PITWALL_KINDS, "-n", namespace, "-o", "name", check=False)
     for ref in proc.stdout.split():
-        cluster.kubectl("patch", ref, "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}',
-                        check=False)
+        cluster.kubectl(
+            "patch",
+            ref,
+            "-n",
+            namespace,
+            "--type",
+            "merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
 
 
 @pytest.fixture

@@ -47,11 +47,11 @@ class KubectlLike(Protocol):
 
 
 class Env(Protocol):
-    api_image: str                  # its pods serve the demo API (pitwall.demo) on port 8080
-    timeout_scale: float            # real pods are slower than kwok's
-    window: tuple[int, int]         # maintenance window: seconds until it starts, its duration
+    api_image: str  # its pods serve the demo API (pitwall.demo) on port 8080
+    timeout_scale: float  # real pods are slower than kwok's
+    window: tuple[int, int]  # maintenance window: seconds until it starts, its duration
 
-    def receiver_url(self, path: str) -> str: ...     # where the operator can POST
+    def receiver_url(self, path: str) -> str: ...  # where the operator can POST
     def received(self, prefix: str) -> list[dict]: ...  # what arrived there: {"path", "body"}
 
 
@@ -63,9 +63,12 @@ class Kubectl:
         self.namespace = namespace
         self.base = [binary] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
 
-    def run(self, *args: str, input: str | None = None, check: bool = True,
-            timeout: float = 120) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*self.base, *args], input=input, capture_output=True, text=True, timeout=timeout)
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [*self.base, *args], input=input, capture_output=True, text=True, timeout=timeout
+        )
         if check and proc.returncode:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
@@ -85,12 +88,16 @@ class Kubectl:
         args = ["get", kind, "-o", "json"] + (["-l", selector] if selector else [])
         return json.loads(self(*args).stdout)["items"]
 
-    def patch(self, kind: str, name: str, patch: dict, patch_type: str = "merge") -> subprocess.CompletedProcess:
+    def patch(
+        self, kind: str, name: str, patch: dict, patch_type: str = "merge"
+    ) -> subprocess.CompletedProcess:
         return self("patch", kind, name, "--type", patch_type, "-p", json.dumps(patch))
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, message: str = "") -> Any:
+def eventually(
+    check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, message: str = ""
+) -> Any:
     """Wait until ``check()`` returns something truthy and return it."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -102,7 +109,9 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float 
         if last and not isinstance(last, Exception):
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message or 'a condition'}: last value {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {message or 'a condition'}: last value {last!r}"
+    )
 
 
 def condition(obj: dict | None, type_: str) -> dict:
@@ -115,16 +124,22 @@ def condition(obj: dict | None, type_: str) -> dict:
 def ready(k: KubectlLike, kind: str, name: str) -> dict | None:
     """The object when Ready=True for its current generation (kstatus), else None."""
     obj = k.get(kind, name)
-    if obj and condition(obj, "Ready").get("status") == "True" \
-            and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]:
+    if (
+        obj
+        and condition(obj, "Ready").get("status") == "True"
+        and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+    ):
         return obj
     return None
 
 
-def _when(obj_check: Callable[[dict], bool], k: KubectlLike, kind: str, name: str) -> Callable[[], dict | None]:
+def _when(
+    obj_check: Callable[[dict], bool], k: KubectlLike, kind: str, name: str
+) -> Callable[[], dict | None]:
     def check() -> dict | None:
         obj = k.get(kind, name)
         return obj if obj and obj_check(obj) else None
+
     return check
 
 
@@ -134,28 +149,57 @@ def _stamp(moment: datetime) -> str:
 
 def ready_endpoints(k: KubectlLike, service: str) -> list[str]:
     slices = k.list("endpointslices", f"kubernetes.io/service-name={service}")
-    return sorted(address for s in slices for e in s.get("endpoints") or []
-                  if (e.get("conditions") or {}).get("ready") for address in e.get("addresses") or [])
+    return sorted(
+        address
+        for s in slices
+        for e in s.get("endpoints") or []
+        if (e.get("conditions") or {}).get("ready")
+        for address in e.get("addresses") or []
+    )
 
 
 def pod_ips(k: KubectlLike, selector: str) -> list[str]:
     """IPs of the Ready pods matching ``selector``."""
-    return sorted(p["status"]["podIP"] for p in k.list("pods", selector)
-                  if (p.get("status") or {}).get("podIP") and p["metadata"].get("deletionTimestamp") is None
-                  and condition(p, "Ready").get("status") == "True")
+    return sorted(
+        p["status"]["podIP"]
+        for p in k.list("pods", selector)
+        if (p.get("status") or {}).get("podIP")
+        and p["metadata"].get("deletionTimestamp") is None
+        and condition(p, "Ready").get("status") == "True"
+    )
 
 
 def product(name: str, versions: list[dict], **spec: Any) -> dict:
-    return {"apiVersion": API, "kind": "ApiProduct", "metadata": {"name": name},
-            "spec": {"displayName": name.title(), "owner": {"team": "journeys", "contact": "journeys@example.com"},
-                     "versions": versions, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "ApiProduct",
+        "metadata": {"name": name},
+        "spec": {
+            "displayName": name.title(),
+            "owner": {"team": "journeys", "contact": "journeys@example.com"},
+            "versions": versions,
+            **spec,
+        },
+    }
 
 
-def probe(name: str, product_name: str, version: str, path: str, labels: dict | None = None, **spec: Any) -> dict:
-    body = {"apiVersion": API, "kind": "Probe", "metadata": {"name": name},
-            "spec": {"target": {"apiProduct": {"name": product_name, "version": version}},
-                     "interval": "2s", "timeout": "2s", "failureThreshold": 2, "successThreshold": 1,
-                     "steps": [{"name": "check", "request": {"path": path}, "expect": {"status": [200]}}], **spec}}
+def probe(
+    name: str, product_name: str, version: str, path: str, labels: dict | None = None, **spec: Any
+) -> dict:
+    body = {
+        "apiVersion": API,
+        "kind": "Probe",
+        "metadata": {"name": name},
+        "spec": {
+            "target": {"apiProduct": {"name": product_name, "version": version}},
+            "interval": "2s",
+            "timeout": "2s",
+            "failureThreshold": 2,
+            "successThreshold": 1,
+            "steps": [{"name": "check", "request": {"path": path}, "expect": {"status": [200]}}],
+            **spec,
+        },
+    }
     if labels:
         body["metadata"]["labels"] = dict(labels)
     return body
@@ -166,8 +210,15 @@ def products(k: KubectlLike, env: Env) -> None:
     """An ApiProduct becomes Ready with a Deployment and a Service per version; a replica edit
     on the CR reaches the Deployment; a retired version's workloads are deleted."""
     t = env.timeout_scale
-    k.apply(product("shop", [{"name": "v1", "image": env.api_image, "replicas": 2},
-                             {"name": "v2", "image": env.api_image, "replicas": 1}]))
+    k.apply(
+        product(
+            "shop",
+            [
+                {"name": "v1", "image": env.api_image, "replicas": 2},
+                {"name": "v2", "image": env.api_image, "replicas": 1},
+            ],
+        )
+    )
     eventually(lambda: ready(k, "apiproduct", "shop"), 60 * t, message="ApiProduct shop Ready")
     k("wait", "--for=condition=Ready", "apiproduct/shop", "--timeout=10s")
     dep = k.get("deployment", "shop-v1")
@@ -175,19 +226,37 @@ def products(k: KubectlLike, env: Env) -> None:
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "ApiProduct"
     assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pitwall"
     svc = k.get("service", "shop-v1")
-    assert svc["spec"]["selector"] == {"pitwall.dev/product": "shop", "pitwall.dev/version": "v1",
-                                       "pitwall.dev/role": "api"}
+    assert svc["spec"]["selector"] == {
+        "pitwall.dev/product": "shop",
+        "pitwall.dev/version": "v1",
+        "pitwall.dev/role": "api",
+    }
     assert svc["spec"]["ports"][0]["port"] == 80
     status = k.get("apiproduct", "shop")["status"]
     assert status["readyVersions"] == "2/2", status
 
-    k.patch("apiproduct", "shop", {"spec": {"versions": [
-        {"name": "v1", "image": env.api_image, "replicas": 3},
-        {"name": "v2", "image": env.api_image, "replicas": 1, "lifecycle": "retired"}]}})
-    eventually(lambda: (k.get("deployment", "shop-v1") or {}).get("status", {}).get("readyReplicas") == 3,
-               60 * t, message="shop-v1 scaled to 3 ready replicas")
-    eventually(lambda: k.get("deployment", "shop-v2") is None and k.get("service", "shop-v2") is None,
-               30 * t, message="retired v2's Deployment and Service deleted")
+    k.patch(
+        "apiproduct",
+        "shop",
+        {
+            "spec": {
+                "versions": [
+                    {"name": "v1", "image": env.api_image, "replicas": 3},
+                    {"name": "v2", "image": env.api_image, "replicas": 1, "lifecycle": "retired"},
+                ]
+            }
+        },
+    )
+    eventually(
+        lambda: (k.get("deployment", "shop-v1") or {}).get("status", {}).get("readyReplicas") == 3,
+        60 * t,
+        message="shop-v1 scaled to 3 ready replicas",
+    )
+    eventually(
+        lambda: k.get("deployment", "shop-v2") is None and k.get("service", "shop-v2") is None,
+        30 * t,
+        message="retired v2's Deployment and Service deleted",
+    )
     obj = eventually(lambda: ready(k, "apiproduct", "shop"), 60 * t, message="shop Ready after the edit")
     assert [v["readyReplicas"] for v in obj["status"]["versions"] if v["name"] == "v1"] == [3], obj["status"]
 
@@ -196,14 +265,24 @@ def probes(k: KubectlLike, env: Env) -> None:
     """A Probe on an ApiProduct version runs against its pods and writes Up to status."""
     t = env.timeout_scale
     k.apply(probe("shop-v1-isup", "shop", "v1", "/isUp"))
-    obj = eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "shop-v1-isup"),
-                     30 * t, message="Probe shop-v1-isup Up")
+    obj = eventually(
+        _when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "shop-v1-isup"),
+        30 * t,
+        message="Probe shop-v1-isup Up",
+    )
     k("wait", "--for=condition=Ready", "probe/shop-v1-isup", "--timeout=10s")
     status = obj["status"]
     assert status.get("target"), status
     assert status.get("consecutiveSuccesses", 0) >= 1, status
-    eventually(lambda: [e for e in k.list("events") if e["involvedObject"].get("name") == "shop-v1-isup"
-                        and e.get("reason") == "ProbeUp"], 20 * t, message="Event ProbeUp")
+    eventually(
+        lambda: [
+            e
+            for e in k.list("events")
+            if e["involvedObject"].get("name") == "shop-v1-isup" and e.get("reason") == "ProbeUp"
+        ],
+        20 * t,
+        message="Event ProbeUp",
+    )
 
 
 def backends(k: KubectlLike, env: Env) -> None:
@@ -211,16 +290,46 @@ def backends(k: KubectlLike, env: Env) -> None:
     its impact matrix."""
     t = env.timeout_scale
     k.apply(probe("core-banking-health", "shop", "v1", "/backends/core-banking/health"))
-    k.apply({"apiVersion": API, "kind": "Backend", "metadata": {"name": "core-banking"},
-             "spec": {"displayName": "Core banking", "owner": {"team": "core-banking"},
-                      "probeRef": {"name": "core-banking-health"}}})
-    k.patch("apiproduct", "shop", {"spec": {"backends": [{"name": "core-banking", "criticality": "critical"}],
-                                            "consumers": [{"name": "acme", "versions": ["v1"]}]}})
-    eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Available", k, "backend", "core-banking"),
-               30 * t, message="Backend core-banking Available")
-    obj = eventually(_when(lambda o: [p["name"] for p in ((o.get("status") or {}).get("impact") or {})
-                                      .get("apiProducts", [])] == ["shop"], k, "backend", "core-banking"),
-                     30 * t, message="impact lists shop")
+    k.apply(
+        {
+            "apiVersion": API,
+            "kind": "Backend",
+            "metadata": {"name": "core-banking"},
+            "spec": {
+                "displayName": "Core banking",
+                "owner": {"team": "core-banking"},
+                "probeRef": {"name": "core-banking-health"},
+            },
+        }
+    )
+    k.patch(
+        "apiproduct",
+        "shop",
+        {
+            "spec": {
+                "backends": [{"name": "core-banking", "criticality": "critical"}],
+                "consumers": [{"name": "acme", "versions": ["v1"]}],
+            }
+        },
+    )
+    eventually(
+        _when(lambda o: (o.get("status") or {}).get("state") == "Available", k, "backend", "core-banking"),
+        30 * t,
+        message="Backend core-banking Available",
+    )
+    obj = eventually(
+        _when(
+            lambda o: (
+                [p["name"] for p in ((o.get("status") or {}).get("impact") or {}).get("apiProducts", [])]
+                == ["shop"]
+            ),
+            k,
+            "backend",
+            "core-banking",
+        ),
+        30 * t,
+        message="impact lists shop",
+    )
     assert [c["name"] for c in obj["status"]["impact"]["consumers"]] == ["acme"], obj["status"]["impact"]
     k("wait", "--for=condition=Ready", "backend/core-banking", "--timeout=10s")
     eventually(lambda: ready(k, "apiproduct", "shop"), 30 * t, message="shop Ready with its backend")
@@ -233,51 +342,116 @@ def alerts(k: KubectlLike, env: Env) -> None:
     k.apply(product("checkout", [{"name": "v1", "image": env.api_image, "replicas": 1}]))
     eventually(lambda: ready(k, "apiproduct", "checkout"), 60 * t, message="ApiProduct checkout Ready")
     k.apply(probe("checkout-isup", "checkout", "v1", "/isUp", labels=JOURNEY_LABEL))
-    eventually(_when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "checkout-isup"),
-               30 * t, message="Probe checkout-isup Up")
-    k.apply({"apiVersion": "v1", "kind": "Secret",
-             "metadata": {"name": "journey-hook", "labels": {"pitwall.dev/use": "receivers"}},
-             "stringData": {"url": env.receiver_url("/alerts/checkout")}})
-    k.apply({"apiVersion": API, "kind": "AlertRule", "metadata": {"name": "checkout-down"},
-             "spec": {"severity": "critical",
-                      "selector": {"kinds": ["Probe"], "matchLabels": JOURNEY_LABEL},
-                      "when": {"condition": "Ready", "status": "False", "for": "1s"},
-                      "receivers": [{"name": "hook", "type": "webhook",
-                                     "secretRef": {"name": "journey-hook", "key": "url"}}],
-                      "repeatInterval": "1h"}})
+    eventually(
+        _when(lambda o: (o.get("status") or {}).get("state") == "Up", k, "probe", "checkout-isup"),
+        30 * t,
+        message="Probe checkout-isup Up",
+    )
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "journey-hook", "labels": {"pitwall.dev/use": "receivers"}},
+            "stringData": {"url": env.receiver_url("/alerts/checkout")},
+        }
+    )
+    k.apply(
+        {
+            "apiVersion": API,
+            "kind": "AlertRule",
+            "metadata": {"name": "checkout-down"},
+            "spec": {
+                "severity": "critical",
+                "selector": {"kinds": ["Probe"], "matchLabels": JOURNEY_LABEL},
+                "when": {"condition": "Ready", "status": "False", "for": "1s"},
+                "receivers": [
+                    {"name": "hook", "type": "webhook", "secretRef": {"name": "journey-hook", "key": "url"}}
+                ],
+                "repeatInterval": "1h",
+            },
+        }
+    )
     eventually(lambda: ready(k, "alertrule", "checkout-down"), 30 * t, message="AlertRule Ready")
     assert condition(k.get("alertrule", "checkout-down"), "Firing").get("status") == "False"
     assert env.received("/alerts/checkout") == [], "notified before any outage"
 
     # the outage: no replicas, so nothing answers behind the version's Service
-    k.patch("apiproduct", "checkout", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}})
-    firing = eventually(lambda: env.received("/alerts/checkout"), 60 * t, message="firing notification received")
-    rule = eventually(_when(lambda o: condition(o, "Firing").get("status") == "True", k, "alertrule",
-                            "checkout-down"), 30 * t, message="AlertRule Firing=True")
+    k.patch(
+        "apiproduct",
+        "checkout",
+        {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}},
+    )
+    firing = eventually(
+        lambda: env.received("/alerts/checkout"), 60 * t, message="firing notification received"
+    )
+    rule = eventually(
+        _when(lambda o: condition(o, "Firing").get("status") == "True", k, "alertrule", "checkout-down"),
+        30 * t,
+        message="AlertRule Firing=True",
+    )
     alert = rule["status"]["alerts"][0]
     assert alert["state"] == "firing", alert
-    assert firing[0]["body"]["status"] == "firing", firing[0]        # Alertmanager v4 webhook format
+    assert firing[0]["body"]["status"] == "firing", firing[0]  # Alertmanager v4 webhook format
     assert "checkout-isup" in json.dumps(firing[0]["body"]), firing[0]
-    delivered = eventually(lambda: [d for a in (k.get("alertrule", "checkout-down")["status"].get("alerts") or [])
-                                    for d in a.get("deliveries") or [] if d.get("ok")],
-                           30 * t, message="delivery recorded in status")
+    delivered = eventually(
+        lambda: [
+            d
+            for a in (k.get("alertrule", "checkout-down")["status"].get("alerts") or [])
+            for d in a.get("deliveries") or []
+            if d.get("ok")
+        ],
+        30 * t,
+        message="delivery recorded in status",
+    )
     assert delivered[0]["event"] == "firing", delivered
     secret_url = env.receiver_url("/alerts/checkout")
-    assert secret_url not in json.dumps(k.get("alertrule", "checkout-down")), "the Secret's URL leaked into status"
+    assert secret_url not in json.dumps(k.get("alertrule", "checkout-down")), (
+        "the Secret's URL leaked into status"
+    )
 
     # acknowledge: the operator consumes the annotation (a PATCH of the AlertRule)
-    k("annotate", "alertrule", "checkout-down", f"pitwall.dev/acknowledge={alert['key']}",
-      "pitwall.dev/acknowledged-by=journeys", "--overwrite")
-    eventually(_when(lambda o: (o["status"].get("alerts") or [{}])[0].get("acknowledgedBy") == "journeys"
-                     and "pitwall.dev/acknowledge" not in (o["metadata"].get("annotations") or {}),
-                     k, "alertrule", "checkout-down"), 30 * t, message="acknowledgement consumed")
+    k(
+        "annotate",
+        "alertrule",
+        "checkout-down",
+        f"pitwall.dev/acknowledge={alert['key']}",
+        "pitwall.dev/acknowledged-by=journeys",
+        "--overwrite",
+    )
+    eventually(
+        _when(
+            lambda o: (
+                (o["status"].get("alerts") or [{}])[0].get("acknowledgedBy") == "journeys"
+                and "pitwall.dev/acknowledge" not in (o["metadata"].get("annotations") or {})
+            ),
+            k,
+            "alertrule",
+            "checkout-down",
+        ),
+        30 * t,
+        message="acknowledgement consumed",
+    )
 
-    k.patch("apiproduct", "checkout", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}})
-    eventually(lambda: len(env.received("/alerts/checkout")) >= 2, 60 * t, message="resolved notification received")
-    eventually(_when(lambda o: (o["status"].get("alerts") or [{}])[0].get("state") == "resolved",
-                     k, "alertrule", "checkout-down"), 30 * t, message="alert resolved in status")
+    k.patch(
+        "apiproduct",
+        "checkout",
+        {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}},
+    )
+    eventually(
+        lambda: len(env.received("/alerts/checkout")) >= 2, 60 * t, message="resolved notification received"
+    )
+    eventually(
+        _when(
+            lambda o: (o["status"].get("alerts") or [{}])[0].get("state") == "resolved",
+            k,
+            "alertrule",
+            "checkout-down",
+        ),
+        30 * t,
+        message="alert resolved in status",
+    )
     sent = env.received("/alerts/checkout")
-    assert [m["body"]["status"] for m in sent] == ["firing", "resolved"], sent   # each once
+    assert [m["body"]["status"] for m in sent] == ["firing", "resolved"], sent  # each once
 
 
 def maintenance(k: KubectlLike, env: Env) -> None:
@@ -285,49 +459,105 @@ def maintenance(k: KubectlLike, env: Env) -> None:
     while it is open, notifies, and switches back when it ends."""
     t = env.timeout_scale
     start_in, duration = env.window
-    api_ips = eventually(lambda: (lambda ips: ips if ips and ready_endpoints(k, "shop-v1") == ips else None)(
-        pod_ips(k, "pitwall.dev/product=shop,pitwall.dev/version=v1,pitwall.dev/role=api")), 30 * t,
-        message="shop-v1's endpoints are its API pods")
+    api_ips = eventually(
+        lambda: (lambda ips: ips if ips and ready_endpoints(k, "shop-v1") == ips else None)(
+            pod_ips(k, "pitwall.dev/product=shop,pitwall.dev/version=v1,pitwall.dev/role=api")
+        ),
+        30 * t,
+        message="shop-v1's endpoints are its API pods",
+    )
     start = datetime.now(UTC) + timedelta(seconds=start_in)
-    k.apply({"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": "upgrade"},
-             "spec": {"reason": "Core banking upgrade",
-                      "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
-                      "targets": {"apiProducts": {"names": ["shop"]}},
-                      "notice": {"leadTime": "5s", "receivers": [
-                          {"name": "ops", "type": "webhook", "url": env.receiver_url("/maintenance")}]}}})
+    k.apply(
+        {
+            "apiVersion": API,
+            "kind": "MaintenanceWindow",
+            "metadata": {"name": "upgrade"},
+            "spec": {
+                "reason": "Core banking upgrade",
+                "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
+                "targets": {"apiProducts": {"names": ["shop"]}},
+                "notice": {
+                    "leadTime": "5s",
+                    "receivers": [
+                        {"name": "ops", "type": "webhook", "url": env.receiver_url("/maintenance")}
+                    ],
+                },
+            },
+        }
+    )
     eventually(lambda: ready(k, "maintenancewindow", "upgrade"), 30 * t, message="MaintenanceWindow Ready")
 
-    svc = eventually(_when(lambda s: s["spec"]["selector"].get("pitwall.dev/role") == "maintenance-page",
-                           k, "service", "shop-v1"), start_in + 30 * t, message="Service on the page pods")
+    svc = eventually(
+        _when(
+            lambda s: s["spec"]["selector"].get("pitwall.dev/role") == "maintenance-page",
+            k,
+            "service",
+            "shop-v1",
+        ),
+        start_in + 30 * t,
+        message="Service on the page pods",
+    )
     assert svc["spec"]["selector"]["pitwall.dev/version"] == "v1"
     assert datetime.now(UTC) >= start - timedelta(seconds=2), "switched before the window opened"
-    pages = eventually(lambda: [d for d in k.list("deployments", "pitwall.dev/role=maintenance-page")
-                                if (d.get("status") or {}).get("readyReplicas")], 30 * t,
-                       message="maintenance page Deployment ready")
+    pages = eventually(
+        lambda: [
+            d
+            for d in k.list("deployments", "pitwall.dev/role=maintenance-page")
+            if (d.get("status") or {}).get("readyReplicas")
+        ],
+        30 * t,
+        message="maintenance page Deployment ready",
+    )
     assert pages[0]["metadata"]["ownerReferences"][0]["kind"] == "MaintenanceWindow"
-    page_ips = eventually(lambda: pod_ips(k, "pitwall.dev/product=shop,pitwall.dev/role=maintenance-page"),
-                          30 * t, message="ready page pods")
-    eventually(lambda: ready_endpoints(k, "shop-v1") == page_ips, 30 * t,
-               message="the Service's endpoints are the page pods")
-    eventually(_when(lambda o: condition(o, "InMaintenance").get("status") == "True", k, "apiproduct", "shop"),
-               20 * t, message="ApiProduct InMaintenance=True")
+    page_ips = eventually(
+        lambda: pod_ips(k, "pitwall.dev/product=shop,pitwall.dev/role=maintenance-page"),
+        30 * t,
+        message="ready page pods",
+    )
+    eventually(
+        lambda: ready_endpoints(k, "shop-v1") == page_ips,
+        30 * t,
+        message="the Service's endpoints are the page pods",
+    )
+    eventually(
+        _when(lambda o: condition(o, "InMaintenance").get("status") == "True", k, "apiproduct", "shop"),
+        20 * t,
+        message="ApiProduct InMaintenance=True",
+    )
     assert k.get("maintenancewindow", "upgrade")["status"]["phase"] == "Active"
-    assert k.get("deployment", "shop-v1")["status"].get("readyReplicas") == 3   # the API pods keep running
+    assert k.get("deployment", "shop-v1")["status"].get("readyReplicas") == 3  # the API pods keep running
 
-    eventually(_when(lambda s: s["spec"]["selector"].get("pitwall.dev/role") == "api", k, "service", "shop-v1"),
-               duration + 30 * t, message="Service back on the API pods")
-    assert datetime.now(UTC) >= start + timedelta(seconds=duration - 2), "switched back before the window ended"
-    eventually(_when(lambda o: o["status"].get("phase") == "Completed", k, "maintenancewindow", "upgrade"),
-               20 * t, message="window Completed")
-    eventually(lambda: not k.list("deployments", "pitwall.dev/role=maintenance-page"), 30 * t,
-               message="page Deployment deleted")
-    eventually(lambda: ready_endpoints(k, "shop-v1") == api_ips, 30 * t,
-               message="the Service's endpoints are the API pods again")
+    eventually(
+        _when(lambda s: s["spec"]["selector"].get("pitwall.dev/role") == "api", k, "service", "shop-v1"),
+        duration + 30 * t,
+        message="Service back on the API pods",
+    )
+    assert datetime.now(UTC) >= start + timedelta(seconds=duration - 2), (
+        "switched back before the window ended"
+    )
+    eventually(
+        _when(lambda o: o["status"].get("phase") == "Completed", k, "maintenancewindow", "upgrade"),
+        20 * t,
+        message="window Completed",
+    )
+    eventually(
+        lambda: not k.list("deployments", "pitwall.dev/role=maintenance-page"),
+        30 * t,
+        message="page Deployment deleted",
+    )
+    eventually(
+        lambda: ready_endpoints(k, "shop-v1") == api_ips,
+        30 * t,
+        message="the Service's endpoints are the API pods again",
+    )
     kinds = [n["kind"] for n in k.get("maintenancewindow", "upgrade")["status"]["notices"]]
     assert {"start", "end"} <= set(kinds), kinds
     eventually(lambda: len(env.received("/maintenance")) >= 2, 20 * t, message="notices received")
-    eventually(_when(lambda o: condition(o, "InMaintenance").get("status") == "False", k, "apiproduct", "shop"),
-               20 * t, message="ApiProduct InMaintenance=False")
+    eventually(
+        _when(lambda o: condition(o, "InMaintenance").get("status") == "False", k, "apiproduct", "shop"),
+        20 * t,
+        message="ApiProduct InMaintenance=False",
+    )
 
 
 JOURNEYS: list[Callable[[KubectlLike, Env], None]] = [products, probes, backends, alerts, maintenance]
@@ -340,8 +570,9 @@ def examples_reconciled(k: KubectlLike, env: Env) -> None:
 
     def all_observed() -> list[dict] | None:
         items = json.loads(k("get", "pitwall", "-o", "json").stdout)["items"]
-        if len(items) < 5 or any((o.get("status") or {}).get("observedGeneration") != o["metadata"]["generation"]
-                                 for o in items):
+        if len(items) < 5 or any(
+            (o.get("status") or {}).get("observedGeneration") != o["metadata"]["generation"] for o in items
+        ):
             return None
         return items
 
@@ -351,7 +582,9 @@ def examples_reconciled(k: KubectlLike, env: Env) -> None:
     assert not stalled, f"stalled examples: {stalled}"
 
 
-def run(k: KubectlLike, env: Env, journeys: list[Callable[[KubectlLike, Env], None]] | None = None) -> list[str]:
+def run(
+    k: KubectlLike, env: Env, journeys: list[Callable[[KubectlLike, Env], None]] | None = None
+) -> list[str]:
     """Run the journeys in order (later ones build on ``shop``); returns the names that failed."""
     failed = []
     for journey in journeys or JOURNEYS:
@@ -363,7 +596,7 @@ def run(k: KubectlLike, env: Env, journeys: list[Callable[[KubectlLike, Env], No
             print(f"FAILED {journey.__name__} after {time.monotonic() - started:.1f}s", flush=True)
             traceback.print_exc()
             if journey in (products,):
-                break   # every later journey needs the product
+                break  # every later journey needs the product
         else:
             print(f"passed {journey.__name__} in {time.monotonic() - started:.1f}s", flush=True)
     return failed
@@ -421,20 +654,51 @@ def new_version(k: KubectlLike, env: Env) -> None:
 def env_reaches_pods(k: KubectlLike, env: Env) -> None:
     """Replica and env edits on the CR reach the running pods (read inside them)."""
     t = env.timeout_scale
-    k.patch("apiproduct", "fresh", {"spec": {"versions": [
-        {"name": "v1", "image": env.api_image, "replicas": 2, "env": [{"name": "GREETING", "value": "hello"}]}]}})
+    k.patch(
+        "apiproduct",
+        "fresh",
+        {
+            "spec": {
+                "versions": [
+                    {
+                        "name": "v1",
+                        "image": env.api_image,
+                        "replicas": 2,
+                        "env": [{"name": "GREETING", "value": "hello"}],
+                    }
+                ]
+            }
+        },
+    )
     selector = "pitwall.dev/product=fresh,pitwall.dev/version=v1,pitwall.dev/role=api"
 
     def pods_with_env() -> list[str] | None:
-        pods = [p for p in k.list("pods", selector) if p["status"].get("phase") == "Running"
-                and not p["metadata"].get("deletionTimestamp")
-                and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
+        pods = [
+            p
+            for p in k.list("pods", selector)
+            if p["status"].get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")
+            and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])
+        ]
         if len(pods) != 2:
             return None
         # ``k`` appends ``-n NAMESPACE`` last: here it lands as ``sh -c``'s own $0 and $1
-        seen = [k("exec", p["metadata"]["name"], "-n", k.namespace, "--", "sh", "-c", "printenv GREETING",
-                  check=False).stdout.strip() for p in pods]
+        seen = [
+            k(
+                "exec",
+                p["metadata"]["name"],
+                "-n",
+                k.namespace,
+                "--",
+                "sh",
+                "-c",
+                "printenv GREETING",
+                check=False,
+            ).stdout.strip()
+            for p in pods
+        ]
         return seen if seen == ["hello", "hello"] else None
+
     eventually(pods_with_env, 120 * t, interval=1, message="two running pods with GREETING=hello")
 
 
@@ -443,21 +707,42 @@ def rollback(k: KubectlLike, env: Env) -> None:
     good image once the rollout misses its progress deadline; the pods run the good image."""
     t = env.timeout_scale
     good = env.api_image
-    bad = "pitwall.invalid/does-not-exist:1"     # .invalid never resolves: the pull fails here and anywhere
-    k.apply(product("rollme", [{"name": "v1", "image": good, "replicas": 1}], rollout={"progressDeadline": "30s"}))
+    bad = "pitwall.invalid/does-not-exist:1"  # .invalid never resolves: the pull fails here and anywhere
+    k.apply(
+        product("rollme", [{"name": "v1", "image": good, "replicas": 1}], rollout={"progressDeadline": "30s"})
+    )
     eventually(lambda: ready(k, "apiproduct", "rollme"), 90 * t, message="ApiProduct rollme Ready")
     k.patch("apiproduct", "rollme", {"spec": {"versions": [{"name": "v1", "image": bad, "replicas": 1}]}})
-    obj = eventually(_when(lambda o: bool((o.get("status") or {}).get("rolledBack")), k, "apiproduct", "rollme"),
-                     120 + 60 * t, interval=1, message="rollme rolled back")
+    obj = eventually(
+        _when(lambda o: bool((o.get("status") or {}).get("rolledBack")), k, "apiproduct", "rollme"),
+        120 + 60 * t,
+        interval=1,
+        message="rollme rolled back",
+    )
     pin = obj["status"]["rolledBack"][0]
     assert pin["failedImage"] == bad and pin["restoredImage"] == good, pin
-    eventually(lambda: [c["image"] for c in k.get("deployment", "rollme-v1")["spec"]["template"]["spec"]["containers"]]
-               == [good], 30 * t, message="Deployment back on the good image")
-    eventually(lambda: (k.get("deployment", "rollme-v1").get("status") or {}).get("readyReplicas") == 1
-               and (k.get("deployment", "rollme-v1").get("status") or {}).get("updatedReplicas") == 1,
-               120 * t, interval=1, message="a ready pod of the good image")
-    assert [e for e in k.list("events") if e["involvedObject"].get("name") == "rollme"
-            and e.get("reason") == "RolledBack"], "no RolledBack event"
+    eventually(
+        lambda: (
+            [c["image"] for c in k.get("deployment", "rollme-v1")["spec"]["template"]["spec"]["containers"]]
+            == [good]
+        ),
+        30 * t,
+        message="Deployment back on the good image",
+    )
+    eventually(
+        lambda: (
+            (k.get("deployment", "rollme-v1").get("status") or {}).get("readyReplicas") == 1
+            and (k.get("deployment", "rollme-v1").get("status") or {}).get("updatedReplicas") == 1
+        ),
+        120 * t,
+        interval=1,
+        message="a ready pod of the good image",
+    )
+    assert [
+        e
+        for e in k.list("events")
+        if e["involvedObject"].get("name") == "rollme" and e.get("reason") == "RolledBack"
+    ], "no RolledBack event"
 
 
 def maintenance_traffic(k: KubectlLike, env: Env) -> None:
@@ -466,43 +751,94 @@ def maintenance_traffic(k: KubectlLike, env: Env) -> None:
     t = env.timeout_scale
     labels = {"app.kubernetes.io/name": "journey-client"}
     url = f"http://fresh-v1.{k.namespace}.svc/isUp"
-    k.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "journey-client"},
-             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                      "template": {"metadata": {"labels": labels}, "spec": {
-                          "automountServiceAccountToken": False,
-                          "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                              "seccompProfile": {"type": "RuntimeDefault"}},
-                          "containers": [{"name": "client", "image": env.receiver_image,
-                                          "imagePullPolicy": "IfNotPresent",
-                                          "command": ["python", "-u", "-c", CLIENT, url],
-                                          "securityContext": {"allowPrivilegeEscalation": False,
-                                                              "readOnlyRootFilesystem": True,
-                                                              "capabilities": {"drop": ["ALL"]}}}]}}}})
+    k.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "journey-client"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "client",
+                                "image": env.receiver_image,
+                                "imagePullPolicy": "IfNotPresent",
+                                "command": ["python", "-u", "-c", CLIENT, url],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    )
     k("rollout", "status", "deployment/journey-client", f"--timeout={int(120 * t)}s", timeout=150 * t)
 
     def seen() -> list[dict]:
         out = k("logs", "deployment/journey-client", "--tail=-1").stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
     eventually(lambda: [r for r in seen() if r["code"] == 200], 60 * t, message="the client reaches the API")
     start_in, duration = env.window
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=start_in)
-    k.apply({"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": "fresh-upgrade"},
-             "spec": {"reason": "Upgrade seen through the Service",
-                      "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
-                      "targets": {"apiProducts": {"names": ["fresh"]}},
-                      "notice": {"leadTime": "5s", "receivers": [
-                          {"name": "ops", "type": "webhook", "url": env.receiver_url("/maintenance-fresh")}]}}})
+    k.apply(
+        {
+            "apiVersion": API,
+            "kind": "MaintenanceWindow",
+            "metadata": {"name": "fresh-upgrade"},
+            "spec": {
+                "reason": "Upgrade seen through the Service",
+                "schedule": {"start": _stamp(start), "duration": f"{duration}s"},
+                "targets": {"apiProducts": {"names": ["fresh"]}},
+                "notice": {
+                    "leadTime": "5s",
+                    "receivers": [
+                        {"name": "ops", "type": "webhook", "url": env.receiver_url("/maintenance-fresh")}
+                    ],
+                },
+            },
+        }
+    )
     end = start + timedelta(seconds=duration)
-    eventually(_when(lambda o: (o.get("status") or {}).get("phase") == "Completed", k, "maintenancewindow",
-                     "fresh-upgrade"), start_in + duration + 60 * t, interval=1, message="fresh-upgrade Completed")
-    eventually(lambda: [r for r in seen() if r["t"] > end.timestamp() and r["code"] == 200], 60 * t,
-               message="the client reaches the API after the window")
+    eventually(
+        _when(
+            lambda o: (o.get("status") or {}).get("phase") == "Completed",
+            k,
+            "maintenancewindow",
+            "fresh-upgrade",
+        ),
+        start_in + duration + 60 * t,
+        interval=1,
+        message="fresh-upgrade Completed",
+    )
+    eventually(
+        lambda: [r for r in seen() if r["t"] > end.timestamp() and r["code"] == 200],
+        60 * t,
+        message="the client reaches the API after the window",
+    )
     rows = seen()
     page = [r for r in rows if r["code"] == 503]
     assert page, "the client never saw the maintenance page"
     assert min(r["t"] for r in page) >= start.timestamp() - 1, "maintenance page served before the window"
     on = min(r["t"] for r in page) - start.timestamp()
-    off = min(r["t"] for r in rows if r["t"] > max(r2["t"] for r2 in page) and r["code"] == 200) - end.timestamp()
+    off = (
+        min(r["t"] for r in rows if r["t"] > max(r2["t"] for r2 in page) and r["code"] == 200)
+        - end.timestamp()
+    )
     during = [r for r in rows if start.timestamp() + on <= r["t"] <= end.timestamp()]
     env.measure("maintenance_on_seen_s", on)
     env.measure("maintenance_off_seen_s", off)
@@ -516,23 +852,45 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
     Lease takeover time)."""
     t = env.timeout_scale
     system = _in(k, "pitwall-system")
-    k.apply({"apiVersion": "v1", "kind": "Secret",
-             "metadata": {"name": "handover-hook", "labels": {"pitwall.dev/use": "receivers"}},
-             "stringData": {"url": env.receiver_url("/alerts/handover")}})
-    k.apply({"apiVersion": API, "kind": "AlertRule", "metadata": {"name": "fresh-down"},
-             "spec": {"severity": "critical", "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "handover"}},
-                      "when": {"condition": "Ready", "status": "False", "for": "1s"},
-                      "receivers": [{"name": "hook", "type": "webhook",
-                                     "secretRef": {"name": "handover-hook", "key": "url"}}],
-                      "repeatInterval": "1h"}})
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "handover-hook", "labels": {"pitwall.dev/use": "receivers"}},
+            "stringData": {"url": env.receiver_url("/alerts/handover")},
+        }
+    )
+    k.apply(
+        {
+            "apiVersion": API,
+            "kind": "AlertRule",
+            "metadata": {"name": "fresh-down"},
+            "spec": {
+                "severity": "critical",
+                "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "handover"}},
+                "when": {"condition": "Ready", "status": "False", "for": "1s"},
+                "receivers": [
+                    {"name": "hook", "type": "webhook", "secretRef": {"name": "handover-hook", "key": "url"}}
+                ],
+                "repeatInterval": "1h",
+            },
+        }
+    )
     eventually(lambda: ready(k, "alertrule", "fresh-down"), 30 * t, message="AlertRule fresh-down Ready")
-    k.patch("apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}})
-    eventually(lambda: env.received("/alerts/handover"), 60 * t, message="firing notification before the hand-over")
+    k.patch(
+        "apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}}
+    )
+    eventually(
+        lambda: env.received("/alerts/handover"), 60 * t, message="firing notification before the hand-over"
+    )
 
     holder = system.get("lease", "pitwall-operator")["spec"]["holderIdentity"]
     # the identity is the pod's name plus a per-process suffix
-    leader_pod = next(p["metadata"]["name"] for p in system.list("pods", "app.kubernetes.io/name=pitwall")
-                      if holder.startswith(p["metadata"]["name"]))
+    leader_pod = next(
+        p["metadata"]["name"]
+        for p in system.list("pods", "app.kubernetes.io/name=pitwall")
+        if holder.startswith(p["metadata"]["name"])
+    )
     started = time.monotonic()
     system("delete", "pod", leader_pod, "--wait=false")
 
@@ -540,21 +898,36 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
         spec = (system.get("lease", "pitwall-operator") or {}).get("spec") or {}
         h = spec.get("holderIdentity")
         return h if h and h != holder else None
+
     taken_by = eventually(new_holder, 60 * t, interval=0.2, message="another replica holds the Lease")
     env.measure("leader_takeover_s", time.monotonic() - started)
     print(f"  Lease pitwall-operator: {holder} -> {taken_by}", flush=True)
 
-    k.patch("apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}})
-    eventually(lambda: len(env.received("/alerts/handover")) >= 2, 90 * t, message="resolved after the hand-over")
-    time.sleep(10)   # a repeated notification would arrive now
+    k.patch(
+        "apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}}
+    )
+    eventually(
+        lambda: len(env.received("/alerts/handover")) >= 2, 90 * t, message="resolved after the hand-over"
+    )
+    time.sleep(10)  # a repeated notification would arrive now
     sent = [m["body"]["status"] for m in env.received("/alerts/handover")]
     assert sent == ["firing", "resolved"], sent
-    eventually(lambda: system.get("deployment", "pitwall")["status"].get("readyReplicas") == 2, 120 * t,
-               interval=1, message="two operator replicas ready again")
+    eventually(
+        lambda: system.get("deployment", "pitwall")["status"].get("readyReplicas") == 2,
+        120 * t,
+        interval=1,
+        message="two operator replicas ready again",
+    )
 
 
 KIND_JOURNEYS: list[Callable[[KubectlLike, Env], None]] = [
-    service_dns, new_version, env_reaches_pods, rollback, maintenance_traffic, leader_handover]
+    service_dns,
+    new_version,
+    env_reaches_pods,
+    rollback,
+    maintenance_traffic,
+    leader_handover,
+]
 
 
 # -- kind (python -m tests.journeys) ---------------------------------------------------------------
@@ -586,8 +959,14 @@ class ClusterEnv:
     """A real cluster: the operator in it reaches Services; a receiver pod records what it is sent
     (read back from its log)."""
 
-    def __init__(self, k: Kubectl, api_image: str, receiver_image: str, timeout_scale: float = 4.0,
-                 window: tuple[int, int] = (20, 40)):
+    def __init__(
+        self,
+        k: Kubectl,
+        api_image: str,
+        receiver_image: str,
+        timeout_scale: float = 4.0,
+        window: tuple[int, int] = (20, 40),
+    ):
         self.k = k
         self.api_image = api_image
         self.receiver_image = receiver_image
@@ -601,25 +980,61 @@ class ClusterEnv:
 
     def start(self) -> None:
         labels = {"app.kubernetes.io/name": "journey-receiver"}
-        self.k.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "journey-receiver"},
-                      "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                               "template": {"metadata": {"labels": labels}, "spec": {
-                                   "automountServiceAccountToken": False,
-                                   "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                                       "seccompProfile": {"type": "RuntimeDefault"}},
-                                   "containers": [{
-                                       "name": "receiver", "image": self.receiver_image,
-                                       "imagePullPolicy": "IfNotPresent",
-                                       "command": ["python", "-u", "-c", RECEIVER],
-                                       "ports": [{"name": "http", "containerPort": 8080}],
-                                       "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2},
-                                       "securityContext": {"allowPrivilegeEscalation": False,
-                                                           "readOnlyRootFilesystem": True,
-                                                           "capabilities": {"drop": ["ALL"]}}}]}}}})
-        self.k.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "journey-receiver"},
-                      "spec": {"selector": labels, "ports": [{"name": "http", "port": 8080, "targetPort": "http"}]}})
-        self.k("rollout", "status", "deployment/journey-receiver", f"--timeout={int(120 * self.timeout_scale)}s",
-               timeout=150 * self.timeout_scale)
+        self.k.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "journey-receiver"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "automountServiceAccountToken": False,
+                            "securityContext": {
+                                "runAsNonRoot": True,
+                                "runAsUser": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "containers": [
+                                {
+                                    "name": "receiver",
+                                    "image": self.receiver_image,
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "command": ["python", "-u", "-c", RECEIVER],
+                                    "ports": [{"name": "http", "containerPort": 8080}],
+                                    "readinessProbe": {
+                                        "httpGet": {"path": "/", "port": "http"},
+                                        "periodSeconds": 2,
+                                    },
+                                    "securityContext": {
+                                        "allowPrivilegeEscalation": False,
+                                        "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]},
+                                    },
+                                }
+                            ],
+                        },
+                    },
+                },
+            }
+        )
+        self.k.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "journey-receiver"},
+                "spec": {"selector": labels, "ports": [{"name": "http", "port": 8080, "targetPort": "http"}]},
+            }
+        )
+        self.k(
+            "rollout",
+            "status",
+            "deployment/journey-receiver",
+            f"--timeout={int(120 * self.timeout_scale)}s",
+            timeout=150 * self.timeout_scale,
+        )
 
     def receiver_url(self, path: str) -> str:
         return f"http://journey-receiver.{self.k.namespace}.svc:8080{path}"
@@ -645,11 +1060,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-image", required=True, help="an image whose pods serve the demo API on 8080")
     parser.add_argument("--receiver-image", required=True, help="an image with python (the Pitwall image)")
     parser.add_argument("--timeout-scale", type=float, default=4.0)
-    parser.add_argument("--examples-namespace", default=None,
-                        help="also check that every example object in this namespace is reconciled")
+    parser.add_argument(
+        "--examples-namespace",
+        default=None,
+        help="also check that every example object in this namespace is reconciled",
+    )
     parser.add_argument("--only", action="append", choices=[j.__name__ for j in JOURNEYS + KIND_JOURNEYS])
-    parser.add_argument("--kind", action="store_true", help="also the kind-only journeys (real pods, leader hand-over)")
-    parser.add_argument("--measurements", default=None, help="write the kind journeys' measurements here (JSON)")
+    parser.add_argument(
+        "--kind", action="store_true", help="also the kind-only journeys (real pods, leader hand-over)"
+    )
+    parser.add_argument(
+        "--measurements", default=None, help="write the kind journeys' measurements here (JSON)"
+    )
     args = parser.parse_args(argv)
 
     k = Kubectl(args.namespace, args.kubeconfig, args.kubectl)
@@ -663,7 +1085,9 @@ def main(argv: list[str] | None = None) -> int:
     total = len(chosen)
     if args.examples_namespace:
         total += 1
-        failed += run(Kubectl(args.examples_namespace, args.kubeconfig, args.kubectl), env, [examples_reconciled])
+        failed += run(
+            Kubectl(args.examples_namespace, args.kubeconfig, args.kubectl), env, [examples_reconciled]
+        )
     if args.measurements:
         with open(args.measurements, "w") as out:
             json.dump({"measurements": env.measurements, "failed": failed, "total": total}, out, indent=1)

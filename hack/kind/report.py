@@ -16,11 +16,23 @@ import platform
 from datetime import UTC, datetime
 
 ROWS = [
-    ("apply_to_probe_up_s", "`kubectl apply` of a new version (ApiProduct + Probe) to its probe Up, real pods", "s"),
-    ("maintenance_on_seen_s", "window start to the first maintenance-page answer seen by a client pod "
-                              "curling the Service (every 0.2 s)", "s"),
+    (
+        "apply_to_probe_up_s",
+        "`kubectl apply` of a new version (ApiProduct + Probe) to its probe Up, real pods",
+        "s",
+    ),
+    (
+        "maintenance_on_seen_s",
+        "window start to the first maintenance-page answer seen by a client pod "
+        "curling the Service (every 0.2 s)",
+        "s",
+    ),
     ("maintenance_off_seen_s", "window end to the first API answer seen by that client again", "s"),
-    ("maintenance_other_answers_during", "answers other than the page between the switch and the window's end", ""),
+    (
+        "maintenance_other_answers_during",
+        "answers other than the page between the switch and the window's end",
+        "",
+    ),
     ("leader_takeover_s", "leader pod deleted to another replica holding the Lease", "s"),
 ]
 
@@ -37,8 +49,10 @@ def machine() -> str:
     except OSError:
         load = 0.0
     cgroup = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"
-    return (f"{platform.system()} {platform.release()}, {cores} cores, {mem} GiB, cgroup {cgroup}, "
-            f"load average {load:.1f} at the end (cores shared with other work)")
+    return (
+        f"{platform.system()} {platform.release()}, {cores} cores, {mem} GiB, cgroup {cgroup}, "
+        f"load average {load:.1f} at the end (cores shared with other work)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         if key in m:
             lines.append(f"| {label} | {m[key]}{' ' + unit if unit else ''} |")
     if steps:
-        lines += ["", "Steps of this run (seconds; build steps are near 0 when cached):", "",
-                  "| step | s |", "| --- | --- |"]
+        lines += [
+            "",
+            "Steps of this run (seconds; build steps are near 0 when cached):",
+            "",
+            "| step | s |",
+            "| --- | --- |",
+        ]
         lines += [f"| {k} | {v} |" for k, v in steps.items()]
         lines.append(f"| total | {args.total} |")
     with open(args.out, "w") as f:

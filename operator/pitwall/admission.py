@@ -26,11 +26,16 @@ def judge(review: dict) -> dict:
     """AdmissionReview in, AdmissionReview out. Pure apart from the clock."""
     request = review.get("request") or {}
     message = None
-    if request.get("operation") in ("CREATE", "UPDATE") and \
-            (request.get("kind") or {}).get("kind") == "MaintenanceWindow":
+    if (
+        request.get("operation") in ("CREATE", "UPDATE")
+        and (request.get("kind") or {}).get("kind") == "MaintenanceWindow"
+    ):
         spec = (request.get("object") or {}).get("spec") or {}
-        previous = ((request.get("oldObject") or {}).get("spec") or None) \
-            if request.get("operation") == "UPDATE" else None
+        previous = (
+            ((request.get("oldObject") or {}).get("spec") or None)
+            if request.get("operation") == "UPDATE"
+            else None
+        )
         try:
             message = lead_time_violation(spec, durations.now(), previous=previous)
         except InvalidSpec as exc:
@@ -49,8 +54,11 @@ async def _validate(request: web.Request) -> web.Response:
     answer = judge(review)
     if not answer["response"]["allowed"]:
         obj = (review.get("request") or {}).get("object") or {}
-        log.info("refused MaintenanceWindow %s: %s", (obj.get("metadata") or {}).get("name"),
-                 answer["response"]["status"]["message"])
+        log.info(
+            "refused MaintenanceWindow %s: %s",
+            (obj.get("metadata") or {}).get("name"),
+            answer["response"]["status"]["message"],
+        )
     return web.json_response(answer)
 
 

@@ -20,16 +20,18 @@ def use_kubeconfig(path: str) -> None:
     library's default location is set too.
     """
     import os
+
     if not os.path.isfile(path):
         raise SystemExit(f"pitwall run: --kubeconfig {path}: no such file")
     os.environ["KUBECONFIG"] = os.path.abspath(path)
     from kubernetes.config import kube_config
+
     kube_config.KUBE_CONFIG_DEFAULT_LOCATION = os.environ["KUBECONFIG"]
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
-        use_kubeconfig(args.kubeconfig)   # before kopf is imported
+        use_kubeconfig(args.kubeconfig)  # before kopf is imported
     import kopf
 
     from . import handlers, logs
@@ -64,33 +66,42 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pitwall run: {exc}", file=sys.stderr)
         return 2
     if settings.probe_shards and not settings.leader_election:
-        print("pitwall run: --probe-shards needs --leader-elect (alerts and notices must have one owner)",
-              file=sys.stderr)
+        print(
+            "pitwall run: --probe-shards needs --leader-elect (alerts and notices must have one owner)",
+            file=sys.stderr,
+        )
         return 2
     if settings.probe_shards and not 1 <= settings.probe_shards <= 256:
-        print(f"pitwall run: --probe-shards must be between 1 and 256, got {settings.probe_shards}", file=sys.stderr)
+        print(
+            f"pitwall run: --probe-shards must be between 1 and 256, got {settings.probe_shards}",
+            file=sys.stderr,
+        )
         return 2
     if args.bind_address:
         settings.metrics_host = settings.statuspage_host = args.bind_address
     handlers.configure(settings)
     kopf.configure(verbose=args.log_level.upper() == "DEBUG")
-    logs.setup(args.log_level, args.log_format)   # after kopf's, so every line is ours
-    asyncio.run(kopf.operator(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        standalone=True,
-        liveness_endpoint=None,
-    ))
+    logs.setup(args.log_level, args.log_format)  # after kopf's, so every line is ours
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            standalone=True,
+            liveness_endpoint=None,
+        )
+    )
     return 0
 
 
 def _maintenance_page(rest: list[str]) -> int:
     from .maintenance.page import main as page_main
+
     return page_main(rest)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
+
     demo_main(["--host", args.host, "--port", str(args.port)])
     return 0
 
@@ -100,6 +111,7 @@ def _traffic(args: argparse.Namespace) -> int:
     import json
 
     from .traffic import view
+
     found = asyncio.run(views._list(args, "ApiProduct"))
     rows = view.rows(sorted(found["ApiProduct"], key=lambda p: p["metadata"]["name"]))
     if args.output == "json":
@@ -114,67 +126,128 @@ def _traffic(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pitwall", description="Pitwall: operate an API marketplace "
-                                     "declaratively (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow).")
+    parser = argparse.ArgumentParser(
+        prog="pitwall",
+        description="Pitwall: operate an API marketplace "
+        "declaratively (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow).",
+    )
     parser.add_argument("--version", action="version", version=f"pitwall {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator (current kubeconfig, or in-cluster)")
-    run.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-    run.add_argument("-n", "--namespace", action="append",
-                     help="watch only this namespace (repeatable; default: all namespaces)")
-    run.add_argument("--bind-address", default=None, metavar="ADDRESS",
-                     help="address of the metrics, status page and internal view servers (default 0.0.0.0; "
-                          "`make dev` uses 127.0.0.1 so nothing collides with the pods' loopback twins)")
+    run.add_argument(
+        "--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)"
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    run.add_argument(
+        "--bind-address",
+        default=None,
+        metavar="ADDRESS",
+        help="address of the metrics, status page and internal view servers (default 0.0.0.0; "
+        "`make dev` uses 127.0.0.1 so nothing collides with the pods' loopback twins)",
+    )
     run.add_argument("--metrics-port", type=int, default=8080, help="/metrics and /healthz (0 disables)")
     run.add_argument("--statuspage-port", type=int, default=8081, help="public status page (0 disables)")
     run.add_argument("--internal-port", type=int, default=8082, help="internal view (0 disables)")
-    run.add_argument("--target-mode", choices=["auto", "service", "endpoints"], default=None,
-                     help="how probes reach an ApiProduct version: its Service DNS name (in-cluster) or its "
-                          "ready EndpointSlice addresses (out of cluster); auto picks by where Pitwall runs")
-    run.add_argument("--endpoint-rewrite", default=None, metavar="FROM=TO",
-                     help="map endpoint addresses to reachable ones, e.g. 10.244.0.0/16=127.244.0.0/16 "
-                          "(local control plane)")
-    run.add_argument("--webhook-port", type=int, default=None,
-                     help="serve the MaintenanceWindow admission webhook (HTTPS) on this port; needs "
-                          "--webhook-cert/--webhook-key or PITWALL_WEBHOOK_CERT/KEY")
+    run.add_argument(
+        "--target-mode",
+        choices=["auto", "service", "endpoints"],
+        default=None,
+        help="how probes reach an ApiProduct version: its Service DNS name (in-cluster) or its "
+        "ready EndpointSlice addresses (out of cluster); auto picks by where Pitwall runs",
+    )
+    run.add_argument(
+        "--endpoint-rewrite",
+        default=None,
+        metavar="FROM=TO",
+        help="map endpoint addresses to reachable ones, e.g. 10.244.0.0/16=127.244.0.0/16 "
+        "(local control plane)",
+    )
+    run.add_argument(
+        "--webhook-port",
+        type=int,
+        default=None,
+        help="serve the MaintenanceWindow admission webhook (HTTPS) on this port; needs "
+        "--webhook-cert/--webhook-key or PITWALL_WEBHOOK_CERT/KEY",
+    )
     run.add_argument("--webhook-cert", default=None)
     run.add_argument("--webhook-key", default=None)
-    run.add_argument("--leader-elect", action="store_true",
-                     help="run as one of several replicas: only the holder of the Lease "
-                          "pitwall-operator does the work (takeover within --lease-duration + a few seconds)")
-    run.add_argument("--lease-namespace", default=None, help="namespace of the Lease (default: $POD_NAMESPACE or default)")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: only the holder of the Lease "
+        "pitwall-operator does the work (takeover within --lease-duration + a few seconds)",
+    )
+    run.add_argument(
+        "--lease-namespace", default=None, help="namespace of the Lease (default: $POD_NAMESPACE or default)"
+    )
     run.add_argument("--lease-duration", type=float, default=None, help="seconds (default 15)")
-    run.add_argument("--probe-shards", type=int, default=None, metavar="N",
-                     help="split the probes into N shards held through Leases pitwall-shard-<i>, so every "
-                          "replica runs its share (needs --leader-elect; alerts stay with the leader). "
-                          "Default: off ($PITWALL_PROBE_SHARDS)")
+    run.add_argument(
+        "--probe-shards",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the probes into N shards held through Leases pitwall-shard-<i>, so every "
+        "replica runs its share (needs --leader-elect; alerts stay with the leader). "
+        "Default: off ($PITWALL_PROBE_SHARDS)",
+    )
     for name, (flag, var) in FLOOR_FLAGS.items():
-        run.add_argument(flag, dest=name, default=None, metavar="DURATION",
-                         help=f"operator-wide floor (${var}; default and minimum "
-                              f"{format_duration(getattr(ADMISSION, name))}): objects below it are Stalled")
+        run.add_argument(
+            flag,
+            dest=name,
+            default=None,
+            metavar="DURATION",
+            help=f"operator-wide floor (${var}; default and minimum "
+            f"{format_duration(getattr(ADMISSION, name))}): objects below it are Stalled",
+        )
     traffic = run.add_argument_group("traffic (Prometheus, read-only)")
-    traffic.add_argument("--prometheus-url", default=None, help="Prometheus base URL, e.g. "
-                         "http://prometheus.monitoring:9090 ($PITWALL_PROMETHEUS_URL; unset: no traffic figures)")
-    traffic.add_argument("--prometheus-secret", default=None, metavar="NAMESPACE/NAME",
-                         help="Secret with key token (bearer) or username + password (basic), labelled "
-                              "pitwall.dev/use=traffic ($PITWALL_PROMETHEUS_SECRET)")
+    traffic.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="Prometheus base URL, e.g. "
+        "http://prometheus.monitoring:9090 ($PITWALL_PROMETHEUS_URL; unset: no traffic figures)",
+    )
+    traffic.add_argument(
+        "--prometheus-secret",
+        default=None,
+        metavar="NAMESPACE/NAME",
+        help="Secret with key token (bearer) or username + password (basic), labelled "
+        "pitwall.dev/use=traffic ($PITWALL_PROMETHEUS_SECRET)",
+    )
     traffic.add_argument("--prometheus-ca-file", default=None, help="CA bundle for https Prometheus")
-    traffic.add_argument("--prometheus-insecure", action="store_true", help="skip TLS verification (development)")
-    traffic.add_argument("--prometheus-timeout", type=float, default=None, help="seconds per query (default 10)")
-    traffic.add_argument("--prometheus-qps", type=float, default=None,
-                         help="at most this many queries per second (default 5)")
-    traffic.add_argument("--traffic-interval", type=float, default=None,
-                         help="seconds between traffic cycles (default 30)")
-    run.add_argument("--log-search-url", default=None, metavar="TEMPLATE",
-                     help="turns correlation ids into links, e.g. 'https://kibana/app/discover#/?query={correlationId}' "
-                          "($PITWALL_LOG_SEARCH_URL)")
+    traffic.add_argument(
+        "--prometheus-insecure", action="store_true", help="skip TLS verification (development)"
+    )
+    traffic.add_argument(
+        "--prometheus-timeout", type=float, default=None, help="seconds per query (default 10)"
+    )
+    traffic.add_argument(
+        "--prometheus-qps", type=float, default=None, help="at most this many queries per second (default 5)"
+    )
+    traffic.add_argument(
+        "--traffic-interval", type=float, default=None, help="seconds between traffic cycles (default 30)"
+    )
+    run.add_argument(
+        "--log-search-url",
+        default=None,
+        metavar="TEMPLATE",
+        help="turns correlation ids into links, e.g. 'https://kibana/app/discover#/?query={correlationId}' "
+        "($PITWALL_LOG_SEARCH_URL)",
+    )
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.set_defaults(func=_run)
 
-    page = sub.add_parser("maintenance-page", help="serve the maintenance page (503 + Retry-After); "
-                          "configured by PITWALL_MAINTENANCE_* variables", add_help=False)
+    page = sub.add_parser(
+        "maintenance-page",
+        help="serve the maintenance page (503 + Retry-After); configured by PITWALL_MAINTENANCE_* variables",
+        add_help=False,
+    )
     page.set_defaults(func=lambda a: _maintenance_page(a.rest), rest=[])
     demo = sub.add_parser("demo-api", help="the demo API make dev probes (isUp, an OAuth flow, backends)")
     demo.add_argument("--host", default="127.0.0.1")
@@ -182,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     views.register(sub)
     edits.register(sub)
-    traffic_cmd = sub.add_parser("traffic", help="real traffic per product version (from Prometheus, via status): "
-                                 "requests/s, failures by class, latency, top consumers and routes")
+    traffic_cmd = sub.add_parser(
+        "traffic",
+        help="real traffic per product version (from Prometheus, via status): "
+        "requests/s, failures by class, latency, top consumers and routes",
+    )
     traffic_cmd.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
     traffic_cmd.add_argument("--kubeconfig")
     traffic_cmd.add_argument("-o", "--output", choices=["table", "json"], default="table")

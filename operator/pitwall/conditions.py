@@ -36,14 +36,15 @@ class Condition:
         return cls(type_, UNKNOWN, reason, message)
 
 
-get = condition   # the lookup by type, under the name callers of this module use
+get = condition  # the lookup by type, under the name callers of this module use
 
 # kstatus reads the first of these; keep them first and in this order.
 _LEAD = ("Ready", "Reconciling", "Stalled")
 
 
-def merge(existing: list[dict] | None, wanted: list[Condition], generation: int | None,
-          now: str | None = None) -> list[dict]:
+def merge(
+    existing: list[dict] | None, wanted: list[Condition], generation: int | None, now: str | None = None
+) -> list[dict]:
     """Return the full new conditions list.
 
     Conditions in ``wanted`` replace those of the same type; lastTransitionTime is kept when
@@ -70,10 +71,15 @@ def merge(existing: list[dict] | None, wanted: list[Condition], generation: int 
     return lead + sorted(out.values(), key=lambda c: c["type"])
 
 
-def summary(ready: bool, *, stalled: Stalled | None = None,
-            reconciling: tuple[str, str] | None = None,
-            ready_reason: str = "Ready", ready_message: str = "",
-            not_ready: tuple[str, str] | None = None) -> list[Condition]:
+def summary(
+    ready: bool,
+    *,
+    stalled: Stalled | None = None,
+    reconciling: tuple[str, str] | None = None,
+    ready_reason: str = "Ready",
+    ready_message: str = "",
+    not_ready: tuple[str, str] | None = None,
+) -> list[Condition]:
     """The three kstatus conditions, consistent with each other.
 
     - stalled=Stalled(reason, message): Stalled=True, Ready=False with the same reason.
@@ -108,7 +114,18 @@ def is_true(conditions: list[dict] | None, type_: str) -> bool:
 
 def same(a: list[dict] | None, b: list[dict] | None) -> bool:
     """Equal ignoring lastTransitionTime order effects (used to skip no-op status writes)."""
+
     def key(conds: list[dict] | None) -> list[tuple[object, ...]]:
-        return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"),
-                       c.get("observedGeneration"), c.get("lastTransitionTime")) for c in conds or [])
+        return sorted(
+            (
+                c.get("type"),
+                c.get("status"),
+                c.get("reason"),
+                c.get("message"),
+                c.get("observedGeneration"),
+                c.get("lastTransitionTime"),
+            )
+            for c in conds or []
+        )
+
     return key(a) == key(b)

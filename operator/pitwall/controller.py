@@ -24,7 +24,7 @@ from .supervise import spawn
 log = logging.getLogger("pitwall.controller")
 
 Key = tuple[str, str]  # (namespace, name)
-SHARED_STRING = 64   # longer strings (history, messages, certificates) are rarely equal
+SHARED_STRING = 64  # longer strings (history, messages, certificates) are rarely equal
 
 
 class Store:
@@ -70,8 +70,11 @@ class Store:
         return [o for (ns, _), o in self._objects.items() if ns == namespace]
 
     def select(self, namespace: str | None, labels: dict[str, str]) -> builtins.list[dict]:
-        return [o for o in self.list(namespace)
-                if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+        return [
+            o
+            for o in self.list(namespace)
+            if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+        ]
 
     def keys(self) -> Iterable[Key]:
         return list(self._objects)
@@ -148,8 +151,9 @@ class WorkQueue:
 
     def start(self) -> None:
         for index in range(self.workers):
-            self._tasks.append(spawn(self._worker(), name=f"{self.kind}-worker-{index}",
-                                     task=f"{self.kind}-worker"))
+            self._tasks.append(
+                spawn(self._worker(), name=f"{self.kind}-worker-{index}", task=f"{self.kind}-worker")
+            )
 
     async def stop(self) -> None:
         for _, handle in self._timers.values():
@@ -175,7 +179,7 @@ class WorkQueue:
                 metrics.RECONCILES.labels(self.kind, "ok").inc()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:   # one object's failure is that object's: the worker goes on
+            except Exception as exc:  # one object's failure is that object's: the worker goes on
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 requeue = min(self.max_backoff, 0.5 * 2 ** (failures - 1))
@@ -201,9 +205,18 @@ class WorkQueue:
             reason = exc.reason if isinstance(exc, (KubeError, InvalidSpec)) else type(exc).__name__
             metrics.RECONCILES.labels(self.kind, "error").inc()
             metrics.RECONCILE_ERRORS.labels(self.kind, str(reason)[:64]).inc()
-            log.warning("reconcile failed (attempt %d, retry in %.1fs): %s", failures, requeue, exc,
-                        extra={"kind": self.kind, "object": f"{key[0]}/{key[1]}"},
-                        exc_info=not isinstance(exc, KubeError))
-        except Exception:   # noqa: BLE001 - last line of defence of a shared loop
-            log.error("reconcile of %s %s/%s failed, and so did reporting it (%s)", self.kind, *key,
-                      type(exc).__name__)
+            log.warning(
+                "reconcile failed (attempt %d, retry in %.1fs): %s",
+                failures,
+                requeue,
+                exc,
+                extra={"kind": self.kind, "object": f"{key[0]}/{key[1]}"},
+                exc_info=not isinstance(exc, KubeError),
+            )
+        except Exception:  # noqa: BLE001 - last line of defence of a shared loop
+            log.error(
+                "reconcile of %s %s/%s failed, and so did reporting it (%s)",
+                self.kind,
+                *key,
+                type(exc).__name__,
+            )

@@ -48,16 +48,18 @@ STATE = web.AppKey("state", DemoState)
 def make_app() -> web.Application:
     app = web.Application(middlewares=[_record])
     app[STATE] = DemoState()
-    app.add_routes([
-        web.get("/isUp", is_up),
-        web.post("/oauth/token", token),
-        web.get("/accounts/me", me),
-        web.get("/accounts/{id}/balance", balance),
-        web.get("/backends/{name}/health", backend_health),
-        web.post("/_admin/down", admin_down),
-        web.post("/_admin/up", admin_up),
-        web.get("/_admin/requests", admin_requests),
-    ])
+    app.add_routes(
+        [
+            web.get("/isUp", is_up),
+            web.post("/oauth/token", token),
+            web.get("/accounts/me", me),
+            web.get("/accounts/{id}/balance", balance),
+            web.get("/backends/{name}/health", backend_health),
+            web.post("/_admin/down", admin_down),
+            web.post("/_admin/up", admin_up),
+            web.get("/_admin/requests", admin_requests),
+        ]
+    )
     # GET /metrics: requests by consumer (X-Consumer), route template and status code, durations.
     instrument(app, "demo", "v1")
     return app
@@ -76,13 +78,18 @@ async def start_demo(host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
 @web.middleware
 async def _record(request: web.Request, handler) -> web.StreamResponse:
     correlation_id = request.headers.get("X-Correlation-ID", "")
-    request.app[STATE].requests.append({
-        "method": request.method, "path": request.path, "correlationId": correlation_id,
-        "traceparent": request.headers.get("traceparent", ""),
-    })
+    request.app[STATE].requests.append(
+        {
+            "method": request.method,
+            "path": request.path,
+            "correlationId": correlation_id,
+            "traceparent": request.headers.get("traceparent", ""),
+        }
+    )
     response = await handler(request)
-    log.info("%s %s -> %s correlation_id=%s", request.method, request.path, response.status,
-             correlation_id or "-")
+    log.info(
+        "%s %s -> %s correlation_id=%s", request.method, request.path, response.status, correlation_id or "-"
+    )
     return response
 
 
@@ -105,7 +112,11 @@ async def token(request: web.Request) -> web.Response:
     if outage := await _outage(request, "token"):
         return outage
     form = await request.post()
-    if (form.get("grant_type"), form.get("username"), form.get("password")) != ("password", USERNAME, PASSWORD):
+    if (form.get("grant_type"), form.get("username"), form.get("password")) != (
+        "password",
+        USERNAME,
+        PASSWORD,
+    ):
         return web.json_response({"error": "invalid_grant"}, status=401)
     state = request.app[STATE]
     now = time.monotonic()
@@ -174,8 +185,9 @@ def _unauthorized(request: web.Request) -> web.Response | None:
     expiry = request.app[STATE].tokens.get(presented)
     if scheme.lower() == "bearer" and expiry is not None and expiry > time.monotonic():
         return None
-    return web.json_response({"error": "invalid_token"}, status=401,
-                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return web.json_response(
+        {"error": "invalid_token"}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    )
 
 
 # -- the examples, pointed at this demo ---------------------------------------------------------------
@@ -188,6 +200,7 @@ def example_manifests(directory, **addresses: str) -> str:
     addresses replaced by ``addresses`` (``demo="127.0.0.1:41234"``): ``make dev`` and the tests
     take free ports, so the examples cannot hard-wire theirs."""
     from pathlib import Path
+
     unknown = set(addresses) - set(EXAMPLE_ADDRESSES)
     if unknown:
         raise ValueError(f"unknown example addresses: {', '.join(sorted(unknown))}")
@@ -210,29 +223,35 @@ def describe_notification(body: object, limit: int = 12) -> list[str]:
     if not isinstance(body, dict):
         return [str(body)[:200]]
     lines: list[str] = []
-    if body.get("type") == "message" and body.get("attachments"):            # Teams Workflows
+    if body.get("type") == "message" and body.get("attachments"):  # Teams Workflows
         for attachment in body["attachments"]:
             _card_lines((attachment.get("content") or {}).get("body") or [], lines)
-    elif "subject" in body:                                                   # notices, digests
+    elif "subject" in body:  # notices, digests
         lines.append(str(body["subject"]))
         lines.extend("  " + line for line in str(body.get("text", "")).splitlines() if line.strip())
-    elif "blocks" in body or "text" in body:                                  # Slack
+    elif "blocks" in body or "text" in body:  # Slack
         lines.append(str(body.get("text", "")))
         for block in body.get("blocks") or []:
             text = (block.get("text") or {}).get("text") if isinstance(block.get("text"), dict) else None
             if block.get("type") == "section" and text:
                 lines.extend("  " + line.replace("*", "") for line in text.splitlines() if line.strip())
-    elif "event_action" in body:                                              # PagerDuty Events v2
+    elif "event_action" in body:  # PagerDuty Events v2
         payload = body.get("payload") or {}
-        lines.append(f"PagerDuty {body['event_action']} {body.get('dedup_key', '')}: "
-                     f"{payload.get('summary', '')}".rstrip(": "))
+        lines.append(
+            f"PagerDuty {body['event_action']} {body.get('dedup_key', '')}: "
+            f"{payload.get('summary', '')}".rstrip(": ")
+        )
         lines.extend(f"  {k}: {v}" for k, v in (payload.get("custom_details") or {}).items())
-    elif body.get("version") == "4" and "alerts" in body:                     # Alertmanager webhook
-        lines.append(f"{str(body.get('status', '')).upper()} {len(body['alerts'])} alert(s) "
-                     f"of {body.get('groupLabels', {}).get('alertname', '?')}")
+    elif body.get("version") == "4" and "alerts" in body:  # Alertmanager webhook
+        lines.append(
+            f"{str(body.get('status', '')).upper()} {len(body['alerts'])} alert(s) "
+            f"of {body.get('groupLabels', {}).get('alertname', '?')}"
+        )
         for alert in body["alerts"]:
             annotations = alert.get("annotations") or {}
-            lines.append(f"  {annotations.get('summary', '')}: {annotations.get('description', '')}".rstrip(": "))
+            lines.append(
+                f"  {annotations.get('summary', '')}: {annotations.get('description', '')}".rstrip(": ")
+            )
             if annotations.get("acknowledge"):
                 lines.append(f"    acknowledge: {annotations['acknowledge']}")
     else:
@@ -248,7 +267,9 @@ def _card_lines(elements: list, lines: list[str], depth: int = 0) -> None:
         if kind == "TextBlock" and element.get("text"):
             lines.append("  " * depth + str(element["text"]))
         elif kind == "FactSet":
-            lines.extend("  " * (depth + 1) + f"{f.get('title')}: {f.get('value')}" for f in element.get("facts") or [])
+            lines.extend(
+                "  " * (depth + 1) + f"{f.get('title')}: {f.get('value')}" for f in element.get("facts") or []
+            )
         elif kind == "Container":
             _card_lines(element.get("items") or [], lines, depth)
 

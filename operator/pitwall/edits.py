@@ -29,10 +29,14 @@ def version_patch(product: dict, version: str, field: str, value) -> list[dict]:
     for index, entry in enumerate(versions):
         if entry.get("name") == version:
             path = f"/spec/versions/{index}"
-            return [{"op": "test", "path": f"{path}/name", "value": version},
-                    {"op": "add", "path": f"{path}/{field}", "value": value}]
+            return [
+                {"op": "test", "path": f"{path}/name", "value": version},
+                {"op": "add", "path": f"{path}/{field}", "value": value},
+            ]
     names = ", ".join(v.get("name", "?") for v in versions) or "none"
-    raise ValueError(f"ApiProduct {product['metadata']['name']} has no version {version!r} (versions: {names})")
+    raise ValueError(
+        f"ApiProduct {product['metadata']['name']} has no version {version!r} (versions: {names})"
+    )
 
 
 def env_with(current: list[dict], assignments: list[str]) -> list[dict]:
@@ -57,6 +61,7 @@ def env_with(current: list[dict], assignments: list[str]) -> list[dict]:
 
 async def _patch(args: argparse.Namespace, kind: str, build) -> tuple[int, str]:
     from .kube import Kube, KubeError
+
     namespace = _namespace(args)
     async with Kube.from_env(args.kubeconfig) as kube:
         obj = await kube.get(kind, namespace, args.name)
@@ -84,16 +89,28 @@ def _backend_down(args: argparse.Namespace) -> int:
 
     def build(obj):
         patch = down_patch(args.reason, by, durations.rfc3339())
-        return patch, "merge", (f"backend {args.name} declared down by {by}: {args.reason.strip()}\n"
-                                f"(kubectl -n {obj['metadata']['namespace']} annotate backend {args.name} "
-                                f"pitwall.dev/declared-down=... ; back: pitwall backend up {args.name} "
-                                f"-n {obj['metadata']['namespace']})")
+        return (
+            patch,
+            "merge",
+            (
+                f"backend {args.name} declared down by {by}: {args.reason.strip()}\n"
+                f"(kubectl -n {obj['metadata']['namespace']} annotate backend {args.name} "
+                f"pitwall.dev/declared-down=... ; back: pitwall backend up {args.name} "
+                f"-n {obj['metadata']['namespace']})"
+            ),
+        )
+
     return _run(args, "Backend", build)
 
 
 def _backend_up(args: argparse.Namespace) -> int:
     def build(obj):
-        return up_patch(), "merge", f"backend {args.name}: declaration removed, its health check decides again"
+        return (
+            up_patch(),
+            "merge",
+            f"backend {args.name}: declaration removed, its health check decides again",
+        )
+
     return _run(args, "Backend", build)
 
 
@@ -104,23 +121,39 @@ def _scale(args: argparse.Namespace) -> int:
 
     def build(obj):
         patch = version_patch(obj, args.version, "replicas", args.replicas)
-        return patch, "json", (f"apiproduct {args.name} {args.version}: replicas {args.replicas}\n"
-                               f"(kubectl -n {obj['metadata']['namespace']} patch apiproduct {args.name} "
-                               f"--type json -p '{json.dumps(patch)}')")
+        return (
+            patch,
+            "json",
+            (
+                f"apiproduct {args.name} {args.version}: replicas {args.replicas}\n"
+                f"(kubectl -n {obj['metadata']['namespace']} patch apiproduct {args.name} "
+                f"--type json -p '{json.dumps(patch)}')"
+            ),
+        )
+
     return _run(args, "ApiProduct", build)
 
 
 def _set_env(args: argparse.Namespace) -> int:
     def build(obj):
-        current = next((v.get("env") or [] for v in (obj.get("spec") or {}).get("versions") or []
-                        if v.get("name") == args.version), [])
+        current = next(
+            (
+                v.get("env") or []
+                for v in (obj.get("spec") or {}).get("versions") or []
+                if v.get("name") == args.version
+            ),
+            [],
+        )
         patch = version_patch(obj, args.version, "env", env_with(current, args.assignments))
         return patch, "json", f"apiproduct {args.name} {args.version}: env " + " ".join(args.assignments)
+
     return _run(args, "ApiProduct", build)
 
 
 def register(sub) -> None:
-    backend = sub.add_parser("backend", help="declare a backend down (its owner announced an outage) or up again")
+    backend = sub.add_parser(
+        "backend", help="declare a backend down (its owner announced an outage) or up again"
+    )
     backend_sub = backend.add_subparsers(dest="backend_command", required=True)
     down = backend_sub.add_parser("down", help="mark the backend Unavailable until `pitwall backend up`")
     down.add_argument("name")
@@ -142,7 +175,9 @@ def register(sub) -> None:
 
     set_ = sub.add_parser("set", help="set fields of one version of an ApiProduct")
     set_sub = set_.add_subparsers(dest="set_command", required=True)
-    env = set_sub.add_parser("env", help="set (NAME=VALUE) or remove (NAME-) environment variables of a version")
+    env = set_sub.add_parser(
+        "env", help="set (NAME=VALUE) or remove (NAME-) environment variables of a version"
+    )
     env.add_argument("name", metavar="PRODUCT")
     env.add_argument("version")
     env.add_argument("assignments", nargs="+", metavar="NAME=VALUE|NAME-")

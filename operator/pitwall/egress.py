@@ -73,22 +73,31 @@ def _nets(*cidrs: str) -> tuple[IPNetwork, ...]:
 
 
 METADATA_NETWORKS: tuple[IPNetwork, ...] = _nets(
-    "169.254.0.0/16",     # IPv4 link-local: AWS, GCP, Azure, OCI, OpenStack metadata at 169.254.169.254
-    "fe80::/10",          # IPv6 link-local
+    "169.254.0.0/16",  # IPv4 link-local: AWS, GCP, Azure, OCI, OpenStack metadata at 169.254.169.254
+    "fe80::/10",  # IPv6 link-local
     "fd00:ec2::254/128",  # AWS metadata over IPv6
-    "fd20:ce::254/128",   # GCP metadata over IPv6
+    "fd20:ce::254/128",  # GCP metadata over IPv6
     "100.100.100.200/32",  # Alibaba Cloud metadata
-    "168.63.129.16/32",   # Azure wireserver (platform agent endpoint)
+    "168.63.129.16/32",  # Azure wireserver (platform agent endpoint)
 )
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata",
-                            "instance-data", "instance-data.ec2.internal", "metadata.azure.internal"})
+METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.internal",
+    }
+)
 # Names that always mean the local host, even when a proxy (not us) would resolve them.
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 # The API server's in-cluster names: refused on every port.
-API_SERVER_NAMES = frozenset({"kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                              "kubernetes.default.svc.cluster.local"})
+API_SERVER_NAMES = frozenset(
+    {"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+)
 
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")   # "this host on this network": the kernel dials itself
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host on this network": the kernel dials itself
 _V4_COMPATIBLE = ipaddress.ip_network("::/96")
 _SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
 _NAT64 = _nets("64:ff9b::/96", "64:ff9b:1::/48")
@@ -114,17 +123,23 @@ class Policy:
     allow_hosts: frozenset[str] = frozenset()
     deny_networks: tuple[IPNetwork, ...] = ()
     deny_hosts: frozenset[str] = frozenset()
-    local_ports: frozenset[int] = frozenset()       # the operator's own ports, on any local address
-    endpoints: frozenset[tuple[IPAddress, int]] = frozenset()   # the API server's address:port
-    endpoint_names: frozenset[tuple[str, int]] = frozenset()    # ... and its name:port
+    local_ports: frozenset[int] = frozenset()  # the operator's own ports, on any local address
+    endpoints: frozenset[tuple[IPAddress, int]] = frozenset()  # the API server's address:port
+    endpoint_names: frozenset[tuple[str, int]] = frozenset()  # ... and its name:port
     # Local addresses that stand for pods (the endpoint rewrite's targets, e.g. 127.244.0.0/16
     # out of the cluster): another listener's, not the operator's, whatever their port.
     pod_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def from_lists(cls, allow: Iterable[str] = (), deny: Iterable[str] = (), *,
-                   local_ports: Iterable[int] = (), api_server: str | None = None,
-                   pod_networks: Iterable[str] = ()) -> Policy:
+    def from_lists(
+        cls,
+        allow: Iterable[str] = (),
+        deny: Iterable[str] = (),
+        *,
+        local_ports: Iterable[int] = (),
+        api_server: str | None = None,
+        pod_networks: Iterable[str] = (),
+    ) -> Policy:
         """Entries are CIDRs, addresses or host names (e.g. from a comma-separated setting).
 
         ``local_ports`` are refused on every address of this host (and every spelling of it)
@@ -145,21 +160,35 @@ class Policy:
             for address in addresses:
                 endpoints.add((address, port))
                 if _is_local(address):
-                    ports.add(port)     # on this host: every local spelling reaches it
+                    ports.add(port)  # on this host: every local spelling reaches it
         pods = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in pod_networks if n.strip())
-        return cls(allow_nets, allow_hosts, deny_nets, deny_hosts, frozenset(ports), frozenset(endpoints),
-                   frozenset(names), pods)
+        return cls(
+            allow_nets,
+            allow_hosts,
+            deny_nets,
+            deny_hosts,
+            frozenset(ports),
+            frozenset(endpoints),
+            frozenset(names),
+            pods,
+        )
 
     @classmethod
     def for_operator(cls, settings: OperatorSettings, api_server: str | None = None) -> Policy:
         """The policy from the operator's settings (``PITWALL_PROBE_ALLOW``/``PITWALL_PROBE_DENY``,
         ``--allow-networks``/``--deny-networks``), its listening ports and the API server URL."""
         return cls.from_lists(
-            allow=(settings.allow_networks or "").split(","), deny=(settings.deny_networks or "").split(","),
-            local_ports=(settings.metrics_port, settings.statuspage_port, settings.internal_port,
-                         settings.webhook_port),
+            allow=(settings.allow_networks or "").split(","),
+            deny=(settings.deny_networks or "").split(","),
+            local_ports=(
+                settings.metrics_port,
+                settings.statuspage_port,
+                settings.internal_port,
+                settings.webhook_port,
+            ),
             api_server=api_server,
-            pod_networks=[rule.partition("=")[2] for rule in (settings.endpoint_rewrite or "").split(",")])
+            pod_networks=[rule.partition("=")[2] for rule in (settings.endpoint_rewrite or "").split(",")],
+        )
 
     def verdict(self, host: str, addresses: Iterable[IPAddress] = (), port: int | None = None) -> str | None:
         """Why ``host`` (resolved to ``addresses``) on ``port`` is denied, or None when allowed.
@@ -186,7 +215,9 @@ class Policy:
             if judged:
                 text, on_port = judged
                 where = f"{address}:{port}" if on_port else str(address)
-                return f"{where} {text}" if literal is not None else f"{name} resolves to {where}, which {text}"
+                return (
+                    f"{where} {text}" if literal is not None else f"{name} resolves to {where}, which {text}"
+                )
         return None
 
     def _judge(self, address: IPAddress, port: int | None, *, name_allowed: bool) -> tuple[str, bool] | None:
@@ -206,8 +237,10 @@ class Policy:
             if port in self.local_ports:
                 for form in forms:
                     if _is_local(form) and not any(form in net for net in self.pod_networks):
-                        return (f"{shown(form)}is one of the operator's own ports (metrics, status page, "
-                                "internal view, webhook) and is denied by policy"), True
+                        return (
+                            f"{shown(form)}is one of the operator's own ports (metrics, status page, "
+                            "internal view, webhook) and is denied by policy"
+                        ), True
         allowed = [form for form in forms if any(form in net for net in self.allow_networks)]
         for form in forms:
             if form not in allowed and any(form in net for net in METADATA_NETWORKS):
@@ -335,15 +368,22 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self._policy = policy
         self._backend = backend or httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 (httpcore API)
-                          local_address: str | None = None,
-                          socket_options: Iterable | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore API)
+        local_address: str | None = None,
+        socket_options: Iterable | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         addresses = await resolve(host, port)
         self._policy.enforce(host, addresses, port)
         error: Exception | None = None
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(str(address), port, timeout, local_address, socket_options)
+                return await self._backend.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
             except httpcore.ConnectError as exc:
                 error = exc
         raise error or httpcore.ConnectError(f"{host} has no address")
@@ -357,14 +397,20 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 _EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
     # Most specific first: the first match wins.
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout), (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout), (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
     (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError), (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError), (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.ProxyError, httpx.ProxyError), (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
     (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError), (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
 )
 
 
@@ -428,7 +474,7 @@ class _LeanAssignment:
             elif sweep and connection.has_expired():
                 connections.remove(connection)
                 closing.append(connection)
-        if len(connections) > pool._max_keepalive_connections:   # surplus idle connections
+        if len(connections) > pool._max_keepalive_connections:  # surplus idle connections
             for connection in [c for c in connections if c.is_idle()]:
                 if len(connections) <= pool._max_keepalive_connections:
                     break
@@ -448,7 +494,7 @@ class _LeanAssignment:
             if chosen is None and len(connections) >= pool._max_connections:
                 idle = next((c for c in connections if c.is_idle()), None)
                 if idle is None:
-                    continue      # stays queued until a connection frees up
+                    continue  # stays queued until a connection frees up
                 connections.remove(idle)
                 closing.append(idle)
             if chosen is None:
@@ -479,37 +525,61 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     (best effort: the proxy may resolve differently, or only it may resolve at all).
     """
 
-    def __init__(self, policy: Policy, *, verify: ssl.SSLContext | None = None,
-                 proxy: str | httpx.Proxy | None = None, limits: httpx.Limits = httpx.Limits(),
-                 http2: bool = False):
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        verify: ssl.SSLContext | None = None,
+        proxy: str | httpx.Proxy | None = None,
+        limits: httpx.Limits = httpx.Limits(),
+        http2: bool = False,
+    ):
         self.policy = policy
         self.proxied = proxy is not None
         backend = GuardedBackend(policy)
         context = verify or httpx.create_ssl_context(trust_env=False)
-        common: dict[str, Any] = dict(ssl_context=context, max_connections=limits.max_connections,
-                      max_keepalive_connections=limits.max_keepalive_connections,
-                      keepalive_expiry=limits.keepalive_expiry, http2=http2, network_backend=backend)
+        common: dict[str, Any] = dict(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http2=http2,
+            network_backend=backend,
+        )
         if proxy is None:
             self._pool: httpcore.AsyncConnectionPool = _Pool(**common)
             return
         if not isinstance(proxy, httpx.Proxy):
             scheme = urlsplit(proxy).scheme
             if scheme not in ("http", "https", "socks5", "socks5h"):
-                raise InvalidSpec("UnsupportedProxy", f"proxy scheme {scheme!r} is not supported "
-                                  "(http, https, socks5, socks5h)")
+                raise InvalidSpec(
+                    "UnsupportedProxy",
+                    f"proxy scheme {scheme!r} is not supported (http, https, socks5, socks5h)",
+                )
             proxy = httpx.Proxy(proxy)
-        url = httpcore.URL(scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port,
-                           target=proxy.url.raw_path)
+        url = httpcore.URL(
+            scheme=proxy.url.raw_scheme,
+            host=proxy.url.raw_host,
+            port=proxy.url.port,
+            target=proxy.url.raw_path,
+        )
         if proxy.url.scheme in ("http", "https"):
-            self._pool = _HTTPProxy(proxy_url=url, proxy_auth=proxy.raw_auth,
-                                                 proxy_headers=proxy.headers.raw,
-                                                 proxy_ssl_context=proxy.ssl_context, **common)
+            self._pool = _HTTPProxy(
+                proxy_url=url,
+                proxy_auth=proxy.raw_auth,
+                proxy_headers=proxy.headers.raw,
+                proxy_ssl_context=proxy.ssl_context,
+                **common,
+            )
         else:
             try:
                 import socksio  # noqa: F401  (httpcore's SOCKS support needs it)
             except ImportError:
-                raise InvalidSpec("UnsupportedProxy", "socks5 proxies need the socksio package, which "
-                                  "this build of Pitwall does not include; use an http:// proxy") from None
+                raise InvalidSpec(
+                    "UnsupportedProxy",
+                    "socks5 proxies need the socksio package, which "
+                    "this build of Pitwall does not include; use an http:// proxy",
+                ) from None
             self._pool = _SOCKSProxy(proxy_url=url, proxy_auth=proxy.raw_auth, **common)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -519,12 +589,19 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             try:
                 self.policy.enforce(host, await resolve(host, port), port)
             except httpcore.ConnectError:
-                pass            # only the proxy can resolve it: judged by name above
+                pass  # only the proxy can resolve it: judged by name above
         core = httpcore.Request(
             method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
-                             target=request.url.raw_path),
-            headers=request.headers.raw, content=request.stream, extensions=request.extensions)
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
         try:
             response = await self._pool.handle_async_request(core)
         except Exception as exc:
@@ -532,8 +609,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             if error is exc:
                 raise
             raise error from exc
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=_Body(response.stream), extensions=response.extensions)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response.stream),
+            extensions=response.extensions,
+        )
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -549,9 +630,15 @@ class _NoCookies(CookieJar):
         pass
 
 
-def client(policy: Policy, *, verify: ssl.SSLContext | None = None, proxy: str | None = None,
-           max_connections: int = 100, follow_redirects: bool = False,
-           timeout: float | None = None) -> httpx.AsyncClient:
+def client(
+    policy: Policy,
+    *,
+    verify: ssl.SSLContext | None = None,
+    proxy: str | None = None,
+    max_connections: int = 100,
+    follow_redirects: bool = False,
+    timeout: float | None = None,
+) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every connection obeys ``policy``.
 
     ``verify`` is the TLS context (default: the system's CAs with certifi, no env overrides);
@@ -559,11 +646,19 @@ def client(policy: Policy, *, verify: ssl.SSLContext | None = None, proxy: str |
     used: a request goes where its spec says, and one tenant's session never reaches another's
     request. Redirects are off unless asked for; each hop is judged again when it is dialled.
     """
-    transport = GuardedTransport(policy, verify=verify, proxy=proxy,
-                                 limits=httpx.Limits(max_connections=max_connections,
-                                                     max_keepalive_connections=max_connections))
-    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=timeout,
-                             follow_redirects=follow_redirects, cookies=_NoCookies())
+    transport = GuardedTransport(
+        policy,
+        verify=verify,
+        proxy=proxy,
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        trust_env=False,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        cookies=_NoCookies(),
+    )
 
 
 # -- other protocols (SMTP) ------------------------------------------------------------------------

@@ -57,10 +57,14 @@ async def ensure(rt, obj: dict) -> None:
     current = list(meta.get("finalizers") or [])
     # test-and-set: a concurrent change to the list (another controller's finalizer) fails the
     # patch instead of being overwritten; the work queue retries with the fresh list.
-    patch = [{"op": "test", "path": "/metadata/finalizers", "value": current},
-             {"op": "replace", "path": "/metadata/finalizers", "value": [*current, FINALIZER]}] \
-        if "finalizers" in meta else \
-        [{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]
+    patch = (
+        [
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "replace", "path": "/metadata/finalizers", "value": [*current, FINALIZER]},
+        ]
+        if "finalizers" in meta
+        else [{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]
+    )
     result = await rt.kube.patch(obj["kind"], meta["namespace"], meta["name"], patch, patch_type="json")
     meta["finalizers"] = (result.get("metadata") or {}).get("finalizers") or [*current, FINALIZER]
 
@@ -71,8 +75,10 @@ async def release(rt, obj: dict) -> None:
     current = list(meta.get("finalizers") or [])
     if FINALIZER not in current:
         return
-    patch = [{"op": "test", "path": "/metadata/finalizers", "value": current},
-             {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}]
+    patch = [
+        {"op": "test", "path": "/metadata/finalizers", "value": current},
+        {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]},
+    ]
     try:
         await rt.kube.patch(obj["kind"], meta["namespace"], meta["name"], patch, patch_type="json")
     except NotFound:
@@ -109,7 +115,11 @@ async def finish_owned(rt, obj: dict) -> float | None:
             rt.enqueue("AlertRule", meta["namespace"], rule["metadata"]["name"])
         return 1.0
     if waiting:
-        await rt.event(obj, "CleanupAbandoned", f"deleted after {grace():.0f}s with alerts not yet resolved: "
-                       + ", ".join(waiting)[:900], warning=True)
+        await rt.event(
+            obj,
+            "CleanupAbandoned",
+            f"deleted after {grace():.0f}s with alerts not yet resolved: " + ", ".join(waiting)[:900],
+            warning=True,
+        )
     await release(rt, obj)
     return None

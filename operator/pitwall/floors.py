@@ -32,12 +32,12 @@ from .errors import InvalidSpec
 class Floors:
     """Seconds. ``repeat_interval`` 0 (reminders off) is always allowed."""
 
-    probe_interval: float = 1.0          # Probe.spec.interval, Backend.spec.health.interval
-    probe_timeout: float = 0.1           # ... .timeout (and never above the interval)
-    repeat_interval: float = 60.0        # AlertRule.spec.repeatInterval (unless 0s)
-    escalation_delay: float = 1.0        # AlertRule.spec.escalation[].after
-    digest_interval: float = 1.0         # AlertRule.spec.digest.interval
-    window_duration: float = 1.0         # MaintenanceWindow.spec.schedule.duration
+    probe_interval: float = 1.0  # Probe.spec.interval, Backend.spec.health.interval
+    probe_timeout: float = 0.1  # ... .timeout (and never above the interval)
+    repeat_interval: float = 60.0  # AlertRule.spec.repeatInterval (unless 0s)
+    escalation_delay: float = 1.0  # AlertRule.spec.escalation[].after
+    digest_interval: float = 1.0  # AlertRule.spec.digest.interval
+    window_duration: float = 1.0  # MaintenanceWindow.spec.schedule.duration
 
 
 ADMISSION = Floors()
@@ -87,18 +87,25 @@ def build(values: Mapping[str, str | float | None], env: Mapping[str, str] | Non
 
 
 def _refuse(field: str, value: float, floor: float, flag: str) -> InvalidSpec:
-    return InvalidSpec("BelowFloor", f"{field} {durations.format(value)} is below the operator's floor "
-                                     f"{durations.format(floor)} ({flag}); use {durations.format(floor)} or more")
+    return InvalidSpec(
+        "BelowFloor",
+        f"{field} {durations.format(value)} is below the operator's floor "
+        f"{durations.format(floor)} ({flag}); use {durations.format(floor)} or more",
+    )
 
 
-def check_alerting(repeat_interval: float, escalation_after: list[float], digest_interval: float | None) -> None:
+def check_alerting(
+    repeat_interval: float, escalation_after: list[float], digest_interval: float | None
+) -> None:
     """Raise ``InvalidSpec("BelowFloor")`` for an AlertRule that would notify too often."""
     floors = current()
     if 0 < repeat_interval < floors.repeat_interval or repeat_interval < 0:
         raise _refuse("repeatInterval", repeat_interval, floors.repeat_interval, FLAGS["repeat_interval"][0])
     for i, after in enumerate(escalation_after):
         if after < floors.escalation_delay:
-            raise _refuse(f"escalation[{i}].after", after, floors.escalation_delay, FLAGS["escalation_delay"][0])
+            raise _refuse(
+                f"escalation[{i}].after", after, floors.escalation_delay, FLAGS["escalation_delay"][0]
+            )
     if digest_interval is not None and digest_interval < floors.digest_interval:
         raise _refuse("digest.interval", digest_interval, floors.digest_interval, FLAGS["digest_interval"][0])
 

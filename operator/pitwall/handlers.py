@@ -49,41 +49,60 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     rt = Runtime(kube=Kube.from_env(), settings=config)
     floors.configure(config.floors)
     from . import wiring
+
     wiring.register(rt)
     _state["runtime"] = rt
-    _state["metrics"] = await metrics.serve(config.metrics_host, config.metrics_port) \
-        if config.metrics_port else None
+    _state["metrics"] = (
+        await metrics.serve(config.metrics_host, config.metrics_port) if config.metrics_port else None
+    )
     _state["heartbeat"] = spawn(metrics.heartbeat(), name="heartbeat")
     _state["loop_lag"] = spawn(metrics.loop_lag(), name="loop-lag")
     metrics.watch_gc()
     if config.webhook_port and config.webhook_cert and config.webhook_key:
         from . import admission
-        _state["webhook"] = await admission.serve("0.0.0.0", config.webhook_port, config.webhook_cert,
-                                                  config.webhook_key)
+
+        _state["webhook"] = await admission.serve(
+            "0.0.0.0", config.webhook_port, config.webhook_cert, config.webhook_key
+        )
 
     async def lead() -> None:
         await rt.sync_caches()
         rt.start()
         await wiring.start(rt)
-        for kind, queue in rt.queues.items():   # everything the standby cached, at once
+        for kind, queue in rt.queues.items():  # everything the standby cached, at once
             for key in rt.stores[kind].keys():
                 queue.add(key)
         if config.gc_freeze_seconds > 0 and "heap" not in _state:
             from . import heap
+
             _state["heap"] = spawn(heap.keep_collections_short(config.gc_freeze_seconds), name="heap")
 
-    await wiring.start(rt, leader=False)      # the status page: every replica serves it
+    await wiring.start(rt, leader=False)  # the status page: every replica serves it
     if config.leader_election:
         from .leader import Elector
-        elector = Elector(rt.kube, config.lease_namespace, duration=config.lease_duration,
-                          renew=max(0.5, config.lease_duration / 3), retry=max(0.5, config.lease_duration / 7))
+
+        elector = Elector(
+            rt.kube,
+            config.lease_namespace,
+            duration=config.lease_duration,
+            renew=max(0.5, config.lease_duration / 3),
+            retry=max(0.5, config.lease_duration / 7),
+        )
         if config.probe_shards:
             # Every replica runs the probes of the shards it holds; the leader everything else.
             from .probes import reconcile as probes
             from .shards import Shards
-            rt.shards = Shards(rt.kube, config.lease_namespace, config.probe_shards, elector.identity,
-                               on_gain=partial(probes.shards_gained, rt), on_loss=partial(probes.shards_lost, rt),
-                               duration=config.lease_duration, renew=max(0.5, config.lease_duration / 3))
+
+            rt.shards = Shards(
+                rt.kube,
+                config.lease_namespace,
+                config.probe_shards,
+                elector.identity,
+                on_gain=partial(probes.shards_gained, rt),
+                on_loss=partial(probes.shards_lost, rt),
+                duration=config.lease_duration,
+                renew=max(0.5, config.lease_duration / 3),
+            )
             await rt.sync_caches()
             rt.start(kinds=("Probe",))
             await rt.monitor.start()
@@ -93,9 +112,12 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
         metrics.LEADER.set(1)
         await lead()
     metrics.HEALTH.ready = True
-    log.info("pitwall started (target mode %s, leader election %s, probe shards %s)",
-             config.resolved_target_mode, "on" if config.leader_election else "off",
-             config.probe_shards if rt.shards is not None else "off")
+    log.info(
+        "pitwall started (target mode %s, leader election %s, probe shards %s)",
+        config.resolved_target_mode,
+        "on" if config.leader_election else "off",
+        config.probe_shards if rt.shards is not None else "off",
+    )
 
 
 @kopf.on.cleanup()
@@ -110,9 +132,10 @@ async def cleanup(**_) -> None:
         shards.cancel()
         await asyncio.gather(shards, return_exceptions=True)
         if rt is not None and rt.shards is not None:
-            await rt.shards.release()   # the other replicas take its probes at once
+            await rt.shards.release()  # the other replicas take its probes at once
     if rt is not None:
         from . import wiring
+
         await wiring.stop(rt)
         await rt.stop()
         await rt.kube.close()
@@ -138,7 +161,9 @@ def _observe(kind: str):
         obj.setdefault("apiVersion", kind_of(kind).api_version)
         rt.stores[kind].update(event.get("type"), obj)
         from . import wiring
+
         wiring.route(rt, kind, event.get("type"), obj)
+
     handler.__name__ = f"observe_{kind.lower()}"
     return handler
 
@@ -148,5 +173,6 @@ for _kind in PITWALL_KINDS:
 
 kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)(_observe("Deployment"))
 kopf.on.event("", "v1", "services", labels={LABEL_PRODUCT: kopf.PRESENT})(_observe("Service"))
-kopf.on.event("discovery.k8s.io", "v1", "endpointslices",
-              labels={LABEL_PRODUCT: kopf.PRESENT})(_observe("EndpointSlice"))
+kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels={LABEL_PRODUCT: kopf.PRESENT})(
+    _observe("EndpointSlice")
+)

@@ -58,7 +58,7 @@ def settle(*, deep: bool = False) -> int:
         gc.unfreeze()
         gc.collect()
     else:
-        gc.collect(1)   # the young generations only: cycles that just died are not frozen
+        gc.collect(1)  # the young generations only: cycles that just died are not frozen
     gc.freeze()
     return gc.get_freeze_count()
 
@@ -67,7 +67,7 @@ def _malloc_trim():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return libc.malloc_trim
-    except (OSError, AttributeError):   # not glibc (musl, macOS): nothing to call
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
         return None
 
 
@@ -79,8 +79,9 @@ def release() -> bool:
     return bool(_TRIM(0)) if _TRIM is not None else False
 
 
-async def keep_collections_short(interval: float = INTERVAL, deep_every: float = DEEP_EVERY,
-                                 trim_every: float = TRIM_EVERY) -> None:
+async def keep_collections_short(
+    interval: float = INTERVAL, deep_every: float = DEEP_EVERY, trim_every: float = TRIM_EVERY
+) -> None:
     gc.set_threshold(*THRESHOLDS)
     last_deep = last_trim = time.monotonic()
     FROZEN.set(settle(deep=True))

@@ -32,6 +32,7 @@ def _namespace(args: argparse.Namespace) -> str | None:
 
 def _context(args: argparse.Namespace) -> dict:
     from kubernetes import config as kconfig
+
     try:
         _, context = kconfig.list_kube_config_contexts(config_file=args.kubeconfig)
         return context or {}
@@ -47,6 +48,7 @@ def author(args: argparse.Namespace) -> str:
     if user:
         return str(user)
     import getpass
+
     return getpass.getuser()
 
 
@@ -56,12 +58,16 @@ def _now() -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
 
 
 def _products(incident: dict) -> str:
-    entries = (incident.get("status") or {}).get("affected") or (incident.get("spec") or {}).get("products") or []
+    entries = (
+        (incident.get("status") or {}).get("affected") or (incident.get("spec") or {}).get("products") or []
+    )
     return "; ".join(f"{p.get('name')} {','.join(p.get('versions') or [])}".strip() for p in entries)
 
 
@@ -71,6 +77,7 @@ def _list(args: argparse.Namespace) -> int:
     async def run() -> list[dict]:
         async with Kube.from_env(args.kubeconfig) as kube:
             return await kube.list("Incident", _namespace(args))
+
     items = asyncio.run(run())
     if args.open:
         items = [i for i in items if (i.get("status") or {}).get("phase") != "Resolved"]
@@ -84,8 +91,16 @@ def _list(args: argparse.Namespace) -> int:
     rows = []
     for incident in items:
         meta, sp, st = incident["metadata"], incident.get("spec") or {}, incident.get("status") or {}
-        row = [meta["name"], sp.get("type", "incident"), st.get("phase", "-"), sp.get("status", "-"),
-               st.get("impact", "-"), _products(incident), st.get("startedAt", "-"), st.get("resolvedAt") or "-"]
+        row = [
+            meta["name"],
+            sp.get("type", "incident"),
+            st.get("phase", "-"),
+            sp.get("status", "-"),
+            st.get("impact", "-"),
+            _products(incident),
+            st.get("startedAt", "-"),
+            st.get("resolvedAt") or "-",
+        ]
         rows.append([meta["namespace"], *row] if args.all_namespaces else row)
     header = ["NAME", "TYPE", "PHASE", "STATUS", "IMPACT", "AFFECTS", "STARTED", "RESOLVED"]
     print(_table(rows, ["NAMESPACE", *header] if args.all_namespaces else header))
@@ -98,6 +113,7 @@ def _get(args: argparse.Namespace) -> dict | None:
     async def run() -> dict | None:
         async with Kube.from_env(args.kubeconfig) as kube:
             return await kube.get("Incident", _namespace(args), args.name)
+
     return asyncio.run(run())
 
 
@@ -111,12 +127,23 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     sp, st = incident.get("spec") or {}, incident.get("status") or {}
     authors = {a.get("index"): a for a in st.get("updateAuthors") or []}
-    print(f"Incident {incident['metadata']['namespace']}/{incident['metadata']['name']} ({sp.get('type', 'incident')})")
-    for label, value in (("Title", sp.get("title")), ("Phase", st.get("phase")), ("Status", sp.get("status")),
-                         ("Impact", st.get("impact")), ("Affects", _products(incident)), ("Cause", st.get("cause")),
-                         ("Started", st.get("startedAt")), ("Recovered", st.get("recoveredAt")),
-                         ("Resolved", st.get("resolvedAt")), ("Resolved by", st.get("resolvedBy")),
-                         ("Resolution", st.get("resolution")), ("Report", sp.get("postIncidentReport"))):
+    print(
+        f"Incident {incident['metadata']['namespace']}/{incident['metadata']['name']} ({sp.get('type', 'incident')})"
+    )
+    for label, value in (
+        ("Title", sp.get("title")),
+        ("Phase", st.get("phase")),
+        ("Status", sp.get("status")),
+        ("Impact", st.get("impact")),
+        ("Affects", _products(incident)),
+        ("Cause", st.get("cause")),
+        ("Started", st.get("startedAt")),
+        ("Recovered", st.get("recoveredAt")),
+        ("Resolved", st.get("resolvedAt")),
+        ("Resolved by", st.get("resolvedBy")),
+        ("Resolution", st.get("resolution")),
+        ("Report", sp.get("postIncidentReport")),
+    ):
         if value:
             print(f"{label + ':':<12} {value}")
     print("\nUpdates:" if sp.get("updates") else "\nNo updates yet.")
@@ -128,8 +155,10 @@ def _show(args: argparse.Namespace) -> int:
         print("\nNotices:")
         for notice in st["notices"]:
             failed = f", failed: {', '.join(notice['failed'])}" if notice.get("failed") else ""
-            print(f"  {notice.get('at', '?')}  {notice.get('event')}: {notice.get('state')} to "
-                  f"{len(notice.get('recipients') or [])} recipients{failed}")
+            print(
+                f"  {notice.get('at', '?')}  {notice.get('event')}: {notice.get('state')} to "
+                f"{len(notice.get('recipients') or [])} recipients{failed}"
+            )
     return 0
 
 
@@ -150,13 +179,17 @@ def _post(args: argparse.Namespace, *, status: str | None, message: str | None) 
     async def run() -> dict | None:
         from .errors import Conflict
         from .kube import Kube
+
         async with Kube.from_env(args.kubeconfig) as kube:
             for _ in range(5):
                 incident = await kube.get("Incident", namespace, args.name)
                 if incident is None:
                     return None
                 sp = incident.get("spec") or {}
-                patch: dict = {"metadata": {"resourceVersion": incident["metadata"]["resourceVersion"]}, "spec": {}}
+                patch: dict = {
+                    "metadata": {"resourceVersion": incident["metadata"]["resourceVersion"]},
+                    "spec": {},
+                }
                 if message:
                     update = {"message": message, "author": who, "at": _now()}
                     if status:
@@ -168,12 +201,18 @@ def _post(args: argparse.Namespace, *, status: str | None, message: str | None) 
                     patch["spec"]["postIncidentReport"] = args.report
                 try:
                     return await kube.request(
-                        "PATCH", kube._path("Incident", namespace, args.name), params={"fieldManager": FIELD_MANAGER},
-                        body=patch, content_type="application/merge-patch+json")
+                        "PATCH",
+                        kube._path("Incident", namespace, args.name),
+                        params={"fieldManager": FIELD_MANAGER},
+                        body=patch,
+                        content_type="application/merge-patch+json",
+                    )
                 except Conflict:
                     continue
             raise SystemExit(f"Incident {args.name} kept changing; try again")
+
     from .errors import KubeError
+
     try:
         result = asyncio.run(run())
     except KubeError as exc:
@@ -220,8 +259,11 @@ def register(sub) -> None:
     update = verbs.add_parser("update", help="post an update consumers read; optionally set the status")
     update.add_argument("name")
     update.add_argument("-m", "--message", help="what consumers read")
-    update.add_argument("--status", choices=[p for p in PROGRESS if p != "resolved"],
-                        help="investigating, identified or monitoring (use `resolve` to resolve)")
+    update.add_argument(
+        "--status",
+        choices=[p for p in PROGRESS if p != "resolved"],
+        help="investigating, identified or monitoring (use `resolve` to resolve)",
+    )
     update.add_argument("--report", help="link to the post-incident report")
     update.add_argument("--author", help="who writes (default: the kubeconfig user)")
     common(update)
@@ -229,7 +271,9 @@ def register(sub) -> None:
 
     resolve = verbs.add_parser("resolve", help="resolve the incident now (consumers are told)")
     resolve.add_argument("name")
-    resolve.add_argument("-m", "--message", help="the closing words (default: This incident has been resolved.)")
+    resolve.add_argument(
+        "-m", "--message", help="the closing words (default: This incident has been resolved.)"
+    )
     resolve.add_argument("--report", help="link to the post-incident report")
     resolve.add_argument("--author", help="who writes (default: the kubeconfig user)")
     common(resolve)

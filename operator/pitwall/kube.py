@@ -45,28 +45,36 @@ class Kind:
         return f"{prefix}/{self.plural}"
 
 
-KINDS: dict[str, Kind] = {k.kind: k for k in [
-    Kind("ApiProduct", API_VERSION, "apiproducts"),
-    Kind("Probe", API_VERSION, "probes"),
-    Kind("Backend", API_VERSION, "backends"),
-    Kind("AlertRule", API_VERSION, "alertrules"),
-    Kind("MaintenanceWindow", API_VERSION, "maintenancewindows"),
-    Kind("Incident", API_VERSION, "incidents"),
-    Kind("Deployment", "apps/v1", "deployments"),
-    Kind("ReplicaSet", "apps/v1", "replicasets"),
-    Kind("Service", "v1", "services"),
-    Kind("Pod", "v1", "pods"),
-    Kind("Secret", "v1", "secrets"),
-    Kind("ConfigMap", "v1", "configmaps"),
-    Kind("Event", "v1", "events"),
-    Kind("Namespace", "v1", "namespaces", namespaced=False),
-    Kind("Node", "v1", "nodes", namespaced=False),
-    Kind("ServiceAccount", "v1", "serviceaccounts"),
-    Kind("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
-    Kind("Lease", "coordination.k8s.io/v1", "leases"),
-    Kind("CustomResourceDefinition", "apiextensions.k8s.io/v1", "customresourcedefinitions",
-         namespaced=False),
-]}
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in [
+        Kind("ApiProduct", API_VERSION, "apiproducts"),
+        Kind("Probe", API_VERSION, "probes"),
+        Kind("Backend", API_VERSION, "backends"),
+        Kind("AlertRule", API_VERSION, "alertrules"),
+        Kind("MaintenanceWindow", API_VERSION, "maintenancewindows"),
+        Kind("Incident", API_VERSION, "incidents"),
+        Kind("Deployment", "apps/v1", "deployments"),
+        Kind("ReplicaSet", "apps/v1", "replicasets"),
+        Kind("Service", "v1", "services"),
+        Kind("Pod", "v1", "pods"),
+        Kind("Secret", "v1", "secrets"),
+        Kind("ConfigMap", "v1", "configmaps"),
+        Kind("Event", "v1", "events"),
+        Kind("Namespace", "v1", "namespaces", namespaced=False),
+        Kind("Node", "v1", "nodes", namespaced=False),
+        Kind("ServiceAccount", "v1", "serviceaccounts"),
+        Kind("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
+        Kind("Lease", "coordination.k8s.io/v1", "leases"),
+        Kind(
+            "CustomResourceDefinition",
+            "apiextensions.k8s.io/v1",
+            "customresourcedefinitions",
+            namespaced=False,
+        ),
+    ]
+}
+
 
 def kind_of(name: str) -> Kind:
     try:
@@ -124,8 +132,11 @@ def _error(response: httpx.Response) -> KubeError:
 
 # Every request the operator sends, retries included (what the API server sees), like
 # client-go's rest_client_requests_total. ``resource`` is e.g. ``probes/status``: bounded.
-REQUESTS = Counter("pitwall_kube_requests_total", "Requests to the Kubernetes API by method, resource and code",
-                   ["method", "resource", "code"])
+REQUESTS = Counter(
+    "pitwall_kube_requests_total",
+    "Requests to the Kubernetes API by method, resource and code",
+    ["method", "resource", "code"],
+)
 
 
 def resource_of(path: str) -> str:
@@ -142,8 +153,14 @@ def resource_of(path: str) -> str:
 class Kube:
     """Async Kubernetes client. One instance per process; share it."""
 
-    def __init__(self, credentials: Credentials, *, timeout: float = 30.0, max_connections: int = 50,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 50,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         """``transport`` replaces the network, as in httpx's own tests: unit tests pass an
         ``httpx.MockTransport`` serving an in-memory API (tests/unit/kubeapi.py)."""
         self.credentials = credentials
@@ -170,9 +187,16 @@ class Kube:
         await self.close()
 
     # -- raw ---------------------------------------------------------------------------------
-    async def request(self, method: str, path: str, *, params: dict | None = None,
-                      body: Any = None, content_type: str = "application/json",
-                      ok_missing: bool = False) -> dict | None:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        ok_missing: bool = False,
+    ) -> dict | None:
         headers = {"Accept": "application/json"}
         token = self.credentials.token()
         if token:
@@ -183,18 +207,19 @@ class Kube:
             content = json.dumps(body)
         for attempt in range(4):
             try:
-                response = await self._client.request(method, path, params=params, content=content,
-                                                      headers=headers)
+                response = await self._client.request(
+                    method, path, params=params, content=content, headers=headers
+                )
                 REQUESTS.labels(method, resource_of(path), str(response.status_code)).inc()
             except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
                 REQUESTS.labels(method, resource_of(path), "error").inc()
                 if attempt == 3:
                     raise
-                await asyncio.sleep(0.2 * 2 ** attempt)
+                await asyncio.sleep(0.2 * 2**attempt)
                 continue
             if response.status_code == 429 or (response.status_code >= 500 and method == "GET"):
                 if attempt < 3:
-                    await asyncio.sleep(float(response.headers.get("Retry-After", 0.2 * 2 ** attempt)))
+                    await asyncio.sleep(float(response.headers.get("Retry-After", 0.2 * 2**attempt)))
                     continue
             break
         if response.status_code == 404 and ok_missing:
@@ -206,8 +231,9 @@ class Kube:
         return response.json()
 
     # -- typed helpers -----------------------------------------------------------------------
-    def _path(self, kind: str, namespace: str | None, name: str | None = None,
-              subresource: str | None = None) -> str:
+    def _path(
+        self, kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None
+    ) -> str:
         path = kind_of(kind).base(namespace)
         if name:
             path += "/" + name
@@ -219,14 +245,31 @@ class Kube:
         """The object, or None when it does not exist."""
         return await self.request("GET", self._path(kind, namespace, name), ok_missing=True)
 
-    async def list(self, kind: str, namespace: str | None = None, *,
-                   label_selector: str | None = None, field_selector: str | None = None) -> builtins.list[dict]:
-        return [item async for page in self.pages(kind, namespace, label_selector=label_selector,
-                                                  field_selector=field_selector)
-                for item in page]
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[dict]:
+        return [
+            item
+            async for page in self.pages(
+                kind, namespace, label_selector=label_selector, field_selector=field_selector
+            )
+            for item in page
+        ]
 
-    async def pages(self, kind: str, namespace: str | None = None, *, label_selector: str | None = None,
-                    field_selector: str | None = None, limit: int | None = None) -> AsyncIterator[builtins.list[dict]]:
+    async def pages(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[builtins.list[dict]]:
         """The listing a page at a time (``limit`` objects each), so a caller that keeps a slim
         copy of each object never holds thousands of full ones at once."""
         params = {}
@@ -248,25 +291,50 @@ class Kube:
                 return
             params["continue"] = cont
 
-    async def apply(self, obj: dict, *, force: bool = True, subresource: str | None = None,
-                    field_manager: str = FIELD_MANAGER) -> dict:
+    async def apply(
+        self,
+        obj: dict,
+        *,
+        force: bool = True,
+        subresource: str | None = None,
+        field_manager: str = FIELD_MANAGER,
+    ) -> dict:
         """Server-side apply under Pitwall's field manager."""
         meta = obj["metadata"]
         path = self._path(obj["kind"], meta.get("namespace"), meta["name"], subresource)
         params = {"fieldManager": field_manager, "force": "true" if force else "false"}
-        return await self.request("PATCH", path, params=params, body=obj,
-                                  content_type="application/apply-patch+yaml") or {}
+        return (
+            await self.request(
+                "PATCH", path, params=params, body=obj, content_type="application/apply-patch+yaml"
+            )
+            or {}
+        )
 
-    async def patch(self, kind: str, namespace: str | None, name: str, patch: dict | builtins.list, *,
-                    subresource: str | None = None, patch_type: str = "merge") -> dict:
+    async def patch(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: dict | builtins.list,
+        *,
+        subresource: str | None = None,
+        patch_type: str = "merge",
+    ) -> dict:
         content_type = {
             "merge": "application/merge-patch+json",
             "json": "application/json-patch+json",
             "strategic": "application/strategic-merge-patch+json",
         }[patch_type]
-        return await self.request("PATCH", self._path(kind, namespace, name, subresource),
-                                  params={"fieldManager": FIELD_MANAGER}, body=patch,
-                                  content_type=content_type) or {}
+        return (
+            await self.request(
+                "PATCH",
+                self._path(kind, namespace, name, subresource),
+                params={"fieldManager": FIELD_MANAGER},
+                body=patch,
+                content_type=content_type,
+            )
+            or {}
+        )
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict | None:
         """Merge-patch ``/status``; None when the object is gone."""
@@ -279,11 +347,16 @@ class Kube:
         meta = obj["metadata"]
         return await self.request("POST", self._path(obj["kind"], meta.get("namespace")), body=obj) or {}
 
-    async def delete(self, kind: str, namespace: str | None, name: str, *,
-                     propagation: str = "Background") -> bool:
+    async def delete(
+        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+    ) -> bool:
         """True when something was deleted, False when it was already gone."""
-        result = await self.request("DELETE", self._path(kind, namespace, name),
-                                    body={"propagationPolicy": propagation}, ok_missing=True)
+        result = await self.request(
+            "DELETE",
+            self._path(kind, namespace, name),
+            body={"propagationPolicy": propagation},
+            ok_missing=True,
+        )
         return result is not None
 
     async def read_secret(self, namespace: str, name: str, key: str, *, use: str) -> str | None:
@@ -312,11 +385,16 @@ class Kube:
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{meta.get('name', 'pitwall')}.{_secrets.token_hex(8)}",
-                         "namespace": namespace},
+            "metadata": {
+                "name": f"{meta.get('name', 'pitwall')}.{_secrets.token_hex(8)}",
+                "namespace": namespace,
+            },
             "involvedObject": {
-                "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-                "name": meta.get("name"), "namespace": namespace, "uid": meta.get("uid"),
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },
             "reason": reason,

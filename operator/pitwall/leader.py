@@ -51,8 +51,12 @@ class LeaseView:
 
 def view(lease: dict) -> LeaseView:
     spec = lease.get("spec") or {}
-    return LeaseView(spec.get("holderIdentity"), _parse(spec.get("renewTime")),
-                     float(spec.get("leaseDurationSeconds") or 15), int(spec.get("leaseTransitions") or 0))
+    return LeaseView(
+        spec.get("holderIdentity"),
+        _parse(spec.get("renewTime")),
+        float(spec.get("leaseDurationSeconds") or 15),
+        int(spec.get("leaseTransitions") or 0),
+    )
 
 
 def can_take(lease: LeaseView, me: str, now: datetime) -> bool:
@@ -63,8 +67,16 @@ def can_take(lease: LeaseView, me: str, now: datetime) -> bool:
 
 
 class Elector:
-    def __init__(self, kube: Kube, namespace: str, *, identity: str | None = None, duration: float = 15.0,
-                 renew: float = 5.0, retry: float = 2.0):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        *,
+        identity: str | None = None,
+        duration: float = 15.0,
+        renew: float = 5.0,
+        retry: float = 2.0,
+    ):
         self.kube = kube
         self.namespace = namespace
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -73,13 +85,20 @@ class Elector:
 
     def _body(self, now: datetime, lease: LeaseView | None, resource_version: str | None) -> dict:
         taking = lease is None or lease.holder != self.identity
-        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration),
-                "renewTime": _micro(now)}
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.duration),
+            "renewTime": _micro(now),
+        }
         if taking:
             spec["acquireTime"] = _micro(now)
             spec["leaseTransitions"] = (lease.transitions + 1) if lease and lease.holder else 0
-        body: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": LEASE_NAME, "namespace": self.namespace}, "spec": spec}
+        body: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": self.namespace},
+            "spec": spec,
+        }
         if resource_version:
             body["metadata"]["resourceVersion"] = resource_version
         return body
@@ -101,14 +120,14 @@ class Elector:
             await self.kube.request("PUT", f"{path}/{LEASE_NAME}", body=merged)
             return True
         except (Conflict, NotFound):
-            return False   # somebody else moved first: look again next round
+            return False  # somebody else moved first: look again next round
 
     async def run(self, on_elected: Callable[[], Awaitable[None]]) -> None:
         """Wait to lead, call ``on_elected`` once, then keep renewing; exit if we lose the Lease."""
         while not self.leading:
             try:
                 self.leading = await self.try_acquire()
-            except Exception as exc:   # the API server may be briefly away
+            except Exception as exc:  # the API server may be briefly away
                 log.warning("leader election attempt failed: %s", exc)
             if not self.leading:
                 await asyncio.sleep(self.retry)

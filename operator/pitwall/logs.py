@@ -66,10 +66,10 @@ def with_object(message: str, kind: str | None, obj: str | None) -> str:
     if not obj or obj in message:
         return message
     if kind:
-        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", kind).lower()     # MaintenanceWindow -> maintenance window
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", kind).lower()  # MaintenanceWindow -> maintenance window
         for prefix in (words + " ", words.replace(" ", "") + " "):
             if message.lower().startswith(prefix):
-                return f"{message[:len(prefix)]}{obj} {message[len(prefix):]}"
+                return f"{message[: len(prefix)]}{obj} {message[len(prefix) :]}"
     return f"{message} [{kind + ' ' if kind else ''}{obj}]"
 
 

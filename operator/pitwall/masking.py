@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 MASK = "****"
-_SAFE_SETS = ("", "/", "-._~", "/:@!$&'()*+,;=", "/:@!$'()*+,;=?")   # quote()s that httpx/urllib apply
+_SAFE_SETS = ("", "/", "-._~", "/:@!$&'()*+,;=", "/:@!$'()*+,;=?")  # quote()s that httpx/urllib apply
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _URLSAFE = str.maketrans("+/", "-_")
 
@@ -36,9 +36,16 @@ def forms(secret: str) -> set[str]:
     for value in {secret, secret.strip()}:
         if not value:
             continue
-        out |= {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-                repr(value)[1:-1], repr(value.encode())[2:-1], html.escape(value),
-                value.replace("/", "\\/"), quote_plus(value)}
+        out |= {
+            value,
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            repr(value)[1:-1],
+            repr(value.encode())[2:-1],
+            html.escape(value),
+            value.replace("/", "\\/"),
+            quote_plus(value),
+        }
         for safe in _SAFE_SETS:
             encoded = quote(value, safe=safe)
             out |= {encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)}
@@ -75,7 +82,7 @@ class Masker:
     def add(self, secret: str | None) -> None:
         if secret and secret.strip() and secret not in self._secrets:
             self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)   # a secret inside a longer one goes last
+            self._secrets.sort(key=len, reverse=True)  # a secret inside a longer one goes last
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -96,8 +103,10 @@ class Masker:
 def _needles(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(literal forms, base64 cores) of ``secret``, longest first. Plain string searches, not a
     regex: compiling one per secret cost ~0.5 ms, and captured tokens are new on every run."""
-    return (tuple(sorted(forms(secret), key=len, reverse=True)),
-            tuple(sorted(base64_cores(secret), key=len, reverse=True)))
+    return (
+        tuple(sorted(forms(secret), key=len, reverse=True)),
+        tuple(sorted(base64_cores(secret), key=len, reverse=True)),
+    )
 
 
 def _mask_base64(text: str, core: str) -> str:

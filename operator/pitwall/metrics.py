@@ -26,21 +26,32 @@ from prometheus_client import (
 disable_created_metrics()
 
 RECONCILES = Counter("pitwall_reconcile_total", "Reconciles by kind and result", ["kind", "result"])
-RECONCILE_SECONDS = Histogram("pitwall_reconcile_duration_seconds", "Reconcile duration", ["kind"],
-                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-RECONCILE_ERRORS = Counter("pitwall_reconcile_errors_total", "Reconcile errors by kind and reason",
-                           ["kind", "reason"])
+RECONCILE_SECONDS = Histogram(
+    "pitwall_reconcile_duration_seconds",
+    "Reconcile duration",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RECONCILE_ERRORS = Counter(
+    "pitwall_reconcile_errors_total", "Reconcile errors by kind and reason", ["kind", "reason"]
+)
 QUEUE_DEPTH = Gauge("pitwall_workqueue_depth", "Keys waiting to be reconciled", ["kind"])
 OBJECTS = Gauge("pitwall_objects", "Objects watched by kind", ["kind"])
-READY = Gauge("pitwall_object_ready", "1 when the object's Ready condition is True",
-              ["kind", "namespace", "name"])
-DRIFT_REVERTED = Counter("pitwall_drift_reverted_total", "Hand edits to owned fields reverted",
-                         ["namespace", "product"])
+READY = Gauge(
+    "pitwall_object_ready", "1 when the object's Ready condition is True", ["kind", "namespace", "name"]
+)
+DRIFT_REVERTED = Counter(
+    "pitwall_drift_reverted_total", "Hand edits to owned fields reverted", ["namespace", "product"]
+)
 ROLLBACKS = Counter("pitwall_rollbacks_total", "Automatic rollbacks", ["namespace", "product", "version"])
 LEADER = Gauge("pitwall_leader", "1 when this replica is the active one")
-GC_PAUSE = Histogram("pitwall_gc_pause_seconds", "Pauses of Python's cyclic garbage collector by generation "
-                     "(they stop the event loop, and every probe due meanwhile)", ["generation"],
-                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+GC_PAUSE = Histogram(
+    "pitwall_gc_pause_seconds",
+    "Pauses of Python's cyclic garbage collector by generation "
+    "(they stop the event loop, and every probe due meanwhile)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 
 _gc_started = [0.0]
@@ -70,8 +81,12 @@ def exposition() -> bytes:
     return b"".join([generate_latest(), *(render() for render in list(EXPOSITIONS))])
 
 
-TASK_CRASHES = Counter("pitwall_task_crashes_total", "Supervised tasks that ended with an exception (or, for "
-                       "long-lived loops, at all); a long-lived one also fails /healthz", ["task"])
+TASK_CRASHES = Counter(
+    "pitwall_task_crashes_total",
+    "Supervised tasks that ended with an exception (or, for "
+    "long-lived loops, at all); a long-lived one also fails /healthz",
+    ["task"],
+)
 
 
 class HealthState:
@@ -82,7 +97,7 @@ class HealthState:
         self.ready = False
         self.heartbeat = time.monotonic()
         self.max_silence = 120.0
-        self.failed: dict[str, str] = {}      # long-lived task -> how it ended (supervise.py)
+        self.failed: dict[str, str] = {}  # long-lived task -> how it ended (supervise.py)
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -129,15 +144,20 @@ async def serve(host: str, port: int) -> web.AppRunner:
     return runner
 
 
-LOOP_LAG = Histogram("pitwall_event_loop_lag_seconds", "How late a 100 ms timer fires on the event loop "
-                     "(time when nothing else could run)",
-                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+LOOP_LAG = Histogram(
+    "pitwall_event_loop_lag_seconds",
+    "How late a 100 ms timer fires on the event loop (time when nothing else could run)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 
-LOOP_BUSY_LAG = Histogram("pitwall_event_loop_busy_lag_seconds", "The part of the event loop's lag spent running "
-                          "code on the loop's own thread (a long callback, a garbage collection); not the time the "
-                          "machine gave the process no CPU",
-                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+LOOP_BUSY_LAG = Histogram(
+    "pitwall_event_loop_busy_lag_seconds",
+    "The part of the event loop's lag spent running "
+    "code on the loop's own thread (a long callback, a garbage collection); not the time the "
+    "machine gave the process no CPU",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 
 async def loop_lag(interval: float = 0.1) -> None:

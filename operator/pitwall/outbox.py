@@ -39,8 +39,8 @@ class Batch:
     """What one send round delivered: results for the reconcile, and when to look again."""
 
     results: list = field(default_factory=list)
-    ids: set = field(default_factory=set)      # what these results are about (excluded meanwhile)
-    wake: float | None = None                   # seconds until the next entry is due
+    ids: set = field(default_factory=set)  # what these results are about (excluded meanwhile)
+    wake: float | None = None  # seconds until the next entry is due
 
 
 SendFn = Callable[[str, str, frozenset], Awaitable[Batch]]

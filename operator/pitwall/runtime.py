@@ -21,7 +21,7 @@ from .kube import Kube
 from .supervise import spawn
 from .vocabulary import LABEL_MANAGED_BY, LABEL_PRODUCT, PITWALL_KINDS
 
-if TYPE_CHECKING:   # the services' types; the services themselves are created by ``wiring``
+if TYPE_CHECKING:  # the services' types; the services themselves are created by ``wiring``
     from .alerts.reconcile import AlertService
     from .incidents.reconcile import IncidentService
     from .maintenance.reconcile import MaintenanceService
@@ -34,11 +34,14 @@ if TYPE_CHECKING:   # the services' types; the services themselves are created b
 log = logging.getLogger("pitwall.runtime")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-LIST_PAGE = 500      # objects per page of the start-up listing
+LIST_PAGE = 500  # objects per page of the start-up listing
 WATCHED_KINDS = (*PITWALL_KINDS, "Deployment", "Service", "EndpointSlice")
 # What the watches select (kopf's handlers use the same selectors, see handlers.py).
-WATCH_SELECTORS = {"Deployment": f"{LABEL_MANAGED_BY}=pitwall", "Service": LABEL_PRODUCT,
-                   "EndpointSlice": LABEL_PRODUCT}
+WATCH_SELECTORS = {
+    "Deployment": f"{LABEL_MANAGED_BY}=pitwall",
+    "Service": LABEL_PRODUCT,
+    "EndpointSlice": LABEL_PRODUCT,
+}
 
 
 def parse_rewrite(text: str | None) -> list[tuple[IPNetwork, IPNetwork]]:
@@ -66,38 +69,38 @@ def rewrite_address(address: str, rules) -> str:
 
 @dataclass
 class Settings:
-    namespaces: list[str] | None = None            # None: every namespace
-    target_mode: str = "auto"                       # auto | service | endpoints
-    endpoint_rewrite: str | None = None             # e.g. 10.244.0.0/16=127.244.0.0/16
+    namespaces: list[str] | None = None  # None: every namespace
+    target_mode: str = "auto"  # auto | service | endpoints
+    endpoint_rewrite: str | None = None  # e.g. 10.244.0.0/16=127.244.0.0/16
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080
     statuspage_host: str = "0.0.0.0"
-    statuspage_port: int = 8081                     # 0 disables
-    internal_port: int = 8082                       # internal view; 0 disables
+    statuspage_port: int = 8081  # 0 disables
+    internal_port: int = 8082  # internal view; 0 disables
     internal_token: str | None = None
     resync_seconds: float = 300.0
     image: str = "ghcr.io/pitwall-dev/pitwall:0.1.0"
-    allow_networks: str | None = None               # probe address policy allowlist
+    allow_networks: str | None = None  # probe address policy allowlist
     deny_networks: str | None = None
-    webhook_port: int = 0                           # admission webhook (0 disables)
+    webhook_port: int = 0  # admission webhook (0 disables)
     webhook_cert: str | None = None
     webhook_key: str | None = None
     leader_election: bool = False
     lease_namespace: str = "default"
     lease_duration: float = 15.0
-    probe_shards: int = 0                           # shards.py: probes split over replicas (0: off)
-    gc_freeze_seconds: float = 10.0                 # heap.py: collect + freeze this often; 0 disables
+    probe_shards: int = 0  # shards.py: probes split over replicas (0: off)
+    gc_freeze_seconds: float = 10.0  # heap.py: collect + freeze this often; 0 disables
     floors: Floors = field(default_factory=Floors)  # floors.py: operator-wide minimum durations
     # traffic/: the one Prometheus data source (read-only; None: no traffic figures)
     prometheus_url: str | None = None
-    prometheus_secret: str | None = None            # namespace/name: keys token, or username + password
+    prometheus_secret: str | None = None  # namespace/name: keys token, or username + password
     prometheus_ca_file: str | None = None
     prometheus_insecure: bool = False
     prometheus_timeout: float = 10.0
-    prometheus_qps: float = 5.0                     # bounded query rate (queries per second)
-    traffic_interval: float = 30.0                  # seconds between traffic cycles
-    traffic_write_every: float = 60.0               # status.traffic at most this often (unless its state changes)
-    log_search_url: str | None = None               # e.g. https://kibana/...?q={correlationId}
+    prometheus_qps: float = 5.0  # bounded query rate (queries per second)
+    traffic_interval: float = 30.0  # seconds between traffic cycles
+    traffic_write_every: float = 60.0  # status.traffic at most this often (unless its state changes)
+    log_search_url: str | None = None  # e.g. https://kibana/...?q={correlationId}
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -130,7 +133,7 @@ class Settings:
         for key, value in overrides.items():
             if value is not None:
                 setattr(settings, key, value)
-        logsearch.check(settings.log_search_url)      # ValueError: pitwall run refuses to start
+        logsearch.check(settings.log_search_url)  # ValueError: pitwall run refuses to start
         return settings
 
     @property
@@ -166,13 +169,13 @@ class Runtime:
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     # The long-lived services, set by ``wiring.register``.
     products: ProductHooks = field(init=False)
-    monitor: Monitor = field(init=False)            # the probe engine, for Probes and Backends
+    monitor: Monitor = field(init=False)  # the probe engine, for Probes and Backends
     alerts: AlertService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
-    incidents: IncidentService | None = None        # opens/resolves Incidents, sends their notices
-    statuspage: StatusPage | None = None            # None when both its ports are 0
-    traffic: TrafficService | None = None           # traffic/: None without --prometheus-url
-    shards: Shards | None = None                    # this replica's probe shards (--probe-shards)
+    incidents: IncidentService | None = None  # opens/resolves Incidents, sends their notices
+    statuspage: StatusPage | None = None  # None when both its ports are 0
+    traffic: TrafficService | None = None  # traffic/: None without --prometheus-url
+    shards: Shards | None = None  # this replica's probe shards (--probe-shards)
     _written: dict = field(default_factory=dict)
     _tasks: list = field(default_factory=list)
     _started: set = field(default_factory=set)
@@ -196,8 +199,9 @@ class Runtime:
         names = ("monitor", "alerts", "maintenance", "traffic", "incidents")
         return [s for s in (getattr(self, name, None) for name in names) if s is not None]
 
-    def register(self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]],
-                 workers: int = 4) -> None:
+    def register(
+        self, kind: str, reconcile: Callable[[str, str], Awaitable[float | None]], workers: int = 4
+    ) -> None:
         self.queues[kind] = WorkQueue(kind, reconcile, workers=workers)
 
     def enqueue(self, kind: str, namespace: str, name: str, after: float = 0.0) -> None:
@@ -219,7 +223,7 @@ class Runtime:
         Deciding from half-filled caches does damage: an AlertRule that sees none of its
         Probes resolves their alerts, a window that sees no products takes its page down.
         """
-        if self._synced:    # once per process: the watches keep the caches current afterwards
+        if self._synced:  # once per process: the watches keep the caches current afterwards
             return
         self._synced = True
         namespaces: list[str | None] = [*self.settings.namespaces] if self.settings.namespaces else [None]
@@ -227,8 +231,9 @@ class Runtime:
             for namespace in namespaces:
                 # A page at a time: 5,000 full Probes at once would be a peak of memory the
                 # process keeps (the allocator rarely gives it back), for a cache of slim copies.
-                async for page in self.kube.pages(kind, namespace, label_selector=WATCH_SELECTORS.get(kind),
-                                                  limit=LIST_PAGE):
+                async for page in self.kube.pages(
+                    kind, namespace, label_selector=WATCH_SELECTORS.get(kind), limit=LIST_PAGE
+                ):
                     for obj in page:
                         self.stores[kind].prime(obj)
 
@@ -272,8 +277,11 @@ class Runtime:
         last = self._written.get(key)
         base = last[1] if last and last[0] == meta.get("uid") else (obj.get("status") or {})
         generation = meta.get("generation")
-        status = {**status, "observedGeneration": generation,
-                  "conditions": cond.merge(base.get("conditions"), wanted, generation)}
+        status = {
+            **status,
+            "observedGeneration": generation,
+            "conditions": cond.merge(base.get("conditions"), wanted, generation),
+        }
         if _subset_equal(status, base):
             return False
         result = await self.kube.patch_status(obj["kind"], meta.get("namespace"), meta["name"], status)
@@ -283,7 +291,7 @@ class Runtime:
         store = self.stores.get(obj["kind"])
         cached = store.get(meta.get("namespace"), meta["name"]) if store is not None else None
         if cached is not None and version and cached["metadata"].get("resourceVersion") == version:
-            self._written.pop(key, None)      # the watch was quicker than this answer
+            self._written.pop(key, None)  # the watch was quicker than this answer
         else:
             self._written[key] = (meta.get("uid"), status, version)
         return True
@@ -294,7 +302,9 @@ class Runtime:
         meta = obj.get("metadata") or {}
         key = (kind, meta.get("namespace"), meta.get("name"))
         last = self._written.get(key)
-        if last is not None and (event_type == "DELETED" or (last[2] and last[2] == meta.get("resourceVersion"))):
+        if last is not None and (
+            event_type == "DELETED" or (last[2] and last[2] == meta.get("resourceVersion"))
+        ):
             del self._written[key]
 
     def status_of(self, obj: dict) -> dict:

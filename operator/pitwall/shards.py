@@ -74,13 +74,18 @@ def members_of(lease: dict | None) -> dict[str, datetime]:
     raw = (((lease or {}).get("metadata") or {}).get("annotations") or {}).get(MEMBERS_ANNOTATION) or "{}"
     try:
         found = json.loads(raw)
-        return {str(k): datetime.fromisoformat(str(v)) for k, v in found.items()} if isinstance(found, dict) else {}
+        return (
+            {str(k): datetime.fromisoformat(str(v)) for k, v in found.items()}
+            if isinstance(found, dict)
+            else {}
+        )
     except ValueError:
         return {}
 
 
-def renewed_members(members: dict[str, datetime], me: str | None, now: datetime,
-                    duration: float) -> dict[str, datetime]:
+def renewed_members(
+    members: dict[str, datetime], me: str | None, now: datetime, duration: float
+) -> dict[str, datetime]:
     """``members`` with ``me`` renewed now (``me=None``: nobody renewed) and entries older than
     three lease durations dropped (replicas that died)."""
     kept = {k: v for k, v in members.items() if now - v <= timedelta(seconds=3 * duration)}
@@ -91,9 +96,9 @@ def renewed_members(members: dict[str, datetime], me: str | None, now: datetime,
 
 @dataclass(frozen=True)
 class Plan:
-    renew: tuple[int, ...]      # held, keep
-    release: tuple[int, ...]    # held beyond the fair share: hand over
-    take: tuple[int, ...]       # free or expired, within the fair share
+    renew: tuple[int, ...]  # held, keep
+    release: tuple[int, ...]  # held beyond the fair share: hand over
+    take: tuple[int, ...]  # free or expired, within the fair share
 
 
 def plan(shards: list[LeaseView | None], members: int, me: str, now: datetime) -> Plan:
@@ -120,14 +125,24 @@ class Shards:
     ``on_gain`` is awaited after shards were taken (schedule their probes), ``on_loss`` before a
     shard is released and when one was lost (stop their probes)."""
 
-    def __init__(self, kube: Kube, namespace: str, count: int, identity: str, *, on_gain: Callback,
-                 on_loss: Callback, duration: float = 15.0, renew: float = 5.0):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        count: int,
+        identity: str,
+        *,
+        on_gain: Callback,
+        on_loss: Callback,
+        duration: float = 15.0,
+        renew: float = 5.0,
+    ):
         if not 1 <= count <= MAX_SHARDS:
             raise ValueError(f"--probe-shards must be between 1 and {MAX_SHARDS}, got {count}")
         self.kube, self.namespace, self.count, self.identity = kube, namespace, count, identity
         self.on_gain, self.on_loss = on_gain, on_loss
         self.duration, self.renew = duration, renew
-        self.owned: dict[int, float] = {}      # shard -> loop time by which it must be dropped
+        self.owned: dict[int, float] = {}  # shard -> loop time by which it must be dropped
         SHARDS_TOTAL.set(count)
 
     def owns(self, uid: str | None) -> bool:
@@ -141,15 +156,21 @@ class Shards:
     def _path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
 
-    def _body(self, name: str, now: datetime, holder: str, current: dict | None,
-              annotations: dict | None = None) -> dict:
+    def _body(
+        self, name: str, now: datetime, holder: str, current: dict | None, annotations: dict | None = None
+    ) -> dict:
         spec: dict[str, Any] = dict((current or {}).get("spec") or {})
         previous = view(current) if current else None
         if holder and (previous is None or previous.holder != holder):
             spec["acquireTime"] = _micro(now)
             spec["leaseTransitions"] = (previous.transitions + 1) if previous and previous.holder else 0
-        spec.update({"holderIdentity": holder, "leaseDurationSeconds": max(1, int(self.duration)),
-                     "renewTime": _micro(now)})
+        spec.update(
+            {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": max(1, int(self.duration)),
+                "renewTime": _micro(now),
+            }
+        )
         metadata: dict[str, Any] = {"name": name, "namespace": self.namespace}
         if annotations is not None:
             metadata["annotations"] = annotations
@@ -157,7 +178,9 @@ class Shards:
             metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
-    async def _write(self, name: str, holder: str, current: dict | None, annotations: dict | None = None) -> bool:
+    async def _write(
+        self, name: str, holder: str, current: dict | None, annotations: dict | None = None
+    ) -> bool:
         """Create or update (optimistically, on the version read) one Lease; False if someone
         else moved first."""
         body = self._body(name, datetime.now(UTC), holder, current, annotations)
@@ -176,8 +199,11 @@ class Shards:
         loop = asyncio.get_running_loop()
         known = await self._renew_membership(self.identity)
         now = datetime.now(UTC)
-        members = {name for name, at in known.items()
-                   if name == self.identity or now - at <= timedelta(seconds=self.duration)}
+        members = {
+            name
+            for name, at in known.items()
+            if name == self.identity or now - at <= timedelta(seconds=self.duration)
+        }
         current = [await self.kube.get("Lease", self.namespace, shard_name(i)) for i in range(self.count)]
         views = [view(item) if item else None for item in current]
         # A shard we believe ours but whose Lease names someone else (or is gone) is lost.
@@ -204,8 +230,13 @@ class Shards:
                 gained.add(index)
         SHARDS_HELD.set(len(self.owned))
         if gained:
-            log.info("took probe shards %s (%d of %d held, %d replicas)", sorted(gained), len(self.owned),
-                     self.count, len(members))
+            log.info(
+                "took probe shards %s (%d of %d held, %d replicas)",
+                sorted(gained),
+                len(self.owned),
+                self.count,
+                len(members),
+            )
             await self.on_gain(frozenset(gained))
         # Wake exactly when another replica's shard Lease expires, so a dead replica's probes
         # move after the lease duration, not up to a renew period later.
@@ -228,15 +259,17 @@ class Shards:
 
     async def _renew_membership(self, me: str | None) -> dict[str, datetime]:
         """Renew (or with ``me=None``, remove) this replica's entry; the members as written."""
-        for _ in range(3):   # another replica may write between our read and our write
+        for _ in range(3):  # another replica may write between our read and our write
             current = await self.kube.get("Lease", self.namespace, MEMBERS)
             now = datetime.now(UTC)
             known = members_of(current)
             if me is None:
                 known.pop(self.identity, None)
             members = renewed_members(known, me, now, self.duration)
-            annotations = {**((current or {}).get("metadata", {}).get("annotations") or {}),
-                           MEMBERS_ANNOTATION: json.dumps({k: v.isoformat() for k, v in sorted(members.items())})}
+            annotations = {
+                **((current or {}).get("metadata", {}).get("annotations") or {}),
+                MEMBERS_ANNOTATION: json.dumps({k: v.isoformat() for k, v in sorted(members.items())}),
+            }
             if await self._write(MEMBERS, "", current, annotations):
                 return members
         return members
@@ -250,7 +283,7 @@ class Shards:
                 wait = await self.step()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:   # the API server may be briefly away
+            except Exception as exc:  # the API server may be briefly away
                 log.warning("probe shard round failed: %s", exc)
                 wait = min(self.renew, 1.0)
             overdue = {index for index, deadline in self.owned.items() if loop.time() >= deadline}

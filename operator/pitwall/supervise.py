@@ -27,8 +27,9 @@ from . import metrics
 log = logging.getLogger("pitwall.supervise")
 
 
-def spawn(coro: Coroutine[Any, Any, Any], *, name: str, task: str | None = None,
-          long_lived: bool = True) -> asyncio.Task:
+def spawn(
+    coro: Coroutine[Any, Any, Any], *, name: str, task: str | None = None, long_lived: bool = True
+) -> asyncio.Task:
     """Start ``coro`` as a supervised task.
 
     ``name`` is the asyncio task name (may carry a key); ``task`` the bounded metric label
@@ -50,7 +51,12 @@ def _ended(done: asyncio.Task, label: str, long_lived: bool) -> None:
     what = "ended" if exc is None else f"crashed: {type(exc).__name__}"
     if long_lived:
         metrics.HEALTH.fail(label, what)
-        log.error("task %s %s; /healthz now fails so the pod is restarted", done.get_name(), what,
-                  exc_info=exc, extra={"task": label})
+        log.error(
+            "task %s %s; /healthz now fails so the pod is restarted",
+            done.get_name(),
+            what,
+            exc_info=exc,
+            extra={"task": label},
+        )
     else:
         log.error("task %s %s", done.get_name(), what, exc_info=exc, extra={"task": label})

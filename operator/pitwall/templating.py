@@ -17,8 +17,14 @@ __all__ = ["Markup", "environment"]
 def environment(package: str) -> Environment:
     """The templates of ``package`` (its ``templates/`` directory), autoescaped; a name a
     template uses but the caller did not pass is an error, not an empty string."""
-    env = Environment(loader=PackageLoader(package, "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                      extensions=["jinja2.ext.do"])
+    env = Environment(
+        loader=PackageLoader(package, "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        extensions=["jinja2.ext.do"],
+    )
     env.globals["markup"] = Markup
     return env

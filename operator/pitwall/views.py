@@ -39,6 +39,7 @@ def context_namespace(kubeconfig: str | None = None) -> str:
     import os
 
     from kubernetes import config as kconfig
+
     path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
         _, context = kconfig.list_kube_config_contexts(config_file=path.split(os.pathsep)[0])
@@ -58,31 +59,39 @@ def _where(args: argparse.Namespace) -> str:
 
 async def _list(args: argparse.Namespace, *kinds: str) -> dict[str, list[dict]]:
     from .kube import Kube
+
     async with Kube.from_env(args.kubeconfig) as kube:
         return {kind: await kube.list(kind, _namespace(args)) for kind in kinds}
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
 
 
 def _impact(args: argparse.Namespace) -> int:
     from .backends.impact import impact
+
     found = asyncio.run(_list(args, "Backend", "ApiProduct"))
     backend = next((b for b in found["Backend"] if b["metadata"]["name"] == args.backend), None)
     products = found["ApiProduct"]
-    if backend is not None and _namespace(args) is None:   # -A: the products of the backend's namespace
-        products = [p for p in products if p["metadata"].get("namespace") == backend["metadata"].get("namespace")]
+    if backend is not None and _namespace(args) is None:  # -A: the products of the backend's namespace
+        products = [
+            p for p in products if p["metadata"].get("namespace") == backend["metadata"].get("namespace")
+        ]
     matrix = impact(args.backend, products)
     state = ((backend or {}).get("status") or {}).get("state", "NotFound" if backend is None else "Unknown")
     if args.output == "json":
         print(json.dumps({"backend": args.backend, "state": state, **matrix}, indent=2))
         return 0 if backend is not None else 1
     if backend is None:
-        print(f"Backend {args.backend} not found in {_where(args)} "
-              f"(products that name it are shown below)", file=sys.stderr)
+        print(
+            f"Backend {args.backend} not found in {_where(args)} (products that name it are shown below)",
+            file=sys.stderr,
+        )
     print(f"Backend {args.backend}: {state}\n")
     by_product = {p["metadata"]["name"]: p for p in products}
     rows = []
@@ -91,18 +100,33 @@ def _impact(args: argparse.Namespace) -> int:
         versions = ",".join(v["name"] for v in spec.get("versions") or [] if v.get("lifecycle") != "retired")
         owner = (spec.get("owner") or {}).get("contact", "")
         rows.append([entry["name"], versions, entry["criticality"], entry["effect"], owner])
-    print(_table(rows, ["API PRODUCT", "VERSIONS", "CRITICALITY", "EFFECT IF DOWN", "OWNER"]) if rows
-          else "No API product depends on it.")
+    print(
+        _table(rows, ["API PRODUCT", "VERSIONS", "CRITICALITY", "EFFECT IF DOWN", "OWNER"])
+        if rows
+        else "No API product depends on it."
+    )
     if matrix["consumers"]:
         print()
-        print(_table([[c["name"], c["apiProduct"], ",".join(c.get("versions") or []),
-                       (c.get("contact") or {}).get("email", "")] for c in matrix["consumers"]],
-                     ["CONSUMER", "API PRODUCT", "VERSIONS", "CONTACT"]))
+        print(
+            _table(
+                [
+                    [
+                        c["name"],
+                        c["apiProduct"],
+                        ",".join(c.get("versions") or []),
+                        (c.get("contact") or {}).get("email", ""),
+                    ]
+                    for c in matrix["consumers"]
+                ],
+                ["CONSUMER", "API PRODUCT", "VERSIONS", "CONTACT"],
+            )
+        )
     return 0 if backend is not None else 1
 
 
 def _graph(args: argparse.Namespace) -> int:
     from .backends.impact import dot, mermaid
+
     found = asyncio.run(_list(args, "Backend", "ApiProduct"))
     render = dot if args.format == "dot" else mermaid
     print(render(found["ApiProduct"], found["Backend"]), end="")
@@ -121,10 +145,24 @@ def _ack(args: argparse.Namespace) -> int:
                 return None
             keys = [a.get("key") for a in (rule.get("status") or {}).get("alerts") or []]
             if args.key not in keys:
-                raise SystemExit(f"AlertRule {args.rule} has no alert {args.key!r}; open alerts: "
-                                 + (", ".join(k for k in keys if k) or "none"))
-            return await kube.patch("AlertRule", _namespace(args), args.rule, {"metadata": {"annotations": {
-                ANNOTATION_ACK: args.key, ANNOTATION_ACK_BY: args.by or getpass.getuser()}}})
+                raise SystemExit(
+                    f"AlertRule {args.rule} has no alert {args.key!r}; open alerts: "
+                    + (", ".join(k for k in keys if k) or "none")
+                )
+            return await kube.patch(
+                "AlertRule",
+                _namespace(args),
+                args.rule,
+                {
+                    "metadata": {
+                        "annotations": {
+                            ANNOTATION_ACK: args.key,
+                            ANNOTATION_ACK_BY: args.by or getpass.getuser(),
+                        }
+                    }
+                },
+            )
+
     if asyncio.run(annotate()) is None:
         print(f"AlertRule {args.rule} not found in {_where(args)}", file=sys.stderr)
         return 1
@@ -144,7 +182,10 @@ def namespace_flags(parser, *, all_namespaces: bool = True) -> None:
 def register(sub) -> None:
     def common(parser, *, all_namespaces: bool = True):
         namespace_flags(parser, all_namespaces=all_namespaces)
-    impact = sub.add_parser("impact", help="who is affected when a backend is down: products, versions, consumers")
+
+    impact = sub.add_parser(
+        "impact", help="who is affected when a backend is down: products, versions, consumers"
+    )
     impact.add_argument("backend")
     impact.add_argument("-o", "--output", choices=["table", "json"], default="table")
     common(impact)
@@ -162,14 +203,26 @@ def register(sub) -> None:
     register_more(sub)
 
 
-
-
 # -- status --------------------------------------------------------------------------------------
 COLOURS = {"green": "32", "yellow": "33", "red": "31", "blue": "34", "grey": "90"}
-STATE_COLOUR = {"Available": "green", "Up": "green", "Scheduled": "blue", "Completed": "grey",
-                "Active": "yellow", "Maintenance": "blue", "Degraded": "yellow", "Progressing": "yellow",
-                "Paused": "grey", "Unknown": "grey", "Down": "red", "Unavailable": "red", "Stalled": "red",
-                "Firing": "red", "Quiet": "green", "Cancelled": "grey"}
+STATE_COLOUR = {
+    "Available": "green",
+    "Up": "green",
+    "Scheduled": "blue",
+    "Completed": "grey",
+    "Active": "yellow",
+    "Maintenance": "blue",
+    "Degraded": "yellow",
+    "Progressing": "yellow",
+    "Paused": "grey",
+    "Unknown": "grey",
+    "Down": "red",
+    "Unavailable": "red",
+    "Stalled": "red",
+    "Firing": "red",
+    "Quiet": "green",
+    "Cancelled": "grey",
+}
 
 
 def _paint(text: str, state: str, enabled: bool) -> str:
@@ -201,49 +254,90 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for obj in found.get("ApiProduct", []):
         st = obj.get("status") or {}
-        detail = ", ".join(f"{v['name']} {v.get('readyReplicas', 0)}/{v.get('replicas', 0)}"
-                           for v in st.get("versions") or [])
-        traffic = traffic_summary(st.get("traffic"))      # real traffic, when spec.traffic is set
-        rows.append({"kind": "ApiProduct", "name": obj["metadata"]["name"],
-                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
-                     "state": st.get("state", "Unknown"),
-                     "detail": _stalled(obj) or (f"{detail}; {traffic}" if traffic else detail)})
+        detail = ", ".join(
+            f"{v['name']} {v.get('readyReplicas', 0)}/{v.get('replicas', 0)}"
+            for v in st.get("versions") or []
+        )
+        traffic = traffic_summary(st.get("traffic"))  # real traffic, when spec.traffic is set
+        rows.append(
+            {
+                "kind": "ApiProduct",
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "ready": _ready(obj),
+                "state": st.get("state", "Unknown"),
+                "detail": _stalled(obj) or (f"{detail}; {traffic}" if traffic else detail),
+            }
+        )
     for obj in found.get("Backend", []):
         st = obj.get("status") or {}
-        hurt = [p["name"] for p in (st.get("impact") or {}).get("apiProducts") or [] if p.get("effect") != "None"]
-        rows.append({"kind": "Backend", "name": obj["metadata"]["name"],
-                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
-                     "state": st.get("state", "Unknown"),
-                     "detail": _stalled(obj) or _unavailable(obj) or ("used by " + ", ".join(hurt) if hurt else "")})
+        hurt = [
+            p["name"] for p in (st.get("impact") or {}).get("apiProducts") or [] if p.get("effect") != "None"
+        ]
+        rows.append(
+            {
+                "kind": "Backend",
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "ready": _ready(obj),
+                "state": st.get("state", "Unknown"),
+                "detail": _stalled(obj)
+                or _unavailable(obj)
+                or ("used by " + ", ".join(hurt) if hurt else ""),
+            }
+        )
     for obj in found.get("Probe", []):
         st = obj.get("status") or {}
         failure = st.get("lastFailure") or {}
         detail = _stalled(obj)
         if not detail and st.get("state") == "Down":
-            detail = (f"step {failure.get('step')}: {failure.get('reason')} "
-                      f"(correlation id {failure.get('correlationId')}"
-                      + (f", logs {failure['logsUrl']})" if failure.get("logsUrl") else ")"))
+            detail = (
+                f"step {failure.get('step')}: {failure.get('reason')} "
+                f"(correlation id {failure.get('correlationId')}"
+                + (f", logs {failure['logsUrl']})" if failure.get("logsUrl") else ")")
+            )
         elif not detail and st.get("availability"):
             detail = f"{st['availability'].get('last24h', 100):.2f}% over 24h"
-        rows.append({"kind": "Probe", "name": obj["metadata"]["name"],
-                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
-                     "state": st.get("state", "Unknown"), "detail": detail})
+        rows.append(
+            {
+                "kind": "Probe",
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "ready": _ready(obj),
+                "state": st.get("state", "Unknown"),
+                "detail": detail,
+            }
+        )
     for obj in found.get("AlertRule", []):
         st = obj.get("status") or {}
         firing = [a for a in st.get("alerts") or [] if a.get("state") == "firing"]
         detail = _stalled(obj) or "; ".join(
             f"{a['key']}{' (acked by ' + a['acknowledgedBy'] + ')' if a.get('acknowledgedBy') else ''}"
-            for a in firing)
-        rows.append({"kind": "AlertRule", "name": obj["metadata"]["name"],
-                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
-                     "state": "Firing" if firing else "Quiet",
-                     "detail": f"{(obj.get('spec') or {}).get('severity')}: {detail}".rstrip(": ")})
+            for a in firing
+        )
+        rows.append(
+            {
+                "kind": "AlertRule",
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "ready": _ready(obj),
+                "state": "Firing" if firing else "Quiet",
+                "detail": f"{(obj.get('spec') or {}).get('severity')}: {detail}".rstrip(": "),
+            }
+        )
     for obj in found.get("MaintenanceWindow", []):
         st = obj.get("status") or {}
-        rows.append({"kind": "MaintenanceWindow", "name": obj["metadata"]["name"],
-                     "namespace": obj["metadata"].get("namespace", ""), "ready": _ready(obj),
-                     "state": st.get("phase", "Unknown"),
-                     "detail": _stalled(obj) or f"{st.get('nextStart', '')} -> {st.get('nextEnd', '')}".strip(" ->")})
+        rows.append(
+            {
+                "kind": "MaintenanceWindow",
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "ready": _ready(obj),
+                "state": st.get("phase", "Unknown"),
+                "detail": _stalled(obj)
+                or f"{st.get('nextStart', '')} -> {st.get('nextEnd', '')}".strip(" ->"),
+            }
+        )
     return rows
 
 
@@ -261,9 +355,20 @@ def _status(args: argparse.Namespace) -> int:
         print(f"No Pitwall objects in {_where(args)}.", file=sys.stderr)
         return 0
     every = _namespace(args) is None
-    table = _table([[*([r["namespace"]] if every else []), r["kind"], r["name"], r["ready"], r["state"],
-                     r["detail"][:100]] for r in rows],
-                   [*(["NAMESPACE"] if every else []), "KIND", "NAME", "READY", "STATE", "DETAIL"])
+    table = _table(
+        [
+            [
+                *([r["namespace"]] if every else []),
+                r["kind"],
+                r["name"],
+                r["ready"],
+                r["state"],
+                r["detail"][:100],
+            ]
+            for r in rows
+        ],
+        [*(["NAMESPACE"] if every else []), "KIND", "NAME", "READY", "STATE", "DETAIL"],
+    )
     lines = table.splitlines()
     print(lines[0])
     for line, row in zip(lines[1:], rows, strict=True):
@@ -278,20 +383,43 @@ def _windows(args: argparse.Namespace) -> int:
     for obj in found["MaintenanceWindow"]:
         spec, st = obj.get("spec") or {}, obj.get("status") or {}
         products = ", ".join(p["name"] for p in (st.get("affected") or {}).get("apiProducts") or [])
-        rows.append({"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace", ""),
-                     "phase": st.get("phase", "Unknown"),
-                     "start": st.get("nextStart", ""), "end": st.get("nextEnd", ""),
-                     "emergency": bool(spec.get("emergency")), "reason": spec.get("reason", ""),
-                     "products": products, "notices": [n.get("kind") for n in st.get("notices") or []]})
+        rows.append(
+            {
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"].get("namespace", ""),
+                "phase": st.get("phase", "Unknown"),
+                "start": st.get("nextStart", ""),
+                "end": st.get("nextEnd", ""),
+                "emergency": bool(spec.get("emergency")),
+                "reason": spec.get("reason", ""),
+                "products": products,
+                "notices": [n.get("kind") for n in st.get("notices") or []],
+            }
+        )
     rows.sort(key=lambda r: (r["phase"] != "Active", r["start"] or "~"))
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0
     every = _namespace(args) is None
-    print(_table([[*([r["namespace"]] if every else []), r["name"], r["phase"], r["start"], r["end"], r["products"],
-                   ("EMERGENCY " if r["emergency"] else "") + r["reason"]] for r in rows],
-                 [*(["NAMESPACE"] if every else []), "NAME", "PHASE", "START", "END", "PRODUCTS", "REASON"])
-          if rows else f"No maintenance windows in {_where(args)}.")
+    print(
+        _table(
+            [
+                [
+                    *([r["namespace"]] if every else []),
+                    r["name"],
+                    r["phase"],
+                    r["start"],
+                    r["end"],
+                    r["products"],
+                    ("EMERGENCY " if r["emergency"] else "") + r["reason"],
+                ]
+                for r in rows
+            ],
+            [*(["NAMESPACE"] if every else []), "NAME", "PHASE", "START", "END", "PRODUCTS", "REASON"],
+        )
+        if rows
+        else f"No maintenance windows in {_where(args)}."
+    )
     return 0
 
 
@@ -307,7 +435,7 @@ async def _probe_once(args: argparse.Namespace) -> int:
     from .probes.spec import parse_check
     from .runtime import Settings, parse_rewrite, rewrite_address
 
-    namespace = _namespace(args) or context_namespace(args.kubeconfig)    # one probe: one namespace
+    namespace = _namespace(args) or context_namespace(args.kubeconfig)  # one probe: one namespace
     async with Kube.from_env(args.kubeconfig) as kube:
         probe = await kube.get("Probe", namespace, args.name)
         if probe is None:
@@ -322,8 +450,9 @@ async def _probe_once(args: argparse.Namespace) -> int:
                 base_url = f"http://{service}.{namespace}.svc"
             else:
                 rules = parse_rewrite(args.endpoint_rewrite or os.environ.get("PITWALL_ENDPOINT_REWRITE"))
-                slices = await kube.list("EndpointSlice", namespace,
-                                         label_selector=f"{LABEL_SERVICE_NAME}={service}")
+                slices = await kube.list(
+                    "EndpointSlice", namespace, label_selector=f"{LABEL_SERVICE_NAME}={service}"
+                )
                 base_url = endpoint_url(slices, service, lambda address: rewrite_address(address, rules))
                 if base_url is None:
                     print(f"{target['name']} {target.get('version')}: no ready endpoint", file=sys.stderr)
@@ -338,8 +467,11 @@ async def _probe_once(args: argparse.Namespace) -> int:
             # what this prints is what the operator would do.
             policy = Policy.for_operator(Settings.from_env(), kube.credentials.host)
             client = await make_client(check, secrets=secrets, policy=policy)
-            print(f"running {args.name} ({len(check.steps)} steps) against {base_url or check.target} ...",
-                  file=sys.stderr, flush=True)
+            print(
+                f"running {args.name} ({len(check.steps)} steps) against {base_url or check.target} ...",
+                file=sys.stderr,
+                flush=True,
+            )
             async with client:
                 result = await run_check(check, client=client, secrets=secrets, base_url=base_url)
         except InvalidSpec as exc:
@@ -349,19 +481,41 @@ async def _probe_once(args: argparse.Namespace) -> int:
             print(f"cannot run: {exc}", file=sys.stderr)
             return 1
     if args.output == "json":
-        print(json.dumps({"ok": result.ok, "traceId": result.trace_id, "latencyMs": result.latency_ms,
-                          "steps": [{"name": s.name, "method": s.method, "url": s.url, "status": s.status,
-                                     "latencyMs": s.latency_ms, "correlationId": s.correlation_id,
-                                     "logsUrl": logsearch.link(s.correlation_id,
-                                                               os.environ.get("PITWALL_LOG_SEARCH_URL") or None),
-                                     "captured": dict(s.captured), "ok": s.ok, "reason": s.reason}
-                                    for s in result.steps]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "traceId": result.trace_id,
+                    "latencyMs": result.latency_ms,
+                    "steps": [
+                        {
+                            "name": s.name,
+                            "method": s.method,
+                            "url": s.url,
+                            "status": s.status,
+                            "latencyMs": s.latency_ms,
+                            "correlationId": s.correlation_id,
+                            "logsUrl": logsearch.link(
+                                s.correlation_id, os.environ.get("PITWALL_LOG_SEARCH_URL") or None
+                            ),
+                            "captured": dict(s.captured),
+                            "ok": s.ok,
+                            "reason": s.reason,
+                        }
+                        for s in result.steps
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         for index, step in enumerate(result.steps, 1):
             verdict = _paint("ok", "Up", colour) if step.ok else _paint("FAILED", "Down", colour)
             latency = f"{step.latency_ms:.0f}ms" if step.latency_ms is not None else "-"
-            print(f"{index}. {step.name}: {step.method} {step.url} -> {step.status or '-'} in {latency} {verdict}")
+            print(
+                f"{index}. {step.name}: {step.method} {step.url} -> {step.status or '-'} in {latency} {verdict}"
+            )
             logs = logsearch.link(step.correlation_id, os.environ.get("PITWALL_LOG_SEARCH_URL") or None)
             print(f"   correlation id {step.correlation_id}" + (f" (logs: {logs})" if logs else ""))
             for name, value in (step.captured or {}).items():
@@ -380,8 +534,13 @@ def register_more(sub) -> None:
     def common(parser, *, all_namespaces: bool = True):
         namespace_flags(parser, all_namespaces=all_namespaces)
         parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    status = sub.add_parser("status", help="everything at a glance: products, backends, probes, alerts, windows")
-    status.add_argument("--fail-on-problems", action="store_true", help="exit 2 when something is down or firing")
+
+    status = sub.add_parser(
+        "status", help="everything at a glance: products, backends, probes, alerts, windows"
+    )
+    status.add_argument(
+        "--fail-on-problems", action="store_true", help="exit 2 when something is down or firing"
+    )
     common(status)
     status.set_defaults(func=_status)
     windows = sub.add_parser("windows", help="maintenance windows: active first, then upcoming")

@@ -16,23 +16,29 @@ from . import API_VERSION, GROUP
 
 # -- kinds ---------------------------------------------------------------------------------------
 API_PRODUCT, PROBE, BACKEND, ALERT_RULE, MAINTENANCE_WINDOW, INCIDENT = (
-    "ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow", "Incident")
+    "ApiProduct",
+    "Probe",
+    "Backend",
+    "AlertRule",
+    "MaintenanceWindow",
+    "Incident",
+)
 PITWALL_KINDS = (API_PRODUCT, PROBE, BACKEND, ALERT_RULE, MAINTENANCE_WINDOW, INCIDENT)
 
 # -- labels --------------------------------------------------------------------------------------
-LABEL_PRODUCT = f"{GROUP}/product"            # on workloads, Services, EndpointSlices, Probes
+LABEL_PRODUCT = f"{GROUP}/product"  # on workloads, Services, EndpointSlices, Probes
 LABEL_VERSION = f"{GROUP}/version"
-LABEL_ROLE = f"{GROUP}/role"                  # which pods a version's Service selects
+LABEL_ROLE = f"{GROUP}/role"  # which pods a version's Service selects
 LABEL_WINDOW = f"{GROUP}/maintenance-window"  # on maintenance page Deployments
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = {LABEL_MANAGED_BY: "pitwall"}
-LABEL_SERVICE_NAME = "kubernetes.io/service-name"   # set by Kubernetes on EndpointSlices
+LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # set by Kubernetes on EndpointSlices
 ROLE_API = "api"
 ROLE_MAINTENANCE = "maintenance-page"
 
 # -- annotations and finalizers -----------------------------------------------------------------
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
-ANNOTATION_ACK = f"{GROUP}/acknowledge"           # on an AlertRule: KEY[,KEY...]
+ANNOTATION_ACK = f"{GROUP}/acknowledge"  # on an AlertRule: KEY[,KEY...]
 ANNOTATION_ACK_BY = f"{GROUP}/acknowledged-by"
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -40,7 +46,7 @@ FINALIZER = f"{GROUP}/finalizer"
 # this, anyone allowed to create a Probe could send any Secret of the namespace to a URL of their
 # choice (``body: ${secret:x/y}``) without holding ``get`` on Secrets themselves.
 SECRET_USE_LABEL = f"{GROUP}/use"
-SECRET_USES = ("probes", "receivers", "traffic")     # plus "all"; traffic: the Prometheus credentials
+SECRET_USES = ("probes", "receivers", "traffic")  # plus "all"; traffic: the Prometheus credentials
 
 # -- what a dependency's loss does to a product ------------------------------------------------
 CRITICALITY_EFFECT = {"critical": "Unavailable", "degradable": "Degraded", "optional": "None"}
@@ -68,8 +74,14 @@ def owner_reference(owner: Mapping[str, Any], *, controller: bool = True) -> dic
     """An ownerReference to ``owner``: garbage-collected with it; ``controller`` when Pitwall's
     reconciler of ``owner`` is the one that manages the object (not for shared pages)."""
     meta = owner["metadata"]
-    return {"apiVersion": owner.get("apiVersion", API_VERSION), "kind": owner["kind"], "name": meta["name"],
-            "uid": meta["uid"], "controller": controller, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner.get("apiVersion", API_VERSION),
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
 
 
 def workload_name(product: str, version: str) -> str:
@@ -86,8 +98,10 @@ def opt_in_problem(secret: dict, use: str) -> str | None:
         return None
     name, namespace = meta.get("name"), meta.get("namespace")
     if value:
-        return (f"Secret {name} is opted in for {value}, not {use}: "
-                f"kubectl -n {namespace} label secret {name} {SECRET_USE_LABEL}=all --overwrite")
+        return (
+            f"Secret {name} is opted in for {value}, not {use}: "
+            f"kubectl -n {namespace} label secret {name} {SECRET_USE_LABEL}=all --overwrite"
+        )
     return f"Secret {name} is not opted in for {use}: kubectl -n {namespace} label secret {name} {SECRET_USE_LABEL}={use}"
 
 
@@ -118,7 +132,9 @@ def target_product(probe: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def active_windows(product: str, windows: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], dict]]:
+def active_windows(
+    product: str, windows: Iterable[Mapping[str, Any]]
+) -> list[tuple[Mapping[str, Any], dict]]:
     """(window, its ``status.affected.apiProducts`` entry) of every Active window listing
     ``product`` (windows being deleted no longer count)."""
     found = []
@@ -132,8 +148,9 @@ def active_windows(product: str, windows: Iterable[Mapping[str, Any]]) -> list[t
     return found
 
 
-def endpoint_url(slices: Iterable[Mapping[str, Any]], service: str,
-                 rewrite: Callable[[str], str] = str) -> str | None:
+def endpoint_url(
+    slices: Iterable[Mapping[str, Any]], service: str, rewrite: Callable[[str], str] = str
+) -> str | None:
     """``http://address:port`` of a ready endpoint of ``service`` from its EndpointSlices.
 
     The port is the one named ``http`` (what the version's Service targets; a slice of a
@@ -143,8 +160,9 @@ def endpoint_url(slices: Iterable[Mapping[str, Any]], service: str,
     for slice_ in slices:
         if labels_of(slice_).get(LABEL_SERVICE_NAME) != service:
             continue
-        port = next((p.get("port") for p in slice_.get("ports") or [] if p.get("name") in (PORT_NAME, None, "")),
-                    None)
+        port = next(
+            (p.get("port") for p in slice_.get("ports") or [] if p.get("name") in (PORT_NAME, None, "")), None
+        )
         if not port:
             continue
         for endpoint in slice_.get("endpoints") or []:

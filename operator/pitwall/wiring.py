@@ -32,7 +32,7 @@ def register(rt: Runtime) -> None:
     rt.alerts = alerts.AlertService(rt.egress, rt)
     rt.maintenance = maintenance.MaintenanceService(rt)
     rt.traffic = TrafficService(rt)
-    logsearch.configure(rt.settings.log_search_url)     # correlation ids as links
+    logsearch.configure(rt.settings.log_search_url)  # correlation ids as links
     rt.incidents = IncidentService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
     rt.register("Probe", partial(probes.reconcile, rt), workers=4)
@@ -80,7 +80,7 @@ def route(rt: Runtime, kind: str, event_type: str | None, obj: dict) -> None:
         return
     rt.enqueue(kind, namespace, name)
     if rt.incidents is not None and kind in _INCIDENT_EVIDENCE:
-        rt.incidents.poke()       # a verdict (or a person's edit) may have changed
+        rt.incidents.poke()  # a verdict (or a person's edit) may have changed
     if kind == "ApiProduct":
         # Probes on it, Backends it uses (their impact), windows and rules that select it.
         for probe in rt.stores["Probe"].list(namespace):
@@ -98,7 +98,7 @@ def route(rt: Runtime, kind: str, event_type: str | None, obj: dict) -> None:
     elif kind == "Probe":
         target = ((obj.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
         if target.get("name"):
-            rt.enqueue("ApiProduct", namespace, target["name"])     # probe-driven rollback
+            rt.enqueue("ApiProduct", namespace, target["name"])  # probe-driven rollback
         for each in _names_in(namespace, rt, "AlertRule"):
             rt.enqueue("AlertRule", namespace, each)
         for backend in rt.stores["Backend"].list(namespace):

@@ -19,7 +19,9 @@ class DemoAPI:
 
     def start(self) -> DemoAPI:
         self._thread.start()
-        self._runner = asyncio.run_coroutine_threadsafe(start_demo("127.0.0.1", self.port), self._loop).result(10)
+        self._runner = asyncio.run_coroutine_threadsafe(
+            start_demo("127.0.0.1", self.port), self._loop
+        ).result(10)
         self.port = self._runner.addresses[0][1]
         return self
 

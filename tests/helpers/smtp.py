@@ -19,7 +19,7 @@ def smtp_server():
         def handle_message(self, message):
             received.append(message)
 
-    port = free_port()   # aiosmtpd connects to its own port to check it is up: no port 0
+    port = free_port()  # aiosmtpd connects to its own port to check it is up: no port 0
     controller = Controller(Keep(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -29,5 +29,8 @@ def smtp_server():
 
 
 def plain_text(message) -> str:
-    return "".join(part.get_payload(decode=True).decode() for part in message.walk()
-                   if part.get_content_type() == "text/plain")
+    return "".join(
+        part.get_payload(decode=True).decode()
+        for part in message.walk()
+        if part.get_content_type() == "text/plain"
+    )

@@ -20,9 +20,16 @@ def demo():
 
 
 def backend(name: str, url: str) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Backend", "metadata": {"name": name},
-            "spec": {"displayName": name, "owner": {"team": "providers", "contact": f"{name}@example.com"},
-                     "health": {"url": url, "interval": "1s", "timeout": "1s", "failureThreshold": 2}}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Backend",
+        "metadata": {"name": name},
+        "spec": {
+            "displayName": name,
+            "owner": {"team": "providers", "contact": f"{name}@example.com"},
+            "health": {"url": url, "interval": "1s", "timeout": "1s", "failureThreshold": 2},
+        },
+    }
 
 
 def consumer(name: str, versions: list[str]) -> dict:
@@ -30,8 +37,13 @@ def consumer(name: str, versions: list[str]) -> dict:
 
 
 def pitwall(cluster, namespace, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pitwall", *args, "-n", namespace], env=cluster.env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pitwall", *args, "-n", namespace],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def backend_state(kubectl, name):
@@ -42,15 +54,31 @@ def backend_state(kubectl, name):
 def marketplace(operator, kubectl, demo):
     for name in ("core-banking", "fx-rates", "geo"):
         kubectl.apply(backend(name, f"{demo.url}/backends/{name}/health"))
-    kubectl.apply(product("payments", [{"name": "v1", "image": "registry.example.com/payments:1"},
-                                       {"name": "v2", "image": "registry.example.com/payments:2"}],
-                          backends=[{"name": "core-banking", "criticality": "critical"},
-                                    {"name": "fx-rates", "criticality": "degradable"}],
-                          consumers=[consumer("acme", ["v2"]), consumer("globex", ["v1", "v2"])]))
-    kubectl.apply(product("accounts", [{"name": "v1", "image": "registry.example.com/accounts:1"}],
-                          backends=[{"name": "core-banking", "criticality": "critical"},
-                                    {"name": "geo", "criticality": "optional"}],
-                          consumers=[consumer("initech", ["v1"]), consumer("umbrella", ["v1"])]))
+    kubectl.apply(
+        product(
+            "payments",
+            [
+                {"name": "v1", "image": "registry.example.com/payments:1"},
+                {"name": "v2", "image": "registry.example.com/payments:2"},
+            ],
+            backends=[
+                {"name": "core-banking", "criticality": "critical"},
+                {"name": "fx-rates", "criticality": "degradable"},
+            ],
+            consumers=[consumer("acme", ["v2"]), consumer("globex", ["v1", "v2"])],
+        )
+    )
+    kubectl.apply(
+        product(
+            "accounts",
+            [{"name": "v1", "image": "registry.example.com/accounts:1"}],
+            backends=[
+                {"name": "core-banking", "criticality": "critical"},
+                {"name": "geo", "criticality": "optional"},
+            ],
+            consumers=[consumer("initech", ["v1"]), consumer("umbrella", ["v1"])],
+        )
+    )
     for name in ("core-banking", "fx-rates", "geo"):
         eventually(lambda n=name: backend_state(kubectl, n) == "Available", message=f"{name} Available")
     eventually(lambda: ready(kubectl, "payments") and ready(kubectl, "accounts"))
@@ -62,8 +90,12 @@ def test_critical_backend_down_propagates_and_clears(marketplace, kubectl, clust
     demo.admin("down", what="backend:core-banking")
     eventually(lambda: backend_state(kubectl, "core-banking") == "Unavailable", message="core-banking down")
     for name in ("payments", "accounts"):
-        obj = eventually(lambda n=name: (lambda o: o if condition(o, "Available").get("status") == "False"
-                                         else None)(kubectl.get("apiproduct", n)), message=f"{name} unavailable")
+        obj = eventually(
+            lambda n=name: (lambda o: o if condition(o, "Available").get("status") == "False" else None)(
+                kubectl.get("apiproduct", n)
+            ),
+            message=f"{name} unavailable",
+        )
         assert condition(obj, "Available")["reason"] == "BackendUnavailable"
         assert "core-banking" in condition(obj, "Available")["message"]
         assert condition(obj, "Ready")["status"] == "False"
@@ -86,25 +118,39 @@ def test_degradable_and_optional(marketplace, kubectl):
     demo = marketplace
     demo.admin("down", what="backend:fx-rates")
     demo.admin("down", what="backend:geo")
-    obj = eventually(lambda: (lambda o: o if condition(o, "Degraded").get("status") == "True" else None)(
-        kubectl.get("apiproduct", "payments")))
+    obj = eventually(
+        lambda: (lambda o: o if condition(o, "Degraded").get("status") == "True" else None)(
+            kubectl.get("apiproduct", "payments")
+        )
+    )
     assert condition(obj, "Degraded")["reason"] == "BackendDegraded"
     assert "fx-rates" in condition(obj, "Degraded")["message"]
-    assert condition(obj, "Available")["status"] == "True"    # degradable: still available
+    assert condition(obj, "Available")["status"] == "True"  # degradable: still available
     eventually(lambda: backend_state(kubectl, "geo") == "Unavailable")
     accounts = kubectl.get("apiproduct", "accounts")
-    assert condition(accounts, "Ready")["status"] == "True"     # optional: shown, changes nothing
+    assert condition(accounts, "Ready")["status"] == "True"  # optional: shown, changes nothing
     assert condition(accounts, "Degraded")["status"] == "False"
-    eventually(lambda: {b["name"]: b["state"] for b in kubectl.get("apiproduct", "accounts")["status"]["backends"]}
-               ["geo"] == "Unavailable")
+    eventually(
+        lambda: (
+            {b["name"]: b["state"] for b in kubectl.get("apiproduct", "accounts")["status"]["backends"]}[
+                "geo"
+            ]
+            == "Unavailable"
+        )
+    )
 
 
 def test_impact_follows_edits_deletes_and_restarts(marketplace, kubectl, cluster, operator):
     impact = lambda: kubectl.get("backend", "core-banking")["status"]["impact"]  # noqa: E731
     assert sorted(p["name"] for p in impact()["apiProducts"]) == ["accounts", "payments"]
-    kubectl.patch("apiproduct", "accounts", {"spec": {"backends": [{"name": "geo", "criticality": "optional"}]}})
-    eventually(lambda: [p["name"] for p in impact()["apiProducts"]] == ["payments"], timeout=5,
-               message="impact updated after the edit")
+    kubectl.patch(
+        "apiproduct", "accounts", {"spec": {"backends": [{"name": "geo", "criticality": "optional"}]}}
+    )
+    eventually(
+        lambda: [p["name"] for p in impact()["apiProducts"]] == ["payments"],
+        timeout=5,
+        message="impact updated after the edit",
+    )
     assert sorted(c["name"] for c in impact()["consumers"]) == ["acme", "globex"]
 
     before = kubectl.get("backend", "core-banking")["status"]["impact"]
@@ -115,11 +161,14 @@ def test_impact_follows_edits_deletes_and_restarts(marketplace, kubectl, cluster
     assert {k: out[k] for k in ("apiProducts", "consumers")} == before
 
     kubectl("delete", "backend", "core-banking")
-    obj = eventually(lambda: (lambda o: o if condition(o, "ResolvedRefs").get("status") == "False" else None)(
-        kubectl.get("apiproduct", "payments")))
+    obj = eventually(
+        lambda: (lambda o: o if condition(o, "ResolvedRefs").get("status") == "False" else None)(
+            kubectl.get("apiproduct", "payments")
+        )
+    )
     assert "core-banking" in condition(obj, "ResolvedRefs")["message"]
     assert condition(obj, "Ready")["status"] == "False"
-    assert operator.proc.poll() is None          # nothing crashed
+    assert operator.proc.poll() is None  # nothing crashed
 
     graph = pitwall(cluster, kubectl.namespace, "graph").stdout
     assert graph.startswith("flowchart LR") and "product_payments" in graph and "backend_fx_rates" in graph

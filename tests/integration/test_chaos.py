@@ -14,8 +14,16 @@ from bench.chaos import run_in, table
 
 def test_kill_the_operator_at_random_moments_and_lose_nothing(cluster, namespace, tmp_path):
     seed = int(os.environ.get("PITWALL_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**6))
-    verdict, facts = run_in(cluster, tmp_path, namespace, seed=seed, kills=int(os.environ.get("PITWALL_CHAOS_KILLS", 10)),
-                            probes=3, receiver_outage=15, say=print)
+    verdict, facts = run_in(
+        cluster,
+        tmp_path,
+        namespace,
+        seed=seed,
+        kills=int(os.environ.get("PITWALL_CHAOS_KILLS", 10)),
+        probes=3,
+        receiver_outage=15,
+        say=print,
+    )
     assert facts["kills"] >= 10
-    assert verdict.incidents > 0      # the scenario did page someone
+    assert verdict.incidents > 0  # the scenario did page someone
     assert verdict.ok(), f"seed {seed}\n{table(verdict, facts)}\n" + "\n".join(verdict.details[:30])

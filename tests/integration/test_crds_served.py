@@ -19,8 +19,11 @@ def test_the_api_server_serves_each_generated_crd_as_generated(cluster, model):
     assert conditions["Established"]["status"] == "True"
     assert conditions["NamesAccepted"]["status"] == "True"
     # NonStructuralSchema and friends would be listed here, with the offending paths
-    problems = {t: c["message"] for t, c in conditions.items() if c["status"] == "True"
-                and t not in ("Established", "NamesAccepted")}
+    problems = {
+        t: c["message"]
+        for t, c in conditions.items()
+        if c["status"] == "True" and t not in ("Established", "NamesAccepted")
+    }
     assert not problems
     served = crd["spec"]["versions"][0]
     assert served["schema"]["openAPIV3Schema"] == crdgen.openapi_schema(model)
@@ -28,11 +31,15 @@ def test_the_api_server_serves_each_generated_crd_as_generated(cluster, model):
 
 
 def test_the_api_server_applies_the_models_defaults(cluster):
-    probe = {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-             "metadata": {"name": "defaults", "namespace": "default"},
-             "spec": {"target": {"url": "http://example.test/"}, "steps": [{"name": "a"}]}}
-    proc = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-o", "json", "-f", "-",
-                           input=json.dumps(probe))
+    probe = {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": "defaults", "namespace": "default"},
+        "spec": {"target": {"url": "http://example.test/"}, "steps": [{"name": "a"}]},
+    }
+    proc = cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe)
+    )
     served = json.loads(proc.stdout)["spec"]
     model = api.Probe.model_validate(probe).spec
     assert served["interval"] == model.interval
@@ -45,10 +52,17 @@ def test_the_api_server_applies_the_models_defaults(cluster):
 
 
 def test_a_bound_the_model_declares_is_enforced_by_the_api_server(cluster):
-    backend = {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Backend",
-               "metadata": {"name": "bounds", "namespace": "default"},
-               "spec": {"health": {"url": "http://example.test/", "failureThreshold": 0}}}
-    proc = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=json.dumps(backend),
-                           check=False)
+    backend = {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Backend",
+        "metadata": {"name": "bounds", "namespace": "default"},
+        "spec": {"health": {"url": "http://example.test/", "failureThreshold": 0}},
+    }
+    proc = cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-f", "-", input=json.dumps(backend), check=False
+    )
     assert proc.returncode != 0
-    assert "spec.health.failureThreshold" in proc.stderr and "should be greater than or equal to 1" in proc.stderr
+    assert (
+        "spec.health.failureThreshold" in proc.stderr
+        and "should be greater than or equal to 1" in proc.stderr
+    )

@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SOAK = os.environ.get("PITWALL_SOAK") == "1"
 QUIET_FOR = 600 if SOAK else 120
 KINDS = ["apiproducts", "probes", "backends", "alertrules", "maintenancewindows"]
-BAD_LINES = re.compile(r"cannot bind|address already in use|Traceback|FIRING|ESCALATED|the operator exited|"
-                       r"mail relay refused", re.IGNORECASE)
+BAD_LINES = re.compile(
+    r"cannot bind|address already in use|Traceback|FIRING|ESCALATED|the operator exited|"
+    r"mail relay refused",
+    re.IGNORECASE,
+)
 
 
 class Dev:
@@ -47,9 +50,14 @@ class Dev:
     def start(self) -> Dev:
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "hack" / "dev.py"), "--dir", str(self.workdir)],
-                                     cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "hack" / "dev.py"), "--dir", str(self.workdir)],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         return self
 
     def wait_ready(self, timeout: float = 240) -> Dev:
@@ -65,10 +73,17 @@ class Dev:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         kubectl = shutil.which("kubectl", path=self.path()) or "kubectl"
-        proc = subprocess.run([kubectl, f"--kubeconfig={self.info['kubeconfig']}", *args], capture_output=True,
-                              text=True, timeout=120, input=input)
+        proc = subprocess.run(
+            [kubectl, f"--kubeconfig={self.info['kubeconfig']}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            input=input,
+        )
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc
@@ -86,7 +101,7 @@ class Dev:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        stop_pids(self.workdir)       # whatever a killed dev.py left
+        stop_pids(self.workdir)  # whatever a killed dev.py left
 
 
 @pytest.fixture
@@ -104,25 +119,59 @@ def two_devs(tmp_path):
 
 def firing(dev: Dev) -> list[str]:
     rules = json.loads(dev.kubectl("get", "alertrules", "-A", "-o", "json").stdout)["items"]
-    return [f"{r['metadata']['name']}: {a.get('key')} {a.get('state')}" for r in rules
-            for a in (r.get("status") or {}).get("alerts") or [] if a.get("state") == "firing"]
+    return [
+        f"{r['metadata']['name']}: {a.get('key')} {a.get('state')}"
+        for r in rules
+        for a in (r.get("status") or {}).get("alerts") or []
+        if a.get("state") == "firing"
+    ]
 
 
 def test_two_make_devs_start_clean_and_stay_quiet(two_devs):
     a, b = two_devs
     assert a.info["podAddresses"] != b.info["podAddresses"]
-    assert len({a.info[k] for k in ("statusPage", "demoApi", "receiver", "smtp", "metrics")}
-               | {b.info[k] for k in ("statusPage", "demoApi", "receiver", "smtp", "metrics")}) == 10
+    assert (
+        len(
+            {a.info[k] for k in ("statusPage", "demoApi", "receiver", "smtp", "metrics")}
+            | {b.info[k] for k in ("statusPage", "demoApi", "receiver", "smtp", "metrics")}
+        )
+        == 10
+    )
     for dev in two_devs:
         for kind in KINDS:
-            eventually(lambda d=dev, k=kind: d.kubectl("wait", "--for=condition=Ready", k, "--all", "-n", "marketplace",
-                                                       "--timeout=5s", check=False).returncode == 0,
-                       timeout=180, interval=5, message=f"{kind} Ready in {dev.workdir.name}")
+            eventually(
+                lambda d=dev, k=kind: (
+                    d.kubectl(
+                        "wait",
+                        "--for=condition=Ready",
+                        k,
+                        "--all",
+                        "-n",
+                        "marketplace",
+                        "--timeout=5s",
+                        check=False,
+                    ).returncode
+                    == 0
+                ),
+                timeout=180,
+                interval=5,
+                message=f"{kind} Ready in {dev.workdir.name}",
+            )
         assert shutil.which("pitwall", path=dev.path()), "the PATH make dev prints has no pitwall"
-        status = subprocess.run(["pitwall", "status"], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "PATH": dev.path() + os.pathsep + os.environ["PATH"],
-                                     "KUBECONFIG": dev.info["kubeconfig"]})
-        assert "payments-v2-isup" in status.stdout, status.stdout + status.stderr   # context namespace: marketplace
+        status = subprocess.run(
+            ["pitwall", "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "PATH": dev.path() + os.pathsep + os.environ["PATH"],
+                "KUBECONFIG": dev.info["kubeconfig"],
+            },
+        )
+        assert "payments-v2-isup" in status.stdout, (
+            status.stdout + status.stderr
+        )  # context namespace: marketplace
 
     started = time.monotonic()
     while time.monotonic() - started < QUIET_FOR:
@@ -133,8 +182,16 @@ def test_two_make_devs_start_clean_and_stay_quiet(two_devs):
         time.sleep(15)
     for dev in two_devs:
         for kind in KINDS:
-            proc = dev.kubectl("wait", "--for=condition=Ready", kind, "--all", "-n", "marketplace", "--timeout=30s",
-                               check=False)
+            proc = dev.kubectl(
+                "wait",
+                "--for=condition=Ready",
+                kind,
+                "--all",
+                "-n",
+                "marketplace",
+                "--timeout=30s",
+                check=False,
+            )
             assert proc.returncode == 0, f"{dev.workdir.name} {kind}: {proc.stderr}{proc.stdout}"
         page = json.loads(urllib.request.urlopen(dev.info["statusPage"] + "api/v1/status", timeout=10).read())
         assert page["overall"]["headline"] == "All APIs operational", page["overall"]
@@ -143,31 +200,69 @@ def test_two_make_devs_start_clean_and_stay_quiet(two_devs):
 
     # -- the maintenance page, seen through the addresses behind payments-v2's Service ------------
     start = datetime.now(UTC) + timedelta(seconds=5)
-    a.kubectl("apply", "--server-side", "-f", "-", input=json.dumps({
-        "apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
-        "metadata": {"name": "hotfix", "namespace": "marketplace"},
-        "spec": {"reason": "Emergency hotfix", "emergency": True, "emergencyReason": "a hotfix that cannot wait",
-                 "schedule": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": "3m"},
-                 "targets": {"apiProducts": {"names": ["payments"]}}, "maintenancePage": True,
-                 "suppressAlerts": True, "notice": {"notifyConsumers": False}}}))
+    a.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "pitwall.dev/v1alpha1",
+                "kind": "MaintenanceWindow",
+                "metadata": {"name": "hotfix", "namespace": "marketplace"},
+                "spec": {
+                    "reason": "Emergency hotfix",
+                    "emergency": True,
+                    "emergencyReason": "a hotfix that cannot wait",
+                    "schedule": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": "3m"},
+                    "targets": {"apiProducts": {"names": ["payments"]}},
+                    "maintenancePage": True,
+                    "suppressAlerts": True,
+                    "notice": {"notifyConsumers": False},
+                },
+            }
+        ),
+    )
     rules = parse_rewrite(f"10.244.0.0/16={a.info['podAddresses']}")
 
     def page_answers():
-        slices = json.loads(a.kubectl("get", "endpointslices", "-n", "marketplace", "-l",
-                                      "kubernetes.io/service-name=payments-v2", "-o", "json").stdout)["items"]
-        addresses = [addr for s in slices for e in s.get("endpoints") or []
-                     if (e.get("conditions") or {}).get("ready") for addr in e["addresses"]]
+        slices = json.loads(
+            a.kubectl(
+                "get",
+                "endpointslices",
+                "-n",
+                "marketplace",
+                "-l",
+                "kubernetes.io/service-name=payments-v2",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        addresses = [
+            addr
+            for s in slices
+            for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready")
+            for addr in e["addresses"]
+        ]
         if not addresses:
             return None
         url = f"http://{rewrite_address(addresses[0], rules)}:8080/isUp"
         try:
-            urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=5)
+            urllib.request.urlopen(
+                urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=5
+            )
         except urllib.error.HTTPError as err:
             body = json.loads(err.read())
             return (err.code, err.headers.get("Retry-After"), body) if err.code == 503 else None
         except OSError:
             return None
         return None
-    code, retry_after, body = eventually(page_answers, timeout=120, interval=2,
-                                         message="the Service's addresses answer with the maintenance page")
+
+    code, retry_after, body = eventually(
+        page_answers,
+        timeout=120,
+        interval=2,
+        message="the Service's addresses answer with the maintenance page",
+    )
     assert retry_after and "Payments API maintenance" in json.dumps(body)

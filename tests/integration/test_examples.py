@@ -25,11 +25,16 @@ def marketplace(cluster, tmp_path):
     The examples are applied with the demo's address in place of `make dev`'s 127.0.0.1:18080
     (and free, unused ports for the receivers), so this runs beside `make dev`."""
     with DemoAPI() as demo:
-        servers = PodServers(str(cluster.kubeconfig), lambda pod: make_app(),
-                             namespace="marketplace").start_thread()
+        servers = PodServers(
+            str(cluster.kubeconfig), lambda pod: make_app(), namespace="marketplace"
+        ).start_thread()
         operator = Operator(cluster, tmp_path, namespace="marketplace").start()
-        manifests = example_manifests(ROOT / "examples", demo=f"127.0.0.1:{demo.port}",
-                                              receiver=f"127.0.0.1:{free_port()}", smtp=f"127.0.0.1:{free_port()}")
+        manifests = example_manifests(
+            ROOT / "examples",
+            demo=f"127.0.0.1:{demo.port}",
+            receiver=f"127.0.0.1:{free_port()}",
+            smtp=f"127.0.0.1:{free_port()}",
+        )
         try:
             yield cluster, manifests
         finally:
@@ -42,12 +47,19 @@ def test_every_example_becomes_ready(marketplace):
     cluster, manifests = marketplace
     cluster.kubectl("apply", "--server-side", "-f", "-", input=manifests)
     for kind in KINDS:
-        proc = cluster.kubectl("wait", "--for=condition=Ready", kind, "--all", "-n", "marketplace",
-                               "--timeout=60s", check=False)
+        proc = cluster.kubectl(
+            "wait", "--for=condition=Ready", kind, "--all", "-n", "marketplace", "--timeout=60s", check=False
+        )
         assert proc.returncode == 0, f"{kind}: {proc.stderr}{proc.stdout}"
     listed = cluster.kubectl("get", "pitwall", "-A").stdout
-    for name in ("payments", "core-banking", "payments-oauth-flow", "revenue-critical-down", "core-banking-weekly",
-                 "payments-settlement-delays"):
+    for name in (
+        "payments",
+        "core-banking",
+        "payments-oauth-flow",
+        "revenue-critical-down",
+        "core-banking-weekly",
+        "payments-settlement-delays",
+    ):
         assert name in listed
     items = json.loads(cluster.kubectl("get", "pitwall", "-n", "marketplace", "-o", "json").stdout)["items"]
     for obj in items:
@@ -66,8 +78,9 @@ def test_invalid_example_is_refused_with_its_message(cluster, path):
     expected = path.read_text().splitlines()[0].removeprefix("# expect:").strip()
     body = yaml.safe_load(path.read_text())
     body["metadata"]["namespace"] = "default"
-    proc = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=json.dumps(body),
-                           check=False)
+    proc = cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-f", "-", input=json.dumps(body), check=False
+    )
     assert proc.returncode != 0
     assert expected in proc.stderr
 
@@ -79,7 +92,13 @@ def test_one_invalid_example_per_kind():
 
 def test_status_is_declared_by_each_crd(cluster):
     """kubectl explain reads the published schema: the status fields users rely on are there."""
-    for path in ("apiproduct.status.versions", "probe.status.lastFailure", "backend.status.impact",
-                 "alertrule.status.alerts", "maintenancewindow.status.nextStart", "incident.status.notices"):
+    for path in (
+        "apiproduct.status.versions",
+        "probe.status.lastFailure",
+        "backend.status.impact",
+        "alertrule.status.alerts",
+        "maintenancewindow.status.nextStart",
+        "incident.status.notices",
+    ):
         proc = cluster.kubectl("explain", path, check=False)
         assert proc.returncode == 0, proc.stderr

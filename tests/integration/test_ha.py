@@ -26,8 +26,11 @@ def runs(op: Operator, probe: str) -> float:
 
 
 def test_takeover_without_duplicates_or_lost_schedule(cluster, namespace, kubectl, tmp_path):
-    env = {"PITWALL_LEASE_DURATION": str(LEASE_SECONDS), "PITWALL_DELIVERY_BASE_DELAY": "0.05",
-           "POD_NAMESPACE": namespace}
+    env = {
+        "PITWALL_LEASE_DURATION": str(LEASE_SECONDS),
+        "PITWALL_DELIVERY_BASE_DELAY": "0.05",
+        "POD_NAMESPACE": namespace,
+    }
     first = Operator(cluster, tmp_path, namespace, env, ["--leader-elect"]).start()
     second = Operator(cluster, tmp_path, namespace, env, ["--leader-elect"]).start()
     try:
@@ -35,12 +38,14 @@ def test_takeover_without_duplicates_or_lost_schedule(cluster, namespace, kubect
             leader = eventually(lambda: first if leading(first) else (second if leading(second) else None))
             standby = second if leader is first else first
             time.sleep(1)
-            assert not leading(standby)           # exactly one active
+            assert not leading(standby)  # exactly one active
             lease = kubectl.get("lease", "pitwall-operator")
             assert lease["spec"]["holderIdentity"]
 
             kubectl.apply(labelled_probe("checkout", demo.url + "/isUp"))
-            kubectl.apply(rule("checkout-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}]))
+            kubectl.apply(
+                rule("checkout-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}])
+            )
             eventually(lambda: (kubectl.get("probe", "checkout").get("status") or {}).get("state") == "Up")
             demo.admin("down", what="isUp")
             eventually(lambda: len(rec.paths("/hook")) == 1, message="fired once")
@@ -53,9 +58,11 @@ def test_takeover_without_duplicates_or_lost_schedule(cluster, namespace, kubect
             # the schedule goes on under the new leader
             # (status is coalesced while the state holds; the run counter shows every run)
             eventually(lambda: runs(standby, "checkout") >= 2, message="probe runs under the new leader")
-            assert len(rec.paths("/hook")) == 1     # no duplicate firing from the new leader
+            assert len(rec.paths("/hook")) == 1  # no duplicate firing from the new leader
             demo.admin("up")
-            eventually(lambda: len(rec.paths("/hook")) == 2, timeout=20, message="resolve from the new leader")
+            eventually(
+                lambda: len(rec.paths("/hook")) == 2, timeout=20, message="resolve from the new leader"
+            )
             assert rec.paths("/hook")[1]["body"]["status"] == "resolved"
             assert alerts(kubectl, "checkout-down")[0]["state"] == "resolved"
     finally:

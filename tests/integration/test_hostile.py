@@ -40,8 +40,8 @@ from tests.conftest import Kubectl, Operator, condition, eventually
 from tests.helpers.smtp import smtp_server
 
 API = "pitwall.dev/v1alpha1"
-HEALTHY_INTERVAL = 2.0           # the operator's --min-probe-interval in this suite
-CANARY_HOST = "127.0.0.2"        # denied by the operator's policy (PITWALL_PROBE_DENY)
+HEALTHY_INTERVAL = 2.0  # the operator's --min-probe-interval in this suite
+CANARY_HOST = "127.0.0.2"  # denied by the operator's policy (PITWALL_PROBE_DENY)
 SECRET = "s3cr3t-Hostile-Value"  # stored with a trailing newline, as kubectl create --from-file gives
 REDOS = "a" * 30 + "!"
 FAKE_CREDENTIALS = '{"AccessKeyId": "AKIAFAKEHOSTILE0001", "SecretAccessKey": "fake-hostile-secret-key"}'
@@ -55,7 +55,7 @@ class Server:
     """A threaded HTTP server with the responses the hostile cases need; records every request."""
 
     def __init__(self, host: str = "127.0.0.1"):
-        self.requests: list[tuple[float, str, str]] = []     # (monotonic time, method, path)
+        self.requests: list[tuple[float, str, str]] = []  # (monotonic time, method, path)
         self.lock = threading.Lock()
         self.bomb = _gzip_bomb()
         server = self
@@ -170,126 +170,302 @@ def _gzip_bomb() -> bytes:
 
 def probe(name: str, url: str, labels: dict | None = None, **spec) -> dict:
     spec = {"interval": "2s", "timeout": "1s", "failureThreshold": 1, **spec}
-    return {"apiVersion": API, "kind": "Probe", "metadata": {"name": name, "labels": labels or {}},
-            "spec": {"target": {"url": url}, **spec} if "target" not in spec else spec}
+    return {
+        "apiVersion": API,
+        "kind": "Probe",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"target": {"url": url}, **spec} if "target" not in spec else spec,
+    }
 
 
 def rule(name: str, receivers: list[dict], **spec) -> dict:
-    return {"apiVersion": API, "kind": "AlertRule", "metadata": {"name": name},
-            "spec": {"severity": "high", "selector": {"kinds": ["Probe"], "matchLabels": {"hostile": name}},
-                     "when": {"for": "0s"}, "receivers": receivers, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "AlertRule",
+        "metadata": {"name": name},
+        "spec": {
+            "severity": "high",
+            "selector": {"kinds": ["Probe"], "matchLabels": {"hostile": name}},
+            "when": {"for": "0s"},
+            "receivers": receivers,
+            **spec,
+        },
+    }
 
 
 def window(name: str, **spec) -> dict:
     start = datetime.now(UTC) + timedelta(minutes=30)
-    base = {"reason": "Hostile window", "emergency": True, "emergencyReason": "test",
-            "schedule": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": "1h"},
-            "targets": {"backends": ["nothing-here"]}}
+    base = {
+        "reason": "Hostile window",
+        "emergency": True,
+        "emergencyReason": "test",
+        "schedule": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": "1h"},
+        "targets": {"backends": ["nothing-here"]},
+    }
     for key, value in spec.items():
         base[key] = {**base[key], **value} if isinstance(value, dict) and key in base else value
     return {"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": name}, "spec": base}
 
 
 def backend(name: str, **spec) -> dict:
-    return {"apiVersion": API, "kind": "Backend", "metadata": {"name": name},
-            "spec": {"displayName": name, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "Backend",
+        "metadata": {"name": name},
+        "spec": {"displayName": name, **spec},
+    }
 
 
 def product(name: str, **spec) -> dict:
     versions = spec.pop("versions", [{"name": "v1", "image": "registry.example.com/x:1", "replicas": 0}])
-    return {"apiVersion": API, "kind": "ApiProduct", "metadata": {"name": name},
-            "spec": {"displayName": name, "versions": versions, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "ApiProduct",
+        "metadata": {"name": name},
+        "spec": {"displayName": name, "versions": versions, **spec},
+    }
 
 
 def secret(name: str, value: str, **labels) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels},
-            "stringData": {"value": value}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "stringData": {"value": value},
+    }
 
 
 # Refused by the API server: (id, manifest, words the refusal must contain)
 REFUSED = [
-    ("probe-interval-zero", probe("r1", "http://127.0.0.1:1/", interval="0s"), '"0s" is below the minimum 1s'),
-    ("probe-interval-1ms", probe("r2", "http://127.0.0.1:1/", interval="1ms"), '"1ms" is below the minimum 1s'),
-    ("probe-interval-zero-days", probe("r3", "http://127.0.0.1:1/", interval="0d"), "is below the minimum 1s"),
-    ("probe-interval-fraction-of-a-day", probe("r40", "http://127.0.0.1:1/", interval="0.01d"),
-     '"0.01d" is below the minimum 1s, or under 0.1d: write durations under 2.4h in h, m, s or ms'),
+    (
+        "probe-interval-zero",
+        probe("r1", "http://127.0.0.1:1/", interval="0s"),
+        '"0s" is below the minimum 1s',
+    ),
+    (
+        "probe-interval-1ms",
+        probe("r2", "http://127.0.0.1:1/", interval="1ms"),
+        '"1ms" is below the minimum 1s',
+    ),
+    (
+        "probe-interval-zero-days",
+        probe("r3", "http://127.0.0.1:1/", interval="0d"),
+        "is below the minimum 1s",
+    ),
+    (
+        "probe-interval-fraction-of-a-day",
+        probe("r40", "http://127.0.0.1:1/", interval="0.01d"),
+        '"0.01d" is below the minimum 1s, or under 0.1d: write durations under 2.4h in h, m, s or ms',
+    ),
     ("probe-interval-words", probe("r4", "http://127.0.0.1:1/", interval="5 minutes"), "is not a duration"),
-    ("probe-timeout-zero", probe("r5", "http://127.0.0.1:1/", timeout="0s"), '"0s" is below the minimum 100ms'),
-    ("probe-timeout-above-interval", probe("r6", "http://127.0.0.1:1/", interval="5s", timeout="10s"),
-     "timeout must not be longer than interval"),
-    ("probe-two-targets", {**probe("r7", "http://127.0.0.1:1/"), "spec": {
-        "target": {"url": "http://127.0.0.1:1/", "apiProduct": {"name": "p", "version": "v1"}}}},
-     "set exactly one of target.apiProduct and target.url"),
-    ("probe-ftp-proxy", probe("r8", "http://127.0.0.1:1/", proxy="ftp://127.0.0.1:21"),
-     "must be an http://, https:// or socks5:// proxy URL"),
-    ("probe-21-steps", probe("r9", "http://127.0.0.1:1/", steps=[{"name": f"s{i}"} for i in range(21)]),
-     "must have at most 20 items"),
-    ("probe-duplicate-steps", probe("r10", "http://127.0.0.1:1/", steps=[{"name": "a"}, {"name": "a"}]),
-     "step names must be unique"),
-    ("probe-huge-body", probe("r11", "http://127.0.0.1:1/", steps=[{"name": "a", "request": {"body": "x" * 70000}}]),
-     "Too long"),
-    ("probe-header-value-5k", probe("r36", "http://127.0.0.1:1/", steps=[
-        {"name": "a", "request": {"headers": {"X-Big": "x" * 5000}}}]), "Too long"),
-    ("probe-33-headers", probe("r37", "http://127.0.0.1:1/", steps=[
-        {"name": "a", "request": {"headers": {f"X-{i}": "x" for i in range(33)}}}]), "Too many"),
-    ("probe-capture-name", probe("r12", "http://127.0.0.1:1/", steps=[{"name": "a", "capture": {"a-b": "$.x"}}]),
-     "capture variable names must be letters, digits and underscores"),
-    ("backend-health-interval-zero", backend("r13", health={"url": "http://127.0.0.1:1/", "interval": "0s"}),
-     "is below the minimum 1s"),
-    ("backend-health-timeout-above-interval",
-     backend("r14", health={"url": "http://127.0.0.1:1/", "interval": "30s", "timeout": "1m"}),
-     "timeout must not be longer than interval"),
-    ("backend-health-and-proberef", backend("r15", health={"url": "http://127.0.0.1:1/"}, probeRef={"name": "x"}),
-     "set at most one of health and probeRef"),
-    ("alertrule-repeat-1ms", rule("r16", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
-                                  repeatInterval="1ms"), '"1ms" is below the minimum 1m (use 0s to turn it off)'),
-    ("alertrule-escalation-zero", rule("r17", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
-                                       escalation=[{"after": "0s", "receivers": ["a"]}]),
-     '"0s" is below the minimum 1s'),
-    ("alertrule-digest-100ms", rule("r18", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
-                                    digest={"interval": "100ms", "receivers": ["a"]}),
-     '"100ms" is below the minimum 1s'),
-    ("alertrule-unknown-escalation-receiver",
-     rule("r19", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
-          escalation=[{"after": "5m", "receivers": ["nobody"]}]),
-     "escalation receivers must name entries of spec.receivers"),
-    ("alertrule-slack-url-in-spec", rule("r20", [{"name": "a", "type": "slack", "url": "http://127.0.0.1:1/",
-                                                  "secretRef": {"name": "s", "key": "k"}}]),
-     "url is only for opsgenie, pagerduty and webhook receivers"),
-    ("alertrule-email-without-to", rule("r21", [{"name": "a", "type": "email", "secretRef": {"name": "s", "key": "k"}}]),
-     "an email receiver needs email.to"),
-    ("alertrule-summary-width-bomb", rule("r33", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
-                                          summary="{kind:>999999999} is down"),
-     "summary placeholders take no format spec"),
-    ("alertrule-33-labels", rule("r34", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
-                                 selector={"kinds": ["Probe"], "matchLabels": {f"l{i}": "x" for i in range(33)}}),
-     "Too many"),
-    ("alertrule-21-receivers", rule("r35", [{"name": f"a{i}", "type": "webhook", "url": "http://127.0.0.1:1/"}
-                                            for i in range(21)]), "Too many"),
-    ("alertrule-unknown-receiver-type", rule("r22", [{"name": "a", "type": "carrier-pigeon", "url": "http://x/"}]),
-     "Unsupported value"),
+    (
+        "probe-timeout-zero",
+        probe("r5", "http://127.0.0.1:1/", timeout="0s"),
+        '"0s" is below the minimum 100ms',
+    ),
+    (
+        "probe-timeout-above-interval",
+        probe("r6", "http://127.0.0.1:1/", interval="5s", timeout="10s"),
+        "timeout must not be longer than interval",
+    ),
+    (
+        "probe-two-targets",
+        {
+            **probe("r7", "http://127.0.0.1:1/"),
+            "spec": {"target": {"url": "http://127.0.0.1:1/", "apiProduct": {"name": "p", "version": "v1"}}},
+        },
+        "set exactly one of target.apiProduct and target.url",
+    ),
+    (
+        "probe-ftp-proxy",
+        probe("r8", "http://127.0.0.1:1/", proxy="ftp://127.0.0.1:21"),
+        "must be an http://, https:// or socks5:// proxy URL",
+    ),
+    (
+        "probe-21-steps",
+        probe("r9", "http://127.0.0.1:1/", steps=[{"name": f"s{i}"} for i in range(21)]),
+        "must have at most 20 items",
+    ),
+    (
+        "probe-duplicate-steps",
+        probe("r10", "http://127.0.0.1:1/", steps=[{"name": "a"}, {"name": "a"}]),
+        "step names must be unique",
+    ),
+    (
+        "probe-huge-body",
+        probe("r11", "http://127.0.0.1:1/", steps=[{"name": "a", "request": {"body": "x" * 70000}}]),
+        "Too long",
+    ),
+    (
+        "probe-header-value-5k",
+        probe(
+            "r36", "http://127.0.0.1:1/", steps=[{"name": "a", "request": {"headers": {"X-Big": "x" * 5000}}}]
+        ),
+        "Too long",
+    ),
+    (
+        "probe-33-headers",
+        probe(
+            "r37",
+            "http://127.0.0.1:1/",
+            steps=[{"name": "a", "request": {"headers": {f"X-{i}": "x" for i in range(33)}}}],
+        ),
+        "Too many",
+    ),
+    (
+        "probe-capture-name",
+        probe("r12", "http://127.0.0.1:1/", steps=[{"name": "a", "capture": {"a-b": "$.x"}}]),
+        "capture variable names must be letters, digits and underscores",
+    ),
+    (
+        "backend-health-interval-zero",
+        backend("r13", health={"url": "http://127.0.0.1:1/", "interval": "0s"}),
+        "is below the minimum 1s",
+    ),
+    (
+        "backend-health-timeout-above-interval",
+        backend("r14", health={"url": "http://127.0.0.1:1/", "interval": "30s", "timeout": "1m"}),
+        "timeout must not be longer than interval",
+    ),
+    (
+        "backend-health-and-proberef",
+        backend("r15", health={"url": "http://127.0.0.1:1/"}, probeRef={"name": "x"}),
+        "set at most one of health and probeRef",
+    ),
+    (
+        "alertrule-repeat-1ms",
+        rule("r16", [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}], repeatInterval="1ms"),
+        '"1ms" is below the minimum 1m (use 0s to turn it off)',
+    ),
+    (
+        "alertrule-escalation-zero",
+        rule(
+            "r17",
+            [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+            escalation=[{"after": "0s", "receivers": ["a"]}],
+        ),
+        '"0s" is below the minimum 1s',
+    ),
+    (
+        "alertrule-digest-100ms",
+        rule(
+            "r18",
+            [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+            digest={"interval": "100ms", "receivers": ["a"]},
+        ),
+        '"100ms" is below the minimum 1s',
+    ),
+    (
+        "alertrule-unknown-escalation-receiver",
+        rule(
+            "r19",
+            [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+            escalation=[{"after": "5m", "receivers": ["nobody"]}],
+        ),
+        "escalation receivers must name entries of spec.receivers",
+    ),
+    (
+        "alertrule-slack-url-in-spec",
+        rule(
+            "r20",
+            [
+                {
+                    "name": "a",
+                    "type": "slack",
+                    "url": "http://127.0.0.1:1/",
+                    "secretRef": {"name": "s", "key": "k"},
+                }
+            ],
+        ),
+        "url is only for opsgenie, pagerduty and webhook receivers",
+    ),
+    (
+        "alertrule-email-without-to",
+        rule("r21", [{"name": "a", "type": "email", "secretRef": {"name": "s", "key": "k"}}]),
+        "an email receiver needs email.to",
+    ),
+    (
+        "alertrule-summary-width-bomb",
+        rule(
+            "r33",
+            [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+            summary="{kind:>999999999} is down",
+        ),
+        "summary placeholders take no format spec",
+    ),
+    (
+        "alertrule-33-labels",
+        rule(
+            "r34",
+            [{"name": "a", "type": "webhook", "url": "http://127.0.0.1:1/"}],
+            selector={"kinds": ["Probe"], "matchLabels": {f"l{i}": "x" for i in range(33)}},
+        ),
+        "Too many",
+    ),
+    (
+        "alertrule-21-receivers",
+        rule("r35", [{"name": f"a{i}", "type": "webhook", "url": "http://127.0.0.1:1/"} for i in range(21)]),
+        "Too many",
+    ),
+    (
+        "alertrule-unknown-receiver-type",
+        rule("r22", [{"name": "a", "type": "carrier-pigeon", "url": "http://x/"}]),
+        "Unsupported value",
+    ),
     ("window-duration-zero", window("r23", schedule={"duration": "0s"}), '"0s" is below the minimum 1s'),
-    ("window-start-and-cron", window("r24", schedule={"cron": "0 22 * * SAT"}),
-     "set exactly one of schedule.start (one-off) and schedule.cron (recurring)"),
-    ("window-cron-words", {**window("r25"), "spec": {**window("r25")["spec"], "schedule": {
-        "cron": "every saturday", "duration": "1h"}}}, "is not a cron schedule"),
-    ("window-no-targets", {**window("r26"), "spec": {**window("r26")["spec"], "targets": {}}},
-     "a maintenance window needs at least one target"),
-    ("window-emergency-without-reason", {**window("r27"), "spec": {
-        k: v for k, v in window("r27")["spec"].items() if k != "emergencyReason"}},
-     "an emergency window needs emergencyReason"),
-    ("product-sunset-on-published", product("r28", versions=[{"name": "v1", "image": "x:1",
-                                                              "sunsetAt": "2027-01-01T00:00:00Z"}]),
-     "sunsetAt is only allowed when lifecycle is deprecated"),
+    (
+        "window-start-and-cron",
+        window("r24", schedule={"cron": "0 22 * * SAT"}),
+        "set exactly one of schedule.start (one-off) and schedule.cron (recurring)",
+    ),
+    (
+        "window-cron-words",
+        {
+            **window("r25"),
+            "spec": {**window("r25")["spec"], "schedule": {"cron": "every saturday", "duration": "1h"}},
+        },
+        "is not a cron schedule",
+    ),
+    (
+        "window-no-targets",
+        {**window("r26"), "spec": {**window("r26")["spec"], "targets": {}}},
+        "a maintenance window needs at least one target",
+    ),
+    (
+        "window-emergency-without-reason",
+        {**window("r27"), "spec": {k: v for k, v in window("r27")["spec"].items() if k != "emergencyReason"}},
+        "an emergency window needs emergencyReason",
+    ),
+    (
+        "product-sunset-on-published",
+        product("r28", versions=[{"name": "v1", "image": "x:1", "sunsetAt": "2027-01-01T00:00:00Z"}]),
+        "sunsetAt is only allowed when lifecycle is deprecated",
+    ),
     ("product-name-starts-with-digit", product("9lives"), "an ApiProduct name must start with a letter"),
-    ("product-21-versions", product("r30", versions=[{"name": f"v{i}", "image": "x:1"} for i in range(21)]),
-     "must have at most 20 items"),
+    (
+        "product-21-versions",
+        product("r30", versions=[{"name": f"v{i}", "image": "x:1"} for i in range(21)]),
+        "must have at most 20 items",
+    ),
     ("product-display-name-10k", product("r31", displayName="x" * 10_000), "Too long"),
     ("product-201-consumers", product("r38", consumers=[{"name": f"c{i}"} for i in range(201)]), "Too many"),
-    ("window-11-receivers", window("r39", notice={"receivers": [
-        {"name": f"w{i}", "type": "webhook", "url": "http://127.0.0.1:1/"} for i in range(11)]}), "Too many"),
-    ("product-unknown-consumer-version", product("r32", consumers=[{"name": "c", "versions": ["v9"]}]),
-     "consumers[].versions must name versions listed in spec.versions"),
+    (
+        "window-11-receivers",
+        window(
+            "r39",
+            notice={
+                "receivers": [
+                    {"name": f"w{i}", "type": "webhook", "url": "http://127.0.0.1:1/"} for i in range(11)
+                ]
+            },
+        ),
+        "Too many",
+    ),
+    (
+        "product-unknown-consumer-version",
+        product("r32", consumers=[{"name": "c", "versions": ["v9"]}]),
+        "consumers[].versions must name versions listed in spec.versions",
+    ),
 ]
 
 
@@ -318,7 +494,7 @@ class World:
     target: Server
     canary: Server
     smtp: list
-    cases: dict[str, tuple[str, str, str]] = field(default_factory=dict)    # id -> (kind, name, words)
+    cases: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> (kind, name, words)
     lag_before: dict = field(default_factory=dict)
     started: float = 0.0
 
@@ -330,91 +506,280 @@ def verdict_cases(a: Addresses) -> list[tuple[str, dict, str]]:
     return [
         # floors of this operator (--min-probe-interval 2s ...) above the CRDs' own
         ("probe-below-operator-floor", probe("floor", t + "/ok", interval="1s"), "below the minimum of 2s"),
-        ("probe-timeout-above-interval-in-days", probe("days", t + "/ok", interval="1d", timeout="2d"),
-         "longer than the interval"),
+        (
+            "probe-timeout-above-interval-in-days",
+            probe("days", t + "/ok", interval="1d", timeout="2d"),
+            "longer than the interval",
+        ),
         # bounded work per check
-        ("probe-redos-body-regex", probe("redos-body", t + "/redos", steps=[
-            {"name": "a", "expect": {"body": {"regex": "^(a+)+$"}}}]), ""),
-        ("probe-redos-json-matches", probe("redos-json", t + "/redos-json", steps=[
-            {"name": "a", "expect": {"json": [{"path": "$.s", "matches": "^(a+)+$"}]}}]), ""),
-        ("probe-redos-header-matches", probe("redos-header", t + "/redos", steps=[
-            {"name": "a", "expect": {"headers": [{"name": "X-Redos", "matches": "^(a|aa)+$"}]}}]), ""),
-        ("probe-gzip-bomb", probe("gzip-bomb", t + "/gzip-bomb", steps=[
-            {"name": "a", "expect": {"json": [{"path": "$.a", "exists": True}]}}]), ""),
-        ("probe-deep-json", probe("deep-json", t + "/deep-json", steps=[
-            {"name": "a", "expect": {"json": [{"path": "$[0]", "exists": True}]}}]), ""),
-        ("probe-recursive-jsonpath", probe("jsonpath", t + "/big-json", steps=[
-            {"name": "a", "expect": {"json": [{"path": "$..*..*", "equals": "never"}]}}]), ""),
-        ("probe-huge-body", probe("huge", t + "/huge", steps=[{"name": "a", "expect": {"body": {"contains": "y"}}}]),
-         ""),
-        ("probe-slowloris", probe("slow", t + "/slow", steps=[{"name": "a", "expect": {"body": {"contains": "y"}}}]),
-         "timed out"),
-        ("probe-non-ascii-header", probe("non-ascii", t + "/ok", steps=[
-            {"name": "a", "request": {"headers": {"X-Name": "Grüße ✓"}}}]), ""),
+        (
+            "probe-redos-body-regex",
+            probe(
+                "redos-body", t + "/redos", steps=[{"name": "a", "expect": {"body": {"regex": "^(a+)+$"}}}]
+            ),
+            "",
+        ),
+        (
+            "probe-redos-json-matches",
+            probe(
+                "redos-json",
+                t + "/redos-json",
+                steps=[{"name": "a", "expect": {"json": [{"path": "$.s", "matches": "^(a+)+$"}]}}],
+            ),
+            "",
+        ),
+        (
+            "probe-redos-header-matches",
+            probe(
+                "redos-header",
+                t + "/redos",
+                steps=[{"name": "a", "expect": {"headers": [{"name": "X-Redos", "matches": "^(a|aa)+$"}]}}],
+            ),
+            "",
+        ),
+        (
+            "probe-gzip-bomb",
+            probe(
+                "gzip-bomb",
+                t + "/gzip-bomb",
+                steps=[{"name": "a", "expect": {"json": [{"path": "$.a", "exists": True}]}}],
+            ),
+            "",
+        ),
+        (
+            "probe-deep-json",
+            probe(
+                "deep-json",
+                t + "/deep-json",
+                steps=[{"name": "a", "expect": {"json": [{"path": "$[0]", "exists": True}]}}],
+            ),
+            "",
+        ),
+        (
+            "probe-recursive-jsonpath",
+            probe(
+                "jsonpath",
+                t + "/big-json",
+                steps=[{"name": "a", "expect": {"json": [{"path": "$..*..*", "equals": "never"}]}}],
+            ),
+            "",
+        ),
+        (
+            "probe-huge-body",
+            probe("huge", t + "/huge", steps=[{"name": "a", "expect": {"body": {"contains": "y"}}}]),
+            "",
+        ),
+        (
+            "probe-slowloris",
+            probe("slow", t + "/slow", steps=[{"name": "a", "expect": {"body": {"contains": "y"}}}]),
+            "timed out",
+        ),
+        (
+            "probe-non-ascii-header",
+            probe(
+                "non-ascii", t + "/ok", steps=[{"name": "a", "request": {"headers": {"X-Name": "Grüße ✓"}}}]
+            ),
+            "",
+        ),
         ("probe-socks5-proxy", probe("socks", t + "/ok", proxy="socks5://127.0.0.1:9"), ""),
-        ("probe-invalid-regex", probe("bad-regex", t + "/ok", steps=[{"name": "a", "expect": {"body": {"regex": "("}}}]),
-         ""),
-        ("probe-invalid-jsonpath", probe("bad-jsonpath", t + "/ok", steps=[
-            {"name": "a", "expect": {"json": [{"path": "$[", "exists": True}]}}]), ""),
-        ("probe-undefined-variable", probe("undefined-var", t + "/ok", steps=[
-            {"name": "a", "request": {"headers": {"Authorization": "Bearer ${nothing}"}}}]), ""),
-        ("probe-connection-refused", probe("refused", f"http://127.0.0.1:{a.refused_port}/",
-                                           labels={"hostile": "alert-canary"}), ""),
-        ("probe-missing-secret", probe("no-secret", t + "/ok", steps=[
-            {"name": "a", "request": {"headers": {"X-Key": "${secret:absent/value}"}}}]), "absent"),
-        ("probe-missing-product", probe("no-product", "", target={"apiProduct": {"name": "ghost", "version": "v1"}}),
-         "ghost"),
+        (
+            "probe-invalid-regex",
+            probe("bad-regex", t + "/ok", steps=[{"name": "a", "expect": {"body": {"regex": "("}}}]),
+            "",
+        ),
+        (
+            "probe-invalid-jsonpath",
+            probe(
+                "bad-jsonpath",
+                t + "/ok",
+                steps=[{"name": "a", "expect": {"json": [{"path": "$[", "exists": True}]}}],
+            ),
+            "",
+        ),
+        (
+            "probe-undefined-variable",
+            probe(
+                "undefined-var",
+                t + "/ok",
+                steps=[{"name": "a", "request": {"headers": {"Authorization": "Bearer ${nothing}"}}}],
+            ),
+            "",
+        ),
+        (
+            "probe-connection-refused",
+            probe("refused", f"http://127.0.0.1:{a.refused_port}/", labels={"hostile": "alert-canary"}),
+            "",
+        ),
+        (
+            "probe-missing-secret",
+            probe(
+                "no-secret",
+                t + "/ok",
+                steps=[{"name": "a", "request": {"headers": {"X-Key": "${secret:absent/value}"}}}],
+            ),
+            "absent",
+        ),
+        (
+            "probe-missing-product",
+            probe("no-product", "", target={"apiProduct": {"name": "ghost", "version": "v1"}}),
+            "ghost",
+        ),
         ("probe-secret-with-newline", probe("newline-secret", t + "/ok", steps=[secret_header]), ""),
-        ("probe-secret-not-opted-in", probe("not-opted-in", t + "/ok", steps=[
-            {"name": "a", "request": {"headers": {"X-Key": "${secret:unlabelled/value}"}}}]), "pitwall.dev/"),
+        (
+            "probe-secret-not-opted-in",
+            probe(
+                "not-opted-in",
+                t + "/ok",
+                steps=[{"name": "a", "request": {"headers": {"X-Key": "${secret:unlabelled/value}"}}}],
+            ),
+            "pitwall.dev/",
+        ),
         # the address policy, in several spellings, and the operator's own doors
-        ("probe-metadata-address", probe("metadata", "http://169.254.169.254/latest/meta-data/"), "169.254.169.254"),
+        (
+            "probe-metadata-address",
+            probe("metadata", "http://169.254.169.254/latest/meta-data/"),
+            "169.254.169.254",
+        ),
         ("probe-canary", probe("canary", a.canary + "/"), "denied"),
-        ("probe-canary-mapped-v6", probe("canary-v6", f"http://[::ffff:{CANARY_HOST}]:{a.canary_port}/"), "denied"),
+        (
+            "probe-canary-mapped-v6",
+            probe("canary-v6", f"http://[::ffff:{CANARY_HOST}]:{a.canary_port}/"),
+            "denied",
+        ),
         ("probe-canary-decimal", probe("canary-decimal", f"http://2130706434:{a.canary_port}/"), "denied"),
         ("probe-canary-short", probe("canary-short", f"http://127.2:{a.canary_port}/"), "denied"),
         ("probe-canary-nat64", probe("canary-nat64", f"http://[64:ff9b::7f00:2]:{a.canary_port}/"), "denied"),
         ("probe-canary-proxy", probe("canary-proxy", t + "/ok", proxy=a.canary), "denied"),
-        ("probe-canary-redirect", probe("canary-redirect", t + "/redirect?to=" + urllib.parse.quote(a.canary + "/"),
-                                        followRedirects=True), "denied"),
-        ("probe-operator-internal-view", probe("internal-view", f"http://127.0.0.1:{a.internal_port}/"
-                                               "api/v1/internal"), "denied"),
-        ("probe-operator-status-page", probe("status-page", f"http://127.0.0.1:{a.statuspage_port}/"), "denied"),
+        (
+            "probe-canary-redirect",
+            probe(
+                "canary-redirect",
+                t + "/redirect?to=" + urllib.parse.quote(a.canary + "/"),
+                followRedirects=True,
+            ),
+            "denied",
+        ),
+        (
+            "probe-operator-internal-view",
+            probe("internal-view", f"http://127.0.0.1:{a.internal_port}/api/v1/internal"),
+            "denied",
+        ),
+        (
+            "probe-operator-status-page",
+            probe("status-page", f"http://127.0.0.1:{a.statuspage_port}/"),
+            "denied",
+        ),
         ("probe-operator-metrics", probe("metrics", f"http://127.0.0.1:{a.metrics_port}/metrics"), "denied"),
-        ("probe-api-server", probe("api-server", a.api_server + "/api", tls={"insecureSkipVerify": True}),
-         "denied"),
+        (
+            "probe-api-server",
+            probe("api-server", a.api_server + "/api", tls={"insecureSkipVerify": True}),
+            "denied",
+        ),
         # backends
-        ("backend-below-operator-floor", backend("floor", health={"url": t + "/ok", "interval": "1s"}),
-         "below the minimum of 2s"),
-        ("backend-metadata-address", backend("metadata", health={"url": "http://169.254.169.254/", "interval": "2s"}), "169.254.169.254"),
+        (
+            "backend-below-operator-floor",
+            backend("floor", health={"url": t + "/ok", "interval": "1s"}),
+            "below the minimum of 2s",
+        ),
+        (
+            "backend-metadata-address",
+            backend("metadata", health={"url": "http://169.254.169.254/", "interval": "2s"}),
+            "169.254.169.254",
+        ),
         ("backend-missing-probe", backend("ghost-probe", probeRef={"name": "ghost"}), "ghost"),
-        ("backend-gzip-bomb", backend("gzip-bomb", health={"url": t + "/gzip-bomb", "interval": "2s", "steps": [
-            {"name": "a", "expect": {"json": [{"path": "$.a", "exists": True}]}}]}), ""),
+        (
+            "backend-gzip-bomb",
+            backend(
+                "gzip-bomb",
+                health={
+                    "url": t + "/gzip-bomb",
+                    "interval": "2s",
+                    "steps": [{"name": "a", "expect": {"json": [{"path": "$.a", "exists": True}]}}],
+                },
+            ),
+            "",
+        ),
         # alert rules
-        ("alertrule-below-operator-floor", rule("floor", [{"name": "a", "type": "webhook", "url": t + "/hook"}],
-                                                repeatInterval="1m"), "--min-repeat-interval"),
-        ("alertrule-summary-width-bomb-escaped", rule("summary-bomb", [
-            {"name": "a", "type": "webhook", "url": t + "/hook"}], summary="{{{kind:>999999999}}}"),
-         "takes no format spec"),
-        ("alertrule-missing-secret", rule("no-secret", [{"name": "a", "type": "slack",
-                                                         "secretRef": {"name": "absent", "key": "url"}}]), "absent"),
+        (
+            "alertrule-below-operator-floor",
+            rule("floor", [{"name": "a", "type": "webhook", "url": t + "/hook"}], repeatInterval="1m"),
+            "--min-repeat-interval",
+        ),
+        (
+            "alertrule-summary-width-bomb-escaped",
+            rule(
+                "summary-bomb",
+                [{"name": "a", "type": "webhook", "url": t + "/hook"}],
+                summary="{{{kind:>999999999}}}",
+            ),
+            "takes no format spec",
+        ),
+        (
+            "alertrule-missing-secret",
+            rule(
+                "no-secret", [{"name": "a", "type": "slack", "secretRef": {"name": "absent", "key": "url"}}]
+            ),
+            "absent",
+        ),
         # maintenance windows
-        ("window-below-operator-floor", window("floor", schedule={"duration": "30s"}), "--min-window-duration"),
-        ("window-unknown-time-zone", {**window("mars"), "spec": {**window("mars")["spec"], "schedule": {
-            "cron": "0 22 * * SAT", "duration": "1h", "timeZone": "Mars/Olympus_Mons"}}}, "Mars/Olympus_Mons"),
-        ("window-cron-never-fires", {**window("never"), "spec": {**window("never")["spec"], "schedule": {
-            "cron": "0 0 31 2 *", "duration": "1h"}}}, "never"),
-        ("window-overlapping-occurrences", {**window("overlap"), "spec": {**window("overlap")["spec"], "schedule": {
-            "cron": "@hourly", "duration": "2h"}}}, "overlap"),
+        (
+            "window-below-operator-floor",
+            window("floor", schedule={"duration": "30s"}),
+            "--min-window-duration",
+        ),
+        (
+            "window-unknown-time-zone",
+            {
+                **window("mars"),
+                "spec": {
+                    **window("mars")["spec"],
+                    "schedule": {"cron": "0 22 * * SAT", "duration": "1h", "timeZone": "Mars/Olympus_Mons"},
+                },
+            },
+            "Mars/Olympus_Mons",
+        ),
+        (
+            "window-cron-never-fires",
+            {
+                **window("never"),
+                "spec": {**window("never")["spec"], "schedule": {"cron": "0 0 31 2 *", "duration": "1h"}},
+            },
+            "never",
+        ),
+        (
+            "window-overlapping-occurrences",
+            {
+                **window("overlap"),
+                "spec": {**window("overlap")["spec"], "schedule": {"cron": "@hourly", "duration": "2h"}},
+            },
+            "overlap",
+        ),
         # an ApiProduct whose version env cannot become a Deployment
-        ("product-bogus-env-source", product("bogus-env", versions=[{"name": "v1", "image": "x:1", "replicas": 0,
-                                                                     "env": [{"name": "A", "valueFrom": {
-                                                                         "bogus": {"x": 1}}}]}]), ""),
+        (
+            "product-bogus-env-source",
+            product(
+                "bogus-env",
+                versions=[
+                    {
+                        "name": "v1",
+                        "image": "x:1",
+                        "replicas": 0,
+                        "env": [{"name": "A", "valueFrom": {"bogus": {"x": 1}}}],
+                    }
+                ],
+            ),
+            "",
+        ),
     ]
 
 
-KINDS = {"Probe": "probe", "Backend": "backend", "AlertRule": "alertrule", "MaintenanceWindow": "maintenancewindow",
-         "ApiProduct": "apiproduct"}
+KINDS = {
+    "Probe": "probe",
+    "Backend": "backend",
+    "AlertRule": "alertrule",
+    "MaintenanceWindow": "maintenancewindow",
+    "ApiProduct": "apiproduct",
+}
 
 
 @pytest.fixture(scope="module")
@@ -425,16 +790,34 @@ def world(cluster, tmp_path_factory):
         cluster.kubectl("create", "namespace", ns)
     hostile, healthy = (Kubectl(cluster, ns) for ns in namespaces)
     with Server() as target, Server(CANARY_HOST) as canary, smtp_server() as (smtp_port, received):
-        op = Operator(cluster, workdir, namespace=hostile.namespace,
-                      extra_env={"PITWALL_PROBE_DENY": f"{CANARY_HOST}/32"},
-                      extra_args=["--namespace", healthy.namespace, "--min-probe-interval", "2s",
-                                  "--min-repeat-interval", "2m", "--min-window-duration", "1m"]).start()
+        op = Operator(
+            cluster,
+            workdir,
+            namespace=hostile.namespace,
+            extra_env={"PITWALL_PROBE_DENY": f"{CANARY_HOST}/32"},
+            extra_args=[
+                "--namespace",
+                healthy.namespace,
+                "--min-probe-interval",
+                "2s",
+                "--min-repeat-interval",
+                "2m",
+                "--min-window-duration",
+                "1m",
+            ],
+        ).start()
         w = World(hostile, healthy, op, target, canary, received)
         try:
-            healthy.apply(probe("steady", target.url + "/healthy", interval=f"{HEALTHY_INTERVAL:.0f}s",
-                                failureThreshold=3))
-            eventually(lambda: ((healthy.get("probe", "steady") or {}).get("status") or {}).get("state") == "Up",
-                       timeout=60, message="the healthy probe is Up")
+            healthy.apply(
+                probe(
+                    "steady", target.url + "/healthy", interval=f"{HEALTHY_INTERVAL:.0f}s", failureThreshold=3
+                )
+            )
+            eventually(
+                lambda: ((healthy.get("probe", "steady") or {}).get("status") or {}).get("state") == "Up",
+                timeout=60,
+                message="the healthy probe is Up",
+            )
             w.lag_before = lag_buckets(op)
             w.started = time.monotonic()
             _apply_hostile(w, smtp_port)
@@ -453,24 +836,55 @@ def _apply_hostile(w: World, smtp_port: int) -> None:
         secret("smtp", f"smtp://127.0.0.1:{smtp_port}", **{"pitwall.dev/use": "receivers"}),
         secret("opsgenie-key", "opsgenie-" + SECRET, **{"pitwall.dev/use": "receivers"}),
     ]
-    where = Addresses(w.target.url, w.canary.port, free_port(), w.operator.internal_port, w.operator.metrics_port,
-                      w.operator.statuspage_port, w.operator.cluster.server)
+    where = Addresses(
+        w.target.url,
+        w.canary.port,
+        free_port(),
+        w.operator.internal_port,
+        w.operator.metrics_port,
+        w.operator.statuspage_port,
+        w.operator.cluster.server,
+    )
     for case_id, manifest, words in verdict_cases(where):
         docs.append(manifest)
         w.cases[case_id] = (manifest["kind"], manifest["metadata"]["name"], words)
     # Receivers and notices: a denied address, a receiver answering 500 with credentials, a
     # display name with CR/LF mailed to a consumer.
     docs += [
-        rule("alert-canary", [
-            {"name": "canary", "type": "webhook", "url": w.canary.url + "/hook"},
-            {"name": "leaky", "type": "webhook", "url": w.target.url + "/fake-500"},
-            {"name": "metadata", "type": "opsgenie", "url": "http://169.254.169.254",
-             "secretRef": {"name": "opsgenie-key", "key": "value"}}]),
-        product("crlf", displayName="Payments\r\nBcc: victim@example.com", consumers=[
-            {"name": "acme", "contact": {"email": "ops@acme.example", "webhook": w.canary.url + "/consumer"}}]),
-        window("crlf-notice", targets={"apiProducts": {"names": ["crlf"]}}, notice={
-            "receivers": [{"name": "canary", "type": "webhook", "url": w.canary.url + "/notice"}],
-            "consumerEmail": {"secretRef": {"name": "smtp", "key": "value"}, "from": "Ops\r\nBcc: x@example.com"}}),
+        rule(
+            "alert-canary",
+            [
+                {"name": "canary", "type": "webhook", "url": w.canary.url + "/hook"},
+                {"name": "leaky", "type": "webhook", "url": w.target.url + "/fake-500"},
+                {
+                    "name": "metadata",
+                    "type": "opsgenie",
+                    "url": "http://169.254.169.254",
+                    "secretRef": {"name": "opsgenie-key", "key": "value"},
+                },
+            ],
+        ),
+        product(
+            "crlf",
+            displayName="Payments\r\nBcc: victim@example.com",
+            consumers=[
+                {
+                    "name": "acme",
+                    "contact": {"email": "ops@acme.example", "webhook": w.canary.url + "/consumer"},
+                }
+            ],
+        ),
+        window(
+            "crlf-notice",
+            targets={"apiProducts": {"names": ["crlf"]}},
+            notice={
+                "receivers": [{"name": "canary", "type": "webhook", "url": w.canary.url + "/notice"}],
+                "consumerEmail": {
+                    "secretRef": {"name": "smtp", "key": "value"},
+                    "from": "Ops\r\nBcc: x@example.com",
+                },
+            },
+        ),
     ]
     k.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
 
@@ -478,9 +892,13 @@ def _apply_hostile(w: World, smtp_port: int) -> None:
 def lag_buckets(op: Operator) -> dict[str, dict[str, float]]:
     """metric -> {le: count} for the two event-loop lag histograms."""
     text = op.metrics()
-    return {metric: {le: float(v) for le, v in re.findall(
-        rf'^{metric}_bucket\{{le="([^"]+)"\}} ([0-9.e+]+)$', text, re.M)}
-        for metric in ("pitwall_event_loop_lag_seconds", "pitwall_event_loop_busy_lag_seconds")}
+    return {
+        metric: {
+            le: float(v)
+            for le, v in re.findall(rf'^{metric}_bucket\{{le="([^"]+)"\}} ([0-9.e+]+)$', text, re.M)
+        }
+        for metric in ("pitwall_event_loop_lag_seconds", "pitwall_event_loop_busy_lag_seconds")
+    }
 
 
 def lags_over(before: dict, after: dict, metric: str, le: str = "0.1") -> float:
@@ -499,7 +917,9 @@ def verdict(obj: dict | None) -> tuple[str, str] | None:
     if status.get("state") in ("Down", "Unavailable"):
         failure = status.get("lastFailure") or (status.get("probe") or {}).get("lastFailure") or {}
         ready = condition(obj, "Ready")
-        return status["state"], f"{failure.get('reason') or ''} {ready.get('reason', '')}: {ready.get('message', '')}"
+        return status[
+            "state"
+        ], f"{failure.get('reason') or ''} {ready.get('reason', '')}: {ready.get('message', '')}"
     return None
 
 
@@ -508,8 +928,17 @@ def verdict(obj: dict | None) -> tuple[str, str] | None:
 
 @pytest.mark.parametrize("case_id, manifest, words", REFUSED, ids=[c[0] for c in REFUSED])
 def test_refused_by_the_api_server_with_a_readable_message(world, case_id, manifest, words):
-    proc = world.hostile.cluster.kubectl("apply", "--server-side", "--dry-run=server", "-n", world.hostile.namespace,
-                                         "-f", "-", input=json.dumps(manifest), check=False)
+    proc = world.hostile.cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-n",
+        world.hostile.namespace,
+        "-f",
+        "-",
+        input=json.dumps(manifest),
+        check=False,
+    )
     assert proc.returncode != 0, f"{case_id} was admitted"
     assert words in proc.stderr, proc.stderr
 
@@ -523,7 +952,9 @@ def test_stalled_or_down_with_a_reason(world, case_id):
     try:
         found = eventually(lambda: verdict(world.hostile.get(KINDS[kind], name)), timeout=VERDICT_TIMEOUT)
     except AssertionError:
-        pytest.fail(f"{kind} {name} is neither Stalled nor Down: {json.dumps(world.hostile.get(KINDS[kind], name))}")
+        pytest.fail(
+            f"{kind} {name} is neither Stalled nor Down: {json.dumps(world.hostile.get(KINDS[kind], name))}"
+        )
     state, why = found
     assert why.strip(" :"), f"{kind} {name} is {state} without a reason"
     assert words.lower() in why.lower(), f"{kind} {name}: {state} {why!r} does not mention {words!r}"
@@ -538,9 +969,13 @@ def _deliveries(w: World) -> list[dict]:
 
 
 def test_receivers_at_denied_addresses_fail_once_with_a_reason(world):
-    deliveries = eventually(lambda: (lambda d: d if {x["receiver"] for x in d} >= {"canary", "metadata", "leaky"}
-                                     else None)(_deliveries(world)), timeout=VERDICT_TIMEOUT,
-                            message="deliveries to every receiver recorded")
+    deliveries = eventually(
+        lambda: (lambda d: d if {x["receiver"] for x in d} >= {"canary", "metadata", "leaky"} else None)(
+            _deliveries(world)
+        ),
+        timeout=VERDICT_TIMEOUT,
+        message="deliveries to every receiver recorded",
+    )
     for d in deliveries:
         assert not d["ok"] and d.get("error"), d
     for name in ("canary", "metadata"):
@@ -559,15 +994,18 @@ def test_a_display_name_with_crlf_is_mailed_once_as_one_subject_line(world):
         obj = world.hostile.get("maintenancewindow", "crlf-notice") or {}
         return [n for n in (obj.get("status") or {}).get("notices") or [] if n.get("kind") == "advance"]
 
-    eventually(lambda: notices() and world.smtp, timeout=VERDICT_TIMEOUT,
-               message=f"the advance notice: {json.dumps(world.hostile.get('maintenancewindow', 'crlf-notice'))}")
-    time.sleep(10)     # a reconcile retried in a loop sent it 7 times in 45 s
+    eventually(
+        lambda: notices() and world.smtp,
+        timeout=VERDICT_TIMEOUT,
+        message=f"the advance notice: {json.dumps(world.hostile.get('maintenancewindow', 'crlf-notice'))}",
+    )
+    time.sleep(10)  # a reconcile retried in a loop sent it 7 times in 45 s
     assert len(notices()) == 1
     mails = [m for m in world.smtp if "ops@acme.example" in (m["X-RcptTo"] or m["To"] or "")]
     assert len(mails) == 1, [m["Subject"] for m in world.smtp]
-    subject = re.sub(r"\r?\n[ \t]", " ", mails[0]["Subject"])     # unfold a long header line
+    subject = re.sub(r"\r?\n[ \t]", " ", mails[0]["Subject"])  # unfold a long header line
     assert "\n" not in subject and "\r" not in subject
-    assert "Payments Bcc: victim@example.com" in subject     # the CR/LF became a space, not a header
+    assert "Payments Bcc: victim@example.com" in subject  # the CR/LF became a space, not a header
     assert mails[0]["Bcc"] is None and mails[0]["X-RcptTo"] == "ops@acme.example"
 
 
@@ -580,12 +1018,20 @@ def test_nothing_reached_the_denied_canary(world):
 
 def test_no_secret_shown_anywhere(world):
     eventually(lambda: verdict(world.hostile.get("probe", "newline-secret")), timeout=VERDICT_TIMEOUT)
-    dump = world.hostile("get", "probes,backends,alertrules,maintenancewindows,apiproducts,events", "-o", "json").stdout
+    dump = world.hostile(
+        "get", "probes,backends,alertrules,maintenancewindows,apiproducts,events", "-o", "json"
+    ).stdout
     text = dump + world.operator.log()
     value = SECRET
-    forms = {value, urllib.parse.quote(value), urllib.parse.quote(value + "\n"),
-             base64.b64encode(value.encode()).decode(), base64.b64encode((value + "\n").encode()).decode(),
-             json.dumps(value + "\n")[1:-1], repr(value + "\n")[1:-1]}
+    forms = {
+        value,
+        urllib.parse.quote(value),
+        urllib.parse.quote(value + "\n"),
+        base64.b64encode(value.encode()).decode(),
+        base64.b64encode((value + "\n").encode()).decode(),
+        json.dumps(value + "\n")[1:-1],
+        repr(value + "\n")[1:-1],
+    }
     for form in forms:
         assert form not in text, f"secret shown as {form!r}"
 
@@ -618,7 +1064,10 @@ def test_other_teams_cost_nothing(world):
     assert peak < 512 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
 
     metrics = world.operator.metrics()
-    assert not re.search(r'^pitwall_task_crashes_total\{task="[^"]+"\} [1-9]', metrics, re.M), \
+    assert not re.search(r'^pitwall_task_crashes_total\{task="[^"]+"\} [1-9]', metrics, re.M), (
         "a supervised task crashed"
-    with urllib.request.urlopen(f"http://127.0.0.1:{world.operator.metrics_port}/healthz", timeout=5) as health:
+    )
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{world.operator.metrics_port}/healthz", timeout=5
+    ) as health:
         assert json.loads(health.read()) == {"status": "ok"}

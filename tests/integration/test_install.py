@@ -54,37 +54,70 @@ def ensure_namespace(cluster, name: str) -> None:
 
 def token_kubeconfig(cluster, directory: Path, service_account: str, namespace: str = SYSTEM) -> Path:
     """A kubeconfig that authenticates as the ServiceAccount with a TokenRequest token."""
-    token = cluster.kubectl("create", "token", service_account, "-n", namespace, "--duration=2h").stdout.strip()
+    token = cluster.kubectl(
+        "create", "token", service_account, "-n", namespace, "--duration=2h"
+    ).stdout.strip()
     path = directory / f"{service_account}.kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": service_account,
-        "clusters": [{"name": "local", "cluster": {"server": cluster.server,
-                                                   "certificate-authority": str(cluster.pki / "ca.crt")}}],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": service_account, "context": {"cluster": "local", "user": service_account,
-                                                           "namespace": namespace}}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": service_account,
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": cluster.server,
+                            "certificate-authority": str(cluster.pki / "ca.crt"),
+                        },
+                    }
+                ],
+                "users": [{"name": service_account, "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": service_account,
+                        "context": {"cluster": "local", "user": service_account, "namespace": namespace},
+                    }
+                ],
+            }
+        )
+    )
     path.chmod(0o600)
-    who = subprocess.run([str(cluster.bindir / "kubectl"), f"--kubeconfig={path}", "auth", "whoami", "-o", "json"],
-                         capture_output=True, text=True, timeout=30)
+    who = subprocess.run(
+        [str(cluster.bindir / "kubectl"), f"--kubeconfig={path}", "auth", "whoami", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert who.returncode == 0, who.stderr
-    assert json.loads(who.stdout)["status"]["userInfo"]["username"] == \
-        f"system:serviceaccount:{namespace}:{service_account}"
+    assert (
+        json.loads(who.stdout)["status"]["userInfo"]["username"]
+        == f"system:serviceaccount:{namespace}:{service_account}"
+    )
     return path
 
 
 def leader_election_supported() -> bool:
-    out = subprocess.run([sys.executable, "-m", "pitwall", "run", "--help"], capture_output=True, text=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pitwall", "run", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
     return "--leader-elect" in out
 
 
-def operator_as(cluster, workdir: Path, kubeconfig: Path, *, namespace: str | None,
-                leader_elect: bool) -> Operator:
-    env = {"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": SYSTEM, "POD_NAME": "pitwall-test-0",
-           "PITWALL_RESYNC_SECONDS": "30"}
+def operator_as(
+    cluster, workdir: Path, kubeconfig: Path, *, namespace: str | None, leader_elect: bool
+) -> Operator:
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "POD_NAMESPACE": SYSTEM,
+        "POD_NAME": "pitwall-test-0",
+        "PITWALL_RESYNC_SECONDS": "30",
+    }
     args = ["--leader-elect"] if leader_elect else []
-    op = Operator(cluster, workdir, namespace=namespace, extra_env=env, **({"extra_args": args} if args else {}))
+    op = Operator(
+        cluster, workdir, namespace=namespace, extra_env=env, **({"extra_args": args} if args else {})
+    )
     return op.start()
 
 
@@ -98,8 +131,12 @@ class LocalEnv:
 
     def __init__(self, cluster, namespace: str):
         self.recorder = Recorder()
-        self.pods = PodServers(str(cluster.kubeconfig), lambda pod: make_app(),
-                               selector="pitwall.dev/role=api", namespace=namespace)
+        self.pods = PodServers(
+            str(cluster.kubeconfig),
+            lambda pod: make_app(),
+            selector="pitwall.dev/role=api",
+            namespace=namespace,
+        )
 
     def __enter__(self) -> LocalEnv:
         self.recorder.__enter__()
@@ -124,8 +161,12 @@ def installed(cluster):
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS))
     yield cluster
     cluster.kubectl("delete", "namespace", SYSTEM, "--wait=false", check=False)
-    for kind, name in (("clusterrolebinding", "pitwall"), ("clusterrolebinding", "pitwall-observer"),
-                       ("clusterrole", "pitwall"), ("clusterrole", "pitwall-observer")):
+    for kind, name in (
+        ("clusterrolebinding", "pitwall"),
+        ("clusterrolebinding", "pitwall-observer"),
+        ("clusterrole", "pitwall"),
+        ("clusterrole", "pitwall-observer"),
+    ):
         cluster.kubectl("delete", kind, name, "--ignore-not-found", check=False)
 
 
@@ -135,9 +176,13 @@ def test_server_side_dry_run_accepts_the_manifests(cluster, namespace):
     ensure_namespace(cluster, SYSTEM)
     proc = cluster.kubectl("apply", "--dry-run=server", "-k", str(MANIFESTS), check=False)
     assert proc.returncode == 0, proc.stderr
-    for kind in ("customresourcedefinition.apiextensions.k8s.io/apiproducts.pitwall.dev",
-                 "clusterrole.rbac.authorization.k8s.io/pitwall", "deployment.apps/pitwall",
-                 "service/pitwall-metrics", "service/pitwall-statuspage"):
+    for kind in (
+        "customresourcedefinition.apiextensions.k8s.io/apiproducts.pitwall.dev",
+        "clusterrole.rbac.authorization.k8s.io/pitwall",
+        "deployment.apps/pitwall",
+        "service/pitwall-metrics",
+        "service/pitwall-statuspage",
+    ):
         assert kind in proc.stdout, proc.stdout
 
     # the namespaced overlay, its RoleBinding moved to a namespace that surely exists
@@ -146,8 +191,14 @@ def test_server_side_dry_run_accepts_the_manifests(cluster, namespace):
         if doc["metadata"].get("namespace") == "marketplace":
             doc["metadata"]["namespace"] = namespace
     assert not [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "pitwall"]
-    proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(
-        {"apiVersion": "v1", "kind": "List", "items": docs}), check=False)
+    proc = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -155,25 +206,38 @@ def test_components_and_image_override_build(cluster, tmp_path):
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     rel = os.path.relpath(MANIFESTS, overlay)
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [f"{rel}/base"],
-        "components": [f"{rel}/components/servicemonitor", f"{rel}/components/grafana-dashboard",
-                       f"{rel}/components/admission-webhook", f"{rel}/components/network-policy"],
-        "images": [{"name": "ghcr.io/pitwall-dev/pitwall", "newName": "pitwall", "newTag": "e2e"}]}))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [f"{rel}/base"],
+                "components": [
+                    f"{rel}/components/servicemonitor",
+                    f"{rel}/components/grafana-dashboard",
+                    f"{rel}/components/admission-webhook",
+                    f"{rel}/components/network-policy",
+                ],
+                "images": [{"name": "ghcr.io/pitwall-dev/pitwall", "newName": "pitwall", "newTag": "e2e"}],
+            }
+        )
+    )
     docs = build(cluster, overlay)
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     monitor = by_kind[("ServiceMonitor", "pitwall")]
     service = by_kind[("Service", "pitwall-metrics")]
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
-    assert all(service["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert all(
+        service["metadata"]["labels"].get(k) == v
+        for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+    )
     dashboard = by_kind[("ConfigMap", "pitwall-grafana-dashboard")]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["pitwall-dashboard.json"])["uid"] == "pitwall-operator"
     container = by_kind[("Deployment", "pitwall")]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "pitwall:e2e"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["PITWALL_IMAGE"] == "pitwall:e2e"     # the maintenance pages follow the override
+    assert env["PITWALL_IMAGE"] == "pitwall:e2e"  # the maintenance pages follow the override
     # the admission webhook: served on the port its Service targets, with the certificate
     assert "--webhook-port=9443" in container["args"]
     assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
@@ -188,19 +252,33 @@ def test_components_and_image_override_build(cluster, tmp_path):
     assert by_kind[("Service", "pitwall-webhook")]["spec"]["ports"][0]["targetPort"] == "webhook"
     # everything but the ServiceMonitor and cert-manager's kinds (CRDs of other projects) is accepted
     ensure_namespace(cluster, SYSTEM)
-    rest = [d for d in docs if d["kind"] != "ServiceMonitor" and not d["apiVersion"].startswith("cert-manager.io/")]
-    proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", check=False,
-                           input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rest}))
+    rest = [
+        d
+        for d in docs
+        if d["kind"] != "ServiceMonitor" and not d["apiVersion"].startswith("cert-manager.io/")
+    ]
+    proc = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        check=False,
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rest}),
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_installed_operator_pods_pass_restricted_pod_security(installed):
     cluster = installed
-    labels = json.loads(cluster.kubectl("get", "namespace", SYSTEM, "-o", "json").stdout)["metadata"]["labels"]
+    labels = json.loads(cluster.kubectl("get", "namespace", SYSTEM, "-o", "json").stdout)["metadata"][
+        "labels"
+    ]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     # kwok plays the kubelet: the pods exist only if admission accepted them
     cluster.kubectl("rollout", "status", "deployment/pitwall", "-n", SYSTEM, "--timeout=60s")
-    deployment = json.loads(cluster.kubectl("get", "deployment", "pitwall", "-n", SYSTEM, "-o", "json").stdout)
+    deployment = json.loads(
+        cluster.kubectl("get", "deployment", "pitwall", "-n", SYSTEM, "-o", "json").stdout
+    )
     assert deployment["status"]["readyReplicas"] == 2
     events = cluster.kubectl("get", "events", "-n", SYSTEM, "--field-selector", "reason=FailedCreate").stdout
     assert "violates PodSecurity" not in events
@@ -224,45 +302,77 @@ def test_operator_runs_every_journey_with_least_privilege(installed, namespace, 
     cluster = installed
     kubeconfig = token_kubeconfig(cluster, tmp_path, "pitwall")
     leader = leader_election_supported()
-    op = operator_as(cluster, tmp_path, kubeconfig, namespace=None, leader_elect=leader)   # every namespace
+    op = operator_as(cluster, tmp_path, kubeconfig, namespace=None, leader_elect=leader)  # every namespace
     run_journeys(cluster, op, namespace)
-    if leader:   # the Lease Role was enough to lead
-        lease = json.loads(cluster.kubectl("get", "lease", "pitwall-operator", "-n", SYSTEM, "-o", "json").stdout)
+    if leader:  # the Lease Role was enough to lead
+        lease = json.loads(
+            cluster.kubectl("get", "lease", "pitwall-operator", "-n", SYSTEM, "-o", "json").stdout
+        )
         assert lease["spec"]["holderIdentity"]
 
 
 # (verb, resource, scope[, subresource]): scope "-A" is cluster-wide, "ns" a tenant namespace.
 MUST_NOT = [
-    ("list", "secrets", "-A"), ("watch", "secrets", "-A"), ("list", "secrets", "ns"),
-    ("create", "secrets", "ns"), ("update", "secrets", "ns"), ("delete", "secrets", "ns"),
+    ("list", "secrets", "-A"),
+    ("watch", "secrets", "-A"),
+    ("list", "secrets", "ns"),
+    ("create", "secrets", "ns"),
+    ("update", "secrets", "ns"),
+    ("delete", "secrets", "ns"),
     ("get", "configmaps", "ns"),
-    ("delete", "namespaces", "-A"), ("create", "namespaces", "-A"), ("list", "namespaces", "-A"),
-    ("create", "pods", "ns"), ("delete", "pods", "ns"), ("create", "pods/exec", "ns"), ("list", "pods", "-A"),
-    ("patch", "nodes", "-A"), ("delete", "nodes", "-A"),
-    ("create", "clusterroles", "-A"), ("escalate", "clusterroles", "-A"), ("bind", "clusterroles", "-A"),
-    ("create", "rolebindings", "ns"), ("create", "clusterrolebindings", "-A"),
-    ("impersonate", "users", "-A"), ("impersonate", "serviceaccounts", "-A"),
+    ("delete", "namespaces", "-A"),
+    ("create", "namespaces", "-A"),
+    ("list", "namespaces", "-A"),
+    ("create", "pods", "ns"),
+    ("delete", "pods", "ns"),
+    ("create", "pods/exec", "ns"),
+    ("list", "pods", "-A"),
+    ("patch", "nodes", "-A"),
+    ("delete", "nodes", "-A"),
+    ("create", "clusterroles", "-A"),
+    ("escalate", "clusterroles", "-A"),
+    ("bind", "clusterroles", "-A"),
+    ("create", "rolebindings", "ns"),
+    ("create", "clusterrolebindings", "-A"),
+    ("impersonate", "users", "-A"),
+    ("impersonate", "serviceaccounts", "-A"),
     ("create", "serviceaccounts/token", "ns"),
-    ("create", "apiproducts.pitwall.dev", "ns"), ("update", "apiproducts.pitwall.dev", "ns"),
+    ("create", "apiproducts.pitwall.dev", "ns"),
+    ("update", "apiproducts.pitwall.dev", "ns"),
     ("delete", "apiproducts.pitwall.dev", "ns"),
-    ("delete", "probes.pitwall.dev", "ns"), ("update", "deployments.apps", "ns"),
+    ("delete", "probes.pitwall.dev", "ns"),
+    ("update", "deployments.apps", "ns"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     ("create", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "-A"),
-    ("delete", "events", "ns"), ("update", "probes.pitwall.dev", "ns", "status"),
+    ("delete", "events", "ns"),
+    ("update", "probes.pitwall.dev", "ns", "status"),
 ]
 MUST = [
-    ("list", "apiproducts.pitwall.dev", "-A"), ("watch", "maintenancewindows.pitwall.dev", "-A"),
-    ("patch", "probes.pitwall.dev", "ns", "status"), ("patch", "alertrules.pitwall.dev", "ns"),
-    ("patch", "maintenancewindows.pitwall.dev", "ns"),   # its finalizer (finalizers.py)
-    ("patch", "deployments.apps", "ns"), ("create", "services", "ns"), ("delete", "services", "ns"),
-    ("list", "endpointslices.discovery.k8s.io", "-A"), ("get", "secrets", "ns"), ("create", "events", "ns"),
+    ("list", "apiproducts.pitwall.dev", "-A"),
+    ("watch", "maintenancewindows.pitwall.dev", "-A"),
+    ("patch", "probes.pitwall.dev", "ns", "status"),
+    ("patch", "alertrules.pitwall.dev", "ns"),
+    ("patch", "maintenancewindows.pitwall.dev", "ns"),  # its finalizer (finalizers.py)
+    ("patch", "deployments.apps", "ns"),
+    ("create", "services", "ns"),
+    ("delete", "services", "ns"),
+    ("list", "endpointslices.discovery.k8s.io", "-A"),
+    ("get", "secrets", "ns"),
+    ("create", "events", "ns"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
 ]
 
 
-def can_i(cluster, verb: str, resource: str, scope: str, namespace: str, who: str = SA,
-          subresource: str | None = None) -> bool:
+def can_i(
+    cluster,
+    verb: str,
+    resource: str,
+    scope: str,
+    namespace: str,
+    who: str = SA,
+    subresource: str | None = None,
+) -> bool:
     where = ["-A"] if scope == "-A" else ["-n", namespace]
     if subresource:
         where.append(f"--subresource={subresource}")
@@ -293,7 +403,7 @@ def test_namespaced_overlay_is_enough_for_one_namespace(cluster, namespace, tmp_
     for doc in build(cluster, MANIFESTS / "overlays" / "namespaced"):
         kind = doc["kind"]
         if kind not in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"):
-            continue   # the Lease Role and the Deployment are the base's, checked above
+            continue  # the Lease Role and the Deployment are the base's, checked above
         if kind == "ServiceAccount":
             doc["metadata"]["name"] = name
         if kind in ("ClusterRole", "ClusterRoleBinding"):
@@ -308,7 +418,12 @@ def test_namespaced_overlay_is_enough_for_one_namespace(cluster, namespace, tmp_
                 assert doc["metadata"]["namespace"] == "marketplace"
                 doc["metadata"]["namespace"] = namespace
         wanted.append(doc)
-    assert {d["kind"] for d in wanted} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"}
+    assert {d["kind"] for d in wanted} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "RoleBinding",
+    }
     cluster.apply({"apiVersion": "v1", "kind": "List", "items": wanted})
     try:
         who = f"system:serviceaccount:{SYSTEM}:{name}"
@@ -322,17 +437,26 @@ def test_namespaced_overlay_is_enough_for_one_namespace(cluster, namespace, tmp_
         run_journeys(cluster, op, namespace, [journeys.products, journeys.probes])
     finally:
         for doc in reversed(wanted):
-            args = ["delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", "--wait=false"]
+            args = [
+                "delete",
+                doc["kind"].lower(),
+                doc["metadata"]["name"],
+                "--ignore-not-found",
+                "--wait=false",
+            ]
             if doc["metadata"].get("namespace"):
                 args += ["-n", doc["metadata"]["namespace"]]
             cluster.kubectl(*args, check=False)
 
 
 def test_the_deployments_flags_exist_in_pitwall_run(cluster):
-    help_text = subprocess.run([sys.executable, "-m", "pitwall", "run", "--help"], capture_output=True,
-                               text=True, timeout=60).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "pitwall", "run", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
     docs = build(cluster, MANIFESTS)
-    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
     for arg in container["args"][1:]:
         flag = arg.split("=", 1)[0]
         assert flag in help_text, f"{flag} is not a flag of `pitwall run`"

@@ -43,9 +43,19 @@ class HostileTarget:
 
 
 def probe(name: str, url: str, expect: dict | None = None, **spec) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe", "metadata": {"name": name},
-            "spec": {"target": {"url": url}, "interval": "1s", "timeout": "1s", "failureThreshold": 1,
-                     "steps": [{"name": "get", "request": {}, "expect": expect or {}}], **spec}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": name},
+        "spec": {
+            "target": {"url": url},
+            "interval": "1s",
+            "timeout": "1s",
+            "failureThreshold": 1,
+            "steps": [{"name": "get", "request": {}, "expect": expect or {}}],
+            **spec,
+        },
+    }
 
 
 @pytest.fixture
@@ -64,15 +74,36 @@ HOSTILE = [
     # name, path, expect, spec, (state or Stalled reason, the reason the user reads)
     ("bomb", "/bomb", {}, {}, ("Down", "response body decodes at more than 200 times its size")),
     ("redos", "/redos", {"body": {"regex": "^(a+)+$"}}, {}, ("Down", "body does not match '^(a+)+$'")),
-    ("redos-header", "/redos", {"headers": [{"name": "X-Name", "matches": "^(a|aa)+$"}]}, {},
-     ("Down", "does not match '^(a|aa)+$'")),
+    (
+        "redos-header",
+        "/redos",
+        {"headers": [{"name": "X-Name", "matches": "^(a|aa)+$"}]},
+        {},
+        ("Down", "does not match '^(a|aa)+$'"),
+    ),
     ("deep", "/deep", {"json": [{"path": "$.a"}]}, {}, ("Down", "response JSON is nested too deeply")),
-    ("wide", "/catalog", {"json": [{"path": "$..*"}]}, {}, ("Down", "response JSON has more than 2000 values")),
-    ("descents", "/items", {"json": [{"path": "$..*..*"}]}, {},
-     ("InvalidJSONPath", "use at most one recursive descent (..) per JSONPath")),
+    (
+        "wide",
+        "/catalog",
+        {"json": [{"path": "$..*"}]},
+        {},
+        ("Down", "response JSON has more than 2000 values"),
+    ),
+    (
+        "descents",
+        "/items",
+        {"json": [{"path": "$..*..*"}]},
+        {},
+        ("InvalidJSONPath", "use at most one recursive descent (..) per JSONPath"),
+    ),
     ("backref", "/ok", {"body": {"regex": "(a)\\1"}}, {}, ("InvalidRegex", "is not a regex RE2 accepts")),
-    ("jsonpath-regex", "/items", {"json": [{"path": "$[?(@.name =~ '(a+)+$')]"}]}, {},
-     ("InvalidJSONPath", "use `matches` (RE2) instead")),
+    (
+        "jsonpath-regex",
+        "/items",
+        {"json": [{"path": "$[?(@.name =~ '(a+)+$')]"}]},
+        {},
+        ("InvalidJSONPath", "use `matches` (RE2) instead"),
+    ),
 ]
 
 
@@ -91,8 +122,10 @@ def test_hostile_probes_end_in_verdicts_and_cost_another_team_nothing(teams):
     operator, hostile_ns, healthy_ns = teams
     with DemoAPI() as demo, HostileTarget() as target:
         healthy_ns.apply(probe("steady", demo.url + "/isUp"))
-        eventually(lambda: (healthy_ns.get("probe", "steady") or {}).get("status", {}).get("state") == "Up",
-                   message="the healthy probe is Up")
+        eventually(
+            lambda: (healthy_ns.get("probe", "steady") or {}).get("status", {}).get("state") == "Up",
+            message="the healthy probe is Up",
+        )
         for name, path, expect, spec, _ in HOSTILE:
             hostile_ns.apply(probe(name, target.url + path, expect, **spec))
 
@@ -104,7 +137,7 @@ def test_hostile_probes_end_in_verdicts_and_cost_another_team_nothing(teams):
             verdicts[name] = got
             assert got[0] == reason, (name, got)
             assert text in got[1], (name, got)
-        time.sleep(max(0.0, 6.0 - (time.monotonic() - started)))   # every hostile probe ran several times
+        time.sleep(max(0.0, 6.0 - (time.monotonic() - started)))  # every hostile probe ran several times
         elapsed = time.monotonic() - started
         runs = sum(1 for r in demo.requests() if r["path"] == "/isUp") - before
 

@@ -22,8 +22,12 @@ def demo():
 
 
 def probe(name: str, target: dict, **spec) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe", "metadata": {"name": name},
-            "spec": {"target": target, "interval": "1s", "timeout": "1s", **spec}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": name},
+        "spec": {"target": target, "interval": "1s", "timeout": "1s", **spec},
+    }
 
 
 def status(kubectl, name) -> dict:
@@ -32,16 +36,34 @@ def status(kubectl, name) -> dict:
 
 def oauth_steps() -> list[dict]:
     return [
-        {"name": "token", "request": {"method": "POST", "path": "/oauth/token",
-                                      "form": {"grant_type": "password", "username": "homer",
-                                               "password": "${secret:homer/password}"}},
-         "expect": {"status": [200], "json": [{"path": "$.token_type", "equals": "Bearer"}]},
-         "capture": {"token": "$.access_token"}},
-        {"name": "profile", "request": {"path": "/accounts/me", "headers": {"Authorization": "Bearer ${token}"}},
-         "expect": {"status": [200]}, "capture": {"accountId": "$.id"}},
-        {"name": "balance", "request": {"path": "/accounts/${accountId}/balance",
-                                        "headers": {"Authorization": "Bearer ${token}"}},
-         "expect": {"status": [200], "json": [{"path": "$.currency", "exists": True}]}},
+        {
+            "name": "token",
+            "request": {
+                "method": "POST",
+                "path": "/oauth/token",
+                "form": {
+                    "grant_type": "password",
+                    "username": "homer",
+                    "password": "${secret:homer/password}",
+                },
+            },
+            "expect": {"status": [200], "json": [{"path": "$.token_type", "equals": "Bearer"}]},
+            "capture": {"token": "$.access_token"},
+        },
+        {
+            "name": "profile",
+            "request": {"path": "/accounts/me", "headers": {"Authorization": "Bearer ${token}"}},
+            "expect": {"status": [200]},
+            "capture": {"accountId": "$.id"},
+        },
+        {
+            "name": "balance",
+            "request": {
+                "path": "/accounts/${accountId}/balance",
+                "headers": {"Authorization": "Bearer ${token}"},
+            },
+            "expect": {"status": [200], "json": [{"path": "$.currency", "exists": True}]},
+        },
     ]
 
 
@@ -51,9 +73,10 @@ def test_thresholds_correlation_and_events(operator, kubectl, demo):
     kubectl("wait", "--for=condition=Ready", "probe/isup", "--timeout=10s")
 
     demo.admin("down", what="isUp")
-    st = eventually(lambda: (lambda s: s if s.get("state") == "Down" else None)(status(kubectl, "isup")),
-                    message="Down")
-    assert st["consecutiveFailures"] == 3   # Down exactly at the threshold, not before
+    st = eventually(
+        lambda: (lambda s: s if s.get("state") == "Down" else None)(status(kubectl, "isup")), message="Down"
+    )
+    assert st["consecutiveFailures"] == 3  # Down exactly at the threshold, not before
     failure = st["lastFailure"]
     assert failure["httpStatus"] == 503 and failure["step"]
     # the failing request's correlation id is in status, in the Event and in the API's own log
@@ -74,20 +97,33 @@ def test_thresholds_correlation_and_events(operator, kubectl, demo):
 
     # what Prometheus scrapes: per-probe series with bounded labels (never the URL), and the
     # status writes among the operator's requests to the API server
-    text = operator.metrics()   # labels come in alphabetical order
+    text = operator.metrics()  # labels come in alphabetical order
     assert re.search(r'^pitwall_probe_up\{kind="Probe",name="isup",namespace="[^"]+"\} 1\.0$', text, re.M)
-    assert re.search(r'^pitwall_probe_duration_seconds_count\{kind="Probe",name="isup",namespace="[^"]+",'
-                     r'step="[^"]+"\} [1-9]', text, re.M)
+    assert re.search(
+        r'^pitwall_probe_duration_seconds_count\{kind="Probe",name="isup",namespace="[^"]+",'
+        r'step="[^"]+"\} [1-9]',
+        text,
+        re.M,
+    )
     assert demo.url not in text and "127.0.0.1" not in text
-    patches = re.search(r'^pitwall_kube_requests_total\{code="200",method="PATCH",resource="probes/status"\} '
-                        r'([0-9.e+]+)$', text, re.M)
-    assert patches and float(patches[1]) >= 2   # at least the Up and the Down transitions
+    patches = re.search(
+        r'^pitwall_kube_requests_total\{code="200",method="PATCH",resource="probes/status"\} '
+        r"([0-9.e+]+)$",
+        text,
+        re.M,
+    )
+    assert patches and float(patches[1]) >= 2  # at least the Up and the Down transitions
 
 
 def test_oauth_flow_passes_and_fails_at_the_right_step(operator, kubectl, demo):
-    kubectl.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "homer", "labels": {"pitwall.dev/use": "probes"}},
-                   "stringData": {"password": "d0nut"}})
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "homer", "labels": {"pitwall.dev/use": "probes"}},
+            "stringData": {"password": "d0nut"},
+        }
+    )
     kubectl.apply(probe("oauth", {"url": demo.url}, steps=oauth_steps(), failureThreshold=1))
     eventually(lambda: status(kubectl, "oauth").get("state") == "Up", message="flow passes")
     demo.admin("down", what="token", status=401)
@@ -102,19 +138,32 @@ def test_oauth_flow_passes_and_fails_at_the_right_step(operator, kubectl, demo):
 
 def test_metadata_address_is_refused(operator, kubectl):
     kubectl.apply(probe("imds", {"url": "http://169.254.169.254/latest/meta-data/"}))
-    obj = eventually(lambda: (lambda o: o if condition(o, "Stalled").get("status") == "True" else None)(
-        kubectl.get("probe", "imds")))
+    obj = eventually(
+        lambda: (lambda o: o if condition(o, "Stalled").get("status") == "True" else None)(
+            kubectl.get("probe", "imds")
+        )
+    )
     assert condition(obj, "Stalled")["reason"] == "TargetDenied"
     assert "169.254.169.254" in condition(obj, "Stalled")["message"]
 
 
 def test_missing_secret_and_product_stall_with_a_reason(operator, kubectl):
-    kubectl.apply(probe("nosecret", {"url": "http://127.0.0.1:9/"}, steps=[
-        {"name": "login", "request": {"headers": {"Authorization": "Basic ${secret:absent/key}"}}}]))
+    kubectl.apply(
+        probe(
+            "nosecret",
+            {"url": "http://127.0.0.1:9/"},
+            steps=[
+                {"name": "login", "request": {"headers": {"Authorization": "Basic ${secret:absent/key}"}}}
+            ],
+        )
+    )
     kubectl.apply(probe("noproduct", {"apiProduct": {"name": "ghost", "version": "v1"}}))
     for name, reason in (("nosecret", "SecretNotFound"), ("noproduct", "ProductNotFound")):
-        obj = eventually(lambda n=name: (lambda o: o if condition(o, "Stalled").get("status") == "True"
-                                         else None)(kubectl.get("probe", n)))
+        obj = eventually(
+            lambda n=name: (lambda o: o if condition(o, "Stalled").get("status") == "True" else None)(
+                kubectl.get("probe", n)
+            )
+        )
         assert condition(obj, "Stalled")["reason"] == reason
 
 
@@ -123,32 +172,59 @@ def test_restart_keeps_counts_and_availability(operator, kubectl, demo):
     demo.admin("down", what="isUp")
     eventually(lambda: status(kubectl, "durable").get("consecutiveFailures", 0) >= 1)
     eventually(lambda: len([r for r in demo.requests() if r["path"] == "/isUp"]) >= 5, message="more runs")
-    operator.stop()                     # a graceful stop flushes what coalescing held back
+    operator.stop()  # a graceful stop flushes what coalescing held back
     before = status(kubectl, "durable")
-    assert before["consecutiveFailures"] >= 3   # not 1: the runs after the first write were flushed
+    assert before["consecutiveFailures"] >= 3  # not 1: the runs after the first write were flushed
     operator.start()
-    after = eventually(lambda: (lambda s: s if s.get("consecutiveFailures", 0) > before["consecutiveFailures"]
-                                else None)(status(kubectl, "durable")), timeout=90, message="counts resumed")
+    after = eventually(
+        lambda: (lambda s: s if s.get("consecutiveFailures", 0) > before["consecutiveFailures"] else None)(
+            status(kubectl, "durable")
+        ),
+        timeout=90,
+        message="counts resumed",
+    )
     assert after["availability"]["last1h"] == 0
-    runs_before, runs_after = (sum(total for _, total in decode_runs(s["history"]["hourly"]["runs"]))
-                               for s in (before, after))
+    runs_before, runs_after = (
+        sum(total for _, total in decode_runs(s["history"]["hourly"]["runs"])) for s in (before, after)
+    )
     new_runs = after["consecutiveFailures"] - before["consecutiveFailures"]
-    assert runs_after >= runs_before + new_runs      # history kept and added to, not restarted
+    assert runs_after >= runs_before + new_runs  # history kept and added to, not restarted
 
 
 def test_probe_on_an_api_product_travels_the_real_chain(operator, kubectl, cluster):
-    kubectl.apply(product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 2}]))
+    kubectl.apply(
+        product("payments", [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 2}])
+    )
     eventually(lambda: ready(kubectl, "payments"))
-    servers = PodServers(str(cluster.kubeconfig), lambda pod: make_app(),
-                         selector="pitwall.dev/product=payments", namespace=kubectl.namespace).start_thread()
+    servers = PodServers(
+        str(cluster.kubeconfig),
+        lambda pod: make_app(),
+        selector="pitwall.dev/product=payments",
+        namespace=kubectl.namespace,
+    ).start_thread()
     try:
-        kubectl.apply(probe("payments-v2", {"apiProduct": {"name": "payments", "version": "v2"}},
-                            steps=[{"name": "isUp", "request": {"path": "/isUp"}}], failureThreshold=2))
-        st = eventually(lambda: (lambda s: s if s.get("state") == "Up" else None)(status(kubectl, "payments-v2")))
-        assert st["target"].startswith("http://127.244.")    # a ready endpoint, rewritten to its twin
+        kubectl.apply(
+            probe(
+                "payments-v2",
+                {"apiProduct": {"name": "payments", "version": "v2"}},
+                steps=[{"name": "isUp", "request": {"path": "/isUp"}}],
+                failureThreshold=2,
+            )
+        )
+        st = eventually(
+            lambda: (lambda s: s if s.get("state") == "Up" else None)(status(kubectl, "payments-v2"))
+        )
+        assert st["target"].startswith("http://127.244.")  # a ready endpoint, rewritten to its twin
         # scale the version to zero: no ready endpoints, the probe goes Down
-        kubectl.patch("apiproduct", "payments", {"spec": {"versions": [
-            {"name": "v2", "image": "registry.example.com/payments:2", "replicas": 0}]}})
+        kubectl.patch(
+            "apiproduct",
+            "payments",
+            {
+                "spec": {
+                    "versions": [{"name": "v2", "image": "registry.example.com/payments:2", "replicas": 0}]
+                }
+            },
+        )
         eventually(lambda: status(kubectl, "payments-v2").get("state") == "Down", timeout=30)
     finally:
         servers.stop()
@@ -162,8 +238,11 @@ def test_status_follows_a_spec_change_and_a_new_probes_first_verdict(operator, k
     for name in names:
         kubectl.apply(probe(name, {"url": demo.url + "/isUp"}, interval="5s"))
     for name in names:
-        eventually(lambda n=name: condition(kubectl.get("probe", n), "Ready").get("status") == "True",
-                   timeout=20, message=f"{name}'s first verdict in status")
+        eventually(
+            lambda n=name: condition(kubectl.get("probe", n), "Ready").get("status") == "True",
+            timeout=20,
+            message=f"{name}'s first verdict in status",
+        )
 
     kubectl.patch("probe", "fresh-0", {"spec": {"interval": "7s"}})
 
@@ -173,6 +252,7 @@ def test_status_follows_a_spec_change_and_a_new_probes_first_verdict(operator, k
             return None
         ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
         return ready if ready.get("observedGeneration") == 2 else None
+
     ready = eventually(observed, timeout=20, message="observedGeneration 2 with its conditions")
     assert ready["status"] == "True"
     kubectl("wait", "--for=condition=Ready", "probe/fresh-0", "--timeout=5s")

@@ -93,8 +93,11 @@ def running(op: Operator) -> set[str]:
 
 
 def test_probes_split_over_replicas_and_move_when_one_dies(cluster, namespace, kubectl, tmp_path):
-    env = {"PITWALL_LEASE_DURATION": str(LEASE_SECONDS), "PITWALL_DELIVERY_BASE_DELAY": "0.05",
-           "POD_NAMESPACE": namespace}
+    env = {
+        "PITWALL_LEASE_DURATION": str(LEASE_SECONDS),
+        "PITWALL_DELIVERY_BASE_DELAY": "0.05",
+        "POD_NAMESPACE": namespace,
+    }
     args = ["--leader-elect", "--probe-shards", str(SHARDS)]
     first = Operator(cluster, tmp_path, namespace, env, args).start()
     second = Operator(cluster, tmp_path, namespace, env, args).start()
@@ -110,9 +113,14 @@ def test_probes_split_over_replicas_and_move_when_one_dies(cluster, namespace, k
             kubectl.apply(rule("p00-down", [{"name": "hook", "type": "webhook", "url": rec.url + "/hook"}]))
 
             # Split: each replica holds one shard and runs its probes, together all of them, none twice.
-            eventually(lambda: [shards_held(op) for op in replicas] == [1, 1], timeout=30, message="one shard each")
-            eventually(lambda: running(first) | running(second) == set(names), timeout=30,
-                       message="every probe runs on some replica")
+            eventually(
+                lambda: [shards_held(op) for op in replicas] == [1, 1], timeout=30, message="one shard each"
+            )
+            eventually(
+                lambda: running(first) | running(second) == set(names),
+                timeout=30,
+                message="every probe runs on some replica",
+            )
             split = [running(op) for op in replicas]
             print(f"split: {len(split[0])} + {len(split[1])} of {PROBES} probes")
             assert not split[0] & split[1]
@@ -139,14 +147,22 @@ def test_probes_split_over_replicas_and_move_when_one_dies(cluster, namespace, k
             orphaned = running(leader)
             killed_at = time.monotonic()
             leader.stop(kill=True)
-            eventually(lambda: shards_held(survivor) == SHARDS, timeout=LEASE_SECONDS * 5,
-                       message="survivor holds every shard")
+            eventually(
+                lambda: shards_held(survivor) == SHARDS,
+                timeout=LEASE_SECONDS * 5,
+                message="survivor holds every shard",
+            )
             eventually(lambda: leading(survivor), timeout=LEASE_SECONDS * 5, message="survivor leads")
-            eventually(lambda: all(target.first_after(name, killed_at + 0.5) for name in orphaned),
-                       timeout=INTERVAL + LEASE_SECONDS * 5, message="the dead replica's probes run again")
+            eventually(
+                lambda: all(target.first_after(name, killed_at + 0.5) for name in orphaned),
+                timeout=INTERVAL + LEASE_SECONDS * 5,
+                message="the dead replica's probes run again",
+            )
             gaps = [target.first_after(name, killed_at + 0.5) - killed_at for name in orphaned]
-            print(f"{len(orphaned)} probes taken over; first run {min(gaps):.1f}-{max(gaps):.1f}s after the kill "
-                  f"(interval {INTERVAL}s + lease {LEASE_SECONDS}s)")
+            print(
+                f"{len(orphaned)} probes taken over; first run {min(gaps):.1f}-{max(gaps):.1f}s after the kill "
+                f"(interval {INTERVAL}s + lease {LEASE_SECONDS}s)"
+            )
             # The bound is the interval plus the lease; a loaded test machine gets 3 s of slack.
             assert max(gaps) <= INTERVAL + LEASE_SECONDS + 3
 
@@ -156,7 +172,7 @@ def test_probes_split_over_replicas_and_move_when_one_dies(cluster, namespace, k
             assert all(target.between(name, start, start + 3 * INTERVAL) <= 4 for name in names)
             assert running(survivor) == set(names)
 
-            assert len(rec.paths("/hook")) == 1      # no duplicate firing from the new leader
+            assert len(rec.paths("/hook")) == 1  # no duplicate firing from the new leader
             with target.lock:
                 target.down.discard("p00")
             eventually(lambda: len(rec.paths("/hook")) == 2, timeout=30, message="resolved once")

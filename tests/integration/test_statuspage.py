@@ -28,8 +28,16 @@ from tests.helpers.receiver import Recorder
 from tests.integration.test_products import ready
 
 ARTIFACTS = ROOT / "artifacts" / "statuspage"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "internal-view-token-for-tests"
 REFRESH = 2
 BACKENDS = ("core-banking", "identity", "reference-data-store")
@@ -50,6 +58,7 @@ def browser():
     if path is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield launched
@@ -58,8 +67,12 @@ def browser():
 
 @pytest.fixture
 def page_operator(cluster, namespace, tmp_path):
-    op = Operator(cluster, tmp_path, namespace=namespace,
-                  extra_env={"PITWALL_STATUSPAGE_REFRESH": str(REFRESH), "PITWALL_INTERNAL_TOKEN": TOKEN}).start()
+    op = Operator(
+        cluster,
+        tmp_path,
+        namespace=namespace,
+        extra_env={"PITWALL_STATUSPAGE_REFRESH": str(REFRESH), "PITWALL_INTERNAL_TOKEN": TOKEN},
+    ).start()
     yield op
     op.stop()
 
@@ -72,59 +85,129 @@ def demo():
 
 # -- the marketplace --------------------------------------------------------------------------
 def backend(name: str, demo: DemoAPI) -> dict:
-    return {"apiVersion": API, "kind": "Backend", "metadata": {"name": name},
-            "spec": {"displayName": name.replace("-", " ").title(),
-                     "owner": {"team": name, "contact": f"{name}-oncall@example.com"},
-                     "health": {"url": f"{demo.url}/backends/{name}/health", "interval": "1s", "timeout": "1s"}}}
+    return {
+        "apiVersion": API,
+        "kind": "Backend",
+        "metadata": {"name": name},
+        "spec": {
+            "displayName": name.replace("-", " ").title(),
+            "owner": {"team": name, "contact": f"{name}-oncall@example.com"},
+            "health": {"url": f"{demo.url}/backends/{name}/health", "interval": "1s", "timeout": "1s"},
+        },
+    }
 
 
 def api_product(name: str, display: str, versions: list[dict], **spec) -> dict:
-    return {"apiVersion": API, "kind": "ApiProduct", "metadata": {"name": name},
-            "spec": {"displayName": display, "owner": {"team": "payments", "contact": "payments-oncall@example.com"},
-                     "versions": versions, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "ApiProduct",
+        "metadata": {"name": name},
+        "spec": {
+            "displayName": display,
+            "owner": {"team": "payments", "contact": "payments-oncall@example.com"},
+            "versions": versions,
+            **spec,
+        },
+    }
 
 
 def probe(name: str, url: str, product: str, version: str) -> dict:
-    return {"apiVersion": API, "kind": "Probe",
-            "metadata": {"name": name, "labels": {"pitwall.dev/product": product, "pitwall.dev/version": version,
-                                                  "tier": "revenue-critical"}},
-            "spec": {"target": {"url": url}, "interval": "1s", "timeout": "1s", "failureThreshold": 2}}
+    return {
+        "apiVersion": API,
+        "kind": "Probe",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "pitwall.dev/product": product,
+                "pitwall.dev/version": version,
+                "tier": "revenue-critical",
+            },
+        },
+        "spec": {"target": {"url": url}, "interval": "1s", "timeout": "1s", "failureThreshold": 2},
+    }
 
 
 def build_marketplace(kubectl, demo: DemoAPI, receiver: Recorder) -> None:
     for name in BACKENDS:
         kubectl.apply(backend(name, demo))
-    kubectl.apply(api_product(
-        "payments", "Payments API",
-        [{"name": "v1", "lifecycle": "deprecated", "sunsetAt": "2027-03-01T00:00:00Z",
-          "image": "registry.example.com/payments:1.9.3"},
-         {"name": "v2", "image": "registry.example.com/payments:2.3.0"}],
-        description="Initiate and track payments from customer accounts.", environment="live", public=True,
-        backends=[{"name": "core-banking"}, {"name": "identity"},
-                  {"name": "reference-data-store", "criticality": "degradable"}],
-        consumers=[{"name": "acme-fintech", "versions": ["v2"], "contact": {"email": "ops@acme.example"}},
-                   {"name": "globex-wallet", "versions": ["v1"], "contact": {"email": "api@globex.example"}}]))
-    kubectl.apply(api_product(
-        "payments-sandbox", "Payments API (sandbox)", [{"name": "v2", "image": "registry.example.com/payments:2.3.0"}],
-        environment="sandbox", public=True, backends=[{"name": "identity", "criticality": "optional"}]))
-    kubectl.apply(api_product(
-        "reference-data", "Reference Data API", [{"name": "v1", "image": "registry.example.com/refdata:1.4.0"}],
-        public=False, backends=[{"name": "reference-data-store"}],
-        consumers=[{"name": "initech-insurance", "contact": {"email": "platform@initech.example"}}]))
+    kubectl.apply(
+        api_product(
+            "payments",
+            "Payments API",
+            [
+                {
+                    "name": "v1",
+                    "lifecycle": "deprecated",
+                    "sunsetAt": "2027-03-01T00:00:00Z",
+                    "image": "registry.example.com/payments:1.9.3",
+                },
+                {"name": "v2", "image": "registry.example.com/payments:2.3.0"},
+            ],
+            description="Initiate and track payments from customer accounts.",
+            environment="live",
+            public=True,
+            backends=[
+                {"name": "core-banking"},
+                {"name": "identity"},
+                {"name": "reference-data-store", "criticality": "degradable"},
+            ],
+            consumers=[
+                {"name": "acme-fintech", "versions": ["v2"], "contact": {"email": "ops@acme.example"}},
+                {"name": "globex-wallet", "versions": ["v1"], "contact": {"email": "api@globex.example"}},
+            ],
+        )
+    )
+    kubectl.apply(
+        api_product(
+            "payments-sandbox",
+            "Payments API (sandbox)",
+            [{"name": "v2", "image": "registry.example.com/payments:2.3.0"}],
+            environment="sandbox",
+            public=True,
+            backends=[{"name": "identity", "criticality": "optional"}],
+        )
+    )
+    kubectl.apply(
+        api_product(
+            "reference-data",
+            "Reference Data API",
+            [{"name": "v1", "image": "registry.example.com/refdata:1.4.0"}],
+            public=False,
+            backends=[{"name": "reference-data-store"}],
+            consumers=[{"name": "initech-insurance", "contact": {"email": "platform@initech.example"}}],
+        )
+    )
     kubectl.apply(probe("payments-v2-isup", f"{demo.url}/isUp", "payments", "v2"))
     kubectl.apply(probe("payments-v1-health", f"{demo.url}/backends/payments-v1/health", "payments", "v1"))
     kubectl.apply(probe("sandbox-isup", f"{demo.url}/backends/sandbox/health", "payments-sandbox", "v2"))
-    kubectl.apply({"apiVersion": API, "kind": "AlertRule", "metadata": {"name": "revenue-critical-down"},
-                   "spec": {"severity": "critical", "summary": "{kind} {name} is failing",
-                            "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "revenue-critical"}},
-                            "when": {"condition": "Ready", "status": "False", "for": "0s"},
-                            "receivers": [{"name": "ops", "type": "webhook", "url": receiver.url + "/ops"}]}})
+    kubectl.apply(
+        {
+            "apiVersion": API,
+            "kind": "AlertRule",
+            "metadata": {"name": "revenue-critical-down"},
+            "spec": {
+                "severity": "critical",
+                "summary": "{kind} {name} is failing",
+                "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "revenue-critical"}},
+                "when": {"condition": "Ready", "status": "False", "for": "0s"},
+                "receivers": [{"name": "ops", "type": "webhook", "url": receiver.url + "/ops"}],
+            },
+        }
+    )
     start = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    kubectl.apply({"apiVersion": API, "kind": "MaintenanceWindow", "metadata": {"name": "core-banking-upgrade"},
-                   "spec": {"reason": "Scheduled upgrade of the payment platform",
-                            "schedule": {"start": start, "duration": "2h"},
-                            "targets": {"backends": ["core-banking"]},
-                            "notice": {"leadTime": "1h", "notifyConsumers": False}}})
+    kubectl.apply(
+        {
+            "apiVersion": API,
+            "kind": "MaintenanceWindow",
+            "metadata": {"name": "core-banking-upgrade"},
+            "spec": {
+                "reason": "Scheduled upgrade of the payment platform",
+                "schedule": {"start": start, "duration": "2h"},
+                "targets": {"backends": ["core-banking"]},
+                "notice": {"leadTime": "1h", "notifyConsumers": False},
+            },
+        }
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -160,15 +243,35 @@ def page_states(page) -> dict:
 
 
 def json_states(model: dict) -> dict:
-    return {p["id"]: {"state": p["state"], "name": p["displayName"],
-                      "versions": {v["name"]: v["state"] for v in p["versions"]}} for p in model["products"]}
+    return {
+        p["id"]: {
+            "state": p["state"],
+            "name": p["displayName"],
+            "versions": {v["name"]: v["state"] for v in p["versions"]},
+        }
+        for p in model["products"]
+    }
 
 
 def internal_strings(kubectl, demo: DemoAPI) -> list[str]:
     """Names, hosts and ids that must never reach the public page."""
-    found = [*BACKENDS, *CONSUMERS, "ops@acme.example", "api@globex.example", "payments-oncall@example.com",
-             "payments-v2-isup", "payments-v1-health", "sandbox-isup", "revenue-critical-down",
-             "core-banking-upgrade", "reference-data", "registry.example.com", kubectl.namespace, "svc", "127."]
+    found = [
+        *BACKENDS,
+        *CONSUMERS,
+        "ops@acme.example",
+        "api@globex.example",
+        "payments-oncall@example.com",
+        "payments-v2-isup",
+        "payments-v1-health",
+        "sandbox-isup",
+        "revenue-critical-down",
+        "core-banking-upgrade",
+        "reference-data",
+        "registry.example.com",
+        kubectl.namespace,
+        "svc",
+        "127.",
+    ]
     for item in kubectl.list("probes"):
         status = item.get("status") or {}
         for entry in (status.get("lastRun"), status.get("lastFailure")):
@@ -186,8 +289,16 @@ def assert_no_leaks(texts: list[str], forbidden: list[str]) -> None:
 
 def public_texts(base: str, page) -> list[str]:
     texts = [page.content()]
-    for path in ("/", "/?env=live", "/?env=sandbox", "/api/v1/status", "/api/v1/status?env=sandbox",
-                 "/api/v1/products/payments", "/api/v1/products/payments-sandbox", "/badge/payments.svg"):
+    for path in (
+        "/",
+        "/?env=live",
+        "/?env=sandbox",
+        "/api/v1/status",
+        "/api/v1/status?env=sandbox",
+        "/api/v1/products/payments",
+        "/api/v1/products/payments-sandbox",
+        "/badge/payments.svg",
+    ):
         texts.append(fetch(base + path)[1])
     return texts
 
@@ -203,22 +314,34 @@ def screenshot(page, name: str) -> Path:
 # -- the test ---------------------------------------------------------------------------------
 def test_status_page_in_a_real_browser(page_operator, kubectl, demo, browser):
     base = f"http://127.0.0.1:{page_operator.statuspage_port}"
-    eventually(lambda: fetch(base + "/healthz")[0] == 200, timeout=10,
-               message="the operator serves the status page (statuspage.setup registered by wiring)")
+    eventually(
+        lambda: fetch(base + "/healthz")[0] == 200,
+        timeout=10,
+        message="the operator serves the status page (statuspage.setup registered by wiring)",
+    )
     with Recorder() as receiver:
         build_marketplace(kubectl, demo, receiver)
         for name in ("payments", "payments-sandbox", "reference-data"):
             eventually(lambda n=name: ready(kubectl, n), timeout=60, message=f"{name} Ready")
-        healthy = eventually(lambda: (lambda m: m if [p["state"] for p in m["products"]] == ["operational"] * 2
-                                      and m["maintenance"]["upcoming"] else None)(status_json(base)),
-                             timeout=60, message="every public product operational, the window listed")
+        healthy = eventually(
+            lambda: (
+                lambda m: (
+                    m
+                    if [p["state"] for p in m["products"]] == ["operational"] * 2
+                    and m["maintenance"]["upcoming"]
+                    else None
+                )
+            )(status_json(base)),
+            timeout=60,
+            message="every public product operational, the window listed",
+        )
 
         # -- the example marketplace renders -----------------------------------------------------
         desktop = browser.new_page(viewport={"width": 1280, "height": 800})
         desktop.goto(base + "/")
         assert desktop.locator("h1").inner_text() == "All APIs operational"
         assert page_states(desktop) == json_states(healthy)
-        assert set(page_states(desktop)) == {"payments", "payments-sandbox"}       # reference-data is internal
+        assert set(page_states(desktop)) == {"payments", "payments-sandbox"}  # reference-data is internal
         assert page_states(desktop)["payments"]["versions"] == {"v1": "operational", "v2": "operational"}
         assert "Deprecated: sunset on" in desktop.locator('[data-version="v1"]').inner_text()
         # the scheduled window is listed under maintenance, with the product its backend serves
@@ -239,15 +362,23 @@ def test_status_page_in_a_real_browser(page_operator, kubectl, demo, browser):
         # -- an outage on a probe shows up at the next refresh, without a reload ----------------
         desktop.evaluate("window.__sameDocument = true")
         demo.admin("down", what="isUp")
-        down = eventually(lambda: (lambda m: m if version_state(m, "payments", "v2") == "outage" and m["incidents"]
-                                   else None)(status_json(base)), timeout=30, message="outage and incident in JSON")
+        down = eventually(
+            lambda: (
+                lambda m: m if version_state(m, "payments", "v2") == "outage" and m["incidents"] else None
+            )(status_json(base)),
+            timeout=30,
+            message="outage and incident in JSON",
+        )
         refreshes = int(desktop.evaluate("document.body.dataset.refreshes"))
-        desktop.wait_for_function("""() => {
+        desktop.wait_for_function(
+            """() => {
             const v2 = document.querySelector('[data-product="payments"] [data-version="v2"]');
             return v2 && v2.dataset.state === 'outage' && document.querySelector('[data-incident="payments"]');
-        }""", timeout=(3 * REFRESH + 5) * 1000)
-        assert int(desktop.evaluate("document.body.dataset.refreshes")) <= refreshes + 1   # within one refresh
-        assert desktop.evaluate("window.__sameDocument === true")                           # no reload
+        }""",
+            timeout=(3 * REFRESH + 5) * 1000,
+        )
+        assert int(desktop.evaluate("document.body.dataset.refreshes")) <= refreshes + 1  # within one refresh
+        assert desktop.evaluate("window.__sameDocument === true")  # no reload
         assert desktop.locator("h1").inner_text() == "Partial outage"
         v2 = desktop.locator('[data-product="payments"] [data-version="v2"]').inner_text()
         assert "Outage" in v2 and "Not responding to our checks" in v2
@@ -258,8 +389,9 @@ def test_status_page_in_a_real_browser(page_operator, kubectl, demo, browser):
         # -- the JSON API matches the page ------------------------------------------------------
         now_json = status_json(base)
         assert page_states(desktop) == json_states(now_json)
-        assert [i["title"] for i in now_json["incidents"]] == \
-            desktop.locator("[data-incident] h3").all_inner_texts()
+        assert [i["title"] for i in now_json["incidents"]] == desktop.locator(
+            "[data-incident] h3"
+        ).all_inner_texts()
         code, one = fetch(base + "/api/v1/products/payments")
         assert code == 200 and json.loads(one)["state"] == "outage"
         assert fetch(base + "/api/v1/products/reference-data")[0] == 404
@@ -276,9 +408,11 @@ def test_status_page_in_a_real_browser(page_operator, kubectl, demo, browser):
 
         # -- screenshots at desktop and phone widths -------------------------------------------
         screenshot(desktop, "status-desktop")
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+        phone = browser.new_page(
+            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+        )
         phone.goto(base + "/")
-        assert phone.evaluate("document.documentElement.scrollWidth") <= 390   # no sideways scrolling
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
         assert page_states(phone) == json_states(status_json(base))
         screenshot(phone, "status-phone")
 
@@ -296,11 +430,14 @@ def test_status_page_in_a_real_browser(page_operator, kubectl, demo, browser):
         inside.goto(f"{internal}/?token={TOKEN}")
         text = inside.locator("main").inner_text()
         assert probe_row["lastFailure"]["correlationId"] in text and "core-banking" in text
-        assert inside.locator("#graph svg [data-node]").count() >= 3 + 3 + 3   # consumers, products, backends
+        assert inside.locator("#graph svg [data-node]").count() >= 3 + 3 + 3  # consumers, products, backends
         matrix = inside.locator("#matrix table").inner_text()
         assert "Unavailable" in matrix and "Degraded" in matrix
         screenshot(inside, "internal-desktop")
 
         demo.admin("up")
-        eventually(lambda: version_state(status_json(base), "payments", "v2") == "operational", timeout=30,
-                   message="back to operational")
+        eventually(
+            lambda: version_state(status_json(base), "payments", "v2") == "operational",
+            timeout=30,
+            message="back to operational",
+        )

@@ -33,10 +33,21 @@ from pitwall.kube import KINDS, Credentials, Kube
 from pitwall.runtime import Runtime, Settings
 
 HOST = "https://kube.test"
-WITH_STATUS = {"ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow", "Deployment", "ReplicaSet",
-               "Pod", "Service", "Namespace", "Node"}
+WITH_STATUS = {
+    "ApiProduct",
+    "Probe",
+    "Backend",
+    "AlertRule",
+    "MaintenanceWindow",
+    "Deployment",
+    "ReplicaSet",
+    "Pod",
+    "Service",
+    "Namespace",
+    "Node",
+}
 PLURALS = {k.plural: k for k in KINDS.values()}
-Key = tuple[str, str | None, str]   # (kind, namespace, name)
+Key = tuple[str, str | None, str]  # (kind, namespace, name)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -111,8 +122,17 @@ def matches_selector(labels: dict | None, selector: str | None) -> bool:
 
 
 def _status(code: int, reason: str, message: str) -> httpx.Response:
-    return httpx.Response(code, json={"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                      "reason": reason, "message": message, "code": code})
+    return httpx.Response(
+        code,
+        json={
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": reason,
+            "message": message,
+            "code": code,
+        },
+    )
 
 
 class KubeAPI:
@@ -120,7 +140,7 @@ class KubeAPI:
 
     def __init__(self) -> None:
         self.objects: dict[Key, dict] = {}
-        self.requests: list[tuple[str, str]] = []       # (method, path) in order
+        self.requests: list[tuple[str, str]] = []  # (method, path) in order
         self.refuse: dict[tuple[str, str], tuple[int, str, str]] = {}  # (method, kind) -> error
         self._version = 0
         self._echo: list[Callable[[str, dict], None]] = []
@@ -150,7 +170,7 @@ class KubeAPI:
             meta.setdefault("creationTimestamp", old["metadata"]["creationTimestamp"])
             changed = old.get("spec") != obj.get("spec")
             if "status" not in obj and "status" in old:
-                obj["status"] = copy.deepcopy(old["status"])    # status is not the applier's
+                obj["status"] = copy.deepcopy(old["status"])  # status is not the applier's
             meta["generation"] = old["metadata"].get("generation", 1) + (1 if changed else 0)
         return self._store(obj, created=old is None)
 
@@ -159,8 +179,11 @@ class KubeAPI:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(self, kind: str, namespace: str | None = None) -> list[dict]:
-        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items(), key=lambda i: str(i[0]))
-                if k == kind and (namespace is None or ns == namespace)]
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in sorted(self.objects.items(), key=lambda i: str(i[0]))
+            if k == kind and (namespace is None or ns == namespace)
+        ]
 
     def set_status(self, kind: str, namespace: str | None, name: str, status: dict) -> dict:
         """Merge ``status`` in, as another controller (kube-controller-manager) would."""
@@ -169,17 +192,23 @@ class KubeAPI:
 
     def events(self, name: str | None = None) -> list[dict]:
         """Events recorded, oldest first; ``name``: only those about that object."""
-        return sorted((e for e in self.list("Event")
-                       if name is None or (e.get("involvedObject") or {}).get("name") == name),
-                      key=lambda e: int(e["metadata"]["resourceVersion"]))
+        return sorted(
+            (
+                e
+                for e in self.list("Event")
+                if name is None or (e.get("involvedObject") or {}).get("name") == name
+            ),
+            key=lambda e: int(e["metadata"]["resourceVersion"]),
+        )
 
     def reasons(self, name: str | None = None) -> list[str]:
         return [e["reason"] for e in self.events(name)]
 
     def writes(self, kind_plural: str | None = None) -> list[tuple[str, str]]:
         """The requests that changed something (not GETs), optionally of one resource."""
-        return [(m, p) for m, p in self.requests if m != "GET"
-                and (kind_plural is None or f"/{kind_plural}" in p)]
+        return [
+            (m, p) for m, p in self.requests if m != "GET" and (kind_plural is None or f"/{kind_plural}" in p)
+        ]
 
     # -- the server --------------------------------------------------------------------------
     def _key(self, obj: dict) -> Key:
@@ -213,7 +242,11 @@ class KubeAPI:
         namespace = None
         if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
             namespace, rest = rest[1], rest[2:]
-        plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
+        plural, name, sub = (
+            rest[0],
+            (rest[1] if len(rest) > 1 else None),
+            (rest[2] if len(rest) > 2 else None),
+        )
         kind = PLURALS.get(plural)
         if kind is None:
             return _status(404, "NotFound", f"the server could not find the requested resource ({plural})")
@@ -225,12 +258,22 @@ class KubeAPI:
         if request.method == "GET" and name is None:
             selector = request.url.params.get("labelSelector")
             fields = request.url.params.get("fieldSelector")
-            items = [o for (k, ns, _), o in self.objects.items() if k == kind.kind
-                     and (namespace is None or ns == namespace)
-                     and matches_selector(o["metadata"].get("labels"), selector)
-                     and matches_selector(_fields(o), fields)]
-            return httpx.Response(200, json={"kind": f"{kind.kind}List", "items": copy.deepcopy(items),
-                                             "metadata": {"resourceVersion": str(self._version)}})
+            items = [
+                o
+                for (k, ns, _), o in self.objects.items()
+                if k == kind.kind
+                and (namespace is None or ns == namespace)
+                and matches_selector(o["metadata"].get("labels"), selector)
+                and matches_selector(_fields(o), fields)
+            ]
+            return httpx.Response(
+                200,
+                json={
+                    "kind": f"{kind.kind}List",
+                    "items": copy.deepcopy(items),
+                    "metadata": {"resourceVersion": str(self._version)},
+                },
+            )
         if request.method == "POST":
             body.setdefault("metadata", {})
             if kind.namespaced:
@@ -272,7 +315,11 @@ class KubeAPI:
                 new = {**new, "status": old.get("status")}
                 if new.get("status") is None:
                     new.pop("status")
-            new["metadata"] = {**new["metadata"], "uid": old["metadata"]["uid"], "name": old["metadata"]["name"]}
+            new["metadata"] = {
+                **new["metadata"],
+                "uid": old["metadata"]["uid"],
+                "name": old["metadata"]["name"],
+            }
             if new.get("spec") != old.get("spec"):
                 new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
             if old["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
@@ -306,8 +353,12 @@ def runtime(api: KubeAPI, **settings: Any) -> Runtime:
     queue started, no port opened), whose watch caches follow ``api`` at once."""
     from pitwall import wiring
 
-    defaults: dict[str, Any] = {"statuspage_port": 0, "internal_port": 0, "metrics_port": 0,
-                                "target_mode": "endpoints"}
+    defaults: dict[str, Any] = {
+        "statuspage_port": 0,
+        "internal_port": 0,
+        "metrics_port": 0,
+        "target_mode": "endpoints",
+    }
     rt = Runtime(kube=api.kube(), settings=Settings(**{**defaults, **settings}))
 
     def follow(event: str, obj: dict) -> None:

@@ -148,8 +148,14 @@ def test_severity_description_states_the_ack_windows_the_code_uses():
 def test_parsers_apply_the_models_defaults():
     check = probe_spec.parse_check({"url": "http://x"})
     model = Check()
-    assert (check.interval, check.timeout) == (durations.parse(model.interval), durations.parse(DEFAULT_TIMEOUT))
-    assert (check.failure_threshold, check.success_threshold) == (model.failure_threshold, model.success_threshold)
+    assert (check.interval, check.timeout) == (
+        durations.parse(model.interval),
+        durations.parse(DEFAULT_TIMEOUT),
+    )
+    assert (check.failure_threshold, check.success_threshold) == (
+        model.failure_threshold,
+        model.success_threshold,
+    )
     assert check.steps[0].request.method == "GET" and check.steps[0].expect.status == (200,)
     rule = rules.parse_rule("ns", "r", {"severity": "low", "selector": {}})
     assert rule.selector.kinds == ("ApiProduct", "Probe", "Backend")
@@ -183,8 +189,13 @@ async def world():
     api_server = KubeAPI()
     api_server.put(probe("Up"))
     api_server.put(backend())
-    api_server.put(product("registry.example.com/orders:1.0", backends=[{"name": "ledger"}],
-                           consumers=[{"name": "acme", "contact": {"email": "ops@acme.example"}}]))
+    api_server.put(
+        product(
+            "registry.example.com/orders:1.0",
+            backends=[{"name": "ledger"}],
+            consumers=[{"name": "acme", "contact": {"email": "ops@acme.example"}}],
+        )
+    )
     rt = runtime(api_server)
     await products.reconcile(rt, NS, "orders")
     rolled_out(api_server)
@@ -217,7 +228,10 @@ async def test_a_backend_spec_the_model_refuses_stalls_with_the_field_named(worl
 
 def test_parse_names_list_items_and_counts_what_it_leaves_out():
     with pytest.raises(InvalidSpec) as exc:
-        parse(api.probe.ProbeSpec, {"target": {"url": "http://x"}, "steps": [{"name": "a", "expect": {"status": [99]}}]})
+        parse(
+            api.probe.ProbeSpec,
+            {"target": {"url": "http://x"}, "steps": [{"name": "a", "expect": {"status": [99]}}]},
+        )
     assert exc.value.message == "spec.steps[0].expect.status[0]: Input should be greater than or equal to 100"
     with pytest.raises(InvalidSpec) as exc:
         parse(api.probe.ProbeSpec, {"target": 1, "interval": 2, "timeout": 3, "paused": "x"})
@@ -244,12 +258,26 @@ def test_probe_status_builders_write_only_declared_fields():
 def test_alert_records_write_only_declared_fields():
     at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     record = alert_state.AlertRecord(
-        key="r/Probe/p", kind="Probe", name="p", subject="p is down", state="firing", severity="high",
-        pending_since=at, since=at, acknowledged_by="ana", acknowledged_at=at, escalation_step=1,
-        last_notified_at=at, resolved_at=at, notified=["ops"],
-        outstanding=[alert_state.Owed("ops", "reminder", at, 1)])
-    (written,) = alert_state.apply_results([record.to_dict()], [alert_state.DeliveryResult(
-        "ops", "firing", (record.key,), False, 2, "timed out", at)])
+        key="r/Probe/p",
+        kind="Probe",
+        name="p",
+        subject="p is down",
+        state="firing",
+        severity="high",
+        pending_since=at,
+        since=at,
+        acknowledged_by="ana",
+        acknowledged_at=at,
+        escalation_step=1,
+        last_notified_at=at,
+        resolved_at=at,
+        notified=["ops"],
+        outstanding=[alert_state.Owed("ops", "reminder", at, 1)],
+    )
+    (written,) = alert_state.apply_results(
+        [record.to_dict()],
+        [alert_state.DeliveryResult("ops", "firing", (record.key,), False, 2, "timed out", at)],
+    )
     assert written["deliveries"] and written["ackDeadline"]
     assert undeclared(status_schema(api.AlertRule)["properties"]["alerts"]["items"], written) == []
 
@@ -260,8 +288,12 @@ def test_maintenance_status_builders_write_only_declared_fields():
     affected = targets.Affected(
         products=(targets.AffectedProduct("shop", "Shop", ("v1",), targets.UNAVAILABLE, "targeted"),),
         backends=("ledger",),
-        consumers=(targets.AffectedConsumer("acme", "shop", ("v1",), {"email": "ops@acme.example"}),))
-    status = {**{k: v for k, v in evaluation.status().items() if v is not None}, "affected": affected.status()}
+        consumers=(targets.AffectedConsumer("acme", "shop", ("v1",), {"email": "ops@acme.example"}),),
+    )
+    status = {
+        **{k: v for k, v in evaluation.status().items() if v is not None},
+        "affected": affected.status(),
+    }
     assert status["phase"] == "Active" and status["affected"]["consumers"]
     assert undeclared(status_schema(api.MaintenanceWindow), status) == []
 

@@ -24,13 +24,31 @@ EXAMPLES = ROOT / "examples"
 
 ALL = crds.build_all()
 KINDS = ["ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow", "Incident"]
-SHORT_NAMES = {"ApiProduct": "pwap", "Probe": "pwprobe", "Backend": "pwbe", "AlertRule": "pwalert",
-               "MaintenanceWindow": "pwmw", "Incident": "pwinc"}
-PLURALS = {"ApiProduct": "apiproducts", "Probe": "probes", "Backend": "backends", "AlertRule": "alertrules",
-           "MaintenanceWindow": "maintenancewindows", "Incident": "incidents"}
+SHORT_NAMES = {
+    "ApiProduct": "pwap",
+    "Probe": "pwprobe",
+    "Backend": "pwbe",
+    "AlertRule": "pwalert",
+    "MaintenanceWindow": "pwmw",
+    "Incident": "pwinc",
+}
+PLURALS = {
+    "ApiProduct": "apiproducts",
+    "Probe": "probes",
+    "Backend": "backends",
+    "AlertRule": "alertrules",
+    "MaintenanceWindow": "maintenancewindows",
+    "Incident": "incidents",
+}
 # The column that says where each kind stands, besides Ready.
-KEY_COLUMN = {"ApiProduct": ".status.state", "Probe": ".status.state", "Backend": ".status.state",
-              "AlertRule": ".status.firing", "MaintenanceWindow": ".status.phase", "Incident": ".status.phase"}
+KEY_COLUMN = {
+    "ApiProduct": ".status.state",
+    "Probe": ".status.state",
+    "Backend": ".status.state",
+    "AlertRule": ".status.firing",
+    "MaintenanceWindow": ".status.phase",
+    "Incident": ".status.phase",
+}
 # Parts that are free-form on purpose; nowhere else may unknown fields survive.
 FREE_FORM = {
     ("ApiProduct", "spec.versions[].env[].valueFrom"),
@@ -102,8 +120,9 @@ def test_committed_crds_are_the_generator_output():
         path = CRD_DIR / name
         assert path.exists(), f"crds/{name} is missing: run make crds"
         # as data first: the failure then names the field that drifted
-        assert yaml.safe_load(path.read_text()) == yaml.safe_load(text), \
+        assert yaml.safe_load(path.read_text()) == yaml.safe_load(text), (
             f"crds/{name} differs from the models in operator/pitwall/api/: run make crds"
+        )
         assert path.read_text() == text, f"crds/{name} is not formatted as generated: run make crds"
     extra = {p.name for p in CRD_DIR.glob("*.yaml")} - set(expected)
     assert not extra, f"files in crds/ the generator does not produce: {sorted(extra)}"
@@ -221,8 +240,11 @@ def test_free_form_parts_exist():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_user_field_is_described(kind):
-    missing = [path for path, node in walk(lookup(schema(kind), "spec"), "spec")
-               if not path.endswith("{}") and not node.get("description")]
+    missing = [
+        path
+        for path, node in walk(lookup(schema(kind), "spec"), "spec")
+        if not path.endswith("{}") and not node.get("description")
+    ]
     assert not missing, f"fields without description: {missing}"
 
 
@@ -268,8 +290,11 @@ FLOORED = {
 
 
 def test_durations_that_drive_work_have_the_admission_floor():
-    found = {(kind, path): node["x-kubernetes-validations"][1] for kind, path, node in duration_fields()
-             if len(node["x-kubernetes-validations"]) > 1}
+    found = {
+        (kind, path): node["x-kubernetes-validations"][1]
+        for kind, path, node in duration_fields()
+        if len(node["x-kubernetes-validations"]) > 1
+    }
     assert set(found) == set(FLOORED)
     for key, seconds in FLOORED.items():
         floor = durations.format(seconds)
@@ -284,10 +309,22 @@ def test_defaults_are_above_the_floors():
             assert durations.parse(node["default"]) >= seconds, (kind, path)
 
 
-@pytest.mark.parametrize("text, passes", [
-    ("1d", True), ("10d", True), ("0.5d", True), ("1w", True), ("0.1w", True), ("1h2d", True),
-    ("0d", False), ("0d1ms", False), ("0.05d", False), ("00d", False), ("0w0d", False),
-])
+@pytest.mark.parametrize(
+    "text, passes",
+    [
+        ("1d", True),
+        ("10d", True),
+        ("0.5d", True),
+        ("1w", True),
+        ("0.1w", True),
+        ("1h2d", True),
+        ("0d", False),
+        ("0d1ms", False),
+        ("0.05d", False),
+        ("00d", False),
+        ("0w0d", False),
+    ],
+)
 def test_day_and_week_durations_pass_the_floor_only_when_a_day_part_is_large(text, passes):
     # CEL's duration() has no d/w units: such values pass when one part is >= 0.1d (2.4h),
     # above every floor. (RE2 and Python agree on this pattern.)
@@ -366,7 +403,9 @@ def test_example_references_resolve():
     secrets = {name: doc.get("stringData", {}) for (kind, name), doc in objs.items() if kind == "Secret"}
 
     def secret_ref(ref, where):
-        assert ref["key"] in secrets.get(ref["name"], {}), f"{where}: Secret {ref['name']}/{ref['key']} missing"
+        assert ref["key"] in secrets.get(ref["name"], {}), (
+            f"{where}: Secret {ref['name']}/{ref['key']} missing"
+        )
 
     for (kind, name), doc in objs.items():
         spec = doc.get("spec", {})
@@ -399,8 +438,11 @@ def test_example_references_resolve():
 def selected(selector: dict, objs: dict) -> list[tuple[str, str]]:
     kinds = selector.get("kinds", ["ApiProduct", "Probe", "Backend"])
     labels = selector.get("matchLabels", {})
-    return [key for key, doc in objs.items() if key[0] in kinds
-            and all(doc["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())]
+    return [
+        key
+        for key, doc in objs.items()
+        if key[0] in kinds and all(doc["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
+    ]
 
 
 def test_example_selectors_match_objects():
@@ -412,8 +454,10 @@ def test_example_selectors_match_objects():
             chosen = selected({"kinds": ["ApiProduct"], **doc["spec"]["targets"]["apiProducts"]}, objs)
             assert chosen, f"MaintenanceWindow {name} selects no ApiProduct"
     critical = objs[("AlertRule", "revenue-critical-down")]
-    assert {n for k, n in selected(critical["spec"]["selector"], objs)} == {"payments-v2-isup",
-                                                                              "payments-oauth-flow"}
+    assert {n for k, n in selected(critical["spec"]["selector"], objs)} == {
+        "payments-v2-isup",
+        "payments-oauth-flow",
+    }
 
 
 def test_oauth_probe_walks_the_flow_with_captured_values():
@@ -440,5 +484,6 @@ def test_invalid_example_expects_a_message_the_crd_defines(path):
     expected = first.removeprefix("# expect: ")
     kind = yaml.safe_load(path.read_text())["kind"]
     said = [r["message"] for _, r in rules(kind)] + [r.get("messageExpression", "") for _, r in rules(kind)]
-    assert any(expected == text or (expected in text and text.startswith("'")) for text in said), \
+    assert any(expected == text or (expected in text and text.startswith("'")) for text in said), (
         f"{path.name}: no rule says {expected!r}"
+    )

@@ -22,13 +22,32 @@ def ip(text: str):
 
 # 169.254.169.254 in every spelling a URL host can carry (inet_aton forms, IPv6 forms that embed it).
 METADATA_SPELLINGS = [
-    "169.254.169.254", "169.254.169.254.", "[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]",
-    "2852039166", "0xa9fea9fe", "0251.0376.0251.0376", "0xa9.0xfe.0xa9.0xfe", "169.254.43518",
-    "169.16689662", "0251.254.169.254", "[0:0:0:0:0:ffff:a9fe:a9fe]", "[::169.254.169.254]",
-    "[::ffff:0:169.254.169.254]", "[64:ff9b::169.254.169.254]", "[64:ff9b:1::a9fe:a9fe]",
-    "[2002:a9fe:a9fe::1]", "[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo client 169.254.169.254
-    "[fe80::1]", "[fd00:ec2::254]", "[fd20:ce::254]", "100.100.100.200", "[::ffff:100.100.100.200]",
-    "168.63.129.16", "[64:ff9b::100.100.100.200]", "[2002:6464:64c8::]",
+    "169.254.169.254",
+    "169.254.169.254.",
+    "[::ffff:169.254.169.254]",
+    "[::ffff:a9fe:a9fe]",
+    "2852039166",
+    "0xa9fea9fe",
+    "0251.0376.0251.0376",
+    "0xa9.0xfe.0xa9.0xfe",
+    "169.254.43518",
+    "169.16689662",
+    "0251.254.169.254",
+    "[0:0:0:0:0:ffff:a9fe:a9fe]",
+    "[::169.254.169.254]",
+    "[::ffff:0:169.254.169.254]",
+    "[64:ff9b::169.254.169.254]",
+    "[64:ff9b:1::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::1]",
+    "[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo client 169.254.169.254
+    "[fe80::1]",
+    "[fd00:ec2::254]",
+    "[fd20:ce::254]",
+    "100.100.100.200",
+    "[::ffff:100.100.100.200]",
+    "168.63.129.16",
+    "[64:ff9b::100.100.100.200]",
+    "[2002:6464:64c8::]",
 ]
 
 
@@ -38,23 +57,54 @@ def test_metadata_is_refused_in_every_spelling(host):
     assert reason is not None and METADATA in reason
 
 
-@pytest.mark.parametrize("host", ["metadata.google.internal", "Metadata.Google.Internal.", "metadata.goog",
-                                  "instance-data.ec2.internal", "metadata"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "metadata.google.internal",
+        "Metadata.Google.Internal.",
+        "metadata.goog",
+        "instance-data.ec2.internal",
+        "metadata",
+    ],
+)
 def test_metadata_names_are_refused(host):
     assert "cloud-metadata host" in Policy().verdict(host)
 
 
 def test_a_name_is_judged_by_what_it_resolves_to():
-    assert Policy().verdict("evil.example", [ip("203.0.113.7"), ip("64:ff9b::a9fe:a9fe")]) == \
-        "evil.example resolves to 64:ff9b::a9fe:a9fe, which (that is 169.254.169.254) " + METADATA
+    assert (
+        Policy().verdict("evil.example", [ip("203.0.113.7"), ip("64:ff9b::a9fe:a9fe")])
+        == "evil.example resolves to 64:ff9b::a9fe:a9fe, which (that is 169.254.169.254) " + METADATA
+    )
     assert Policy().verdict("api.example.com", [ip("203.0.113.7")]) is None
 
 
 # "This host": the kernel dials itself for 0.0.0.0/8 and ::, so a deny of loopback must cover them.
-THIS_HOST = ["0.0.0.0", "0", "0x0", "0.0", "000.000.000.000", "0.1.2.3", "[::]", "[0:0:0:0:0:0:0:0]",
-             "[::ffff:0.0.0.0]", "[::ffff:127.0.0.1]", "127.1", "0x7f.1", "2130706433", "0177.0.0.1",
-             "127.255.255.254", "[::1]", "[::ffff:7f00:1]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]",
-             "localhost", "LOCALHOST.", "api.localhost", "ip6-localhost"]
+THIS_HOST = [
+    "0.0.0.0",
+    "0",
+    "0x0",
+    "0.0",
+    "000.000.000.000",
+    "0.1.2.3",
+    "[::]",
+    "[0:0:0:0:0:0:0:0]",
+    "[::ffff:0.0.0.0]",
+    "[::ffff:127.0.0.1]",
+    "127.1",
+    "0x7f.1",
+    "2130706433",
+    "0177.0.0.1",
+    "127.255.255.254",
+    "[::1]",
+    "[::ffff:7f00:1]",
+    "[64:ff9b::127.0.0.1]",
+    "[2002:7f00:1::]",
+    "localhost",
+    "LOCALHOST.",
+    "api.localhost",
+    "ip6-localhost",
+]
 
 
 @pytest.mark.parametrize("host", THIS_HOST)
@@ -62,7 +112,7 @@ def test_every_spelling_of_this_host_is_judged_as_loopback(host):
     denied = Policy.from_lists(deny=["127.0.0.0/8", "::1"])
     reason = denied.verdict(host)
     assert reason is not None and "denied by the operator's address policy (denylist)" in reason
-    assert Policy().verdict(host) is None        # loopback stays allowed by default
+    assert Policy().verdict(host) is None  # loopback stays allowed by default
 
 
 @pytest.mark.parametrize("host", THIS_HOST)
@@ -82,7 +132,10 @@ def test_the_operators_ports_elsewhere_are_not_its_own():
 
 def test_the_api_server_is_refused():
     policy = Policy.from_lists(api_server="https://10.96.0.1:443")
-    assert policy.verdict("10.96.0.1", port=443) == "10.96.0.1:443 is the Kubernetes API server and is denied by policy"
+    assert (
+        policy.verdict("10.96.0.1", port=443)
+        == "10.96.0.1:443 is the Kubernetes API server and is denied by policy"
+    )
     assert "API server" in policy.verdict("[::ffff:10.96.0.1]", port=443)
     assert "API server" in policy.verdict("any.example", [ip("10.96.0.1")], port=443)
     assert policy.verdict("10.96.0.1", port=80) is None
@@ -103,19 +156,25 @@ def test_a_named_api_server_is_refused_by_name_and_address():
 
 
 def test_allowlist_and_denylist():
-    policy = Policy.from_lists(allow=["10.0.0.0/8", "api.example.com", "169.254.10.5"],
-                               deny=["10.9.0.0/16", "blocked.example"])
+    policy = Policy.from_lists(
+        allow=["10.0.0.0/8", "api.example.com", "169.254.10.5"], deny=["10.9.0.0/16", "blocked.example"]
+    )
     assert policy.verdict("10.1.2.3") is None
-    assert policy.verdict("[::ffff:10.1.2.3]") is None            # the IPv4 it embeds is allowed
-    assert policy.verdict("169.254.10.5") is None                 # an allowlist entry may re-allow one default
+    assert policy.verdict("[::ffff:10.1.2.3]") is None  # the IPv4 it embeds is allowed
+    assert policy.verdict("169.254.10.5") is None  # an allowlist entry may re-allow one default
     assert METADATA in policy.verdict("169.254.169.254")
     assert policy.verdict("10.9.1.1") == "10.9.1.1 is denied by the operator's address policy (denylist)"
     assert "denylist" in policy.verdict("[64:ff9b::10.9.1.1]")
     assert policy.verdict("8.8.8.8") == "8.8.8.8 is not in the operator's allowlist"
     assert policy.verdict("api.example.com", [ip("203.0.113.7")]) is None
-    assert policy.verdict("other.example", [ip("203.0.113.7")]) == \
-        "other.example resolves to 203.0.113.7, which is not in the operator's allowlist"
-    assert policy.verdict("blocked.example") == "blocked.example is denied by the operator's address policy (denylist)"
+    assert (
+        policy.verdict("other.example", [ip("203.0.113.7")])
+        == "other.example resolves to 203.0.113.7, which is not in the operator's allowlist"
+    )
+    assert (
+        policy.verdict("blocked.example")
+        == "blocked.example is denied by the operator's address policy (denylist)"
+    )
     # An allowed name that resolves to a metadata address is still refused (DNS rebinding).
     assert METADATA in policy.verdict("api.example.com", [ip("169.254.169.254")])
 
@@ -123,8 +182,14 @@ def test_allowlist_and_denylist():
 def test_policy_from_the_operators_settings():
     from pitwall.runtime import Settings
 
-    settings = Settings(allow_networks="10.0.0.0/8, 127.0.0.0/8", deny_networks="10.9.0.0/16",
-                        metrics_port=9100, statuspage_port=0, internal_port=9102, webhook_port=0)
+    settings = Settings(
+        allow_networks="10.0.0.0/8, 127.0.0.0/8",
+        deny_networks="10.9.0.0/16",
+        metrics_port=9100,
+        statuspage_port=0,
+        internal_port=9102,
+        webhook_port=0,
+    )
     policy = Policy.for_operator(settings, "https://127.0.0.1:6443")
     assert policy.local_ports == {9100, 9102, 6443}
     assert "denylist" in policy.verdict("10.9.0.1")
@@ -158,7 +223,9 @@ class Listener:
             while (await reader.readline()) not in (b"\r\n", b""):
                 pass
             body = request.split(b" ")[1] if request else b""
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
             await writer.drain()
             writer.close()
 
@@ -208,8 +275,10 @@ async def test_redirects_are_off_by_default_and_each_hop_is_judged():
         await reader.readline()
         while (await reader.readline()) not in (b"\r\n", b""):
             pass
-        writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://[::ffff:169.254.169.254]/latest\r\n"
-                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nLocation: http://[::ffff:169.254.169.254]/latest\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
         await writer.drain()
         writer.close()
 
@@ -232,20 +301,31 @@ async def test_with_a_proxy_the_proxys_own_address_is_judged_at_connect():
             with pytest.raises(Denied, match="127.0.0.1"):
                 await http.get("http://api.example.test/")
         assert proxy.accepted == 0
-        async with egress.client(Policy.from_lists(local_ports=[proxy.port]),
-                                 proxy=f"http://localhost:{proxy.port}") as http:
+        async with egress.client(
+            Policy.from_lists(local_ports=[proxy.port]), proxy=f"http://localhost:{proxy.port}"
+        ) as http:
             with pytest.raises(Denied, match="own ports"):
                 await http.get("http://api.example.test/")
         assert proxy.accepted == 0
 
 
-@pytest.mark.parametrize("target", ["http://169.254.169.254/", "http://0xa9fea9fe/", "http://[64:ff9b::a9fe:a9fe]/",
-                                    "http://metadata.google.internal/", "http://localhost:{own}/",
-                                    "http://0:{own}/", "http://kubernetes.default.svc/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/",
+        "http://0xa9fea9fe/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://metadata.google.internal/",
+        "http://localhost:{own}/",
+        "http://0:{own}/",
+        "http://kubernetes.default.svc/",
+    ],
+)
 async def test_with_a_proxy_the_target_is_judged_too(target):
     async with Listener() as proxy, Listener() as own:
-        async with egress.client(Policy.from_lists(local_ports=[own.port]),
-                                 proxy=f"http://127.0.0.1:{proxy.port}") as http:
+        async with egress.client(
+            Policy.from_lists(local_ports=[own.port]), proxy=f"http://127.0.0.1:{proxy.port}"
+        ) as http:
             with pytest.raises(Denied):
                 await http.get(target.format(own=own.port))
             response = await http.get("http://api.example.test/fine")
@@ -256,13 +336,15 @@ async def test_with_a_proxy_the_target_is_judged_too(target):
 async def test_open_socket_judges_then_dials_the_judged_address():
     async with Listener() as target:
         sock = await egress.open_socket(Policy(), "localhost", target.port, timeout=5)
-        for _ in range(200):            # the server sees the connection on its next turn
+        for _ in range(200):  # the server sees the connection on its next turn
             if target.accepted:
                 break
             await asyncio.sleep(0.01)
         sock.close()
         with pytest.raises(Denied):
-            await egress.open_socket(Policy.from_lists(local_ports=[target.port]), "0", target.port, timeout=5)
+            await egress.open_socket(
+                Policy.from_lists(local_ports=[target.port]), "0", target.port, timeout=5
+            )
         with pytest.raises(Denied):
             await egress.open_socket(Policy(), "169.254.169.254", 25, timeout=5)
         assert target.accepted == 1
@@ -322,7 +404,7 @@ async def test_connections_are_reused_and_the_pool_limit_holds():
 async def test_a_connection_the_server_hung_up_is_never_reused():
     async with KeepAlive(hang_up_after=1) as target, egress.client(Policy()) as http:
         for i in range(5):
-            await asyncio.sleep(0.05)     # the server's FIN arrives while the connection is idle
+            await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
             assert (await http.get(f"{target.url}/{i}")).text == f"/{i}"
         assert target.accepted == 5
 

@@ -57,8 +57,10 @@ def receivers(port: int) -> list[tuple[dict, str | None]]:
         ({"name": "slack", "type": "slack", **ref}, f"http://[::ffff:127.0.0.1]:{port}/slack"),
         ({"name": "genie", "type": "opsgenie", "url": base, **ref}, "genie-key"),
         ({"name": "pd", "type": "pagerduty", "url": f"http://2130706433:{port}", **ref}, "routing-key"),
-        ({"name": "mail", "type": "email", **ref, "email": {"to": ["a@example.com"]}},
-         f"smtp://user:pw@localhost:{port}"),
+        (
+            {"name": "mail", "type": "email", **ref, "email": {"to": ["a@example.com"]}},
+            f"smtp://user:pw@localhost:{port}",
+        ),
     ]
 
 
@@ -67,11 +69,14 @@ async def test_every_receiver_type_is_refused_before_a_dial(index):
     async with Counting() as target:
         receiver, secret = receivers(target.port)[index]
         async with egress.client(DENY_LOOPBACK) as http:
-            [result] = await deliver(notification(receiver), secret, http, policy=FAST, addresses=DENY_LOOPBACK)
-            message = await deliver_message(parse_receiver(receiver), Message(), secret, http, policy=FAST,
-                                            addresses=DENY_LOOPBACK)
+            [result] = await deliver(
+                notification(receiver), secret, http, policy=FAST, addresses=DENY_LOOPBACK
+            )
+            message = await deliver_message(
+                parse_receiver(receiver), Message(), secret, http, policy=FAST, addresses=DENY_LOOPBACK
+            )
         assert target.accepted == 0
-    assert (result.ok, result.attempts) == (False, 1)          # refused once, not retried
+    assert (result.ok, result.attempts) == (False, 1)  # refused once, not retried
     assert "refused" in result.error and "denied by the operator's address policy" in result.error
     if receiver["type"] in ("opsgenie", "pagerduty"):
         assert "take alerts, not messages" in message.error
@@ -86,14 +91,22 @@ class Message:
     data = {"event": "notice"}
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/iam/", "http://0xa9fea9fe/",
-                                 "http://[::ffff:169.254.169.254]/", "http://[64:ff9b::a9fe:a9fe]/",
-                                 "http://metadata.google.internal/computeMetadata/v1/",
-                                 "http://100.100.100.200/latest/meta-data/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://0xa9fea9fe/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://100.100.100.200/latest/meta-data/",
+    ],
+)
 async def test_metadata_receivers_are_refused_under_the_default_policy(url):
     async with egress.client(Policy()) as http:
-        [result] = await deliver(notification({"name": "hook", "type": "webhook", "url": url}), None, http,
-                                 policy=FAST)
+        [result] = await deliver(
+            notification({"name": "hook", "type": "webhook", "url": url}), None, http, policy=FAST
+        )
     assert not result.ok and result.attempts == 1
     assert "metadata" in result.error
 
@@ -124,42 +137,73 @@ async def answering():
 
 
 async def test_an_error_body_is_never_copied_into_the_result(answering):
-    credential = {"AccessKeyId": "ASIAFAKEFAKEFAKE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKE",
-                  "Token": "IQoJb3JpZ2luX2VjEFAKE"}
+    credential = {
+        "AccessKeyId": "ASIAFAKEFAKEFAKE",
+        "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKE",
+        "Token": "IQoJb3JpZ2luX2VjEFAKE",
+    }
     answering.update(status=403, body=json.dumps(credential).encode())
     async with egress.client(Policy()) as http:
-        [result] = await deliver(notification({"name": "hook", "type": "webhook",
-                                               "url": answering["base"] + "/hook"}), None, http, policy=FAST)
+        [result] = await deliver(
+            notification({"name": "hook", "type": "webhook", "url": answering["base"] + "/hook"}),
+            None,
+            http,
+            policy=FAST,
+        )
     assert result.error == f"HTTP 403 Forbidden from {answering['base']}/***"
 
 
 async def test_an_endless_error_body_is_cut(answering):
     answering.update(status=500, body="endless")
     async with egress.client(Policy()) as http:
-        [result] = await deliver(notification({"name": "hook", "type": "webhook", "url": answering["base"]}),
-                                 None, http, policy=RetryPolicy(max_attempts=2, base_delay=0.001, timeout=5))
+        [result] = await deliver(
+            notification({"name": "hook", "type": "webhook", "url": answering["base"]}),
+            None,
+            http,
+            policy=RetryPolicy(max_attempts=2, base_delay=0.001, timeout=5),
+        )
     assert (result.ok, result.attempts) == (False, 2)
     assert result.error == f"HTTP 500 Internal Server Error from {answering['base']}"
 
 
 async def test_a_key_with_a_trailing_newline_is_masked_in_the_librarys_error(answering):
     """h11 refuses the header and quotes it (``Illegal header value b'GenieKey ...\\n'``)."""
-    key = "0f9a8b7c-6d5e-4f3a-2b1c-0d9e8f7a6b5c\n"       # kubectl create secret --from-file
+    key = "0f9a8b7c-6d5e-4f3a-2b1c-0d9e8f7a6b5c\n"  # kubectl create secret --from-file
     async with egress.client(Policy()) as http:
-        [result] = await deliver(notification({"name": "genie", "type": "opsgenie", "url": answering["base"],
-                                               "secretRef": {"name": "s", "key": "k"}}), key, http, policy=FAST)
+        [result] = await deliver(
+            notification(
+                {
+                    "name": "genie",
+                    "type": "opsgenie",
+                    "url": answering["base"],
+                    "secretRef": {"name": "s", "key": "k"},
+                }
+            ),
+            key,
+            http,
+            policy=FAST,
+        )
     assert not result.ok
     assert "Illegal header value" in result.error
     assert "0f9a8b7c" not in result.error and "6b5c" not in result.error
 
 
 async def test_smtp_password_is_masked_in_every_encoding():
-    secret = "smtp://pitwall:p%40ss%3Aw0rd-l0ng@127.0.0.1:1/"     # nothing listens on port 1
+    secret = "smtp://pitwall:p%40ss%3Aw0rd-l0ng@127.0.0.1:1/"  # nothing listens on port 1
     async with egress.client(Policy()) as http:
-        [result] = await deliver(notification({"name": "mail", "type": "email",
-                                               "secretRef": {"name": "s", "key": "k"},
-                                               "email": {"to": ["a@example.com"]}}), secret, http,
-                                 policy=RetryPolicy(max_attempts=1, timeout=2))
+        [result] = await deliver(
+            notification(
+                {
+                    "name": "mail",
+                    "type": "email",
+                    "secretRef": {"name": "s", "key": "k"},
+                    "email": {"to": ["a@example.com"]},
+                }
+            ),
+            secret,
+            http,
+            policy=RetryPolicy(max_attempts=1, timeout=2),
+        )
     assert not result.ok and "SMTP 127.0.0.1:1" in result.error
     for form in ("p@ss:w0rd-l0ng", "p%40ss%3Aw0rd-l0ng", "w0rd"):
         assert form not in result.error
@@ -179,24 +223,47 @@ async def test_maintenance_receivers_and_consumer_webhooks_obey_the_policy(monke
     clock = Clock()
     monkeypatch.setattr(durations, "now", clock)
     api = KubeAPI()
-    api.put(product("registry.example.com/orders:1.0", consumers=[
-        {"name": "acme", "versions": ["v1"], "contact": {"webhook": "http://[::ffff:a9fe:a9fe]/latest/meta-data/"}}]))
+    api.put(
+        product(
+            "registry.example.com/orders:1.0",
+            consumers=[
+                {
+                    "name": "acme",
+                    "versions": ["v1"],
+                    "contact": {"webhook": "http://[::ffff:a9fe:a9fe]/latest/meta-data/"},
+                }
+            ],
+        )
+    )
     start = clock.moment + timedelta(minutes=4)
-    api.put({"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
-             "metadata": {"name": "upgrade", "namespace": "shop"},
-             "spec": {"reason": "upgrade", "maintenancePage": False,
-                      "schedule": {"start": durations.rfc3339(start), "duration": "30m"},
-                      "targets": {"apiProducts": {"names": ["orders"]}},
-                      "notice": {"leadTime": "5m", "receivers": [
-                          {"name": "ops", "type": "webhook", "url": "http://0xa9fea9fe/hook"}]}}})
+    api.put(
+        {
+            "apiVersion": "pitwall.dev/v1alpha1",
+            "kind": "MaintenanceWindow",
+            "metadata": {"name": "upgrade", "namespace": "shop"},
+            "spec": {
+                "reason": "upgrade",
+                "maintenancePage": False,
+                "schedule": {"start": durations.rfc3339(start), "duration": "30m"},
+                "targets": {"apiProducts": {"names": ["orders"]}},
+                "notice": {
+                    "leadTime": "5m",
+                    "receivers": [{"name": "ops", "type": "webhook", "url": "http://0xa9fea9fe/hook"}],
+                },
+            },
+        }
+    )
     rt = runtime(api)
     rt.maintenance.http = egress.client(rt.egress)
     try:
-        await maintenance.reconcile(rt, "shop", "upgrade")             # the notice recorded as owed ...
-        await rt.maintenance.sender.run_once("shop", "upgrade")        # ... the outbox's send round ...
-        await maintenance.reconcile(rt, "shop", "upgrade")             # ... and its result recorded
+        await maintenance.reconcile(rt, "shop", "upgrade")  # the notice recorded as owed ...
+        await rt.maintenance.sender.run_once("shop", "upgrade")  # ... the outbox's send round ...
+        await maintenance.reconcile(rt, "shop", "upgrade")  # ... and its result recorded
     finally:
         await rt.maintenance.http.aclose()
     [notice] = api.get("MaintenanceWindow", "shop", "upgrade")["status"]["notices"]
-    assert notice["delivered"] is False and sorted(notice["failed"]) == ["acme", "ops"]   # refused: not retried
+    assert notice["delivered"] is False and sorted(notice["failed"]) == [
+        "acme",
+        "ops",
+    ]  # refused: not retried
     assert notice["error"].count("refused") == 2 and "metadata" in notice["error"]

@@ -34,7 +34,9 @@ def test_slack_pagerduty_and_webhook_payloads_are_printed_as_text():
     assert pd[0].startswith("PagerDuty trigger") and "Ready is False" in pd[0]
     am = describe_notification(payloads.alertmanager(resolved()))
     assert am[0].startswith("RESOLVED 1 alert(s) of probes-down")
-    notice = describe_notification({"subject": "Maintenance of Payments API v2", "text": "Reason: patching\n"})
+    notice = describe_notification(
+        {"subject": "Maintenance of Payments API v2", "text": "Reason: patching\n"}
+    )
     assert notice == ["Maintenance of Payments API v2", "  Reason: patching"]
     assert describe_notification({}) == ["{}"]
     long = describe_notification({"subject": "s", "text": "\n".join(f"line {i}" for i in range(40))}, limit=5)
@@ -49,7 +51,12 @@ def test_ack_command_in_a_card_parses_as_pasted_with_its_namespace():
     argv = shlex.split(rest.rstrip(")"))
     assert argv[0] == "pitwall"
     args = cli.build_parser().parse_args(argv[1:])
-    assert (args.command, args.namespace, args.rule, args.key) == ("ack", "shop", "probes-down", n.alerts[0].key)
+    assert (args.command, args.namespace, args.rule, args.key) == (
+        "ack",
+        "shop",
+        "probes-down",
+        n.alerts[0].key,
+    )
 
 
 def test_listings_take_all_namespaces_and_ack_needs_one():
@@ -68,10 +75,14 @@ def test_listings_take_all_namespaces_and_ack_needs_one():
 
 
 def test_the_namespace_comes_from_the_kubeconfig_context(tmp_path, monkeypatch):
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-              "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
-              "users": [{"name": "u", "user": {}}],
-              "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "marketplace"}}]}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "marketplace"}}],
+    }
     path = tmp_path / "kubeconfig"
     path.write_text(json.dumps(config))
     monkeypatch.setenv("KUBECONFIG", str(path))
@@ -82,8 +93,9 @@ def test_the_namespace_comes_from_the_kubeconfig_context(tmp_path, monkeypatch):
 
 
 def test_examples_are_pointed_at_the_addresses_in_use():
-    text = example_manifests(ROOT / "examples", demo="127.0.0.1:41000", receiver="127.0.0.1:41001",
-                             smtp="127.0.0.1:41002")
+    text = example_manifests(
+        ROOT / "examples", demo="127.0.0.1:41000", receiver="127.0.0.1:41001", smtp="127.0.0.1:41002"
+    )
     for address in EXAMPLE_ADDRESSES.values():
         assert address not in text
     docs = [d for d in yaml.safe_load_all(text) if d]
@@ -94,17 +106,31 @@ def test_examples_are_pointed_at_the_addresses_in_use():
     assert probe["spec"]["target"]["url"] == "http://127.0.0.1:41000/isUp"
     # every example file is there, untouched otherwise
     assert len([d for d in docs if d["kind"] != "Secret"]) == len(
-        [d for p in (ROOT / "examples").glob("*.yaml") for d in yaml.safe_load_all(p.read_text())
-         if d and d["kind"] != "Secret"])
+        [
+            d
+            for p in (ROOT / "examples").glob("*.yaml")
+            for d in yaml.safe_load_all(p.read_text())
+            if d and d["kind"] != "Secret"
+        ]
+    )
 
 
 def test_text_log_lines_name_their_object():
     from pitwall.logs import with_object
+
     assert with_object("probe is Up", "Probe", "team-a/payments-isup") == "probe team-a/payments-isup is Up"
-    assert with_object("backend Unknown -> Available", "Backend", "m/core-banking") == \
-        "backend m/core-banking Unknown -> Available"
-    assert with_object("maintenance window is Active", "MaintenanceWindow", "m/w") == "maintenance window m/w is Active"
-    assert with_object("alert k: pending -> firing", "AlertRule", "m/r") == "alert k: pending -> firing [AlertRule m/r]"
+    assert (
+        with_object("backend Unknown -> Available", "Backend", "m/core-banking")
+        == "backend m/core-banking Unknown -> Available"
+    )
+    assert (
+        with_object("maintenance window is Active", "MaintenanceWindow", "m/w")
+        == "maintenance window m/w is Active"
+    )
+    assert (
+        with_object("alert k: pending -> firing", "AlertRule", "m/r")
+        == "alert k: pending -> firing [AlertRule m/r]"
+    )
     assert with_object("probe m/p is Up", "Probe", "m/p") == "probe m/p is Up"
     assert with_object("started", None, None) == "started"
 
@@ -113,20 +139,31 @@ def test_first_digest_comes_one_interval_after_the_rule_was_created():
     from datetime import UTC, datetime
 
     from pitwall.alerts.digest import due, last_sent
+
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     fresh = {"creationTimestamp": "2026-11-29T11:59:00Z"}
-    assert not due(7200, last_sent({}, fresh), now)           # a fresh start sends nothing
+    assert not due(7200, last_sent({}, fresh), now)  # a fresh start sends nothing
     assert due(7200, last_sent({}, {"creationTimestamp": "2026-11-29T09:00:00Z"}), now)
     assert not due(7200, last_sent({"lastDigestAt": "2026-11-29T11:00:00Z"}, fresh), now)
 
 
 def test_a_backend_declared_down_carries_reason_who_and_when():
     from pitwall.backends.declared import declared_down, down_patch, up_patch
-    backend = {"metadata": {"name": "core-banking", "annotations": down_patch(
-        "  mainframe\npatching  ", "marge", "2026-11-29T14:00:00Z")["metadata"]["annotations"]}}
+
+    backend = {
+        "metadata": {
+            "name": "core-banking",
+            "annotations": down_patch("  mainframe\npatching  ", "marge", "2026-11-29T14:00:00Z")["metadata"][
+                "annotations"
+            ],
+        }
+    }
     declaration = declared_down(backend)
     assert declaration.describe() == "declared down by marge at 2026-11-29T14:00:00Z: mainframe patching"
-    assert declared_down({"metadata": {"annotations": {"pitwall.dev/declared-down": ""}}}).reason == "no reason given"
+    assert (
+        declared_down({"metadata": {"annotations": {"pitwall.dev/declared-down": ""}}}).reason
+        == "no reason given"
+    )
     assert declared_down({"metadata": {}}) is None
     assert set(up_patch()["metadata"]["annotations"].values()) == {None}
     try:
@@ -139,17 +176,24 @@ def test_a_backend_declared_down_carries_reason_who_and_when():
 
 def test_scale_and_set_env_patch_one_version_by_name():
     from pitwall.edits import env_with, version_patch
+
     product = {"metadata": {"name": "payments"}, "spec": {"versions": [{"name": "v1"}, {"name": "v2"}]}}
     assert version_patch(product, "v2", "replicas", 5) == [
         {"op": "test", "path": "/spec/versions/1/name", "value": "v2"},
-        {"op": "add", "path": "/spec/versions/1/replicas", "value": 5}]
+        {"op": "add", "path": "/spec/versions/1/replicas", "value": 5},
+    ]
     try:
         version_patch(product, "v3", "replicas", 5)
     except ValueError as exc:
         assert "no version 'v3' (versions: v1, v2)" in str(exc)
-    current = [{"name": "LOG_LEVEL", "value": "info"}, {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "x"}}}]
+    current = [
+        {"name": "LOG_LEVEL", "value": "info"},
+        {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "x"}}},
+    ]
     assert env_with(current, ["LOG_LEVEL=debug", "NEW=1", "DB-"]) == [
-        {"name": "LOG_LEVEL", "value": "debug"}, {"name": "NEW", "value": "1"}]
+        {"name": "LOG_LEVEL", "value": "debug"},
+        {"name": "NEW", "value": "1"},
+    ]
     try:
         env_with([], ["oops"])
     except ValueError as exc:
@@ -157,11 +201,22 @@ def test_scale_and_set_env_patch_one_version_by_name():
 
 
 def test_status_row_of_a_backend_says_why_it_is_unavailable():
-    backend = {"metadata": {"name": "core-banking", "namespace": "m"}, "status": {
-        "state": "Unavailable", "impact": {"apiProducts": [{"name": "payments", "effect": "Unavailable"}]},
-        "conditions": [{"type": "Available", "status": "False", "reason": "DeclaredDown",
-                        "message": "declared down by marge at 2026-11-29T14:00:00Z: mainframe patching; "
-                                   "affects: payments"}]}}
+    backend = {
+        "metadata": {"name": "core-banking", "namespace": "m"},
+        "status": {
+            "state": "Unavailable",
+            "impact": {"apiProducts": [{"name": "payments", "effect": "Unavailable"}]},
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "False",
+                    "reason": "DeclaredDown",
+                    "message": "declared down by marge at 2026-11-29T14:00:00Z: mainframe patching; "
+                    "affects: payments",
+                }
+            ],
+        },
+    }
     [row] = views.status_rows({"Backend": [backend]})
     assert row["detail"].startswith("declared down by marge") and row["namespace"] == "m"
     backend["status"]["state"] = "Available"

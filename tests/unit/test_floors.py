@@ -28,10 +28,13 @@ def test_flag_wins_over_environment():
     assert (got.probe_interval, got.digest_interval) == (20, 3600)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"probe_interval": "100ms"}, "--min-probe-interval 100ms: below the admission floor 1s"),
-    ({"repeat_interval": "5 minutes"}, "not a duration"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"probe_interval": "100ms"}, "--min-probe-interval 100ms: below the admission floor 1s"),
+        ({"repeat_interval": "5 minutes"}, "not a duration"),
+    ],
+)
 def test_bad_floor_settings_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
         floors.build(values, env={})
@@ -40,8 +43,10 @@ def test_bad_floor_settings_are_refused(values, message):
 def test_probe_below_the_operator_floor_is_stalled_with_the_flag_named():
     settings = Settings(floors=floors.build({"probe_interval": "10s"}, env={}))
     with pytest.raises(InvalidSpec) as exc:
-        parse_check({"target": {"url": "http://127.0.0.1/"}, "interval": "5s", "timeout": "1s"},
-                    min_interval=settings.min_probe_interval)
+        parse_check(
+            {"target": {"url": "http://127.0.0.1/"}, "interval": "5s", "timeout": "1s"},
+            min_interval=settings.min_probe_interval,
+        )
     assert exc.value.reason == "IntervalTooShort"
     assert exc.value.message == "interval 5s is below the minimum of 10s"
 
@@ -59,12 +64,15 @@ def raised_timeout():
     floors.configure(floors.ADMISSION)
 
 
-@pytest.mark.parametrize("spec, reason", [
-    ({"interval": "0s"}, "IntervalTooShort"),
-    ({"interval": "1ms"}, "IntervalTooShort"),
-    ({"timeout": "0s"}, "TimeoutTooShort"),
-    ({"interval": "1d", "timeout": "2d"}, "TimeoutAboveInterval"),
-])
+@pytest.mark.parametrize(
+    "spec, reason",
+    [
+        ({"interval": "0s"}, "IntervalTooShort"),
+        ({"interval": "1ms"}, "IntervalTooShort"),
+        ({"timeout": "0s"}, "TimeoutTooShort"),
+        ({"interval": "1d", "timeout": "2d"}, "TimeoutAboveInterval"),
+    ],
+)
 def test_probe_specs_admission_cannot_see_are_refused_in_code(spec, reason):
     # e.g. stored before the CRD floors existed, or d/w units CEL cannot compare
     with pytest.raises(InvalidSpec) as exc:
@@ -72,15 +80,24 @@ def test_probe_specs_admission_cannot_see_are_refused_in_code(spec, reason):
     assert exc.value.reason == reason
 
 
-RULE = {"severity": "high", "selector": {"kinds": ["Probe"]},
-        "receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1/"}]}
+RULE = {
+    "severity": "high",
+    "selector": {"kinds": ["Probe"]},
+    "receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1/"}],
+}
 
 
-@pytest.mark.parametrize("extra, words", [
-    ({"repeatInterval": "1ms"}, "repeatInterval 1ms is below the operator's floor 1m (--min-repeat-interval)"),
-    ({"escalation": [{"after": "0s", "receivers": ["ops"]}]}, "escalation[0].after 0ms is below"),
-    ({"digest": {"interval": "10ms", "receivers": ["ops"]}}, "digest.interval 10ms is below"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (
+            {"repeatInterval": "1ms"},
+            "repeatInterval 1ms is below the operator's floor 1m (--min-repeat-interval)",
+        ),
+        ({"escalation": [{"after": "0s", "receivers": ["ops"]}]}, "escalation[0].after 0ms is below"),
+        ({"digest": {"interval": "10ms", "receivers": ["ops"]}}, "digest.interval 10ms is below"),
+    ],
+)
 def test_alert_rules_below_the_floors_are_refused(extra, words):
     with pytest.raises(InvalidSpec) as exc:
         parse_rule("ns", "r", {**RULE, **extra})

@@ -37,7 +37,7 @@ def to_lua(value) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r"))
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
         return f'"{escaped}"'
     if isinstance(value, list):
         return "{" + ", ".join(to_lua(v) for v in value) + "}"
@@ -60,6 +60,7 @@ def _lupa_runner():
         lua.execute("obj = " + to_lua(obj))
         result = lua.execute(HEALTH)
         return {"status": result["status"], "message": result["message"]}
+
     return run
 
 
@@ -69,11 +70,16 @@ def _binary_runner():
         return None
 
     def run(obj: dict) -> dict:
-        chunk = ("obj = " + to_lua(obj) + "\nlocal hs = (function()\n" + HEALTH + "\nend)()\n"
-                 "io.write(hs.status, '\\n', hs.message or '')")
-        out = subprocess.run([binary, "-"], input=chunk, capture_output=True, text=True, timeout=30, check=True)
+        chunk = (
+            "obj = " + to_lua(obj) + "\nlocal hs = (function()\n" + HEALTH + "\nend)()\n"
+            "io.write(hs.status, '\\n', hs.message or '')"
+        )
+        out = subprocess.run(
+            [binary, "-"], input=chunk, capture_output=True, text=True, timeout=30, check=True
+        )
         status, _, message = out.stdout.partition("\n")
         return {"status": status, "message": message}
+
     return run
 
 
@@ -91,8 +97,9 @@ def cases() -> list[tuple[str, str, dict]]:
 
 
 @needs_lua
-@pytest.mark.parametrize(("kind", "input_path", "expected"), cases(),
-                         ids=[f"{k}/{Path(p).stem}" for k, p, _ in cases()])
+@pytest.mark.parametrize(
+    ("kind", "input_path", "expected"), cases(), ids=[f"{k}/{Path(p).stem}" for k, p, _ in cases()]
+)
 def test_health_check_gives_each_case_its_status(kind, input_path, expected):
     obj = yaml.safe_load((CASES / kind / input_path).read_text())
     assert obj["kind"] == kind and obj["apiVersion"] == "pitwall.dev/v1alpha1"
@@ -152,14 +159,20 @@ def test_flux_examples():
 
 
 # -- the kind end-to-end workflow and script ------------------------------------------------------------
-ALLOWED_ACTIONS = {"actions/checkout", "actions/setup-python", "actions/upload-artifact", "helm/kind-action",
-                   "docker/setup-buildx-action", "docker/build-push-action"}
+ALLOWED_ACTIONS = {
+    "actions/checkout",
+    "actions/setup-python",
+    "actions/upload-artifact",
+    "helm/kind-action",
+    "docker/setup-buildx-action",
+    "docker/build-push-action",
+}
 
 
 def test_e2e_workflow_is_valid_and_uses_only_pinned_public_actions():
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e-kind.yaml").read_text())
     assert workflow["name"]
-    assert True in workflow or "on" in workflow     # YAML 1.1 reads a bare `on:` as True
+    assert True in workflow or "on" in workflow  # YAML 1.1 reads a bare `on:` as True
     steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
     uses = [step["uses"] for step in steps if "uses" in step]
     assert uses
@@ -188,8 +201,9 @@ def defined_metrics() -> set[str]:
     """Names exposed by the operator: every Counter/Gauge/Histogram (or collector family) in its code."""
     names = set()
     for path in (ROOT / "operator" / "pitwall").rglob("*.py"):
-        for match in re.finditer(r"\b(Counter|Gauge|Histogram)(MetricFamily)?\(\s*\"(pitwall_[a-z0-9_]+)\"",
-                                 path.read_text()):
+        for match in re.finditer(
+            r"\b(Counter|Gauge|Histogram)(MetricFamily)?\(\s*\"(pitwall_[a-z0-9_]+)\"", path.read_text()
+        ):
             names.add(match.group(3))
     return names
 
@@ -199,10 +213,14 @@ def test_dashboard_uses_only_defined_metrics_and_shows_each():
     dashboard = json.loads(path.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs += [v["definition"] for v in dashboard["templating"]["list"] if v.get("definition")]
-    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bpitwall_[a-z0-9_]+", e)}
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bpitwall_[a-z0-9_]+", e)
+    }
     defined = defined_metrics()
     assert defined, "no metrics found in the code"
-    assert used <= defined, f"the dashboard queries metrics the code does not define: {sorted(used - defined)}"
+    assert used <= defined, (
+        f"the dashboard queries metrics the code does not define: {sorted(used - defined)}"
+    )
     assert defined <= used, f"metrics missing from the dashboard: {sorted(defined - used)}"
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))

@@ -15,7 +15,7 @@ def _count(generation: str) -> float:
 
 def test_garbage_collector_pauses_are_measured_once_per_collection():
     metrics.watch_gc()
-    metrics.watch_gc()                 # idempotent: one callback, not two
+    metrics.watch_gc()  # idempotent: one callback, not two
     before = _count("2")
 
     gc.collect()

@@ -27,19 +27,19 @@ async def test_what_was_sent_is_excluded_until_recorded_and_a_while_after():
     status = Owed("a", "b")
     sender = Sender("Thing", status.send, status.on_result)
     await sender.run_once("ns", "x")
-    assert status.rounds[-1][0] == {"a", "b"} and status.recorded == ["x"]   # the reconcile is told
+    assert status.rounds[-1][0] == {"a", "b"} and status.recorded == ["x"]  # the reconcile is told
 
-    await sender.run_once("ns", "x")                  # sent, not recorded yet: nothing again
+    await sender.run_once("ns", "x")  # sent, not recorded yet: nothing again
     assert status.rounds[-1][0] == set()
 
     results = sender.pending("ns", "x")
     assert results == ["sent a", "sent b"]
-    sender.settled("ns", "x", results)                # the reconcile wrote them into status ...
+    sender.settled("ns", "x", results)  # the reconcile wrote them into status ...
     assert sender.pending("ns", "x") == []
-    await sender.run_once("ns", "x")                  # ... but a stale copy still shows them owed
+    await sender.run_once("ns", "x")  # ... but a stale copy still shows them owed
     assert status.rounds[-1][0] == set()
 
-    status.owed = {"c"}                               # something new is owed: it goes at once
+    status.owed = {"c"}  # something new is owed: it goes at once
     await sender.run_once("ns", "x")
     assert status.rounds[-1][0] == {"c"}
 
@@ -48,7 +48,7 @@ async def test_an_unrecorded_batch_stays_pending_and_forget_drops_everything():
     status = Owed("a")
     sender = Sender("Thing", status.send, status.on_result)
     await sender.run_once("ns", "x")
-    sender.settled("ns", "x", [])                     # a reconcile that recorded nothing
+    sender.settled("ns", "x", [])  # a reconcile that recorded nothing
     assert sender.pending("ns", "x") == ["sent a"]
-    sender.forget("ns", "x")                          # the object is gone
+    sender.forget("ns", "x")  # the object is gone
     assert sender.pending("ns", "x") == []

@@ -28,37 +28,63 @@ class Receivers:
         return httpx.Response(self.answer, json={"ok": self.answer < 300})
 
     def events(self, path: str) -> list[str]:
-        return [body["commonAnnotations"]["event"] if "commonAnnotations" in body else body.get("status", "")
-                for p, body in self.seen if p == path]
+        return [
+            body["commonAnnotations"]["event"] if "commonAnnotations" in body else body.get("status", "")
+            for p, body in self.seen
+            if p == path
+        ]
 
 
 def probe(ready: str, since: str) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-            "metadata": {"name": "checkout", "namespace": NS, "labels": {"tier": "revenue-critical"}},
-            "spec": {"target": {"url": "http://checkout.example/isUp"}},
-            "status": {"state": "Down" if ready == "False" else "Up",
-                       "conditions": [{"type": "Ready", "status": ready, "reason": "Down" if ready == "False" else "Up",
-                                       "message": "step isUp: 503", "lastTransitionTime": since}]}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": "checkout", "namespace": NS, "labels": {"tier": "revenue-critical"}},
+        "spec": {"target": {"url": "http://checkout.example/isUp"}},
+        "status": {
+            "state": "Down" if ready == "False" else "Up",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": ready,
+                    "reason": "Down" if ready == "False" else "Up",
+                    "message": "step isUp: 503",
+                    "lastTransitionTime": since,
+                }
+            ],
+        },
+    }
 
 
 def rule(**annotations) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "AlertRule",
-            "metadata": {"name": "checkout-down", "namespace": NS, "annotations": annotations},
-            "spec": {"severity": "critical",
-                     "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "revenue-critical"}},
-                     "when": {"condition": "Ready", "status": "False", "for": "1m"},
-                     "receivers": [{"name": "ops", "type": "webhook", "url": "https://hooks.example/ops"},
-                                   {"name": "lead", "type": "webhook", "url": "https://hooks.example/lead",
-                                    "escalationOnly": True}],
-                     "escalation": [{"after": "10m", "receivers": ["lead"]}],
-                     "repeatInterval": "4h"}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "checkout-down", "namespace": NS, "annotations": annotations},
+        "spec": {
+            "severity": "critical",
+            "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "revenue-critical"}},
+            "when": {"condition": "Ready", "status": "False", "for": "1m"},
+            "receivers": [
+                {"name": "ops", "type": "webhook", "url": "https://hooks.example/ops"},
+                {
+                    "name": "lead",
+                    "type": "webhook",
+                    "url": "https://hooks.example/lead",
+                    "escalationOnly": True,
+                },
+            ],
+            "escalation": [{"after": "10m", "receivers": ["lead"]}],
+            "repeatInterval": "4h",
+        },
+    }
 
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(durations, "now", clock)
-    monkeypatch.setenv("PITWALL_FINALIZER_GRACE", "1e9")    # the fake API stamps deletions in the past
+    monkeypatch.setenv("PITWALL_FINALIZER_GRACE", "1e9")  # the fake API stamps deletions in the past
     monkeypatch.setenv("PITWALL_DELIVERY_BASE_DELAY", "0.001")
     return clock
 
@@ -90,7 +116,7 @@ async def test_fire_escalate_acknowledge_resolve(world, clock):
     api, rt, receivers = world
     await reconcile(rt)
     assert [r["state"] for r in alert_records(api)] == ["pending"]
-    assert receivers.seen == []                         # not yet for the whole minute
+    assert receivers.seen == []  # not yet for the whole minute
 
     clock.advance(61)
     await reconcile(rt)
@@ -110,11 +136,11 @@ async def test_fire_escalate_acknowledge_resolve(world, clock):
     record = alert_records(api)[0]
     assert record["acknowledgedBy"] == "alice"
     annotations = api.get("AlertRule", NS, "checkout-down")["metadata"].get("annotations") or {}
-    assert "pitwall.dev/acknowledge" not in annotations       # consumed, so it is not applied twice
+    assert "pitwall.dev/acknowledge" not in annotations  # consumed, so it is not applied twice
     assert "Acknowledged" in api.reasons("checkout-down")
     clock.advance(5 * 3600)
     await reconcile(rt)
-    assert receivers.events("/ops") == ["firing"]       # acknowledged: no reminder
+    assert receivers.events("/ops") == ["firing"]  # acknowledged: no reminder
 
     api.put(probe("True", durations.rfc3339(clock.advance(1))))
     await reconcile(rt)
@@ -132,10 +158,10 @@ async def test_a_deleted_rule_resolves_what_it_fired(world, clock):
     assert receivers.events("/ops") == ["firing"]
 
     assert "pitwall.dev/cleanup" in api.get("AlertRule", NS, "checkout-down")["metadata"]["finalizers"]
-    await rt.kube.delete("AlertRule", NS, "checkout-down")      # held by Pitwall's finalizer ...
+    await rt.kube.delete("AlertRule", NS, "checkout-down")  # held by Pitwall's finalizer ...
     await reconcile(rt)
     assert receivers.events("/ops") == ["firing", "resolved"]
-    await alerts.reconcile(rt, NS, "checkout-down")             # ... until the resolve is delivered
+    await alerts.reconcile(rt, NS, "checkout-down")  # ... until the resolve is delivered
     assert api.get("AlertRule", NS, "checkout-down") is None
 
 
@@ -150,7 +176,7 @@ async def test_a_permanent_refusal_is_recorded_once_and_not_retried(world, clock
     assert "NotificationFailed" in api.reasons("checkout-down")
     clock.advance(3600)
     await reconcile(rt)
-    assert receivers.events("/ops") == ["firing"]                 # never again
+    assert receivers.events("/ops") == ["firing"]  # never again
 
 
 async def test_a_transient_failure_is_owed_again_later_not_at_once(world, clock):
@@ -162,7 +188,7 @@ async def test_a_transient_failure_is_owed_again_later_not_at_once(world, clock)
     record = alert_records(api)[0]
     assert record["outstanding"][0]["tries"] == 1 and record["outstanding"][0]["due"] > record["since"]
     await reconcile(rt)
-    assert len(receivers.events("/ops")) == tries                 # not before it is due
+    assert len(receivers.events("/ops")) == tries  # not before it is due
     receivers.answer = 200
     clock.advance(120)
     await reconcile(rt)
@@ -173,7 +199,9 @@ async def test_a_transient_failure_is_owed_again_later_not_at_once(world, clock)
 async def test_a_missing_secret_stalls_with_a_reason_and_sends_nothing(world):
     api, rt, receivers = world
     body = rule()
-    body["spec"]["receivers"] = [{"name": "ops", "type": "msteams", "secretRef": {"name": "teams", "key": "url"}}]
+    body["spec"]["receivers"] = [
+        {"name": "ops", "type": "msteams", "secretRef": {"name": "teams", "key": "url"}}
+    ]
     body["spec"]["escalation"] = []
     api.put(body)
     assert await reconcile(rt) == 60.0
@@ -208,16 +236,16 @@ async def test_a_refire_waits_for_the_last_incidents_resolve(world, clock):
     await reconcile(rt)
     receivers.answer = 503
     api.put(probe("True", durations.rfc3339(clock.advance(1))))
-    await reconcile(rt)                                            # resolve owed, its try failed
+    await reconcile(rt)  # resolve owed, its try failed
     assert alert_records(api)[0]["outstanding"][0]["event"] == "resolved"
     api.put(probe("False", durations.rfc3339(clock.advance(1))))
     clock.advance(61)
-    await alerts.reconcile(rt, NS, "checkout-down")               # down again, past when.for
+    await alerts.reconcile(rt, NS, "checkout-down")  # down again, past when.for
     record = alert_records(api)[0]
     assert record["state"] == "resolved" and record["outstanding"][0]["event"] == "resolved"
     receivers.answer = 200
     clock.advance(120)
-    await reconcile(rt)                                            # the resolve is delivered ...
-    await reconcile(rt)                                            # ... then the new incident fires
+    await reconcile(rt)  # the resolve is delivered ...
+    await reconcile(rt)  # ... then the new incident fires
     assert receivers.events("/ops")[-2:] == ["resolved", "firing"]
     assert alert_records(api)[0]["state"] == "firing"

@@ -16,27 +16,48 @@ from pitwall.alerts import reconcile as alerts
 
 NS = "shop"
 TEAMS_URL = "https://teams.example/workflows/hook-s3cr3t-t0ken"
-DETAILS = ("step isUp: HTTP 503 (expected 200), correlation id 7f3a9c2e-1b4d, "
-           "logs https://logs.example/search?q=7f3a9c2e-1b4d")
+DETAILS = (
+    "step isUp: HTTP 503 (expected 200), correlation id 7f3a9c2e-1b4d, "
+    "logs https://logs.example/search?q=7f3a9c2e-1b4d"
+)
 
 
 def probe(message: str, since: str) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe",
-            "metadata": {"name": "checkout", "namespace": NS, "labels": {"tier": "revenue-critical"}},
-            "spec": {"target": {"url": "http://checkout.example/isUp"}},
-            "status": {"state": "Down", "conditions": [{"type": "Ready", "status": "False", "reason": "Down",
-                                                        "message": message, "lastTransitionTime": since}]}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": "checkout", "namespace": NS, "labels": {"tier": "revenue-critical"}},
+        "spec": {"target": {"url": "http://checkout.example/isUp"}},
+        "status": {
+            "state": "Down",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "Down",
+                    "message": message,
+                    "lastTransitionTime": since,
+                }
+            ],
+        },
+    }
 
 
 def rule() -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "AlertRule",
-            "metadata": {"name": "checkout-down", "namespace": NS},
-            "spec": {"severity": "critical",
-                     "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "revenue-critical"}},
-                     "when": {"condition": "Ready", "status": "False", "for": "1m"},
-                     "receivers": [{"name": "ops", "type": "webhook", "url": "https://hooks.example/ops"},
-                                   {"name": "chat", "type": "msteams",
-                                    "secretRef": {"name": "teams", "key": "url"}}]}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "checkout-down", "namespace": NS},
+        "spec": {
+            "severity": "critical",
+            "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "revenue-critical"}},
+            "when": {"condition": "Ready", "status": "False", "for": "1m"},
+            "receivers": [
+                {"name": "ops", "type": "webhook", "url": "https://hooks.example/ops"},
+                {"name": "chat", "type": "msteams", "secretRef": {"name": "teams", "key": "url"}},
+            ],
+        },
+    }
 
 
 @pytest.fixture
@@ -52,6 +73,7 @@ def world(api: KubeAPI, seen: list):
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append((request.url.path, json.loads(request.content)))
         return httpx.Response(200, json={"ok": True})
+
     rt = runtime(api)
     rt.alerts.http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
     return rt
@@ -59,9 +81,14 @@ def world(api: KubeAPI, seen: list):
 
 def setup(clock: Clock, message: str) -> KubeAPI:
     api = KubeAPI()
-    api.put({"apiVersion": "v1", "kind": "Secret",
-             "metadata": {"name": "teams", "namespace": NS, "labels": {"pitwall.dev/use": "receivers"}},
-             "data": {"url": base64.b64encode(TEAMS_URL.encode()).decode()}})
+    api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "teams", "namespace": NS, "labels": {"pitwall.dev/use": "receivers"}},
+            "data": {"url": base64.b64encode(TEAMS_URL.encode()).decode()},
+        }
+    )
     api.put(probe(message, durations.rfc3339(clock.advance(0))))
     api.put(rule())
     return api
@@ -76,12 +103,12 @@ async def test_details_reach_the_payloads_across_a_restart_between_record_and_se
     rt = world(api, seen)
     await alerts.reconcile(rt, NS, "checkout-down")
     clock.advance(61)
-    await alerts.reconcile(rt, NS, "checkout-down")           # fired: owed notifications recorded
+    await alerts.reconcile(rt, NS, "checkout-down")  # fired: owed notifications recorded
     record = api.get("AlertRule", NS, "checkout-down")["status"]["alerts"][0]
     assert record["outstanding"] and record["message"] == DETAILS
     assert seen == []
 
-    rt = world(api, seen)                                     # a restart: nothing kept in memory
+    rt = world(api, seen)  # a restart: nothing kept in memory
     await rt.alerts.sender.run_once(NS, "checkout-down")
     hook = next(body for path, body in seen if path == "/ops")
     assert hook["status"] == "firing"

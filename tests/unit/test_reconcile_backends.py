@@ -15,14 +15,22 @@ NS = "shop"
 
 
 def probe(state: str) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe", "metadata": {"name": "ledger-up", "namespace": NS},
-            "spec": {"target": {"url": "http://ledger.example/health"}},
-            "status": {"state": state, "consecutiveFailures": 3 if state == "Down" else 0}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": "ledger-up", "namespace": NS},
+        "spec": {"target": {"url": "http://ledger.example/health"}},
+        "status": {"state": state, "consecutiveFailures": 3 if state == "Down" else 0},
+    }
 
 
 def backend() -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Backend", "metadata": {"name": "ledger", "namespace": NS},
-            "spec": {"probeRef": {"name": "ledger-up"}}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Backend",
+        "metadata": {"name": "ledger", "namespace": NS},
+        "spec": {"probeRef": {"name": "ledger-up"}},
+    }
 
 
 @pytest.fixture
@@ -30,8 +38,13 @@ async def world():
     api = KubeAPI()
     api.put(probe("Up"))
     api.put(backend())
-    api.put(product("registry.example.com/orders:1.0", backends=[{"name": "ledger", "criticality": "critical"}],
-                    consumers=[{"name": "acme", "versions": ["v1"], "contact": {"email": "ops@acme.example"}}]))
+    api.put(
+        product(
+            "registry.example.com/orders:1.0",
+            backends=[{"name": "ledger", "criticality": "critical"}],
+            consumers=[{"name": "acme", "versions": ["v1"], "contact": {"email": "ops@acme.example"}}],
+        )
+    )
     rt = runtime(api)
     await products.reconcile(rt, NS, "orders")
     rolled_out(api)
@@ -51,8 +64,15 @@ async def test_a_critical_backend_down_makes_its_products_unavailable_and_clears
     assert ledger["status"]["state"] == "Unavailable"
     assert ledger["status"]["impact"] == {
         "apiProducts": [{"name": "orders", "criticality": "critical", "effect": "Unavailable"}],
-        "consumers": [{"name": "acme", "apiProduct": "orders", "versions": ["v1"],
-                       "contact": {"email": "ops@acme.example"}}]}
+        "consumers": [
+            {
+                "name": "acme",
+                "apiProduct": "orders",
+                "versions": ["v1"],
+                "contact": {"email": "ops@acme.example"},
+            }
+        ],
+    }
     assert condition(ledger, "Available")["status"] == "False"
     assert "affects: orders" in condition(ledger, "Available")["message"]
     event = [e for e in api.events("ledger") if e["reason"] == "BackendUnavailable"]
@@ -62,8 +82,9 @@ async def test_a_critical_backend_down_makes_its_products_unavailable_and_clears
     orders = api.get("ApiProduct", NS, "orders")
     assert orders["status"]["state"] == "Unavailable"
     assert condition(orders, "Ready")["reason"] == "BackendUnavailable"
-    assert orders["status"]["backends"] == [{"name": "ledger", "criticality": "critical",
-                                             "state": "Unavailable", "effect": "Unavailable"}]
+    assert orders["status"]["backends"] == [
+        {"name": "ledger", "criticality": "critical", "state": "Unavailable", "effect": "Unavailable"}
+    ]
 
     api.put(probe("Up"))
     await backends.reconcile(rt, NS, "ledger")
@@ -72,11 +93,15 @@ async def test_a_critical_backend_down_makes_its_products_unavailable_and_clears
     assert api.reasons("ledger")[-1] == "BackendAvailable"
 
 
-@pytest.mark.parametrize(("criticality", "state", "effect"), [("degradable", "Degraded", "Degraded"),
-                                                              ("optional", "Available", "None")])
+@pytest.mark.parametrize(
+    ("criticality", "state", "effect"),
+    [("degradable", "Degraded", "Degraded"), ("optional", "Available", "None")],
+)
 async def test_degradable_and_optional_backends_hurt_less(world, criticality, state, effect):
     api, rt = world
-    api.put(product("registry.example.com/orders:1.0", backends=[{"name": "ledger", "criticality": criticality}]))
+    api.put(
+        product("registry.example.com/orders:1.0", backends=[{"name": "ledger", "criticality": criticality}])
+    )
     api.put(probe("Down"))
     await backends.reconcile(rt, NS, "ledger")
     assert api.get("Backend", NS, "ledger")["status"]["impact"]["apiProducts"][0]["effect"] == effect
@@ -98,6 +123,6 @@ async def test_waiting_for_status_writes_leaves_the_probe_clients_open_until_sto
     client = httpx.AsyncClient()
     rt.monitor._clients["key"] = client
     await rt.monitor.writes_done()
-    assert not client.is_closed                # a write barrier, not a shutdown
+    assert not client.is_closed  # a write barrier, not a shutdown
     await rt.monitor.stop()
     assert client.is_closed

@@ -31,21 +31,27 @@ class Receiver:
 
 def window(clock: Clock, start_in: float, minutes: int = 30, **meta) -> dict:
     start = clock.moment + timedelta(seconds=start_in)
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
-            "metadata": {"name": "upgrade", "namespace": NS, **meta},
-            "spec": {"reason": "Core banking upgrade",
-                     "schedule": {"start": durations.rfc3339(start), "duration": f"{minutes}m"},
-                     "targets": {"apiProducts": {"names": ["orders"]}},
-                     "notice": {"leadTime": "5m",
-                                "receivers": [{"name": "ops", "type": "webhook",
-                                               "url": "https://hooks.example/ops"}]}}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "MaintenanceWindow",
+        "metadata": {"name": "upgrade", "namespace": NS, **meta},
+        "spec": {
+            "reason": "Core banking upgrade",
+            "schedule": {"start": durations.rfc3339(start), "duration": f"{minutes}m"},
+            "targets": {"apiProducts": {"names": ["orders"]}},
+            "notice": {
+                "leadTime": "5m",
+                "receivers": [{"name": "ops", "type": "webhook", "url": "https://hooks.example/ops"}],
+            },
+        },
+    }
 
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(durations, "now", clock)
-    monkeypatch.setenv("PITWALL_FINALIZER_GRACE", "1e9")    # the fake API stamps deletions in the past
+    monkeypatch.setenv("PITWALL_FINALIZER_GRACE", "1e9")  # the fake API stamps deletions in the past
     return clock
 
 
@@ -84,26 +90,27 @@ async def test_a_window_starts_switches_to_the_page_and_ends_on_time(world, cloc
 
     wake = await reconcile(rt)
     assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Scheduled"
-    assert wake == pytest.approx(300, abs=1)          # the advance notice, 5 minutes before
+    assert wake == pytest.approx(300, abs=1)  # the advance notice, 5 minutes before
     assert receiver.notices == []
 
     clock.advance(300)
     wake = await reconcile(rt)
     assert receiver.notices == ["advance"]
-    assert wake == pytest.approx(270, abs=1)          # the page starts 30 s before the window
+    assert wake == pytest.approx(270, abs=1)  # the page starts 30 s before the window
     clock.advance(270)
     await reconcile(rt)
     page = api.get("Deployment", NS, "orders-v1-maintenance")
     assert page["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/pitwall-dev/pitwall:test"
     assert page["metadata"]["ownerReferences"][0]["kind"] == "MaintenanceWindow"
-    assert role(api) == "api"                         # not before the start
+    assert role(api) == "api"  # not before the start
 
     clock.advance(30)
     wake = await reconcile(rt)
     mw = api.get("MaintenanceWindow", NS, "upgrade")
     assert mw["status"]["phase"] == "Active" and condition(mw, "Active")["status"] == "True"
-    assert mw["status"]["affected"]["apiProducts"] == [{"name": "orders", "versions": ["v1"],
-                                                        "effect": "Unavailable"}]
+    assert mw["status"]["affected"]["apiProducts"] == [
+        {"name": "orders", "versions": ["v1"], "effect": "Unavailable"}
+    ]
     assert receiver.notices == ["advance", "start"]
     assert "WindowActive" in api.reasons("upgrade")
     assert wake == pytest.approx(1800, abs=1)
@@ -111,7 +118,7 @@ async def test_a_window_starts_switches_to_the_page_and_ends_on_time(world, cloc
     assert role(api) == "maintenance-page"
     obj = api.get("ApiProduct", NS, "orders")
     assert obj["status"]["state"] == "Maintenance" and condition(obj, "InMaintenance")["status"] == "True"
-    assert api.get("Deployment", NS, "orders-v1")["spec"]["replicas"] == 2    # its own pods untouched
+    assert api.get("Deployment", NS, "orders-v1")["spec"]["replicas"] == 2  # its own pods untouched
 
     clock.advance(1800)
     await reconcile(rt)
@@ -136,17 +143,17 @@ async def test_deleting_an_active_window_takes_the_page_down_and_says_so(world, 
     await reconcile(rt)
     await products.reconcile(rt, NS, "orders")
     assert role(api) == "maintenance-page"
-    assert receiver.notices == ["start"]              # opened a minute ago: no advance notice
+    assert receiver.notices == ["start"]  # opened a minute ago: no advance notice
 
-    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")      # held by the finalizers
+    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")  # held by the finalizers
     await reconcile(rt)
     assert receiver.notices == ["start", "end"]
     assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Cancelled"
     assert "pitwall.dev/cleanup" in api.get("MaintenanceWindow", NS, "upgrade")["metadata"]["finalizers"]
     await products.reconcile(rt, NS, "orders")
-    assert role(api) == "api"                          # switched back first ...
+    assert role(api) == "api"  # switched back first ...
     await reconcile(rt)
-    assert api.get("Deployment", NS, "orders-v1-maintenance") is None     # ... then the page goes
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is None  # ... then the page goes
     assert "pitwall.dev/cleanup" not in api.get("MaintenanceWindow", NS, "upgrade")["metadata"]["finalizers"]
 
 
@@ -156,13 +163,13 @@ async def test_a_window_deleted_outright_leaves_no_page_behind(world, clock):
     await reconcile(rt)
     assert api.get("Deployment", NS, "orders-v1-maintenance") is not None
 
-    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")      # Pitwall's own finalizer holds it
+    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")  # Pitwall's own finalizer holds it
     await reconcile(rt)
     await products.reconcile(rt, NS, "orders")
     assert role(api) == "api"
     await reconcile(rt)
     assert api.get("Deployment", NS, "orders-v1-maintenance") is None
-    assert api.get("MaintenanceWindow", NS, "upgrade") is None          # and then it goes
+    assert api.get("MaintenanceWindow", NS, "upgrade") is None  # and then it goes
 
 
 async def test_notices_never_hold_up_the_window_and_a_refusal_is_tried_once(world, clock):
@@ -171,7 +178,7 @@ async def test_notices_never_hold_up_the_window_and_a_refusal_is_tried_once(worl
     api.put(window(clock, start_in=-60))
     await maintenance.reconcile(rt, NS, "upgrade")
     mw = api.get("MaintenanceWindow", NS, "upgrade")
-    assert mw["status"]["phase"] == "Active" and receiver.notices == []   # opened before any send
+    assert mw["status"]["phase"] == "Active" and receiver.notices == []  # opened before any send
     assert mw["status"]["notices"][0]["pending"][0]["name"] == "ops"
     await rt.maintenance.sender.run_once(NS, "upgrade")
     await maintenance.reconcile(rt, NS, "upgrade")
@@ -180,7 +187,7 @@ async def test_notices_never_hold_up_the_window_and_a_refusal_is_tried_once(worl
     assert "NoticeFailed" in api.reasons("upgrade")
     clock.advance(60)
     await reconcile(rt)
-    assert receiver.notices == ["start"]                                  # tried once, never again
+    assert receiver.notices == ["start"]  # tried once, never again
 
 
 async def test_an_impossible_schedule_stalls_with_a_reason(world):

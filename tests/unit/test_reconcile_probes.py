@@ -13,19 +13,35 @@ NS = "shop"
 
 
 def probe(**spec) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Probe", "metadata": {"name": "orders-up", "namespace": NS},
-            "spec": {"target": {"apiProduct": {"name": "orders", "version": "v1"}}, "interval": "30s",
-                     "steps": [{"name": "isUp", "request": {"path": "/isUp"}}], **spec}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Probe",
+        "metadata": {"name": "orders-up", "namespace": NS},
+        "spec": {
+            "target": {"apiProduct": {"name": "orders", "version": "v1"}},
+            "interval": "30s",
+            "steps": [{"name": "isUp", "request": {"path": "/isUp"}}],
+            **spec,
+        },
+    }
 
 
 def endpoint_slice() -> dict:
     # A Service with two ports: the API's is not the first one listed.
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "orders-v1-x7k2p", "namespace": NS,
-                         "labels": {"kubernetes.io/service-name": "orders-v1", "pitwall.dev/product": "orders"}},
-            "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
-            "endpoints": [{"addresses": ["10.244.0.7"], "conditions": {"ready": False}},
-                          {"addresses": ["10.244.0.8"], "conditions": {"ready": True}}]}
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "orders-v1-x7k2p",
+            "namespace": NS,
+            "labels": {"kubernetes.io/service-name": "orders-v1", "pitwall.dev/product": "orders"},
+        },
+        "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
+        "endpoints": [
+            {"addresses": ["10.244.0.7"], "conditions": {"ready": False}},
+            {"addresses": ["10.244.0.8"], "conditions": {"ready": True}},
+        ],
+    }
 
 
 @pytest.fixture
@@ -41,7 +57,7 @@ async def test_a_probe_waits_for_its_product_then_targets_the_versions_http_port
     assert condition(obj, "Stalled")["reason"] == "ProductNotFound"
     assert api.reasons("orders-up") == ["ProductNotFound"]
     assert await probes.reconcile(rt, NS, "orders-up") == 60.0
-    assert api.reasons("orders-up") == ["ProductNotFound"]          # said once, not on every retry
+    assert api.reasons("orders-up") == ["ProductNotFound"]  # said once, not on every retry
 
     api.put(product("registry.example.com/orders:1.0", versions=[{"name": "v2", "image": "o:2"}]))
     await probes.reconcile(rt, NS, "orders-up")
@@ -60,23 +76,45 @@ async def test_a_probe_waits_for_its_product_then_targets_the_versions_http_port
 
 async def test_a_secret_the_probe_uses_must_exist_and_be_opted_in(api):
     api.put(product("registry.example.com/orders:1.0"))
-    api.put(probe(steps=[{"name": "isUp", "request": {"path": "/isUp",
-                                                      "headers": {"Authorization": "Bearer ${secret:api-token/token}"}}}]))
+    api.put(
+        probe(
+            steps=[
+                {
+                    "name": "isUp",
+                    "request": {
+                        "path": "/isUp",
+                        "headers": {"Authorization": "Bearer ${secret:api-token/token}"},
+                    },
+                }
+            ]
+        )
+    )
     rt = runtime(api)
     await probes.reconcile(rt, NS, "orders-up")
     assert condition(api.get("Probe", NS, "orders-up"), "Stalled")["reason"] == "SecretNotFound"
 
-    api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-token", "namespace": NS},
-             "data": {"token": "czNjcjN0"}})
+    api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api-token", "namespace": NS},
+            "data": {"token": "czNjcjN0"},
+        }
+    )
     await probes.reconcile(rt, NS, "orders-up")
     stalled = condition(api.get("Probe", NS, "orders-up"), "Stalled")
     assert stalled["reason"] == "SecretNotOptedIn"
     assert "kubectl -n shop label secret api-token pitwall.dev/use=probes" in stalled["message"]
     assert "czNjcjN0" not in str(api.get("Probe", NS, "orders-up")) and "s3cr3t" not in str(api.events())
 
-    api.put({"apiVersion": "v1", "kind": "Secret",
-             "metadata": {"name": "api-token", "namespace": NS, "labels": {"pitwall.dev/use": "probes"}},
-             "data": {"token": "czNjcjN0"}})
+    api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api-token", "namespace": NS, "labels": {"pitwall.dev/use": "probes"}},
+            "data": {"token": "czNjcjN0"},
+        }
+    )
     assert await probes.reconcile(rt, NS, "orders-up") is None
     await rt.monitor.writes_done()
     assert condition(api.get("Probe", NS, "orders-up"), "Stalled")["status"] == "False"
@@ -95,8 +133,8 @@ async def test_a_denied_target_stays_stalled_through_a_resync(api):
     assert (stalled["status"], stalled["reason"]) == ("True", "TargetDenied")
     assert "operator's own ports" in stalled["message"]
 
-    assert await probes.reconcile(rt, NS, "orders-up") is None      # the resync
+    assert await probes.reconcile(rt, NS, "orders-up") is None  # the resync
     await rt.monitor.writes_done()
     stalled = condition(api.get("Probe", NS, "orders-up"), "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "TargetDenied")
-    assert api.reasons("orders-up") == ["TargetDenied"]               # said once
+    assert api.reasons("orders-up") == ["TargetDenied"]  # said once

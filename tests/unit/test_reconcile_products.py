@@ -11,27 +11,49 @@ NS = "shop"
 
 
 def product(image: str, **spec) -> dict:
-    return {"apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct",
-            "metadata": {"name": "orders", "namespace": NS},
-            "spec": {"versions": [{"name": "v1", "image": image, "replicas": 2}],
-                     "rollout": {"progressDeadline": "60s"}, **spec}}
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "ApiProduct",
+        "metadata": {"name": "orders", "namespace": NS},
+        "spec": {
+            "versions": [{"name": "v1", "image": image, "replicas": 2}],
+            "rollout": {"progressDeadline": "60s"},
+            **spec,
+        },
+    }
 
 
 def rolled_out(api: KubeAPI, name: str = "orders-v1") -> None:
     """What kube-controller-manager reports once every replica of the current spec is available."""
     deployment = api.get("Deployment", NS, name)
     replicas = deployment["spec"]["replicas"]
-    api.set_status("Deployment", NS, name, {
-        "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-        "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
-        "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]})
+    api.set_status(
+        "Deployment",
+        NS,
+        name,
+        {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+        },
+    )
 
 
 def deadline_exceeded(api: KubeAPI, name: str = "orders-v1") -> None:
     deployment = api.get("Deployment", NS, name)
-    api.set_status("Deployment", NS, name, {
-        "observedGeneration": deployment["metadata"]["generation"], "updatedReplicas": 1,
-        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]})
+    api.set_status(
+        "Deployment",
+        NS,
+        name,
+        {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "updatedReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+        },
+    )
 
 
 def image_of(api: KubeAPI, name: str = "orders-v1") -> str:
@@ -82,13 +104,18 @@ async def test_a_failed_rollout_is_rolled_back_once_to_the_last_good_image(api):
     deadline_exceeded(api)
 
     requeue = await products.reconcile(rt, NS, "orders")
-    assert requeue is not None and requeue < 1        # apply the restored image at once
+    assert requeue is not None and requeue < 1  # apply the restored image at once
     await products.reconcile(rt, NS, "orders")
     assert image_of(api) == "registry.example.com/orders:1.0"
     obj = api.get("ApiProduct", NS, "orders")
-    assert obj["status"]["rolledBack"] == [{"version": "v1", "failedImage": "registry.example.com/orders:1.1-broken",
-                                            "restoredImage": "registry.example.com/orders:1.0",
-                                            "at": obj["status"]["rolledBack"][0]["at"]}]
+    assert obj["status"]["rolledBack"] == [
+        {
+            "version": "v1",
+            "failedImage": "registry.example.com/orders:1.1-broken",
+            "restoredImage": "registry.example.com/orders:1.0",
+            "at": obj["status"]["rolledBack"][0]["at"],
+        }
+    ]
     assert condition(obj, "RolledBack")["status"] == "True"
     assert [h["result"] for h in obj["status"]["history"] if h["image"].endswith("1.1-broken")] == ["failed"]
     rolled_back = [e for e in api.events("orders") if e["reason"] == "RolledBack"]
@@ -121,7 +148,11 @@ async def test_hand_edits_are_reverted_and_a_refused_deployment_stalls(api):
     assert image_of(api) == "registry.example.com/orders:1.0"
     assert "DriftReverted" in api.reasons("orders")
 
-    api.refuse[("PATCH", "Deployment")] = (422, "Invalid", "spec.template.spec.containers[0].image: Required value")
+    api.refuse[("PATCH", "Deployment")] = (
+        422,
+        "Invalid",
+        "spec.template.spec.containers[0].image: Required value",
+    )
     api.put(product("registry.example.com/orders:2.0", versions=[{"name": "v1", "image": "", "replicas": 2}]))
     await products.reconcile(rt, NS, "orders")
     obj = api.get("ApiProduct", NS, "orders")
@@ -132,14 +163,22 @@ async def test_hand_edits_are_reverted_and_a_refused_deployment_stalls(api):
 
 
 async def test_removed_and_retired_versions_lose_their_workloads(api):
-    api.put(product("registry.example.com/orders:1.0",
-                    versions=[{"name": "v1", "image": "o:1"}, {"name": "v2", "image": "o:2"}]))
+    api.put(
+        product(
+            "registry.example.com/orders:1.0",
+            versions=[{"name": "v1", "image": "o:1"}, {"name": "v2", "image": "o:2"}],
+        )
+    )
     rt = runtime(api)
     await products.reconcile(rt, NS, "orders")
     assert {d["metadata"]["name"] for d in api.list("Deployment", NS)} == {"orders-v1", "orders-v2"}
 
-    api.put(product("x", versions=[{"name": "v1", "image": "o:1", "lifecycle": "retired"},
-                                   {"name": "v2", "image": "o:2"}]))
+    api.put(
+        product(
+            "x",
+            versions=[{"name": "v1", "image": "o:1", "lifecycle": "retired"}, {"name": "v2", "image": "o:2"}],
+        )
+    )
     await products.reconcile(rt, NS, "orders")
     assert {d["metadata"]["name"] for d in api.list("Deployment", NS)} == {"orders-v2"}
     assert api.get("Service", NS, "orders-v1") is None
@@ -151,8 +190,15 @@ async def test_removed_and_retired_versions_lose_their_workloads(api):
     assert "VersionRemoved" in api.reasons("orders")
 
 
-@pytest.mark.parametrize("source", [{"bogus": {"name": "x"}}, {}, {"secretKeyRef": "x"},
-                                    {"secretKeyRef": {"name": "a", "key": "b"}, "fieldRef": {"fieldPath": "x"}}])
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"bogus": {"name": "x"}},
+        {},
+        {"secretKeyRef": "x"},
+        {"secretKeyRef": {"name": "a", "key": "b"}, "fieldRef": {"fieldPath": "x"}},
+    ],
+)
 async def test_an_env_source_the_api_server_cannot_take_stalls_the_product_once(api, source):
     """Issue 14: ``env.valueFrom: {bogus: ...}`` was refused on every apply and retried forever."""
     spec = product("registry.example.com/orders:1.0")
@@ -165,8 +211,10 @@ async def test_an_env_source_the_api_server_cannot_take_stalls_the_product_once(
     stalled = condition(api.get("ApiProduct", NS, "orders"), "Stalled")
     assert stalled["status"] == "True"
     assert stalled["reason"] == "InvalidSpec"
-    assert "env TOKEN: valueFrom must hold exactly one of configMapKeyRef, fieldRef, resourceFieldRef, " \
-           "secretKeyRef" in stalled["message"]
+    assert (
+        "env TOKEN: valueFrom must hold exactly one of configMapKeyRef, fieldRef, resourceFieldRef, "
+        "secretKeyRef" in stalled["message"]
+    )
     assert api.get("Deployment", NS, "orders-v1") is None
 
 
@@ -174,10 +222,21 @@ async def test_a_quota_refusal_stalls_and_leaves_the_running_version_alone(api):
     api.put(product("registry.example.com/orders:1.0"))
     rt = runtime(api)
     await products.reconcile(rt, NS, "orders")
-    api.refuse[("PATCH", "Deployment")] = (403, "Forbidden", 'deployments.apps "orders-v2" is forbidden: '
-                                           "exceeded quota: deployments, requested: count/deployments.apps=1")
-    api.put(product("x", versions=[{"name": "v1", "image": "registry.example.com/orders:1.0"},
-                                   {"name": "v2", "image": "registry.example.com/orders:2.0"}]))
+    api.refuse[("PATCH", "Deployment")] = (
+        403,
+        "Forbidden",
+        'deployments.apps "orders-v2" is forbidden: '
+        "exceeded quota: deployments, requested: count/deployments.apps=1",
+    )
+    api.put(
+        product(
+            "x",
+            versions=[
+                {"name": "v1", "image": "registry.example.com/orders:1.0"},
+                {"name": "v2", "image": "registry.example.com/orders:2.0"},
+            ],
+        )
+    )
     await products.reconcile(rt, NS, "orders")
     obj = api.get("ApiProduct", NS, "orders")
     assert condition(obj, "Stalled")["reason"] == "QuotaExceeded"

@@ -12,7 +12,7 @@ import pytest
 from pitwall.masking import MASK, Masker, mask
 
 SECRET = "s3cr3t/api+key=v@lue&x y"
-FROM_FILE = SECRET + "\n"          # kubectl create secret --from-file keeps the newline
+FROM_FILE = SECRET + "\n"  # kubectl create secret --from-file keeps the newline
 
 
 def b64(text: str) -> str:
@@ -24,8 +24,9 @@ ENCODINGS = {
     "trimmed": lambda s: s.strip(),
     "percent-encoded (no safe chars)": lambda s: quote(s.strip(), safe=""),
     "percent-encoded (path)": lambda s: quote(s.strip()),
-    "percent-encoded lower-case hex": lambda s: re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(),
-                                                       quote(s.strip(), safe="")),
+    "percent-encoded lower-case hex": lambda s: re.sub(
+        r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(s.strip(), safe="")
+    ),
     "form/query encoded": lambda s: urlencode({"token": s.strip()}).split("=", 1)[1],
     "quote_plus": lambda s: quote_plus(s),
     "base64 alone": lambda s: b64(s.strip()),
@@ -33,7 +34,9 @@ ENCODINGS = {
     "base64 user:secret": lambda s: b64("homer:" + s.strip()),
     "base64 u:secret": lambda s: b64("u:" + s.strip()),
     "base64 ab:secret": lambda s: b64("ab:" + s.strip()),
-    "urlsafe base64 user:secret": lambda s: base64.urlsafe_b64encode(("homer:" + s.strip()).encode()).decode(),
+    "urlsafe base64 user:secret": lambda s: base64.urlsafe_b64encode(
+        ("homer:" + s.strip()).encode()
+    ).decode(),
     "JSON-escaped": lambda s: json.dumps(s),
     "repr (str)": lambda s: repr(s),
     "repr (bytes), as h11 quotes it": lambda s: f"Illegal header value {s.encode()!r}",

@@ -22,7 +22,7 @@ def test_shard_of_is_stable_spread_and_moves_few_probes_when_shards_are_added():
     assert all(800 <= n <= 1200 for n in spread.values())
     assert [shard_of(uid, 4) for uid in uids[:50]] == [shard_of(uid, 4) for uid in uids[:50]]
     moved = sum(1 for uid in uids if shard_of(uid, 4) != shard_of(uid, 5))
-    assert moved < len(uids) * 0.3     # only those that go to the new shard (about 1/5), not most
+    assert moved < len(uids) * 0.3  # only those that go to the new shard (about 1/5), not most
 
 
 def test_alone_a_replica_takes_every_shard():

@@ -16,12 +16,18 @@ def spec(lifecycle="deprecated", sunset_at="2027-03-01T00:00:00Z", lead_times=No
     notice = {"consumerEmail": {"secretRef": {"name": "smtp", "key": "url"}}}
     if lead_times is not None:
         notice["leadTimes"] = lead_times
-    return {"displayName": "Payments API", "owner": {"contact": "payments-oncall@example.com"},
-            "versions": [version, {"name": "v2", "image": "y"}],
-            "consumers": [{"name": "globex", "versions": ["v1"], "contact": {"email": "g@x"}},
-                          {"name": "acme", "versions": ["v2"], "contact": {"email": "a@x"}},
-                          {"name": "umbrella", "contact": {"name": "Umbrella", "email": "u@x"}}],
-            "sunsetNotice": notice, **extra}
+    return {
+        "displayName": "Payments API",
+        "owner": {"contact": "payments-oncall@example.com"},
+        "versions": [version, {"name": "v2", "image": "y"}],
+        "consumers": [
+            {"name": "globex", "versions": ["v1"], "contact": {"email": "g@x"}},
+            {"name": "acme", "versions": ["v2"], "contact": {"email": "a@x"}},
+            {"name": "umbrella", "contact": {"name": "Umbrella", "email": "u@x"}},
+        ],
+        "sunsetNotice": notice,
+        **extra,
+    }
 
 
 def run(s, now, sent=()):
@@ -29,7 +35,9 @@ def run(s, now, sent=()):
     sent = list(sent)
     notices = sunset.due(s, now, sent)
     for n in notices:
-        sent = sunset.record(sent, n, at=now, delivered=True, recipients=[c["name"] for c in n.consumers], error=None)
+        sent = sunset.record(
+            sent, n, at=now, delivered=True, recipients=[c["name"] for c in n.consumers], error=None
+        )
     return notices, sent
 
 
@@ -37,15 +45,15 @@ def test_deprecation_is_announced_once_to_the_versions_consumers_then_each_lead_
     s = spec()
     notices, sent = run(s, SUNSET - timedelta(days=100))
     assert [(n.kind, n.lead_time) for n in notices] == [("deprecated", None)]
-    assert [c["name"] for c in notices[0].consumers] == ["globex", "umbrella"]     # acme uses v2 only
-    assert run(s, SUNSET - timedelta(days=99), sent)[0] == []                      # restart: nothing again
+    assert [c["name"] for c in notices[0].consumers] == ["globex", "umbrella"]  # acme uses v2 only
+    assert run(s, SUNSET - timedelta(days=99), sent)[0] == []  # restart: nothing again
     notices, sent = run(s, SUNSET - timedelta(days=29), sent)
     assert [(n.kind, n.lead_time) for n in notices] == [("reminder", "30d")]
     assert run(s, SUNSET - timedelta(days=20), sent)[0] == []
     notices, sent = run(s, SUNSET - timedelta(days=6), sent)
     assert [(n.kind, n.lead_time) for n in notices] == [("reminder", "7d")]
     assert run(s, SUNSET - timedelta(hours=1), sent)[0] == []
-    assert run(s, SUNSET + timedelta(hours=1), [])[0] == []                        # after the sunset: nothing
+    assert run(s, SUNSET + timedelta(hours=1), [])[0] == []  # after the sunset: nothing
 
 
 def test_late_deprecation_folds_the_due_reminder_in_and_never_sends_a_stale_one():
@@ -53,7 +61,7 @@ def test_late_deprecation_folds_the_due_reminder_in_and_never_sends_a_stale_one(
     notices, sent = run(s, SUNSET - timedelta(days=20))
     assert [(n.kind, n.covers) for n in notices] == [("deprecated", ("30d",))]
     assert {(e["kind"], e.get("leadTime")) for e in sent} == {("deprecated", None), ("reminder", "30d")}
-    assert run(s, SUNSET - timedelta(days=19), sent)[0] == []                       # no "90 days left"
+    assert run(s, SUNSET - timedelta(days=19), sent)[0] == []  # no "90 days left"
     assert [n.lead_time for n in run(s, SUNSET - timedelta(days=5), sent)[0]] == ["7d"]
 
 
@@ -61,7 +69,7 @@ def test_a_moved_sunset_is_reminded_again_and_published_versions_owe_nothing():
     s = spec()
     _, sent = run(s, SUNSET - timedelta(days=6))
     moved = spec(sunset_at="2027-06-01T00:00:00Z")
-    assert run(moved, SUNSET - timedelta(days=5), sent)[0] == []                   # 92 days to go, no lead time
+    assert run(moved, SUNSET - timedelta(days=5), sent)[0] == []  # 92 days to go, no lead time
     assert [n.lead_time for n in run(moved, datetime(2027, 5, 10, tzinfo=UTC), sent)[0]] == ["30d"]
     assert run(spec(lifecycle="published", sunset_at=None), SUNSET, [])[0] == []
     no_config = spec()
@@ -78,6 +86,10 @@ def test_the_notice_says_what_when_and_where_to_go():
     assert "Hello Umbrella," in message.text and "100 days from now" in message.text
     assert "Please move to v2 before then." in message.text
     assert message.data["kind"] == "sunset-deprecated" and message.data["replacements"] == ["v2"]
-    [reminder] = sunset.due(s, SUNSET - timedelta(days=6, hours=12), [{"version": "v1", "kind": "deprecated"}])
-    assert sunset.compose(product, reminder, s["consumers"][0], SUNSET - timedelta(days=6, hours=12)).subject == \
-        "Reminder: Payments API v1 sunsets in 6 days (2027-03-01 00:00 UTC)"
+    [reminder] = sunset.due(
+        s, SUNSET - timedelta(days=6, hours=12), [{"version": "v1", "kind": "deprecated"}]
+    )
+    assert (
+        sunset.compose(product, reminder, s["consumers"][0], SUNSET - timedelta(days=6, hours=12)).subject
+        == "Reminder: Payments API v1 sunsets in 6 days (2027-03-01 00:00 UTC)"
+    )

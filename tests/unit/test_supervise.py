@@ -72,8 +72,9 @@ async def test_a_short_lived_task_failing_is_counted_but_health_stays_ok():
         raise RuntimeError("one probe's bad luck")
 
     before = crashes("probe-run-test")
-    await asyncio.gather(spawn(run(), name="probe ns/x", task="probe-run-test", long_lived=False),
-                         return_exceptions=True)
+    await asyncio.gather(
+        spawn(run(), name="probe ns/x", task="probe-run-test", long_lived=False), return_exceptions=True
+    )
     await asyncio.sleep(0)
     assert crashes("probe-run-test") == before + 1
     assert (await healthz())[0] == 200

@@ -41,7 +41,7 @@ from .state import RESOLVED, DeliveryResult, Notification
 DEFAULT_OPSGENIE_URL = "https://api.opsgenie.com"
 DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com"
 RETRIED_STATUSES = (408, 429)
-ANSWER_LIMIT = 4096      # bytes of a receiver's answer read (and dropped): never shown
+ANSWER_LIMIT = 4096  # bytes of a receiver's answer read (and dropped): never shown
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,11 @@ class RetryPolicy:
     """Bounds for one delivery; its requests (one per alert for Opsgenie/PagerDuty) share ``max_total``."""
 
     max_attempts: int = 8
-    base_delay: float = 0.5          # doubles per attempt ...
-    max_delay: float = 30.0          # ... up to this
-    max_total: float = 120.0         # no new attempt would start after this many seconds
-    retry_after_cap: float = 60.0    # a receiver asking for longer gets this
-    timeout: float = 10.0            # per request
+    base_delay: float = 0.5  # doubles per attempt ...
+    max_delay: float = 30.0  # ... up to this
+    max_total: float = 120.0  # no new attempt would start after this many seconds
+    retry_after_cap: float = 60.0  # a receiver asking for longer gets this
+    timeout: float = 10.0  # per request
 
     def backoff(self, attempt: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
@@ -80,16 +80,24 @@ class Announcement(Protocol):
     def data(self) -> dict: ...
 
 
-def _alert_mail(n: Notification, address: str, *, to: tuple[str, ...], message_id: str | None) -> EmailMessage:
+def _alert_mail(
+    n: Notification, address: str, *, to: tuple[str, ...], message_id: str | None
+) -> EmailMessage:
     return payloads.email(n, address, to, message_id)
 
 
-async def deliver(n: Notification, secret_value: str | None, client: httpx.AsyncClient, *,
-                  policy: RetryPolicy = RetryPolicy(), external_url: str = "",
-                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                  clock: Callable[[], float] = time.monotonic,
-                  addresses: egress.Policy = egress.Policy(),
-                  message_id: str | Callable[[Notification], str] | None = None) -> list[DeliveryResult]:
+async def deliver(
+    n: Notification,
+    secret_value: str | None,
+    client: httpx.AsyncClient,
+    *,
+    policy: RetryPolicy = RetryPolicy(),
+    external_url: str = "",
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    addresses: egress.Policy = egress.Policy(),
+    message_id: str | Callable[[Notification], str] | None = None,
+) -> list[DeliveryResult]:
     """Send ``n`` to its receiver; one result per request (Opsgenie and PagerDuty: per alert).
 
     ``secret_value`` is what the receiver's ``secretRef`` points to: the webhook URL (Teams,
@@ -114,8 +122,11 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
         for alert in n.alerts:
             single = Notification(n.rule, n.receiver, n.event, (alert,))
             mid = message_id(single) if callable(message_id) else message_id
-            mails.append(await sender.smtp(
-                functools.partial(_alert_mail, single, to=receiver.email_to, message_id=mid), (alert.key,)))
+            mails.append(
+                await sender.smtp(
+                    functools.partial(_alert_mail, single, to=receiver.email_to, message_id=mid), (alert.key,)
+                )
+            )
         return mails
     results = []
     for alert in n.alerts:
@@ -123,26 +134,46 @@ async def deliver(n: Notification, secret_value: str | None, client: httpx.Async
             base = (receiver.url or DEFAULT_OPSGENIE_URL).rstrip("/")
             headers = {"Authorization": f"GenieKey {secret_value}"}
             if n.event == RESOLVED:
-                results.append(await sender.http(
-                    f"{base}/v2/alerts/{quote(alert.key, safe='')}/close", payloads.opsgenie_close(n, alert),
-                    (alert.key,), headers=headers, params={"identifierType": "alias"}))
+                results.append(
+                    await sender.http(
+                        f"{base}/v2/alerts/{quote(alert.key, safe='')}/close",
+                        payloads.opsgenie_close(n, alert),
+                        (alert.key,),
+                        headers=headers,
+                        params={"identifierType": "alias"},
+                    )
+                )
             else:
-                results.append(await sender.http(f"{base}/v2/alerts", payloads.opsgenie_create(n, alert),
-                                                 (alert.key,), headers=headers))
+                results.append(
+                    await sender.http(
+                        f"{base}/v2/alerts", payloads.opsgenie_create(n, alert), (alert.key,), headers=headers
+                    )
+                )
         else:
             base = (receiver.url or DEFAULT_PAGERDUTY_URL).rstrip("/")
-            results.append(await sender.http(f"{base}/v2/enqueue",
-                                             payloads.pagerduty(n, alert, secret_value, external_url),
-                                             (alert.key,)))
+            results.append(
+                await sender.http(
+                    f"{base}/v2/enqueue",
+                    payloads.pagerduty(n, alert, secret_value, external_url),
+                    (alert.key,),
+                )
+            )
     return results
 
 
-async def deliver_message(receiver: Receiver, message: Announcement, secret_value: str | None,
-                          client: httpx.AsyncClient, *, event: str = "notice",
-                          policy: RetryPolicy = RetryPolicy(), message_id: str | None = None,
-                          sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                          clock: Callable[[], float] = time.monotonic,
-                          addresses: egress.Policy = egress.Policy()) -> DeliveryResult:
+async def deliver_message(
+    receiver: Receiver,
+    message: Announcement,
+    secret_value: str | None,
+    client: httpx.AsyncClient,
+    *,
+    event: str = "notice",
+    policy: RetryPolicy = RetryPolicy(),
+    message_id: str | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    addresses: egress.Policy = egress.Policy(),
+) -> DeliveryResult:
     """Send a free-form message through a receiver, with the same retries and masking.
 
     Chat receivers get the subject and text, webhooks ``message.data`` as JSON, email all of
@@ -159,8 +190,12 @@ async def deliver_message(receiver: Receiver, message: Announcement, secret_valu
         return sender.unconfigured((), f"{receiver.type} receivers take alerts, not messages")
     if not secret_value:
         return sender.unconfigured((), "the receiver's Secret holds no value")
-    return await sender.smtp(lambda address: payloads.email_message(
-        message.subject, message.text, message.html, address, receiver.email_to, message_id), ())
+    return await sender.smtp(
+        lambda address: payloads.email_message(
+            message.subject, message.text, message.html, address, receiver.email_to, message_id
+        ),
+        (),
+    )
 
 
 def mask_url(url: str) -> str:
@@ -178,18 +213,35 @@ def mask_url(url: str) -> str:
 class _Sender:
     """Retry loop and error masking shared by every request of one delivery."""
 
-    def __init__(self, receiver: Receiver, event: str, client: httpx.AsyncClient, policy: RetryPolicy,
-                 sleep: Callable[[float], Awaitable[None]], clock: Callable[[], float], secret: str | None,
-                 addresses: egress.Policy):
+    def __init__(
+        self,
+        receiver: Receiver,
+        event: str,
+        client: httpx.AsyncClient,
+        policy: RetryPolicy,
+        sleep: Callable[[float], Awaitable[None]],
+        clock: Callable[[], float],
+        secret: str | None,
+        addresses: egress.Policy,
+    ):
         self.receiver, self.event, self.client, self.policy = receiver, event, client, policy
         self.sleep, self.clock, self.secret, self.addresses = sleep, clock, secret, addresses
         self.start = clock()
         self.mask = Masker(secret_parts(secret))
 
-    def result(self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None, *,
-               permanent: bool = False) -> DeliveryResult:
-        return DeliveryResult(self.receiver.name, self.event, keys, ok, attempts,
-                              self.scrub(error) if error else None, durations.now(), permanent)
+    def result(
+        self, keys: tuple[str, ...], ok: bool, attempts: int, error: str | None, *, permanent: bool = False
+    ) -> DeliveryResult:
+        return DeliveryResult(
+            self.receiver.name,
+            self.event,
+            keys,
+            ok,
+            attempts,
+            self.scrub(error) if error else None,
+            durations.now(),
+            permanent,
+        )
 
     def unconfigured(self, keys: tuple[str, ...], error: str) -> DeliveryResult:
         return self.result(keys, False, 0, error, permanent=True)
@@ -203,14 +255,22 @@ class _Sender:
             return self.unconfigured(keys, "no webhook URL in the receiver's Secret")
         return await self.http(url, body, keys)
 
-    async def http(self, url: str, body: dict, keys: tuple[str, ...], *, headers: dict | None = None,
-                   params: dict | None = None) -> DeliveryResult:
+    async def http(
+        self,
+        url: str,
+        body: dict,
+        keys: tuple[str, ...],
+        *,
+        headers: dict | None = None,
+        params: dict | None = None,
+    ) -> DeliveryResult:
         where = mask_url(url)
 
         async def once() -> _Outcome:
             try:
-                async with self.client.stream("POST", url, json=body, headers=headers, params=params,
-                                              timeout=self.policy.timeout) as response:
+                async with self.client.stream(
+                    "POST", url, json=body, headers=headers, params=params, timeout=self.policy.timeout
+                ) as response:
                     await _drain(response)
             except egress.Denied as exc:
                 return _Outcome(False, f"{where}: refused: {exc.message}")
@@ -221,9 +281,12 @@ class _Sender:
             if response.is_success:
                 return _Outcome(True)
             status = response.status_code
-            return _Outcome(False, f"HTTP {status}{_phrase(status)} from {where}",
-                            retry=status in RETRIED_STATUSES or status >= 500,
-                            retry_after=_retry_after(response.headers.get("Retry-After")))
+            return _Outcome(
+                False,
+                f"HTTP {status}{_phrase(status)} from {where}",
+                retry=status in RETRIED_STATUSES or status >= 500,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
 
         return await self.retry(once, keys)
 
@@ -236,9 +299,11 @@ class _Sender:
         # No ``from``: relays usually accept their own login as sender, else pitwall@<relay>.
         username = options["username"] or ""
         try:
-            message = compose(self.receiver.email_from or (username if "@" in username
-                                                           else f"pitwall@{options['hostname']}"))
-        except Exception as exc:   # noqa: BLE001 - the same input fails the same way: record once, no retry
+            message = compose(
+                self.receiver.email_from
+                or (username if "@" in username else f"pitwall@{options['hostname']}")
+            )
+        except Exception as exc:  # noqa: BLE001 - the same input fails the same way: record once, no retry
             return self.unconfigured(keys, f"could not compose the mail: {type(exc).__name__}: {exc}")
         where = f"SMTP {options['hostname']}:{options['port']}"
 
@@ -246,26 +311,35 @@ class _Sender:
             try:
                 # The socket is dialled to the address the egress policy judged; aiosmtplib
                 # still verifies TLS against the host name.
-                sock = await egress.open_socket(self.addresses, options["hostname"], options["port"],
-                                                self.policy.timeout)
+                sock = await egress.open_socket(
+                    self.addresses, options["hostname"], options["port"], self.policy.timeout
+                )
             except egress.Denied as exc:
                 return _Outcome(False, f"{where}: refused: {exc.message}")
             except OSError as exc:
                 return _Outcome(False, f"{where}: {type(exc).__name__} {exc}".strip(), retry=True)
             try:
-                await aiosmtplib.send(message, timeout=self.policy.timeout, sock=sock,
-                                      **{**options, "port": None})
+                await aiosmtplib.send(
+                    message, timeout=self.policy.timeout, sock=sock, **{**options, "port": None}
+                )
             except aiosmtplib.SMTPResponseException as exc:
                 # 4xx is the server's "try again later"; 5xx (bad address, auth) will not change.
-                return _Outcome(False, f"{where}: {exc.code} {_short(exc.message)}", retry=400 <= exc.code < 500)
+                return _Outcome(
+                    False, f"{where}: {exc.code} {_short(exc.message)}", retry=400 <= exc.code < 500
+                )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [r.code for r in exc.recipients]
-                return _Outcome(False, f"{where}: recipients refused: {_short(str(exc))}",
-                                retry=bool(codes) and all(400 <= c < 500 for c in codes))
+                return _Outcome(
+                    False,
+                    f"{where}: recipients refused: {_short(str(exc))}",
+                    retry=bool(codes) and all(400 <= c < 500 for c in codes),
+                )
             except aiosmtplib.SMTPNotSupported as exc:
                 return _Outcome(False, f"{where}: {exc}")
             except (aiosmtplib.SMTPException, OSError) as exc:
-                return _Outcome(False, f"{where}: {type(exc).__name__} {_short(str(exc))}".strip(), retry=True)
+                return _Outcome(
+                    False, f"{where}: {type(exc).__name__} {_short(str(exc))}".strip(), retry=True
+                )
             finally:
                 sock.close()
             return _Outcome(True)
@@ -295,7 +369,7 @@ class _Sender:
 async def _drain(response: httpx.Response) -> None:
     """Read at most ``ANSWER_LIMIT`` raw bytes of the answer and drop them: a small answer
     leaves the connection reusable, a large (or endless) one is cut."""
-    if response.is_stream_consumed:      # already in memory (a mock transport's answer)
+    if response.is_stream_consumed:  # already in memory (a mock transport's answer)
         return
     size = 0
     async for chunk in response.aiter_raw():

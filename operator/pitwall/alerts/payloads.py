@@ -23,7 +23,12 @@ from .state import RESOLVED, AlertRecord, Notification
 
 OPSGENIE_PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4"}
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
-HEADLINES = {"firing": "FIRING", "escalation": "ESCALATED", "reminder": "STILL FIRING", "resolved": "RESOLVED"}
+HEADLINES = {
+    "firing": "FIRING",
+    "escalation": "ESCALATED",
+    "reminder": "STILL FIRING",
+    "resolved": "RESOLVED",
+}
 # Receivers' published limits; a payload over one is refused, and a refused page is a lost page.
 # tests/unit/alerts/test_alert_payloads.py builds worst cases (63-character namespaces, 253-character
 # names, long summaries, 1,000 alerts) and checks each limit below.
@@ -32,7 +37,7 @@ TEAMS_MAX_BYTES = 27_000
 # - Slack Block Kit (docs.slack.dev, block reference): at most 50 blocks a message, a section's
 #   text at most 3,000 characters, a header's plain_text at most 150; chat.postMessage truncates
 #   ``text`` over 40,000 characters.
-SLACK_MAX_ALERTS = 20          # one section per alert, plus header, context and "more"
+SLACK_MAX_ALERTS = 20  # one section per alert, plus header, context and "more"
 SLACK_MAX_BLOCKS, SLACK_SECTION_MAX, SLACK_HEADER_MAX, SLACK_TEXT_MAX = 50, 3000, 150, 40_000
 # - Opsgenie Alert API (docs.opsgenie.com, "Alerts and alert fields" / Create alert): message
 #   <= 130 characters, alias <= 512, description <= 15,000, at most 20 tags of <= 50 characters
@@ -47,7 +52,7 @@ PAGERDUTY_SUMMARY_MAX, PAGERDUTY_DEDUP_MAX, PAGERDUTY_EVENT_MAX = 1024, 255, 512
 # - E-mail (RFC 5322 section 2.1.1): a line, header lines included, at most 998 characters; the
 #   subject is kept short enough to read, long headers are folded by the email package.
 EMAIL_SUBJECT_MAX = 250
-MESSAGE_MAX = 1000             # a condition message is a hint, not a log
+MESSAGE_MAX = 1000  # a condition message is a hint, not a log
 ALERTMANAGER_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -59,20 +64,26 @@ def headline(n: Notification) -> str:
 
 def ack_commands(n: Notification, key: str) -> str:
     """Both commands work as pasted, from any kubeconfig context: each names the namespace."""
-    return (f"kubectl -n {n.rule.namespace} annotate alertrule {n.rule.name} pitwall.dev/acknowledge={key} "
-            f"--overwrite  (or: pitwall ack -n {n.rule.namespace} {n.rule.name} {key})")
+    return (
+        f"kubectl -n {n.rule.namespace} annotate alertrule {n.rule.name} pitwall.dev/acknowledge={key} "
+        f"--overwrite  (or: pitwall ack -n {n.rule.namespace} {n.rule.name} {key})"
+    )
 
 
 def facts(n: Notification, alert: AlertRecord) -> list[tuple[str, str]]:
     """The lines every format shows about one alert, in reading order."""
-    out = [("Object", f"{alert.kind} {n.rule.namespace}/{alert.name}"),
-           ("Condition", f"{n.rule.when.condition}={n.rule.when.status} since {_when(alert.pending_since)}")]
+    out = [
+        ("Object", f"{alert.kind} {n.rule.namespace}/{alert.name}"),
+        ("Condition", f"{n.rule.when.condition}={n.rule.when.status} since {_when(alert.pending_since)}"),
+    ]
     if alert.since:
         out.append(("Firing since", _when(alert.since)))
     if alert.state == RESOLVED and alert.resolved_at:
         out.append(("Resolved at", f"{_when(alert.resolved_at)} (after {_lasted(alert)})"))
     if n.event == "escalation":
-        out.append(("Escalation", f"step {alert.escalation_step} of {len(n.rule.escalation)}: not acknowledged"))
+        out.append(
+            ("Escalation", f"step {alert.escalation_step} of {len(n.rule.escalation)}: not acknowledged")
+        )
     if alert.acknowledged_at:
         out.append(("Acknowledged", f"by {alert.acknowledged_by} at {_when(alert.acknowledged_at)}"))
     elif alert.state != RESOLVED and alert.ack_deadline and alert.since:
@@ -109,77 +120,151 @@ def teams(n: Notification) -> dict:
 def _teams_card(n: Notification, shown: int) -> dict:
     colour = "Good" if n.event == RESOLVED else "Attention"
     body = [
-        {"type": "TextBlock", "text": headline(n), "weight": "Bolder", "size": "Medium", "color": colour,
-         "wrap": True},
-        {"type": "TextBlock", "text": f"Rule {n.rule.namespace}/{n.rule.name}", "isSubtle": True,
-         "spacing": "None", "wrap": True},
+        {
+            "type": "TextBlock",
+            "text": headline(n),
+            "weight": "Bolder",
+            "size": "Medium",
+            "color": colour,
+            "wrap": True,
+        },
+        {
+            "type": "TextBlock",
+            "text": f"Rule {n.rule.namespace}/{n.rule.name}",
+            "isSubtle": True,
+            "spacing": "None",
+            "wrap": True,
+        },
     ]
     for alert in n.alerts[:shown]:
-        body.append({"type": "Container", "separator": True, "items": [
-            {"type": "TextBlock", "text": alert.subject, "weight": "Bolder", "color": colour, "wrap": True},
-            {"type": "FactSet", "facts": [{"title": t, "value": v} for t, v in facts(n, alert)]},
-        ]})
+        body.append(
+            {
+                "type": "Container",
+                "separator": True,
+                "items": [
+                    {
+                        "type": "TextBlock",
+                        "text": alert.subject,
+                        "weight": "Bolder",
+                        "color": colour,
+                        "wrap": True,
+                    },
+                    {"type": "FactSet", "facts": [{"title": t, "value": v} for t, v in facts(n, alert)]},
+                ],
+            }
+        )
     if shown < len(n.alerts):
-        body.append({"type": "TextBlock", "text": f"... and {len(n.alerts) - shown} more (see the AlertRule status)",
-                     "isSubtle": True, "wrap": True})
+        body.append(
+            {
+                "type": "TextBlock",
+                "text": f"... and {len(n.alerts) - shown} more (see the AlertRule status)",
+                "isSubtle": True,
+                "wrap": True,
+            }
+        )
     return _card(body)
 
 
 def teams_message(title: str, text_: str) -> dict:
     """A free-form Teams card (maintenance notices, digests)."""
-    return _card([
-        {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "color": "Accent", "wrap": True},
-        {"type": "TextBlock", "text": _cut(text_, TEAMS_MAX_BYTES // 2), "wrap": True},
-    ])
+    return _card(
+        [
+            {
+                "type": "TextBlock",
+                "text": title,
+                "weight": "Bolder",
+                "size": "Medium",
+                "color": "Accent",
+                "wrap": True,
+            },
+            {"type": "TextBlock", "text": _cut(text_, TEAMS_MAX_BYTES // 2), "wrap": True},
+        ]
+    )
 
 
 def _card(body: list[dict]) -> dict:
-    return {"type": "message", "attachments": [{
-        "contentType": "application/vnd.microsoft.card.adaptive",
-        "contentUrl": None,
-        "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
-                    "version": "1.2", "msteams": {"width": "Full"}, "body": body},
-    }]}
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.2",
+                    "msteams": {"width": "Full"},
+                    "body": body,
+                },
+            }
+        ],
+    }
 
 
 def slack(n: Notification) -> dict:
     """A Slack incoming-webhook message: ``text`` for notifications, ``blocks`` for the channel."""
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(headline(n), SLACK_HEADER_MAX)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Rule *{_mrkdwn(n.rule.namespace)}/"
-                                                                    f"{_mrkdwn(n.rule.name)}*"}]},
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": f"Rule *{_mrkdwn(n.rule.namespace)}/{_mrkdwn(n.rule.name)}*"}
+            ],
+        },
     ]
     for alert in n.alerts[:SLACK_MAX_ALERTS]:
         lines = [f"*{_mrkdwn(alert.subject)}*"]
-        lines += [f"*{t}:* {_mrkdwn(v) if t != 'To acknowledge' else '`' + _mrkdwn(v) + '`'}"
-                  for t, v in facts(n, alert)]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), SLACK_SECTION_MAX)}})
+        lines += [
+            f"*{t}:* {_mrkdwn(v) if t != 'To acknowledge' else '`' + _mrkdwn(v) + '`'}"
+            for t, v in facts(n, alert)
+        ]
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), SLACK_SECTION_MAX)}}
+        )
     if len(n.alerts) > SLACK_MAX_ALERTS:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"... and {len(n.alerts) - SLACK_MAX_ALERTS} more (see the AlertRule status)")}]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"... and {len(n.alerts) - SLACK_MAX_ALERTS} more (see the AlertRule status)"
+                        ),
+                    }
+                ],
+            }
+        )
     return {"text": _cut(headline(n), SLACK_TEXT_MAX), "blocks": blocks[:SLACK_MAX_BLOCKS]}
 
 
 def slack_message(title: str, text_: str) -> dict:
     """A free-form Slack message (maintenance notices, digests)."""
-    return {"text": _cut(title, SLACK_TEXT_MAX), "blocks": [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, SLACK_HEADER_MAX)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(text_), SLACK_SECTION_MAX)}},
-    ]}
+    return {
+        "text": _cut(title, SLACK_TEXT_MAX),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": _cut(title, SLACK_HEADER_MAX)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(text_), SLACK_SECTION_MAX)}},
+        ],
+    }
 
 
 def opsgenie_create(n: Notification, alert: AlertRecord) -> dict:
     """Body of ``POST /v2/alerts``; a repeat with the same alias only bumps Opsgenie's count."""
     details = {title: _cut(value, 500) for title, value in facts(n, alert)} | {
-        "rule": _cut(f"{n.rule.namespace}/{n.rule.name}", 500), "event": n.event}
+        "rule": _cut(f"{n.rule.namespace}/{n.rule.name}", 500),
+        "event": n.event,
+    }
     while sum(len(k) + len(v) for k, v in details.items()) > OPSGENIE_DETAILS_MAX:
         longest = max(details, key=lambda k: len(details[k]))
         details[longest] = _cut(details[longest], max(1, len(details[longest]) // 2))
-    tags = ["pitwall", n.rule.severity, alert.kind, n.rule.namespace]   # a namespace may have 63 characters
+    tags = ["pitwall", n.rule.severity, alert.kind, n.rule.namespace]  # a namespace may have 63 characters
     return {
         "message": _cut(alert.subject, OPSGENIE_MESSAGE_MAX),
         "alias": _cut(alert.key, OPSGENIE_ALIAS_MAX),
-        "description": _cut(text(Notification(n.rule, n.receiver, n.event, (alert,))), OPSGENIE_DESCRIPTION_MAX),
+        "description": _cut(
+            text(Notification(n.rule, n.receiver, n.event, (alert,))), OPSGENIE_DESCRIPTION_MAX
+        ),
         "priority": OPSGENIE_PRIORITY[n.rule.severity],
         "source": _cut("pitwall", OPSGENIE_SOURCE_MAX),
         "entity": _cut(f"{alert.kind}/{alert.name}", OPSGENIE_ENTITY_MAX),
@@ -196,7 +281,7 @@ def opsgenie_close(n: Notification, alert: AlertRecord) -> dict:
 
 def pagerduty(n: Notification, alert: AlertRecord, routing_key: str, external_url: str = "") -> dict:
     """A PagerDuty Events v2 event (``POST /v2/enqueue``): trigger, or resolve on the same dedup key."""
-    dedup_key = alert.key[:PAGERDUTY_DEDUP_MAX]     # alert_key() keeps it far shorter; never cut in two ways
+    dedup_key = alert.key[:PAGERDUTY_DEDUP_MAX]  # alert_key() keeps it far shorter; never cut in two ways
     if n.event == RESOLVED:
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key}
     event: dict[str, Any] = {
@@ -211,21 +296,25 @@ def pagerduty(n: Notification, alert: AlertRecord, routing_key: str, external_ur
             "component": alert.name,
             "group": n.rule.namespace,
             "class": f"{n.rule.when.condition}={n.rule.when.status}",
-            "custom_details": {title: value for title, value in facts(n, alert)} | {
-                "rule": f"{n.rule.namespace}/{n.rule.name}", "event": n.event},
+            "custom_details": {title: value for title, value in facts(n, alert)}
+            | {"rule": f"{n.rule.namespace}/{n.rule.name}", "event": n.event},
         },
         "client": "Pitwall",
     }
     if external_url:
         event["client_url"] = external_url
     if len(json.dumps(event).encode()) > PAGERDUTY_EVENT_MAX:
-        event["payload"]["custom_details"] = {"rule": f"{n.rule.namespace}/{n.rule.name}", "event": n.event,
-                                              "note": "details too large for PagerDuty: see the AlertRule status"}
+        event["payload"]["custom_details"] = {
+            "rule": f"{n.rule.namespace}/{n.rule.name}",
+            "event": n.event,
+            "note": "details too large for PagerDuty: see the AlertRule status",
+        }
     return event
 
 
-def email(n: Notification, sender: str, to: tuple[str, ...] | list[str], message_id: str | None = None
-          ) -> EmailMessage:
+def email(
+    n: Notification, sender: str, to: tuple[str, ...] | list[str], message_id: str | None = None
+) -> EmailMessage:
     """The notification as a mail; the alert keys also go in a header, for mail filters."""
     message = email_message(headline(n), text(n), _html(n), sender, to, message_id)
     message["X-Pitwall-Alert-Keys"] = ", ".join(n.keys)
@@ -242,15 +331,21 @@ def header_value(text: str, limit: int = 998) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
-def email_message(subject: str, text_: str, html_: str, sender: str, to: tuple[str, ...] | list[str],
-                  message_id: str | None = None) -> EmailMessage:
+def email_message(
+    subject: str,
+    text_: str,
+    html_: str,
+    sender: str,
+    to: tuple[str, ...] | list[str],
+    message_id: str | None = None,
+) -> EmailMessage:
     """A plain-text mail with an HTML alternative (tables read better in most clients).
 
     ``message_id`` is the dedup key of a message the outbox may send twice (a crash between
     sending and recording it): the same id each time, so mail systems and readers see one.
     """
     message = EmailMessage()
-    message["Subject"] = _cut(header_value(subject), EMAIL_SUBJECT_MAX)   # one line, readable
+    message["Subject"] = _cut(header_value(subject), EMAIL_SUBJECT_MAX)  # one line, readable
     message["From"] = header_value(sender)
     message["To"] = header_value(", ".join(to))
     message["Date"] = format_datetime(durations.now())
@@ -262,11 +357,15 @@ def email_message(subject: str, text_: str, html_: str, sender: str, to: tuple[s
 
 def _html(n: Notification) -> str:
     colour = "#1a7f37" if n.event == RESOLVED else "#cf222e"
-    parts = [f'<html><body><h2 style="color:{colour}">{html.escape(headline(n))}</h2>',
-             f"<p>Rule {html.escape(n.rule.namespace)}/{html.escape(n.rule.name)}</p>"]
+    parts = [
+        f'<html><body><h2 style="color:{colour}">{html.escape(headline(n))}</h2>',
+        f"<p>Rule {html.escape(n.rule.namespace)}/{html.escape(n.rule.name)}</p>",
+    ]
     for alert in n.alerts:
-        rows = "".join(f"<tr><th align=\"left\">{html.escape(t)}</th><td>{html.escape(v)}</td></tr>"
-                       for t, v in facts(n, alert))
+        rows = "".join(
+            f'<tr><th align="left">{html.escape(t)}</th><td>{html.escape(v)}</td></tr>'
+            for t, v in facts(n, alert)
+        )
         parts.append(f"<h3>{html.escape(alert.subject)}</h3><table>{rows}</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -292,9 +391,15 @@ def alertmanager(n: Notification, external_url: str = "") -> dict:
 
 
 def _alertmanager_alert(n: Notification, alert: AlertRecord, status: str, external_url: str) -> dict:
-    labels = {"alertname": n.rule.name, "namespace": n.rule.namespace, "severity": n.rule.severity,
-              "kind": alert.kind, "object": alert.name,
-              "condition": f"{n.rule.when.condition}={n.rule.when.status}", "alert_key": alert.key}
+    labels = {
+        "alertname": n.rule.name,
+        "namespace": n.rule.namespace,
+        "severity": n.rule.severity,
+        "kind": alert.kind,
+        "object": alert.name,
+        "condition": f"{n.rule.when.condition}={n.rule.when.status}",
+        "alert_key": alert.key,
+    }
     annotations = {"summary": alert.subject, "description": alert.message, "event": n.event}
     if alert.ack_deadline and status == "firing":
         annotations["ack_deadline"] = durations.rfc3339(alert.ack_deadline)
@@ -325,8 +430,11 @@ def _when(moment: datetime | None) -> str:
 
 def _lasted(alert: AlertRecord) -> str:
     start = alert.since or alert.pending_since
-    return durations.format((alert.resolved_at - start).total_seconds()) if start and alert.resolved_at \
+    return (
+        durations.format((alert.resolved_at - start).total_seconds())
+        if start and alert.resolved_at
         else "unknown"
+    )
 
 
 def _cut(value: str, limit: int) -> str:

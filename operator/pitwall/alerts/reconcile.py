@@ -41,24 +41,33 @@ log = logging.getLogger("pitwall.alerts")
 KIND = "AlertRule"
 
 FIRING = Gauge("pitwall_alerts_firing", "Alerts firing now", ["namespace", "rule", "severity"])
-DELIVERIES = Counter("pitwall_notifications_total", "Notification deliveries by receiver type and result",
-                     ["receiver_type", "event", "result"])
-ATTEMPTS = Counter("pitwall_notification_attempts_total", "Delivery attempts by receiver type", ["receiver_type"])
+DELIVERIES = Counter(
+    "pitwall_notifications_total",
+    "Notification deliveries by receiver type and result",
+    ["receiver_type", "event", "result"],
+)
+ATTEMPTS = Counter(
+    "pitwall_notification_attempts_total", "Delivery attempts by receiver type", ["receiver_type"]
+)
 
 
 class AlertService:
     def __init__(self, addresses: egress.Policy = egress.Policy(), rt: Runtime | None = None) -> None:
-        self.addresses = addresses          # the operator's egress policy (runtime.Runtime.egress)
+        self.addresses = addresses  # the operator's egress policy (runtime.Runtime.egress)
         self.http: httpx.AsyncClient | None = None
         base = float(os.environ.get("PITWALL_DELIVERY_BASE_DELAY", "0.5"))
         self.policy = RetryPolicy(base_delay=base, max_delay=max(base, 30.0 * base / 0.5))
         # The outbox's tries are short (a few quick attempts); retrying later, with backoff and
         # across restarts, is the records' job (state.apply_results).
-        self.send_policy = RetryPolicy(max_attempts=3, base_delay=base, max_delay=max(base, 2.0),
-                                       max_total=15.0, timeout=10.0)
+        self.send_policy = RetryPolicy(
+            max_attempts=3, base_delay=base, max_delay=max(base, 2.0), max_total=15.0, timeout=10.0
+        )
         self.retry_base = float(os.environ.get("PITWALL_OUTBOX_RETRY_BASE", state.RETRY_BASE))
-        self.sender = Sender(KIND, partial(_send, rt), on_result=partial(rt.enqueue, KIND), workers=4) \
-            if rt is not None else None
+        self.sender = (
+            Sender(KIND, partial(_send, rt), on_result=partial(rt.enqueue, KIND), workers=4)
+            if rt is not None
+            else None
+        )
 
     @property
     def outbox(self) -> Sender:
@@ -94,7 +103,9 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
     products, backends = set(), set()
     for window in rt.stores["MaintenanceWindow"].list(namespace):
         status = window.get("status") or {}
-        if status.get("phase") != "Active" or not (window.get("spec") or {}).get("suppressAlerts", WINDOW["suppressAlerts"]):
+        if status.get("phase") != "Active" or not (window.get("spec") or {}).get(
+            "suppressAlerts", WINDOW["suppressAlerts"]
+        ):
             continue
         affected = status.get("affected") or {}
         products |= {p["name"] for p in affected.get("apiProducts") or [] if p.get("effect") == "Unavailable"}
@@ -102,11 +113,14 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
     held = {("ApiProduct", p) for p in products} | {("Backend", b) for b in backends}
     for probe in rt.stores["Probe"].list(namespace):
         if (probe.get("spec") or {}).get("checkMaintenancePage"):
-            continue   # it checks the maintenance page itself: a broken page must page someone
+            continue  # it checks the maintenance page itself: a broken page must page someone
         target = target_product(probe)
         labelled = (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
-        if (target and target[0] in products) or labelled in products or \
-                (probe.get("status") or {}).get("state") == "Maintenance":
+        if (
+            (target and target[0] in products)
+            or labelled in products
+            or (probe.get("status") or {}).get("state") == "Maintenance"
+        ):
             held.add(("Probe", probe["metadata"]["name"]))
     return held
 
@@ -125,7 +139,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     try:
         rule = parse_rule(namespace, name, spec)
     except InvalidSpec as exc:
-        if deleting:      # nothing can be sent through a rule that does not parse
+        if deleting:  # nothing can be sent through a rule that does not parse
             await finalizers.release(rt, obj)
             return None
         await _stalled(rt, obj, exc.reason, exc.message)
@@ -139,12 +153,17 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 continue
             try:
                 value = await _secret(rt, namespace, receiver)
-            except InvalidSpec as exc:          # not opted in
+            except InvalidSpec as exc:  # not opted in
                 await _stalled(rt, obj, exc.reason, f"receiver {receiver.name}: {exc.message}")
                 return 60.0
             if value is None:
-                await _stalled(rt, obj, "SecretNotFound", f"receiver {receiver.name}: Secret "
-                               f"{receiver.secret_ref.name} (key {receiver.secret_ref.key}) not found in {namespace}")
+                await _stalled(
+                    rt,
+                    obj,
+                    "SecretNotFound",
+                    f"receiver {receiver.name}: Secret "
+                    f"{receiver.secret_ref.name} (key {receiver.secret_ref.key}) not found in {namespace}",
+                )
                 return 60.0
             for part in secret_parts(value):
                 mask.add(part)
@@ -161,18 +180,22 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             DELIVERIES.labels(kind_, item.event, "ok" if item.ok else "failed").inc()
             ATTEMPTS.labels(kind_).inc(item.attempts)
             if not item.ok:
-                log.warning("delivery to %s failed after %d attempts: %s", item.receiver, item.attempts,
-                            item.error, extra={"kind": KIND, "object": f"{namespace}/{name}",
-                                               "receiver": item.receiver})
+                log.warning(
+                    "delivery to %s failed after %d attempts: %s",
+                    item.receiver,
+                    item.attempts,
+                    item.error,
+                    extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": item.receiver},
+                )
 
     observations = []
-    if not deleting and rule.traffic is not None:    # real traffic (alerts/traffic.py), not a condition
+    if not deleting and rule.traffic is not None:  # real traffic (alerts/traffic.py), not a condition
         observations = await traffic_rules.observations(rt, rule, namespace, records)
-    elif not deleting:      # a rule being deleted resolves everything it fired
+    elif not deleting:  # a rule being deleted resolves everything it fired
         for kind in rule.selector.kinds:
             for target in rt.stores[kind].list(namespace):
                 if target["metadata"].get("deletionTimestamp"):
-                    continue    # being deleted: its alerts resolve now (its finalizer waits for that)
+                    continue  # being deleted: its alerts resolve now (its finalizer waits for that)
                 if matches(rule.selector, kind, target["metadata"].get("labels")):
                     observations.append(observe(target, rule.when.condition))
     if mask:
@@ -191,18 +214,30 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         await rt.event(obj, "NotificationFailed", line[:1000], warning=True)
 
     for transition in result.transitions:
-        log.info("alert %s: %s -> %s", transition.key, transition.old, transition.new,
-                 extra={"kind": KIND, "object": f"{namespace}/{name}", "alert": transition.key})
+        log.info(
+            "alert %s: %s -> %s",
+            transition.key,
+            transition.old,
+            transition.new,
+            extra={"kind": KIND, "object": f"{namespace}/{name}", "alert": transition.key},
+        )
         if transition.new in ("firing", "resolved", "held"):
-            await rt.event(obj, f"Alert{transition.new.title()}", f"{transition.key}: {transition.subject}",
-                           warning=transition.new == "firing")
+            await rt.event(
+                obj,
+                f"Alert{transition.new.title()}",
+                f"{transition.key}: {transition.subject}",
+                warning=transition.new == "firing",
+            )
     for key in result.acks_unknown:
         await rt.event(obj, "UnknownAcknowledgement", f"no open alert has key {key}", warning=True)
     if result.acks_applied:
         annotations = {ACK_ANNOTATION: None, ACK_BY_ANNOTATION: None}
         await rt.kube.patch(KIND, namespace, name, {"metadata": {"annotations": annotations}})
-        await rt.event(obj, "Acknowledged", ", ".join(result.acks_applied) + " acknowledged by "
-                       + next(iter(acks.values()), "annotation"))
+        await rt.event(
+            obj,
+            "Acknowledged",
+            ", ".join(result.acks_applied) + " acknowledged by " + next(iter(acks.values()), "annotation"),
+        )
 
     owed = [(r["key"], o) for r in records for o in r.get("outstanding") or []]
     if result.notifications:
@@ -213,10 +248,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             await finalizers.release(rt, obj)
             return None
         if finalizers.overdue(obj, now):
-            await rt.event(obj, "CleanupAbandoned", f"deleted after {finalizers.grace():.0f}s with "
-                           f"{len(owed)} notifications undelivered: "
-                           + "; ".join(f"{o['event']} of {k} to {o['receiver']}" for k, o in owed)[:900],
-                           warning=True)
+            await rt.event(
+                obj,
+                "CleanupAbandoned",
+                f"deleted after {finalizers.grace():.0f}s with "
+                f"{len(owed)} notifications undelivered: "
+                + "; ".join(f"{o['event']} of {k} to {o['receiver']}" for k, o in owed)[:900],
+                warning=True,
+            )
             await finalizers.release(rt, obj)
             return None
         service.outbox.kick(namespace, name)
@@ -240,25 +279,37 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
         rule = parse_rule(namespace, name, obj.get("spec") or {})
     except InvalidSpec:
         return Batch()
-    notifications, ids, later = state.due(rule, rt.status_of(obj).get("alerts") or [], durations.now(), exclude)
+    notifications, ids, later = state.due(
+        rule, rt.status_of(obj).get("alerts") or [], durations.now(), exclude
+    )
     batch = Batch(ids=ids)
     secrets: dict[str, str | None] = {}
     for receiver in {n.receiver.name: n.receiver for n in notifications}.values():
         try:
             secrets[receiver.name] = await _secret(rt, namespace, receiver)
         except InvalidSpec:
-            secrets[receiver.name] = None     # the reconcile says why (Stalled); this try fails once
+            secrets[receiver.name] = None  # the reconcile says why (Stalled); this try fails once
 
     async def per_receiver(items: list) -> list:
         out = []
-        for notification in items:     # in event order: a firing before its resolve
-            log.info("sending %s to %s for %s", notification.event, notification.receiver.name,
-                     ", ".join(notification.keys),
-                     extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name})
-            out += await deliver(notification, secrets.get(notification.receiver.name), service.client,
-                                 policy=service.send_policy, addresses=service.addresses,
-                                 message_id=partial(state.message_id, rule))
+        for notification in items:  # in event order: a firing before its resolve
+            log.info(
+                "sending %s to %s for %s",
+                notification.event,
+                notification.receiver.name,
+                ", ".join(notification.keys),
+                extra={"kind": KIND, "object": f"{namespace}/{name}", "receiver": notification.receiver.name},
+            )
+            out += await deliver(
+                notification,
+                secrets.get(notification.receiver.name),
+                service.client,
+                policy=service.send_policy,
+                addresses=service.addresses,
+                message_id=partial(state.message_id, rule),
+            )
         return out
+
     by_receiver: dict[str, list] = {}
     for notification in notifications:
         by_receiver.setdefault(notification.receiver.name, []).append(notification)
@@ -282,29 +333,39 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
     """Send the digest when its interval has passed; return when the next one is due."""
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     schedule = rule.digest
-    assert schedule is not None   # called for rules with a digest only
+    assert schedule is not None  # called for rules with a digest only
     last = digest.last_sent(rt.status_of(obj), obj["metadata"])
     now = durations.now()
     if digest.due(schedule.interval, last, now):
         products = rt.stores["ApiProduct"].list(namespace)
         traffic, period = await traffic_rules.digest_traffic(rt, namespace, products, schedule.interval)
-        message = digest.compose(name, namespace, records, rt.stores["Probe"].list(namespace),
-                                 products, last, now, traffic, period)
+        message = digest.compose(
+            name, namespace, records, rt.stores["Probe"].list(namespace), products, last, now, traffic, period
+        )
         for receiver_name in schedule.receivers:
             receiver = rule.receiver(receiver_name)
-            if receiver is None:    # parse_rule refuses a digest naming an unknown receiver
+            if receiver is None:  # parse_rule refuses a digest naming an unknown receiver
                 continue
             try:
                 secret = secrets.get(receiver_name) or await _secret(rt, namespace, receiver)
             except InvalidSpec:
                 secret = None
-            result = await deliver_message(receiver, message, secret, _service(rt).client,
-                                           event="digest", policy=_service(rt).send_policy,
-                                           addresses=_service(rt).addresses)
+            result = await deliver_message(
+                receiver,
+                message,
+                secret,
+                _service(rt).client,
+                event="digest",
+                policy=_service(rt).send_policy,
+                addresses=_service(rt).addresses,
+            )
             DELIVERIES.labels(receiver.type, "digest", "ok" if result.ok else "failed").inc()
         status = rt.status_of(obj)
-        await rt.write_status(obj, {"firing": status.get("firing", 0), "alerts": records,
-                                    "lastDigestAt": durations.rfc3339(now)}, [])
+        await rt.write_status(
+            obj,
+            {"firing": status.get("firing", 0), "alerts": records, "lastDigestAt": durations.rfc3339(now)},
+            [],
+        )
         last = durations.rfc3339(now)
     return durations.parse_time(last or durations.rfc3339(now)) + timedelta(seconds=schedule.interval)
 
@@ -317,15 +378,20 @@ async def _write(rt: Runtime, obj: dict, rule: Rule, records: list[dict], firing
         firing_cond = Condition.true("Firing", "AlertsFiring", f"{firing} alerts firing ({rule.severity})")
     else:
         firing_cond = Condition.false("Firing", "NoAlerts", f"{held} held" if held else "")
-    await rt.write_status(obj, {"firing": firing, "alerts": records[:1000]},
-                          [firing_cond, *summary(True, ready_reason="Watching",
-                                                 ready_message=f"watching {watched} objects")])
+    await rt.write_status(
+        obj,
+        {"firing": firing, "alerts": records[:1000]},
+        [firing_cond, *summary(True, ready_reason="Watching", ready_message=f"watching {watched} objects")],
+    )
 
 
 async def _stalled(rt: Runtime, obj: dict, reason: str, message: str) -> None:
     stalled = condition_of(obj, "Stalled") or {}
     already = stalled.get("reason") == reason and stalled.get("status") == "True"
-    await rt.write_status(obj, {}, [Condition.unknown("Firing", reason, message),
-                                    *summary(False, stalled=Stalled(reason, message))])
+    await rt.write_status(
+        obj,
+        {},
+        [Condition.unknown("Firing", reason, message), *summary(False, stalled=Stalled(reason, message))],
+    )
     if not already:
         await rt.event(obj, reason, message, warning=True)

@@ -26,8 +26,9 @@ from ..vocabulary import SecretRef
 # Response targets: how long a firing alert may wait for an acknowledgement (the model's
 # description of ``severity`` states them; a unit test holds the two together).
 # ``blocked`` alerts are recorded and shown but never page anyone, hence no target.
-SEVERITIES: dict[str, float | None] = dict(zip(model.SEVERITIES, (30 * 60, 2 * 3600, 24 * 3600, 48 * 3600, None),
-                                               strict=True))
+SEVERITIES: dict[str, float | None] = dict(
+    zip(model.SEVERITIES, (30 * 60, 2 * 3600, 24 * 3600, 48 * 3600, None), strict=True)
+)
 KINDS = model.ALERT_KINDS
 # Defaults as the model (and so the CRD) declares them, in seconds where they are durations.
 _WHEN = model.When()
@@ -83,7 +84,7 @@ class Digest:
 
 
 _TRAFFIC = model.TrafficCondition.model_fields
-TRAFFIC_WHEN = "Traffic"     # the condition name traffic observations carry (status "True": breached)
+TRAFFIC_WHEN = "Traffic"  # the condition name traffic observations carry (status "True": breached)
 
 
 @dataclass(frozen=True)
@@ -146,22 +147,28 @@ def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
     if duplicates:
         raise InvalidSpec("DuplicateReceiver", f"receiver names must be unique: {', '.join(duplicates)}")
     escalation = tuple(
-        EscalationStep(_duration(step.get("after"), f"escalation[{i}].after"),
-                       _known(step.get("receivers") or [], names, f"escalation[{i}]"))
+        EscalationStep(
+            _duration(step.get("after"), f"escalation[{i}].after"),
+            _known(step.get("receivers") or [], names, f"escalation[{i}]"),
+        )
         for i, step in enumerate(spec.get("escalation") or [])
     )
     for i in range(1, len(escalation)):
         if escalation[i].after <= escalation[i - 1].after:
-            raise InvalidSpec("InvalidEscalation",
-                              f"escalation[{i}].after must be later than escalation[{i - 1}].after")
+            raise InvalidSpec(
+                "InvalidEscalation", f"escalation[{i}].after must be later than escalation[{i - 1}].after"
+            )
     digest = None
     if spec.get("digest"):
         raw = spec["digest"]
-        digest = Digest(_duration(raw.get("interval"), "digest.interval"),
-                        _known(raw.get("receivers") or [], names, "digest"))
+        digest = Digest(
+            _duration(raw.get("interval"), "digest.interval"),
+            _known(raw.get("receivers") or [], names, "digest"),
+        )
     repeat_interval = _duration(spec.get("repeatInterval"), "repeatInterval", REPEAT_INTERVAL)
-    floors.check_alerting(repeat_interval, [step.after for step in escalation],
-                          digest.interval if digest else None)
+    floors.check_alerting(
+        repeat_interval, [step.after for step in escalation], digest.interval if digest else None
+    )
     return Rule(
         namespace=namespace,
         name=name,
@@ -219,8 +226,10 @@ def _selector(raw: Mapping) -> Selector:
     kinds = tuple(raw.get("kinds") or KINDS)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise InvalidSpec("InvalidSelector", f"selector.kinds: {', '.join(unknown)} cannot be alerted on "
-                                             f"(use {', '.join(KINDS)})")
+        raise InvalidSpec(
+            "InvalidSelector",
+            f"selector.kinds: {', '.join(unknown)} cannot be alerted on (use {', '.join(KINDS)})",
+        )
     expressions = []
     for i, expr in enumerate(raw.get("matchExpressions") or []):
         key, op, values = expr.get("key") or "", expr.get("operator"), tuple(expr.get("values") or ())
@@ -228,7 +237,9 @@ def _selector(raw: Mapping) -> Selector:
         if not key:
             raise InvalidSpec("InvalidSelector", f"{where}: key is required")
         if op not in OPERATORS:
-            raise InvalidSpec("InvalidSelector", f"{where}: operator {op!r} is not one of {', '.join(OPERATORS)}")
+            raise InvalidSpec(
+                "InvalidSelector", f"{where}: operator {op!r} is not one of {', '.join(OPERATORS)}"
+            )
         if op in ("In", "NotIn") and not values:
             raise InvalidSpec("InvalidSelector", f"{where}: {op} needs at least one value")
         if op in ("Exists", "DoesNotExist") and values:
@@ -241,7 +252,9 @@ def _when(raw: Mapping) -> When:
     status = str(raw.get("status", When.status))
     if status not in CONDITION_STATUSES:
         raise InvalidSpec("InvalidCondition", f"when.status {status!r} is not one of True, False, Unknown")
-    return When(raw.get("condition") or When.condition, status, _duration(raw.get("for"), "when.for", When.for_))
+    return When(
+        raw.get("condition") or When.condition, status, _duration(raw.get("for"), "when.for", When.for_)
+    )
 
 
 def _traffic_when(raw: Mapping) -> When:
@@ -252,7 +265,9 @@ def _traffic_when(raw: Mapping) -> When:
 def _traffic(raw: Mapping) -> TrafficCondition:
     signal = raw.get("signal")
     if signal not in model.TRAFFIC_SIGNALS:
-        raise InvalidSpec("InvalidTraffic", f"traffic.signal {signal!r} is not one of {', '.join(model.TRAFFIC_SIGNALS)}")
+        raise InvalidSpec(
+            "InvalidTraffic", f"traffic.signal {signal!r} is not one of {', '.join(model.TRAFFIC_SIGNALS)}"
+        )
     above, below = raw.get("above"), raw.get("below")
     if signal in ("errorRate", "latency", "failedRequests") and above is None:
         raise InvalidSpec("InvalidTraffic", f"traffic.signal {signal} needs above")
@@ -261,12 +276,17 @@ def _traffic(raw: Mapping) -> TrafficCondition:
     over = str(raw.get("over") or _TRAFFIC["over"].default)
     _duration(over, "traffic.over")
     return TrafficCondition(
-        signal=signal, per=raw.get("per") or _TRAFFIC["per"].default,
-        above=float(above) if above is not None else None, below=float(below) if below is not None else None,
-        week_ago_ratio=bool(raw.get("weekAgoRatio", False)), quantile=raw.get("quantile") or _TRAFFIC["quantile"].default,
+        signal=signal,
+        per=raw.get("per") or _TRAFFIC["per"].default,
+        above=float(above) if above is not None else None,
+        below=float(below) if below is not None else None,
+        week_ago_ratio=bool(raw.get("weekAgoRatio", False)),
+        quantile=raw.get("quantile") or _TRAFFIC["quantile"].default,
         error_class=raw.get("errorClass") or _TRAFFIC["error_class"].default,
-        min_rps=float(raw.get("minRps", _TRAFFIC["min_rps"].default)), over=over,
-        war_room=bool(raw.get("warRoom", False)))
+        min_rps=float(raw.get("minRps", _TRAFFIC["min_rps"].default)),
+        over=over,
+        war_room=bool(raw.get("warRoom", False)),
+    )
 
 
 def parse_receiver(raw: Mapping) -> Receiver:
@@ -275,8 +295,10 @@ def parse_receiver(raw: Mapping) -> Receiver:
     if not name:
         raise InvalidSpec("InvalidReceiver", "every receiver needs a name")
     if type_ not in RECEIVER_TYPES:
-        raise InvalidSpec("InvalidReceiverType",
-                          f"receiver {name}: type {type_!r} is not one of {', '.join(RECEIVER_TYPES)}")
+        raise InvalidSpec(
+            "InvalidReceiverType",
+            f"receiver {name}: type {type_!r} is not one of {', '.join(RECEIVER_TYPES)}",
+        )
     ref = raw.get("secretRef")
     secret_ref = SecretRef(ref.get("name", ""), ref.get("key", "")) if ref else None
     if secret_ref and not (secret_ref.name and secret_ref.key):
@@ -292,14 +314,17 @@ def parse_receiver(raw: Mapping) -> Receiver:
     to = tuple(email.get("to") or ())
     if type_ == "email" and not to:
         raise InvalidSpec("InvalidReceiver", f"receiver {name}: email needs email.to")
-    return Receiver(name, type_, secret_ref, url, to, email.get("from"), bool(raw.get("escalationOnly", False)))
+    return Receiver(
+        name, type_, secret_ref, url, to, email.get("from"), bool(raw.get("escalationOnly", False))
+    )
 
 
 def _known(wanted: list[str], names: list[str], where: str) -> tuple[str, ...]:
     unknown = [n for n in wanted if n not in names]
     if unknown:
-        raise InvalidSpec("UnknownReceiver", f"{where} names receivers this rule does not define: "
-                                             f"{', '.join(unknown)}")
+        raise InvalidSpec(
+            "UnknownReceiver", f"{where} names receivers this rule does not define: {', '.join(unknown)}"
+        )
     return tuple(wanted)
 
 
@@ -323,8 +348,10 @@ def _summary(text: str | None) -> str | None:
         return text
     for name, spec in fields:
         if spec:
-            raise InvalidSpec("InvalidSummary", f"summary placeholder {{{name}:{spec[:20]}}} takes no format spec: "
-                                                f"write {{{name}}}")
+            raise InvalidSpec(
+                "InvalidSummary",
+                f"summary placeholder {{{name}:{spec[:20]}}} takes no format spec: write {{{name}}}",
+            )
     return text
 
 
@@ -348,8 +375,13 @@ def _fmt(signal: str, value: float) -> str:
     return f"{value:.3g} requests/s"
 
 
-def judge_traffic(cond: TrafficCondition, product: str, figures: Figures | None, versions: list[str],
-                  failed: float | None = None) -> list[TrafficVerdict]:
+def judge_traffic(
+    cond: TrafficCondition,
+    product: str,
+    figures: Figures | None,
+    versions: list[str],
+    failed: float | None = None,
+) -> list[TrafficVerdict]:
     """Judge one product's figures (``figures`` None: Prometheus had none, the caller keeps state).
 
     ``versions`` are the product's running versions: one that served nothing has no series at
@@ -365,28 +397,49 @@ def judge_traffic(cond: TrafficCondition, product: str, figures: Figures | None,
     def latency_ms(v: VersionFigures | None) -> float | None:
         seconds = (v.latency or {}).get(cond.quantile) if v is not None else None
         return seconds * 1000 if seconds is not None else None
-    if cond.per == "product" or cond.signal == "failedRequests":   # a count of the whole product
+
+    if cond.per == "product" or cond.signal == "failedRequests":  # a count of the whole product
         known = [v for v in by_version.values() if v is not None]
         slowest = [ms for ms in (latency_ms(v) for v in known) if ms is not None]
         weeks = [v.week_ago for v in known if v.week_ago is not None]
-        units.append((product, sum(v.rps for v in known), sum(v.failed for v in known),
-                      sum(v.server for v in known), sum(v.client for v in known), sum(v.timeouts for v in known),
-                      max(slowest) if slowest else None, sum(weeks) if weeks else None))
+        units.append(
+            (
+                product,
+                sum(v.rps for v in known),
+                sum(v.failed for v in known),
+                sum(v.server for v in known),
+                sum(v.client for v in known),
+                sum(v.timeouts for v in known),
+                max(slowest) if slowest else None,
+                sum(weeks) if weeks else None,
+            )
+        )
     elif cond.per == "version":
         for name, v in by_version.items():
             if v is None:
                 units.append((f"{product}/{name}", 0.0, 0.0, 0.0, 0.0, 0.0, None, None))
             else:
-                units.append((f"{product}/{name}", v.rps, v.failed, v.server, v.client, v.timeouts, latency_ms(v),
-                              v.week_ago))
+                units.append(
+                    (
+                        f"{product}/{name}",
+                        v.rps,
+                        v.failed,
+                        v.server,
+                        v.client,
+                        v.timeouts,
+                        latency_ms(v),
+                        v.week_ago,
+                    )
+                )
     else:
         for name, v in by_version.items():
-            for consumer in (v.consumers.values() if v is not None else ()):
+            for consumer in v.consumers.values() if v is not None else ():
                 if consumer.rps is None:
-                    continue      # known only by its failures: its share cannot be judged
+                    continue  # known only by its failures: its share cannot be judged
                 errors = consumer.errors or 0.0
-                units.append((f"{product}/{name}/{consumer.name}", consumer.rps, errors, errors, 0.0, 0.0, None,
-                              None))
+                units.append(
+                    (f"{product}/{name}/{consumer.name}", consumer.rps, errors, errors, 0.0, 0.0, None, None)
+                )
     out = []
     for name, rps, bad, server, client, timeouts, latency, week_ago in units:
         breached, value = False, None
@@ -418,10 +471,15 @@ def judge_traffic(cond: TrafficCondition, product: str, figures: Figures | None,
             message = f"{name}: {'no requests at all' if breached else _fmt('requestRate', value)}"
         else:
             limit = cond.above if cond.above is not None else cond.below
-            what = f" ({cond.error_class})" if cond.signal == "errorRate" else \
-                (f" ({cond.quantile})" if cond.signal == "latency" else "")
+            what = (
+                f" ({cond.error_class})"
+                if cond.signal == "errorRate"
+                else (f" ({cond.quantile})" if cond.signal == "latency" else "")
+            )
             over = f" over {cond.over}" if cond.signal == "failedRequests" else ""
-            message = f"{name}: {cond.signal}{what} {_fmt(cond.signal, value)}{over} " \
-                      f"({'above' if cond.above is not None else 'below'} {_fmt(cond.signal, limit or 0.0)})"
+            message = (
+                f"{name}: {cond.signal}{what} {_fmt(cond.signal, value)}{over} "
+                f"({'above' if cond.above is not None else 'below'} {_fmt(cond.signal, limit or 0.0)})"
+            )
         out.append(TrafficVerdict(name, breached, message))
     return out

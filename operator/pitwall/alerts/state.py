@@ -47,14 +47,14 @@ ACK_ANNOTATION, ACK_BY_ANNOTATION = ANNOTATION_ACK, ANNOTATION_ACK_BY
 PENDING, FIRING, HELD, RESOLVED = "pending", "firing", "held", "resolved"
 EVENTS = ("firing", "escalation", "reminder", "resolved")
 
-RESOLVED_KEEP = 50                      # resolved records kept per rule ...
-RESOLVED_TTL = timedelta(hours=24)      # ... and for at most this long
-DELIVERIES_KEEP = 20                    # delivery attempts kept per alert
-RETRY_BASE = 30.0                       # a failed delivery is owed again after 30s, 1m, 2m ...
-RETRY_CAP = 1800.0                      # ... at most every 30 minutes
-MAX_TRIES = 10                          # ... and given up (recorded, with an Event) after this many
+RESOLVED_KEEP = 50  # resolved records kept per rule ...
+RESOLVED_TTL = timedelta(hours=24)  # ... and for at most this long
+DELIVERIES_KEEP = 20  # delivery attempts kept per alert
+RETRY_BASE = 30.0  # a failed delivery is owed again after 30s, 1m, 2m ...
+RETRY_CAP = 1800.0  # ... at most every 30 minutes
+MAX_TRIES = 10  # ... and given up (recorded, with an Event) after this many
 SUBJECT_MAX = 1024
-MESSAGE_MAX = 1000                      # a condition message is a hint, not a log (status.alerts[].message)
+MESSAGE_MAX = 1000  # a condition message is a hint, not a log (status.alerts[].message)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -64,8 +64,8 @@ class Observation:
 
     kind: str
     name: str
-    status: str                      # True | False | Unknown (Unknown when the condition is absent)
-    since: datetime | None = None    # its lastTransitionTime
+    status: str  # True | False | Unknown (Unknown when the condition is absent)
+    since: datetime | None = None  # its lastTransitionTime
     reason: str = ""
     message: str = ""
 
@@ -115,30 +115,48 @@ class AlertRecord:
     def from_dict(cls, raw: Mapping) -> AlertRecord:
         obj = raw.get("object") or {}
         return cls(
-            key=raw["key"], kind=obj.get("kind", ""), name=obj.get("name", ""),
-            subject=raw.get("subject", ""), state=raw.get("state", PENDING),
+            key=raw["key"],
+            kind=obj.get("kind", ""),
+            name=obj.get("name", ""),
+            subject=raw.get("subject", ""),
+            state=raw.get("state", PENDING),
             severity=raw.get("severity", ""),
-            pending_since=_time(raw.get("pendingSince")), since=_time(raw.get("since")),
-            acknowledged_by=raw.get("acknowledgedBy"), acknowledged_at=_time(raw.get("acknowledgedAt")),
+            pending_since=_time(raw.get("pendingSince")),
+            since=_time(raw.get("since")),
+            acknowledged_by=raw.get("acknowledgedBy"),
+            acknowledged_at=_time(raw.get("acknowledgedAt")),
             escalation_step=int(raw.get("escalationStep") or 0),
-            last_notified_at=_time(raw.get("lastNotifiedAt")), resolved_at=_time(raw.get("resolvedAt")),
+            last_notified_at=_time(raw.get("lastNotifiedAt")),
+            resolved_at=_time(raw.get("resolvedAt")),
             notified=list(raw.get("notified") or []),
-            outstanding=[Owed(o["receiver"], o["event"], _time(o.get("due")) or _EPOCH,
-                              int(o.get("tries") or 0)) for o in raw.get("outstanding") or []],
+            outstanding=[
+                Owed(o["receiver"], o["event"], _time(o.get("due")) or _EPOCH, int(o.get("tries") or 0))
+                for o in raw.get("outstanding") or []
+            ],
             deliveries=[dict(d) for d in raw.get("deliveries") or []],
             message=raw.get("message") or "",
         )
 
     def to_dict(self) -> dict:
         out = {
-            "key": self.key, "object": {"kind": self.kind, "name": self.name}, "subject": self.subject,
-            "state": self.state, "severity": self.severity,
-            "pendingSince": self.pending_since, "since": self.since, "ackDeadline": self.ack_deadline,
-            "acknowledgedBy": self.acknowledged_by, "acknowledgedAt": self.acknowledged_at,
-            "escalationStep": self.escalation_step, "lastNotifiedAt": self.last_notified_at,
-            "resolvedAt": self.resolved_at, "notified": list(self.notified),
-            "outstanding": [{"receiver": o.receiver, "event": o.event, "due": rfc3339(o.due), "tries": o.tries}
-                            for o in self.outstanding],
+            "key": self.key,
+            "object": {"kind": self.kind, "name": self.name},
+            "subject": self.subject,
+            "state": self.state,
+            "severity": self.severity,
+            "pendingSince": self.pending_since,
+            "since": self.since,
+            "ackDeadline": self.ack_deadline,
+            "acknowledgedBy": self.acknowledged_by,
+            "acknowledgedAt": self.acknowledged_at,
+            "escalationStep": self.escalation_step,
+            "lastNotifiedAt": self.last_notified_at,
+            "resolvedAt": self.resolved_at,
+            "notified": list(self.notified),
+            "outstanding": [
+                {"receiver": o.receiver, "event": o.event, "due": rfc3339(o.due), "tries": o.tries}
+                for o in self.outstanding
+            ],
             "deliveries": [dict(d) for d in self.deliveries],
             "message": details(self.message) or None,
         }
@@ -170,7 +188,7 @@ class DeliveryResult:
     attempts: int
     error: str | None
     at: datetime
-    permanent: bool = False          # refused for a reason no retry fixes: recorded once, not retried
+    permanent: bool = False  # refused for a reason no retry fixes: recorded once, not retried
 
 
 @dataclass(frozen=True)
@@ -186,13 +204,13 @@ class Transition:
 
 @dataclass(frozen=True)
 class Evaluation:
-    records: list[dict]                   # the new status.alerts
-    notifications: list[Notification]     # due now; deliver, then apply_results()
+    records: list[dict]  # the new status.alerts
+    notifications: list[Notification]  # due now; deliver, then apply_results()
     transitions: list[Transition]
-    acks_applied: tuple[str, ...]         # every ack key handed in is consumed: strip them all
-    acks_unknown: tuple[str, ...]         # ... these matched no open alert (worth a Warning Event)
-    firing: int                           # alerts in state firing (held ones are not counted)
-    wake_at: datetime | None              # evaluate again by then even if nothing changes
+    acks_applied: tuple[str, ...]  # every ack key handed in is consumed: strip them all
+    acks_unknown: tuple[str, ...]  # ... these matched no open alert (worth a Warning Event)
+    firing: int  # alerts in state firing (held ones are not counted)
+    wake_at: datetime | None  # evaluate again by then even if nothing changes
 
 
 def details(message: str) -> str:
@@ -201,7 +219,7 @@ def details(message: str) -> str:
     Secrets are masked before it gets here (the reconcile masks with the rule's receiver
     Secrets; probes mask their own before writing conditions)."""
     message = message.strip()
-    return message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX - 1] + "…"
+    return message if len(message) <= MESSAGE_MAX else message[: MESSAGE_MAX - 1] + "…"
 
 
 def alert_key(rule: Rule, kind: str, name: str) -> str:
@@ -216,8 +234,14 @@ def observe(obj: Mapping, condition: str) -> Observation:
     cond = conditions.get((obj.get("status") or {}).get("conditions"), condition)
     if cond is None:
         return Observation(obj.get("kind", ""), name, "Unknown")
-    return Observation(obj.get("kind", ""), name, cond.get("status", "Unknown"),
-                       _time(cond.get("lastTransitionTime")), cond.get("reason", ""), cond.get("message", ""))
+    return Observation(
+        obj.get("kind", ""),
+        name,
+        cond.get("status", "Unknown"),
+        _time(cond.get("lastTransitionTime")),
+        cond.get("reason", ""),
+        cond.get("message", ""),
+    )
 
 
 def parse_acks(annotations: Mapping[str, str] | None) -> dict[str, str]:
@@ -228,8 +252,15 @@ def parse_acks(annotations: Mapping[str, str] | None) -> dict[str, str]:
     return {k: who for k in keys if k}
 
 
-def evaluate(rule: Rule, records: Iterable[Mapping], observations: Iterable[Observation], now: datetime,
-             *, held: Collection[tuple[str, str]] = (), acks: Mapping[str, str] | None = None) -> Evaluation:
+def evaluate(
+    rule: Rule,
+    records: Iterable[Mapping],
+    observations: Iterable[Observation],
+    now: datetime,
+    *,
+    held: Collection[tuple[str, str]] = (),
+    acks: Mapping[str, str] | None = None,
+) -> Evaluation:
     """Advance every alert of ``rule`` to ``now``.
 
     ``observations`` are the objects the rule selects now (an alert whose object is missing
@@ -237,12 +268,16 @@ def evaluate(rule: Rule, records: Iterable[Mapping], observations: Iterable[Obse
     ``(kind, name)`` of objects in an active maintenance window with ``suppressAlerts``.
     """
     return _Evaluator(rule, now, {tuple(h) for h in held}, dict(acks or {})).run(
-        [AlertRecord.from_dict(r) for r in records], observations)
+        [AlertRecord.from_dict(r) for r in records], observations
+    )
 
 
-def due(rule: Rule, records: Iterable[Mapping], now: datetime,
-        exclude: Collection[tuple[str, str, str, str, int]] = ()
-        ) -> tuple[list[Notification], set[tuple[str, str, str, str, int]], datetime | None]:
+def due(
+    rule: Rule,
+    records: Iterable[Mapping],
+    now: datetime,
+    exclude: Collection[tuple[str, str, str, str, int]] = (),
+) -> tuple[list[Notification], set[tuple[str, str, str, str, int]], datetime | None]:
     """The notifications owed and due now (one per receiver and event), the ids of the owed
     entries they carry, and when the next falls due.
 
@@ -268,8 +303,12 @@ def due(rule: Rule, records: Iterable[Mapping], now: datetime,
                 ids.add(ident)
             else:
                 wakes.append(owed.due)
-    notifications = [Notification(rule, receiver, event, tuple(groups[(receiver.name, event)]))
-                     for receiver in rule.receivers for event in EVENTS if (receiver.name, event) in groups]
+    notifications = [
+        Notification(rule, receiver, event, tuple(groups[(receiver.name, event)]))
+        for receiver in rule.receivers
+        for event in EVENTS
+        if (receiver.name, event) in groups
+    ]
     return notifications, ids, min(wakes, default=None)
 
 
@@ -278,14 +317,22 @@ def message_id(rule: Rule, n: Notification) -> str:
     sending and recording is the same message, a new firing or reminder is a new one."""
     parts = [rule.namespace, rule.name, n.receiver.name, n.event]
     for alert in n.alerts:
-        parts += [alert.key, rfc3339(alert.since) if alert.since else "",
-                  rfc3339(alert.last_notified_at) if n.event == "reminder" and alert.last_notified_at else "",
-                  str(alert.escalation_step) if n.event == "escalation" else ""]
+        parts += [
+            alert.key,
+            rfc3339(alert.since) if alert.since else "",
+            rfc3339(alert.last_notified_at) if n.event == "reminder" and alert.last_notified_at else "",
+            str(alert.escalation_step) if n.event == "escalation" else "",
+        ]
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
 
 
-def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult], *,
-                  lost: list[str] | None = None, retry_base: float = RETRY_BASE) -> list[dict]:
+def apply_results(
+    records: Iterable[Mapping],
+    results: Iterable[DeliveryResult],
+    *,
+    lost: list[str] | None = None,
+    retry_base: float = RETRY_BASE,
+) -> list[dict]:
     """Record delivery outcomes: log each attempt, settle what arrived, re-schedule what did not.
 
     A permanent refusal (HTTP 4xx but 408/429, SMTP 5xx, no usable receiver) is recorded once and
@@ -299,8 +346,13 @@ def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult],
             rec = by_key.get(key)
             if rec is None:
                 continue
-            entry = {"receiver": res.receiver, "event": res.event, "at": rfc3339(res.at), "ok": res.ok,
-                     "attempts": res.attempts}
+            entry = {
+                "receiver": res.receiver,
+                "event": res.event,
+                "at": rfc3339(res.at),
+                "ok": res.ok,
+                "attempts": res.attempts,
+            }
             if res.error:
                 entry["error"] = res.error
             rec.deliveries = (rec.deliveries + [entry])[-DELIVERIES_KEEP:]
@@ -315,8 +367,10 @@ def apply_results(records: Iterable[Mapping], results: Iterable[DeliveryResult],
                 rec.outstanding.remove(owed)
                 if lost is not None:
                     why = res.error or "failed"
-                    lost.append(f"{res.event} of {key} to {res.receiver}: {why}"
-                                + ("" if res.permanent else f" (gave up after {owed.tries} tries)"))
+                    lost.append(
+                        f"{res.event} of {key} to {res.receiver}: {why}"
+                        + ("" if res.permanent else f" (gave up after {owed.tries} tries)")
+                    )
             else:
                 owed.due = res.at + timedelta(seconds=min(RETRY_CAP, retry_base * 2 ** (owed.tries - 1)))
     return [r.to_dict() for r in recs]
@@ -412,7 +466,7 @@ class _Evaluator:
         self.set_state(rec, RESOLVED)
         rec.resolved_at = self.now
         rec.message = message
-        rec.outstanding = []          # a firing nobody received yet is news no more
+        rec.outstanding = []  # a firing nobody received yet is news no more
         if self.rule.send_resolved:
             self.owe(rec, list(rec.notified), RESOLVED)
         return rec
@@ -425,7 +479,7 @@ class _Evaluator:
         self.escalate(rec)
 
     def escalate(self, rec: AlertRecord) -> None:
-        since = rec.since          # set when the alert fired: only firing alerts escalate
+        since = rec.since  # set when the alert fired: only firing alerts escalate
         if not self.rule.pages or rec.acknowledged_at is not None or since is None:
             return
         elapsed = (self.now - since).total_seconds()
@@ -444,7 +498,7 @@ class _Evaluator:
         if not self.rule.pages or rec.acknowledged_at is not None or interval <= 0 or not rec.notified:
             return
         last = rec.last_notified_at or rec.since
-        if last is None:           # notified implies fired: never here
+        if last is None:  # notified implies fired: never here
             return
         if (self.now - last).total_seconds() >= interval:
             self.owe(rec, list(rec.notified), "reminder")
@@ -464,7 +518,7 @@ class _Evaluator:
             if event != RESOLVED and name not in rec.notified:
                 rec.notified.append(name)
             if _find(rec.outstanding, name, event) is not None:
-                continue              # still owed from before: one message, not two
+                continue  # still owed from before: one message, not two
             due = self.now
             if event == FIRING and self.rule.group_wait > 0:
                 due = self.group_due.setdefault(name, self.now + timedelta(seconds=self.rule.group_wait))
@@ -483,8 +537,9 @@ class _Evaluator:
         open_, resolved = [], []
         for rec in records:
             # A rule turned ``blocked`` still owes resolves, but pages no more.
-            rec.outstanding = [o for o in rec.outstanding
-                               if o.receiver in names and (self.rule.pages or o.event == RESOLVED)]
+            rec.outstanding = [
+                o for o in rec.outstanding if o.receiver in names and (self.rule.pages or o.event == RESOLVED)
+            ]
             if rec.state != RESOLVED:
                 open_.append(rec)
             elif rec.resolved_at is not None and self.now - rec.resolved_at < RESOLVED_TTL:
@@ -498,21 +553,33 @@ class _Evaluator:
         groups: dict[tuple[str, str], list[AlertRecord]] = {}
         for rec in records:
             if rec.state == HELD:
-                continue              # paused, not dropped: sent if the window ends first
+                continue  # paused, not dropped: sent if the window ends first
             for owed in rec.outstanding:
                 if owed.due <= self.now:
                     groups.setdefault((owed.receiver, owed.event), []).append(rec)
                 else:
                     self.wakes.append(owed.due)
-        return [Notification(self.rule, receiver, event, tuple(groups[(receiver.name, event)]))
-                for receiver in self.rule.receivers for event in EVENTS if (receiver.name, event) in groups]
+        return [
+            Notification(self.rule, receiver, event, tuple(groups[(receiver.name, event)]))
+            for receiver in self.rule.receivers
+            for event in EVENTS
+            if (receiver.name, event) in groups
+        ]
 
 
 def _subject(rule: Rule, obs: Observation) -> str:
     """``summary`` with ``{kind}``, ``{name}`` ... filled in; unknown fields and bad braces stay as typed."""
-    facts = _Facts(kind=obs.kind, name=obs.name, namespace=rule.namespace, rule=rule.name,
-                   condition=rule.when.condition, status=obs.status, reason=obs.reason, message=obs.message,
-                   severity=rule.severity)
+    facts = _Facts(
+        kind=obs.kind,
+        name=obs.name,
+        namespace=rule.namespace,
+        rule=rule.name,
+        condition=rule.when.condition,
+        status=obs.status,
+        reason=obs.reason,
+        message=obs.message,
+        severity=rule.severity,
+    )
     if rule.summary:
         try:
             subject = rule.summary.format_map(facts)
@@ -524,7 +591,7 @@ def _subject(rule: Rule, obs: Observation) -> str:
     # A summary may quote a whole condition message: one line, and no longer than any receiver's
     # title field takes (PagerDuty's summary, 1,024 characters, is the largest).
     subject = " ".join(subject.split())
-    return subject if len(subject) <= SUBJECT_MAX else subject[:SUBJECT_MAX - 1] + "…"
+    return subject if len(subject) <= SUBJECT_MAX else subject[: SUBJECT_MAX - 1] + "…"
 
 
 class _Facts(dict):

@@ -26,9 +26,13 @@ KIND = "ApiProduct"
 
 
 def _selected(rt: Runtime, rule: Rule, namespace: str) -> list[dict]:
-    return [p for p in rt.stores[KIND].list(namespace)
-            if (p.get("spec") or {}).get("traffic") is not None and not p["metadata"].get("deletionTimestamp")
-            and matches(rule.selector, KIND, p["metadata"].get("labels"))]
+    return [
+        p
+        for p in rt.stores[KIND].list(namespace)
+        if (p.get("spec") or {}).get("traffic") is not None
+        and not p["metadata"].get("deletionTimestamp")
+        and matches(rule.selector, KIND, p["metadata"].get("labels"))
+    ]
 
 
 def _product_of(unit: str) -> str:
@@ -43,7 +47,9 @@ async def observations(rt: Runtime, rule: Rule, namespace: str, records: list[di
     failed: dict[tuple[str, str], float] | None = None
     if cond.signal == "failedRequests" and rt.traffic is not None and products:
         try:
-            failed = await rt.traffic.failed_requests([(namespace, p["metadata"]["name"]) for p in products], cond.over)
+            failed = await rt.traffic.failed_requests(
+                [(namespace, p["metadata"]["name"]) for p in products], cond.over
+            )
         except TrafficError as exc:
             log.warning("traffic rule %s/%s: %s", namespace, rule.name, exc)
     out: list[Observation] = []
@@ -58,14 +64,30 @@ async def observations(rt: Runtime, rule: Rule, namespace: str, records: list[di
                 unit = (record.get("object") or {}).get("name", "")
                 if _product_of(unit) == name:
                     keep = record.get("state") in (PENDING, FIRING, HELD)
-                    out.append(Observation(KIND, unit, "True" if keep else "False",
-                                           message=f"{unit}: no traffic figures ({reading.error if reading else 'not read yet'})"))
+                    out.append(
+                        Observation(
+                            KIND,
+                            unit,
+                            "True" if keep else "False",
+                            message=f"{unit}: no traffic figures ({reading.error if reading else 'not read yet'})",
+                        )
+                    )
             continue
-        versions = [v["name"] for v in (product.get("spec") or {}).get("versions") or []
-                    if v.get("lifecycle") != "retired"]
+        versions = [
+            v["name"]
+            for v in (product.get("spec") or {}).get("versions") or []
+            if v.get("lifecycle") != "retired"
+        ]
         for verdict in judge_traffic(cond, name, figures, versions, count):
-            out.append(Observation(KIND, verdict.name, "True" if verdict.breached else "False",
-                                   reason=TRAFFIC_WHEN, message=verdict.message))
+            out.append(
+                Observation(
+                    KIND,
+                    verdict.name,
+                    "True" if verdict.breached else "False",
+                    reason=TRAFFIC_WHEN,
+                    message=verdict.message,
+                )
+            )
     return out
 
 
@@ -88,29 +110,50 @@ async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> No
     current = rt.status_of(obj).get("warRoom") or {}
     now = durations.rfc3339(durations.now())
     if products and current.get("state") != "open":
-        message = (f"war room opened: failed requests of {', '.join(products)} passed {rule.traffic.above:g} over "
-                   f"{rule.traffic.over}; " + "; ".join(r.get("subject", "") for r in firing))[:1000]
-        await rt.write_status(obj, {"warRoom": {"state": "open", "openedAt": now, "products": products[:50],
-                                                "threshold": rule.traffic.above, "message": message}}, [])
+        message = (
+            f"war room opened: failed requests of {', '.join(products)} passed {rule.traffic.above:g} over "
+            f"{rule.traffic.over}; " + "; ".join(r.get("subject", "") for r in firing)
+        )[:1000]
+        await rt.write_status(
+            obj,
+            {
+                "warRoom": {
+                    "state": "open",
+                    "openedAt": now,
+                    "products": products[:50],
+                    "threshold": rule.traffic.above,
+                    "message": message,
+                }
+            },
+            [],
+        )
         await rt.event(obj, "WarRoomOpened", message, warning=True)
         for name in products:
             product = rt.stores[KIND].get(obj["metadata"]["namespace"], name)
             if product is not None:
                 await rt.event(product, "WarRoomOpened", f"AlertRule {rule.name}: {message}", warning=True)
     elif not products and current.get("state") == "open":
-        message = f"war room closed: failed requests of {', '.join(current.get('products') or [])} back under " \
-                  f"{rule.traffic.above:g} over {rule.traffic.over}"
-        await rt.write_status(obj, {"warRoom": {**current, "state": "closed", "closedAt": now,
-                                                "message": message}}, [])
+        message = (
+            f"war room closed: failed requests of {', '.join(current.get('products') or [])} back under "
+            f"{rule.traffic.above:g} over {rule.traffic.over}"
+        )
+        await rt.write_status(
+            obj, {"warRoom": {**current, "state": "closed", "closedAt": now, "message": message}}, []
+        )
         await rt.event(obj, "WarRoomClosed", message)
 
 
-async def digest_traffic(rt: Runtime, namespace: str, products: list[dict],
-                         interval: float) -> tuple[dict[str, dict] | None, str]:
+async def digest_traffic(
+    rt: Runtime, namespace: str, products: list[dict], interval: float
+) -> tuple[dict[str, dict] | None, str]:
     """Traffic for the digest: calls and failures per environment over the digest's interval,
     and the calls of the same period a week ago (``offset 1w``); None without figures."""
     period = durations.format(interval)
-    keys = [(namespace, p["metadata"]["name"]) for p in products if (p.get("spec") or {}).get("traffic") is not None]
+    keys = [
+        (namespace, p["metadata"]["name"])
+        for p in products
+        if (p.get("spec") or {}).get("traffic") is not None
+    ]
     if rt.traffic is None or rt.traffic.source is None or not keys:
         return None, period
     seconds = f"{max(1, int(interval))}s"
@@ -121,6 +164,8 @@ async def digest_traffic(rt: Runtime, namespace: str, products: list[dict],
     except TrafficError as exc:
         log.warning("digest traffic %s: %s", namespace, exc)
         return None, period
+
     def by_name(counts: dict[tuple[str, str], float]) -> dict[str, float]:
         return {name: value for (_, name), value in counts.items()}
+
     return digest.traffic_by_environment(products, by_name(calls), by_name(failed), by_name(week_ago)), period

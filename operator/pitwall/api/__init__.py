@@ -19,4 +19,13 @@ from .resource import Resource
 # In the order the CRDs are listed (kustomization.yaml) and documented.
 KINDS: tuple[type[Resource], ...] = (ApiProduct, Probe, Backend, AlertRule, MaintenanceWindow, Incident)
 
-__all__ = ["KINDS", "AlertRule", "ApiProduct", "Backend", "Incident", "MaintenanceWindow", "Probe", "Resource"]
+__all__ = [
+    "KINDS",
+    "AlertRule",
+    "ApiProduct",
+    "Backend",
+    "Incident",
+    "MaintenanceWindow",
+    "Probe",
+    "Resource",
+]

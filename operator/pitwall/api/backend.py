@@ -35,8 +35,11 @@ class ProbeRef(Model):
 class BackendSpec(Model):
     """A provider system behind API products and how to tell it is healthy."""
 
-    model_config = {"json_schema_extra": cel(
-        rule("!(has(self.health) && has(self.probeRef))", "set at most one of health and probeRef"))}
+    model_config = {
+        "json_schema_extra": cel(
+            rule("!(has(self.health) && has(self.probeRef))", "set at most one of health and probeRef")
+        )
+    }
 
     display_name: str | None = text("Human name, e.g. Core banking (mainframe).", 128)
     description: str | None = text("What the system is.", 2048)
@@ -81,13 +84,17 @@ class BackendStatus(Status):
 class Backend(Resource):
     """A provider system that API products depend on."""
 
-    names = Names("backends", ("pwbe",), (
-        READY,
-        Column("State", ".status.state", description="Available, Unavailable, Unknown or Maintenance."),
-        Column("Display Name", ".spec.displayName", description="Human name."),
-        Column("Probe", ".spec.probeRef.name", description="The Probe used, if any.", priority=1),
-        AGE,
-    ))
+    names = Names(
+        "backends",
+        ("pwbe",),
+        (
+            READY,
+            Column("State", ".status.state", description="Available, Unavailable, Unknown or Maintenance."),
+            Column("Display Name", ".spec.displayName", description="Human name."),
+            Column("Probe", ".spec.probeRef.name", description="The Probe used, if any.", priority=1),
+            AGE,
+        ),
+    )
 
     spec: BackendSpec
     status: BackendStatus | None = None

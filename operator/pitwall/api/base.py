@@ -69,8 +69,8 @@ TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 STEP_NAME = r"^[A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-NAME_LEN = 253        # object names (DNS subdomain)
-LABEL_LEN = 63        # DNS label / label value
+NAME_LEN = 253  # object names (DNS subdomain)
+LABEL_LEN = 63  # DNS label / label value
 SHORT_TEXT = 256
 TEXT = 1024
 LONG_TEXT = 4096
@@ -146,8 +146,15 @@ def defaults(model: type[BaseModel]) -> dict[str, Any]:
 # CEL rules
 # --------------------------------------------------------------------------------------
 
-def rule(expr: str, message: str, *, field_path: str | None = None, reason: str | None = None,
-         message_expression: str | None = None) -> dict[str, str]:
+
+def rule(
+    expr: str,
+    message: str,
+    *,
+    field_path: str | None = None,
+    reason: str | None = None,
+    message_expression: str | None = None,
+) -> dict[str, str]:
     """One CEL rule. ``field_path`` points the error at a child field (relative to self).
 
     ``message_expression`` (CEL) builds a more specific message, e.g. quoting the bad value;
@@ -189,6 +196,7 @@ def cel(*rules: dict[str, str]) -> dict[str, Any]:
 # Field helpers: the shapes that recur, each with its bounds
 # --------------------------------------------------------------------------------------
 
+
 def _extra(rules: tuple[dict, ...] | list[dict] = (), **more: Any) -> dict[str, Any] | None:
     extra = {k: v for k, v in more.items() if v is not None}
     if rules:
@@ -196,12 +204,25 @@ def _extra(rules: tuple[dict, ...] | list[dict] = (), **more: Any) -> dict[str, 
     return extra or None
 
 
-def text(description: str, max_length: int = SHORT_TEXT, *, default: Any = None,
-         min_length: int | None = None, pattern: str | None = None, fmt: str | None = None,
-         rules: tuple[dict, ...] | list[dict] = ()) -> Any:
+def text(
+    description: str,
+    max_length: int = SHORT_TEXT,
+    *,
+    default: Any = None,
+    min_length: int | None = None,
+    pattern: str | None = None,
+    fmt: str | None = None,
+    rules: tuple[dict, ...] | list[dict] = (),
+) -> Any:
     """A bounded string field. ``default=...`` makes it required."""
-    return Field(default, description=description, max_length=max_length, min_length=min_length,
-                 pattern=pattern, json_schema_extra=_extra(rules, format=fmt))
+    return Field(
+        default,
+        description=description,
+        max_length=max_length,
+        min_length=min_length,
+        pattern=pattern,
+        json_schema_extra=_extra(rules, format=fmt),
+    )
 
 
 # Durations CEL's duration() can read (Go's time.ParseDuration: no d or w units).
@@ -219,28 +240,39 @@ def at_least(floor: float, *, zero_ok: bool = False) -> dict[str, str]:
     refused otherwise (write durations under 2.4h in h, m, s or ms).
     """
     floor_text = durations.format(floor)
-    check = (f"(self.matches(r'{CEL_DURATION}') ? duration(self) >= duration('{floor_text}') "
-             f": self.matches(r'{DAYS_PART}'))")
+    check = (
+        f"(self.matches(r'{CEL_DURATION}') ? duration(self) >= duration('{floor_text}') "
+        f": self.matches(r'{DAYS_PART}'))"
+    )
     if zero_ok:
         check = f"self.matches(r'{ZERO_DURATION}') || {check}"
     message = f"must be at least {floor_text}" + (" (or 0s to turn it off)" if zero_ok else "")
     below = f"is below the minimum {floor_text}" + (" (use 0s to turn it off)" if zero_ok else "")
     # "0.05d" (72m) is refused too: say why, rather than call it below a floor it is above.
-    return rule(f"!self.matches(r'{DURATION_PATTERN}') || {check}", message,
-                message_expression=f"'\"' + self + '\" ' + (self.matches(r'[dw]') ? "
-                                   f"'{below}, or under 0.1d: write durations under 2.4h in h, m, s or ms' "
-                                   f": '{below}')")
+    return rule(
+        f"!self.matches(r'{DURATION_PATTERN}') || {check}",
+        message,
+        message_expression=f"'\"' + self + '\" ' + (self.matches(r'[dw]') ? "
+        f"'{below}, or under 0.1d: write durations under 2.4h in h, m, s or ms' "
+        f": '{below}')",
+    )
 
 
-def duration(description: str, default: Any = None, *, minimum: float | None = None,
-             zero_ok: bool = False) -> Any:
+def duration(
+    description: str, default: Any = None, *, minimum: float | None = None, zero_ok: bool = False
+) -> Any:
     """A duration string: 500ms, 30s, 5m, 2h, 3d, 1w or a sum such as 1h30m.
 
     ``minimum`` (seconds, from floors.ADMISSION) refuses shorter ones: durations that drive
     repeated work.
     """
-    rules = [matching(DURATION_PATTERN, "must be a duration such as 500ms, 30s, 5m, 2h, 3d or 1h30m",
-                      quoted="is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d or 1h30m")]
+    rules = [
+        matching(
+            DURATION_PATTERN,
+            "must be a duration such as 500ms, 30s, 5m, 2h, 3d or 1h30m",
+            quoted="is not a duration: use e.g. 500ms, 30s, 5m, 2h, 3d or 1h30m",
+        )
+    ]
     if minimum is not None:
         rules.append(at_least(minimum, zero_ok=zero_ok))
         description += f" At least {durations.format(minimum)}" + (" (or 0s)." if zero_ok else ".")
@@ -251,15 +283,21 @@ def timeout_within_interval() -> dict[str, str]:
     """CEL: timeout <= interval when both are set (an unset timeout fits its interval). With d/w units CEL cannot
     compare them; the operator checks those (Stalled, reason TimeoutAboveInterval)."""
     both = f"self.interval.matches(r'{CEL_DURATION}') && self.timeout.matches(r'{CEL_DURATION}')"
-    return rule(f"!has(self.interval) || !has(self.timeout) || !({both}) || "
-                "duration(self.timeout) <= duration(self.interval)",
-                "timeout must not be longer than interval (a run would still be going when the next is due)",
-                field_path=".timeout")
+    return rule(
+        f"!has(self.interval) || !has(self.timeout) || !({both}) || "
+        "duration(self.timeout) <= duration(self.interval)",
+        "timeout must not be longer than interval (a run would still be going when the next is due)",
+        field_path=".timeout",
+    )
 
 
 def url(description: str, default: Any = None) -> Any:
-    return text(description, URL_LEN, default=default, rules=[
-        matching(HTTP_URL, "must be an absolute http:// or https:// URL")])
+    return text(
+        description,
+        URL_LEN,
+        default=default,
+        rules=[matching(HTTP_URL, "must be an absolute http:// or https:// URL")],
+    )
 
 
 EMAIL_RULE = matching(EMAIL, "must be an email address", quoted="is not an email address")
@@ -278,10 +316,21 @@ def object_name(description: str, default: Any = None) -> Any:
     return text(description, NAME_LEN, default=default, min_length=1, pattern=DNS_SUBDOMAIN)
 
 
-def integer(description: str, *, default: Any = None, minimum: int | None = None,
-            maximum: int | None = None, int64: bool = False) -> Any:
-    return Field(default, description=description, ge=minimum, le=maximum,
-                 json_schema_extra=_extra(format="int64" if int64 else None))
+def integer(
+    description: str,
+    *,
+    default: Any = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    int64: bool = False,
+) -> Any:
+    return Field(
+        default,
+        description=description,
+        ge=minimum,
+        le=maximum,
+        json_schema_extra=_extra(format="int64" if int64 else None),
+    )
 
 
 def number(description: str, *, minimum: float | None = None, maximum: float | None = None) -> Any:
@@ -292,32 +341,51 @@ def flag(description: str, default: bool | None = None) -> Any:
     return Field(default, description=description)
 
 
-def items(description: str, max_items: int, *, default: Any = None, min_items: int | None = None,
-          rules: tuple[dict, ...] | list[dict] = (), list_type: str | None = None,
-          map_keys: list[str] | None = None) -> Any:
+def items(
+    description: str,
+    max_items: int,
+    *,
+    default: Any = None,
+    min_items: int | None = None,
+    rules: tuple[dict, ...] | list[dict] = (),
+    list_type: str | None = None,
+    map_keys: list[str] | None = None,
+) -> Any:
     """A bounded list field; ``list_type``/``map_keys`` become x-kubernetes-list-type/-map-keys."""
-    return Field(default, description=description, max_length=max_items, min_length=min_items,
-                 json_schema_extra=_extra(rules, **{"x-kubernetes-list-type": list_type,
-                                                    "x-kubernetes-list-map-keys": map_keys}))
+    return Field(
+        default,
+        description=description,
+        max_length=max_items,
+        min_length=min_items,
+        json_schema_extra=_extra(
+            rules, **{"x-kubernetes-list-type": list_type, "x-kubernetes-list-map-keys": map_keys}
+        ),
+    )
 
 
-def mapping(description: str, max_properties: int = 32, *,
-            rules: tuple[dict, ...] | list[dict] = ()) -> Any:
+def mapping(description: str, max_properties: int = 32, *, rules: tuple[dict, ...] | list[dict] = ()) -> Any:
     """A bounded string -> string map (bound the values in the type: ``StringMap``)."""
     return Field(None, description=description, max_length=max_properties, json_schema_extra=_extra(rules))
 
 
-def section(description: str | None, *, default_empty: bool = False, factory: Any = None,
-            rules: tuple[dict, ...] | list[dict] = ()) -> Any:
+def section(
+    description: str | None,
+    *,
+    default_empty: bool = False,
+    factory: Any = None,
+    rules: tuple[dict, ...] | list[dict] = (),
+) -> Any:
     """A nested object field. ``default_empty``: the API server fills in ``{}`` (and with it
     the defaults inside), and so does the model (``factory``)."""
     if default_empty:
-        return Field(default_factory=factory, description=description,
-                     json_schema_extra=_extra(rules, default={}))
+        return Field(
+            default_factory=factory, description=description, json_schema_extra=_extra(rules, default={})
+        )
     return Field(None, description=description, json_schema_extra=_extra(rules))
 
 
 def free_form(description: str) -> Any:
     """Any JSON value, kept as written. Use only for genuinely free-form parts."""
-    return Field(None, description=description,
-                 json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    return Field(
+        None, description=description, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )

@@ -40,8 +40,13 @@ class ProductTarget(Model):
 class Target(Model):
     """What the probe checks: exactly one of apiProduct and url."""
 
-    model_config = {"json_schema_extra": cel(
-        rule("has(self.apiProduct) != has(self.url)", "set exactly one of target.apiProduct and target.url"))}
+    model_config = {
+        "json_schema_extra": cel(
+            rule(
+                "has(self.apiProduct) != has(self.url)", "set exactly one of target.apiProduct and target.url"
+            )
+        )
+    }
 
     api_product: ProductTarget | None = None
     url: str | None = url("An absolute http(s) URL.")
@@ -57,16 +62,21 @@ class ProbeSpec(Check, _TargetFirst):
     """What to check, how often, and what counts as healthy."""
 
     paused: bool = flag("Stop running the probe (state Paused) without deleting it.", False)
-    check_maintenance_page: bool = flag("During a maintenance window, check that the maintenance page is served "
-                                        "instead of reporting Maintenance blindly.", False)
+    check_maintenance_page: bool = flag(
+        "During a maintenance window, check that the maintenance page is served "
+        "instead of reporting Maintenance blindly.",
+        False,
+    )
 
 
 LATENCY_RUNS = 200  # what probes/stats.py keeps (a unit test holds the two together)
 
 
 class Latency(Model):
-    __doc__ = (f"Latency percentiles of the last {LATENCY_RUNS} successful runs (a failed run's latency is "
-               "mostly its timeout).")
+    __doc__ = (
+        f"Latency percentiles of the last {LATENCY_RUNS} successful runs (a failed run's latency is "
+        "mostly its timeout)."
+    )
 
     p50_ms: float | None = number("Median, milliseconds.", minimum=0)
     p95_ms: float | None = number("95th percentile, milliseconds.", minimum=0)
@@ -119,16 +129,20 @@ class ProbeStatus(Status):
 class Probe(Resource):
     """A synthetic or multi-step functional check of an API."""
 
-    names = Names("probes", ("pwprobe",), (
-        READY,
-        Column("State", ".status.state", description="Up, Down, Unknown, Maintenance or Paused."),
-        Column("Failures", ".status.consecutiveFailures", "integer", "Consecutive failed runs."),
-        Column("Interval", ".spec.interval", description="How often it runs."),
-        Column("Last Run", ".status.lastRun.at", "date", "When it last ran."),
-        Column("Target", ".status.target", description="Resolved target URL.", priority=1),
-        Column("P95 ms", ".status.latency.p95Ms", "number", "95th percentile latency.", priority=1),
-        AGE,
-    ))
+    names = Names(
+        "probes",
+        ("pwprobe",),
+        (
+            READY,
+            Column("State", ".status.state", description="Up, Down, Unknown, Maintenance or Paused."),
+            Column("Failures", ".status.consecutiveFailures", "integer", "Consecutive failed runs."),
+            Column("Interval", ".spec.interval", description="How often it runs."),
+            Column("Last Run", ".status.lastRun.at", "date", "When it last ran."),
+            Column("Target", ".status.target", description="Resolved target URL.", priority=1),
+            Column("P95 ms", ".status.latency.p95Ms", "number", "95th percentile latency.", priority=1),
+            AGE,
+        ),
+    )
 
     spec: ProbeSpec
     status: ProbeStatus | None = None

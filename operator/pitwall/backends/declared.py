@@ -42,8 +42,9 @@ def declared_down(backend: dict) -> Declaration | None:
     if ANNOTATION not in annotations:
         return None
     reason = " ".join(str(annotations[ANNOTATION]).split())[:REASON_MAX] or "no reason given"
-    return Declaration(reason, " ".join(str(annotations.get(BY, "")).split())[:100],
-                       str(annotations.get(AT, ""))[:40])
+    return Declaration(
+        reason, " ".join(str(annotations.get(BY, "")).split())[:100], str(annotations.get(AT, ""))[:40]
+    )
 
 
 def down_patch(reason: str, by: str, at: str) -> dict:

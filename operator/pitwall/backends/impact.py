@@ -24,7 +24,13 @@ def edges(products: list[dict]) -> list[Edge]:
     out = []
     for product in products:
         for ref in (product.get("spec") or {}).get("backends") or []:
-            out.append(Edge(product["metadata"]["name"], ref["name"], ref.get("criticality", DEPENDENCY["criticality"])))
+            out.append(
+                Edge(
+                    product["metadata"]["name"],
+                    ref["name"],
+                    ref.get("criticality", DEPENDENCY["criticality"]),
+                )
+            )
     return out
 
 
@@ -44,8 +50,11 @@ def impact(backend: str, products: list[dict]) -> dict:
         spec = by_name[edge.product].get("spec") or {}
         running = [v["name"] for v in spec.get("versions") or [] if v.get("lifecycle") != "retired"]
         for consumer in spec.get("consumers") or []:
-            entry = {"name": consumer["name"], "apiProduct": edge.product,
-                     "versions": [v for v in consumer.get("versions") or running if v in running]}
+            entry = {
+                "name": consumer["name"],
+                "apiProduct": edge.product,
+                "versions": [v for v in consumer.get("versions") or running if v in running],
+            }
             if consumer.get("contact"):
                 entry["contact"] = dict(consumer["contact"])
             consumers.append(entry)
@@ -68,11 +77,15 @@ def mermaid(products: list[dict], backends: list[dict]) -> str:
         for consumer in (product.get("spec") or {}).get("consumers") or []:
             versions = ",".join(consumer.get("versions") or [])
             label = f"|{versions}|" if versions else ""
-            lines.append(f'  {_node("consumer", consumer["name"])}(["{consumer["name"]}"]) -->{label} '
-                         f'{_node("product", name)}')
+            lines.append(
+                f'  {_node("consumer", consumer["name"])}(["{consumer["name"]}"]) -->{label} '
+                f"{_node('product', name)}"
+            )
     for edge in edges(products):
         arrow = {"critical": "==>", "degradable": "-->", "optional": "-.->"}.get(edge.criticality, "-->")
-        lines.append(f"  {_node('product', edge.product)} {arrow}|{edge.criticality}| {_node('backend', edge.backend)}")
+        lines.append(
+            f"  {_node('product', edge.product)} {arrow}|{edge.criticality}| {_node('backend', edge.backend)}"
+        )
     for name, state in states.items():
         if state == "Unavailable":
             lines.append(f"  style {_node('backend', name)} fill:#f8d7da,stroke:#842029")
@@ -85,9 +98,13 @@ def dot(products: list[dict], backends: list[dict]) -> str:
     for backend in sorted(backends, key=lambda b: b["metadata"]["name"]):
         name = backend["metadata"]["name"]
         state = (backend.get("status") or {}).get("state", "Unknown")
-        colour = {"Available": "palegreen", "Unavailable": "lightpink", "Maintenance": "lightblue"}.get(state, "white")
-        lines.append(f'  "backend/{name}" [shape=cylinder, style=filled, fillcolor={colour}, '
-                     f'label="{name}\\n{state}"];')
+        colour = {"Available": "palegreen", "Unavailable": "lightpink", "Maintenance": "lightblue"}.get(
+            state, "white"
+        )
+        lines.append(
+            f'  "backend/{name}" [shape=cylinder, style=filled, fillcolor={colour}, '
+            f'label="{name}\\n{state}"];'
+        )
     for product in sorted(products, key=lambda p: p["metadata"]["name"]):
         name = product["metadata"]["name"]
         lines.append(f'  "product/{name}" [shape=box, label="{name}"];')
@@ -95,7 +112,11 @@ def dot(products: list[dict], backends: list[dict]) -> str:
             lines.append(f'  "consumer/{consumer["name"]}" [shape=ellipse, label="{consumer["name"]}"];')
             lines.append(f'  "consumer/{consumer["name"]}" -> "product/{name}";')
     for edge in edges(products):
-        style = {"critical": "bold", "degradable": "solid", "optional": "dashed"}.get(edge.criticality, "solid")
-        lines.append(f'  "product/{edge.product}" -> "backend/{edge.backend}" [style={style}, label="{edge.criticality}"];')
+        style = {"critical": "bold", "degradable": "solid", "optional": "dashed"}.get(
+            edge.criticality, "solid"
+        )
+        lines.append(
+            f'  "product/{edge.product}" -> "backend/{edge.backend}" [style={style}, label="{edge.criticality}"];'
+        )
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ from ..statuspage.health import REASONS
 from ..vocabulary import LABEL_PRODUCT as LABEL_PRODUCT  # re-exported: decide.LABEL_* are its callers' names
 from ..vocabulary import LABEL_WINDOW as LABEL_WINDOW
 
-OPENED_BY = f"{GROUP}/opened-by"   # label: "pitwall" on the incidents Pitwall opened
+OPENED_BY = f"{GROUP}/opened-by"  # label: "pitwall" on the incidents Pitwall opened
 PITWALL = "pitwall"
 OPEN, RECOVERING, RESOLVED = "Open", "Recovering", "Resolved"
 DEGRADED, OUTAGE, MAINTENANCE = "degraded", "outage", "maintenance"
@@ -41,10 +41,10 @@ class Evidence:
     namespace: str
     product: str
     display_name: str
-    bad: dict[str, tuple[str, str, str | None]]   # version -> (state, reason code, since)
-    operational: bool                            # every version operational
-    merge_window: float                          # seconds
-    opens: bool = True                           # spec.incidents.open
+    bad: dict[str, tuple[str, str, str | None]]  # version -> (state, reason code, since)
+    operational: bool  # every version operational
+    merge_window: float  # seconds
+    opens: bool = True  # spec.incidents.open
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Action:
     name: str
     status: dict
     body: dict = field(default_factory=dict)
-    event: tuple[str, str] | None = None         # (reason, message) for a Kubernetes Event
+    event: tuple[str, str] | None = None  # (reason, message) for a Kubernetes Event
 
 
 def spec(obj: dict) -> dict:
@@ -89,8 +89,10 @@ def cause_text(display_name: str, bad: dict[str, tuple[str, str, str | None]]) -
     by_reason: dict[str, list[str]] = {}
     for version, (_, reason, _) in sorted(bad.items()):
         by_reason.setdefault(reason, []).append(version)
-    parts = [f"{display_name} {', '.join(versions)}: {REASONS.get(reason, 'Service disruption')}"
-             for reason, versions in by_reason.items()]
+    parts = [
+        f"{display_name} {', '.join(versions)}: {REASONS.get(reason, 'Service disruption')}"
+        for reason, versions in by_reason.items()
+    ]
     return "; ".join(parts) + "."
 
 
@@ -112,35 +114,72 @@ def plan_product(ev: Evidence, mine: list[dict], now: datetime) -> list[Action]:
         return []
     st = status(current)
     if st.get("phase") != RECOVERING:
-        return [Action("status", ev.namespace, _name(current),
-                       {**st, "phase": RECOVERING, "recoveredAt": rfc3339(now)})]
+        return [
+            Action(
+                "status",
+                ev.namespace,
+                _name(current),
+                {**st, "phase": RECOVERING, "recoveredAt": rfc3339(now)},
+            )
+        ]
     recovered = _time(st.get("recoveredAt")) or now
     if now - recovered < timedelta(seconds=ev.merge_window):
         return []
-    return [Action("status", ev.namespace, _name(current), resolved(
-        st, now, PITWALL, f"{ev.display_name} is operating normally again."),
-        event=("IncidentResolved", f"{ev.display_name} operational for {int(ev.merge_window)}s"))]
+    return [
+        Action(
+            "status",
+            ev.namespace,
+            _name(current),
+            resolved(st, now, PITWALL, f"{ev.display_name} is operating normally again."),
+            event=("IncidentResolved", f"{ev.display_name} operational for {int(ev.merge_window)}s"),
+        )
+    ]
 
 
 def resolved(st: dict, now: datetime, by: str, resolution: str) -> dict:
-    return {**st, "phase": RESOLVED, "resolvedAt": rfc3339(now), "resolvedBy": by[:256],
-            "resolution": resolution[:1024]}
+    return {
+        **st,
+        "phase": RESOLVED,
+        "resolvedAt": rfc3339(now),
+        "resolvedBy": by[:256],
+        "resolution": resolution[:1024],
+    }
 
 
 def _open(ev: Evidence, now: datetime) -> Action:
     since = [t for t in (_time(s) for _, _, s in ev.bad.values()) if t is not None and t <= now]
     started = min(since) if since else now
     name = incident_name(ev.product, now)
-    body = {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Incident",
-            "metadata": {"name": name, "namespace": ev.namespace,
-                         "labels": {OPENED_BY: PITWALL, LABEL_PRODUCT: ev.product}},
-            "spec": {"type": INCIDENT, "products": [{"name": ev.product, "versions": sorted(ev.bad)}],
-                     "status": "investigating"}}
+    body = {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "Incident",
+        "metadata": {
+            "name": name,
+            "namespace": ev.namespace,
+            "labels": {OPENED_BY: PITWALL, LABEL_PRODUCT: ev.product},
+        },
+        "spec": {
+            "type": INCIDENT,
+            "products": [{"name": ev.product, "versions": sorted(ev.bad)}],
+            "status": "investigating",
+        },
+    }
     impact = worst(ev.bad)
-    st = {"phase": OPEN, "impact": impact, "cause": cause_text(ev.display_name, ev.bad),
-          "affected": [{"name": ev.product, "versions": sorted(ev.bad)}], "startedAt": rfc3339(started)}
-    return Action("create", ev.namespace, name, st, body,
-                  event=("IncidentOpened", f"{ev.display_name}: {impact} ({', '.join(sorted(ev.bad))})"))
+    st = {
+        "phase": OPEN,
+        "impact": impact,
+        "cause": cause_text(ev.display_name, ev.bad),
+        "affected": [{"name": ev.product, "versions": sorted(ev.bad)}],
+        "startedAt": rfc3339(started),
+    }
+    return Action(
+        "create",
+        ev.namespace,
+        name,
+        st,
+        body,
+        event=("IncidentOpened", f"{ev.display_name}: {impact} ({', '.join(sorted(ev.bad))})"),
+    )
 
 
 def _continue(current: dict, ev: Evidence, now: datetime) -> list[Action]:
@@ -149,9 +188,14 @@ def _continue(current: dict, ev: Evidence, now: datetime) -> list[Action]:
     if IMPACT_RANK.get(st.get("impact") or DEGRADED, 1) > IMPACT_RANK[impact]:
         impact = st["impact"]
     seen = {v for a in st.get("affected") or [] for v in a.get("versions") or []}
-    new = {**st, "phase": OPEN, "recoveredAt": None, "impact": impact,
-           "cause": cause_text(ev.display_name, ev.bad),
-           "affected": [{"name": ev.product, "versions": sorted(seen | set(ev.bad))}]}
+    new = {
+        **st,
+        "phase": OPEN,
+        "recoveredAt": None,
+        "impact": impact,
+        "cause": cause_text(ev.display_name, ev.bad),
+        "affected": [{"name": ev.product, "versions": sorted(seen | set(ev.bad))}],
+    }
     if not st.get("startedAt"):
         new["startedAt"] = rfc3339(now)
     if all(st.get(k) == v for k, v in new.items()):
@@ -179,13 +223,23 @@ def plan_orphan(incident: dict, shown: set[tuple[str, str]], now: datetime) -> l
     (nothing would ever resolve it otherwise)."""
     meta = incident.get("metadata") or {}
     namespace = meta.get("namespace", "")
-    if not opened_by_pitwall(incident) or spec(incident).get("type", INCIDENT) != INCIDENT or is_resolved(incident):
+    if (
+        not opened_by_pitwall(incident)
+        or spec(incident).get("type", INCIDENT) != INCIDENT
+        or is_resolved(incident)
+    ):
         return []
     products = [p.get("name", "") for p in spec(incident).get("products") or []]
     if any((namespace, p) in shown for p in products):
         return []
-    return [Action("status", namespace, meta.get("name", ""),
-                   resolved(status(incident), now, PITWALL, "The API is no longer listed on this status page."))]
+    return [
+        Action(
+            "status",
+            namespace,
+            meta.get("name", ""),
+            resolved(status(incident), now, PITWALL, "The API is no longer listed on this status page."),
+        )
+    ]
 
 
 def plan_person(incident: dict, now: datetime) -> Action | None:
@@ -197,13 +251,26 @@ def plan_person(incident: dict, now: datetime) -> Action | None:
         last = next((u for u in reversed(sp.get("updates") or []) if u.get("status") == "resolved"), None)
         by = (last or {}).get("author") or author_of_updates(incident) or "an engineer"
         text = (last or {}).get("message") or "This incident has been resolved."
-        return Action("status", meta.get("namespace", ""), meta.get("name", ""), resolved(st, now, by, text),
-                      event=("IncidentResolved", f"resolved by {by}"))
+        return Action(
+            "status",
+            meta.get("namespace", ""),
+            meta.get("name", ""),
+            resolved(st, now, by, text),
+            event=("IncidentResolved", f"resolved by {by}"),
+        )
     if not st.get("phase") and not opened_by_pitwall(incident):
         impact = MAINTENANCE if sp.get("type") == EMERGENCY else DEGRADED
-        return Action("status", meta.get("namespace", ""), meta.get("name", ""),
-                      {"phase": OPEN, "impact": impact, "affected": sp.get("products") or [],
-                       "startedAt": meta.get("creationTimestamp") or rfc3339(now)})
+        return Action(
+            "status",
+            meta.get("namespace", ""),
+            meta.get("name", ""),
+            {
+                "phase": OPEN,
+                "impact": impact,
+                "affected": sp.get("products") or [],
+                "startedAt": meta.get("creationTimestamp") or rfc3339(now),
+            },
+        )
     return None
 
 
@@ -218,8 +285,11 @@ def update_authors(incident: dict, now: datetime) -> list[dict] | None:
         if (update.get("author") and update.get("at")) or index in known:
             continue
         manager = manager or author_of_updates(incident) or "unknown"
-        wanted[index] = {"index": index, "author": update.get("author") or manager,
-                         "at": update.get("at") or rfc3339(now)}
+        wanted[index] = {
+            "index": index,
+            "author": update.get("author") or manager,
+            "at": update.get("at") or rfc3339(now),
+        }
     wanted = {i: a for i, a in wanted.items() if isinstance(i, int) and i < len(updates)}
     if wanted == known:
         return None
@@ -230,7 +300,7 @@ def author_of_updates(incident: dict) -> str | None:
     """The field manager that last wrote ``spec.updates`` (kubectl-edit, argocd-controller...)."""
     best: tuple[str, str] | None = None
     for entry in (incident.get("metadata") or {}).get("managedFields") or []:
-        fields = ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
         if "f:updates" in fields and entry.get("manager"):
             moment = entry.get("time") or ""
             if best is None or moment >= best[0]:
@@ -269,23 +339,50 @@ def plan_window(window: dict, mine: list[dict], now: datetime) -> list[Action]:
     if active and current is None:
         since = _time(st.get("activeSince")) or now
         if any(status(i).get("startedAt") == rfc3339(since) for i in mine):
-            return []        # this occurrence had its incident (resolved by a person)
-        products = [{"name": p.get("name", ""), "versions": p.get("versions") or []}
-                    for p in (st.get("affected") or {}).get("apiProducts") or [] if p.get("name")]
+            return []  # this occurrence had its incident (resolved by a person)
+        products = [
+            {"name": p.get("name", ""), "versions": p.get("versions") or []}
+            for p in (st.get("affected") or {}).get("apiProducts") or []
+            if p.get("name")
+        ]
         if not products:
             return []
         incident = _safe(f"{name}-emergency-{since:%Y%m%d-%H%M%S}")
-        body = {"apiVersion": "pitwall.dev/v1alpha1", "kind": "Incident",
-                "metadata": {"name": incident, "namespace": namespace,
-                             "labels": {OPENED_BY: PITWALL, LABEL_WINDOW: name[:63]}},
-                "spec": {"type": EMERGENCY, "window": name, "products": products, "status": "identified"}}
-        return [Action("create", namespace, incident,
-                       {"phase": OPEN, "impact": MAINTENANCE, "affected": products, "startedAt": rfc3339(since),
-                        "cause": "Emergency maintenance that could not wait for the usual notice."},
-                       body, event=("IncidentOpened", f"emergency maintenance window {name}"))]
+        body = {
+            "apiVersion": "pitwall.dev/v1alpha1",
+            "kind": "Incident",
+            "metadata": {
+                "name": incident,
+                "namespace": namespace,
+                "labels": {OPENED_BY: PITWALL, LABEL_WINDOW: name[:63]},
+            },
+            "spec": {"type": EMERGENCY, "window": name, "products": products, "status": "identified"},
+        }
+        return [
+            Action(
+                "create",
+                namespace,
+                incident,
+                {
+                    "phase": OPEN,
+                    "impact": MAINTENANCE,
+                    "affected": products,
+                    "startedAt": rfc3339(since),
+                    "cause": "Emergency maintenance that could not wait for the usual notice.",
+                },
+                body,
+                event=("IncidentOpened", f"emergency maintenance window {name}"),
+            )
+        ]
     if not active and current is not None and opened_by_pitwall(current):
-        return [Action("status", namespace, _name(current),
-                       resolved(status(current), now, PITWALL, "The emergency maintenance is over."))]
+        return [
+            Action(
+                "status",
+                namespace,
+                _name(current),
+                resolved(status(current), now, PITWALL, "The emergency maintenance is over."),
+            )
+        ]
     return []
 
 

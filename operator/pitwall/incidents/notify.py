@@ -34,23 +34,23 @@ from . import decide
 START, RESOLVED = "start", "resolved"
 CONSUMER, RECEIVER = "consumer", "receiver"
 SENDING, SENT, INTERRUPTED = "Sending", "Sent", "Interrupted"
-KEEP = 100   # api.incident.NOTICES_KEPT
+KEEP = 100  # api.incident.NOTICES_KEPT
 
 
 @dataclass(frozen=True)
 class Owed:
-    event: str           # start | update-N | resolved
+    event: str  # start | update-N | resolved
     update: int | None = None
 
 
 @dataclass(frozen=True)
 class Recipient:
     name: str
-    kind: str                                     # consumer | receiver
+    kind: str  # consumer | receiver
     product: str
     versions: tuple[str, ...]
-    contact: dict = field(default_factory=dict)   # consumer: {name, email, webhook}
-    receiver: dict | None = None                  # receiver: the AlertRule-shaped entry
+    contact: dict = field(default_factory=dict)  # consumer: {name, email, webhook}
+    receiver: dict | None = None  # receiver: the AlertRule-shaped entry
 
 
 @dataclass
@@ -78,8 +78,14 @@ def owed(incident: dict, now: datetime, min_spacing: float) -> tuple[Owed | None
     if not started:
         return None, None
     updates = sp.get("updates") or []
-    covered = max((int(e.split("-", 1)[1]) for e in done if e and e.startswith("update-")
-                   and e.split("-", 1)[1].isdigit()), default=-1)
+    covered = max(
+        (
+            int(e.split("-", 1)[1])
+            for e in done
+            if e and e.startswith("update-") and e.split("-", 1)[1].isdigit()
+        ),
+        default=-1,
+    )
     waiting = [i for i in range(covered + 1, len(updates)) if updates[i].get("status") != "resolved"]
     if not waiting:
         return None, None
@@ -89,12 +95,24 @@ def owed(incident: dict, now: datetime, min_spacing: float) -> tuple[Owed | None
     return Owed(f"update-{waiting[-1]}", waiting[-1]), None
 
 
-def record(notices: list[dict] | None, event: str, *, at: datetime, state: str,
-           recipients: list[str] | None = None, failed: list[str] | None = None,
-           error: str | None = None) -> list[dict]:
+def record(
+    notices: list[dict] | None,
+    event: str,
+    *,
+    at: datetime,
+    state: str,
+    recipients: list[str] | None = None,
+    failed: list[str] | None = None,
+    error: str | None = None,
+) -> list[dict]:
     """``status.notices`` with ``event``'s entry replaced or appended (the whole list)."""
-    entry: dict = {"event": event, "state": state, "at": rfc3339(at), "recipients": list(recipients or [])[:500],
-                   "failed": list(failed or [])[:500]}
+    entry: dict = {
+        "event": event,
+        "state": state,
+        "at": rfc3339(at),
+        "recipients": list(recipients or [])[:500],
+        "failed": list(failed or [])[:500],
+    }
     if error:
         entry["error"] = error[:4000]
     kept = [n for n in notices or [] if n.get("event") != event]
@@ -127,26 +145,39 @@ def recipients(incident: dict, products: dict[str, dict]) -> list[Recipient]:
                     continue
                 uses = tuple(v for v in versions if v in (consumer.get("versions") or running))
                 if uses:
-                    found.append(Recipient(consumer["name"], CONSUMER, entry["name"], uses,
-                                           dict(consumer.get("contact") or {})))
+                    found.append(
+                        Recipient(
+                            consumer["name"],
+                            CONSUMER,
+                            entry["name"],
+                            uses,
+                            dict(consumer.get("contact") or {}),
+                        )
+                    )
         for receiver in policy.get("receivers") or []:
             if receiver.get("name") and receiver["name"] not in seen_receivers:
                 seen_receivers.add(receiver["name"])
-                found.append(Recipient(receiver["name"], RECEIVER, entry["name"], versions, receiver=receiver))
+                found.append(
+                    Recipient(receiver["name"], RECEIVER, entry["name"], versions, receiver=receiver)
+                )
     return found
 
 
 _SUBJECT = {START: "{kind}: {what}", "update": "Update ({status}): {what}", RESOLVED: "Resolved: {what}"}
 
 
-def compose(incident: dict, notice: Owed, recipient: Recipient, display_names: dict[str, str],
-            now: datetime) -> Message:
+def compose(
+    incident: dict, notice: Owed, recipient: Recipient, display_names: dict[str, str], now: datetime
+) -> Message:
     """The notice as ``recipient`` reads it: the products and versions it uses, in plain words."""
     sp, st = decide.spec(incident), decide.status(incident)
     name = display_names.get(recipient.product, recipient.product)
     what = f"{name} {', '.join(recipient.versions)}"
-    kind = "Emergency maintenance" if sp.get("type") == decide.EMERGENCY else (
-        "Outage" if st.get("impact") == decide.OUTAGE else "Degraded service")
+    kind = (
+        "Emergency maintenance"
+        if sp.get("type") == decide.EMERGENCY
+        else ("Outage" if st.get("impact") == decide.OUTAGE else "Degraded service")
+    )
     update = None
     if notice.update is not None:
         update = (sp.get("updates") or [])[notice.update]
@@ -166,27 +197,51 @@ def compose(incident: dict, notice: Owed, recipient: Recipient, display_names: d
         facts.append(("Cause", st["cause"]))
     if sp.get("postIncidentReport"):
         facts.append(("Post-incident report", sp["postIncidentReport"]))
-    intro = {START: f"We are seeing problems with {what}: requests may fail or be slow. We will keep you posted.",
-             RESOLVED: st.get("resolution") or f"{what} is operating normally again."}.get(
-        notice.event, "There is news about an incident affecting an API you use.")
+    intro = {
+        START: f"We are seeing problems with {what}: requests may fail or be slow. We will keep you posted.",
+        RESOLVED: st.get("resolution") or f"{what} is operating normally again.",
+    }.get(notice.event, "There is news about an incident affecting an API you use.")
     message = (update or {}).get("message")
     lines = [intro, ""] + ([message, ""] if message and message != intro else [])
     lines += [f"{k}: {v}" for k, v in facts]
     text = "\n".join(lines) + "\n"
     e = html.escape
-    body = (f"<p>{e(intro)}</p>" + (f"<p>{e(message)}</p>" if message and message != intro else "")
-            + "<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts) + "</dl>")
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(subject)}</title></head>'
-            f'<body style="font-family:system-ui,sans-serif;color:#1b1f24;background:#ffffff">{body}</body></html>')
+    body = (
+        f"<p>{e(intro)}</p>"
+        + (f"<p>{e(message)}</p>" if message and message != intro else "")
+        + "<dl>"
+        + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
+        + "</dl>"
+    )
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(subject)}</title></head>'
+        f'<body style="font-family:system-ui,sans-serif;color:#1b1f24;background:#ffffff">{body}</body></html>'
+    )
     meta = incident.get("metadata") or {}
-    data = {"type": "incident", "event": event, "subject": subject, "text": text,
-            "incident": {"id": meta.get("name"), "kind": sp.get("type", decide.INCIDENT), "status": facts[0][1],
-                         "impact": st.get("impact"), "cause": st.get("cause"), "startedAt": started,
-                         "resolvedAt": st.get("resolvedAt"), "postIncidentReport": sp.get("postIncidentReport"),
-                         "products": [{"name": recipient.product, "displayName": name,
-                                       "versions": list(recipient.versions)}]},
-            "update": ({"message": update.get("message"), "status": update.get("status"),
-                        "at": update.get("at")} if update else None)}
+    data = {
+        "type": "incident",
+        "event": event,
+        "subject": subject,
+        "text": text,
+        "incident": {
+            "id": meta.get("name"),
+            "kind": sp.get("type", decide.INCIDENT),
+            "status": facts[0][1],
+            "impact": st.get("impact"),
+            "cause": st.get("cause"),
+            "startedAt": started,
+            "resolvedAt": st.get("resolvedAt"),
+            "postIncidentReport": sp.get("postIncidentReport"),
+            "products": [
+                {"name": recipient.product, "displayName": name, "versions": list(recipient.versions)}
+            ],
+        },
+        "update": (
+            {"message": update.get("message"), "status": update.get("status"), "at": update.get("at")}
+            if update
+            else None
+        ),
+    }
     return Message(subject, text, page, data)
 
 

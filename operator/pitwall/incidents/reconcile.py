@@ -44,7 +44,7 @@ from . import decide, notify
 log = logging.getLogger("pitwall.incidents")
 KIND = "Incident"
 TICK = float(os.environ.get("PITWALL_INCIDENT_TICK", "2"))
-DEBOUNCE = 0.3       # events come in bursts (a backend down touches every product): one pass for them
+DEBOUNCE = 0.3  # events come in bursts (a backend down touches every product): one pass for them
 
 
 class IncidentService:
@@ -55,7 +55,7 @@ class IncidentService:
         self.http: httpx.AsyncClient | None = None
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
-        self._creating: dict[tuple[str, str], str] = {}   # (namespace, name) created, not yet in the cache
+        self._creating: dict[tuple[str, str], str] = {}  # (namespace, name) created, not yet in the cache
         # Notices go out beside the decisions (h6's outbox), never inside a pass.
         self.sender = Sender(KIND, self._send, on_result=lambda _ns, _name: self.poke(), workers=2)
 
@@ -85,7 +85,7 @@ class IncidentService:
                 await self.tick(durations.now())
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:   # one bad pass must not end incident handling
+            except Exception as exc:  # one bad pass must not end incident handling
                 log.error("incident pass failed: %s", type(exc).__name__)
                 log.debug("incident pass failed", exc_info=True)
             took = time.monotonic() - started
@@ -124,16 +124,27 @@ class IncidentService:
         views_now = product_views(snapshot, now)
         for view in views_now:
             namespace, name = view.key
-            if not is_public(view.product) or not rt.watches(namespace) or (namespace, name) in self._creating:
+            if (
+                not is_public(view.product)
+                or not rt.watches(namespace)
+                or (namespace, name) in self._creating
+            ):
                 continue
             policy = {**POLICY, **((view.product.get("spec") or {}).get("incidents") or {})}
             evidence = decide.Evidence(
-                namespace, name, display_name(view.product),
-                bad={v.name: (v.verdict.state, v.verdict.reason, v.verdict.since) for v in view.versions
-                     if v.verdict.state in decide.BAD},
-                operational=bool(view.versions) and all(v.verdict.state == "operational" for v in view.versions),
+                namespace,
+                name,
+                display_name(view.product),
+                bad={
+                    v.name: (v.verdict.state, v.verdict.reason, v.verdict.since)
+                    for v in view.versions
+                    if v.verdict.state in decide.BAD
+                },
+                operational=bool(view.versions)
+                and all(v.verdict.state == "operational" for v in view.versions),
                 merge_window=durations.parse(policy.get("mergeWindow"), 300.0),
-                opens=policy.get("open", True) is not False)
+                opens=policy.get("open", True) is not False,
+            )
             actions += decide.plan_product(evidence, by_product.get((namespace, name), []), now)
         shown = {view.key for view in views_now if is_public(view.product)}
         for incident in incidents:
@@ -163,7 +174,9 @@ class IncidentService:
             try:
                 created = await rt.kube.create(action.body)
             except Exception as exc:
-                log.error("cannot create Incident %s/%s: %s", action.namespace, action.name, type(exc).__name__)
+                log.error(
+                    "cannot create Incident %s/%s: %s", action.namespace, action.name, type(exc).__name__
+                )
                 return
             created.setdefault("kind", KIND)
             rt.stores[KIND].prime(created)
@@ -179,13 +192,18 @@ class IncidentService:
         await self._write(obj, action.status)
         if action.event:
             await rt.event(obj, *action.event)
-            log.info("%s: %s", action.event[0], action.event[1], extra=ref(KIND, action.namespace, action.name))
+            log.info(
+                "%s: %s", action.event[0], action.event[1], extra=ref(KIND, action.namespace, action.name)
+            )
 
     async def _write(self, incident: dict, status: dict) -> None:
         phase = status.get("phase") or "Open"
         message = status.get("cause") or status.get("resolution") or ""
-        await self.rt.write_status({**incident, "kind": KIND}, status,
-                                   summary(True, ready_reason=phase, ready_message=message[:1024]))
+        await self.rt.write_status(
+            {**incident, "kind": KIND},
+            status,
+            summary(True, ready_reason=phase, ready_message=message[:1024]),
+        )
 
     async def _authors(self, incident: dict, now: datetime) -> None:
         """Record who wrote kubectl-added updates, and acknowledge every spec change
@@ -197,11 +215,15 @@ class IncidentService:
             full = await self.rt.kube.get(KIND, meta.get("namespace"), meta.get("name", ""))
             managed = ((full or {}).get("metadata") or {}).get("managedFields")
             if managed:
-                authors = decide.update_authors({**incident, "metadata": {**meta, "managedFields": managed}}, now)
+                authors = decide.update_authors(
+                    {**incident, "metadata": {**meta, "managedFields": managed}}, now
+                )
         st = decide.status(incident)
         if authors is not None:
             await self._write(incident, {**st, "updateAuthors": authors})
-        elif st.get("phase") and st.get("observedGeneration") != (incident.get("metadata") or {}).get("generation"):
+        elif st.get("phase") and st.get("observedGeneration") != (incident.get("metadata") or {}).get(
+            "generation"
+        ):
             await self._write(incident, st)
 
     # -- notices: decided here, delivered by the outbox ------------------------------------------
@@ -214,32 +236,52 @@ class IncidentService:
             st = decide.status(incident)
             notices = st.get("notices")
             for result in results:
-                notices = notify.record(notices, result["event"], at=result["at"], state=notify.SENT,
-                                        recipients=result["reached"], failed=result["failed"],
-                                        error="; ".join(result["errors"]) or None)
+                notices = notify.record(
+                    notices,
+                    result["event"],
+                    at=result["at"],
+                    state=notify.SENT,
+                    recipients=result["reached"],
+                    failed=result["failed"],
+                    error="; ".join(result["errors"]) or None,
+                )
             await self._write(incident, {**st, "notices": notices})
             self.sender.settled(namespace, name, results)
             for result in results:
-                await self.rt.event(incident, "NoticeFailed" if result["failed"] else "NoticeSent",
-                                    f"{result['event']} notice to {len(result['reached'])} recipients"
-                                    + (f"; failed: {', '.join(result['failed'])[:300]}" if result["failed"] else ""),
-                                    warning=bool(result["failed"]))
+                await self.rt.event(
+                    incident,
+                    "NoticeFailed" if result["failed"] else "NoticeSent",
+                    f"{result['event']} notice to {len(result['reached'])} recipients"
+                    + (f"; failed: {', '.join(result['failed'])[:300]}" if result["failed"] else ""),
+                    warning=bool(result["failed"]),
+                )
             incident = self._fresh(incident)
         products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
-        policies = [_policy(products[p.get("name", "")]) for p in decide.spec(incident).get("products") or []
-                    if p.get("name", "") in products]
+        policies = [
+            _policy(products[p.get("name", "")])
+            for p in decide.spec(incident).get("products") or []
+            if p.get("name", "") in products
+        ]
         spacing = min((durations.parse(p.get("minSpacing"), 600.0) for p in policies), default=600.0)
         notice, _ = notify.owed(incident, now, spacing)
         if notice is not None:
             st = decide.status(incident)
-            await self._write(incident, {**st, "notices": notify.record(st.get("notices"), notice.event, at=now,
-                                                                          state=notify.SENDING)})
+            await self._write(
+                incident,
+                {
+                    **st,
+                    "notices": notify.record(st.get("notices"), notice.event, at=now, state=notify.SENDING),
+                },
+            )
         if notice is not None or (self._sending(incident) and not self.sender.busy(namespace, name)):
             self.sender.kick(namespace, name)
 
     def _sending(self, incident: dict) -> list[str]:
-        return [n["event"] for n in decide.status(incident).get("notices") or []
-                if n.get("state") == notify.SENDING and n.get("event")]
+        return [
+            n["event"]
+            for n in decide.status(incident).get("notices") or []
+            if n.get("state") == notify.SENDING and n.get("event")
+        ]
 
     async def _send(self, namespace: str, name: str, exclude: frozenset) -> Batch:
         """The outbox's round for one incident: deliver every notice marked ``Sending`` (but
@@ -260,19 +302,28 @@ class IncidentService:
             errors: list[str] = []
             for recipient in notify.recipients(incident, products):
                 message = notify.compose(incident, notice, recipient, displays, durations.now())
-                ok, error = await self._deliver(namespace, recipient, _policy(products[recipient.product]),
-                                                message, event)
+                ok, error = await self._deliver(
+                    namespace, recipient, _policy(products[recipient.product]), message, event
+                )
                 if ok is None:
                     continue
                 (reached if ok else failed).append(recipient.name)
                 if error:
                     errors.append(f"{recipient.name}: {error}")
-            results.append({"event": event, "at": durations.now(), "reached": reached, "failed": failed,
-                            "errors": errors})
+            results.append(
+                {
+                    "event": event,
+                    "at": durations.now(),
+                    "reached": reached,
+                    "failed": failed,
+                    "errors": errors,
+                }
+            )
         return Batch(results=results, ids=set(events))
 
-    async def _deliver(self, namespace: str, recipient: notify.Recipient, policy: dict, message: notify.Message,
-                       event: str) -> tuple[bool | None, str | None]:
+    async def _deliver(
+        self, namespace: str, recipient: notify.Recipient, policy: dict, message: notify.Message, event: str
+    ) -> tuple[bool | None, str | None]:
         """(delivered everywhere, errors); (None, None) when the recipient has no way to be reached.
         A consumer with both an e-mail address and a webhook gets both."""
         try:
@@ -286,16 +337,18 @@ class IncidentService:
             secret = None
             if receiver.secret_ref:
                 try:
-                    secret = await self.rt.kube.read_secret(namespace, receiver.secret_ref.name,
-                                                            receiver.secret_ref.key, use="receivers")
+                    secret = await self.rt.kube.read_secret(
+                        namespace, receiver.secret_ref.name, receiver.secret_ref.key, use="receivers"
+                    )
                 except InvalidSpec as exc:
                     errors.append(exc.message)
                     continue
                 if secret is None:
                     errors.append(f"Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} not found")
                     continue
-            result = await deliver_message(receiver, message, secret, self.http, event=f"incident-{event}",
-                                           addresses=self.rt.egress)
+            result = await deliver_message(
+                receiver, message, secret, self.http, event=f"incident-{event}", addresses=self.rt.egress
+            )
             if not result.ok:
                 errors.append(mask(result.error or "not delivered", [secret]))
         return not errors, "; ".join(errors) or None
@@ -313,8 +366,15 @@ def _receivers_for(recipient: notify.Recipient, policy: dict) -> list[Receiver]:
     found = []
     if contact.get("email") and (email.get("secretRef") or {}).get("name"):
         secret = email["secretRef"]
-        found.append(Receiver(recipient.name, "email", SecretRef(secret["name"], secret.get("key", "")),
-                              email_to=(contact["email"],), email_from=email.get("from")))
+        found.append(
+            Receiver(
+                recipient.name,
+                "email",
+                SecretRef(secret["name"], secret.get("key", "")),
+                email_to=(contact["email"],),
+                email_from=email.get("from"),
+            )
+        )
     if contact.get("webhook"):
         found.append(Receiver(recipient.name, "webhook", url=contact["webhook"]))
     return found

@@ -64,14 +64,18 @@ def recipients(spec: dict, affected: Affected) -> list[Recipient]:
         for consumer in affected.consumers:
             grouped.setdefault(consumer.name, []).append(consumer)
         for name, uses in grouped.items():
-            found.append(Recipient(
-                name=name, kind=CONSUMER,
-                products=tuple(replace(by_product[c.product], versions=c.versions) for c in uses),
-                contact=next((c.contact for c in uses if c.contact), {}),
-            ))
+            found.append(
+                Recipient(
+                    name=name,
+                    kind=CONSUMER,
+                    products=tuple(replace(by_product[c.product], versions=c.versions) for c in uses),
+                    contact=next((c.contact for c in uses if c.contact), {}),
+                )
+            )
     for receiver in notice.get("receivers") or []:
-        found.append(Recipient(name=receiver["name"], kind=RECEIVER, products=affected.products,
-                               receiver=receiver))
+        found.append(
+            Recipient(name=receiver["name"], kind=RECEIVER, products=affected.products, receiver=receiver)
+        )
     return found
 
 
@@ -82,25 +86,52 @@ def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
     products = recipient.products
     subject = ("[EMERGENCY] " if notice.emergency else "") + _SUBJECT[notice.kind].format(
         products=", ".join(f"{p.display_name} {'/'.join(p.versions)}" for p in products),
-        start=_local(start, zone), end=_local(end, zone))
+        start=_local(start, zone),
+        end=_local(end, zone),
+    )
     lines = _Lines(
-        emergency=(f"EMERGENCY MAINTENANCE: {spec.get('emergencyReason') or 'no reason given'}"
-                   if notice.emergency else None),
+        emergency=(
+            f"EMERGENCY MAINTENANCE: {spec.get('emergencyReason') or 'no reason given'}"
+            if notice.emergency
+            else None
+        ),
         intro=_INTRO[notice.kind],
-        facts=[("Reason", spec.get("reason") or "not given"), ("Start", _when(start, zone)),
-               ("End", _when(end, zone))],
+        facts=[
+            ("Reason", spec.get("reason") or "not given"),
+            ("Start", _when(start, zone)),
+            ("End", _when(end, zone)),
+        ],
         products=[(p, _effect(p)) for p in products],
-        note=(_PAGE_NOTE if notice.kind not in (END, CANCELLED) and spec.get("maintenancePage", WINDOW["maintenancePage"])
-              and any(p.effect == UNAVAILABLE for p in products) else None),
+        note=(
+            _PAGE_NOTE
+            if notice.kind not in (END, CANCELLED)
+            and spec.get("maintenancePage", WINDOW["maintenancePage"])
+            and any(p.effect == UNAVAILABLE for p in products)
+            else None
+        ),
     )
     text = lines.text()
     data = {
-        "kind": notice.kind, "occurrence": durations.rfc3339(start), "emergency": notice.emergency,
+        "kind": notice.kind,
+        "occurrence": durations.rfc3339(start),
+        "emergency": notice.emergency,
         "emergencyReason": spec.get("emergencyReason") if notice.emergency else None,
-        "reason": spec.get("reason"), "start": durations.rfc3339(start), "end": durations.rfc3339(end),
-        "timeZone": str(zone), "subject": subject, "text": text,
-        "products": [{"name": p.name, "displayName": p.display_name, "versions": list(p.versions),
-                      "effect": p.effect, "contact": p.contact} for p in products],
+        "reason": spec.get("reason"),
+        "start": durations.rfc3339(start),
+        "end": durations.rfc3339(end),
+        "timeZone": str(zone),
+        "subject": subject,
+        "text": text,
+        "products": [
+            {
+                "name": p.name,
+                "displayName": p.display_name,
+                "versions": list(p.versions),
+                "effect": p.effect,
+                "contact": p.contact,
+            }
+            for p in products
+        ],
     }
     return Message(subject=subject, text=text, html=lines.html(subject), data=data)
 
@@ -118,8 +149,11 @@ class _Lines:
     def text(self) -> str:
         out = [self.emergency, ""] if self.emergency else []
         out += [self.intro, "", *(f"{label}: {value}" for label, value in self.facts), "", "Affected:"]
-        out += [f"- {p.display_name} ({p.name}) {', '.join(p.versions)}: {effect}"
-                + (f"; questions to {p.contact}" if p.contact else "") for p, effect in self.products]
+        out += [
+            f"- {p.display_name} ({p.name}) {', '.join(p.versions)}: {effect}"
+            + (f"; questions to {p.contact}" if p.contact else "")
+            for p, effect in self.products
+        ]
         if self.note:
             out += ["", self.note]
         return "\n".join(out) + "\n"
@@ -129,15 +163,23 @@ class _Lines:
         out = [f"<p><strong>{e(self.emergency)}</strong></p>"] if self.emergency else []
         out.append(f"<p>{e(self.intro)}</p>")
         out.append("<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in self.facts) + "</dl>")
-        out.append("<h2>Affected</h2><ul>" + "".join(
-            f"<li><strong>{e(p.display_name)}</strong> ({e(p.name)}) {e(', '.join(p.versions))}: {e(effect)}"
-            + (f"; questions to {e(p.contact)}" if p.contact else "") + "</li>"
-            for p, effect in self.products) + "</ul>")
+        out.append(
+            "<h2>Affected</h2><ul>"
+            + "".join(
+                f"<li><strong>{e(p.display_name)}</strong> ({e(p.name)}) {e(', '.join(p.versions))}: {e(effect)}"
+                + (f"; questions to {e(p.contact)}" if p.contact else "")
+                + "</li>"
+                for p, effect in self.products
+            )
+            + "</ul>"
+        )
         if self.note:
             out.append(f"<p>{e(self.note)}</p>")
-        return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
-                f'</head><body style="font-family:system-ui,sans-serif;color:#1b1f24;background:#ffffff">'
-                f"{''.join(out)}</body></html>")
+        return (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+            f'</head><body style="font-family:system-ui,sans-serif;color:#1b1f24;background:#ffffff">'
+            f"{''.join(out)}</body></html>"
+        )
 
 
 def _effect(product: AffectedProduct) -> str:

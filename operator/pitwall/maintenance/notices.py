@@ -46,8 +46,14 @@ def _lead_time_text(spec: dict) -> str:
     return (spec.get("notice") or {}).get("leadTime") or DEFAULT_LEAD_TIME
 
 
-def due_notices(spec: dict, occurrence: Occurrence, now: datetime, already_sent: Iterable[dict], *,
-                cancelled: bool = False) -> list[Notice]:
+def due_notices(
+    spec: dict,
+    occurrence: Occurrence,
+    now: datetime,
+    already_sent: Iterable[dict],
+    *,
+    cancelled: bool = False,
+) -> list[Notice]:
     """The notices for ``occurrence`` that should go out now (at most one).
 
     ``already_sent`` is ``status.notices``. With ``cancelled`` (the window is being deleted)
@@ -67,7 +73,9 @@ def due_notices(spec: dict, occurrence: Occurrence, now: datetime, already_sent:
         kinds = [ADVANCE]
     else:
         kinds = []
-    return [Notice(kind, occurrence, bool(spec.get("emergency"))) for kind in kinds if (kind, start) not in sent]
+    return [
+        Notice(kind, occurrence, bool(spec.get("emergency"))) for kind in kinds if (kind, start) not in sent
+    ]
 
 
 def sent_keys(notices: Iterable[dict]) -> set[tuple[str, datetime]]:
@@ -81,14 +89,26 @@ def sent_keys(notices: Iterable[dict]) -> set[tuple[str, datetime]]:
     return keys
 
 
-def record(notices: list[dict] | None, notice: Notice, *, at: datetime, delivered: bool,
-           recipients: list[str], error: str | None = None) -> list[dict]:
+def record(
+    notices: list[dict] | None,
+    notice: Notice,
+    *,
+    at: datetime,
+    delivered: bool,
+    recipients: list[str],
+    error: str | None = None,
+) -> list[dict]:
     """``status.notices`` with ``notice`` appended (whole list: merge patches replace lists).
 
     ``error`` must already be free of secrets (webhook URLs, SMTP passwords).
     """
-    entry = {"kind": notice.kind, "occurrence": durations.rfc3339(notice.occurrence.start),
-             "at": durations.rfc3339(at), "delivered": delivered, "recipients": list(recipients)}
+    entry = {
+        "kind": notice.kind,
+        "occurrence": durations.rfc3339(notice.occurrence.start),
+        "at": durations.rfc3339(at),
+        "delivered": delivered,
+        "recipients": list(recipients),
+    }
     if error:
         entry["error"] = error
     return [*(notices or []), entry][-KEEP:]
@@ -119,10 +139,12 @@ def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = No
         return None
     starts = "starts now" if first.start <= now else f"starts in {_rounded(first.start - now)}"
     move = f"move the start to after {durations.rfc3339(now + needed)}"
-    emergency = ("give the emergencyReason that emergency: true requires" if spec.get("emergency")
-                 else "set emergency: true with emergencyReason")
-    return (f"maintenance {starts} but consumers need {_lead_time_text(spec)} notice: "
-            f"{move} or {emergency}")
+    emergency = (
+        "give the emergencyReason that emergency: true requires"
+        if spec.get("emergency")
+        else "set emergency: true with emergencyReason"
+    )
+    return f"maintenance {starts} but consumers need {_lead_time_text(spec)} notice: {move} or {emergency}"
 
 
 def _moved_earlier(first: Occurrence, previous: dict, now: datetime) -> bool:
@@ -140,9 +162,9 @@ def _rounded(delta: timedelta) -> str:
 
 
 # -- the outbox: owed sends per recipient, in status.notices ---------------------------------------
-MAX_TRIES = 8            # transient failures per recipient before the loss is recorded (~25 min)
-RETRY_BASE = 15.0        # seconds before the 2nd try, doubling ...
-RETRY_CAP = 600.0        # ... up to 10 minutes
+MAX_TRIES = 8  # transient failures per recipient before the loss is recorded (~25 min)
+RETRY_BASE = 15.0  # seconds before the 2nd try, doubling ...
+RETRY_CAP = 600.0  # ... up to 10 minutes
 
 
 @dataclass(frozen=True)
@@ -150,10 +172,10 @@ class SendResult:
     """How one try to deliver a notice to one recipient ended."""
 
     kind: str
-    occurrence: str          # rfc3339 start, as in status.notices
+    occurrence: str  # rfc3339 start, as in status.notices
     recipient: str
     ok: bool
-    permanent: bool          # refused for a reason a retry cannot fix (HTTP 4xx, SMTP 5xx)
+    permanent: bool  # refused for a reason a retry cannot fix (HTTP 4xx, SMTP 5xx)
     error: str | None
     at: datetime
 
@@ -162,25 +184,37 @@ class SendResult:
         return (self.kind, self.occurrence, self.recipient)
 
 
-def owe(notices: list[dict] | None, notice: Notice, *, at: datetime, recipients: list[str],
-        failed: dict[str, str] | None = None) -> list[dict]:
+def owe(
+    notices: list[dict] | None,
+    notice: Notice,
+    *,
+    at: datetime,
+    recipients: list[str],
+    failed: dict[str, str] | None = None,
+) -> list[dict]:
     """``status.notices`` with ``notice`` recorded as owed to ``recipients`` (sent by the outbox).
 
     ``failed`` are recipients that cannot be sent to at all (no usable receiver): recorded at
     once. The entry counts as decided from now on, so ``due_notices`` never decides it again.
     """
     failed = dict(failed or {})
-    entry = {"kind": notice.kind, "occurrence": durations.rfc3339(notice.occurrence.start),
-             "at": durations.rfc3339(at), "delivered": False, "recipients": [],
-             "pending": [{"name": n, "tries": 0, "due": durations.rfc3339(at)} for n in recipients]}
+    entry = {
+        "kind": notice.kind,
+        "occurrence": durations.rfc3339(notice.occurrence.start),
+        "at": durations.rfc3339(at),
+        "delivered": False,
+        "recipients": [],
+        "pending": [{"name": n, "tries": 0, "due": durations.rfc3339(at)} for n in recipients],
+    }
     if failed:
         entry["failed"] = list(failed)
         entry["error"] = "; ".join(f"{k}: {v}" for k, v in failed.items())[:1000]
     return [*(notices or []), entry][-KEEP:]
 
 
-def due_sends(notices: Iterable[dict], now: datetime, exclude: Iterable[tuple] = ()
-              ) -> tuple[list[tuple[str, str, str, str, int]], datetime | None]:
+def due_sends(
+    notices: Iterable[dict], now: datetime, exclude: Iterable[tuple] = ()
+) -> tuple[list[tuple[str, str, str, str, int]], datetime | None]:
     """(kind, occurrence, recipient, due, tries) owed and due now, and when the next falls due.
 
     The id includes ``due`` and ``tries``: a failed try counts and moves them, so ``exclude``
@@ -189,8 +223,13 @@ def due_sends(notices: Iterable[dict], now: datetime, exclude: Iterable[tuple] =
     skip, due, later = set(exclude), [], []
     for entry in notices or ():
         for item in entry.get("pending") or ():
-            ident = (entry.get("kind", ""), entry.get("occurrence", ""), item.get("name", ""), item.get("due", ""),
-                     int(item.get("tries") or 0))
+            ident = (
+                entry.get("kind", ""),
+                entry.get("occurrence", ""),
+                item.get("name", ""),
+                item.get("due", ""),
+                int(item.get("tries") or 0),
+            )
             when = _parse(item.get("due")) or now
             if ident in skip:
                 continue
@@ -198,8 +237,9 @@ def due_sends(notices: Iterable[dict], now: datetime, exclude: Iterable[tuple] =
     return due, min(later, default=None)
 
 
-def apply_sends(notices: list[dict] | None, results: Iterable[SendResult], *,
-                retry_base: float = RETRY_BASE) -> tuple[list[dict], list[str]]:
+def apply_sends(
+    notices: list[dict] | None, results: Iterable[SendResult], *, retry_base: float = RETRY_BASE
+) -> tuple[list[dict], list[str]]:
     """Record send results: delivered, refused for good, or owed again after a growing delay.
 
     Returns the new ``status.notices`` and one line per recipient now given up on (for an Event).
@@ -207,12 +247,14 @@ def apply_sends(notices: list[dict] | None, results: Iterable[SendResult], *,
     out = [dict(e, pending=[dict(p) for p in e.get("pending") or []]) for e in notices or ()]
     lost = []
     for res in results:
-        entry = next((e for e in out if e.get("kind") == res.kind and e.get("occurrence") == res.occurrence), None)
+        entry = next(
+            (e for e in out if e.get("kind") == res.kind and e.get("occurrence") == res.occurrence), None
+        )
         if entry is None:
             continue
         item = next((p for p in entry["pending"] if p.get("name") == res.recipient), None)
         if item is None:
-            continue          # recorded already (a result applied twice changes nothing)
+            continue  # recorded already (a result applied twice changes nothing)
         if res.ok:
             entry["pending"].remove(item)
             entry["recipients"] = [*(entry.get("recipients") or []), res.recipient]
@@ -224,8 +266,9 @@ def apply_sends(notices: list[dict] | None, results: Iterable[SendResult], *,
             why = res.error or "failed"
             if not res.permanent:
                 why += f" (gave up after {item['tries']} tries)"
-            entry["error"] = (((entry.get("error") or "") + "; ") if entry.get("error") else "") + \
-                f"{res.recipient}: {why}"
+            entry["error"] = (
+                ((entry.get("error") or "") + "; ") if entry.get("error") else ""
+            ) + f"{res.recipient}: {why}"
             entry["error"] = entry["error"][:1000]
             lost.append(f"{res.kind} notice for {res.occurrence} to {res.recipient}: {why}")
         else:

@@ -76,9 +76,12 @@ class PageConfig:
             end = durations.parse_time(until) if until else None
         except ValueError as exc:
             raise ValueError(f"{ENV}UNTIL: {until!r} is not an RFC 3339 time") from exc
-        return cls(title=environ.get(ENV + "TITLE") or DEFAULT_TITLE,
-                   message=environ.get(ENV + "MESSAGE") or DEFAULT_MESSAGE,
-                   retry_after=max(1, seconds), until=end)
+        return cls(
+            title=environ.get(ENV + "TITLE") or DEFAULT_TITLE,
+            message=environ.get(ENV + "MESSAGE") or DEFAULT_MESSAGE,
+            retry_after=max(1, seconds),
+            until=end,
+        )
 
     def retry_after_at(self, now: datetime) -> int:
         """Seconds to wait: the configured value, but no later than the planned end, so clients
@@ -103,8 +106,13 @@ def wants_html(accept: str | None) -> bool:
                 except ValueError:
                     quality = 0.0
         media = media.lower()
-        kind = ("html" if media in ("text/html", "application/xhtml+xml")
-                else "json" if media == "application/json" or media.endswith("+json") else None)
+        kind = (
+            "html"
+            if media in ("text/html", "application/xhtml+xml")
+            else "json"
+            if media == "application/json" or media.endswith("+json")
+            else None
+        )
         if kind:
             best[kind] = max(best[kind], quality)
     return best["html"] > 0 and best["html"] >= best["json"]
@@ -117,8 +125,11 @@ def render_page(config: PageConfig) -> str:
     """The HTML answer (templates/page.html): title, message and, when known, the planned end."""
     until = config.until.astimezone(UTC) if config.until else None
     return _TEMPLATES.get_template("page.html").render(
-        title=config.title, message=config.message, until=durations.rfc3339(until) if until else None,
-        until_text=f"{until:%Y-%m-%d %H:%M} UTC" if until else "")
+        title=config.title,
+        message=config.message,
+        until=durations.rfc3339(until) if until else None,
+        until_text=f"{until:%Y-%m-%d %H:%M} UTC" if until else "",
+    )
 
 
 def make_app(config: PageConfig) -> web.Application:
@@ -126,15 +137,27 @@ def make_app(config: PageConfig) -> web.Application:
         return web.Response(text="ok\n")
 
     async def maintenance(request: web.Request) -> web.Response:
-        headers = {"Retry-After": str(config.retry_after_at(durations.now())),
-                   "Cache-Control": "no-store", "Vary": "Accept"}
+        headers = {
+            "Retry-After": str(config.retry_after_at(durations.now())),
+            "Cache-Control": "no-store",
+            "Vary": "Accept",
+        }
         until = durations.rfc3339(config.until) if config.until else None
         if wants_html(request.headers.get("Accept")):
-            return web.Response(status=503, text=render_page(config), content_type="text/html", headers=headers)
+            return web.Response(
+                status=503, text=render_page(config), content_type="text/html", headers=headers
+            )
         return web.json_response(
-            {"status": "maintenance", "title": config.title, "message": config.message,
-             "until": until, "retryAfter": int(headers["Retry-After"])},
-            status=503, headers=headers)
+            {
+                "status": "maintenance",
+                "title": config.title,
+                "message": config.message,
+                "until": until,
+                "retryAfter": int(headers["Retry-After"]),
+            },
+            status=503,
+            headers=headers,
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -154,8 +177,11 @@ async def start_page(host: str | None, port: int, config: PageConfig) -> web.App
 def main(argv: list[str] | None = None) -> int:
     """``pitwall maintenance-page``: serve until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="pitwall maintenance-page", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get(ENV + "HOST") or None,
-                        help="address to listen on (default: all interfaces)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get(ENV + "HOST") or None,
+        help="address to listen on (default: all interfaces)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get(ENV + "PORT") or DEFAULT_PORT))
     args = parser.parse_args(argv)
     try:
@@ -189,8 +215,9 @@ def page_name(product: str, version: str) -> str:
     return f"{workload_name(product, version)}-maintenance"
 
 
-def page_deployment(product: dict, version: str, window: dict, image: str, namespace: str, *,
-                    until: datetime | None = None) -> dict:
+def page_deployment(
+    product: dict, version: str, window: dict, image: str, namespace: str, *, until: datetime | None = None
+) -> dict:
     """The maintenance page Deployment for one product version, ready for server-side apply.
 
     It listens on the version's own port (named ``http`` like the product's), so the Service
@@ -204,8 +231,10 @@ def page_deployment(product: dict, version: str, window: dict, image: str, names
         retry_after = int(durations.parse(page.get("retryAfter"), DEFAULT_RETRY_AFTER))
     except ValueError as exc:
         raise InvalidSpec("InvalidMaintenancePage", f"maintenancePage.retryAfter: {exc}") from exc
-    port = next((v.get("port", DEFAULT_PORT) for v in spec.get("versions") or [] if v.get("name") == version),
-                DEFAULT_PORT)
+    port = next(
+        (v.get("port", DEFAULT_PORT) for v in spec.get("versions") or [] if v.get("name") == version),
+        DEFAULT_PORT,
+    )
     env = {
         "TITLE": page.get("title") or f"{spec.get('displayName') or name} is down for maintenance",
         "MESSAGE": page.get("message") or DEFAULT_MESSAGE,
@@ -218,8 +247,12 @@ def page_deployment(product: dict, version: str, window: dict, image: str, names
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": page_name(name, version), "namespace": namespace, "labels": labels,
-                     "ownerReferences": [owner_reference(window, controller=False)]},
+        "metadata": {
+            "name": page_name(name, version),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(window, controller=False)],
+        },
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": page_labels(name, version)},
@@ -228,21 +261,34 @@ def page_deployment(product: dict, version: str, window: dict, image: str, names
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "maintenance-page",
-                        "image": image,
-                        "command": ["pitwall", "maintenance-page"],
-                        "env": [{"name": ENV + key, "value": value} for key, value in env.items()],
-                        "ports": [{"name": "http", "containerPort": port}],
-                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
-                                           "periodSeconds": 2},
-                        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"},
-                                      "limits": {"memory": "96Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
-                    }],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "maintenance-page",
+                            "image": image,
+                            "command": ["pitwall", "maintenance-page"],
+                            "env": [{"name": ENV + key, "value": value} for key, value in env.items()],
+                            "ports": [{"name": "http", "containerPort": port}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/healthz", "port": "http"},
+                                "periodSeconds": 2,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "48Mi"},
+                                "limits": {"memory": "96Mi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
                 },
             },
         },

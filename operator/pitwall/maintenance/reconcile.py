@@ -51,10 +51,10 @@ from .window import evaluate
 
 log = logging.getLogger("pitwall.maintenance")
 KIND = "MaintenanceWindow"
-PAGE_LEAD = timedelta(seconds=30)       # page pods are started this long before the window opens
+PAGE_LEAD = timedelta(seconds=30)  # page pods are started this long before the window opens
 
 
-SEND_CONCURRENCY = 8                    # recipients of one window sent to at once
+SEND_CONCURRENCY = 8  # recipients of one window sent to at once
 
 
 class MaintenanceService:
@@ -112,9 +112,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     try:
         result = evaluate(spec, now, deleted=deleting, already_sent=sent)
     except InvalidSpec as exc:
-        await rt.write_status(window, {"phase": status.get("phase", "Scheduled"), "notices": sent},
-                              [*summary(False, stalled=exc.stalled),
-                               Condition.false("Active", exc.reason, exc.message)])
+        await rt.write_status(
+            window,
+            {"phase": status.get("phase", "Scheduled"), "notices": sent},
+            [*summary(False, stalled=exc.stalled), Condition.false("Active", exc.reason, exc.message)],
+        )
         service.sender.settled(namespace, name, delivered)
         await rt.event(window, exc.reason, exc.message, warning=True)
         return None
@@ -125,23 +127,33 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         violation = notices.lead_time_violation(spec, durations.parse_time(created))
         if violation:
             await _remove_pages(rt, namespace, name, keep=set())
-            await rt.write_status(window, {"phase": "Scheduled", "notices": sent},
-                                  [*summary(False, stalled=Stalled("InsufficientNotice", violation)),
-                                   Condition.false("Active", "InsufficientNotice", violation)])
+            await rt.write_status(
+                window,
+                {"phase": "Scheduled", "notices": sent},
+                [
+                    *summary(False, stalled=Stalled("InsufficientNotice", violation)),
+                    Condition.false("Active", "InsufficientNotice", violation),
+                ],
+            )
             service.sender.settled(namespace, name, delivered)
             return None
-    affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
-                               rt.stores["Backend"].list(namespace))
+    affected = targets.resolve(
+        spec.get("targets"), rt.stores["ApiProduct"].list(namespace), rt.stores["Backend"].list(namespace)
+    )
     occurrence = result.occurrence
-    page_due = not deleting and spec.get("maintenancePage", WINDOW["maintenancePage"]) and \
-        occurrence is not None and (
-        result.phase == ACTIVE or (result.phase == "Scheduled" and occurrence.start - now <= PAGE_LEAD))
+    page_due = (
+        not deleting
+        and spec.get("maintenancePage", WINDOW["maintenancePage"])
+        and occurrence is not None
+        and (result.phase == ACTIVE or (result.phase == "Scheduled" and occurrence.start - now <= PAGE_LEAD))
+    )
     wanted_pages = set()
     if page_due and occurrence is not None:
         products = {p["metadata"]["name"]: p for p in rt.stores["ApiProduct"].list(namespace)}
         for product_name, version in affected.page_versions():
-            body = page_deployment(products[product_name], version, window, rt.settings.image, namespace,
-                                   until=occurrence.end)
+            body = page_deployment(
+                products[product_name], version, window, rt.settings.image, namespace, until=occurrence.end
+            )
             await rt.kube.apply(body)
             wanted_pages.add(body["metadata"]["name"])
 
@@ -157,8 +169,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             await _notice_event(rt, window, sent[-1])
 
     missing = ", ".join(affected.missing)
-    wanted = [Condition.true("Active", "WindowOpen", spec.get("reason", "")) if result.phase == ACTIVE
-              else Condition.false("Active", result.phase, "")]
+    wanted = [
+        Condition.true("Active", "WindowOpen", spec.get("reason", ""))
+        if result.phase == ACTIVE
+        else Condition.false("Active", result.phase, "")
+    ]
     # Told now, not when the notice is due: the window still opens, its notices could not go.
     unusable = await _notice_secret_problem(rt, namespace, spec)
     if unusable:
@@ -166,8 +181,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     elif missing:
         wanted += summary(False, not_ready=("TargetNotFound", f"targets not found: {missing}"))
     else:
-        wanted += summary(True, ready_reason=result.phase,
-                          ready_message=f"{len(affected.products)} products affected")
+        wanted += summary(
+            True, ready_reason=result.phase, ready_message=f"{len(affected.products)} products affected"
+        )
     new_status = {**result.status(), "affected": affected.status(), "notices": sent}
     await rt.write_status(window, new_status, wanted)
     service.sender.settled(namespace, name, delivered)
@@ -184,12 +200,18 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             await finalizers.release(rt, window)
             return None
         if finalizers.overdue(window, now):
-            left = [f"{e.get('kind')} notice to {', '.join(p.get('name', '') for p in e.get('pending') or [])}"
-                    for e in sent if e.get("pending")]
-            await rt.event(window, "CleanupAbandoned",
-                           f"deleted after {finalizers.grace():.0f}s without: "
-                           + "; ".join(left + ([f"removing pages {', '.join(pages_left)}"] if pages_left else [])),
-                           warning=True)
+            left = [
+                f"{e.get('kind')} notice to {', '.join(p.get('name', '') for p in e.get('pending') or [])}"
+                for e in sent
+                if e.get("pending")
+            ]
+            await rt.event(
+                window,
+                "CleanupAbandoned",
+                f"deleted after {finalizers.grace():.0f}s without: "
+                + "; ".join(left + ([f"removing pages {', '.join(pages_left)}"] if pages_left else [])),
+                warning=True,
+            )
             await _remove_pages(rt, namespace, name, keep=set(), wait_for_services=False)
             await finalizers.release(rt, window)
             return None
@@ -199,7 +221,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", WINDOW["maintenancePage"]):
         wake.append(occurrence.start - PAGE_LEAD)
     future = [(w - durations.now()).total_seconds() for w in wake if w]
-    future = [s for s in future if s > 0] + ([60.0] if unusable else [])   # Secrets are not watched
+    future = [s for s in future if s > 0] + ([60.0] if unusable else [])  # Secrets are not watched
     if pages_left:
         future.append(1.0)
     return min(future) + 0.001 if future else None
@@ -215,8 +237,10 @@ async def _notice_secret_problem(rt: Runtime, namespace: str, spec: dict) -> Sta
             continue
         secret = await rt.kube.get("Secret", namespace, secret_ref["name"])
         if secret is None:
-            return Stalled("SecretNotFound", f"notices cannot be sent: Secret {secret_ref['name']} not found "
-                                             f"in namespace {namespace}")
+            return Stalled(
+                "SecretNotFound",
+                f"notices cannot be sent: Secret {secret_ref['name']} not found in namespace {namespace}",
+            )
         problem = opt_in_problem(secret, "receivers")
         if problem:
             return Stalled("SecretNotOptedIn", f"notices cannot be sent: {problem}")
@@ -241,9 +265,13 @@ def _recipients(spec: dict, affected) -> tuple[list[str], dict[str, str]]:
 async def _notice_event(rt: Runtime, window: dict, entry: dict) -> None:
     ok = bool(entry.get("delivered"))
     names = entry.get("recipients") or []
-    await rt.event(window, "NoticeSent" if ok else "NoticeFailed",
-                   f"{entry.get('kind')} notice for {entry.get('occurrence')} to {len(names)} recipients"
-                   + (f"; errors: {entry['error'][:400]}" if entry.get("error") else ""), warning=not ok)
+    await rt.event(
+        window,
+        "NoticeSent" if ok else "NoticeFailed",
+        f"{entry.get('kind')} notice for {entry.get('occurrence')} to {len(names)} recipients"
+        + (f"; errors: {entry['error'][:400]}" if entry.get("error") else ""),
+        warning=not ok,
+    )
 
 
 async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> Batch:
@@ -259,8 +287,9 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
     batch = Batch(ids=set(due))
     if due:
         spec = window.get("spec") or {}
-        affected = targets.resolve(spec.get("targets"), rt.stores["ApiProduct"].list(namespace),
-                                   rt.stores["Backend"].list(namespace))
+        affected = targets.resolve(
+            spec.get("targets"), rt.stores["ApiProduct"].list(namespace), rt.stores["Backend"].list(namespace)
+        )
         by_name = {r.name: r for r in messages.recipients(spec, affected)}
         slots = asyncio.Semaphore(SEND_CONCURRENCY)
         uid = window["metadata"].get("uid", "")
@@ -268,14 +297,16 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
         async def one(ident):
             async with slots:
                 return await _send_one(rt, service, window, spec, by_name, uid, ident)
+
         batch.results = list(await asyncio.gather(*(one(i) for i in due)))
     if later is not None:
         batch.wake = max(0.0, (later - durations.now()).total_seconds()) + 0.01
     return batch
 
 
-async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec: dict, by_name: dict,
-                    uid: str, ident: tuple) -> notices.SendResult:
+async def _send_one(
+    rt: Runtime, service: MaintenanceService, window: dict, spec: dict, by_name: dict, uid: str, ident: tuple
+) -> notices.SendResult:
     kind, occurrence, recipient_name = ident[:3]
     namespace = window["metadata"]["namespace"]
 
@@ -295,12 +326,15 @@ async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec
     secret = None
     if receiver.secret_ref:
         try:
-            secret = await rt.kube.read_secret(namespace, receiver.secret_ref.name, receiver.secret_ref.key,
-                                               use="receivers")
-        except InvalidSpec as exc:          # not opted in: recorded with how to opt in, not retried
+            secret = await rt.kube.read_secret(
+                namespace, receiver.secret_ref.name, receiver.secret_ref.key, use="receivers"
+            )
+        except InvalidSpec as exc:  # not opted in: recorded with how to opt in, not retried
             return result(False, True, exc.message)
         if secret is None:
-            return result(False, False, f"Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} not found")
+            return result(
+                False, False, f"Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} not found"
+            )
     try:
         start = durations.parse_time(occurrence)
     except ValueError:
@@ -310,16 +344,26 @@ async def _send_one(rt: Runtime, service: MaintenanceService, window: dict, spec
     # webhook's "id"): one message, however often a crash makes the outbox send it.
     message_id = hashlib.sha256(f"{uid}/{kind}/{occurrence}/{recipient_name}".encode()).hexdigest()[:32]
     message = messages.compose(notice, spec, recipient)
-    message = dataclasses.replace(message, data={**message.data, "id": message_id,
-                                                 "window": window["metadata"]["name"]})
-    sent = await deliver_message(receiver, message, secret, service.client, event=kind, policy=service.policy,
-                                 message_id=message_id, addresses=rt.egress)
+    message = dataclasses.replace(
+        message, data={**message.data, "id": message_id, "window": window["metadata"]["name"]}
+    )
+    sent = await deliver_message(
+        receiver,
+        message,
+        secret,
+        service.client,
+        event=kind,
+        policy=service.policy,
+        message_id=message_id,
+        addresses=rt.egress,
+    )
     return result(sent.ok, sent.permanent, sent.error)
 
 
 def _occurrence_of(spec: dict, start):
     """The occurrence starting at ``start`` under the current schedule (its end from the duration)."""
     from .schedule import Occurrence, occurrence_at, parse
+
     try:
         found = occurrence_at(parse(spec.get("schedule")), start)
     except InvalidSpec:
@@ -334,12 +378,12 @@ def _phase_message(phase: str, spec: dict, occurrence) -> str:
     reason = spec.get("reason", "")
     if occurrence is None:
         return f"{phase}: {reason}"
-    return (f"{phase}: {reason} ({durations.rfc3339(occurrence.start)} to "
-            f"{durations.rfc3339(occurrence.end)})")
+    return f"{phase}: {reason} ({durations.rfc3339(occurrence.start)} to {durations.rfc3339(occurrence.end)})"
 
 
-async def _remove_pages(rt: Runtime, namespace: str, window: str, keep: set[str], *,
-                        wait_for_services: bool = True) -> list[str]:
+async def _remove_pages(
+    rt: Runtime, namespace: str, window: str, keep: set[str], *, wait_for_services: bool = True
+) -> list[str]:
     """Delete this window's page Deployments not in ``keep``; returns those left for now because a
     Service still sends traffic to the page (the product reconciler switches it back first)."""
     left = []
@@ -348,8 +392,9 @@ async def _remove_pages(rt: Runtime, namespace: str, window: str, keep: set[str]
         if name in keep:
             continue
         labels = deployment["metadata"].get("labels") or {}
-        if wait_for_services and _page_in_use(rt, namespace, labels.get(LABEL_PRODUCT), labels.get(LABEL_VERSION),
-                                              window):
+        if wait_for_services and _page_in_use(
+            rt, namespace, labels.get(LABEL_PRODUCT), labels.get(LABEL_VERSION), window
+        ):
             left.append(name)
             continue
         await rt.kube.delete("Deployment", namespace, name)
@@ -368,11 +413,16 @@ def _page_in_use(rt: Runtime, namespace: str, product: str | None, version: str 
         return False
     for other in rt.stores[KIND].list(namespace):
         status = other.get("status") or {}
-        if other["metadata"]["name"] != window and status.get("phase") == ACTIVE and \
-                not other["metadata"].get("deletionTimestamp") and \
-                any(p.get("name") == product and version in (p.get("versions") or [])
-                    for p in (status.get("affected") or {}).get("apiProducts") or []):
-            return False      # another window keeps the page: the Service stays on it
+        if (
+            other["metadata"]["name"] != window
+            and status.get("phase") == ACTIVE
+            and not other["metadata"].get("deletionTimestamp")
+            and any(
+                p.get("name") == product and version in (p.get("versions") or [])
+                for p in (status.get("affected") or {}).get("apiProducts") or []
+            )
+        ):
+            return False  # another window keeps the page: the Service stays on it
     return True
 
 
@@ -382,8 +432,13 @@ def _receiver_for(recipient, consumer_email: dict) -> Receiver | None:
     contact = recipient.contact or {}
     if contact.get("email") and consumer_email.get("secretRef"):
         ref_ = consumer_email["secretRef"]
-        return Receiver(recipient.name, "email", SecretRef(ref_["name"], ref_["key"]),
-                        email_to=(contact["email"],), email_from=consumer_email.get("from"))
+        return Receiver(
+            recipient.name,
+            "email",
+            SecretRef(ref_["name"], ref_["key"]),
+            email_to=(contact["email"],),
+            email_from=consumer_email.get("from"),
+        )
     if contact.get("webhook"):
         return Receiver(recipient.name, "webhook", url=contact["webhook"])
     return None

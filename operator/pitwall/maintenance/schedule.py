@@ -74,8 +74,10 @@ def parse(schedule: dict | None) -> Schedule:
     """Validate a window's ``spec.schedule``; raises InvalidSpec with a message a person can act on."""
     schedule = schedule or {}
     if schedule.get("cron") and schedule.get("start"):
-        raise InvalidSpec(REASON, "schedule has both start and cron: use start for a one-off window, "
-                                  "cron for a recurring one")
+        raise InvalidSpec(
+            REASON,
+            "schedule has both start and cron: use start for a one-off window, cron for a recurring one",
+        )
     if schedule.get("cron"):
         return _parse_recurring(schedule)
     if schedule.get("start"):
@@ -102,8 +104,11 @@ def _parse_one_off(schedule: dict) -> OneOff:
 def _parse_recurring(schedule: dict) -> Recurring:
     cron = " ".join(str(schedule["cron"]).split())
     if (cron not in _MACROS and len(cron.split()) != 5) or not croniter.is_valid(cron):
-        raise InvalidSpec(REASON, f"cron {cron!r} is not a five-field cron expression (minute hour "
-                                  "day-of-month month day-of-week, e.g. '0 22 * * SAT') or @daily, @weekly ...")
+        raise InvalidSpec(
+            REASON,
+            f"cron {cron!r} is not a five-field cron expression (minute hour "
+            "day-of-month month day-of-week, e.g. '0 22 * * SAT') or @daily, @weekly ...",
+        )
     if not schedule.get("duration"):
         raise InvalidSpec(REASON, "a recurring schedule needs a duration")
     duration = _duration(schedule["duration"])
@@ -114,9 +119,12 @@ def _parse_recurring(schedule: dict) -> Recurring:
         raise InvalidSpec(REASON, f"cron {cron!r} never fires") from exc
     gap = min(later - earlier for earlier, later in zip(firings, firings[1:], strict=False))
     if duration >= gap:
-        raise InvalidSpec(REASON, f"duration {durations.format(duration.total_seconds())} is not shorter "
-                                  f"than the {durations.format(gap.total_seconds())} between runs of "
-                                  f"{cron!r}: occurrences would overlap")
+        raise InvalidSpec(
+            REASON,
+            f"duration {durations.format(duration.total_seconds())} is not shorter "
+            f"than the {durations.format(gap.total_seconds())} between runs of "
+            f"{cron!r}: occurrences would overlap",
+        )
     return Recurring(cron, duration, _zone(schedule.get("timeZone") or model.DEFAULT_TIME_ZONE))
 
 
@@ -124,8 +132,10 @@ def _time(value: str, field: str) -> datetime:
     try:
         return durations.parse_time(str(value))
     except ValueError as exc:
-        raise InvalidSpec(REASON, f"{field} {value!r} is not an RFC 3339 time with an offset "
-                                  "(e.g. 2026-12-05T22:00:00+01:00)") from exc
+        raise InvalidSpec(
+            REASON,
+            f"{field} {value!r} is not an RFC 3339 time with an offset (e.g. 2026-12-05T22:00:00+01:00)",
+        ) from exc
 
 
 def _duration(value: str) -> timedelta:

@@ -54,11 +54,19 @@ class Affected:
         """The ``status.affected`` block. Consumer webhook URLs often embed a token, so only
         their scheme and host are shown."""
         return {
-            "apiProducts": [{"name": p.name, "versions": list(p.versions), "effect": p.effect}
-                            for p in self.products],
+            "apiProducts": [
+                {"name": p.name, "versions": list(p.versions), "effect": p.effect} for p in self.products
+            ],
             "backends": list(self.backends),
-            "consumers": [{"name": c.name, "apiProduct": c.product, "versions": list(c.versions),
-                           "contact": _masked(c.contact)} for c in self.consumers],
+            "consumers": [
+                {
+                    "name": c.name,
+                    "apiProduct": c.product,
+                    "versions": list(c.versions),
+                    "contact": _masked(c.contact),
+                }
+                for c in self.consumers
+            ],
         }
 
 
@@ -83,8 +91,8 @@ def resolve(targets: dict | None, products: list[dict], backends: list[dict]) ->
             effect = CRITICALITY_EFFECT.get(criticality, "None")
             if dependency.get("name") in in_maintenance and effect in (UNAVAILABLE, DEGRADED):
                 reasons.setdefault(name, []).append(
-                    (effect,
-                     f"depends on Backend {dependency['name']} ({criticality})"))
+                    (effect, f"depends on Backend {dependency['name']} ({criticality})")
+                )
 
     affected = [_product(by_name[name], found) for name, found in sorted(reasons.items())]
     missing = [f"ApiProduct/{n}" for n in sorted(names - by_name.keys())]
@@ -117,8 +125,11 @@ def _consumers(product: dict, versions: tuple[str, ...]) -> list[AffectedConsume
     for consumer in sorted(product.get("spec", {}).get("consumers") or [], key=lambda c: c["name"]):
         uses = tuple(v for v in versions if v in (consumer.get("versions") or versions))
         if uses:
-            found.append(AffectedConsumer(consumer["name"], product["metadata"]["name"], uses,
-                                          dict(consumer.get("contact") or {})))
+            found.append(
+                AffectedConsumer(
+                    consumer["name"], product["metadata"]["name"], uses, dict(consumer.get("contact") or {})
+                )
+            )
     return found
 
 

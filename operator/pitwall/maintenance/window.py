@@ -42,12 +42,15 @@ class Evaluation:
             "phase": self.phase,
             "nextStart": durations.rfc3339(occurrence.start) if occurrence else None,
             "nextEnd": durations.rfc3339(occurrence.end) if occurrence else None,
-            "activeSince": durations.rfc3339(occurrence.start) if occurrence and self.phase == ACTIVE else None,
+            "activeSince": durations.rfc3339(occurrence.start)
+            if occurrence and self.phase == ACTIVE
+            else None,
         }
 
 
-def evaluate(spec: dict, now: datetime, *, deleted: bool = False,
-             already_sent: Iterable[dict] = ()) -> Evaluation:
+def evaluate(
+    spec: dict, now: datetime, *, deleted: bool = False, already_sent: Iterable[dict] = ()
+) -> Evaluation:
     """Phase, occurrence, due notices and wake-up time. Raises InvalidSpec (-> Stalled) for a
     schedule that cannot work, except for a deleted window, which is only wound down."""
     already_sent = list(already_sent or ())
@@ -70,5 +73,6 @@ def evaluate(spec: dict, now: datetime, *, deleted: bool = False,
     if upcoming:
         moments += [upcoming.start - lead_time(spec), upcoming.start]
     future = [m for m in moments if m > now]
-    return Evaluation(classify(current, upcoming), current or upcoming, tuple(due),
-                      min(future) if future else None)
+    return Evaluation(
+        classify(current, upcoming), current or upcoming, tuple(due), min(future) if future else None
+    )

@@ -29,14 +29,19 @@ def client_key(check: Check) -> Hashable:
     return check.tls, check.proxy
 
 
-async def make_client(check: Check, *, secrets: Secrets, policy: egress.Policy,
-                      max_connections: int = 100) -> httpx.AsyncClient:
+async def make_client(
+    check: Check, *, secrets: Secrets, policy: egress.Policy, max_connections: int = 100
+) -> httpx.AsyncClient:
     """A client for ``check``'s TLS and proxy settings (see ``egress.client``: no cookies, no
     environment proxies, the address policy at connect time). Timeouts are set per request by
     the engine. Raises ``InvalidSpec`` when a TLS Secret is missing or not opted in.
     """
-    return egress.client(policy, verify=await _ssl_context(check.tls, secrets), proxy=check.proxy,
-                         max_connections=max_connections)
+    return egress.client(
+        policy,
+        verify=await _ssl_context(check.tls, secrets),
+        proxy=check.proxy,
+        max_connections=max_connections,
+    )
 
 
 async def _ssl_context(tls: Tls, secrets: Secrets) -> ssl.SSLContext:

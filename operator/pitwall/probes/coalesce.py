@@ -11,8 +11,9 @@ from __future__ import annotations
 MIN_INTERVAL = 60.0
 
 
-def should_write(last_written: float | None, now: float, *, transition: bool,
-                 min_interval: float = MIN_INTERVAL) -> bool:
+def should_write(
+    last_written: float | None, now: float, *, transition: bool, min_interval: float = MIN_INTERVAL
+) -> bool:
     if transition or last_written is None:
         return True
     return now - last_written >= min_interval

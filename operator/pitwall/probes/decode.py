@@ -46,7 +46,7 @@ class _Inflate:
         try:
             out = self._zlib.decompress(data, max_length)
         except zlib.error as exc:
-            if self.name == "deflate" and not self._started:   # raw deflate, without the zlib header
+            if self.name == "deflate" and not self._started:  # raw deflate, without the zlib header
                 self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
                 self._started = True
                 return self.decompress(data, max_length)
@@ -66,8 +66,10 @@ class BoundedDecoder:
         names = [n.strip().lower() for n in (content_encoding or "").split(",") if n.strip()]
         layers = [n for n in names if n in ("gzip", "x-gzip", "deflate")]
         if len(layers) > MAX_LAYERS:
-            raise DecompressionBomb(f"response has {len(layers)} content encodings (at most {MAX_LAYERS} are decoded)")
-        self._layers = [_Inflate(n) for n in reversed(layers)]   # the last applied comes off first
+            raise DecompressionBomb(
+                f"response has {len(layers)} content encodings (at most {MAX_LAYERS} are decoded)"
+            )
+        self._layers = [_Inflate(n) for n in reversed(layers)]  # the last applied comes off first
         self._produced = [0] * len(self._layers)
         self.limit = limit
         self.ratio = ratio
@@ -92,8 +94,10 @@ class BoundedDecoder:
             if self.decoded > self.limit:
                 raise BodyTooLarge(f"response body larger than {_size(self.limit)} after decoding")
             if self.decoded > RATIO_AFTER and self.decoded > self.ratio * max(self.received, 1):
-                raise DecompressionBomb(f"response body decodes at more than {self.ratio:.0f} times its size "
-                                   "(a decompression bomb?)")
+                raise DecompressionBomb(
+                    f"response body decodes at more than {self.ratio:.0f} times its size "
+                    "(a decompression bomb?)"
+                )
             return
         layer = self._layers[index]
         while True:

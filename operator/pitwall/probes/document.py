@@ -33,9 +33,11 @@ from typing import Any
 
 from jsonpath_ng import JSONPath
 
-MAX_VALUES = 200_000         # json.loads in C: ~20 ms for 1 MiB
-MAX_SCANNED_VALUES = 2_000   # jsonpath-ng: ~5 µs a value per scanning path (bench/results/hostile.md)
-SCANS = re.compile(r"\.\.|\*|\?|:|`|\[[/\\]")   # in str(JSONPath): descent, wildcard, filter, slice, function, sort
+MAX_VALUES = 200_000  # json.loads in C: ~20 ms for 1 MiB
+MAX_SCANNED_VALUES = 2_000  # jsonpath-ng: ~5 µs a value per scanning path (bench/results/hostile.md)
+SCANS = re.compile(
+    r"\.\.|\*|\?|:|`|\[[/\\]"
+)  # in str(JSONPath): descent, wildcard, filter, slice, function, sort
 INLINE_BYTES = 4096
 WORKERS = 2
 
@@ -49,21 +51,26 @@ class JsonProblem(Exception):
 @dataclass(frozen=True, slots=True)
 class Found:
     found: bool
-    value: Any = None   # the first match
+    value: Any = None  # the first match
 
 
-def find_all(body: bytes, paths: Sequence[JSONPath], *, deadline: float,
-             cancelled: threading.Event | None = None) -> list[Found]:
+def find_all(
+    body: bytes, paths: Sequence[JSONPath], *, deadline: float, cancelled: threading.Event | None = None
+) -> list[Found]:
     """The first match of each path in ``body`` (raises ``JsonProblem``)."""
     estimate = body.count(b",") + body.count(b"[") + body.count(b"{") + 1
     if estimate > MAX_VALUES:
-        raise JsonProblem(f"response JSON has more than {MAX_VALUES} values; JSONPath expectations are "
-                          "evaluated on smaller documents")
+        raise JsonProblem(
+            f"response JSON has more than {MAX_VALUES} values; JSONPath expectations are "
+            "evaluated on smaller documents"
+        )
     scanning = [str(path) for path in paths if SCANS.search(str(path))]
     if scanning and estimate > MAX_SCANNED_VALUES:
-        raise JsonProblem(f"response JSON has more than {MAX_SCANNED_VALUES} values, too many for {scanning[0]} "
-                          "(.., *, filters, slices and sorting visit every value); select the value by its "
-                          "path instead")
+        raise JsonProblem(
+            f"response JSON has more than {MAX_SCANNED_VALUES} values, too many for {scanning[0]} "
+            "(.., *, filters, slices and sorting visit every value); select the value by its "
+            "path instead"
+        )
     try:
         document = json.loads(body)
     except RecursionError:
@@ -78,7 +85,7 @@ def find_all(body: bytes, paths: Sequence[JSONPath], *, deadline: float,
             matches = path.find(document)
         except RecursionError:
             raise JsonProblem("response JSON is nested too deeply") from None
-        except Exception as exc:   # jsonpath-ng on values it did not expect (sorting mixed types ...)
+        except Exception as exc:  # jsonpath-ng on values it did not expect (sorting mixed types ...)
             raise JsonProblem(f"{path} cannot be evaluated on this response ({type(exc).__name__})") from None
         out.append(Found(True, matches[0].value) if matches else Found(False))
     return out
@@ -92,6 +99,7 @@ async def find(body: bytes, paths: Sequence[JSONPath], *, budget: float) -> list
     cancelled = threading.Event()
     try:
         return await asyncio.get_running_loop().run_in_executor(
-            _pool, partial(find_all, body, paths, deadline=deadline, cancelled=cancelled))
+            _pool, partial(find_all, body, paths, deadline=deadline, cancelled=cancelled)
+        )
     finally:
-        cancelled.set()   # cut (the run's deadline) or done: the worker stops at the next path
+        cancelled.set()  # cut (the run's deadline) or done: the worker stops at the next path

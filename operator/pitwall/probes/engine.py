@@ -95,23 +95,32 @@ class RunResult:
 
     def last_run(self) -> dict:
         """``status.lastRun``."""
-        return {"at": durations.rfc3339(self.at), "result": "Success" if self.ok else "Failure",
-                "latencyMs": self.latency_ms, "correlationId": self.correlation_id}
+        return {
+            "at": durations.rfc3339(self.at),
+            "result": "Success" if self.ok else "Failure",
+            "latencyMs": self.latency_ms,
+            "correlationId": self.correlation_id,
+        }
 
     def last_failure(self) -> dict | None:
         """``status.lastFailure`` for a failed run, else None (keep the previous one)."""
         failed = self.failure
         if failed is None:
             return None
-        out: dict[str, Any] = {"at": durations.rfc3339(self.at), "step": failed.name, "reason": failed.reason,
-               "correlationId": failed.correlation_id}
+        out: dict[str, Any] = {
+            "at": durations.rfc3339(self.at),
+            "step": failed.name,
+            "reason": failed.reason,
+            "correlationId": failed.correlation_id,
+        }
         if failed.status is not None:
             out["httpStatus"] = failed.status
         return out
 
 
-async def run_check(check: Check, *, client: httpx.AsyncClient, secrets: Secrets,
-                    base_url: str | None = None) -> RunResult:
+async def run_check(
+    check: Check, *, client: httpx.AsyncClient, secrets: Secrets, base_url: str | None = None
+) -> RunResult:
     """Run ``check`` once against ``base_url`` (default: ``check.target``).
 
     Each request is cut at ``check.timeout`` and the whole run at ``check.run_timeout``. The
@@ -127,11 +136,11 @@ async def run_check(check: Check, *, client: httpx.AsyncClient, secrets: Secrets
                     break
     except TimeoutError:
         run.cut()
-    except InvalidSpec as exc:     # e.g. a denied host built from a secret: Stalled, masked
+    except InvalidSpec as exc:  # e.g. a denied host built from a secret: Stalled, masked
         exc.message = run.mask(exc.message)
         exc.args = (exc.message,)
         raise
-    except Exception as exc:   # outside a step's own handling (building a request ...)
+    except Exception as exc:  # outside a step's own handling (building a request ...)
         _log_unexpected(exc)
         run.fail(exc)
     return RunResult(at=run.at, trace_id=run.trace_id, steps=tuple(run.logs))
@@ -141,7 +150,11 @@ def _log_unexpected(exc: BaseException) -> None:
     """Where it happened, not the traceback: an exception's text may quote a secret (the reason
     carries its masked text)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    where = (
+        f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
+        if frames
+        else ""
+    )
     _log.warning("unexpected %s in a check%s", type(exc).__name__, where)
 
 
@@ -176,8 +189,9 @@ class _Run:
         captured: dict[str, str] = {}
         try:
             async with asyncio.timeout(self.check.timeout):
-                response = await self.client.send(request, stream=True,
-                                                  follow_redirects=self.check.follow_redirects)
+                response = await self.client.send(
+                    request, stream=True, follow_redirects=self.check.follow_redirects
+                )
                 status = response.status_code
                 try:
                     body = await _read(response)
@@ -195,21 +209,27 @@ class _Run:
             reason = _describe(exc)
         except InvalidSpec:
             raise
-        except Exception as exc:   # every check ends in a verdict, never a traceback per run
+        except Exception as exc:  # every check ends in a verdict, never a traceback per run
             # Unforeseen (a library's error on odd input, a bug): the run fails with a reason and
             # the monitor counts it, instead of the probe waiting for results forever.
             reason, internal = f"the check failed inside Pitwall: {_describe(exc)}"[:MAX_REASON], True
             _log_unexpected(exc)
         self.pending = None
-        log = pending.log(status=status, latency_ms=latency, captured=captured, reason=self.mask(reason),
-                          internal=internal)
+        log = pending.log(
+            status=status, latency_ms=latency, captured=captured, reason=self.mask(reason), internal=internal
+        )
         self.logs.append(log)
         return log
 
     def fail(self, exc: Exception) -> None:
         """An unforeseen exception outside a request: the step it happened in is the failure."""
-        pending = self.pending or _Pending(self.check.steps[len(self.logs)] if len(self.logs) < len(
-            self.check.steps) else self.check.steps[-1], str(uuid.uuid4()), time.perf_counter())
+        pending = self.pending or _Pending(
+            self.check.steps[len(self.logs)]
+            if len(self.logs) < len(self.check.steps)
+            else self.check.steps[-1],
+            str(uuid.uuid4()),
+            time.perf_counter(),
+        )
         reason = f"the check failed inside Pitwall: {_describe(exc)}"[:MAX_REASON]
         self.logs.append(pending.log(reason=self.mask(reason), internal=True))
         self.pending = None
@@ -231,33 +251,40 @@ class _Run:
         try:
             headers = httpx.Headers({k: await self.render(v) for k, v in spec.headers.items()})
         except (UnicodeError, ValueError) as exc:
-            raise InvalidSpec("InvalidHeader", f"step {step.name!r}: a header value is not ASCII once "
-                              f"interpolated ({type(exc).__name__})") from None
+            raise InvalidSpec(
+                "InvalidHeader",
+                f"step {step.name!r}: a header value is not ASCII once interpolated ({type(exc).__name__})",
+            ) from None
         headers.setdefault("User-Agent", USER_AGENT)
-        headers.setdefault("Accept-Encoding", "gzip, deflate")   # what decode.py decodes, bounded
+        headers.setdefault("Accept-Encoding", "gzip, deflate")  # what decode.py decodes, bounded
         headers["X-Correlation-ID"] = correlation_id
         headers["traceparent"] = f"00-{self.trace_id}-{os.urandom(8).hex()}-01"  # a new span per request
         try:
             return httpx.Request(
-                spec.method, url, headers=headers,
+                spec.method,
+                url,
+                headers=headers,
                 params={k: await self.render(v) for k, v in spec.query.items()} or None,
                 content=await self.render(spec.body) if spec.body is not None else None,
-                data={k: await self.render(v) for k, v in spec.form.items()} if spec.form is not None else None,
+                data={k: await self.render(v) for k, v in spec.form.items()}
+                if spec.form is not None
+                else None,
                 json=await self.render_json(spec.json) if spec.json is not None else None,
                 # The client's own timeouts must not cut earlier than the check's.
                 extensions={"timeout": httpx.Timeout(self.check.timeout).as_dict()},
             )
         except httpx.InvalidURL as exc:
             raise InvalidSpec("InvalidURL", f"step {step.name!r}: {self.mask(str(exc))}") from None
-        except (UnicodeError, ValueError, TypeError) as exc:   # e.g. a json body that cannot be encoded
-            raise InvalidSpec("InvalidRequest", f"step {step.name!r}: the request cannot be built "
-                              f"({type(exc).__name__})") from None
+        except (UnicodeError, ValueError, TypeError) as exc:  # e.g. a json body that cannot be encoded
+            raise InvalidSpec(
+                "InvalidRequest", f"step {step.name!r}: the request cannot be built ({type(exc).__name__})"
+            ) from None
 
     async def render(self, text: str) -> str:
         """Interpolate ``${var}`` and ``${secret:name/key}``."""
         parts, pos = [], 0
         for match in REFERENCE.finditer(text):
-            parts += [text[pos:match.start()], _text(await self.lookup(match.group(1)))]
+            parts += [text[pos : match.start()], _text(await self.lookup(match.group(1)))]
             pos = match.end()
         return "".join(parts) + text[pos:] if parts else text
 
@@ -281,20 +308,24 @@ class _Run:
         if key not in self.secret_values:
             value = await self.secrets(*key)
             if value is None:
-                raise InvalidSpec("SecretNotFound",
-                                  f"Secret {key[0]!r} has no key {key[1]!r} (or does not exist)")
+                raise InvalidSpec(
+                    "SecretNotFound", f"Secret {key[0]!r} has no key {key[1]!r} (or does not exist)"
+                )
             self.secret_values[key] = value
             self.masked.add(value)
         return self.secret_values[key]
 
-    async def judge(self, step: Step, response: httpx.Response, body: _Body, latency_ms: float,
-                    shown: dict[str, str]) -> str:
+    async def judge(
+        self, step: Step, response: httpx.Response, body: _Body, latency_ms: float, shown: dict[str, str]
+    ) -> str:
         """The first unmet expectation, else capture; return the reason ("" when the step passed)."""
         expect = step.expect
         reason = _verify_response(expect, response, latency_ms, self.mask)
         if reason:
             return reason
-        paths = [rule.compiled for rule in expect.json] + [c.compiled for c in step.capture if c.compiled is not None]
+        paths = [rule.compiled for rule in expect.json] + [
+            c.compiled for c in step.capture if c.compiled is not None
+        ]
         found: list[Found] = []
         if paths:
             if not body.complete:
@@ -307,11 +338,19 @@ class _Run:
             if problem:
                 first = next((c.var for c in step.capture if c.path is not None), None)
                 return problem if expect.json or first is None else f"capture {first}: {problem}"
-        return _verify_json(expect.json, found[:len(expect.json)], self.mask) or _verify_body(expect, response, body) \
-            or self.capture(step.capture, response, found[len(expect.json):], shown)
+        return (
+            _verify_json(expect.json, found[: len(expect.json)], self.mask)
+            or _verify_body(expect, response, body)
+            or self.capture(step.capture, response, found[len(expect.json) :], shown)
+        )
 
-    def capture(self, captures: tuple[Capture, ...], response: httpx.Response, found: list[Found],
-                shown: dict[str, str]) -> str:
+    def capture(
+        self,
+        captures: tuple[Capture, ...],
+        response: httpx.Response,
+        found: list[Found],
+        shown: dict[str, str],
+    ) -> str:
         """Store captured variables; return the reason when one cannot be captured."""
         json_found = iter(found)
         for cap in captures:
@@ -341,7 +380,9 @@ class _Run:
         userinfo = f"{url.username}:{MASK}@" if url.password else f"{url.username}@" if url.username else ""
         shown = f"{url.scheme}://{userinfo}{host}{f':{url.port}' if url.port else ''}{url.path}"
         if url.params:
-            shown += "?" + "&".join(f"{k}={MASK if SENSITIVE.search(k) else v}" for k, v in url.params.multi_items())
+            shown += "?" + "&".join(
+                f"{k}={MASK if SENSITIVE.search(k) else v}" for k, v in url.params.multi_items()
+            )
         return self.mask(shown)
 
 
@@ -352,20 +393,36 @@ class _Pending:
     started: float
     url: str = ""
 
-    def log(self, *, status: int | None = None, latency_ms: float | None = None,
-            captured: Mapping[str, str] | None = None, reason: str = "", internal: bool = False) -> StepLog:
+    def log(
+        self,
+        *,
+        status: int | None = None,
+        latency_ms: float | None = None,
+        captured: Mapping[str, str] | None = None,
+        reason: str = "",
+        internal: bool = False,
+    ) -> StepLog:
         if latency_ms is None:
             latency_ms = (time.perf_counter() - self.started) * 1000
-        return StepLog(self.step.name, self.step.request.method, self.url, self.correlation_id,
-                       status, round(latency_ms, 1), dict(captured or {}), reason, internal)
+        return StepLog(
+            self.step.name,
+            self.step.request.method,
+            self.url,
+            self.correlation_id,
+            status,
+            round(latency_ms, 1),
+            dict(captured or {}),
+            reason,
+            internal,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class _Body:
     data: bytes
-    complete: bool         # the whole body (else the first MAX_BODY bytes)
+    complete: bool  # the whole body (else the first MAX_BODY bytes)
     encoded: bool = False  # it came with a Content-Encoding Pitwall decoded
-    problem: str = ""      # a failure whatever the check reads (a decompression bomb, bad gzip)
+    problem: str = ""  # a failure whatever the check reads (a decompression bomb, bad gzip)
 
     def too_large(self) -> str:
         return f"response body larger than 1 MiB{' after decoding' if self.encoded else ''}"
@@ -394,8 +451,9 @@ async def _read(response: httpx.Response) -> _Body:
         return _Body(b"", False, True, str(exc))
 
 
-def _verify_response(expect: Expect, response: httpx.Response, latency_ms: float,
-                     mask: Callable[[str], str]) -> str:
+def _verify_response(
+    expect: Expect, response: httpx.Response, latency_ms: float, mask: Callable[[str], str]
+) -> str:
     """Status, latency and headers: the first unmet, in the order a person debugging would want."""
     if response.status_code not in expect.status:
         wanted = " or ".join(str(s) for s in expect.status)
@@ -422,7 +480,9 @@ def _verify_json(rules: tuple[JsonExpect, ...], found: list[Found], mask: Callab
         if not rule.exists:
             return f"{rule.path} exists, expected absent"
         if rule.has_equals and not _equal(match.value, rule.equals):
-            return f"{rule.path} is {_show(match.value, rule.path, mask)}, expected {_clip(repr(rule.equals))}"
+            return (
+                f"{rule.path} is {_show(match.value, rule.path, mask)}, expected {_clip(repr(rule.equals))}"
+            )
         if rule.matches and not rule.matches.search(_text(match.value)):
             return f"{rule.path} is {_show(match.value, rule.path, mask)}, does not match {rule.matches.pattern!r}"
     return ""

@@ -36,14 +36,20 @@ from .telemetry import COLLECTOR, Numbers
 log = logging.getLogger("pitwall.probes")
 
 # Per-probe series (success, up, runs, step durations) live on each job: see ``telemetry``.
-LAG = Histogram("pitwall_probe_schedule_lag_seconds", "Start time minus due time",
-                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+LAG = Histogram(
+    "pitwall_probe_schedule_lag_seconds",
+    "Start time minus due time",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
 STATUS_WRITES = Counter("pitwall_probe_status_writes_total", "Status writes by probes", ["kind"])
-JOB_ERRORS = Counter("pitwall_job_errors_total",
-                     "Unforeseen exceptions caught inside one job so that no other job is affected "
-                     "(check: inside a check; run: a scheduled run; scheduler: the scheduler loop)", ["kind"])
+JOB_ERRORS = Counter(
+    "pitwall_job_errors_total",
+    "Unforeseen exceptions caught inside one job so that no other job is affected "
+    "(check: inside a check; run: a scheduled run; scheduler: the scheduler loop)",
+    ["kind"],
+)
 
-Key = tuple[str, str, str]    # (kind, namespace, name)
+Key = tuple[str, str, str]  # (kind, namespace, name)
 _PARSE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pitwall-spec")
 
 # Runs in flight at once, and the connections each client may hold. They must match: requests
@@ -67,17 +73,19 @@ class Job:
     key: Key
     generation: int
     check: Check
-    resolve: Callable[[], str | None]                  # base URL now (None: no ready endpoint)
-    imposed: Callable[[], str | None]                  # Maintenance / Paused, or None
+    resolve: Callable[[], str | None]  # base URL now (None: no ready endpoint)
+    imposed: Callable[[], str | None]  # Maintenance / Paused, or None
     publish: Callable[[Job, RunResult | None, bool], Awaitable[None]]
     health: Health = field(default_factory=Health)
     stats: Stats = field(default_factory=Stats)
-    numbers: Numbers = field(default_factory=Numbers)   # its Prometheus series
+    numbers: Numbers = field(default_factory=Numbers)  # its Prometheus series
     last_written: float | None = None
     last_result: RunResult | None = None
     stalled: Stalled | None = None
-    unpublished: bool = False          # runs since the last status write (flushed on shutdown)
-    unresolved: str | None = None      # the failure when resolve() finds no target ("payments v2 has no ready endpoints")
+    unpublished: bool = False  # runs since the last status write (flushed on shutdown)
+    unresolved: str | None = (
+        None  # the failure when resolve() finds no target ("payments v2 has no ready endpoints")
+    )
     # The first verdict under a new spec (or of a new probe) is news like a transition: it is
     # written at once, not in the steady-state slot (issue 19: observedGeneration lagged 60 s).
     first_verdict: bool = True
@@ -89,17 +97,30 @@ def unresolved(check: Check, reason: str) -> RunResult:
     Its first step fails with ``reason``, which says what a person needs to know, instead of a
     connection error to a placeholder host."""
     import os
+
     step = check.steps[0]
-    return RunResult(at=durations.now(), trace_id=os.urandom(16).hex(),
-                     steps=(StepLog(step.name, step.request.method, step.request.path or step.request.url or "",
-                                    correlation_id="-", reason=reason),))
+    return RunResult(
+        at=durations.now(),
+        trace_id=os.urandom(16).hex(),
+        steps=(
+            StepLog(
+                step.name,
+                step.request.method,
+                step.request.path or step.request.url or "",
+                correlation_id="-",
+                reason=reason,
+            ),
+        ),
+    )
 
 
 class Monitor:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.policy = rt.egress
-        self.scheduler = Scheduler(concurrency=CONCURRENCY, on_lag=LAG.observe, on_error=self._scheduler_error)
+        self.scheduler = Scheduler(
+            concurrency=CONCURRENCY, on_lag=LAG.observe, on_error=self._scheduler_error
+        )
         self.jobs: dict[Key, Job] = {}
         # Parsed specs by object, stamped with (uid, generation, base URL, floor): a spec is
         # parsed once per generation, not on every event (status echoes included).
@@ -108,7 +129,7 @@ class Monitor:
         self._client_lock = asyncio.Lock()
         self._write_slots = asyncio.Semaphore(WRITE_CONCURRENCY)
         self._writing: dict[Key, asyncio.Task] = {}
-        self._again: dict[Key, bool] = {}      # written meanwhile: write once more (transition?)
+        self._again: dict[Key, bool] = {}  # written meanwhile: write once more (transition?)
         COLLECTOR.watch(self)
 
     async def start(self) -> None:
@@ -135,31 +156,39 @@ class Monitor:
                 try:
                     await job.publish(job, job.last_result, False)
                     job.unpublished = False
-                except Exception as exc:   # shutting down: log, never hang
+                except Exception as exc:  # shutting down: log, never hang
                     log.warning("could not flush probe status %s: %s", job.key, exc)
 
     def secrets(self, namespace: str):
         async def read(name: str, key: str) -> str | None:
             return await self.rt.kube.read_secret(namespace, name, key, use="probes")
+
         return read
 
     async def client(self, check: Check, namespace: str, base_url: str | None) -> httpx.AsyncClient:
         """A shared client per (TLS/proxy settings, origin): small pools keep httpcore's per-request
         scan of its connections short; the scheduler bounds the total in flight."""
         target = urlsplit(base_url or check.target or "")
-        key = (client_key(check), namespace if (check.tls.ca or check.tls.client_cert) else None,
-               target.scheme, target.netloc)
+        key = (
+            client_key(check),
+            namespace if (check.tls.ca or check.tls.client_cert) else None,
+            target.scheme,
+            target.netloc,
+        )
         async with self._client_lock:
             if key not in self._clients:
-                self._clients[key] = await make_client(check, secrets=self.secrets(namespace), policy=self.policy,
-                                                       max_connections=CONCURRENCY)
+                self._clients[key] = await make_client(
+                    check, secrets=self.secrets(namespace), policy=self.policy, max_connections=CONCURRENCY
+                )
             return self._clients[key]
 
     def steady_interval(self) -> float:
         """Seconds between one probe's steady-state status writes: a minute, or longer when
         there are so many probes that all of them together would exceed the write budget."""
-        population = max(len(self.jobs), sum(len(self.rt.stores[kind]) for kind in ("Probe", "Backend")
-                                             if kind in self.rt.stores))
+        population = max(
+            len(self.jobs),
+            sum(len(self.rt.stores[kind]) for kind in ("Probe", "Backend") if kind in self.rt.stores),
+        )
         return max(60.0, population / STATUS_WRITES_PER_SECOND)
 
     @property
@@ -181,7 +210,8 @@ class Monitor:
             raise InvalidSpec(*cached[1])
         try:
             check = await asyncio.get_running_loop().run_in_executor(
-                _PARSE_POOL, partial(parse_check, spec, base_url=base_url, min_interval=self.min_interval))
+                _PARSE_POOL, partial(parse_check, spec, base_url=base_url, min_interval=self.min_interval)
+            )
         except InvalidSpec as exc:
             self._specs[key] = (stamp, (exc.reason, exc.message))
             raise
@@ -202,7 +232,12 @@ class Monitor:
         old = self.jobs.get(job.key)
         resumed = False
         if old is not None:
-            job.health, job.stats, job.numbers, job.last_written = old.health, old.stats, old.numbers, old.last_written
+            job.health, job.stats, job.numbers, job.last_written = (
+                old.health,
+                old.stats,
+                old.numbers,
+                old.last_written,
+            )
             job.last_result, job.unpublished = old.last_result, old.unpublished
         else:
             job.health = Health.from_status(previous_status)
@@ -211,8 +246,10 @@ class Monitor:
             # so the probe keeps to its own slot and its first steady write waits its turn,
             # spread over the interval. Otherwise 5,000 probes would all run at once and write
             # within seconds (a burst of memory, lag and API writes on every restart).
-            resumed = bool(previous_status.get("lastRun")) and \
-                previous_status.get("observedGeneration") == job.generation
+            resumed = (
+                bool(previous_status.get("lastRun"))
+                and previous_status.get("observedGeneration") == job.generation
+            )
             if resumed:
                 job.last_written = time.monotonic() - phase(job.key, self.steady_interval())
                 job.first_verdict = False
@@ -222,14 +259,19 @@ class Monitor:
             job.first_verdict, job.stalled = old.first_verdict, old.stalled
         self.jobs[job.key] = job
         if old is None or old.generation != job.generation:
-            key = job.key   # the closure holds the key, not the job: jobs are replaced on every event
-            self.scheduler.upsert(key, job.check.interval, lambda: self.run(key),
-                                  timeout=job.check.run_timeout + 10, run_now=not resumed)
+            key = job.key  # the closure holds the key, not the job: jobs are replaced on every event
+            self.scheduler.upsert(
+                key,
+                job.check.interval,
+                lambda: self.run(key),
+                timeout=job.check.run_timeout + 10,
+                run_now=not resumed,
+            )
         self.scheduler.set_paused(job.key, job.check.paused)
 
     def remove(self, key: Key) -> None:
         self.scheduler.remove(key)
-        self.jobs.pop(key, None)      # and with it, its series
+        self.jobs.pop(key, None)  # and with it, its series
 
     # -- one run ----------------------------------------------------------------------------------
     async def run(self, key: Key, *, publish: bool = True) -> RunResult | None:
@@ -246,10 +288,12 @@ class Monitor:
             check, imposed = maintenance_page_check(check, base_url), None
         try:
             if base_url is None and job.unresolved:
-                result = unresolved(check, job.unresolved)   # nothing to connect to: say why
+                result = unresolved(check, job.unresolved)  # nothing to connect to: say why
             else:
                 client = await self.client(check, namespace, base_url)
-                result = await run_check(check, client=client, secrets=self.secrets(namespace), base_url=base_url)
+                result = await run_check(
+                    check, client=client, secrets=self.secrets(namespace), base_url=base_url
+                )
         except InvalidSpec as exc:
             job.stalled = exc.stalled
             if publish:
@@ -259,32 +303,65 @@ class Monitor:
                 job.last_written = time.monotonic()
                 self._write(key, True)
             return None
-        except Exception as exc:   # a bug around the check: still a verdict, never silence
-            log.error("%s %s/%s: the check failed inside Pitwall (%s)", kind, namespace, name, type(exc).__name__,
-                      extra={"kind": kind, "object": f"{namespace}/{name}"})
+        except Exception as exc:  # a bug around the check: still a verdict, never silence
+            log.error(
+                "%s %s/%s: the check failed inside Pitwall (%s)",
+                kind,
+                namespace,
+                name,
+                type(exc).__name__,
+                extra={"kind": kind, "object": f"{namespace}/{name}"},
+            )
             result = failed_result(check, f"the check failed inside Pitwall ({type(exc).__name__})")
         if result.internal:
             JOB_ERRORS.labels("check").inc()
-            log.warning("%s %s/%s: %s", kind, namespace, name, result.failure.reason if result.failure else "",
-                        extra={"kind": kind, "object": f"{namespace}/{name}"})
+            log.warning(
+                "%s %s/%s: %s",
+                kind,
+                namespace,
+                name,
+                result.failure.reason if result.failure else "",
+                extra={"kind": kind, "object": f"{namespace}/{name}"},
+            )
         job.stalled = None
         previous = job.health
-        outcome = observe(previous, result.ok, failure_threshold=job.check.failure_threshold,
-                          success_threshold=job.check.success_threshold, imposed=imposed)
+        outcome = observe(
+            previous,
+            result.ok,
+            failure_threshold=job.check.failure_threshold,
+            success_threshold=job.check.success_threshold,
+            imposed=imposed,
+        )
         job.health = outcome.health
         job.stats.record(result.at, result.ok, result.latency_ms if result.ok else None)
         job.last_result = result
-        job.numbers.record(result.ok, outcome.state == "Up",
-                           ((step.name, step.latency_ms / 1000) for step in result.steps if step.latency_ms is not None))
+        job.numbers.record(
+            result.ok,
+            outcome.state == "Up",
+            ((step.name, step.latency_ms / 1000) for step in result.steps if step.latency_ms is not None),
+        )
         if not result.ok and (failure := result.failure) is not None:
-            log.info("%s %s/%s failed at step %s: %s", kind, namespace, name, failure.name, failure.reason,
-                     extra={"kind": kind, "object": f"{namespace}/{name}", "step": failure.name,
-                            "correlation_id": failure.correlation_id, "reason": failure.reason})
+            log.info(
+                "%s %s/%s failed at step %s: %s",
+                kind,
+                namespace,
+                name,
+                failure.name,
+                failure.reason,
+                extra={
+                    "kind": kind,
+                    "object": f"{namespace}/{name}",
+                    "step": failure.name,
+                    "correlation_id": failure.correlation_id,
+                    "reason": failure.reason,
+                },
+            )
         now = time.monotonic()
         job.unpublished = True
         first, job.first_verdict = job.first_verdict, False
-        if publish and should_write(job.last_written, now, transition=outcome.transition or first,
-                                    min_interval=self.steady_interval()):
+        if publish and should_write(
+            job.last_written, now, transition=outcome.transition or first, min_interval=self.steady_interval()
+        ):
             job.last_written = now
             job.unpublished = False
             self._write(key, outcome.transition)
@@ -304,8 +381,9 @@ class Monitor:
         if key in self._writing:
             self._again[key] = self._again.get(key, False) or transition
             return
-        self._writing[key] = spawn(self._writer(key, transition), name=f"status {key}", task="probe-status-write",
-                                   long_lived=False)
+        self._writing[key] = spawn(
+            self._writer(key, transition), name=f"status {key}", task="probe-status-write", long_lived=False
+        )
 
     async def _writer(self, key: Key, transition: bool) -> None:
         try:
@@ -317,7 +395,7 @@ class Monitor:
                     async with self._write_slots, asyncio.timeout(WRITE_TIMEOUT):
                         await job.publish(job, job.last_result, transition)
                     STATUS_WRITES.labels(key[0]).inc()
-                except Exception as exc:   # the API server is away: the next run tries again
+                except Exception as exc:  # the API server is away: the next run tries again
                     log.warning("could not write status of %s %s/%s: %s", *key, exc)
                     job.last_written, job.unpublished = None, True
                 if key not in self._again:
@@ -333,9 +411,13 @@ class Monitor:
             return
         imposed = job.imposed()
         if imposed == MAINTENANCE and job.check.check_maintenance_page:
-            return   # its runs check the page and decide
-        outcome = settle(job.health, failure_threshold=job.check.failure_threshold,
-                         success_threshold=job.check.success_threshold, imposed=imposed)
+            return  # its runs check the page and decide
+        outcome = settle(
+            job.health,
+            failure_threshold=job.check.failure_threshold,
+            success_threshold=job.check.success_threshold,
+            imposed=imposed,
+        )
         if outcome.transition:
             job.health = outcome.health
             job.last_written = time.monotonic()
@@ -344,9 +426,17 @@ class Monitor:
 
 def maintenance_page_check(check: Check, base_url: str | None) -> Check:
     """One GET of the target expecting the maintenance page's answer."""
-    spec: dict[str, Any] = {"interval": f"{check.interval}s", "timeout": f"{check.timeout}s",
-            "steps": [{"name": "maintenance-page", "request": {"path": "/"},
-                       "expect": {"status": [503], "headers": [{"name": "Retry-After", "present": True}]}}]}
+    spec: dict[str, Any] = {
+        "interval": f"{check.interval}s",
+        "timeout": f"{check.timeout}s",
+        "steps": [
+            {
+                "name": "maintenance-page",
+                "request": {"path": "/"},
+                "expect": {"status": [503], "headers": [{"name": "Retry-After", "present": True}]},
+            }
+        ],
+    }
     if base_url is None and check.target:
         spec["target"] = {"url": check.target}
     return parse_check(spec, base_url=base_url)
@@ -359,6 +449,6 @@ def probe_status(job: Job, result: RunResult | None) -> dict:
         status["lastRun"] = result.last_run()
         failure = result.last_failure()
         if failure:
-            url = logsearch.link(failure.get("correlationId"))     # --log-search-url
+            url = logsearch.link(failure.get("correlationId"))  # --log-search-url
             status["lastFailure"] = {**failure, "logsUrl": url} if url else failure
     return status

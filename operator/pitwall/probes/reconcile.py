@@ -44,8 +44,11 @@ def version_url(rt: Runtime, namespace: str, product: str, version: str) -> str 
     service = workload_name(product, version)
     if rt.settings.resolved_target_mode == "service":
         return f"http://{service}.{namespace}.svc"
-    return endpoint_url(rt.stores["EndpointSlice"].list(namespace), service,
-                        lambda address: rewrite_address(address, rt.rewrite_rules))
+    return endpoint_url(
+        rt.stores["EndpointSlice"].list(namespace),
+        service,
+        lambda address: rewrite_address(address, rt.rewrite_rules),
+    )
 
 
 def in_maintenance(rt: Runtime, namespace: str, product: str, version: str | None) -> bool:
@@ -76,9 +79,9 @@ def _imposed(rt: Runtime, namespace: str, name: str) -> str | None:
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     mon = monitor(rt)
     key = (KIND, namespace, name)
-    probe = rt.stores[KIND].get(namespace, name)   # read only: no deep copy per reconcile
+    probe = rt.stores[KIND].get(namespace, name)  # read only: no deep copy per reconcile
     if probe is not None and not rt.owns_probe(probe["metadata"].get("uid")):
-        mon.remove(key)   # another replica's shard (shards.py): it runs, writes and finalizes this probe
+        mon.remove(key)  # another replica's shard (shards.py): it runs, writes and finalizes this probe
         return None
     if probe is None or probe["metadata"].get("deletionTimestamp"):
         mon.forget(key)
@@ -98,9 +101,13 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         if product is None:
             stalled = Stalled("ProductNotFound", f"ApiProduct {target[0]} not found in namespace {namespace}")
         elif target[1] not in versions or versions[target[1]].get("lifecycle") == "retired":
-            stalled = Stalled("VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}")
+            stalled = Stalled(
+                "VersionNotFound", f"ApiProduct {target[0]} has no running version {target[1]!r}"
+            )
     try:
-        check = await mon.check_for(key, probe["metadata"], spec, base_url="http://resolved.invalid" if target else None)
+        check = await mon.check_for(
+            key, probe["metadata"], spec, base_url="http://resolved.invalid" if target else None
+        )
     except InvalidSpec as exc:
         stalled = exc.stalled
     if stalled is None:
@@ -116,18 +123,24 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     if stalled:
         mon.remove(key)
         await _publish_stalled(rt, probe, stalled)
-        return 60.0   # the missing object may appear without an event on this probe
+        return 60.0  # the missing object may appear without an event on this probe
 
     resolve: Callable[[], str | None]
     if target:
         resolve = partial(version_url, rt, namespace, *target)
     else:
         resolve = lambda: None  # noqa: E731 - the check carries its own URL
-    job = Job(key=key, generation=probe["metadata"].get("generation", 0), check=check, resolve=resolve,
-              imposed=partial(_imposed, rt, namespace, name), publish=partial(_publish, rt),
-              unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None)
+    job = Job(
+        key=key,
+        generation=probe["metadata"].get("generation", 0),
+        check=check,
+        resolve=resolve,
+        imposed=partial(_imposed, rt, namespace, name),
+        publish=partial(_publish, rt),
+        unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None,
+    )
     if not rt.owns_probe(probe["metadata"].get("uid")):
-        return None   # its shard went to another replica while this reconcile awaited
+        return None  # its shard went to another replica while this reconcile awaited
     mon.upsert(job, status)
     await mon.resettle(key)
     cleared = (condition(status.get("conditions"), "Stalled") or {}).get("status") == "True"
@@ -144,8 +157,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 def _in(rt: Runtime, indexes: frozenset[int]) -> list[tuple[str, str]]:
     shards = rt.shards
     assert shards is not None
-    return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in rt.stores[KIND].list()
-            if o["metadata"].get("uid") and shard_of(o["metadata"]["uid"], shards.count) in indexes]
+    return [
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in rt.stores[KIND].list()
+        if o["metadata"].get("uid") and shard_of(o["metadata"]["uid"], shards.count) in indexes
+    ]
 
 
 async def shards_gained(rt: Runtime, indexes: frozenset[int]) -> None:
@@ -167,8 +183,10 @@ async def shards_lost(rt: Runtime, indexes: frozenset[int]) -> None:
         if job.unpublished:
             try:
                 await job.publish(job, job.last_result, False)
-            except Exception as exc:   # handing over: the next owner resumes from the last write
-                log.warning("could not write probe %s/%s before handing it over: %s", job.key[1], job.key[2], exc)
+            except Exception as exc:  # handing over: the next owner resumes from the last write
+                log.warning(
+                    "could not write probe %s/%s before handing it over: %s", job.key[1], job.key[2], exc
+                )
     for key in keys:
         mon.remove(key)
 
@@ -180,8 +198,11 @@ def probe_conditions(state: str, result: RunResult | None) -> list[Condition]:
     if state == UP:
         healthy = Condition.true("Healthy", "Up", "the last runs passed")
     elif state == DOWN:
-        detail = f"step {failure.name}: {failure.reason} (correlation id {logsearch.mention(failure.correlation_id)})" \
-            if failure else "consecutive failures reached the threshold"
+        detail = (
+            f"step {failure.name}: {failure.reason} (correlation id {logsearch.mention(failure.correlation_id)})"
+            if failure
+            else "consecutive failures reached the threshold"
+        )
         healthy = Condition.false("Healthy", "Down", detail)
     elif state == MAINTENANCE:
         healthy = Condition.unknown("Healthy", "Maintenance", "the target is in a maintenance window")
@@ -190,13 +211,22 @@ def probe_conditions(state: str, result: RunResult | None) -> list[Condition]:
     else:
         healthy = Condition.unknown("Healthy", "AwaitingResults", "not enough runs yet")
     ready = state == UP
-    conds = [healthy, *summary(ready, ready_reason="Up", ready_message=healthy.message,
-                               not_ready=(healthy.reason, healthy.message))]
+    conds = [
+        healthy,
+        *summary(
+            ready,
+            ready_reason="Up",
+            ready_message=healthy.message,
+            not_ready=(healthy.reason, healthy.message),
+        ),
+    ]
     if state in (UNKNOWN, PAUSED):
         # No verdict yet (or none wanted): Ready=Unknown, so a rule on Ready=False never pages
         # for a probe that was merely created or paused.
-        conds = [Condition.unknown("Ready", healthy.reason, healthy.message) if c.type == "Ready" else c
-                 for c in conds]
+        conds = [
+            Condition.unknown("Ready", healthy.reason, healthy.message) if c.type == "Ready" else c
+            for c in conds
+        ]
     return conds
 
 
@@ -220,25 +250,37 @@ async def _publish(rt: Runtime, job: Job, result: RunResult | None, transition: 
         await _announce(rt, probe, job, result, previous_state)
 
 
-async def _announce(rt: Runtime, probe: dict, job: Job, result: RunResult | None, previous: str | None) -> None:
+async def _announce(
+    rt: Runtime, probe: dict, job: Job, result: RunResult | None, previous: str | None
+) -> None:
     state = job.health.state
     failure = result.failure if result else None
     if state == DOWN and failure:
-        message = (f"{previous or 'Unknown'} -> Down after {job.health.consecutive_failures} consecutive failures: "
-                   f"step {failure.name}: {failure.reason}; correlation id {logsearch.mention(failure.correlation_id)}")
+        message = (
+            f"{previous or 'Unknown'} -> Down after {job.health.consecutive_failures} consecutive failures: "
+            f"step {failure.name}: {failure.reason}; correlation id {logsearch.mention(failure.correlation_id)}"
+        )
     else:
         message = f"{previous or 'Unknown'} -> {state}"
     await rt.event(probe, f"Probe{state}", message, warning=state == DOWN)
     (log.warning if state == DOWN else log.info)(
-        "probe is %s", state, extra={"kind": KIND, "object": f"{probe['metadata']['namespace']}/"
-                                     f"{probe['metadata']['name']}",
-                                     "correlation_id": failure.correlation_id if failure else None})
+        "probe is %s",
+        state,
+        extra={
+            "kind": KIND,
+            "object": f"{probe['metadata']['namespace']}/{probe['metadata']['name']}",
+            "correlation_id": failure.correlation_id if failure else None,
+        },
+    )
 
 
 async def _publish_stalled(rt: Runtime, probe: dict, stalled: Stalled) -> None:
-    previous = ((probe.get("status") or {}).get("conditions") or [])
+    previous = (probe.get("status") or {}).get("conditions") or []
     already = (condition(previous, "Stalled") or {}).get("reason") == stalled.reason
-    await rt.write_status(probe, {"state": "Unknown"},
-                          [Condition.unknown("Healthy", *stalled), *summary(False, stalled=stalled)])
+    await rt.write_status(
+        probe,
+        {"state": "Unknown"},
+        [Condition.unknown("Healthy", *stalled), *summary(False, stalled=stalled)],
+    )
     if not already:
         await rt.event(probe, stalled.reason, stalled.message, warning=True)

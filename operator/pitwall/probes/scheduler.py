@@ -43,8 +43,8 @@ from ..supervise import spawn
 
 log = logging.getLogger("pitwall.probes.scheduler")
 
-LATE = 0.5    # seconds: a run starting this late means more is due than can be run
-CALM = 10.0   # seconds without a late start before the overload is over
+LATE = 0.5  # seconds: a run starting this late means more is due than can be run
+CALM = 10.0  # seconds without a late start before the overload is over
 
 
 def phase(key: Hashable, interval: float) -> float:
@@ -86,8 +86,9 @@ class Timetable:
         old = self._slots.get(key)
         if old is not None and old.interval == interval and not run_now:
             return
-        slot = _Slot(interval, phase(key, interval), next(self._generations),
-                     paused=old.paused if old else False)
+        slot = _Slot(
+            interval, phase(key, interval), next(self._generations), paused=old.paused if old else False
+        )
         self._slots[key] = slot
         if not slot.paused:
             self._push(key, slot, now if run_now else slot.after(now))
@@ -143,8 +144,13 @@ class Scheduler:
     ``on_error(key, exc)``, never fatal; so are exceptions inside the loop (the loop goes on).
     """
 
-    def __init__(self, *, concurrency: int = 256, on_lag: Callable[[float], None] | None = None,
-                 on_error: Callable[[Hashable, BaseException], None] | None = None):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 256,
+        on_lag: Callable[[float], None] | None = None,
+        on_error: Callable[[Hashable, BaseException], None] | None = None,
+    ):
         self._table = Timetable()
         self._jobs: dict[Hashable, _Job] = {}
         self._running: dict[Hashable, asyncio.Task] = {}
@@ -154,14 +160,21 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self.overruns = 0  # slots skipped because the previous run was still going
-        self.waiting = 0   # runs due and waiting for a slot
-        self._late_until = 0.0               # overloaded until then (monotonic)
+        self.waiting = 0  # runs due and waiting for a slot
+        self._late_until = 0.0  # overloaded until then (monotonic)
         self._overloaded_since: float | None = None
-        self._overloaded_closed = 0.0        # seconds of overloads that have ended
-        self._worst_lag = 0.0                # largest lag of the current overload
+        self._overloaded_closed = 0.0  # seconds of overloads that have ended
+        self._worst_lag = 0.0  # largest lag of the current overload
 
-    def upsert(self, key: Hashable, interval: float, run: Callable[[], Awaitable[object]], *,
-               timeout: float, run_now: bool = False) -> None:
+    def upsert(
+        self,
+        key: Hashable,
+        interval: float,
+        run: Callable[[], Awaitable[object]],
+        *,
+        timeout: float,
+        run_now: bool = False,
+    ) -> None:
         self._jobs[key] = _Job(run, timeout)
         self._table.upsert(key, interval, time.monotonic(), run_now=run_now)
         self._wake.set()
@@ -179,7 +192,7 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
-        if self.alive:    # a sharded replica starts the probes before it may become the leader
+        if self.alive:  # a sharded replica starts the probes before it may become the leader
             return
         self._loop_task = spawn(self._loop(), name="pitwall probe scheduler", task="probe-scheduler")
 
@@ -216,16 +229,23 @@ class Scheduler:
         self._worst_lag = max(self._worst_lag, lag)
         if self._overloaded_since is None:
             self._overloaded_since = now - lag
-            log.warning("probe scheduler overloaded: runs start %.1fs late (%d waiting for a slot); lateness is "
-                        "spread over every probe and never fails a check. Give the operator more CPU or run "
-                        "more replicas with --probe-shards", lag, self.waiting)
+            log.warning(
+                "probe scheduler overloaded: runs start %.1fs late (%d waiting for a slot); lateness is "
+                "spread over every probe and never fails a check. Give the operator more CPU or run "
+                "more replicas with --probe-shards",
+                lag,
+                self.waiting,
+            )
 
     def _settle(self, now: float) -> None:
         if self._overloaded_since is not None and now >= self._late_until:
-            ended = self._late_until - CALM   # the last late start
+            ended = self._late_until - CALM  # the last late start
             self._overloaded_closed += max(0.0, ended - self._overloaded_since)
-            log.warning("probe scheduler caught up after %.0fs overloaded (runs up to %.1fs late)",
-                        ended - self._overloaded_since, self._worst_lag)
+            log.warning(
+                "probe scheduler caught up after %.0fs overloaded (runs up to %.1fs late)",
+                ended - self._overloaded_since,
+                self._worst_lag,
+            )
             self._overloaded_since, self._worst_lag = None, 0.0
 
     async def _loop(self) -> None:
@@ -238,7 +258,7 @@ class Scheduler:
                     self._launch(key, due)
                 next_due = self._table.next_due()
                 delay = None if next_due is None else max(0.0, next_due - time.monotonic())
-            except Exception as exc:   # a bug, not a job: log it, keep every other probe running
+            except Exception as exc:  # a bug, not a job: log it, keep every other probe running
                 log.exception("probe scheduler: iteration failed; continuing")
                 self._report(None, exc)
             with contextlib.suppress(TimeoutError):

@@ -54,7 +54,7 @@ RUN_SLACK = 1.0  # seconds
 MIN_INTERVAL = 1.0
 MIN_TIMEOUT = 0.1
 MAX_JSONPATH_DESCENTS = 1
-MAX_JSONPATH_CHARS = 4096   # all JSONPaths of one check together: ~40 ms to parse
+MAX_JSONPATH_CHARS = 4096  # all JSONPaths of one check together: ~40 ms to parse
 
 # RE2: linear-time matching; compile errors are returned, not logged to stderr by the C++ side.
 _RE2_OPTIONS = re2.Options()
@@ -64,11 +64,11 @@ _RE2_OPTIONS.log_errors = False
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET = re.compile(r"secret:([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([-._a-zA-Z0-9]+)")
-HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 token
-HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")              # what every server accepts
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")  # what every server accepts
 
 
-Regex = Any   # a compiled RE2 pattern (``re2._Regexp``): search(), pattern
+Regex = Any  # a compiled RE2 pattern (``re2._Regexp``): search(), pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +172,9 @@ class Check:
     @property
     def secret_names(self) -> frozenset[str]:
         """Secrets this check reads (to re-run or un-stall it when one of them changes)."""
-        names = {ref.name for step in self.steps for text in step.request.templates()
-                 for ref in secret_refs(text)}
+        names = {
+            ref.name for step in self.steps for text in step.request.templates() for ref in secret_refs(text)
+        }
         if self.tls.ca:
             names.add(self.tls.ca.name)
         if self.tls.client_cert:
@@ -181,8 +182,9 @@ class Check:
         return frozenset(names)
 
 
-def parse_check(spec: Mapping[str, Any], *, base_url: str | None = None,
-                min_interval: float | None = None) -> Check:
+def parse_check(
+    spec: Mapping[str, Any], *, base_url: str | None = None, min_interval: float | None = None
+) -> Check:
     """Validate ``spec`` and apply defaults.
 
     ``base_url`` is the resolved target (an ApiProduct version's URL); without it the target is
@@ -236,19 +238,25 @@ def _parse_check(spec: Mapping[str, Any], base_url: str | None, min_interval: fl
 def _schedule(spec: Mapping[str, Any], floor: float) -> tuple[float, float]:
     """``interval`` and ``timeout`` within their floors; an unset timeout fits its interval."""
     interval = _duration(spec.get("interval"), DEFAULT_INTERVAL, "interval")
-    if not interval >= floor:   # also NaN
-        raise InvalidSpec("IntervalTooShort", f"interval {durations.format(interval)} is below the minimum of "
-                          f"{durations.format(floor)}")
+    if not interval >= floor:  # also NaN
+        raise InvalidSpec(
+            "IntervalTooShort",
+            f"interval {durations.format(interval)} is below the minimum of {durations.format(floor)}",
+        )
     if spec.get("timeout") in (None, ""):
         return interval, min(DEFAULT_TIMEOUT, interval)
     timeout = _duration(spec.get("timeout"), DEFAULT_TIMEOUT, "timeout")
     timeout_floor = max(MIN_TIMEOUT, floors.current().probe_timeout)
     if not timeout >= timeout_floor:
-        raise InvalidSpec("TimeoutTooShort", f"timeout {durations.format(timeout)} is below the minimum of "
-                          f"{durations.format(timeout_floor)}")
+        raise InvalidSpec(
+            "TimeoutTooShort",
+            f"timeout {durations.format(timeout)} is below the minimum of {durations.format(timeout_floor)}",
+        )
     if timeout > interval:
-        raise InvalidSpec("TimeoutAboveInterval", f"timeout {durations.format(timeout)} is longer than the "
-                          f"interval {durations.format(interval)}")
+        raise InvalidSpec(
+            "TimeoutAboveInterval",
+            f"timeout {durations.format(timeout)} is longer than the interval {durations.format(interval)}",
+        )
     return interval, timeout
 
 
@@ -269,12 +277,18 @@ def _check_jsonpath_budget(raw: list[Mapping[str, Any]]) -> None:
     paths of 512 characters) took 3.5 s. Refuse before parsing any."""
     total = 0
     for item in raw:
-        total += sum(len(str(rule.get("path") or "")) for rule in (item.get("expect") or {}).get("json") or [])
-        total += sum(len(str(source)) for source in (item.get("capture") or {}).values()
-                     if str(source).startswith("$"))
+        total += sum(
+            len(str(rule.get("path") or "")) for rule in (item.get("expect") or {}).get("json") or []
+        )
+        total += sum(
+            len(str(source)) for source in (item.get("capture") or {}).values() if str(source).startswith("$")
+        )
     if total > MAX_JSONPATH_CHARS:
-        raise InvalidSpec("SpecTooCostly", f"the check's JSONPaths total {total} characters, more than "
-                          f"{MAX_JSONPATH_CHARS}: shorten or split it into several Probes")
+        raise InvalidSpec(
+            "SpecTooCostly",
+            f"the check's JSONPaths total {total} characters, more than "
+            f"{MAX_JSONPATH_CHARS}: shorten or split it into several Probes",
+        )
 
 
 def _parse_steps(raw: list[Mapping[str, Any]]) -> Iterator[Step]:
@@ -291,8 +305,12 @@ def _parse_steps(raw: list[Mapping[str, Any]]) -> Iterator[Step]:
         request = _parse_request(name, item.get("request") or {})
         for text in request.templates():
             _check_references(name, text, captured)
-        step = Step(name, request, _parse_expect(name, item.get("expect") or {}),
-                    tuple(_parse_captures(name, item.get("capture") or {})))
+        step = Step(
+            name,
+            request,
+            _parse_expect(name, item.get("expect") or {}),
+            tuple(_parse_captures(name, item.get("capture") or {})),
+        )
         captured.update(c.var for c in step.capture)
         yield step
 
@@ -314,8 +332,10 @@ def _parse_request(step: str, raw: Mapping[str, Any]) -> Request:
         if not HEADER_NAME.fullmatch(header):
             raise InvalidSpec("InvalidHeader", f"step {step!r}: {header!r} is not a valid HTTP header name")
         if not HEADER_VALUE.fullmatch(REFERENCE.sub("", value)):
-            raise InvalidSpec("InvalidHeader", f"step {step!r}: header {header} may hold only printable "
-                              "ASCII characters (no line breaks)")
+            raise InvalidSpec(
+                "InvalidHeader",
+                f"step {step!r}: header {header} may hold only printable ASCII characters (no line breaks)",
+            )
     return Request(
         method=method,
         url=url,
@@ -339,8 +359,9 @@ def _parse_expect(step: str, raw: Mapping[str, Any]) -> Expect:
         max_latency=_duration(max_latency, None, f"step {step!r}: maxLatency") if max_latency else None,
         json=tuple(_parse_json_expect(step, j) for j in raw.get("json") or []),
         headers=tuple(
-            HeaderExpect(h["name"], bool(h.get("present", True)),
-                         _regex(step, h.get("matches"), f"header {h['name']}"))
+            HeaderExpect(
+                h["name"], bool(h.get("present", True)), _regex(step, h.get("matches"), f"header {h['name']}")
+            )
             for h in raw.get("headers") or []
         ),
         body_contains=body.get("contains"),
@@ -366,14 +387,15 @@ def _parse_captures(step: str, raw: Mapping[str, str]) -> Iterator[Capture]:
             raise InvalidSpec("InvalidCapture", f"step {step!r}: {var!r} is not a valid variable name")
         if not isinstance(source, str):
             raise InvalidSpec("InvalidCapture", f"step {step!r}: capture {var!r} must be a string")
-        if source.startswith("header:") and source[len("header:"):].strip():
-            yield Capture(var, header=source[len("header:"):].strip())
+        if source.startswith("header:") and source[len("header:") :].strip():
+            yield Capture(var, header=source[len("header:") :].strip())
         elif source.startswith("$"):
             yield Capture(var, path=source, compiled=_jsonpath(step, source, f"capture {var!r}"))
         else:
-            raise InvalidSpec("InvalidCapture",
-                              f"step {step!r}: capture {var!r} must be a JSONPath ($.x) or header:Name, "
-                              f"got {source!r}")
+            raise InvalidSpec(
+                "InvalidCapture",
+                f"step {step!r}: capture {var!r} must be a JSONPath ($.x) or header:Name, got {source!r}",
+            )
 
 
 def _check_references(step: str, text: str, captured: set[str]) -> None:
@@ -382,29 +404,40 @@ def _check_references(step: str, text: str, captured: set[str]) -> None:
         if SECRET.fullmatch(inner):
             continue
         if not VARIABLE.fullmatch(inner):
-            raise InvalidSpec("InvalidReference",
-                              f"step {step!r}: {match.group(0)} is neither ${{var}} nor ${{secret:name/key}}")
+            raise InvalidSpec(
+                "InvalidReference",
+                f"step {step!r}: {match.group(0)} is neither ${{var}} nor ${{secret:name/key}}",
+            )
         if inner not in captured:
-            raise InvalidSpec("UnknownVariable",
-                              f"step {step!r} uses {match.group(0)} but no earlier step captures {inner!r}")
+            raise InvalidSpec(
+                "UnknownVariable",
+                f"step {step!r} uses {match.group(0)} but no earlier step captures {inner!r}",
+            )
 
 
 def _jsonpath(step: str, path: str, what: str) -> JSONPath:
     if not path.startswith("$"):
         raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: a JSONPath starts with $")
     if path.count("..") > MAX_JSONPATH_DESCENTS:
-        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: use at most one recursive descent (..) "
-                          "per JSONPath: each one multiplies the work by the size of the response")
+        raise InvalidSpec(
+            "InvalidJSONPath",
+            f"step {step!r}: {what}: use at most one recursive descent (..) "
+            "per JSONPath: each one multiplies the work by the size of the response",
+        )
     if "=~" in path or "`sub(" in path:
-        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what}: regexes inside a JSONPath (=~, sub) are not "
-                          "supported; select the value and use `matches` (RE2) instead")
+        raise InvalidSpec(
+            "InvalidJSONPath",
+            f"step {step!r}: {what}: regexes inside a JSONPath (=~, sub) are not "
+            "supported; select the value and use `matches` (RE2) instead",
+        )
     try:
         return _parse_jsonpath(path)
     except JSONPathError as exc:
         raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what} is not a valid JSONPath: {exc}") from exc
-    except Exception as exc:   # jsonpath-ng raises more than its own errors on odd input
-        raise InvalidSpec("InvalidJSONPath", f"step {step!r}: {what} is not a valid JSONPath "
-                          f"({type(exc).__name__})") from exc
+    except Exception as exc:  # jsonpath-ng raises more than its own errors on odd input
+        raise InvalidSpec(
+            "InvalidJSONPath", f"step {step!r}: {what} is not a valid JSONPath ({type(exc).__name__})"
+        ) from exc
 
 
 @functools.lru_cache(maxsize=4096)
@@ -419,7 +452,9 @@ def compile_regex(pattern: str) -> Regex:
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
         detail = exc.args[0] if exc.args else ""
-        raise ValueError(detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)) from None
+        raise ValueError(
+            detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        ) from None
 
 
 def _regex(step: str, pattern: str | None, what: str) -> Regex | None:
@@ -428,8 +463,11 @@ def _regex(step: str, pattern: str | None, what: str) -> Regex | None:
     try:
         return compile_regex(str(pattern))
     except ValueError as exc:
-        raise InvalidSpec("InvalidRegex", f"step {step!r}: {what}: {pattern!r} is not a regex RE2 accepts: {exc} "
-                          "(RE2 runs in linear time; it has no backreferences or lookaround)") from None
+        raise InvalidSpec(
+            "InvalidRegex",
+            f"step {step!r}: {what}: {pattern!r} is not a regex RE2 accepts: {exc} "
+            "(RE2 runs in linear time; it has no backreferences or lookaround)",
+        ) from None
 
 
 def _duration(value: Any, default: float | None, what: str) -> float:

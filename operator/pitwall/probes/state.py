@@ -38,8 +38,11 @@ class Health:
         )
 
     def to_status(self) -> dict:
-        return {"state": self.state, "consecutiveFailures": self.consecutive_failures,
-                "consecutiveSuccesses": self.consecutive_successes}
+        return {
+            "state": self.state,
+            "consecutiveFailures": self.consecutive_failures,
+            "consecutiveSuccesses": self.consecutive_successes,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +55,26 @@ class Outcome:
         return self.health.state
 
 
-def observe(previous: Health, ok: bool, *, failure_threshold: int, success_threshold: int,
-            imposed: str | None = None) -> Outcome:
+def observe(
+    previous: Health, ok: bool, *, failure_threshold: int, success_threshold: int, imposed: str | None = None
+) -> Outcome:
     """Fold one run's result into the state."""
     if ok:
-        counted = replace(previous, consecutive_failures=0,
-                          consecutive_successes=previous.consecutive_successes + 1)
+        counted = replace(
+            previous, consecutive_failures=0, consecutive_successes=previous.consecutive_successes + 1
+        )
     else:
-        counted = replace(previous, consecutive_successes=0,
-                          consecutive_failures=previous.consecutive_failures + 1)
-    return settle(counted, failure_threshold=failure_threshold, success_threshold=success_threshold,
-                  imposed=imposed)
+        counted = replace(
+            previous, consecutive_successes=0, consecutive_failures=previous.consecutive_failures + 1
+        )
+    return settle(
+        counted, failure_threshold=failure_threshold, success_threshold=success_threshold, imposed=imposed
+    )
 
 
-def settle(health: Health, *, failure_threshold: int, success_threshold: int,
-           imposed: str | None = None) -> Outcome:
+def settle(
+    health: Health, *, failure_threshold: int, success_threshold: int, imposed: str | None = None
+) -> Outcome:
     """The state the counts and the imposed state call for, without a new run.
 
     Call it when maintenance starts or ends, or a probe is paused or resumed.

@@ -33,10 +33,10 @@ from typing import Any
 from .. import durations
 
 LATENCY_WINDOW = 200
-HOURS = 169      # 7 days plus the current hour: a 7-day window ending mid-hour needs 169 buckets
+HOURS = 169  # 7 days plus the current hour: a 7-day window ending mid-hour needs 169 buckets
 DAYS = 90
 HOUR_S = 3600
-WINDOWS = {"last1h": 1, "last24h": 24, "last7d": 168}   # hours
+WINDOWS = {"last1h": 1, "last24h": 24, "last7d": 168}  # hours
 _RUNS = re.compile(r"^\s*(\d+)/(\d+)\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -68,7 +68,7 @@ class Series:
     def add(self, index: int, ok: int, total: int) -> None:
         """Add counts to bucket ``index``, making room for it (older buckets fall off)."""
         if self.total and index < self.start:
-            return   # older than everything kept: results arrive in time order, so drop it
+            return  # older than everything kept: results arrive in time order, so drop it
         if not self.total or index - self.end >= self.size:
             self.start, self.ok, self.total = index, array("I", [0]), array("I", [0])
         elif index >= self.end:
@@ -143,7 +143,7 @@ class Stats:
 
     def availability(self, now: datetime) -> dict[str, float]:
         """Percent of successful runs per window; a window without runs is left out."""
-        now_h = (now.astimezone(UTC) - _EPOCH).total_seconds() / HOUR_S   # in hours, fractional
+        now_h = (now.astimezone(UTC) - _EPOCH).total_seconds() / HOUR_S  # in hours, fractional
         out = {}
         for name, hours in WINDOWS.items():
             since = now_h - hours
@@ -176,8 +176,10 @@ class Stats:
     @classmethod
     def from_status(cls, status: Mapping[str, Any] | None) -> Stats:
         history = (status or {}).get("history") or {}
-        return cls(hourly=_series(history.get("hourly"), HOURS, hourly=True),
-                   daily=_series(history.get("daily"), DAYS, hourly=False))
+        return cls(
+            hourly=_series(history.get("hourly"), HOURS, hourly=True),
+            daily=_series(history.get("daily"), DAYS, hourly=False),
+        )
 
 
 def daily_runs(status: Mapping[str, Any] | None) -> Iterator[tuple[str, int, int]]:
@@ -192,18 +194,24 @@ def _series(persisted: Any, size: int, *, hourly: bool) -> Series:
     (``[{at|day, ok, total}, ...]``), so an upgrade keeps the history."""
     try:
         if isinstance(persisted, Mapping) and persisted.get("from"):
-            start = hour_index(durations.parse_time(persisted["from"])) if hourly \
+            start = (
+                hour_index(durations.parse_time(persisted["from"]))
+                if hourly
                 else date.fromisoformat(persisted["from"]).toordinal()
+            )
             return Series(size, start, iter(decode_runs(persisted.get("runs") or "")))
         if isinstance(persisted, list) and persisted:
             series = Series(size)
             for bucket in persisted:
-                index = hour_index(durations.parse_time(bucket["at"])) if hourly \
+                index = (
+                    hour_index(durations.parse_time(bucket["at"]))
+                    if hourly
                     else date.fromisoformat(bucket["day"]).toordinal()
+                )
                 series.add(index, int(bucket.get("ok", 0)), int(bucket.get("total", 0)))
             return series
     except (KeyError, TypeError, ValueError):
-        pass   # unreadable history: start counting afresh rather than fail the probe
+        pass  # unreadable history: start counting afresh rather than fail the probe
     return Series(size)
 
 

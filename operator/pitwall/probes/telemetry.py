@@ -36,7 +36,7 @@ class Numbers:
     __slots__ = ("success", "up", "passed", "failed", "steps")
 
     def __init__(self) -> None:
-        self.success: int | None = None      # None until the first run
+        self.success: int | None = None  # None until the first run
         self.up = 0
         self.passed = 0
         self.failed = 0
@@ -54,13 +54,13 @@ class Numbers:
             counts = self.steps.get(step)
             if counts is None:
                 counts = self.steps[step] = array("d", bytes(8 * (len(BUCKETS) + 2)))
-            counts[bisect_left(BUCKETS, seconds)] += 1     # le: a bucket includes its bound
+            counts[bisect_left(BUCKETS, seconds)] += 1  # le: a bucket includes its bound
             counts[-1] += seconds
 
 
 class _Source(Protocol):
     @property
-    def jobs(self) -> Mapping[tuple[str, str, str], Any]: ...    # key -> an object with ``numbers``
+    def jobs(self) -> Mapping[tuple[str, str, str], Any]: ...  # key -> an object with ``numbers``
 
 
 class Collector:
@@ -105,12 +105,18 @@ class Collector:
 
     @staticmethod
     def _families() -> tuple:
-        return (GaugeMetricFamily("pitwall_probe_success", "1 when the last run passed", labels=LABELS),
-                GaugeMetricFamily("pitwall_probe_up", "1 when the probe's state is Up (after thresholds)",
-                                  labels=LABELS),
-                CounterMetricFamily("pitwall_probe_runs_total", "Probe runs by result", labels=[*LABELS, "result"]),
-                HistogramMetricFamily("pitwall_probe_duration_seconds", "Request duration per step",
-                                      labels=[*LABELS, "step"]))
+        return (
+            GaugeMetricFamily("pitwall_probe_success", "1 when the last run passed", labels=LABELS),
+            GaugeMetricFamily(
+                "pitwall_probe_up", "1 when the probe's state is Up (after thresholds)", labels=LABELS
+            ),
+            CounterMetricFamily(
+                "pitwall_probe_runs_total", "Probe runs by result", labels=[*LABELS, "result"]
+            ),
+            HistogramMetricFamily(
+                "pitwall_probe_duration_seconds", "Request duration per step", labels=[*LABELS, "step"]
+            ),
+        )
 
 
 def _quote(value: str) -> str:
@@ -137,19 +143,25 @@ def render(collector: Collector) -> bytes:
             labels = head + tail
             success.append(f"pitwall_probe_success{{{labels}}} {numbers.success}.0\n")
             up.append(f"pitwall_probe_up{{{labels}}} {numbers.up}.0\n")
-            runs.append(f'pitwall_probe_runs_total{{{labels},result="success"}} {numbers.passed}.0\n'
-                        f'pitwall_probe_runs_total{{{labels},result="failure"}} {numbers.failed}.0\n')
+            runs.append(
+                f'pitwall_probe_runs_total{{{labels},result="success"}} {numbers.passed}.0\n'
+                f'pitwall_probe_runs_total{{{labels},result="failure"}} {numbers.failed}.0\n'
+            )
             for step, counts in numbers.steps.items():
                 step_label = f'step="{_quote(step)}"'
                 cumulative = 0.0
                 for le, count in zip(_LE, counts[:-1], strict=True):
                     cumulative += count
-                    duration.append(f'pitwall_probe_duration_seconds_bucket{{{head}le="{le}",{tail},{step_label}}} '
-                                    f"{floatToGoString(cumulative)}\n")
-                duration.append(f"pitwall_probe_duration_seconds_count{{{labels},{step_label}}} "
-                                f"{floatToGoString(cumulative)}\n"
-                                f"pitwall_probe_duration_seconds_sum{{{labels},{step_label}}} "
-                                f"{floatToGoString(counts[-1])}\n")
+                    duration.append(
+                        f'pitwall_probe_duration_seconds_bucket{{{head}le="{le}",{tail},{step_label}}} '
+                        f"{floatToGoString(cumulative)}\n"
+                    )
+                duration.append(
+                    f"pitwall_probe_duration_seconds_count{{{labels},{step_label}}} "
+                    f"{floatToGoString(cumulative)}\n"
+                    f"pitwall_probe_duration_seconds_sum{{{labels},{step_label}}} "
+                    f"{floatToGoString(counts[-1])}\n"
+                )
     for family, lines in zip(collector._families()[:4], (success, up, runs, duration), strict=True):
         kind = family.type
         name = family.name + ("_total" if kind == "counter" else "")
@@ -157,12 +169,25 @@ def render(collector: Collector) -> bytes:
         out.extend(lines)
     schedulers = [s for s in (getattr(source, "scheduler", None) for source in list(collector._sources)) if s]
     for name, kind, help_text, value in (
-            ("pitwall_probe_overloaded", "gauge", OVERLOADED_HELP,
-             max((int(s.overloaded()) for s in schedulers), default=None)),
-            ("pitwall_probe_overloaded_seconds_total", "counter", OVERLOADED_SECONDS_HELP,
-             sum(s.overloaded_seconds() for s in schedulers) if schedulers else None),
-            ("pitwall_probe_runs_waiting", "gauge", WAITING_HELP,
-             sum(s.waiting for s in schedulers) if schedulers else None)):
+        (
+            "pitwall_probe_overloaded",
+            "gauge",
+            OVERLOADED_HELP,
+            max((int(s.overloaded()) for s in schedulers), default=None),
+        ),
+        (
+            "pitwall_probe_overloaded_seconds_total",
+            "counter",
+            OVERLOADED_SECONDS_HELP,
+            sum(s.overloaded_seconds() for s in schedulers) if schedulers else None,
+        ),
+        (
+            "pitwall_probe_runs_waiting",
+            "gauge",
+            WAITING_HELP,
+            sum(s.waiting for s in schedulers) if schedulers else None,
+        ),
+    ):
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
         if value is not None:
             out.append(f"{name} {floatToGoString(value)}\n")

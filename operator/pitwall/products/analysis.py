@@ -17,7 +17,7 @@ from ..conditions import Condition, summary
 from ..traffic.figures import VersionFigures
 from ..vocabulary import Stalled, condition
 
-parse_quantity: Callable[[str], object] = _parse_quantity   # kubernetes' canonical parser (untyped)
+parse_quantity: Callable[[str], object] = _parse_quantity  # kubernetes' canonical parser (untyped)
 
 
 # -- drift ------------------------------------------------------------------------------------
@@ -100,11 +100,19 @@ def version_state(name: str, desired_replicas: int, deployment: dict | None) -> 
     progressing = condition(status.get("conditions"), "Progressing")
     # A deadline exceeded by an older generation says nothing about the spec just applied
     # (kstatus: status is stale until observedGeneration catches up).
-    if generation_seen and progressing and progressing.get("status") == "False" and \
-            progressing.get("reason") == "ProgressDeadlineExceeded":
+    if (
+        generation_seen
+        and progressing
+        and progressing.get("status") == "False"
+        and progressing.get("reason") == "ProgressDeadlineExceeded"
+    ):
         rollout = "Failed"
-    elif generation_seen and updated >= replicas and available >= replicas and \
-            int(status.get("replicas", 0)) == replicas:
+    elif (
+        generation_seen
+        and updated >= replicas
+        and available >= replicas
+        and int(status.get("replicas", 0)) == replicas
+    ):
         rollout = "Complete"
     else:
         rollout = "Progressing"
@@ -118,8 +126,9 @@ class RollbackDecision:
     restored_image: str
 
 
-def decide_rollback(*, auto: bool, spec_image: str, state: VersionState, last_good: str | None,
-                    pinned: dict | None) -> RollbackDecision | None:
+def decide_rollback(
+    *, auto: bool, spec_image: str, state: VersionState, last_good: str | None, pinned: dict | None
+) -> RollbackDecision | None:
     """Roll back a failed rollout of ``spec_image`` to ``last_good`` once.
 
     Never in a loop: nothing happens while a rollback is already pinned for this spec image,
@@ -135,9 +144,18 @@ def decide_rollback(*, auto: bool, spec_image: str, state: VersionState, last_go
     return RollbackDecision(state.name, spec_image, last_good)
 
 
-def decide_probe_rollback(*, auto: bool, spec_image: str, state: VersionState, previous_good: str | None,
-                          pinned: dict | None, started: datetime | None, now: datetime, window: float,
-                          down_probes: list[str]) -> RollbackDecision | None:
+def decide_probe_rollback(
+    *,
+    auto: bool,
+    spec_image: str,
+    state: VersionState,
+    previous_good: str | None,
+    pinned: dict | None,
+    started: datetime | None,
+    now: datetime,
+    window: float,
+    down_probes: list[str],
+) -> RollbackDecision | None:
     """Roll back a rollout that became available but whose probes went Down within the
     analysis window after it started (the pods are ready, the API is not)."""
     if not auto or not down_probes or not previous_good or previous_good == spec_image:
@@ -159,10 +177,15 @@ def pinned_image(spec_image: str, pinned: dict | None) -> str | None:
 
 
 # -- conditions -------------------------------------------------------------------------------
-def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
-                       rolled_back: list[dict], backend_effect: tuple[str, str, str] | None = None,
-                       maintenance: str | None = None,
-                       refs: tuple[bool, str] = (True, "")) -> tuple[list[Condition], str]:
+def product_conditions(
+    states: list[VersionState],
+    *,
+    stalled: Stalled | None,
+    rolled_back: list[dict],
+    backend_effect: tuple[str, str, str] | None = None,
+    maintenance: str | None = None,
+    refs: tuple[bool, str] = (True, ""),
+) -> tuple[list[Condition], str]:
     """Conditions and the one-word ``status.state`` for the product.
 
     ``backend_effect``: (effect Unavailable|Degraded, reason, message) from its backends.
@@ -176,27 +199,43 @@ def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
     all_available = len(available) == total
 
     if progressing:
-        rolling = ("RolloutInProgress", "rolling out " + ", ".join(
-            f"{s.name} ({s.ready}/{s.desired} ready)" for s in progressing))
+        rolling = (
+            "RolloutInProgress",
+            "rolling out " + ", ".join(f"{s.name} ({s.ready}/{s.desired} ready)" for s in progressing),
+        )
     else:
         rolling = None
 
     if all_available:
-        conds.append(Condition.true("Available", "AllVersionsAvailable",
-                                    f"{len(available)}/{total} versions available"))
+        conds.append(
+            Condition.true(
+                "Available", "AllVersionsAvailable", f"{len(available)}/{total} versions available"
+            )
+        )
     else:
         missing = [s for s in states if not s.is_available]
-        conds.append(Condition.false("Available", "VersionsUnavailable", ", ".join(
-            f"{s.name}: {s.ready}/{s.desired} ready" + (" (rollout failed)" if s.rollout == "Failed" else "")
-            for s in missing)))
+        conds.append(
+            Condition.false(
+                "Available",
+                "VersionsUnavailable",
+                ", ".join(
+                    f"{s.name}: {s.ready}/{s.desired} ready"
+                    + (" (rollout failed)" if s.rollout == "Failed" else "")
+                    for s in missing
+                ),
+            )
+        )
 
     degraded_msgs = []
     if failed:
         degraded_msgs.append("rollout failed: " + ", ".join(s.name for s in failed))
     elif not all_available and some_ready and not progressing:
         degraded_msgs.append("some versions are not fully ready")
-    state = "Available" if all_available else ("Progressing" if progressing and not failed else
-                                               ("Degraded" if some_ready else "Unavailable"))
+    state = (
+        "Available"
+        if all_available
+        else ("Progressing" if progressing and not failed else ("Degraded" if some_ready else "Unavailable"))
+    )
     if backend_effect:
         effect, reason, message = backend_effect
         if effect == "Unavailable":
@@ -214,8 +253,16 @@ def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
         conds.append(Condition.false("Degraded", "NotDegraded", ""))
 
     if rolled_back:
-        conds.append(Condition.true("RolledBack", "RolloutFailed", "; ".join(
-            f"{r['version']}: {r['failedImage']} failed, running {r['restoredImage']}" for r in rolled_back)))
+        conds.append(
+            Condition.true(
+                "RolledBack",
+                "RolloutFailed",
+                "; ".join(
+                    f"{r['version']}: {r['failedImage']} failed, running {r['restoredImage']}"
+                    for r in rolled_back
+                ),
+            )
+        )
     else:
         conds.append(Condition.false("RolledBack", "NoRollback", ""))
 
@@ -226,11 +273,18 @@ def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
         conds.append(Condition.false("InMaintenance", "NoActiveWindow", ""))
 
     refs_ok, refs_message = refs
-    conds.append(Condition.true("ResolvedRefs", "AllResolved", "") if refs_ok
-                 else Condition.false("ResolvedRefs", "BackendNotFound", refs_message))
+    conds.append(
+        Condition.true("ResolvedRefs", "AllResolved", "")
+        if refs_ok
+        else Condition.false("ResolvedRefs", "BackendNotFound", refs_message)
+    )
 
-    ready = all_available and not stalled and not (backend_effect and backend_effect[0] == "Unavailable") \
+    ready = (
+        all_available
+        and not stalled
+        and not (backend_effect and backend_effect[0] == "Unavailable")
         and refs_ok
+    )
     if stalled:
         state = "Stalled"
     not_ready = None
@@ -243,20 +297,32 @@ def product_conditions(states: list[VersionState], *, stalled: Stalled | None,
             not_ready = ("RolloutFailed", conds[0].message)
         else:
             not_ready = ("VersionsUnavailable", conds[0].message)
-    conds += summary(ready, stalled=stalled, reconciling=None if stalled else rolling, not_ready=not_ready,
-                     ready_reason="AllVersionsAvailable", ready_message=conds[0].message)
+    conds += summary(
+        ready,
+        stalled=stalled,
+        reconciling=None if stalled else rolling,
+        not_ready=not_ready,
+        ready_reason="AllVersionsAvailable",
+        ready_message=conds[0].message,
+    )
     return conds, state
 
 
 # -- traffic analysis of a rollout ------------------------------------------------------------
 @dataclass(frozen=True)
 class TrafficVerdict:
-    verdict: str      # pass | fail | wait
+    verdict: str  # pass | fail | wait
     message: str
 
 
-def traffic_verdict(criteria: Mapping[str, Any], figures: VersionFigures | None, error: str | None, *,
-                    since_rollout: float, rate_window: float) -> TrafficVerdict:
+def traffic_verdict(
+    criteria: Mapping[str, Any],
+    figures: VersionFigures | None,
+    error: str | None,
+    *,
+    since_rollout: float,
+    rate_window: float,
+) -> TrafficVerdict:
     """Judge a version's real traffic against ``rollout.analysis.traffic``.
 
     No data (Prometheus silent, or fewer than ``minRps`` requests a second) is an explicit

@@ -41,16 +41,26 @@ def backend_view(product: dict, backends: Store) -> dict:
         elif state == "Maintenance" and criticality != "optional":
             in_maintenance.append(name)
         entries.append({"name": name, "criticality": criticality, "state": state, "effect": effect})
-    result: dict = {"backends": entries, "refs": (not missing, ""), "backend_effect": None,
-                    "backend_maintenance": None}
+    result: dict = {
+        "backends": entries,
+        "refs": (not missing, ""),
+        "backend_effect": None,
+        "backend_maintenance": None,
+    }
     if missing:
         result["refs"] = (False, "Backend " + ", ".join(missing) + f" not found in namespace {namespace}")
     if down:
-        result["backend_effect"] = ("Unavailable", "BackendUnavailable",
-                                    "critical backend " + ", ".join(down) + " is unavailable")
+        result["backend_effect"] = (
+            "Unavailable",
+            "BackendUnavailable",
+            "critical backend " + ", ".join(down) + " is unavailable",
+        )
     elif degraded:
-        result["backend_effect"] = ("Degraded", "BackendDegraded",
-                                    "degradable backend " + ", ".join(degraded) + " is unavailable")
+        result["backend_effect"] = (
+            "Degraded",
+            "BackendDegraded",
+            "degradable backend " + ", ".join(degraded) + " is unavailable",
+        )
     if in_maintenance:
         result["backend_maintenance"] = "backend " + ", ".join(in_maintenance) + " is in maintenance"
     return result
@@ -70,16 +80,21 @@ class ProductHooks:
     def product_contributions(self, product: dict) -> dict:
         view = backend_view(product, self.stores["Backend"])
         windows = _active_windows(product, self.stores["MaintenanceWindow"])
-        messages = [f"maintenance window {w['metadata']['name']}: {(w.get('spec') or {}).get('reason', '')}"
-                    for w, _ in windows]
+        messages = [
+            f"maintenance window {w['metadata']['name']}: {(w.get('spec') or {}).get('reason', '')}"
+            for w, _ in windows
+        ]
         if view["backend_maintenance"]:
-            messages.append(view["backend_maintenance"])   # planned work is not an outage
+            messages.append(view["backend_maintenance"])  # planned work is not an outage
         view["maintenance"] = "; ".join(messages) or None
         return view
 
     def service_role(self, product: dict, version: str) -> str:
         for window, entry in _active_windows(product, self.stores["MaintenanceWindow"]):
-            if (window.get("spec") or {}).get("maintenancePage", WINDOW["maintenancePage"]) and entry.get("effect") == "Unavailable" \
-                    and version in (entry.get("versions") or []):
+            if (
+                (window.get("spec") or {}).get("maintenancePage", WINDOW["maintenancePage"])
+                and entry.get("effect") == "Unavailable"
+                and version in (entry.get("versions") or [])
+            ):
                 return ROLE_MAINTENANCE
         return ROLE_API

@@ -27,8 +27,20 @@ from ..vocabulary import (
 )
 
 SERVICE_PORT = 80
-__all__ = ["ANNOTATION_SPEC_HASH", "LABEL_PRODUCT", "LABEL_ROLE", "LABEL_VERSION", "ROLE_API", "ROLE_MAINTENANCE",
-           "deployment", "labels", "selector", "service", "service_url", "workload_name"]
+__all__ = [
+    "ANNOTATION_SPEC_HASH",
+    "LABEL_PRODUCT",
+    "LABEL_ROLE",
+    "LABEL_VERSION",
+    "ROLE_API",
+    "ROLE_MAINTENANCE",
+    "deployment",
+    "labels",
+    "selector",
+    "service",
+    "service_url",
+    "workload_name",
+]
 
 
 def labels(product: str, version: str, role: str = ROLE_API) -> dict[str, str]:
@@ -69,17 +81,21 @@ def env_problem(version: dict) -> str | None:
             continue
         keys = sorted(source) if isinstance(source, dict) else []
         if len(keys) != 1 or keys[0] not in ENV_SOURCES or not isinstance(source[keys[0]], dict):
-            return (f"env {item.get('name')}: valueFrom must hold exactly one of {', '.join(ENV_SOURCES)} "
-                    f"(got {', '.join(keys) if keys else type(source).__name__})")
+            return (
+                f"env {item.get('name')}: valueFrom must hold exactly one of {', '.join(ENV_SOURCES)} "
+                f"(got {', '.join(keys) if keys else type(source).__name__})"
+            )
     return None
 
 
 def version_env(product: dict, version: dict) -> list[dict]:
     """The version's own env plus what Pitwall tells the API about itself."""
     name = product["metadata"]["name"]
-    env = [{"name": "API_PRODUCT", "value": name},
-           {"name": "API_VERSION", "value": version["name"]},
-           {"name": "API_LIFECYCLE", "value": version.get("lifecycle", VERSION["lifecycle"])}]
+    env = [
+        {"name": "API_PRODUCT", "value": name},
+        {"name": "API_VERSION", "value": version["name"]},
+        {"name": "API_LIFECYCLE", "value": version.get("lifecycle", VERSION["lifecycle"])},
+    ]
     if version.get("lifecycle") == "deprecated" and version.get("sunsetAt"):
         env.append({"name": "API_SUNSET", "value": version["sunsetAt"]})
     reserved = {e["name"] for e in env}
@@ -109,10 +125,17 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
         "image": image or version["image"],
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "env": version_env(product, version),
-        "readinessProbe": {"httpGet": {"path": health, "port": port}, "periodSeconds": 5,
-                           "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": health, "port": port}, "periodSeconds": 10,
-                          "failureThreshold": 6, "initialDelaySeconds": 10},
+        "readinessProbe": {
+            "httpGet": {"path": health, "port": port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": health, "port": port},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+            "initialDelaySeconds": 10,
+        },
     }
     if version.get("resources"):
         container["resources"] = version["resources"]
@@ -137,8 +160,7 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
             "selector": {"matchLabels": selector(name, vname)},
             "progressDeadlineSeconds": max(deadline, 1),
             "revisionHistoryLimit": 5,
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }

@@ -86,9 +86,11 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     for secret in spec.get("imagePullSecrets") or []:
         if await rt.kube.get("Secret", namespace, secret["name"]) is None:
-            stalled = Stalled("ImagePullSecretNotFound",
-                       f"imagePullSecret {secret['name']!r} does not exist in namespace {namespace}; "
-                       "running versions are left as they are")
+            stalled = Stalled(
+                "ImagePullSecretNotFound",
+                f"imagePullSecret {secret['name']!r} does not exist in namespace {namespace}; "
+                "running versions are left as they are",
+            )
 
     wanted_names = set()
     for version in versions:
@@ -102,13 +104,16 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         wanted_names.add(wname)
         pin = pins.get(vname)
         if pin and pin.get("failedImage") != version["image"]:
-            pins.pop(vname)          # the spec moved on: a new rollout, the pin is cleared
+            pins.pop(vname)  # the spec moved on: a new rollout, the pin is cleared
             pin = None
         image = pinned_image(version["image"], pin) or version["image"]
         live = deployments.get(namespace, wname)
         if live is not None and not _owned_by(live, product):
-            stalled = Stalled("NameCollision", f"Deployment {wname} already exists and is not owned by this "
-                       f"ApiProduct; version {vname} is left untouched")
+            stalled = Stalled(
+                "NameCollision",
+                f"Deployment {wname} already exists and is not owned by this "
+                f"ApiProduct; version {vname} is left untouched",
+            )
             continue
         if stalled is None:
             failure = await _ensure_deployment(rt, product, version, image, live, history)
@@ -128,50 +133,91 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             last_good = state.image
         rollout = spec.get("rollout") or {}
         auto = rollout.get("autoRollback", ROLLOUT["autoRollback"])
-        decision = decide_rollback(auto=auto, spec_image=version["image"], state=state, last_good=last_good,
-                                   pinned=pin)
+        decision = decide_rollback(
+            auto=auto, spec_image=version["image"], state=state, last_good=last_good, pinned=pin
+        )
         reason = "did not become available within the progress deadline"
         if decision is None:
             down = _down_probes(rt, namespace, name, vname)
             decision = decide_probe_rollback(
-                auto=auto, spec_image=version["image"], state=state, previous_good=previous_good, pinned=pin,
-                started=_rollout_started(history, vname, version["image"]), now=durations.now(),
-                window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]), down_probes=down)
+                auto=auto,
+                spec_image=version["image"],
+                state=state,
+                previous_good=previous_good,
+                pinned=pin,
+                started=_rollout_started(history, vname, version["image"]),
+                now=durations.now(),
+                window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]),
+                down_probes=down,
+            )
             reason = f"probes went Down within the analysis window: {', '.join(down)}"
         judged = _traffic_analysis(rt, product, vname, history) if decision is None else None
-        if judged is not None and judged.verdict == "fail":      # rollout.analysis.traffic
+        if judged is not None and judged.verdict == "fail":  # rollout.analysis.traffic
             decision = decide_probe_rollback(
-                auto=auto, spec_image=version["image"], state=state, previous_good=previous_good, pinned=pin,
-                started=_rollout_started(history, vname, version["image"]), now=durations.now(),
+                auto=auto,
+                spec_image=version["image"],
+                state=state,
+                previous_good=previous_good,
+                pinned=pin,
+                started=_rollout_started(history, vname, version["image"]),
+                now=durations.now(),
                 window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]),
-                down_probes=[judged.message])
+                down_probes=[judged.message],
+            )
             reason = f"failed the traffic analysis: {judged.message}"
         if decision:
-            pins[vname] = {"version": vname, "failedImage": decision.failed_image,
-                           "restoredImage": decision.restored_image, "at": rfc3339()}
+            pins[vname] = {
+                "version": vname,
+                "failedImage": decision.failed_image,
+                "restoredImage": decision.restored_image,
+                "at": rfc3339(),
+            }
             _history_settle(history, vname, decision.failed_image, "failed", state.revision)
-            _history_add(history, {"revision": state.revision, "version": vname,
-                                   "image": decision.restored_image, "at": rfc3339(), "result": "rolled-back",
-                                   "message": f"{decision.failed_image} {reason}"})
+            _history_add(
+                history,
+                {
+                    "revision": state.revision,
+                    "version": vname,
+                    "image": decision.restored_image,
+                    "at": rfc3339(),
+                    "result": "rolled-back",
+                    "message": f"{decision.failed_image} {reason}",
+                },
+            )
             metrics.ROLLBACKS.labels(namespace, name, vname).inc()
-            await rt.event(product, "RolledBack",
-                           f"version {vname}: {decision.failed_image} {reason}; rolled back to "
-                           f"{decision.restored_image}", warning=True)
-            log.warning("rolled back %s to %s", vname, decision.restored_image, extra=ref(KIND, namespace, name))
-            requeue = 0.01   # apply the restored image now
+            await rt.event(
+                product,
+                "RolledBack",
+                f"version {vname}: {decision.failed_image} {reason}; rolled back to "
+                f"{decision.restored_image}",
+                warning=True,
+            )
+            log.warning(
+                "rolled back %s to %s", vname, decision.restored_image, extra=ref(KIND, namespace, name)
+            )
+            requeue = 0.01  # apply the restored image now
         elif state.rollout == "Failed" and not pin:
             _history_settle(history, vname, state.image, "failed", state.revision)
         if state.rollout == "Progressing":
             requeue = min(requeue or 5.0, 5.0)
         if lifecycle == "deprecated" and prev.get("lifecycle") != "deprecated":
-            await rt.event(product, "VersionDeprecated",
-                           f"version {vname} is deprecated" +
-                           (f"; sunset at {version['sunsetAt']}" if version.get("sunsetAt") else ""))
+            await rt.event(
+                product,
+                "VersionDeprecated",
+                f"version {vname} is deprecated"
+                + (f"; sunset at {version['sunsetAt']}" if version.get("sunsetAt") else ""),
+            )
         states.append(state)
-        entry = {"name": vname, "lifecycle": lifecycle, "image": state.image or image,
-                 "replicas": int(version.get("replicas", VERSION["replicas"])), "readyReplicas": state.ready,
-                 "url": d.service_url(name, vname, namespace), "revision": state.revision,
-                 "state": state.rollout}
+        entry = {
+            "name": vname,
+            "lifecycle": lifecycle,
+            "image": state.image or image,
+            "replicas": int(version.get("replicas", VERSION["replicas"])),
+            "readyReplicas": state.ready,
+            "url": d.service_url(name, vname, namespace),
+            "revision": state.revision,
+            "state": state.rollout,
+        }
         if last_good:
             entry["lastGoodImage"] = last_good
         if previous_good:
@@ -184,12 +230,15 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     await _remove_orphans(rt, product, wanted_names, history)
 
-    contributions = rt.products.product_contributions(product)   # backends, maintenance windows
+    contributions = rt.products.product_contributions(product)  # backends, maintenance windows
     conds, state_word = product_conditions(
-        states, stalled=stalled, rolled_back=list(pins.values()),
+        states,
+        stalled=stalled,
+        rolled_back=list(pins.values()),
         backend_effect=contributions.get("backend_effect"),
         maintenance=contributions.get("maintenance"),
-        refs=contributions.get("refs", (True, "")))
+        refs=contributions.get("refs", (True, "")),
+    )
     ready_count = sum(1 for s in states if s.is_available)
     new_status = {
         "state": state_word,
@@ -204,7 +253,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         new_status["sunsetNotices"] = notices_sent
     traffic = rt.traffic.status_for(namespace, name) if rt.traffic is not None else None
     if traffic is not None and spec.get("traffic") is not None:
-        new_status["traffic"] = traffic      # coalesced by the traffic service
+        new_status["traffic"] = traffic  # coalesced by the traffic service
     await rt.write_status(product, new_status, conds)
     metrics.READY.labels(KIND, namespace, name).set(1 if state_word == "Available" and not stalled else 0)
     return requeue
@@ -222,11 +271,12 @@ async def _sunset_notices(rt: Runtime, product: dict, sent: list[dict]) -> list[
     secret, secret_problem = None, None
     if email.get("secretRef"):
         try:
-            secret = await rt.kube.read_secret(namespace, email["secretRef"]["name"], email["secretRef"]["key"],
-                                               use="receivers")
-        except InvalidSpec as exc:      # not opted in: the notice records how to opt in
+            secret = await rt.kube.read_secret(
+                namespace, email["secretRef"]["name"], email["secretRef"]["key"], use="receivers"
+            )
+        except InvalidSpec as exc:  # not opted in: the notice records how to opt in
             secret_problem = exc.message
-    shared = getattr(getattr(rt, "maintenance", None), "http", None)   # the consumer notices' client
+    shared = getattr(getattr(rt, "maintenance", None), "http", None)  # the consumer notices' client
     http = shared or httpx.AsyncClient(follow_redirects=False)
     try:
         return await _send_sunset(rt, product, due, sent, email, secret, secret_problem, http, now)
@@ -235,8 +285,17 @@ async def _sunset_notices(rt: Runtime, product: dict, sent: list[dict]) -> list[
             await http.aclose()
 
 
-async def _send_sunset(rt: Runtime, product: dict, due: list, sent: list[dict], email: dict, secret: str | None,
-                       secret_problem: str | None, http, now) -> list[dict]:
+async def _send_sunset(
+    rt: Runtime,
+    product: dict,
+    due: list,
+    sent: list[dict],
+    email: dict,
+    secret: str | None,
+    secret_problem: str | None,
+    http,
+    now,
+) -> list[dict]:
     namespace = product["metadata"]["namespace"]
     for notice in due:
         names, errors = [], []
@@ -244,35 +303,61 @@ async def _send_sunset(rt: Runtime, product: dict, due: list, sent: list[dict], 
             contact = consumer.get("contact") or {}
             if contact.get("email") and email.get("secretRef"):
                 if secret is None:
-                    errors.append(f"{consumer['name']}: " + (secret_problem or f"Secret {email['secretRef']['name']}"
-                                                              f"/{email['secretRef']['key']} not found"))
+                    errors.append(
+                        f"{consumer['name']}: "
+                        + (
+                            secret_problem
+                            or f"Secret {email['secretRef']['name']}/{email['secretRef']['key']} not found"
+                        )
+                    )
                     continue
-                receiver = Receiver(consumer["name"], "email", SecretRef(email["secretRef"]["name"],
-                                    email["secretRef"]["key"]), email_to=(contact["email"],),
-                                    email_from=email.get("from"))
+                receiver = Receiver(
+                    consumer["name"],
+                    "email",
+                    SecretRef(email["secretRef"]["name"], email["secretRef"]["key"]),
+                    email_to=(contact["email"],),
+                    email_from=email.get("from"),
+                )
             elif contact.get("webhook"):
                 receiver = Receiver(consumer["name"], "webhook", url=contact["webhook"])
             else:
                 continue
             message = sunset.compose(product, notice, consumer, now)
             # Few attempts, a short budget: this runs inside the product's reconcile.
-            result = await deliver_message(receiver, message, secret if receiver.type == "email" else None,
-                                           http, event="sunset", policy=SUNSET_POLICY)
+            result = await deliver_message(
+                receiver,
+                message,
+                secret if receiver.type == "email" else None,
+                http,
+                event="sunset",
+                policy=SUNSET_POLICY,
+            )
             names.append(consumer["name"])
             if not result.ok:
                 errors.append(f"{consumer['name']}: {result.error}")
         if not names and not errors:
-            errors.append("no consumer of it has a contact email (with spec.sunsetNotice.consumerEmail) or webhook")
+            errors.append(
+                "no consumer of it has a contact email (with spec.sunsetNotice.consumerEmail) or webhook"
+            )
         delivered = not errors and bool(names)
         what = f"{notice.kind} notice of version {notice.version}" + (
-            f" ({notice.lead_time} before sunset)" if notice.lead_time else "")
-        await rt.event(product, "SunsetNoticeSent" if delivered else "SunsetNoticeFailed",
-                       f"{what} to {len(names)} consumers" + (f"; errors: {'; '.join(errors)[:400]}" if errors else ""),
-                       warning=not delivered)
-        log.info("sunset %s to %s", what, ", ".join(names) or "nobody", extra=ref(KIND, namespace,
-                                                                                   product["metadata"]["name"]))
-        sent = sunset.record(sent, notice, at=now, delivered=delivered, recipients=names,
-                             error="; ".join(errors) or None)
+            f" ({notice.lead_time} before sunset)" if notice.lead_time else ""
+        )
+        await rt.event(
+            product,
+            "SunsetNoticeSent" if delivered else "SunsetNoticeFailed",
+            f"{what} to {len(names)} consumers" + (f"; errors: {'; '.join(errors)[:400]}" if errors else ""),
+            warning=not delivered,
+        )
+        log.info(
+            "sunset %s to %s",
+            what,
+            ", ".join(names) or "nobody",
+            extra=ref(KIND, namespace, product["metadata"]["name"]),
+        )
+        sent = sunset.record(
+            sent, notice, at=now, delivered=delivered, recipients=names, error="; ".join(errors) or None
+        )
     return sent
 
 
@@ -294,16 +379,24 @@ def _traffic_analysis(rt: Runtime, product: dict, version: str, history: list[di
     reading = rt.traffic.reading(meta["namespace"], meta["name"])
     error = "not read yet" if reading is None else reading.error
     figures = reading.figures.versions.get(version) if reading is not None and reading.figures else None
-    return traffic_verdict(criteria, figures, error, since_rollout=(now - started).total_seconds(),
-                           rate_window=durations.parse(spec["traffic"].get("window") or TRAFFIC["window"]))
+    return traffic_verdict(
+        criteria,
+        figures,
+        error,
+        since_rollout=(now - started).total_seconds(),
+        rate_window=durations.parse(spec["traffic"].get("window") or TRAFFIC["window"]),
+    )
 
 
 def _down_probes(rt: Runtime, namespace: str, product: str, version: str) -> list[str]:
     down = []
     for probe in rt.stores["Probe"].list(namespace):
         target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
-        if target.get("name") == product and target.get("version") == version and \
-                (probe.get("status") or {}).get("state") == "Down":
+        if (
+            target.get("name") == product
+            and target.get("version") == version
+            and (probe.get("status") or {}).get("state") == "Down"
+        ):
             down.append(probe["metadata"]["name"])
     return down
 
@@ -311,16 +404,22 @@ def _down_probes(rt: Runtime, namespace: str, product: str, version: str) -> lis
 def _rollout_started(history: list[dict], version: str, image: str):
     for entry in reversed(history):
         if entry.get("version") == version and entry.get("image") == image and entry.get("at"):
-            return durations.parse_time(entry["at"]) if entry.get("result") in ("progressing", "succeeded") \
+            return (
+                durations.parse_time(entry["at"])
+                if entry.get("result") in ("progressing", "succeeded")
                 else None
+            )
     return None
 
 
-async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: str, live: dict | None,
-                             history: list[dict]) -> Stalled | None:
+async def _ensure_deployment(
+    rt: Runtime, product: dict, version: dict, image: str, live: dict | None, history: list[dict]
+) -> Stalled | None:
     problem = d.env_problem(version)
     if problem:
-        return Stalled("InvalidSpec", f"version {version['name']}: {problem}; the running version is left untouched")
+        return Stalled(
+            "InvalidSpec", f"version {version['name']}: {problem}; the running version is left untouched"
+        )
     body = d.deployment(product, version, image=image)
     diffs = drift(body, live)
     if not diffs:
@@ -331,29 +430,53 @@ async def _ensure_deployment(rt: Runtime, product: dict, version: dict, image: s
     try:
         result = await rt.kube.apply(body)
     except Invalid as exc:
-        return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
-                f"{exc.message}; the running version is left untouched")
+        return Stalled(
+            "InvalidSpec",
+            f"version {version['name']}: the API server refused the Deployment: "
+            f"{exc.message}; the running version is left untouched",
+        )
     except Forbidden as exc:
         reason = "QuotaExceeded" if "quota" in exc.message.lower() else "Forbidden"
-        return Stalled(reason, f"version {version['name']}: {exc.message}; the running version is left untouched")
-    except KubeError as exc:    # after its subclasses: Forbidden (403) is a KubeError too
-        if exc.status != 400:   # 400: a decoding error of something the spec passed through
+        return Stalled(
+            reason, f"version {version['name']}: {exc.message}; the running version is left untouched"
+        )
+    except KubeError as exc:  # after its subclasses: Forbidden (403) is a KubeError too
+        if exc.status != 400:  # 400: a decoding error of something the spec passed through
             raise
-        return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Deployment: "
-                f"{exc.message}; the running version is left untouched")
+        return Stalled(
+            "InvalidSpec",
+            f"version {version['name']}: the API server refused the Deployment: "
+            f"{exc.message}; the running version is left untouched",
+        )
     rt.stores["Deployment"].update("MODIFIED", result)
-    live_image = (((live or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[0]
-                  .get("image"))
+    live_image = ((live or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}])[
+        0
+    ].get("image")
     if hand_edit:
         metrics.DRIFT_REVERTED.labels(meta["namespace"], meta["name"]).inc()
-        await rt.event(product, "DriftReverted",
-                       f"Deployment {body['metadata']['name']}: hand edits to {', '.join(diffs[:5])} reverted",
-                       warning=True)
-        log.info("drift reverted on %s: %s", body["metadata"]["name"], diffs,
-                 extra=ref(KIND, meta["namespace"], meta["name"]))
+        await rt.event(
+            product,
+            "DriftReverted",
+            f"Deployment {body['metadata']['name']}: hand edits to {', '.join(diffs[:5])} reverted",
+            warning=True,
+        )
+        log.info(
+            "drift reverted on %s: %s",
+            body["metadata"]["name"],
+            diffs,
+            extra=ref(KIND, meta["namespace"], meta["name"]),
+        )
     elif live_image != image:
-        _history_add(history, {"revision": "", "version": version["name"], "image": image, "at": rfc3339(),
-                               "result": "progressing"})
+        _history_add(
+            history,
+            {
+                "revision": "",
+                "version": version["name"],
+                "image": image,
+                "at": rfc3339(),
+                "result": "progressing",
+            },
+        )
     return None
 
 
@@ -365,11 +488,14 @@ async def _ensure_service(rt: Runtime, product: dict, version: dict, live: dict 
     try:
         result = await rt.kube.apply(body)
     except Invalid as exc:
-        return Stalled("InvalidSpec", f"version {version['name']}: the API server refused the Service: {exc.message}")
+        return Stalled(
+            "InvalidSpec", f"version {version['name']}: the API server refused the Service: {exc.message}"
+        )
     rt.stores["Service"].update("MODIFIED", result)
     if live is not None and live["spec"].get("selector") != body["spec"]["selector"]:
-        await rt.event(product, "ServiceSwitched",
-                       f"Service {body['metadata']['name']} now selects role={role}")
+        await rt.event(
+            product, "ServiceSwitched", f"Service {body['metadata']['name']} now selects role={role}"
+        )
     return None
 
 
@@ -382,8 +508,16 @@ async def _retire(rt: Runtime, product: dict, vname: str, prev: dict, history: l
             removed |= await rt.kube.delete(kind, meta["namespace"], wname)
     if removed or (prev and prev.get("lifecycle") != "retired"):
         if not any(h.get("version") == vname and h.get("result") == "retired" for h in history):
-            _history_add(history, {"revision": prev.get("revision", ""), "version": vname,
-                                   "image": prev.get("image", ""), "at": rfc3339(), "result": "retired"})
+            _history_add(
+                history,
+                {
+                    "revision": prev.get("revision", ""),
+                    "version": vname,
+                    "image": prev.get("image", ""),
+                    "at": rfc3339(),
+                    "result": "retired",
+                },
+            )
             await rt.event(product, "VersionRetired", f"version {vname} retired: its workloads were removed")
 
 
@@ -394,10 +528,16 @@ async def _remove_orphans(rt: Runtime, product: dict, wanted: set[str], history:
         for obj in rt.stores[kind].select(meta["namespace"], {d.LABEL_PRODUCT: meta["name"]}):
             labels = obj["metadata"].get("labels") or {}
             if labels.get(d.LABEL_ROLE, d.ROLE_API) != d.ROLE_API and kind == "Deployment":
-                continue   # maintenance page Deployments belong to the maintenance controller
+                continue  # maintenance page Deployments belong to the maintenance controller
             if obj["metadata"]["name"] in wanted or not _owned_by(obj, product):
                 continue
-            if await rt.kube.delete(kind, meta["namespace"], obj["metadata"]["name"]) and kind == "Deployment":
-                await rt.event(product, "VersionRemoved",
-                               f"version {labels.get(d.LABEL_VERSION)} is no longer in the spec: "
-                               f"{obj['metadata']['name']} removed")
+            if (
+                await rt.kube.delete(kind, meta["namespace"], obj["metadata"]["name"])
+                and kind == "Deployment"
+            ):
+                await rt.event(
+                    product,
+                    "VersionRemoved",
+                    f"version {labels.get(d.LABEL_VERSION)} is no longer in the spec: "
+                    f"{obj['metadata']['name']} removed",
+                )

@@ -33,10 +33,10 @@ KEEP = 50
 @dataclass(frozen=True)
 class SunsetNotice:
     version: str
-    kind: str                        # deprecated | reminder
-    sunset_at: str | None            # as written in the spec
-    lead_time: str | None = None     # the reminder's
-    covers: tuple[str, ...] = ()     # reminders folded into a deprecation notice
+    kind: str  # deprecated | reminder
+    sunset_at: str | None  # as written in the spec
+    lead_time: str | None = None  # the reminder's
+    covers: tuple[str, ...] = ()  # reminders folded into a deprecation notice
     consumers: tuple[dict, ...] = field(default=(), compare=False)
 
 
@@ -46,8 +46,12 @@ def consumers_of(spec: dict, version: str) -> list[dict]:
 
 
 def _key(entry: dict) -> tuple:
-    return (entry.get("version"), entry.get("kind"), entry.get("leadTime"),
-            entry.get("sunsetAt") if entry.get("kind") == REMINDER else None)
+    return (
+        entry.get("version"),
+        entry.get("kind"),
+        entry.get("leadTime"),
+        entry.get("sunsetAt") if entry.get("kind") == REMINDER else None,
+    )
 
 
 def due(spec: dict, now: datetime, sent: Iterable[dict]) -> list[SunsetNotice]:
@@ -69,27 +73,47 @@ def due(spec: dict, now: datetime, sent: Iterable[dict]) -> list[SunsetNotice]:
             continue
         reminder = None
         if sunset is not None:
-            reached = [lt for lt in config.get("leadTimes") or DEFAULT_LEAD_TIMES
-                       if now >= sunset - timedelta(seconds=durations.parse(lt))]
+            reached = [
+                lt
+                for lt in config.get("leadTimes") or DEFAULT_LEAD_TIMES
+                if now >= sunset - timedelta(seconds=durations.parse(lt))
+            ]
             if reached:
                 reminder = min(reached, key=durations.parse)
         if (name, DEPRECATED, None, None) not in done:
-            out.append(SunsetNotice(name, DEPRECATED, sunset_text, covers=(reminder,) if reminder else (),
-                                    consumers=consumers))
+            out.append(
+                SunsetNotice(
+                    name, DEPRECATED, sunset_text, covers=(reminder,) if reminder else (), consumers=consumers
+                )
+            )
         elif reminder and (name, REMINDER, reminder, sunset_text) not in done:
             out.append(SunsetNotice(name, REMINDER, sunset_text, lead_time=reminder, consumers=consumers))
     return out
 
 
-def record(sent: list[dict] | None, notice: SunsetNotice, *, at: datetime, delivered: bool,
-           recipients: list[str], error: str | None) -> list[dict]:
+def record(
+    sent: list[dict] | None,
+    notice: SunsetNotice,
+    *,
+    at: datetime,
+    delivered: bool,
+    recipients: list[str],
+    error: str | None,
+) -> list[dict]:
     """``status.sunsetNotices`` with ``notice`` appended (and the reminders it covers), newest last."""
     entries = list(sent or [])
-    base = {"version": notice.version, "sunsetAt": notice.sunset_at, "at": durations.rfc3339(at),
-            "delivered": delivered, "recipients": recipients[:200]}
+    base = {
+        "version": notice.version,
+        "sunsetAt": notice.sunset_at,
+        "at": durations.rfc3339(at),
+        "delivered": delivered,
+        "recipients": recipients[:200],
+    }
     if error:
         base["error"] = error[:1000]
-    entries.append({**base, "kind": notice.kind, **({"leadTime": notice.lead_time} if notice.lead_time else {})})
+    entries.append(
+        {**base, "kind": notice.kind, **({"leadTime": notice.lead_time} if notice.lead_time else {})}
+    )
     for lead_time in notice.covers:
         entries.append({**base, "kind": REMINDER, "leadTime": lead_time})
     return [{k: v for k, v in e.items() if v is not None} for e in entries[-KEEP:]]
@@ -107,14 +131,17 @@ def compose(product: dict, notice: SunsetNotice, consumer: dict, now: datetime) 
     """The notice as ``consumer`` reads it (mail text and HTML, JSON for webhooks)."""
     spec = product.get("spec") or {}
     display = spec.get("displayName") or product["metadata"]["name"]
-    published = [v["name"] for v in spec.get("versions") or [] if v.get("lifecycle", "published") == "published"]
+    published = [
+        v["name"] for v in spec.get("versions") or [] if v.get("lifecycle", "published") == "published"
+    ]
     sunset = durations.parse_time(notice.sunset_at) if notice.sunset_at else None
     day = sunset.strftime("%Y-%m-%d %H:%M UTC") if sunset else None
     left = _left(sunset - now) if sunset else None
     if notice.kind == DEPRECATED:
         subject = f"{display} {notice.version} is deprecated" + (f": sunset on {day}" if day else "")
-        intro = (f"{display} {notice.version} is deprecated. It keeps working until its sunset"
-                 + (f" on {day} ({left} from now)." if day else "; no sunset date is set yet."))
+        intro = f"{display} {notice.version} is deprecated. It keeps working until its sunset" + (
+            f" on {day} ({left} from now)." if day else "; no sunset date is set yet."
+        )
     else:
         subject = f"Reminder: {display} {notice.version} sunsets in {left} ({day})"
         intro = f"{display} {notice.version} will be switched off on {day}, {left} from now."
@@ -125,9 +152,18 @@ def compose(product: dict, notice: SunsetNotice, consumer: dict, now: datetime) 
     if owner:
         lines.append(f"Questions: {owner}.")
     text = "\n".join(lines)
-    data = {"kind": f"sunset-{notice.kind}", "apiProduct": product["metadata"]["name"], "displayName": display,
-            "version": notice.version, "sunsetAt": notice.sunset_at, "leadTime": notice.lead_time,
-            "replacements": published, "consumer": consumer["name"], "subject": subject, "text": text}
+    data = {
+        "kind": f"sunset-{notice.kind}",
+        "apiProduct": product["metadata"]["name"],
+        "displayName": display,
+        "version": notice.version,
+        "sunsetAt": notice.sunset_at,
+        "leadTime": notice.lead_time,
+        "replacements": published,
+        "consumer": consumer["name"],
+        "subject": subject,
+        "text": text,
+    }
     body = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
     return Message(subject, text, f"<html><body><h2>{html.escape(subject)}</h2>{body}</body></html>", data)
 

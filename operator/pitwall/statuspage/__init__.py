@@ -15,4 +15,5 @@ def setup(rt) -> None:
     settings = rt.settings
     if settings.statuspage_port or settings.internal_port:
         from .server import StatusPage
+
         rt.statuspage = StatusPage(rt)

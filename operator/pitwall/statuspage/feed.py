@@ -31,9 +31,14 @@ def atom(model: dict, *, title: str, base_url: str) -> str:
         _text(entry, "title", f"[{state}] {incident['title']}")
         _text(entry, "published", incident["startedAt"])
         _text(entry, "updated", _updated(incident))
-        anchor = f"i-{incident['id']}" if not incident["resolved"] else \
-            f"i-{incident['products'][0]['id']}-{incident['id']}"
-        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=f"{base_url}/#{anchor}")
+        anchor = (
+            f"i-{incident['id']}"
+            if not incident["resolved"]
+            else f"i-{incident['products'][0]['id']}-{incident['id']}"
+        )
+        ET.SubElement(
+            entry, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=f"{base_url}/#{anchor}"
+        )
         for product in incident["products"]:
             ET.SubElement(entry, f"{{{ATOM}}}category", term=product["id"], label=product["displayName"])
         _text(entry, "summary", incident.get("cause") or incident["impactLabel"])
@@ -42,7 +47,9 @@ def atom(model: dict, *, title: str, base_url: str) -> str:
 
 
 def _content(incident: dict) -> str:
-    products = "; ".join(f"{p['displayName']} {', '.join(p['versions'])}".strip() for p in incident["products"])
+    products = "; ".join(
+        f"{p['displayName']} {', '.join(p['versions'])}".strip() for p in incident["products"]
+    )
     lines = [f"{incident['impactLabel']}: {products}", f"Started: {incident['startedAt']}"]
     if incident["resolved"]:
         lines.append(f"Resolved: {incident['resolvedAt']} (after {incident['duration']})")

@@ -27,10 +27,21 @@ from dataclasses import dataclass
 from ..api.apiproduct import TRAFFIC_DEFAULTS
 from .relations import condition, is_true, key, status
 
-OPERATIONAL, DEGRADED, OUTAGE, MAINTENANCE, UNKNOWN = "operational", "degraded", "outage", "maintenance", "unknown"
+OPERATIONAL, DEGRADED, OUTAGE, MAINTENANCE, UNKNOWN = (
+    "operational",
+    "degraded",
+    "outage",
+    "maintenance",
+    "unknown",
+)
 RANK = {OPERATIONAL: 0, UNKNOWN: 1, MAINTENANCE: 2, DEGRADED: 3, OUTAGE: 4}
-LABELS = {OPERATIONAL: "Operational", DEGRADED: "Degraded", OUTAGE: "Outage",
-          MAINTENANCE: "Maintenance", UNKNOWN: "No data"}
+LABELS = {
+    OPERATIONAL: "Operational",
+    DEGRADED: "Degraded",
+    OUTAGE: "Outage",
+    MAINTENANCE: "Maintenance",
+    UNKNOWN: "No data",
+}
 
 REASONS = {
     "ok": "Operating normally",
@@ -52,17 +63,18 @@ REASONS = {
 @dataclass(frozen=True)
 class Verdict:
     state: str
-    reason: str             # a key of REASONS
+    reason: str  # a key of REASONS
     since: str | None = None
-    detail: str = ""        # internal view only: may name backends, windows, probes
+    detail: str = ""  # internal view only: may name backends, windows, probes
 
     @property
     def text(self) -> str:
         return REASONS[self.reason]
 
 
-def version_verdict(product: dict, version: dict, probes: list[dict],
-                    product_windows: list[tuple[dict, dict]]) -> Verdict:
+def version_verdict(
+    product: dict, version: dict, probes: list[dict], product_windows: list[tuple[dict, dict]]
+) -> Verdict:
     """The verdict for one running version.
 
     ``probes``: the probes that check this version (targeted at it, or at the whole product);
@@ -79,14 +91,22 @@ def version_verdict(product: dict, version: dict, probes: list[dict],
         if entry.get("effect") == "Degraded":
             degraded_window = (status(window).get("activeSince"), f"window {wkey}: {reason}")
             continue
-        return Verdict(MAINTENANCE, "maintenance", status(window).get("activeSince"), f"window {wkey}: {reason}")
+        return Verdict(
+            MAINTENANCE, "maintenance", status(window).get("activeSince"), f"window {wkey}: {reason}"
+        )
     in_maintenance = condition(product, "InMaintenance")
     if in_maintenance.get("status") == "True" and not product_windows:
-        return Verdict(MAINTENANCE, "maintenance", in_maintenance.get("lastTransitionTime"),
-                       in_maintenance.get("message", ""))
+        return Verdict(
+            MAINTENANCE,
+            "maintenance",
+            in_maintenance.get("lastTransitionTime"),
+            in_maintenance.get("message", ""),
+        )
     held = [p for p in probes if status(p).get("state") == "Maintenance"]
     if held:
-        return Verdict(MAINTENANCE, "maintenance", _earliest(held), "probe " + ", ".join(key(p)[1] for p in held))
+        return Verdict(
+            MAINTENANCE, "maintenance", _earliest(held), "probe " + ", ".join(key(p)[1] for p in held)
+        )
 
     checks = [p for p in probes if status(p).get("state") in ("Up", "Down")]
     down = [p for p in checks if status(p).get("state") == "Down"]
@@ -94,7 +114,9 @@ def version_verdict(product: dict, version: dict, probes: list[dict],
         return Verdict(OUTAGE, "checks-failing", _earliest(down), _probe_detail(down))
     available = condition(product, "Available")
     if available.get("status") == "False" and available.get("reason") == "BackendUnavailable":
-        return Verdict(OUTAGE, "provider-down", available.get("lastTransitionTime"), available.get("message", ""))
+        return Verdict(
+            OUTAGE, "provider-down", available.get("lastTransitionTime"), available.get("message", "")
+        )
     running = next((v for v in status(product).get("versions") or [] if v.get("name") == name), None)
     desired = int((running or {}).get("replicas", version.get("replicas", 1)) or 0)
     ready = int((running or {}).get("readyReplicas") or 0)
@@ -113,10 +135,17 @@ def version_verdict(product: dict, version: dict, probes: list[dict],
         return Verdict(DEGRADED, "maintenance-degraded", *degraded_window)
     degraded = condition(product, "Degraded")
     if degraded.get("status") == "True" and degraded.get("reason") == "BackendDegraded":
-        return Verdict(DEGRADED, "provider-degraded", degraded.get("lastTransitionTime"), degraded.get("message", ""))
+        return Verdict(
+            DEGRADED, "provider-degraded", degraded.get("lastTransitionTime"), degraded.get("message", "")
+        )
     if running is not None and (rollout == "Failed" or (rollout != "Progressing" and 0 < ready < desired)):
-        return Verdict(DEGRADED, "reduced-capacity", None,
-                       f"{name}: {ready}/{desired} replicas ready" + (" (rollout failed)" if rollout == "Failed" else ""))
+        return Verdict(
+            DEGRADED,
+            "reduced-capacity",
+            None,
+            f"{name}: {ready}/{desired} replicas ready"
+            + (" (rollout failed)" if rollout == "Failed" else ""),
+        )
 
     if running is None and not checks:
         return Verdict(UNKNOWN, "no-data", None, "no status and no probe results yet")
@@ -144,8 +173,12 @@ def overall(states: list[str]) -> tuple[str, str]:
     state = max(states, key=RANK.__getitem__)
     if state == OUTAGE:
         return state, "Major outage" if all(s == OUTAGE for s in states) else "Partial outage"
-    return state, {DEGRADED: "Degraded service", MAINTENANCE: "Scheduled maintenance in progress",
-                   UNKNOWN: "Some APIs have no data yet", OPERATIONAL: "All APIs operational"}[state]
+    return state, {
+        DEGRADED: "Degraded service",
+        MAINTENANCE: "Scheduled maintenance in progress",
+        UNKNOWN: "Some APIs have no data yet",
+        OPERATIONAL: "All APIs operational",
+    }[state]
 
 
 def label(state: str, version_states: list[str]) -> str:
@@ -163,11 +196,17 @@ def _erroring_traffic(product: dict, version: str) -> str:
     """Real traffic (``status.traffic``, from Prometheus) in which server errors and timeouts
     reach ``spec.traffic.degradedErrorRatio`` of the version's requests: the detail, or ''."""
     traffic = status(product).get("traffic") or {}
-    limit = float(((product.get("spec") or {}).get("traffic") or {}).get(
-        "degradedErrorRatio", TRAFFIC_DEFAULTS["degradedErrorRatio"]))
+    limit = float(
+        ((product.get("spec") or {}).get("traffic") or {}).get(
+            "degradedErrorRatio", TRAFFIC_DEFAULTS["degradedErrorRatio"]
+        )
+    )
     for entry in traffic.get("versions") or []:
-        if entry.get("name") == version and float(entry.get("rps") or 0) > 0 \
-                and float(entry.get("errorRatio") or 0) >= limit:
+        if (
+            entry.get("name") == version
+            and float(entry.get("rps") or 0) > 0
+            and float(entry.get("errorRatio") or 0) >= limit
+        ):
             return f"traffic: {float(entry['errorRatio']):.1%} of {float(entry['rps']):g} req/s failing"
     return ""
 
@@ -181,5 +220,7 @@ def _probe_detail(probes: list[dict]) -> str:
     parts = []
     for probe in probes:
         failure = status(probe).get("lastFailure") or {}
-        parts.append(f"probe {key(probe)[1]} Down" + (f": {failure['reason']}" if failure.get("reason") else ""))
+        parts.append(
+            f"probe {key(probe)[1]} Down" + (f": {failure['reason']}" if failure.get("reason") else "")
+        )
     return "; ".join(parts)

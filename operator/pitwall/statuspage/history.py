@@ -22,12 +22,17 @@ from .relations import Key, Snapshot, display_name, key, spec, status
 
 DAYS = 90
 IMPACT_LABELS = {"outage": "Outage", "degraded": "Degraded service", "maintenance": "Emergency maintenance"}
-STATUS_LABELS = {"investigating": "Investigating", "identified": "Identified", "monitoring": "Monitoring",
-                 "resolved": "Resolved"}
+STATUS_LABELS = {
+    "investigating": "Investigating",
+    "identified": "Identified",
+    "monitoring": "Monitoring",
+    "resolved": "Resolved",
+}
 
 
-def public_history(snapshot: Snapshot, ids: dict[Key, str], redact: Redactor, now: datetime,
-                   days: int = DAYS) -> list[dict]:
+def public_history(
+    snapshot: Snapshot, ids: dict[Key, str], redact: Redactor, now: datetime, days: int = DAYS
+) -> list[dict]:
     """Every incident of the last ``days`` days touching a shown product, newest first.
 
     ``ids``: the public id of each product shown (``model.public_ids``)."""
@@ -55,12 +60,18 @@ def public_history(snapshot: Snapshot, ids: dict[Key, str], redact: Redactor, no
         for entry in st.get("affected") or sp.get("products") or []:
             product = shown.get((namespace, entry.get("name", "")))
             if product is not None:
-                products.append({"id": ids[(namespace, entry["name"])],
-                                 "displayName": redact(display_name(product)),
-                                 "versions": list(entry.get("versions") or [])})
+                products.append(
+                    {
+                        "id": ids[(namespace, entry["name"])],
+                        "displayName": redact(display_name(product)),
+                        "versions": list(entry.get("versions") or []),
+                    }
+                )
         if not products:
             continue
-        started = _time(st.get("startedAt")) or _time((incident.get("metadata") or {}).get("creationTimestamp"))
+        started = _time(st.get("startedAt")) or _time(
+            (incident.get("metadata") or {}).get("creationTimestamp")
+        )
         ended = _time(st.get("resolvedAt"))
         resolved = st.get("phase") == "Resolved"
         if started is None or (resolved and (ended or started) < since):
@@ -70,24 +81,30 @@ def public_history(snapshot: Snapshot, ids: dict[Key, str], redact: Redactor, no
         impact = st.get("impact") or ("maintenance" if kind == "emergency-maintenance" else "degraded")
         word = "resolved" if resolved else (sp.get("status") or "investigating")
         if word == "resolved" and not resolved:
-            word = "monitoring"       # a person's resolve is applied within seconds; not yet shown as done
+            word = "monitoring"  # a person's resolve is applied within seconds; not yet shown as done
         names = ", ".join(str(p["displayName"]) for p in products)
-        out.append({
-            "id": name if counts[name] == 1 else f"{namespace}.{name}",
-            "kind": kind,
-            "title": redact(sp.get("title")) or f"{names}: {IMPACT_LABELS.get(impact, 'Service disruption').lower()}",
-            "impact": impact, "impactLabel": IMPACT_LABELS.get(impact, "Service disruption"),
-            "status": word, "statusLabel": STATUS_LABELS.get(word, word),
-            "resolved": resolved,
-            "cause": redact_once(st.get("cause")),
-            "products": products,
-            "startedAt": _stamp(started), "resolvedAt": _stamp(ended) if resolved else None,
-            "duration": _duration((end - started).total_seconds()),
-            "resolution": redact(st.get("resolution")) if resolved else None,
-            "postIncidentReport": sp.get("postIncidentReport"),
-            "updates": _updates(incident, redact_once),
-            "days": _days(started, end),
-        })
+        out.append(
+            {
+                "id": name if counts[name] == 1 else f"{namespace}.{name}",
+                "kind": kind,
+                "title": redact(sp.get("title"))
+                or f"{names}: {IMPACT_LABELS.get(impact, 'Service disruption').lower()}",
+                "impact": impact,
+                "impactLabel": IMPACT_LABELS.get(impact, "Service disruption"),
+                "status": word,
+                "statusLabel": STATUS_LABELS.get(word, word),
+                "resolved": resolved,
+                "cause": redact_once(st.get("cause")),
+                "products": products,
+                "startedAt": _stamp(started),
+                "resolvedAt": _stamp(ended) if resolved else None,
+                "duration": _duration((end - started).total_seconds()),
+                "resolution": redact(st.get("resolution")) if resolved else None,
+                "postIncidentReport": sp.get("postIncidentReport"),
+                "updates": _updates(incident, redact_once),
+                "days": _days(started, end),
+            }
+        )
     out.sort(key=lambda i: (bool(i["resolved"]), _neg(i["startedAt"]), str(i["id"])))
     return out
 
@@ -107,10 +124,15 @@ def _updates(incident: dict, redact: Callable[[Any], str]) -> list[dict]:
     seen = {a.get("index"): a.get("at") for a in status(incident).get("updateAuthors") or []}
     out = []
     for index, update in enumerate(updates):
-        out.append({"at": update.get("at") or seen.get(index), "status": update.get("status"),
-                    "statusLabel": STATUS_LABELS.get(update.get("status") or "", "Update"),
-                    "message": redact(update.get("message"))})
-    return list(reversed(out))   # newest first, as status pages show them
+        out.append(
+            {
+                "at": update.get("at") or seen.get(index),
+                "status": update.get("status"),
+                "statusLabel": STATUS_LABELS.get(update.get("status") or "", "Update"),
+                "message": redact(update.get("message")),
+            }
+        )
+    return list(reversed(out))  # newest first, as status pages show them
 
 
 def _days(start: datetime, end: datetime) -> list[str]:

@@ -25,7 +25,7 @@ CAUSE_TEXT = {
     "product": "{what} is not fully available; requests may fail.",
 }
 
-TITLES = {"outage": "outage", "degraded": "degraded service"}   # by the product's current state
+TITLES = {"outage": "outage", "degraded": "degraded service"}  # by the product's current state
 
 
 @dataclass
@@ -34,9 +34,9 @@ class Incident:
     severity: str
     since: str | None
     acknowledged: bool = False
-    versions: set[str] = field(default_factory=set)   # empty: the whole product
-    causes: set[str] = field(default_factory=set)      # keys of CAUSE_TEXT
-    alerts: list[dict] = field(default_factory=list)   # internal view only
+    versions: set[str] = field(default_factory=set)  # empty: the whole product
+    causes: set[str] = field(default_factory=set)  # keys of CAUSE_TEXT
+    alerts: list[dict] = field(default_factory=list)  # internal view only
 
 
 def collect(snapshot: Snapshot) -> dict[Key, Incident]:
@@ -53,8 +53,9 @@ def collect(snapshot: Snapshot) -> dict[Key, Incident]:
             for product, version, cause in _hurts(snapshot, probes, namespace, obj):
                 found = incidents.get((namespace, product))
                 if found is None:
-                    found = incidents[(namespace, product)] = Incident((namespace, product), severity,
-                                                                       alert.get("since"))
+                    found = incidents[(namespace, product)] = Incident(
+                        (namespace, product), severity, alert.get("since")
+                    )
                 elif SEVERE.index(severity) < SEVERE.index(found.severity):
                     found.severity = severity
                 if alert.get("since") and (found.since is None or alert["since"] < found.since):
@@ -63,9 +64,17 @@ def collect(snapshot: Snapshot) -> dict[Key, Incident]:
                 found.causes.add(cause)
                 if version:
                     found.versions.add(version)
-                found.alerts.append({"rule": rule_name, "key": alert.get("key", ""), "severity": severity,
-                                     "object": dict(obj), "subject": alert.get("subject", ""),
-                                     "since": alert.get("since"), "acknowledgedBy": alert.get("acknowledgedBy")})
+                found.alerts.append(
+                    {
+                        "rule": rule_name,
+                        "key": alert.get("key", ""),
+                        "severity": severity,
+                        "object": dict(obj),
+                        "subject": alert.get("subject", ""),
+                        "since": alert.get("since"),
+                        "acknowledgedBy": alert.get("acknowledgedBy"),
+                    }
+                )
     return incidents
 
 
@@ -79,8 +88,11 @@ def _hurts(snapshot: Snapshot, probes: dict, namespace: str, obj: dict) -> list[
         target = probe_target(probe) if probe else None
         return [(target[0], target[1], "checks")] if target else []
     if kind == "Backend":
-        return [(key(p)[1], None, "provider") for p, criticality in products_of_backend(snapshot, namespace, name)
-                if criticality != "optional"]
+        return [
+            (key(p)[1], None, "provider")
+            for p, criticality in products_of_backend(snapshot, namespace, name)
+            if criticality != "optional"
+        ]
     return []
 
 
@@ -88,12 +100,18 @@ def public_text(incident: Incident, display_name: str, state: str) -> dict:
     """Title, summary and progress of an incident in words fit for the public page."""
     versions = sorted(incident.versions)
     what = f"{display_name} {', '.join(versions)}" if versions else display_name
-    summary = " ".join(CAUSE_TEXT[c].format(what=what, name=display_name)
-                       for c in ("product", "checks", "provider") if c in incident.causes)
+    summary = " ".join(
+        CAUSE_TEXT[c].format(what=what, name=display_name)
+        for c in ("product", "checks", "provider")
+        if c in incident.causes
+    )
     return {
         "title": f"{display_name}: {TITLES.get(state, 'service disruption')}",
         "summary": summary,
         "status": "identified" if incident.acknowledged else "investigating",
-        "statusText": ("Identified: our engineers are working on a fix." if incident.acknowledged
-                       else "Investigating: we are looking into it."),
+        "statusText": (
+            "Identified: our engineers are working on a fix."
+            if incident.acknowledged
+            else "Investigating: we are looking into it."
+        ),
     }

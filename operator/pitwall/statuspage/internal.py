@@ -20,9 +20,12 @@ from . import health, windows
 from .model import ProductView, product_views
 from .relations import Key, Snapshot, display_name, environment, is_public, key, probe_target, spec, status
 
-Label = Callable[[Key], str]   # how a (namespace, name) is shown
-BACKEND_STATES = {"Available": health.OPERATIONAL, "Unavailable": health.OUTAGE,
-                  "Maintenance": health.MAINTENANCE}
+Label = Callable[[Key], str]  # how a (namespace, name) is shown
+BACKEND_STATES = {
+    "Available": health.OPERATIONAL,
+    "Unavailable": health.OUTAGE,
+    "Maintenance": health.MAINTENANCE,
+}
 
 
 def internal_status(snapshot: Snapshot, now: datetime) -> dict:
@@ -38,10 +41,20 @@ def internal_status(snapshot: Snapshot, now: datetime) -> dict:
         "graph": graph(snapshot, views, label),
         "probes": [_probe(p) for p in sorted(snapshot.probes, key=key)],
         "alerts": _alerts(snapshot),
-        "incidents": [{"namespace": v.key[0], "product": v.key[1], "severity": v.incident.severity,
-                       "since": v.incident.since, "acknowledged": v.incident.acknowledged,
-                       "causes": sorted(v.incident.causes), "versions": sorted(v.incident.versions),
-                       "alerts": v.incident.alerts} for v in views if v.incident],
+        "incidents": [
+            {
+                "namespace": v.key[0],
+                "product": v.key[1],
+                "severity": v.incident.severity,
+                "since": v.incident.since,
+                "acknowledged": v.incident.acknowledged,
+                "causes": sorted(v.incident.causes),
+                "versions": sorted(v.incident.versions),
+                "alerts": v.incident.alerts,
+            }
+            for v in views
+            if v.incident
+        ],
         "windows": windows.collect(snapshot),
         "incidentObjects": _incident_objects(snapshot, label, now),
     }
@@ -57,18 +70,39 @@ def _incident_objects(snapshot: Snapshot, label: Label, now: datetime) -> list[d
         if st.get("phase") == "Resolved" and (st.get("resolvedAt") or "") < recent:
             continue
         authors = {a.get("index"): a for a in st.get("updateAuthors") or []}
-        out.append({
-            "name": label(key(incident)), "type": sp.get("type", "incident"), "phase": st.get("phase"),
-            "status": sp.get("status"), "impact": st.get("impact"), "cause": st.get("cause"),
-            "affected": st.get("affected") or sp.get("products") or [],
-            "startedAt": st.get("startedAt"), "resolvedAt": st.get("resolvedAt"), "resolvedBy": st.get("resolvedBy"),
-            "updates": [{"at": u.get("at") or (authors.get(i) or {}).get("at"), "status": u.get("status"),
-                         "author": u.get("author") or (authors.get(i) or {}).get("author"),
-                         "message": u.get("message")} for i, u in enumerate(sp.get("updates") or [])],
-            "notices": [{"event": n.get("event"), "state": n.get("state"), "at": n.get("at"),
-                         "recipients": n.get("recipients") or [], "failed": n.get("failed") or []}
-                        for n in st.get("notices") or []],
-        })
+        out.append(
+            {
+                "name": label(key(incident)),
+                "type": sp.get("type", "incident"),
+                "phase": st.get("phase"),
+                "status": sp.get("status"),
+                "impact": st.get("impact"),
+                "cause": st.get("cause"),
+                "affected": st.get("affected") or sp.get("products") or [],
+                "startedAt": st.get("startedAt"),
+                "resolvedAt": st.get("resolvedAt"),
+                "resolvedBy": st.get("resolvedBy"),
+                "updates": [
+                    {
+                        "at": u.get("at") or (authors.get(i) or {}).get("at"),
+                        "status": u.get("status"),
+                        "author": u.get("author") or (authors.get(i) or {}).get("author"),
+                        "message": u.get("message"),
+                    }
+                    for i, u in enumerate(sp.get("updates") or [])
+                ],
+                "notices": [
+                    {
+                        "event": n.get("event"),
+                        "state": n.get("state"),
+                        "at": n.get("at"),
+                        "recipients": n.get("recipients") or [],
+                        "failed": n.get("failed") or [],
+                    }
+                    for n in st.get("notices") or []
+                ],
+            }
+        )
     out.sort(key=lambda i: i.get("startedAt") or "", reverse=True)
     return out
 
@@ -85,15 +119,29 @@ def _product(view: ProductView, label: Label) -> dict:
     product = view.product
     st = status(product)
     return {
-        "namespace": view.key[0], "name": view.key[1], "label": label(view.key),
-        "displayName": display_name(product), "public": is_public(product),
-        "environment": environment(product), "owner": dict(spec(product).get("owner") or {}),
-        **_verdict(view.verdict), "phase": st.get("state"), "readyVersions": st.get("readyVersions"),
-        "versions": [{"name": v.name, "lifecycle": v.lifecycle, "sunsetAt": v.sunset_at, **_verdict(v.verdict),
-                      "probes": [key(p)[1] for p in v.probes]} for v in view.versions],
+        "namespace": view.key[0],
+        "name": view.key[1],
+        "label": label(view.key),
+        "displayName": display_name(product),
+        "public": is_public(product),
+        "environment": environment(product),
+        "owner": dict(spec(product).get("owner") or {}),
+        **_verdict(view.verdict),
+        "phase": st.get("state"),
+        "readyVersions": st.get("readyVersions"),
+        "versions": [
+            {
+                "name": v.name,
+                "lifecycle": v.lifecycle,
+                "sunsetAt": v.sunset_at,
+                **_verdict(v.verdict),
+                "probes": [key(p)[1] for p in v.probes],
+            }
+            for v in view.versions
+        ],
         "backends": list(st.get("backends") or []),
         "uptime": {"percent": view.uptime["percent"], "ok": view.uptime["ok"], "total": view.uptime["total"]},
-        "traffic": st.get("traffic"),       # real traffic from Prometheus (spec.traffic), as written
+        "traffic": st.get("traffic"),  # real traffic from Prometheus (spec.traffic), as written
         "trafficSummary": traffic_summary(st.get("traffic")),
     }
 
@@ -102,11 +150,15 @@ def _backend(backend: dict, snapshot: Snapshot) -> dict:
     st = status(backend)
     probe = st.get("probe") or {}
     return {
-        "namespace": key(backend)[0], "name": key(backend)[1],
+        "namespace": key(backend)[0],
+        "name": key(backend)[1],
         "displayName": spec(backend).get("displayName") or key(backend)[1],
-        "owner": dict(spec(backend).get("owner") or {}), "state": st.get("state", "Unknown"),
-        "since": st.get("lastTransitionAt"), "consecutiveFailures": probe.get("consecutiveFailures"),
-        "lastRun": probe.get("lastRun"), "lastFailure": probe.get("lastFailure"),
+        "owner": dict(spec(backend).get("owner") or {}),
+        "state": st.get("state", "Unknown"),
+        "since": st.get("lastTransitionAt"),
+        "consecutiveFailures": probe.get("consecutiveFailures"),
+        "lastRun": probe.get("lastRun"),
+        "lastFailure": probe.get("lastFailure"),
         "impact": _impact(backend, snapshot),
     }
 
@@ -133,9 +185,15 @@ def impact_matrix(snapshot: Snapshot, views: list[ProductView], label: Label) ->
         cells = []
         for column in columns:
             entry = effects.get(column[1]) if column[0] == namespace else None
-            cells.append(None if entry is None else {
-                "criticality": entry.get("criticality", "critical"), "effect": entry.get("effect", "None"),
-                "active": state == "Unavailable" and entry.get("effect", "None") != "None"})
+            cells.append(
+                None
+                if entry is None
+                else {
+                    "criticality": entry.get("criticality", "critical"),
+                    "effect": entry.get("effect", "None"),
+                    "active": state == "Unavailable" and entry.get("effect", "None") != "None",
+                }
+            )
         rows.append({"backend": label(key(backend)), "state": state, "cells": cells})
     return {"columns": [label(c) for c in columns], "rows": rows}
 
@@ -152,31 +210,73 @@ def graph(snapshot: Snapshot, views: list[ProductView], label: Label) -> dict:
 
     for view in views:
         pid = node_id("product", view.key)
-        nodes[pid] = {"id": pid, "kind": "product", "label": label(view.key), "state": view.verdict.state,
-                      "title": f"{display_name(view.product)}: {health.LABELS[view.verdict.state]}"}
+        nodes[pid] = {
+            "id": pid,
+            "kind": "product",
+            "label": label(view.key),
+            "state": view.verdict.state,
+            "title": f"{display_name(view.product)}: {health.LABELS[view.verdict.state]}",
+        }
         for consumer in spec(view.product).get("consumers") or []:
             ckey = (view.key[0], consumer.get("name", ""))
             cid = node_id("consumer", ckey)
-            nodes.setdefault(cid, {"id": cid, "kind": "consumer", "label": label(ckey), "state": "none",
-                                   "title": f"consumer {consumer.get('name', '')}"})
-            edges.append({"from": cid, "to": pid, "kind": "uses",
-                          "label": ",".join(consumer.get("versions") or []) or "all versions", "active": False})
+            nodes.setdefault(
+                cid,
+                {
+                    "id": cid,
+                    "kind": "consumer",
+                    "label": label(ckey),
+                    "state": "none",
+                    "title": f"consumer {consumer.get('name', '')}",
+                },
+            )
+            edges.append(
+                {
+                    "from": cid,
+                    "to": pid,
+                    "kind": "uses",
+                    "label": ",".join(consumer.get("versions") or []) or "all versions",
+                    "active": False,
+                }
+            )
         for ref in spec(view.product).get("backends") or []:
             bkey = (view.key[0], ref.get("name", ""))
             backend = backends.get(bkey)
             state = status(backend).get("state", "Unknown") if backend else "NotFound"
             bid = node_id("backend", bkey)
-            nodes.setdefault(bid, {"id": bid, "kind": "backend", "label": label(bkey),
-                                   "state": BACKEND_STATES.get(state, health.UNKNOWN),
-                                   "title": f"backend {bkey[1]}: {state}"})
+            nodes.setdefault(
+                bid,
+                {
+                    "id": bid,
+                    "kind": "backend",
+                    "label": label(bkey),
+                    "state": BACKEND_STATES.get(state, health.UNKNOWN),
+                    "title": f"backend {bkey[1]}: {state}",
+                },
+            )
             criticality = ref.get("criticality", DEPENDENCY_DEFAULTS["criticality"])
-            edges.append({"from": pid, "to": bid, "kind": criticality, "label": criticality,
-                          "active": state == "Unavailable" and criticality != "optional"})
-    for bkey, backend in backends.items():   # backends no product uses yet
+            edges.append(
+                {
+                    "from": pid,
+                    "to": bid,
+                    "kind": criticality,
+                    "label": criticality,
+                    "active": state == "Unavailable" and criticality != "optional",
+                }
+            )
+    for bkey, backend in backends.items():  # backends no product uses yet
         bid = node_id("backend", bkey)
         state = status(backend).get("state", "Unknown")
-        nodes.setdefault(bid, {"id": bid, "kind": "backend", "label": label(bkey),
-                               "state": BACKEND_STATES.get(state, health.UNKNOWN), "title": f"backend {bkey[1]}: {state}"})
+        nodes.setdefault(
+            bid,
+            {
+                "id": bid,
+                "kind": "backend",
+                "label": label(bkey),
+                "state": BACKEND_STATES.get(state, health.UNKNOWN),
+                "title": f"backend {bkey[1]}: {state}",
+            },
+        )
     return {"nodes": list(nodes.values()), "edges": edges}
 
 
@@ -185,13 +285,19 @@ def _probe(probe: dict) -> dict:
     target = probe_target(probe)
     spec_target = spec(probe).get("target") or {}
     return {
-        "namespace": key(probe)[0], "name": key(probe)[1], "state": st.get("state", "Unknown"),
-        "product": target[0] if target else None, "version": target[1] if target else None,
+        "namespace": key(probe)[0],
+        "name": key(probe)[1],
+        "state": st.get("state", "Unknown"),
+        "product": target[0] if target else None,
+        "version": target[1] if target else None,
         "target": st.get("target") or spec_target.get("url") or "",
         "interval": spec(probe).get("interval", "30s"),
-        "consecutiveFailures": st.get("consecutiveFailures", 0), "since": st.get("lastTransitionAt"),
-        "lastRun": st.get("lastRun"), "lastFailure": st.get("lastFailure"),
-        "availability": st.get("availability") or {}, "latency": st.get("latency") or {},
+        "consecutiveFailures": st.get("consecutiveFailures", 0),
+        "since": st.get("lastTransitionAt"),
+        "lastRun": st.get("lastRun"),
+        "lastFailure": st.get("lastFailure"),
+        "availability": st.get("availability") or {},
+        "latency": st.get("latency") or {},
     }
 
 
@@ -202,12 +308,20 @@ def _alerts(snapshot: Snapshot) -> list[dict]:
         for alert in status(rule).get("alerts") or []:
             if alert.get("state") not in ("pending", "firing", "held"):
                 continue
-            out.append({"namespace": key(rule)[0], "rule": key(rule)[1],
-                        "severity": alert.get("severity") or spec(rule).get("severity"),
-                        "key": alert.get("key", ""), "object": alert.get("object") or {},
-                        "subject": alert.get("subject", ""), "state": alert.get("state"),
-                        "since": alert.get("since") or alert.get("pendingSince"),
-                        "ackDeadline": alert.get("ackDeadline"), "acknowledgedBy": alert.get("acknowledgedBy")})
+            out.append(
+                {
+                    "namespace": key(rule)[0],
+                    "rule": key(rule)[1],
+                    "severity": alert.get("severity") or spec(rule).get("severity"),
+                    "key": alert.get("key", ""),
+                    "object": alert.get("object") or {},
+                    "subject": alert.get("subject", ""),
+                    "state": alert.get("state"),
+                    "since": alert.get("since") or alert.get("pendingSince"),
+                    "ackDeadline": alert.get("ackDeadline"),
+                    "acknowledgedBy": alert.get("acknowledgedBy"),
+                }
+            )
     order = {s: i for i, s in enumerate(SEVERITIES)}
     out.sort(key=lambda a: (a["state"] != "firing", order.get(a["severity"], 9), a["since"] or ""))
     return out

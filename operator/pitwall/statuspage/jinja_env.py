@@ -19,7 +19,9 @@ def _when(value: str | None, date_only: bool = False) -> Markup:
 
 def _environment() -> Environment:
     env = environment(__package__ or "pitwall.statuspage")
-    env.globals.update(icon=lambda state: Markup(icon(state)), labels=LABELS, css=Markup(CSS), script=Markup(SCRIPT))
+    env.globals.update(
+        icon=lambda state: Markup(icon(state)), labels=LABELS, css=Markup(CSS), script=Markup(SCRIPT)
+    )
     env.filters.update(when=_when, ago=ago)
     return env
 

@@ -54,7 +54,7 @@ class ProductView:
     uptime: dict
     probes: list[dict]
     incident: incidents.Incident | None = None
-    windows: list[dict] = field(default_factory=list)   # rows of windows.collect listing it
+    windows: list[dict] = field(default_factory=list)  # rows of windows.collect listing it
 
     @property
     def key(self) -> Key:
@@ -74,15 +74,30 @@ def product_views(snapshot: Snapshot, now: datetime) -> list[ProductView]:
         versions = []
         for version in running_versions(product):
             mine = [p for p, v in probes if v is None or v == version["name"]]
-            versions.append(VersionView(version["name"], version.get("lifecycle", VERSION_DEFAULTS["lifecycle"]),
-                                        version.get("sunsetAt"),
-                                        health.version_verdict(product, version, mine, active), mine))
-        views.append(ProductView(
-            product=product, verdict=health.worst([v.verdict for v in versions]), versions=versions,
-            uptime=uptime.bars([p for p, _ in probes], now.date()), probes=[p for p, _ in probes],
-            incident=found.get((namespace, name)) or _unpaged_outage((namespace, name), versions),
-            windows=[w for w in window_rows if w["namespace"] == namespace
-                     and any(p["name"] == name for p in w["products"])]))
+            versions.append(
+                VersionView(
+                    version["name"],
+                    version.get("lifecycle", VERSION_DEFAULTS["lifecycle"]),
+                    version.get("sunsetAt"),
+                    health.version_verdict(product, version, mine, active),
+                    mine,
+                )
+            )
+        views.append(
+            ProductView(
+                product=product,
+                verdict=health.worst([v.verdict for v in versions]),
+                versions=versions,
+                uptime=uptime.bars([p for p, _ in probes], now.date()),
+                probes=[p for p, _ in probes],
+                incident=found.get((namespace, name)) or _unpaged_outage((namespace, name), versions),
+                windows=[
+                    w
+                    for w in window_rows
+                    if w["namespace"] == namespace and any(p["name"] == name for p in w["products"])
+                ],
+            )
+        )
     views.sort(key=lambda v: (display_name(v.product).lower(), v.key))
     return views
 
@@ -96,9 +111,12 @@ def _unpaged_outage(product: Key, versions: list[VersionView]) -> incidents.Inci
         return None
     since = sorted(v.verdict.since for v in down if v.verdict.since)
     return incidents.Incident(
-        product, "critical", since[0] if since else None,
+        product,
+        "critical",
+        since[0] if since else None,
         versions={v.name for v in down} if len(down) < len(versions) else set(),
-        causes={health.CAUSE_OF_REASON.get(v.verdict.reason, "product") for v in down})
+        causes={health.CAUSE_OF_REASON.get(v.verdict.reason, "product") for v in down},
+    )
 
 
 def public_ids(views: list[ProductView]) -> dict[Key, str]:
@@ -119,14 +137,19 @@ def public_status(snapshot: Snapshot, now: datetime, env: str | None = None) -> 
         views = [v for v in views if environment(v.product) == env]
     redact = Redactor(snapshot)
     products = [_public_product(v, ids[v.key], redact) for v in views]
-    state, headline = health.overall([v["state"] for p in products for v in p["versions"]]
-                                     or [p["state"] for p in products])
+    state, headline = health.overall(
+        [v["state"] for p in products for v in p["versions"]] or [p["state"] for p in products]
+    )
     return {
         "generatedAt": rfc3339(now),
         "environment": env,
         "environments": present,
-        "overall": {"state": state, "label": health.LABELS[state], "headline": headline,
-                    "affected": _affected(products)},
+        "overall": {
+            "state": state,
+            "label": health.LABELS[state],
+            "headline": headline,
+            "affected": _affected(products),
+        },
         "products": products,
         "incidents": _public_incidents(views, ids, redact),
         "maintenance": _public_windows(views, ids, redact),
@@ -145,13 +168,24 @@ def select_product(page: dict, product_id: str) -> dict | None:
     product = next((p for p in page["products"] if p["id"] == product_id), None)
     if product is None:
         return None
-    mine = [w for group in page["maintenance"].values() for w in group
-            if any(p["id"] == product_id for p in w["products"])]
-    return {**product, "generatedAt": page["generatedAt"],
-            "incidents": [i for i in page["incidents"] if i["product"] == product_id],
-            "history": [i for i in page.get("history") or [] if any(p["id"] == product_id for p in i["products"])],
-            "maintenance": {"active": [w for w in mine if w["phase"] == "active"],
-                            "upcoming": [w for w in mine if w["phase"] == "scheduled"]}}
+    mine = [
+        w
+        for group in page["maintenance"].values()
+        for w in group
+        if any(p["id"] == product_id for p in w["products"])
+    ]
+    return {
+        **product,
+        "generatedAt": page["generatedAt"],
+        "incidents": [i for i in page["incidents"] if i["product"] == product_id],
+        "history": [
+            i for i in page.get("history") or [] if any(p["id"] == product_id for p in i["products"])
+        ],
+        "maintenance": {
+            "active": [w for w in mine if w["phase"] == "active"],
+            "upcoming": [w for w in mine if w["phase"] == "scheduled"],
+        },
+    }
 
 
 def _public_product(view: ProductView, product_id: str, redact: Redactor) -> dict:
@@ -163,8 +197,10 @@ def _public_product(view: ProductView, product_id: str, redact: Redactor) -> dic
         "environment": environment(view.product),
         **_public_verdict(view.verdict),
         "stateLabel": health.label(view.verdict.state, [v.verdict.state for v in view.versions]),
-        "versions": [{"name": v.name, "lifecycle": v.lifecycle, "sunsetAt": v.sunset_at,
-                      **_public_verdict(v.verdict)} for v in view.versions],
+        "versions": [
+            {"name": v.name, "lifecycle": v.lifecycle, "sunsetAt": v.sunset_at, **_public_verdict(v.verdict)}
+            for v in view.versions
+        ],
         "uptime": view.uptime,
     }
 
@@ -175,15 +211,19 @@ def _affected(products: list[dict]) -> list[str]:
     for product in products:
         bad = [v for v in product["versions"] if v["state"] not in (health.OPERATIONAL, health.UNKNOWN)]
         if bad and len(bad) == len(product["versions"]) and len({v["state"] for v in bad}) == 1:
-            out.append(f'{product["displayName"]}: {bad[0]["stateLabel"]}')
+            out.append(f"{product['displayName']}: {bad[0]['stateLabel']}")
         else:
-            out.extend(f'{product["displayName"]} {v["name"]}: {v["stateLabel"]}' for v in bad)
+            out.extend(f"{product['displayName']} {v['name']}: {v['stateLabel']}" for v in bad)
     return out
 
 
 def _public_verdict(verdict: Verdict) -> dict:
-    return {"state": verdict.state, "stateLabel": health.LABELS[verdict.state], "reason": verdict.text,
-            "since": verdict.since}
+    return {
+        "state": verdict.state,
+        "stateLabel": health.LABELS[verdict.state],
+        "reason": verdict.text,
+        "since": verdict.since,
+    }
 
 
 def _public_incidents(views: list[ProductView], ids: dict[Key, str], redact: Redactor) -> list[dict]:
@@ -193,10 +233,17 @@ def _public_incidents(views: list[ProductView], ids: dict[Key, str], redact: Red
         if incident is None:
             continue
         name = redact(display_name(view.product))
-        out.append({"product": ids[view.key], "displayName": name, "severity": incident.severity,
-                    "since": incident.since, "versions": sorted(incident.versions),
-                    "state": view.verdict.state,
-                    **incidents.public_text(incident, name, view.verdict.state)})
+        out.append(
+            {
+                "product": ids[view.key],
+                "displayName": name,
+                "severity": incident.severity,
+                "since": incident.since,
+                "versions": sorted(incident.versions),
+                "state": view.verdict.state,
+                **incidents.public_text(incident, name, view.verdict.state),
+            }
+        )
     out.sort(key=lambda i: (incidents.SEVERE.index(i["severity"]), i["since"] or "", i["product"]))
     return out
 
@@ -214,17 +261,36 @@ def _public_windows(views: list[ProductView], ids: dict[Key, str], redact: Redac
                 target = shown.get((row["namespace"], entry["name"]))
                 if target is None:
                     continue
-                products.append({"id": ids[target.key], "displayName": redact(display_name(target.product)),
-                                 "versions": entry["versions"],
-                                 "impact": "degraded" if entry["effect"] == "Degraded" else "unavailable"})
-            rows[ident] = {"title": redact(row["reason"]) or "Scheduled maintenance",
-                           "phase": "active" if row["phase"] == windows.ACTIVE else "scheduled",
-                           "start": row["start"], "end": row["end"], "emergency": row["emergency"],
-                           "products": products}
+                products.append(
+                    {
+                        "id": ids[target.key],
+                        "displayName": redact(display_name(target.product)),
+                        "versions": entry["versions"],
+                        "impact": "degraded" if entry["effect"] == "Degraded" else "unavailable",
+                    }
+                )
+            rows[ident] = {
+                "title": redact(row["reason"]) or "Scheduled maintenance",
+                "phase": "active" if row["phase"] == windows.ACTIVE else "scheduled",
+                "start": row["start"],
+                "end": row["end"],
+                "emergency": row["emergency"],
+                "products": products,
+            }
     ordered = sorted(rows.values(), key=lambda w: (w["start"] or "", w["title"]))
-    return {"active": [w for w in ordered if w["phase"] == "active"],
-            "upcoming": [w for w in ordered if w["phase"] == "scheduled"]}
+    return {
+        "active": [w for w in ordered if w["phase"] == "active"],
+        "upcoming": [w for w in ordered if w["phase"] == "scheduled"],
+    }
 
 
-__all__ = ["ENVIRONMENTS", "ProductView", "VersionView", "product_views", "public_ids", "public_product",
-           "public_status", "select_product"]
+__all__ = [
+    "ENVIRONMENTS",
+    "ProductView",
+    "VersionView",
+    "product_views",
+    "public_ids",
+    "public_product",
+    "public_status",
+    "select_product",
+]

@@ -48,12 +48,18 @@ SCRIPT = """(function () {
 })();"""
 
 SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-       f"script-src '{SCRIPT_HASH}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-           "Cache-Control": "no-store"}
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    f"script-src '{SCRIPT_HASH}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
-_ICONS = {   # 16x16 outlines, drawn in currentColor: the state is also always written in words
+_ICONS = {  # 16x16 outlines, drawn in currentColor: the state is also always written in words
     "operational": '<circle cx="8" cy="8" r="7"/><path d="M4.5 8.2l2.3 2.3 4.7-4.9"/>',
     "degraded": '<path d="M8 1.5l7 12.5H1z"/><path d="M8 6v3.5M8 11.5v.5"/>',
     "outage": '<circle cx="8" cy="8" r="7"/><path d="M5.2 5.2l5.6 5.6M10.8 5.2l-5.6 5.6"/>',
@@ -68,8 +74,10 @@ def esc(value) -> str:
 
 def icon(state: str) -> str:
     shape = _ICONS.get(state, _ICONS["unknown"])
-    return ('<svg viewBox="0 0 16 16" fill="none" stroke="currentColor" stroke-width="1.6" '
-            f'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">{shape}</svg>')
+    return (
+        '<svg viewBox="0 0 16 16" fill="none" stroke="currentColor" stroke-width="1.6" '
+        f'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">{shape}</svg>'
+    )
 
 
 def when(value: str | None, *, date_only: bool = False) -> str:
@@ -80,8 +88,11 @@ def when(value: str | None, *, date_only: bool = False) -> str:
         moment = parse_time(value).astimezone(UTC)
     except (TypeError, ValueError):
         return esc(value)
-    text = f"{moment:%a} {moment.day} {moment:%b %Y}" if date_only else \
-        f"{moment:%a} {moment.day} {moment:%b %Y}, {moment:%H:%M} UTC"
+    text = (
+        f"{moment:%a} {moment.day} {moment:%b %Y}"
+        if date_only
+        else f"{moment:%a} {moment.day} {moment:%b %Y}, {moment:%H:%M} UTC"
+    )
     return f'<time datetime="{esc(value)}">{text}</time>'
 
 

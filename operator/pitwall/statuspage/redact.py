@@ -24,12 +24,17 @@ from .relations import Snapshot, key, spec
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.])")
 _IPV6 = re.compile(r"(?<![\w:])\[?[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}\]?(?![\w:])")
-_DOMAIN = re.compile(r"(?<![\w.@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,24}))(?::\d+)?(?![\w-])",
-                     re.IGNORECASE)
-COMMON_TLDS = frozenset("com net org io dev app cloud co biz info me us uk de fr nl eu ch at be ca au jp in br "
-                        "ru cn za ai sh tech xyz site online systems services bank".split())
-_HOST = re.compile(r"(?<![\w.-])(?:[\w-]+\.)*[\w-]+\.(?:svc(?:\.cluster\.local)?|cluster\.local|internal|local)"
-                   r"(?::\d+)?(?![\w-])|\blocalhost(?::\d+)?\b")
+_DOMAIN = re.compile(
+    r"(?<![\w.@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,24}))(?::\d+)?(?![\w-])", re.IGNORECASE
+)
+COMMON_TLDS = frozenset(
+    "com net org io dev app cloud co biz info me us uk de fr nl eu ch at be ca au jp in br "
+    "ru cn za ai sh tech xyz site online systems services bank".split()
+)
+_HOST = re.compile(
+    r"(?<![\w.-])(?:[\w-]+\.)*[\w-]+\.(?:svc(?:\.cluster\.local)?|cluster\.local|internal|local)"
+    r"(?::\d+)?(?![\w-])|\blocalhost(?::\d+)?\b"
+)
 
 
 class Redactor:
@@ -52,8 +57,11 @@ class Redactor:
                 replacements[display] = "a provider system"
         replacements = {n.lower(): r for n, r in replacements.items() if n}
         names = sorted(replacements, key=len, reverse=True)
-        self._names = re.compile(r"(?<![\w-])(" + "|".join(_loose(n) for n in names) + r")(?![\w-])",
-                                 re.IGNORECASE) if names else None
+        self._names = (
+            re.compile(r"(?<![\w-])(" + "|".join(_loose(n) for n in names) + r")(?![\w-])", re.IGNORECASE)
+            if names
+            else None
+        )
         self._replacements = replacements
 
     def __call__(self, text: str | None) -> str:

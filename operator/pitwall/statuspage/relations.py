@@ -17,7 +17,7 @@ from ..api.apiproduct import DEPENDENCY_DEFAULTS, PRODUCT_DEFAULTS, VERSION_DEFA
 from ..durations import parse_time
 from ..vocabulary import LABEL_PRODUCT, LABEL_VERSION, condition_of
 
-Key = tuple[str, str]   # (namespace, name)
+Key = tuple[str, str]  # (namespace, name)
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,20 @@ class Snapshot:
     def from_stores(cls, stores: Mapping) -> Snapshot:
         def objects(kind: str) -> list[dict]:
             store = stores.get(kind)
-            return [o for o in (store.list() if store is not None else [])
-                    if not o.get("metadata", {}).get("deletionTimestamp")]
-        return cls(objects("ApiProduct"), objects("Probe"), objects("Backend"), objects("AlertRule"),
-                   objects("MaintenanceWindow"), objects("Incident"))
+            return [
+                o
+                for o in (store.list() if store is not None else [])
+                if not o.get("metadata", {}).get("deletionTimestamp")
+            ]
+
+        return cls(
+            objects("ApiProduct"),
+            objects("Probe"),
+            objects("Backend"),
+            objects("AlertRule"),
+            objects("MaintenanceWindow"),
+            objects("Incident"),
+        )
 
 
 def key(obj: dict) -> Key:
@@ -64,7 +74,11 @@ def is_true(obj: dict, type_: str) -> bool:
 
 def running_versions(product: dict) -> list[dict]:
     """Versions that run something: everything but ``retired``."""
-    return [v for v in spec(product).get("versions") or [] if v.get("lifecycle", VERSION_DEFAULTS["lifecycle"]) != "retired"]
+    return [
+        v
+        for v in spec(product).get("versions") or []
+        if v.get("lifecycle", VERSION_DEFAULTS["lifecycle"]) != "retired"
+    ]
 
 
 def is_public(product: dict) -> bool:
@@ -119,8 +133,9 @@ def products_of_backend(snapshot: Snapshot, namespace: str, backend: str) -> lis
     return found
 
 
-def window_entries(snapshot: Snapshot, product: dict, phases: tuple[str, ...] = ("Active",)
-                   ) -> list[tuple[dict, dict]]:
+def window_entries(
+    snapshot: Snapshot, product: dict, phases: tuple[str, ...] = ("Active",)
+) -> list[tuple[dict, dict]]:
     """(window, ``status.affected.apiProducts`` entry) for windows in ``phases`` that list the product."""
     namespace, name = key(product)
     found = []

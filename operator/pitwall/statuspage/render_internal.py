@@ -19,5 +19,12 @@ PROBE_STATE = {"Up": "operational", "Down": "outage", "Maintenance": "maintenanc
 def render_internal(model: dict, *, title: str = "API status", refresh: int = 15) -> str:
     """templates/internal.html; the dependency graph is drawn here (graph_svg) and passed as markup."""
     return TEMPLATES.get_template("internal.html").render(
-        model=model, title=title, heading=f"{title} (internal)", refresh=refresh, wide=True,
-        graph=Markup(render_graph(model["graph"])), backend_state=BACKEND_STATE, probe_state=PROBE_STATE)
+        model=model,
+        title=title,
+        heading=f"{title} (internal)",
+        refresh=refresh,
+        wide=True,
+        graph=Markup(render_graph(model["graph"])),
+        backend_state=BACKEND_STATE,
+        probe_state=PROBE_STATE,
+    )

@@ -45,8 +45,14 @@ DEFAULT_REFRESH = 15
 class StatusPage:
     """``rt.statuspage``: started and stopped with the operator's other services."""
 
-    def __init__(self, rt, *, refresh: int | None = None, title: str | None = None,
-                 clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        rt,
+        *,
+        refresh: int | None = None,
+        title: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
         self.rt = rt
         settings = rt.settings
         self.host = settings.statuspage_host
@@ -100,8 +106,10 @@ class StatusPage:
         return self.host if self.token else LOCAL_ONLY
 
     async def start(self) -> None:
-        for name, host, port, factory in (("public", self.host, self.public_port, self.public_app),
-                                          ("internal", self.internal_host, self.internal_port, self.internal_app)):
+        for name, host, port, factory in (
+            ("public", self.host, self.public_port, self.public_app),
+            ("internal", self.internal_host, self.internal_port, self.internal_app),
+        ):
             if not port:
                 continue
             runner = web.AppRunner(factory(), access_log=None)
@@ -110,9 +118,12 @@ class StatusPage:
             self.runners[name] = runner
             log.info("%s status page on http://%s:%s/", name, host, port)
         if self.internal_port and not self.token:
-            log.warning("internal status view on port %s listens on %s only: it has no token "
-                        "(PITWALL_INTERNAL_TOKEN); use kubectl port-forward, or set a token to serve it further",
-                        self.internal_port, LOCAL_ONLY)
+            log.warning(
+                "internal status view on port %s listens on %s only: it has no token "
+                "(PITWALL_INTERNAL_TOKEN); use kubectl port-forward, or set a token to serve it further",
+                self.internal_port,
+                LOCAL_ONLY,
+            )
 
     async def stop(self) -> None:
         for runner in self.runners.values():
@@ -135,7 +146,7 @@ class StatusPage:
 
     async def _product(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        found = model.select_product(self.public_model(), name)   # names from the URL never key the cache
+        found = model.select_product(self.public_model(), name)  # names from the URL never key the cache
         if found is None:
             return _json({"error": f"no public API product {name!r}"}, status=404)
         return _json(found)
@@ -147,9 +158,15 @@ class StatusPage:
     async def _feed(self, request: web.Request) -> web.Response:
         base = f"{request.scheme}://{request.host}"
         body = atom(self.public_model(), title=self.title, base_url=base)
-        return web.Response(text=body, content_type="application/atom+xml",
-                            headers={"Cache-Control": f"max-age={self.refresh}", "X-Content-Type-Options": "nosniff",
-                                     "Access-Control-Allow-Origin": "*"})
+        return web.Response(
+            text=body,
+            content_type="application/atom+xml",
+            headers={
+                "Cache-Control": f"max-age={self.refresh}",
+                "X-Content-Type-Options": "nosniff",
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
 
     async def _badge(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -158,9 +175,16 @@ class StatusPage:
             body, status = badge("api", "unknown", "not found"), 404
         else:
             body, status = badge(product["displayName"], product["state"]), 200
-        return web.Response(text=body, status=status, content_type="image/svg+xml",
-                            headers={"Cache-Control": f"max-age={self.refresh}", "X-Content-Type-Options": "nosniff",
-                                     "Access-Control-Allow-Origin": "*"})
+        return web.Response(
+            text=body,
+            status=status,
+            content_type="image/svg+xml",
+            headers={
+                "Cache-Control": f"max-age={self.refresh}",
+                "X-Content-Type-Options": "nosniff",
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
 
     # -- internal ----------------------------------------------------------------------------
     @web.middleware
@@ -170,9 +194,11 @@ class StatusPage:
             if scheme.lower() != "bearer" or not presented:
                 presented = request.query.get("token", "")
             if not hmac.compare_digest(presented.encode(), self.token.encode()):
-                raise web.HTTPUnauthorized(text="internal view: a token is required "
-                                                "(Authorization: Bearer <token> or ?token=<token>)",
-                                           headers={"WWW-Authenticate": 'Bearer realm="pitwall"'})
+                raise web.HTTPUnauthorized(
+                    text="internal view: a token is required "
+                    "(Authorization: Bearer <token> or ?token=<token>)",
+                    headers={"WWW-Authenticate": 'Bearer realm="pitwall"'},
+                )
         return await handler(request)
 
     async def _internal_index(self, _request: web.Request) -> web.Response:
@@ -186,7 +212,7 @@ class StatusPage:
 def _json(data, status: int = 200, cors: bool = True) -> web.Response:
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     if cors:
-        headers["Access-Control-Allow-Origin"] = "*"   # public data, readable by any developer portal
+        headers["Access-Control-Allow-Origin"] = "*"  # public data, readable by any developer portal
     return web.json_response(data, status=status, headers=headers)
 
 

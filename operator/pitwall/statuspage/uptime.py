@@ -22,7 +22,7 @@ from .relations import status
 
 DAYS = 90
 LEVEL_OK, LEVEL_DEGRADED, LEVEL_OUTAGE, LEVEL_NONE = "ok", "degraded", "outage", "none"
-OK_AT, DEGRADED_AT = 99.9, 95.0   # percent of successful runs in a day
+OK_AT, DEGRADED_AT = 99.9, 95.0  # percent of successful runs in a day
 
 
 def level(percent: float | None) -> str:

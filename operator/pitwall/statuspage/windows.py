@@ -25,17 +25,28 @@ def collect(snapshot: Snapshot) -> list[dict]:
             continue
         affected = st.get("affected") or {}
         namespace, name = key(window)
-        rows.append({
-            "namespace": namespace, "name": name, "reason": spec(window).get("reason", ""),
-            "phase": phase, "start": start, "end": st.get("nextEnd"),
-            "emergency": bool(spec(window).get("emergency")),
-            "maintenancePage": spec(window).get("maintenancePage", WINDOW["maintenancePage"]),
-            "suppressAlerts": spec(window).get("suppressAlerts", WINDOW["suppressAlerts"]),
-            "products": [{"name": p.get("name", ""), "versions": list(p.get("versions") or []),
-                          "effect": p.get("effect", "Unavailable")}
-                         for p in affected.get("apiProducts") or []],
-            "backends": list(affected.get("backends") or []),
-            "consumers": [c.get("name", "") for c in affected.get("consumers") or []],
-        })
+        rows.append(
+            {
+                "namespace": namespace,
+                "name": name,
+                "reason": spec(window).get("reason", ""),
+                "phase": phase,
+                "start": start,
+                "end": st.get("nextEnd"),
+                "emergency": bool(spec(window).get("emergency")),
+                "maintenancePage": spec(window).get("maintenancePage", WINDOW["maintenancePage"]),
+                "suppressAlerts": spec(window).get("suppressAlerts", WINDOW["suppressAlerts"]),
+                "products": [
+                    {
+                        "name": p.get("name", ""),
+                        "versions": list(p.get("versions") or []),
+                        "effect": p.get("effect", "Unavailable"),
+                    }
+                    for p in affected.get("apiProducts") or []
+                ],
+                "backends": list(affected.get("backends") or []),
+                "consumers": [c.get("name", "") for c in affected.get("consumers") or []],
+            }
+        )
     rows.sort(key=lambda r: (r["phase"] != ACTIVE, r["start"], r["namespace"], r["name"]))
     return rows

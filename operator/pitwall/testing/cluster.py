@@ -48,7 +48,7 @@ ETCD_VERSION = os.environ.get("ETCD_VERSION") or ETCD_FOR_MINOR.get(K8S_VERSION.
 KWOK_VERSION = "0.7.0"
 CACHE_NAME = f"k8s-v{K8S_VERSION}-etcd-v{ETCD_VERSION}-kwok-v{KWOK_VERSION}"
 NODE_COUNT = 3
-POD_CIDR_BASE = "10.244.{index}.0/24"     # node i hands out 10.244.i.x to its pods
+POD_CIDR_BASE = "10.244.{index}.0/24"  # node i hands out 10.244.i.x to its pods
 POD_ADDRESS_REWRITE = "10.244.0.0/16=127.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 
@@ -66,7 +66,11 @@ def repo_root() -> Path | None:
 
 
 def _has_all(directory: str | Path | None) -> bool:
-    return directory is not None and str(directory) != "" and all((Path(directory) / b).exists() for b in BINARIES)
+    return (
+        directory is not None
+        and str(directory) != ""
+        and all((Path(directory) / b).exists() for b in BINARIES)
+    )
 
 
 def find_binaries(build: bool = True) -> Path:
@@ -81,13 +85,22 @@ def find_binaries(build: bool = True) -> Path:
         return cached
     root = repo_root()
     if build and root:
-        out = subprocess.run([str(root / "hack" / "controlplane" / "build.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True, env={**os.environ,
-                             "K8S_VERSION": K8S_VERSION, "ETCD_VERSION": ETCD_VERSION,
-                             "KWOK_VERSION": KWOK_VERSION})
+        out = subprocess.run(
+            [str(root / "hack" / "controlplane" / "build.sh")],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "K8S_VERSION": K8S_VERSION,
+                "ETCD_VERSION": ETCD_VERSION,
+                "KWOK_VERSION": KWOK_VERSION,
+            },
+        )
         return Path(out.stdout.strip().splitlines()[-1])
-    raise ClusterError("control-plane binaries not found: run hack/controlplane/build.sh "
-                       "or set KUBEBUILDER_ASSETS")
+    raise ClusterError(
+        "control-plane binaries not found: run hack/controlplane/build.sh or set KUBEBUILDER_ASSETS"
+    )
 
 
 def free_port() -> int:
@@ -107,9 +120,13 @@ def _write_pki(pki: Path) -> None:
     now = dt.datetime.now(dt.UTC)
 
     def key_pem(key) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL
-                                 if isinstance(key, rsa.RSAPrivateKey) else serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL
+            if isinstance(key, rsa.RSAPrivateKey)
+            else serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     def name(cn: str, org: str | None = None) -> x509.Name:
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
@@ -118,49 +135,93 @@ def _write_pki(pki: Path) -> None:
         return x509.Name(attrs)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (x509.CertificateBuilder().subject_name(name("pitwall-local-ca")).issuer_name(name("pitwall-local-ca"))
-               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                            content_commitment=False, key_encipherment=False,
-                                            data_encipherment=False, key_agreement=False,
-                                            encipher_only=False, decipher_only=False), critical=True)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("pitwall-local-ca"))
+        .issuer_name(name("pitwall-local-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
 
     def issue(cn: str, org: str | None, *, server: bool) -> tuple[bytes, bytes]:
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder().subject_name(name(cn, org)).issuer_name(ca_cert.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
-                   .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server
-                                                         else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
-                                  critical=False))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn, org))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [
+                        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+                        if server
+                        else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+                    ]
+                ),
+                critical=False,
+            )
+        )
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("10.96.0.1"))]), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.DNSName("kubernetes"),
+                        x509.DNSName("kubernetes.default"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
         cert = builder.sign(ca_key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
     (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (pki / "ca.key").write_bytes(key_pem(ca_key))
-    for stem, cn, org, server in (("apiserver", "kube-apiserver", None, True),
-                                  ("admin", "admin", "system:masters", False)):
+    for stem, cn, org, server in (
+        ("apiserver", "kube-apiserver", None, True),
+        ("admin", "admin", "system:masters", False),
+    ):
         cert, key = issue(cn, org, server=server)
         (pki / f"{stem}.crt").write_bytes(cert)
         (pki / f"{stem}.key").write_bytes(key)
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (pki / "sa.key").write_bytes(key_pem(sa))
-    (pki / "sa.pub").write_bytes(sa.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    (pki / "sa.pub").write_bytes(
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     for path in pki.iterdir():
         if path.suffix == ".key":
             path.chmod(0o600)
 
 
-def issue_serving_cert(pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> tuple[Path, Path]:
+def issue_serving_cert(
+    pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> tuple[Path, Path]:
     """A serving certificate signed by the local CA (for the admission webhook)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -169,7 +230,7 @@ def issue_serving_cert(pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.
 
     ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)   # made by make_pki above
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)  # made by make_pki above
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     names: list[x509.GeneralName] = []
@@ -178,16 +239,25 @@ def issue_serving_cert(pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     crt, pem = pki / f"{stem}.crt", pki / f"{stem}.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     pem.chmod(0o600)
     return crt, pem
 
@@ -195,29 +265,56 @@ def issue_serving_cert(pki: Path, stem: str, hosts: tuple[str, ...] = ("127.0.0.
 def webhook_configuration(url: str, ca_bundle: bytes) -> dict:
     """The ValidatingWebhookConfiguration for Pitwall's MaintenanceWindow check (URL form)."""
     import base64
+
     return {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": "pitwall.dev"},
-        "webhooks": [{
-            "name": "maintenancewindows.pitwall.dev",
-            "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
-            "rules": [{"apiGroups": ["pitwall.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
-                       "resources": ["maintenancewindows"], "scope": "Namespaced"}],
-            "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 5,
-        }],
+        "webhooks": [
+            {
+                "name": "maintenancewindows.pitwall.dev",
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
+                "rules": [
+                    {
+                        "apiGroups": ["pitwall.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["maintenancewindows"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5,
+            }
+        ],
     }
 
 
 def _kubeconfig(path: Path, server: str, pki: Path) -> None:
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "pitwall-local",
-        "clusters": [{"name": "pitwall-local", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": "admin", "user": {
-            "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
-        "contexts": [{"name": "pitwall-local", "context": {
-            "cluster": "pitwall-local", "user": "admin", "namespace": "default"}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "pitwall-local",
+        "clusters": [
+            {
+                "name": "pitwall-local",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")},
+            }
+        ],
+        "contexts": [
+            {
+                "name": "pitwall-local",
+                "context": {"cluster": "pitwall-local", "user": "admin", "namespace": "default"},
+            }
+        ],
     }
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
@@ -247,13 +344,22 @@ class Cluster:
     @property
     def env(self) -> dict[str, str]:
         """Environment for subprocesses (kubectl, the operator) pointing at this cluster."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-                "PATH": f"{self.bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
     # ---------------------------------------------------------------------------------------
     @classmethod
-    def start(cls, workdir: str | Path | None = None, *, nodes: int = NODE_COUNT,
-              bindir: Path | None = None, timeout: float = 60.0) -> Cluster:
+    def start(
+        cls,
+        workdir: str | Path | None = None,
+        *,
+        nodes: int = NODE_COUNT,
+        bindir: Path | None = None,
+        timeout: float = 60.0,
+    ) -> Cluster:
         workdir = Path(workdir or tempfile.mkdtemp(prefix="pitwall-cluster-")).resolve()
         if workdir.exists():
             stale = workdir / "pids.json"
@@ -274,15 +380,22 @@ class Cluster:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([str(self.bindir / name), *args], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.workdir)
+        proc = subprocess.Popen(
+            [str(self.bindir / name), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.workdir,
+        )
         out.close()
         self.processes[name] = proc
         self._write_pids()
 
     def _write_pids(self) -> None:
-        (self.workdir / "pids.json").write_text(json.dumps(
-            {name: proc.pid for name, proc in self.processes.items()}))
+        (self.workdir / "pids.json").write_text(
+            json.dumps({name: proc.pid for name, proc in self.processes.items()})
+        )
 
     def _wait(self, what: str, check, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -291,7 +404,9 @@ class Cluster:
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
                     tail = (self.workdir / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
-                    raise ClusterError(f"{name} exited with {proc.returncode} while waiting for {what}:\n{tail}")
+                    raise ClusterError(
+                        f"{name} exited with {proc.returncode} while waiting for {what}:\n{tail}"
+                    )
             try:
                 if check():
                     return
@@ -314,70 +429,125 @@ class Cluster:
         _write_pki(self.pki)
         self.etcd_port, peer_port, self.api_port = free_port(), free_port(), free_port()
         _kubeconfig(self.kubeconfig, self.server, self.pki)
-        self._spawn("etcd", [
-            f"--data-dir={self.workdir / 'etcd'}", "--name=pitwall",
-            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=pitwall=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=4294967296",
-        ])
-        self._wait("etcd", lambda: urllib.request.urlopen(
-            f"http://127.0.0.1:{self.etcd_port}/health", timeout=2).status == 200, timeout)
+        self._spawn(
+            "etcd",
+            [
+                f"--data-dir={self.workdir / 'etcd'}",
+                "--name=pitwall",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=pitwall=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
+        self._wait(
+            "etcd",
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2).status == 200
+            ),
+            timeout,
+        )
         pki = self.pki
-        self._spawn("kube-apiserver", [
-            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--secure-port={self.api_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer=https://127.0.0.1:{self.api_port}/",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--enable-priority-and-fairness=false", "--max-requests-inflight=2000",
-            "--max-mutating-requests-inflight=1000", "--endpoint-reconciler-type=none",
-            "--v=1",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--secure-port={self.api_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer=https://127.0.0.1:{self.api_port}/",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--enable-priority-and-fairness=false",
+                "--max-requests-inflight=2000",
+                "--max-mutating-requests-inflight=1000",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+        )
         self._wait("kube-apiserver /readyz", lambda: self._get("/readyz")[0] == 200, timeout)
         kubeconfig = str(self.kubeconfig)
-        self._spawn("kube-controller-manager", [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}", "--secure-port=0",
-            f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
-            "--leader-elect=false", "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder,-attachdetach,"
-            "-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner",
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-            "--kube-api-qps=500", "--kube-api-burst=1000", "--v=1",
-        ])
-        self._spawn("kube-scheduler", [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}", f"--secure-port={free_port()}",
-            "--bind-address=127.0.0.1", "--leader-elect=false", "--kube-api-qps=500",
-            "--kube-api-burst=1000", "--v=1",
-        ])
-        self._spawn("kwok", [
-            f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.244.250.0/24", "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{free_port()}",
-            *self._kwok_config_args(),
-        ])
-        self._wait("default service account", lambda: self.kubectl(
-            "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0, timeout)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--secure-port=0",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder,-attachdetach,"
+                "-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--secure-port={free_port()}",
+                "--bind-address=127.0.0.1",
+                "--leader-elect=false",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--cidr=10.244.250.0/24",
+                "--node-ip=127.0.0.1",
+                f"--server-address=127.0.0.1:{free_port()}",
+                *self._kwok_config_args(),
+            ],
+        )
+        self._wait(
+            "default service account",
+            lambda: (
+                self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+            ),
+            timeout,
+        )
         for index in range(nodes):
             self.apply(_node(index))
             # TaintNodesByCondition adds not-ready at creation; the node-lifecycle controller
             # (off here: kwok fakes kubelets) would lift it, so lift it ourselves.
-            self.kubectl("patch", "node", f"kwok-node-{index}", "--type=json",
-                         "-p", '[{"op":"replace","path":"/spec/taints","value":[]}]')
+            self.kubectl(
+                "patch",
+                "node",
+                f"kwok-node-{index}",
+                "--type=json",
+                "-p",
+                '[{"op":"replace","path":"/spec/taints","value":[]}]',
+            )
         self._wait("fake nodes Ready", lambda: self._nodes_ready(nodes), timeout)
 
     def _kwok_config_args(self) -> list[str]:
@@ -399,10 +569,16 @@ class Cluster:
         return ready >= count
 
     # -- helpers ---------------------------------------------------------------------------------
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(self.bindir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-                              input=input, capture_output=True, text=True, timeout=timeout)
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [str(self.bindir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
@@ -410,8 +586,11 @@ class Cluster:
     def register_webhook(self, port: int) -> dict[str, str]:
         """Register Pitwall's admission webhook at https://127.0.0.1:PORT; returns the operator's env."""
         from ..admission import PATH
+
         cert, key = issue_serving_cert(self.pki, "webhook")
-        self.apply(webhook_configuration(f"https://127.0.0.1:{port}{PATH}", (self.pki / "ca.crt").read_bytes()))
+        self.apply(
+            webhook_configuration(f"https://127.0.0.1:{port}{PATH}", (self.pki / "ca.crt").read_bytes())
+        )
         return {"PITWALL_WEBHOOK_CERT": str(cert), "PITWALL_WEBHOOK_KEY": str(key)}
 
     def apply(self, obj: dict | str, *args: str) -> subprocess.CompletedProcess:
@@ -436,14 +615,26 @@ class Cluster:
 def _node(index: int) -> dict:
     name = f"kwok-node-{index}"
     return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake",
-                                                   "node.alpha.kubernetes.io/ttl": "0"},
-                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                "kubernetes.io/arch": "amd64", "type": "kwok"}},
-        "spec": {"podCIDR": POD_CIDR_BASE.format(index=index), "podCIDRs": [POD_CIDR_BASE.format(index=index)]},
-        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
-                   "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        "spec": {
+            "podCIDR": POD_CIDR_BASE.format(index=index),
+            "podCIDRs": [POD_CIDR_BASE.format(index=index)],
+        },
+        "status": {
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+        },
     }
 
 
@@ -504,9 +695,11 @@ def _reap(pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pitwall.testing.cluster",
-                                     description="Run a local Kubernetes control plane (etcd, "
-                                     "kube-apiserver, controller-manager, scheduler, kwok).")
+    parser = argparse.ArgumentParser(
+        prog="python -m pitwall.testing.cluster",
+        description="Run a local Kubernetes control plane (etcd, "
+        "kube-apiserver, controller-manager, scheduler, kwok).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start in the background and write DIR/kubeconfig")
     up.add_argument("--dir", default=".pitwall")

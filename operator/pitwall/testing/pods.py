@@ -26,15 +26,23 @@ log = logging.getLogger("pitwall.testing.pods")
 def _ready(pod: dict) -> bool:
     status = pod.get("status") or {}
     return bool(status.get("podIP")) and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
 
 
 class PodServers:
     """Keeps one server per Ready pod (matching ``selector``) until stopped."""
 
-    def __init__(self, kubeconfig: str, app_factory: Callable[[dict], web.Application], *,
-                 selector: str = "app.kubernetes.io/managed-by=pitwall", namespace: str | None = None,
-                 rewrite: str = POD_ADDRESS_REWRITE, interval: float = 0.3):
+    def __init__(
+        self,
+        kubeconfig: str,
+        app_factory: Callable[[dict], web.Application],
+        *,
+        selector: str = "app.kubernetes.io/managed-by=pitwall",
+        namespace: str | None = None,
+        rewrite: str = POD_ADDRESS_REWRITE,
+        interval: float = 0.3,
+    ):
         self.kubeconfig = kubeconfig
         self.app_factory = app_factory
         self.selector = selector
@@ -97,6 +105,7 @@ class PodServers:
             except Exception as exc:  # surfaced through ``error`` for the test that started it
                 self.error = exc
                 log.exception("pod servers stopped")
+
         self._thread = threading.Thread(target=target, daemon=True, name="pod-servers")
         self._thread.start()
         return self

@@ -46,25 +46,46 @@ class Prometheus:
         """Write ``openmetrics`` (ending in ``# EOF``) into the TSDB as blocks (before start)."""
         source = self.workdir / "backfill.om"
         source.write_text(openmetrics)
-        subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(self.data)],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(self.data)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def start(self) -> Prometheus:
         config = self.workdir / "prometheus.yml"
-        config.write_text(json.dumps({
-            "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
-            "scrape_configs": [{"job_name": "api", "static_configs": [{"targets": self.targets}]}],
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "scrape_interval": self.scrape_interval,
+                        "evaluation_interval": self.scrape_interval,
+                    },
+                    "scrape_configs": [{"job_name": "api", "static_configs": [{"targets": self.targets}]}],
+                }
+            )
+        )
         log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={self.data}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=30d",
-             "--query.lookback-delta=30s"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=30d",
+                "--query.lookback-delta=30s",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("prometheus exited: " + (self.workdir / "prometheus.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "prometheus exited: " + (self.workdir / "prometheus.log").read_text()[-2000:]
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
                     if answer.status == 200:
@@ -109,7 +130,9 @@ class TrafficServer:
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"traffic-{self.port}")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=f"traffic-{self.port}"
+        )
         self._counter = itertools.count()
         self._stop: asyncio.Event | None = None
 

@@ -30,10 +30,19 @@ class RequestMetrics:
     def __init__(self, product: str, version: str) -> None:
         self.product, self.version = product, version
         self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests", "HTTP requests served",
-                                ["product", "version", "consumer", "route", "code"], registry=self.registry)
-        self.duration = Histogram("http_request_duration_seconds", "HTTP request duration",
-                                  ["product", "version", "route"], buckets=BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests served",
+            ["product", "version", "consumer", "route", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            ["product", "version", "route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
 
     def observe(self, route: str, code: int, seconds: float, consumer: str = "anonymous") -> None:
         self.requests.labels(self.product, self.version, consumer, route, str(code)).inc()
@@ -57,12 +66,19 @@ class RequestMetrics:
                 info = request.match_info.route.resource
                 route = info.canonical if info is not None else "unmatched"
                 consumer = request.headers.get("X-Consumer", "anonymous")
-                self.observe(route, code, time.perf_counter() - started,
-                             consumer if _CONSUMER.match(consumer) else "invalid")
+                self.observe(
+                    route,
+                    code,
+                    time.perf_counter() - started,
+                    consumer if _CONSUMER.match(consumer) else "invalid",
+                )
+
         return measure
 
     async def serve(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
 
 def instrument(app: web.Application, product: str, version: str) -> RequestMetrics:

@@ -17,7 +17,7 @@ from typing import Any
 from .promql import Shape
 
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
-WRITE_EVERY = 60.0        # seconds: status.traffic at most this often unless a version's state changes
+WRITE_EVERY = 60.0  # seconds: status.traffic at most this often unless a version's state changes
 
 
 @dataclass
@@ -146,10 +146,12 @@ def assemble(shape: Shape, answers: Mapping[str, list[dict[str, Any]]]) -> dict[
     for (product, version), series in buckets.items():
         figures = out.setdefault(product, Figures()).version(version)
         figures.latency = {name: histogram_quantile(q, series) for name, q in QUANTILES.items()}
-    for answer, label, attr, part in (("consumers", shape.consumer, "consumers", "rps"),
-                                      ("consumerErrors", shape.consumer, "consumers", "errors"),
-                                      ("routes", shape.route, "routes", "rps"),
-                                      ("routeErrors", shape.route, "routes", "errors")):
+    for answer, label, attr, part in (
+        ("consumers", shape.consumer, "consumers", "rps"),
+        ("consumerErrors", shape.consumer, "consumers", "errors"),
+        ("routes", shape.route, "routes", "rps"),
+        ("routeErrors", shape.route, "routes", "errors"),
+    ):
         for sample in answers.get(answer) or []:
             name = str((sample.get("metric") or {}).get(label, ""))
             if not name:
@@ -185,24 +187,49 @@ def _shares(shares: Mapping[str, Share], top: int) -> list[dict[str, Any]]:
     ranked = sorted(shares.values(), key=lambda s: (-(s.rps or 0.0), -(s.errors or 0.0), s.name))
     by_errors = sorted((s for s in shares.values() if s.errors), key=lambda s: (-(s.errors or 0.0), s.name))
     chosen = ranked[:top] + [s for s in by_errors[:top] if s not in ranked[:top]]
-    return [{k: v for k, v in {"name": s.name[:256], "rps": _round(s.rps),
-                               "errorsPerSecond": _round(s.errors)}.items() if v is not None}
-            for s in chosen]
+    return [
+        {
+            k: v
+            for k, v in {
+                "name": s.name[:256],
+                "rps": _round(s.rps),
+                "errorsPerSecond": _round(s.errors),
+            }.items()
+            if v is not None
+        }
+        for s in chosen
+    ]
 
 
-def status(figures: Figures | None, *, at: datetime, window: str, top: int, degraded_ratio: float,
-           error: str | None = None) -> dict[str, Any]:
+def status(
+    figures: Figures | None,
+    *,
+    at: datetime,
+    window: str,
+    top: int,
+    degraded_ratio: float,
+    error: str | None = None,
+) -> dict[str, Any]:
     """``status.traffic``: compact, versions sorted by name, figures to 4 significant digits."""
-    out: dict[str, Any] = {"at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "window": window,
-                           "state": state(figures, degraded_ratio, error)}
+    out: dict[str, Any] = {
+        "at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "window": window,
+        "state": state(figures, degraded_ratio, error),
+    }
     if error is not None:
         out["message"] = error[:1024]
         return out
     versions = []
     for name, v in sorted((figures or Figures()).versions.items())[:40]:
-        entry: dict[str, Any] = {"name": name[:63], "rps": _round(v.rps), "weekAgoRps": _round(v.week_ago),
-                 "errorRatio": _round(v.error_ratio), "clientErrorRatio": _round(v.ratio(v.client)),
-                 "serverErrorRatio": _round(v.ratio(v.server)), "timeoutRatio": _round(v.ratio(v.timeouts))}
+        entry: dict[str, Any] = {
+            "name": name[:63],
+            "rps": _round(v.rps),
+            "weekAgoRps": _round(v.week_ago),
+            "errorRatio": _round(v.error_ratio),
+            "clientErrorRatio": _round(v.ratio(v.client)),
+            "serverErrorRatio": _round(v.ratio(v.server)),
+            "timeoutRatio": _round(v.ratio(v.timeouts)),
+        }
         for key, seconds in v.latency.items():
             entry[f"{key}Ms"] = _round(seconds * 1000 if seconds is not None else None)
         if v.consumers:
@@ -217,13 +244,23 @@ def status(figures: Figures | None, *, at: datetime, window: str, top: int, degr
 def bands(traffic: Mapping[str, Any] | None, degraded_ratio: float) -> tuple[Any, ...]:
     """What makes a write urgent: the state, and per version whether it serves and errs."""
     traffic = traffic or {}
-    return (traffic.get("state"), tuple(
-        (v.get("name"), float(v.get("rps") or 0) > 0, float(v.get("errorRatio") or 0) >= degraded_ratio)
-        for v in traffic.get("versions") or []))
+    return (
+        traffic.get("state"),
+        tuple(
+            (v.get("name"), float(v.get("rps") or 0) > 0, float(v.get("errorRatio") or 0) >= degraded_ratio)
+            for v in traffic.get("versions") or []
+        ),
+    )
 
 
-def due(written: Mapping[str, Any] | None, written_at: datetime | None, new: Mapping[str, Any], now: datetime,
-        degraded_ratio: float, every: float = WRITE_EVERY) -> bool:
+def due(
+    written: Mapping[str, Any] | None,
+    written_at: datetime | None,
+    new: Mapping[str, Any],
+    now: datetime,
+    degraded_ratio: float,
+    every: float = WRITE_EVERY,
+) -> bool:
     """Write ``new`` now? Yes when nothing was written, ``every`` seconds have passed, or the
     state changed (ok, erroring, idle, unknown; a version starting or stopping to serve or err)."""
     if written is None or written_at is None:

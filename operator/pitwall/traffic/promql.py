@@ -16,7 +16,7 @@ from typing import Any
 
 from ..api.apiproduct import TRAFFIC_DEFAULTS, TRAFFIC_LABEL_DEFAULTS
 
-BATCH = 100        # products per query: keeps a query's regex (and URL) bounded
+BATCH = 100  # products per query: keeps a query's regex (and URL) bounded
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,11 @@ def shape_of(traffic: Mapping[str, Any]) -> Shape:
     return Shape(
         requests=traffic.get("requestsMetric") or TRAFFIC_DEFAULTS["requestsMetric"],
         duration=traffic.get("durationMetric") or TRAFFIC_DEFAULTS["durationMetric"],
-        product=labels["product"], version=labels["version"], consumer=labels["consumer"],
-        route=labels["route"], status=labels["status"],
+        product=labels["product"],
+        version=labels["version"],
+        consumer=labels["consumer"],
+        route=labels["route"],
+        status=labels["status"],
         match=tuple(sorted((str(k), str(v)) for k, v in (traffic.get("matchLabels") or {}).items())),
         window=traffic.get("window") or TRAFFIC_DEFAULTS["window"],
         timeout_codes=tuple(traffic.get("timeoutCodes") or TRAFFIC_DEFAULTS["timeoutCodes"]),
@@ -110,4 +113,4 @@ def calls(shape: Shape, products: Sequence[str], period: str, offset: str = "") 
 def batches(values: Iterable[str], size: int = BATCH) -> list[list[str]]:
     """``values`` in sorted batches of at most ``size``."""
     ordered = sorted(set(values))
-    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]

@@ -36,7 +36,7 @@ log = logging.getLogger("pitwall.traffic")
 CYCLE_SECONDS = Gauge("pitwall_traffic_cycle_seconds", "Duration of the last traffic cycle")
 CYCLE_QUERIES = Gauge("pitwall_traffic_cycle_queries", "Prometheus queries in the last traffic cycle")
 
-Key = tuple[str, str]    # (namespace, name) of an ApiProduct
+Key = tuple[str, str]  # (namespace, name) of an ApiProduct
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,19 @@ class TrafficService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings
-        self.config = Config(url=s.prometheus_url or "", timeout=s.prometheus_timeout, qps=s.prometheus_qps,
-                             ca_file=s.prometheus_ca_file, insecure=s.prometheus_insecure,
-                             secret=s.prometheus_secret)
+        self.config = Config(
+            url=s.prometheus_url or "",
+            timeout=s.prometheus_timeout,
+            qps=s.prometheus_qps,
+            ca_file=s.prometheus_ca_file,
+            insecure=s.prometheus_insecure,
+            secret=s.prometheus_secret,
+        )
         self.interval = s.traffic_interval
         self.write_every = s.traffic_write_every
         self.source: Source | None = None
         self.readings: dict[Key, Reading] = {}
-        self.published: dict[Key, tuple[dict, datetime]] = {}     # the coalesced status.traffic
+        self.published: dict[Key, tuple[dict, datetime]] = {}  # the coalesced status.traffic
         self._task: asyncio.Task | None = None
         self._cache: dict[Any, tuple[float, dict[str, float]]] = {}
         self.cycles = 0
@@ -90,7 +95,7 @@ class TrafficService:
             started = time.monotonic()
             try:
                 await self.cycle()
-            except Exception:       # a cycle must never end the loop: the next one retries
+            except Exception:  # a cycle must never end the loop: the next one retries
                 log.exception("traffic cycle failed")
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
@@ -110,8 +115,10 @@ class TrafficService:
         except InvalidSpec as exc:
             raise TrafficError(f"Prometheus credentials: {exc.message}") from None
         if user is None or password is None:
-            raise TrafficError(f"Prometheus credentials: Secret {self.config.secret} needs the key token, "
-                               "or username and password")
+            raise TrafficError(
+                f"Prometheus credentials: Secret {self.config.secret} needs the key token, "
+                "or username and password"
+            )
         return ("basic", f"{user.strip()}:{password.strip()}")
 
     def products(self) -> dict[Key, dict]:
@@ -141,8 +148,11 @@ class TrafficService:
         except TrafficError as exc:
             error = str(exc)
         jobs = [(shape, batch) for shape, values in groups.items() for batch in promql.batches(values)]
-        answers = await asyncio.gather(*(self._ask(shape, batch) for shape, batch in jobs)) if error is None \
+        answers = (
+            await asyncio.gather(*(self._ask(shape, batch) for shape, batch in jobs))
+            if error is None
             else [error] * len(jobs)
+        )
         for (shape, batch), answer in zip(jobs, answers, strict=True):
             for value in batch:
                 for key in groups[shape][value]:
@@ -158,7 +168,7 @@ class TrafficService:
             if key not in products:
                 self.readings.pop(key, None)
                 self.published.pop(key, None)
-        for key, product in products.items():     # rollouts judged by traffic: judge with these figures
+        for key, product in products.items():  # rollouts judged by traffic: judge with these figures
             if ((product["spec"].get("rollout") or {}).get("analysis") or {}).get("traffic"):
                 self.rt.enqueue("ApiProduct", *key)
         for namespace in {ns for ns, _ in products}:
@@ -182,11 +192,23 @@ class TrafficService:
     def _publish(self, key: Key, reading: Reading, now: datetime) -> None:
         traffic = self.rt.stores["ApiProduct"].get(*key)
         top = int(((traffic or {}).get("spec") or {}).get("traffic", {}).get("top", TRAFFIC_DEFAULTS["top"]))
-        new = fig.status(reading.figures, at=now, window=reading.shape.window, top=top,
-                         degraded_ratio=reading.degraded_ratio, error=reading.error)
+        new = fig.status(
+            reading.figures,
+            at=now,
+            window=reading.shape.window,
+            top=top,
+            degraded_ratio=reading.degraded_ratio,
+            error=reading.error,
+        )
         written = self.published.get(key)
-        if fig.due(written[0] if written else None, written[1] if written else None, new, now,
-                   reading.degraded_ratio, self.write_every):
+        if fig.due(
+            written[0] if written else None,
+            written[1] if written else None,
+            new,
+            now,
+            reading.degraded_ratio,
+            self.write_every,
+        ):
             self.published[key] = (new, now)
             self.rt.enqueue("ApiProduct", *key)
 
@@ -205,15 +227,17 @@ class TrafficService:
         TrafficError. Answers are reused for one cycle interval."""
         if self.source is None:
             raise TrafficError("no Prometheus configured (--prometheus-url)")
-        return await self._per_product(keys, lambda shape, batch: promql.failed_requests(shape, batch, period),
-                                       ("failed", period))
+        return await self._per_product(
+            keys, lambda shape, batch: promql.failed_requests(shape, batch, period), ("failed", period)
+        )
 
     async def calls(self, keys: Iterable[Key], period: str, offset: str = "") -> dict[Key, float]:
         """Requests of each product over ``period`` (``offset``: e.g. 1w, a week earlier)."""
         if self.source is None:
             raise TrafficError("no Prometheus configured (--prometheus-url)")
-        return await self._per_product(keys, lambda shape, batch: promql.calls(shape, batch, period, offset),
-                                       ("calls", period, offset))
+        return await self._per_product(
+            keys, lambda shape, batch: promql.calls(shape, batch, period, offset), ("calls", period, offset)
+        )
 
     async def _per_product(self, keys: Iterable[Key], build: Any, tag: tuple) -> dict[Key, float]:
         assert self.source is not None

@@ -31,8 +31,11 @@ from .. import egress
 from ..errors import QueryRefused, TrafficError
 
 QUERIES = Counter("pitwall_traffic_queries_total", "Queries sent to Prometheus by result", ["result"])
-QUERY_SECONDS = Histogram("pitwall_traffic_query_seconds", "Prometheus query latency",
-                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+QUERY_SECONDS = Histogram(
+    "pitwall_traffic_query_seconds",
+    "Prometheus query latency",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Config:
     concurrency: int = 4
     ca_file: str | None = None
     insecure: bool = False
-    secret: str | None = None          # namespace/name of the auth Secret (keys token, or username+password)
+    secret: str | None = None  # namespace/name of the auth Secret (keys token, or username+password)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -68,8 +71,12 @@ class Source:
         self.base = config.url.rstrip("/")
         self.limiter = AsyncLimiter(max(config.qps, 0.01), 1.0)
         self.slots = asyncio.Semaphore(max(1, config.concurrency))
-        self.http = egress.client(policy, verify=tls_context(config), timeout=config.timeout,
-                                  max_connections=max(1, config.concurrency))
+        self.http = egress.client(
+            policy,
+            verify=tls_context(config),
+            timeout=config.timeout,
+            max_connections=max(1, config.concurrency),
+        )
         self.auth = auth
         self.sent = 0
 
@@ -93,8 +100,10 @@ class Source:
 
     async def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
         """A range query: the matrix result (``[{"metric": {...}, "values": [[t, "v"], ...]}]``)."""
-        return await self._ask("/api/v1/query_range", {"query": promql, "start": f"{start:.3f}",
-                                                       "end": f"{end:.3f}", "step": f"{step:g}"})
+        return await self._ask(
+            "/api/v1/query_range",
+            {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+        )
 
     async def _ask(self, path: str, form: dict[str, str]) -> list[dict[str, Any]]:
         async with self.limiter, self.slots:
@@ -107,24 +116,31 @@ class Source:
                     raise TrafficError(f"Prometheus {self.base}: {exc.message}") from None
                 except httpx.TimeoutException:
                     QUERIES.labels("timeout").inc()
-                    raise TrafficError(f"Prometheus {self.base} did not answer within "
-                                       f"{self.config.timeout:g}s") from None
+                    raise TrafficError(
+                        f"Prometheus {self.base} did not answer within {self.config.timeout:g}s"
+                    ) from None
                 except httpx.HTTPError as exc:
                     QUERIES.labels("unreachable").inc()
-                    raise TrafficError(f"Prometheus {self.base} is unreachable: {type(exc).__name__}") from None
+                    raise TrafficError(
+                        f"Prometheus {self.base} is unreachable: {type(exc).__name__}"
+                    ) from None
         try:
             body = response.json()
         except ValueError:
             body = {}
         if response.status_code in (400, 422) and body.get("errorType") in ("bad_data", "execution"):
             QUERIES.labels("refused").inc()
-            raise QueryRefused(f"Prometheus refused the query: {str(body.get('error'))[:300]} "
-                               f"(query: {form['query'][:300]})")
+            raise QueryRefused(
+                f"Prometheus refused the query: {str(body.get('error'))[:300]} (query: {form['query'][:300]})"
+            )
         if response.status_code != 200 or body.get("status") != "success":
             QUERIES.labels("error").inc()
-            what = f"HTTP {response.status_code}" + (" (check the credentials Secret)"
-                                                     if response.status_code in (401, 403) else "")
-            raise TrafficError(f"Prometheus {self.base} answered {what}: {str(body.get('error') or '')[:300]}")
+            what = f"HTTP {response.status_code}" + (
+                " (check the credentials Secret)" if response.status_code in (401, 403) else ""
+            )
+            raise TrafficError(
+                f"Prometheus {self.base} answered {what}: {str(body.get('error') or '')[:300]}"
+            )
         QUERIES.labels("ok").inc()
         data = body.get("data") or {}
         result = data.get("result")

@@ -33,8 +33,10 @@ def summary(traffic: Mapping[str, Any] | None) -> str:
         return ""
     if traffic.get("state") == "unknown":
         return f"traffic unknown: {traffic.get('message', '')}"[:200]
-    parts = [f"{v.get('name')} {_rps(v.get('rps'))} {_pct(v.get('errorRatio'))} failed p95 {_ms(v.get('p95Ms'))}"
-             for v in traffic.get("versions") or []]
+    parts = [
+        f"{v.get('name')} {_rps(v.get('rps'))} {_pct(v.get('errorRatio'))} failed p95 {_ms(v.get('p95Ms'))}"
+        for v in traffic.get("versions") or []
+    ]
     return f"traffic {traffic.get('state')}: " + ("; ".join(parts) or "no requests")
 
 
@@ -50,22 +52,53 @@ def rows(products: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             out.append({"product": name, "version": "", "state": "pending", "detail": "no figures yet"})
             continue
         if traffic.get("state") == "unknown" or not traffic.get("versions"):
-            out.append({"product": name, "version": "", "state": traffic.get("state", ""),
-                        "detail": traffic.get("message", "no requests")})
+            out.append(
+                {
+                    "product": name,
+                    "version": "",
+                    "state": traffic.get("state", ""),
+                    "detail": traffic.get("message", "no requests"),
+                }
+            )
             continue
         for v in traffic["versions"]:
             consumers = ", ".join(f"{c['name']} {_rps(c.get('rps'))}" for c in v.get("topConsumers") or [])
             routes = ", ".join(f"{r['name']} {_rps(r.get('rps'))}" for r in v.get("topRoutes") or [])
-            out.append({"product": name, "version": v.get("name", ""), "state": traffic.get("state", ""),
-                        "rps": _rps(v.get("rps")), "vsWeekAgo": week_change(v),
-                        "failed": _pct(v.get("errorRatio")), "client": _pct(v.get("clientErrorRatio")),
-                        "server": _pct(v.get("serverErrorRatio")), "timeouts": _pct(v.get("timeoutRatio")),
-                        "p50": _ms(v.get("p50Ms")), "p95": _ms(v.get("p95Ms")), "p99": _ms(v.get("p99Ms")),
-                        "consumers": consumers, "routes": routes, "at": traffic.get("at", "")})
+            out.append(
+                {
+                    "product": name,
+                    "version": v.get("name", ""),
+                    "state": traffic.get("state", ""),
+                    "rps": _rps(v.get("rps")),
+                    "vsWeekAgo": week_change(v),
+                    "failed": _pct(v.get("errorRatio")),
+                    "client": _pct(v.get("clientErrorRatio")),
+                    "server": _pct(v.get("serverErrorRatio")),
+                    "timeouts": _pct(v.get("timeoutRatio")),
+                    "p50": _ms(v.get("p50Ms")),
+                    "p95": _ms(v.get("p95Ms")),
+                    "p99": _ms(v.get("p99Ms")),
+                    "consumers": consumers,
+                    "routes": routes,
+                    "at": traffic.get("at", ""),
+                }
+            )
     return out
 
 
-COLUMNS = (("PRODUCT", "product"), ("VERSION", "version"), ("STATE", "state"), ("REQ/S", "rps"),
-           ("VS 1W", "vsWeekAgo"), ("FAILED", "failed"), ("4XX", "client"), ("5XX", "server"),
-           ("TIMEOUTS", "timeouts"), ("P50", "p50"), ("P95", "p95"), ("P99", "p99"),
-           ("TOP CONSUMERS", "consumers"), ("TOP ROUTES", "routes"))
+COLUMNS = (
+    ("PRODUCT", "product"),
+    ("VERSION", "version"),
+    ("STATE", "state"),
+    ("REQ/S", "rps"),
+    ("VS 1W", "vsWeekAgo"),
+    ("FAILED", "failed"),
+    ("4XX", "client"),
+    ("5XX", "server"),
+    ("TIMEOUTS", "timeouts"),
+    ("P50", "p50"),
+    ("P95", "p95"),
+    ("P99", "p99"),
+    ("TOP CONSUMERS", "consumers"),
+    ("TOP ROUTES", "routes"),
+)

@@ -33,11 +33,14 @@ class HttpReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else None
-        self.requests.append(Seen(request.method, request.path, dict(request.query), dict(request.headers), body))
+        self.requests.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
         status, headers = self.script.pop(0) if self.script else self.default
         # Errors echo the request path, as some services do: delivery must mask it.
-        return web.Response(status=status, headers=headers,
-                            text="ok" if status < 400 else f"no such hook {request.path_qs}")
+        return web.Response(
+            status=status, headers=headers, text="ok" if status < 400 else f"no such hook {request.path_qs}"
+        )
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ class SmtpReceiver:
     def authenticate(self, server, session, envelope, mechanism, auth_data):
         self.logins.append((auth_data.login, auth_data.password))
         ok = (auth_data.login, auth_data.password) == (b"pitwall", b"p@ss:word")
-        return AuthResult(success=ok, handled=False)   # handled=False: aiosmtpd answers 535 itself
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
 @pytest.fixture
@@ -103,8 +106,12 @@ async def smtp_receiver():
     receiver = SmtpReceiver()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(receiver, hostname="mail.test", auth_require_tls=False, authenticator=receiver.authenticate),
-        "127.0.0.1", 0)
+        lambda: SMTP(
+            receiver, hostname="mail.test", auth_require_tls=False, authenticator=receiver.authenticate
+        ),
+        "127.0.0.1",
+        0,
+    )
     receiver.port = server.sockets[0].getsockname()[1]
     yield receiver
     server.close()

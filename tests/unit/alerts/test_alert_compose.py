@@ -16,8 +16,12 @@ from pitwall.api.alertrule import SUMMARY_RULE
 from pitwall.errors import InvalidSpec
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01, max_total=5, timeout=5)
-RECEIVER = {"name": "mail", "type": "email", "secretRef": {"name": "smtp", "key": "url"},
-            "email": {"to": ["oncall@example.com"], "from": "Pitwall\r\nBcc: everyone@example.com"}}
+RECEIVER = {
+    "name": "mail",
+    "type": "email",
+    "secretRef": {"name": "smtp", "key": "url"},
+    "email": {"to": ["oncall@example.com"], "from": "Pitwall\r\nBcc: everyone@example.com"},
+}
 
 
 @dataclass
@@ -35,11 +39,12 @@ def test_header_values_lose_control_characters_and_stay_one_line():
 
 
 async def test_crlf_in_a_display_name_reaches_the_inbox_as_one_subject_line(smtp_receiver, client):
-    result = await deliver_message(parse_receiver(RECEIVER), Notice(), f"smtp://127.0.0.1:{smtp_receiver.port}",
-                                   client, policy=FAST)
+    result = await deliver_message(
+        parse_receiver(RECEIVER), Notice(), f"smtp://127.0.0.1:{smtp_receiver.port}", client, policy=FAST
+    )
     assert (result.ok, result.attempts) == (True, 1)
     [envelope] = smtp_receiver.messages
-    assert envelope.rcpt_tos == ["oncall@example.com"]          # no injected Bcc
+    assert envelope.rcpt_tos == ["oncall@example.com"]  # no injected Bcc
     message = message_from_bytes(envelope.content, policy=policy.default)
     assert message["Subject"] == "Planned maintenance: Payments Bcc: victim@example.com API v2"
     assert message["Bcc"] is None
@@ -48,17 +53,21 @@ async def test_crlf_in_a_display_name_reaches_the_inbox_as_one_subject_line(smtp
 async def test_a_mail_that_cannot_be_composed_is_one_failed_result_without_retries(smtp_receiver, client):
     @dataclass
     class Broken(Notice):
-        html: str = "\ud800"     # a lone surrogate: no charset can encode it
+        html: str = "\ud800"  # a lone surrogate: no charset can encode it
 
-    result = await deliver_message(parse_receiver(RECEIVER), Broken(), f"smtp://127.0.0.1:{smtp_receiver.port}",
-                                   client, policy=FAST)
+    result = await deliver_message(
+        parse_receiver(RECEIVER), Broken(), f"smtp://127.0.0.1:{smtp_receiver.port}", client, policy=FAST
+    )
     assert (result.ok, result.attempts) == (False, 0)
     assert result.error.startswith("could not compose the mail: ")
     assert smtp_receiver.messages == []
 
 
-RULE = {"severity": "high", "selector": {"kinds": ["Probe"]},
-        "receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1/"}]}
+RULE = {
+    "severity": "high",
+    "selector": {"kinds": ["Probe"]},
+    "receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1/"}],
+}
 
 
 @pytest.mark.parametrize("summary", ["{kind:>999999999}", "{{{name:>999999999}}}", "{name:{kind}}"])
@@ -74,9 +83,15 @@ def test_plain_and_broken_summaries_are_kept(summary):
     assert parse_rule("ns", "r", {**RULE, "summary": summary}).summary == summary
 
 
-@pytest.mark.parametrize("summary, refused", [
-    ("{kind:>999999999}", True), ("x {name:10}", True), ("{kind} {name}", False), ("{{ratio: 1}}", False),
-])
+@pytest.mark.parametrize(
+    "summary, refused",
+    [
+        ("{kind:>999999999}", True),
+        ("x {name:10}", True),
+        ("{kind} {name}", False),
+        ("{{ratio: 1}}", False),
+    ],
+)
 def test_the_crd_refuses_format_specs_it_can_see(summary, refused):
     pattern = SUMMARY_RULE["rule"].removeprefix("!self.matches(r'").removesuffix("')")
     assert bool(re.search(pattern, summary)) is refused

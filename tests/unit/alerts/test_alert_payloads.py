@@ -15,13 +15,17 @@ T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
 def rule(severity="critical", **extra):
-    return parse_rule("shop", "probes-down", {
-        "severity": severity,
-        "when": {"condition": "Ready", "status": "False", "for": "1m"},
-        "receivers": [{"name": "ops", "type": "msteams", "secretRef": {"name": "t", "key": "url"}}],
-        "escalation": [{"after": "30m", "receivers": ["ops"]}],
-        **extra,
-    })
+    return parse_rule(
+        "shop",
+        "probes-down",
+        {
+            "severity": severity,
+            "when": {"condition": "Ready", "status": "False", "for": "1m"},
+            "receivers": [{"name": "ops", "type": "msteams", "secretRef": {"name": "t", "key": "url"}}],
+            "escalation": [{"after": "30m", "receivers": ["ops"]}],
+            **extra,
+        },
+    )
 
 
 def down(name="checkout", message="step home: expected 200, got 503"):
@@ -36,8 +40,10 @@ def firing(names=("checkout",), severity="critical", **extra):
 def resolved(names=("checkout",)):
     r = rule()
     ev = evaluate(r, [], [down(n) for n in names], T0 + timedelta(minutes=1))
-    records = apply_results(ev.records, [DeliveryResult("ops", "firing", ev.notifications[0].keys, True, 1, None,
-                                                        T0 + timedelta(minutes=1))])
+    records = apply_results(
+        ev.records,
+        [DeliveryResult("ops", "firing", ev.notifications[0].keys, True, 1, None, T0 + timedelta(minutes=1))],
+    )
     up = [Observation("Probe", n, "True", T0 + timedelta(minutes=9), "Ok", "all steps passed") for n in names]
     return evaluate(r, records, up, T0 + timedelta(minutes=10)).notifications[0]
 
@@ -63,7 +69,7 @@ def test_teams_firing_card_says_what_where_since_and_how_to_acknowledge():
     text = all_text(body)
     key = n.alerts[0].key
     assert "Probe shop/checkout" in text
-    assert "2026-03-01 10:01:00 UTC" in text                      # firing since
+    assert "2026-03-01 10:01:00 UTC" in text  # firing since
     assert "2026-03-01 10:31:00 UTC (critical: within 30m)" in text  # ack deadline
     assert f"kubectl -n shop annotate alertrule probes-down pitwall.dev/acknowledge={key}" in text
     assert f"pitwall ack -n shop probes-down {key}" in text
@@ -102,8 +108,15 @@ def test_slack_message_has_text_and_blocks_within_limits():
     assert "10 more" in blocks[-1]["elements"][0]["text"]
 
 
-@pytest.mark.parametrize("severity, priority, pd", [("critical", "P1", "critical"), ("high", "P2", "error"),
-                                                    ("medium", "P3", "warning"), ("low", "P4", "info")])
+@pytest.mark.parametrize(
+    "severity, priority, pd",
+    [
+        ("critical", "P1", "critical"),
+        ("high", "P2", "error"),
+        ("medium", "P3", "warning"),
+        ("low", "P4", "info"),
+    ],
+)
 def test_severity_maps_to_opsgenie_priority_and_pagerduty_severity(severity, priority, pd):
     n = firing(severity=severity)
     alert = n.alerts[0]
@@ -163,8 +176,13 @@ def test_alertmanager_v4_webhook_shape():
     assert body["status"] == "firing"
     assert body["receiver"] == "ops"
     assert body["groupLabels"] == {"alertname": "probes-down", "namespace": "shop"}
-    assert body["commonLabels"] == {"alertname": "probes-down", "namespace": "shop", "severity": "critical",
-                                    "kind": "Probe", "condition": "Ready=False"}
+    assert body["commonLabels"] == {
+        "alertname": "probes-down",
+        "namespace": "shop",
+        "severity": "critical",
+        "kind": "Probe",
+        "condition": "Ready=False",
+    }
     assert body["externalURL"] == "https://pitwall.example"
     assert set(body) >= {"groupKey", "commonAnnotations", "alerts"}
     first = body["alerts"][0]
@@ -199,22 +217,30 @@ def test_escalation_and_acknowledged_alerts_read_differently():
 
 
 # -- receivers' published limits (the numbers and their sources: alerts/payloads.py) --------------------
-LONG_NS = "n" * 63                       # the longest namespace Kubernetes allows
-LONG_NAME = "p" * 253                    # the longest object name
+LONG_NS = "n" * 63  # the longest namespace Kubernetes allows
+LONG_NAME = "p" * 253  # the longest object name
 
 
 def worst_rule(**extra):
-    return parse_rule(LONG_NS, "r" * 253, {
-        "severity": "critical", "when": {"condition": "Ready", "status": "False", "for": "1m"},
-        "summary": "{kind} {name} in {namespace}: {message} " * 20,
-        "receivers": [{"name": "ops", "type": "opsgenie", "secretRef": {"name": "t", "key": "k"}}],
-        **extra})
+    return parse_rule(
+        LONG_NS,
+        "r" * 253,
+        {
+            "severity": "critical",
+            "when": {"condition": "Ready", "status": "False", "for": "1m"},
+            "summary": "{kind} {name} in {namespace}: {message} " * 20,
+            "receivers": [{"name": "ops", "type": "opsgenie", "secretRef": {"name": "t", "key": "k"}}],
+            **extra,
+        },
+    )
 
 
 def worst(count=1, event="firing"):
     r = worst_rule()
-    observations = [Observation("Probe", f"{LONG_NAME[:-4]}{i:04d}", "False", T0, "ProbeFailing", "x" * 5000)
-                    for i in range(count)]
+    observations = [
+        Observation("Probe", f"{LONG_NAME[:-4]}{i:04d}", "False", T0, "ProbeFailing", "x" * 5000)
+        for i in range(count)
+    ]
     ev = evaluate(r, [], observations, T0 + timedelta(minutes=1))
     n = ev.notifications[0]
     if event == "firing":
@@ -229,7 +255,7 @@ def test_opsgenie_limits_hold_for_the_longest_names():
     assert len(body["message"]) <= 130 and len(body["alias"]) <= 512
     assert len(body["description"]) <= 15_000 and len(body["entity"]) <= 512 and len(body["source"]) <= 100
     assert len(body["tags"]) <= 20 and all(len(t) <= 50 for t in body["tags"])
-    assert LONG_NS[:49] in " ".join(body["tags"])            # the namespace is still there, shortened
+    assert LONG_NS[:49] in " ".join(body["tags"])  # the namespace is still there, shortened
     assert sum(len(k) + len(str(v)) for k, v in body["details"].items()) <= 8000
 
 
@@ -239,7 +265,7 @@ def test_pagerduty_limits_hold_for_the_longest_names():
     assert len(event["payload"]["summary"]) <= 1024 and len(event["dedup_key"]) <= 255
     assert len(json.dumps(event).encode()) <= 512 * 1024
     resolve = payloads.pagerduty(worst(event="resolved"), n.alerts[0], "R" * 32)
-    assert resolve["dedup_key"] == event["dedup_key"]           # the same key, so the resolve closes it
+    assert resolve["dedup_key"] == event["dedup_key"]  # the same key, so the resolve closes it
 
 
 def test_slack_and_teams_limits_hold_for_many_long_alerts():
@@ -252,15 +278,16 @@ def test_slack_and_teams_limits_hold_for_many_long_alerts():
         if block["type"] == "section":
             assert len(block["text"]["text"]) <= 3000
     assert len(json.dumps(payloads.teams(n)).encode()) <= 28 * 1024
-    assert len(json.dumps(payloads.teams(worst())).encode()) <= 28 * 1024    # one huge alert too
+    assert len(json.dumps(payloads.teams(worst())).encode()) <= 28 * 1024  # one huge alert too
 
 
 def test_email_header_lines_stay_within_rfc_5322():
     from email import policy
+
     n = worst(count=40)
     mail = payloads.email(n, "pitwall@example.com", ["oncall@example.com"], message_id="abc")
     raw = mail.as_bytes(policy=policy.SMTP)
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert all(len(line) <= 998 for line in head.split(b"\r\n"))
     assert len(str(mail["Subject"])) <= 250 and "\n" not in str(mail["Subject"])
-    assert mail["Message-ID"] == "<abc@pitwall.dev>"          # the outbox's dedup key
+    assert mail["Message-ID"] == "<abc@pitwall.dev>"  # the outbox's dedup key

@@ -25,20 +25,39 @@ def test_defaults_follow_the_crd():
 
 
 def test_full_spec_is_parsed():
-    rule = parse_rule("shop", "down", {
-        "severity": "critical",
-        "summary": "{name} down",
-        "selector": {"kinds": ["Probe", "Backend"], "matchLabels": {"tier": "gold"},
-                     "matchExpressions": [{"key": "env", "operator": "In", "values": ["live"]}]},
-        "when": {"condition": "Healthy", "status": "False", "for": "1m30s"},
-        "receivers": [TEAMS,
-                      {"name": "og", "type": "opsgenie", "secretRef": {"name": "og", "key": "key"},
-                       "url": "https://api.eu.opsgenie.com", "escalationOnly": True},
-                      {"name": "hook", "type": "webhook", "url": "http://tooling.example/alerts"}],
-        "escalation": [{"after": "30m", "receivers": ["og"]}, {"after": "2h", "receivers": ["og", "ops"]}],
-        "repeatInterval": "1h", "sendResolved": False, "groupWait": "10s",
-        "digest": {"interval": "2h", "receivers": ["ops"]},
-    })
+    rule = parse_rule(
+        "shop",
+        "down",
+        {
+            "severity": "critical",
+            "summary": "{name} down",
+            "selector": {
+                "kinds": ["Probe", "Backend"],
+                "matchLabels": {"tier": "gold"},
+                "matchExpressions": [{"key": "env", "operator": "In", "values": ["live"]}],
+            },
+            "when": {"condition": "Healthy", "status": "False", "for": "1m30s"},
+            "receivers": [
+                TEAMS,
+                {
+                    "name": "og",
+                    "type": "opsgenie",
+                    "secretRef": {"name": "og", "key": "key"},
+                    "url": "https://api.eu.opsgenie.com",
+                    "escalationOnly": True,
+                },
+                {"name": "hook", "type": "webhook", "url": "http://tooling.example/alerts"},
+            ],
+            "escalation": [
+                {"after": "30m", "receivers": ["og"]},
+                {"after": "2h", "receivers": ["og", "ops"]},
+            ],
+            "repeatInterval": "1h",
+            "sendResolved": False,
+            "groupWait": "10s",
+            "digest": {"interval": "2h", "receivers": ["ops"]},
+        },
+    )
     assert rule.when.for_ == 90.0
     assert rule.ack_window == 1800
     assert [r.name for r in rule.initial_receivers] == ["ops", "hook"]
@@ -48,34 +67,53 @@ def test_full_spec_is_parsed():
     assert rule.digest.interval == 7200
 
 
-@pytest.mark.parametrize("severity, window", [("critical", 1800), ("high", 7200), ("medium", 86400),
-                                              ("low", 172800), ("blocked", None)])
+@pytest.mark.parametrize(
+    "severity, window",
+    [("critical", 1800), ("high", 7200), ("medium", 86400), ("low", 172800), ("blocked", None)],
+)
 def test_severities_carry_their_response_target(severity, window):
     rule = parse_rule("shop", "r", spec(severity=severity))
     assert rule.ack_window == window
     assert rule.pages is (window is not None)
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ({"severity": "urgent"}, "InvalidSeverity"),
-    ({"receivers": [{**TEAMS, "type": "carrier-pigeon"}]}, "InvalidReceiverType"),
-    ({"receivers": [TEAMS, TEAMS]}, "DuplicateReceiver"),
-    ({"receivers": [{"name": "ops", "type": "slack"}]}, "MissingSecretRef"),
-    ({"receivers": [{"name": "hook", "type": "webhook"}]}, "MissingSecretRef"),
-    ({"receivers": [{"name": "og", "type": "opsgenie", "url": "https://api.opsgenie.com"}]}, "MissingSecretRef"),
-    ({"receivers": [{**TEAMS, "url": "ftp://x"}]}, "InvalidReceiver"),
-    ({"receivers": [{"name": "m", "type": "email", "secretRef": {"name": "s", "key": "k"}}]}, "InvalidReceiver"),
-    ({"escalation": [{"after": "30m", "receivers": ["nobody"]}]}, "UnknownReceiver"),
-    ({"digest": {"interval": "2h", "receivers": ["nobody"]}}, "UnknownReceiver"),
-    ({"escalation": [{"after": "2h", "receivers": ["ops"]}, {"after": "30m", "receivers": ["ops"]}]},
-     "InvalidEscalation"),
-    ({"repeatInterval": "soon"}, "InvalidDuration"),
-    ({"selector": {"kinds": ["Pod"]}}, "InvalidSelector"),
-    ({"selector": {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["b"]}]}}, "InvalidSelector"),
-    ({"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}, "InvalidSelector"),
-    ({"selector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["b"]}]}}, "InvalidSelector"),
-    ({"when": {"status": "Maybe"}}, "InvalidCondition"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ({"severity": "urgent"}, "InvalidSeverity"),
+        ({"receivers": [{**TEAMS, "type": "carrier-pigeon"}]}, "InvalidReceiverType"),
+        ({"receivers": [TEAMS, TEAMS]}, "DuplicateReceiver"),
+        ({"receivers": [{"name": "ops", "type": "slack"}]}, "MissingSecretRef"),
+        ({"receivers": [{"name": "hook", "type": "webhook"}]}, "MissingSecretRef"),
+        (
+            {"receivers": [{"name": "og", "type": "opsgenie", "url": "https://api.opsgenie.com"}]},
+            "MissingSecretRef",
+        ),
+        ({"receivers": [{**TEAMS, "url": "ftp://x"}]}, "InvalidReceiver"),
+        (
+            {"receivers": [{"name": "m", "type": "email", "secretRef": {"name": "s", "key": "k"}}]},
+            "InvalidReceiver",
+        ),
+        ({"escalation": [{"after": "30m", "receivers": ["nobody"]}]}, "UnknownReceiver"),
+        ({"digest": {"interval": "2h", "receivers": ["nobody"]}}, "UnknownReceiver"),
+        (
+            {"escalation": [{"after": "2h", "receivers": ["ops"]}, {"after": "30m", "receivers": ["ops"]}]},
+            "InvalidEscalation",
+        ),
+        ({"repeatInterval": "soon"}, "InvalidDuration"),
+        ({"selector": {"kinds": ["Pod"]}}, "InvalidSelector"),
+        (
+            {"selector": {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["b"]}]}},
+            "InvalidSelector",
+        ),
+        ({"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}, "InvalidSelector"),
+        (
+            {"selector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["b"]}]}},
+            "InvalidSelector",
+        ),
+        ({"when": {"status": "Maybe"}}, "InvalidCondition"),
+    ],
+)
 def test_what_the_crd_cannot_catch_is_refused_with_a_reason(bad, reason):
     with pytest.raises(InvalidSpec) as caught:
         parse_rule("shop", "r", spec(**bad))
@@ -105,26 +143,33 @@ def test_match_labels_need_every_label():
     assert not matches(sel, "Probe", None)
 
 
-@pytest.mark.parametrize("expression, labels, expected", [
-    ({"key": "env", "operator": "In", "values": ["live", "sandbox"]}, {"env": "live"}, True),
-    ({"key": "env", "operator": "In", "values": ["live"]}, {"env": "dev"}, False),
-    ({"key": "env", "operator": "In", "values": ["live"]}, {}, False),
-    ({"key": "env", "operator": "NotIn", "values": ["dev"]}, {"env": "live"}, True),
-    ({"key": "env", "operator": "NotIn", "values": ["dev"]}, {"env": "dev"}, False),
-    ({"key": "env", "operator": "NotIn", "values": ["dev"]}, {}, True),     # Kubernetes semantics
-    ({"key": "env", "operator": "Exists"}, {"env": ""}, True),
-    ({"key": "env", "operator": "Exists"}, {}, False),
-    ({"key": "env", "operator": "DoesNotExist"}, {}, True),
-    ({"key": "env", "operator": "DoesNotExist"}, {"env": "x"}, False),
-])
+@pytest.mark.parametrize(
+    "expression, labels, expected",
+    [
+        ({"key": "env", "operator": "In", "values": ["live", "sandbox"]}, {"env": "live"}, True),
+        ({"key": "env", "operator": "In", "values": ["live"]}, {"env": "dev"}, False),
+        ({"key": "env", "operator": "In", "values": ["live"]}, {}, False),
+        ({"key": "env", "operator": "NotIn", "values": ["dev"]}, {"env": "live"}, True),
+        ({"key": "env", "operator": "NotIn", "values": ["dev"]}, {"env": "dev"}, False),
+        ({"key": "env", "operator": "NotIn", "values": ["dev"]}, {}, True),  # Kubernetes semantics
+        ({"key": "env", "operator": "Exists"}, {"env": ""}, True),
+        ({"key": "env", "operator": "Exists"}, {}, False),
+        ({"key": "env", "operator": "DoesNotExist"}, {}, True),
+        ({"key": "env", "operator": "DoesNotExist"}, {"env": "x"}, False),
+    ],
+)
 def test_match_expressions(expression, labels, expected):
     assert matches(selector(matchExpressions=[expression]), "Probe", labels) is expected
 
 
 def test_label_selector_string_for_list_calls():
-    sel = selector(matchLabels={"tier": "gold"}, matchExpressions=[
-        {"key": "env", "operator": "In", "values": ["live", "sandbox"]},
-        {"key": "team", "operator": "NotIn", "values": ["x"]},
-        {"key": "owner", "operator": "Exists"},
-        {"key": "legacy", "operator": "DoesNotExist"}])
+    sel = selector(
+        matchLabels={"tier": "gold"},
+        matchExpressions=[
+            {"key": "env", "operator": "In", "values": ["live", "sandbox"]},
+            {"key": "team", "operator": "NotIn", "values": ["x"]},
+            {"key": "owner", "operator": "Exists"},
+            {"key": "legacy", "operator": "DoesNotExist"},
+        ],
+    )
     assert label_selector(sel) == "tier=gold,env in (live,sandbox),team notin (x),owner,!legacy"

@@ -34,10 +34,19 @@ def make_rule(name="probes-down", namespace="shop", **spec):
         "receivers": [
             {"name": "ops", "type": "msteams", "secretRef": {"name": "teams", "key": "url"}},
             {"name": "pd", "type": "pagerduty", "secretRef": {"name": "pd", "key": "key"}},
-            {"name": "lead", "type": "slack", "secretRef": {"name": "slack", "key": "url"},
-             "escalationOnly": True},
-            {"name": "team", "type": "email", "secretRef": {"name": "smtp", "key": "url"},
-             "email": {"to": ["team@example.com"], "from": "pitwall@example.com"}, "escalationOnly": True},
+            {
+                "name": "lead",
+                "type": "slack",
+                "secretRef": {"name": "slack", "key": "url"},
+                "escalationOnly": True,
+            },
+            {
+                "name": "team",
+                "type": "email",
+                "secretRef": {"name": "smtp", "key": "url"},
+                "email": {"to": ["team@example.com"], "from": "pitwall@example.com"},
+                "escalationOnly": True,
+            },
         ],
         "escalation": [{"after": "30m", "receivers": ["lead"]}, {"after": "2h", "receivers": ["team"]}],
     }
@@ -60,8 +69,10 @@ def sent(ev) -> set[tuple[str, str, tuple[str, ...]]]:
 
 def delivered(ev, when, ok=True, error=None):
     """The records after every notification of ``ev`` was delivered (or failed) at ``when``."""
-    results = [DeliveryResult(n.receiver.name, n.event, n.keys, ok, 1 if ok else 8, error, when)
-               for n in ev.notifications]
+    results = [
+        DeliveryResult(n.receiver.name, n.event, n.keys, ok, 1 if ok else 8, error, when)
+        for n in ev.notifications
+    ]
     return apply_results(ev.records, results)
 
 
@@ -177,9 +188,14 @@ def test_unknown_acknowledgements_are_reported():
 
 
 def test_ack_annotation_takes_a_comma_list_and_an_optional_author():
-    assert parse_acks({"pitwall.dev/acknowledge": "a, b,,c"}) == {"a": "annotation", "b": "annotation",
-                                                                  "c": "annotation"}
-    assert parse_acks({"pitwall.dev/acknowledge": "a", "pitwall.dev/acknowledged-by": "carol"}) == {"a": "carol"}
+    assert parse_acks({"pitwall.dev/acknowledge": "a, b,,c"}) == {
+        "a": "annotation",
+        "b": "annotation",
+        "c": "annotation",
+    }
+    assert parse_acks({"pitwall.dev/acknowledge": "a", "pitwall.dev/acknowledged-by": "carol"}) == {
+        "a": "carol"
+    }
     assert parse_acks(None) == {}
 
 
@@ -210,8 +226,11 @@ def test_once_escalated_the_escalation_receivers_are_reminded_too():
     ev, records = step(rule, records, [down(since=T0)], at(hours=1, minutes=1))
     assert ev.notifications == []
     ev, records = step(rule, records, [down(since=T0)], at(hours=1, minutes=31))
-    assert sent(ev) == {("ops", "reminder", ("checkout",)), ("pd", "reminder", ("checkout",)),
-                        ("lead", "reminder", ("checkout",))}
+    assert sent(ev) == {
+        ("ops", "reminder", ("checkout",)),
+        ("pd", "reminder", ("checkout",)),
+        ("lead", "reminder", ("checkout",)),
+    }
 
 
 def test_zero_repeat_interval_means_no_reminders():
@@ -225,10 +244,13 @@ def test_zero_repeat_interval_means_no_reminders():
 def test_resolve_reaches_every_receiver_that_saw_the_alert():
     rule = make_rule()
     _, records = step(rule, [], [down(since=T0)], at(minutes=1))
-    _, records = step(rule, records, [down(since=T0)], at(minutes=31))     # lead escalated
+    _, records = step(rule, records, [down(since=T0)], at(minutes=31))  # lead escalated
     ev, records = step(rule, records, [up(since=at(minutes=40))], at(minutes=41))
-    assert sent(ev) == {("ops", "resolved", ("checkout",)), ("pd", "resolved", ("checkout",)),
-                        ("lead", "resolved", ("checkout",))}
+    assert sent(ev) == {
+        ("ops", "resolved", ("checkout",)),
+        ("pd", "resolved", ("checkout",)),
+        ("lead", "resolved", ("checkout",)),
+    }
     rec = record(records)
     assert rec["state"] == "resolved"
     assert rec["resolvedAt"] == "2026-03-01T10:41:00Z"
@@ -284,7 +306,7 @@ def test_firing_before_the_window_is_held_without_escalation_but_keeps_its_resol
     held = {("Probe", "checkout")}
     _, records = step(rule, [], [down(since=T0)], at(minutes=1))
     ev, records = step(rule, records, [down(since=T0)], at(minutes=45), held=held)
-    assert ev.notifications == []                               # no escalation to lead while held
+    assert ev.notifications == []  # no escalation to lead while held
     assert record(records)["state"] == "held"
     assert ev.firing == 0
     ev, records = step(rule, records, [up()], at(minutes=50), held=held)
@@ -349,15 +371,21 @@ def test_a_crash_between_deciding_and_sending_loses_nothing():
 def test_a_failed_delivery_is_retried_by_a_later_evaluation_and_recorded():
     rule = make_rule()
     ev = evaluate(rule, [], [down(since=T0)], at(minutes=1))
-    results = [DeliveryResult("ops", "firing", ev.notifications[0].keys, False, 8, "HTTP 500 from https://x/***",
-                              at(minutes=1)),
-               DeliveryResult("pd", "firing", ev.notifications[1].keys, True, 1, None, at(minutes=1))]
+    results = [
+        DeliveryResult(
+            "ops", "firing", ev.notifications[0].keys, False, 8, "HTTP 500 from https://x/***", at(minutes=1)
+        ),
+        DeliveryResult("pd", "firing", ev.notifications[1].keys, True, 1, None, at(minutes=1)),
+    ]
     records = apply_results(ev.records, results)
     rec = record(records)
-    assert rec["outstanding"] == [{"receiver": "ops", "event": "firing", "due": "2026-03-01T10:01:30Z",
-                                   "tries": 1}]
-    assert [(d["receiver"], d["ok"], d["attempts"]) for d in rec["deliveries"]] == [("ops", False, 8),
-                                                                                   ("pd", True, 1)]
+    assert rec["outstanding"] == [
+        {"receiver": "ops", "event": "firing", "due": "2026-03-01T10:01:30Z", "tries": 1}
+    ]
+    assert [(d["receiver"], d["ok"], d["attempts"]) for d in rec["deliveries"]] == [
+        ("ops", False, 8),
+        ("pd", True, 1),
+    ]
     ev = evaluate(rule, records, [down(since=T0)], at(minutes=1, seconds=10))
     assert ev.notifications == []
     assert ev.wake_at == at(minutes=1, seconds=30)
@@ -381,8 +409,14 @@ def test_delivery_log_is_bounded():
     ev = evaluate(rule, [], [down(since=T0)], at(minutes=1))
     records = ev.records
     for i in range(DELIVERIES_KEEP + 5):
-        records = apply_results(records, [DeliveryResult("ops", "firing", ev.notifications[0].keys, False, 1,
-                                                         f"try {i}", at(minutes=2 + i))])
+        records = apply_results(
+            records,
+            [
+                DeliveryResult(
+                    "ops", "firing", ev.notifications[0].keys, False, 1, f"try {i}", at(minutes=2 + i)
+                )
+            ],
+        )
     deliveries = record(records)["deliveries"]
     assert len(deliveries) == DELIVERIES_KEEP
     assert deliveries[-1]["error"] == f"try {DELIVERIES_KEEP + 4}"
@@ -418,8 +452,10 @@ def test_the_same_object_firing_again_starts_a_fresh_alert():
 def test_a_receiver_removed_from_the_rule_is_owed_nothing():
     rule = make_rule()
     ev = evaluate(rule, [], [down(since=T0)], at(minutes=1))
-    smaller = make_rule(receivers=[{"name": "pd", "type": "pagerduty", "secretRef": {"name": "pd", "key": "k"}}],
-                        escalation=[])
+    smaller = make_rule(
+        receivers=[{"name": "pd", "type": "pagerduty", "secretRef": {"name": "pd", "key": "k"}}],
+        escalation=[],
+    )
     ev = evaluate(smaller, ev.records, [down(since=T0)], at(minutes=1))
     assert sent(ev) == {("pd", "firing", ("checkout",))}
 
@@ -442,12 +478,15 @@ def test_subject_follows_the_summary_template():
     assert record(default.records)["subject"] == "Probe checkout: Ready is False (ProbeFailing)"
 
 
-@pytest.mark.parametrize("summary, subject", [
-    ("{name} {owner}", "checkout {owner}"),             # unknown fields stay as typed
-    ("{name} {", "{name} {"),                             # so does a broken template
-    ("{0} down", "{0} down"),
-    ("{name.nope}", "{name.nope}"),
-])
+@pytest.mark.parametrize(
+    "summary, subject",
+    [
+        ("{name} {owner}", "checkout {owner}"),  # unknown fields stay as typed
+        ("{name} {", "{name} {"),  # so does a broken template
+        ("{0} down", "{0} down"),
+        ("{name.nope}", "{name.nope}"),
+    ],
+)
 def test_a_bad_summary_template_never_breaks_the_alert(summary, subject):
     ev = evaluate(make_rule(summary=summary), [], [down(since=T0)], at(minutes=1))
     assert record(ev.records)["subject"] == subject
@@ -457,20 +496,36 @@ def test_keys_are_stable_short_and_unique_per_rule_object_and_namespace():
     a = make_rule()
     assert alert_key(a, "Probe", "checkout") == alert_key(make_rule(), "Probe", "checkout")
     assert alert_key(a, "Probe", "checkout").startswith("probe-checkout-")
-    others = {alert_key(make_rule(name="other"), "Probe", "checkout"),
-              alert_key(make_rule(namespace="other"), "Probe", "checkout"),
-              alert_key(a, "Backend", "checkout"), alert_key(a, "Probe", "cart")}
+    others = {
+        alert_key(make_rule(name="other"), "Probe", "checkout"),
+        alert_key(make_rule(namespace="other"), "Probe", "checkout"),
+        alert_key(a, "Backend", "checkout"),
+        alert_key(a, "Probe", "cart"),
+    }
     assert alert_key(a, "Probe", "checkout") not in others and len(others) == 4
     assert len(alert_key(a, "ApiProduct", "x" * 253)) <= 255
     assert "," not in alert_key(a, "Probe", "checkout")
 
 
-@pytest.mark.parametrize("conditions, expected", [
-    ([{"type": "Ready", "status": "False", "lastTransitionTime": "2026-03-01T09:00:00Z",
-       "reason": "Down", "message": "503"}], ("False", datetime(2026, 3, 1, 9, tzinfo=UTC), "Down", "503")),
-    ([{"type": "Healthy", "status": "True"}], ("Unknown", None, "", "")),
-    (None, ("Unknown", None, "", "")),
-])
+@pytest.mark.parametrize(
+    "conditions, expected",
+    [
+        (
+            [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "lastTransitionTime": "2026-03-01T09:00:00Z",
+                    "reason": "Down",
+                    "message": "503",
+                }
+            ],
+            ("False", datetime(2026, 3, 1, 9, tzinfo=UTC), "Down", "503"),
+        ),
+        ([{"type": "Healthy", "status": "True"}], ("Unknown", None, "", "")),
+        (None, ("Unknown", None, "", "")),
+    ],
+)
 def test_observe_reads_the_condition_from_an_object(conditions, expected):
     obj = {"kind": "Probe", "metadata": {"name": "checkout"}, "status": {"conditions": conditions}}
     obs = observe(obj, "Ready")

@@ -21,7 +21,9 @@ def everyone(spec, products, backends):
     return {r.name: r for r in recipients(spec, resolve(spec["targets"], products, backends))}
 
 
-def test_each_consumer_gets_one_notice_with_only_what_it_uses_and_receivers_get_everything(products, backends):
+def test_each_consumer_gets_one_notice_with_only_what_it_uses_and_receivers_get_everything(
+    products, backends
+):
     found = everyone(SPEC, products, backends)
     assert sorted(found) == ["acme", "globex", "ops"]
     acme = found["acme"]
@@ -29,8 +31,10 @@ def test_each_consumer_gets_one_notice_with_only_what_it_uses_and_receivers_get_
     assert acme.contact == {"email": "ops@acme.example"}
     assert [(p.name, p.versions) for p in acme.products] == [("accounts", ("v1",)), ("payments", ("v2",))]
     assert found["ops"].kind == RECEIVER and found["ops"].receiver == RECEIVERS[0]
-    assert [(p.name, p.versions) for p in found["ops"].products] == [("accounts", ("v1",)),
-                                                                     ("payments", ("v1", "v2"))]
+    assert [(p.name, p.versions) for p in found["ops"].products] == [
+        ("accounts", ("v1",)),
+        ("payments", ("v1", "v2")),
+    ]
 
 
 def test_consumers_are_not_told_when_notify_consumers_is_off(products, backends):
@@ -40,12 +44,16 @@ def test_consumers_are_not_told_when_notify_consumers_is_off(products, backends)
 
 def test_an_advance_notice_gives_times_in_the_window_zone_and_utc_and_who_to_ask(products, backends):
     message = compose(Notice(ADVANCE, OCCURRENCE), SPEC, everyone(SPEC, products, backends)["acme"])
-    assert message.subject == "Planned maintenance: Accounts API v1, Payments API v2, Sat 05 Dec 2026 22:00 CET"
+    assert (
+        message.subject == "Planned maintenance: Accounts API v1, Payments API v2, Sat 05 Dec 2026 22:00 CET"
+    )
     assert "Reason: Core banking upgrade" in message.text
     assert "Start: Sat 05 Dec 2026 22:00 CET (Europe/Berlin), 2026-12-05 21:00 UTC" in message.text
     assert "End: Sun 06 Dec 2026 00:00 CET (Europe/Berlin), 2026-12-05 23:00 UTC" in message.text
-    assert ("- Payments API (payments) v2: unavailable (depends on Backend core-banking (critical)); "
-            "questions to payments-oncall@example.com") in message.text
+    assert (
+        "- Payments API (payments) v2: unavailable (depends on Backend core-banking (critical)); "
+        "questions to payments-oncall@example.com"
+    ) in message.text
     assert "- Accounts API (accounts) v1: may be degraded" in message.text
     assert "answer HTTP 503 with a Retry-After header" in message.text
     assert "EMERGENCY" not in message.text + message.subject
@@ -56,7 +64,10 @@ def test_an_advance_notice_gives_times_in_the_window_zone_and_utc_and_who_to_ask
 def test_start_and_end_notices(products, backends):
     ops = everyone(SPEC, products, backends)["ops"]
     started = compose(Notice(START, OCCURRENCE), SPEC, ops)
-    assert started.subject == "Maintenance started: Accounts API v1, Payments API v1/v2, until Sun 06 Dec 2026 00:00 CET"
+    assert (
+        started.subject
+        == "Maintenance started: Accounts API v1, Payments API v1/v2, until Sun 06 Dec 2026 00:00 CET"
+    )
     finished = compose(Notice(END, OCCURRENCE), SPEC, ops)
     assert finished.subject == "Maintenance finished: Accounts API v1, Payments API v1/v2"
     assert "back in normal service" in finished.text
@@ -75,8 +86,11 @@ def test_every_notice_of_an_emergency_window_is_labelled(products, backends):
 
 
 def test_utc_windows_show_utc_once_and_html_escapes_user_text(products, backends):
-    spec = {**SPEC, "reason": "<script>alert(1)</script> & more",
-            "schedule": {"cron": "0 21 * * SAT", "duration": "2h"}}
+    spec = {
+        **SPEC,
+        "reason": "<script>alert(1)</script> & more",
+        "schedule": {"cron": "0 21 * * SAT", "duration": "2h"},
+    }
     message = compose(Notice(ADVANCE, OCCURRENCE), spec, everyone(spec, products, backends)["ops"])
     assert "Start: Sat 05 Dec 2026 21:00 UTC\n" in message.text
     assert "<script>" not in message.html

@@ -23,9 +23,11 @@ def utc(*args) -> datetime:
 
 START_AT = utc(2026, 12, 5, 20)
 OCCURRENCE = Occurrence(START_AT, START_AT + timedelta(hours=2))
-SPEC = {"reason": "Core banking upgrade",
-        "schedule": {"start": "2026-12-05T20:00:00Z", "duration": "2h"},
-        "notice": {"leadTime": "72h"}}
+SPEC = {
+    "reason": "Core banking upgrade",
+    "schedule": {"start": "2026-12-05T20:00:00Z", "duration": "2h"},
+    "notice": {"leadTime": "72h"},
+}
 
 
 def kinds(notices):
@@ -39,13 +41,16 @@ def sent(*notices):
     return entries
 
 
-@pytest.mark.parametrize(("now", "expected"), [
-    (START_AT - timedelta(hours=72, seconds=1), []),
-    (START_AT - timedelta(hours=72), [ADVANCE]),
-    (START_AT - timedelta(seconds=1), [ADVANCE]),
-    (START_AT, [START]),
-    (OCCURRENCE.end - timedelta(seconds=1), [START]),
-])
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (START_AT - timedelta(hours=72, seconds=1), []),
+        (START_AT - timedelta(hours=72), [ADVANCE]),
+        (START_AT - timedelta(seconds=1), [ADVANCE]),
+        (START_AT, [START]),
+        (OCCURRENCE.end - timedelta(seconds=1), [START]),
+    ],
+)
 def test_each_notice_is_due_at_its_time(now, expected):
     assert kinds(due_notices(SPEC, OCCURRENCE, now, [])) == expected
 
@@ -57,7 +62,9 @@ def test_a_recorded_notice_is_never_due_again():
     assert kinds(start) == [START]
     end = due_notices(SPEC, OCCURRENCE, OCCURRENCE.end, sent(*advance, *start))
     assert kinds(end) == [END]
-    assert due_notices(SPEC, OCCURRENCE, OCCURRENCE.end + timedelta(hours=5), sent(*advance, *start, *end)) == []
+    assert (
+        due_notices(SPEC, OCCURRENCE, OCCURRENCE.end + timedelta(hours=5), sent(*advance, *start, *end)) == []
+    )
 
 
 def test_recorded_occurrences_match_whatever_offset_they_were_written_in():
@@ -90,11 +97,24 @@ def test_the_default_lead_time_is_72_hours():
 
 
 def test_record_writes_the_status_entry_and_keeps_the_list_bounded():
-    entries = record(None, Notice(END, OCCURRENCE), at=utc(2026, 12, 5, 22, 0, 1), delivered=False,
-                     recipients=["acme", "ops"], error="acme: 550 mailbox unavailable")
-    assert entries == [{"kind": "end", "occurrence": "2026-12-05T20:00:00Z", "at": "2026-12-05T22:00:01Z",
-                        "delivered": False, "recipients": ["acme", "ops"],
-                        "error": "acme: 550 mailbox unavailable"}]
+    entries = record(
+        None,
+        Notice(END, OCCURRENCE),
+        at=utc(2026, 12, 5, 22, 0, 1),
+        delivered=False,
+        recipients=["acme", "ops"],
+        error="acme: 550 mailbox unavailable",
+    )
+    assert entries == [
+        {
+            "kind": "end",
+            "occurrence": "2026-12-05T20:00:00Z",
+            "at": "2026-12-05T22:00:01Z",
+            "delivered": False,
+            "recipients": ["acme", "ops"],
+            "error": "acme: 550 mailbox unavailable",
+        }
+    ]
     many = entries * (KEEP + 5)
     assert len(record(many, Notice(END, OCCURRENCE), at=START_AT, delivered=True, recipients=[])) == KEEP
 
@@ -106,7 +126,8 @@ def test_too_little_notice_is_refused_with_what_to_do_instead():
     spec = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
     assert lead_time_violation(spec, NOW) == (
         "maintenance starts in 2h but consumers need 72h notice: move the start to after "
-        "2026-12-01T10:00:00Z or set emergency: true with emergencyReason")
+        "2026-12-01T10:00:00Z or set emergency: true with emergencyReason"
+    )
 
 
 def test_enough_notice_or_an_explained_emergency_is_accepted():
@@ -130,7 +151,7 @@ def test_a_window_already_running_starts_now():
 
 def test_a_recurring_window_is_never_refused_for_lead_time():
     spec = {**SPEC, "schedule": {"cron": "0 22 * * SAT", "duration": "2h", "timeZone": "UTC"}}
-    assert lead_time_violation(spec, NOW) is None   # Saturday 10:00 UTC, the run is at 22:00
+    assert lead_time_violation(spec, NOW) is None  # Saturday 10:00 UTC, the run is at 22:00
     one_off = {**SPEC, "schedule": {"start": "2026-11-28T22:00:00Z", "duration": "2h"}}
     assert lead_time_violation(one_off, NOW).startswith("maintenance starts in 12h")
 
@@ -148,6 +169,7 @@ def test_updates_are_judged_only_when_they_move_the_start_earlier():
 # -- the outbox: owed per recipient, sent beside the reconcile ---------------------------------------
 def _result(recipient, ok, *, permanent=False, at=START_AT, kind=START, error=None):
     from pitwall.maintenance.notices import SendResult
+
     return SendResult(kind, "2026-12-05T20:00:00Z", recipient, ok, permanent, error, at)
 
 
@@ -159,7 +181,10 @@ def test_an_owed_notice_is_decided_once_and_sent_per_recipient():
     # decided: never due again, whatever the outbox does with it
     assert due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=1), entries) == []
     due, later = due_sends(entries, START_AT)
-    assert [d[:3] for d in due] == [(START, "2026-12-05T20:00:00Z", "acme"), (START, "2026-12-05T20:00:00Z", "ops")]
+    assert [d[:3] for d in due] == [
+        (START, "2026-12-05T20:00:00Z", "acme"),
+        (START, "2026-12-05T20:00:00Z", "ops"),
+    ]
     assert later is None
     # what is in flight (sent, result not yet recorded) is not handed out twice
     assert due_sends(entries, START_AT, exclude=due[:1])[0] == due[1:]
@@ -175,7 +200,9 @@ def test_a_permanent_refusal_is_recorded_once_and_never_retried():
     from pitwall.maintenance.notices import apply_sends, due_sends, owe
 
     entries = owe([], Notice(START, OCCURRENCE), at=START_AT, recipients=["acme"])
-    entries, lost = apply_sends(entries, [_result("acme", False, permanent=True, error="SMTP 550 no such user")])
+    entries, lost = apply_sends(
+        entries, [_result("acme", False, permanent=True, error="SMTP 550 no such user")]
+    )
     assert len(lost) == 1 and "550" in lost[0]
     assert entries[0]["failed"] == ["acme"] and entries[0]["delivered"] is False
     assert due_sends(entries, START_AT + timedelta(days=1)) == ([], None)
@@ -187,11 +214,13 @@ def test_transient_failures_back_off_then_give_up_with_the_loss_recorded():
     entries = owe([], Notice(START, OCCURRENCE), at=START_AT, recipients=["acme"])
     now, waits = START_AT, []
     for attempt in range(1, MAX_TRIES + 1):
-        entries, lost = apply_sends(entries, [_result("acme", False, at=now, error="HTTP 503")], retry_base=10)
+        entries, lost = apply_sends(
+            entries, [_result("acme", False, at=now, error="HTTP 503")], retry_base=10
+        )
         if attempt < MAX_TRIES:
             assert lost == []
             due, later = due_sends(entries, now)
-            assert due == [] and later > now          # not again at once: backoff
+            assert due == [] and later > now  # not again at once: backoff
             waits.append((later - now).total_seconds())
             now = later
         else:
@@ -206,6 +235,8 @@ def test_a_window_deleted_after_its_advance_notice_owes_a_cancellation():
     before = START_AT - timedelta(hours=1)
     announced = sent(Notice(ADVANCE, OCCURRENCE))
     assert kinds(due_notices(SPEC, OCCURRENCE, before, announced, cancelled=True)) == [CANCELLED]
-    assert due_notices(SPEC, OCCURRENCE, before, [], cancelled=True) == []   # nobody was told
+    assert due_notices(SPEC, OCCURRENCE, before, [], cancelled=True) == []  # nobody was told
     running = sent(Notice(ADVANCE, OCCURRENCE), Notice(START, OCCURRENCE))
-    assert kinds(due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=5), running, cancelled=True)) == [END]
+    assert kinds(due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=5), running, cancelled=True)) == [
+        END
+    ]

@@ -39,8 +39,13 @@ async def test_api_clients_get_503_with_retry_after_and_a_json_body(page):
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1800"
         assert response.headers["Content-Type"].startswith("application/json")
-        assert response.json() == {"status": "maintenance", "title": "Payments API <maintenance>",
-                                   "message": "Back soon & better.", "until": None, "retryAfter": 1800}
+        assert response.json() == {
+            "status": "maintenance",
+            "title": "Payments API <maintenance>",
+            "message": "Back soon & better.",
+            "until": None,
+            "retryAfter": 1800,
+        }
 
 
 async def test_every_method_and_path_is_in_maintenance(page):
@@ -83,23 +88,31 @@ async def test_retry_after_never_points_past_the_planned_end():
     assert f'<time datetime="{api.json()["until"]}">' in browser.text
 
 
-@pytest.mark.parametrize(("accept", "html"), [
-    (BROWSER, True),
-    ("text/html", True),
-    ("application/json, text/html;q=0.5", False),
-    ("application/problem+json", False),
-    ("text/html;q=0, */*", False),
-    ("*/*", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (BROWSER, True),
+        ("text/html", True),
+        ("application/json, text/html;q=0.5", False),
+        ("application/problem+json", False),
+        ("text/html;q=0, */*", False),
+        ("*/*", False),
+        ("", False),
+    ],
+)
 def test_content_negotiation(accept, html):
     assert wants_html(accept) is html
 
 
 def test_config_comes_from_the_environment():
-    config = PageConfig.from_env({"PITWALL_MAINTENANCE_TITLE": "Down", "PITWALL_MAINTENANCE_MESSAGE": "Soon",
-                                  "PITWALL_MAINTENANCE_RETRY_AFTER": "5m",
-                                  "PITWALL_MAINTENANCE_UNTIL": "2026-12-05T22:00:00Z"})
+    config = PageConfig.from_env(
+        {
+            "PITWALL_MAINTENANCE_TITLE": "Down",
+            "PITWALL_MAINTENANCE_MESSAGE": "Soon",
+            "PITWALL_MAINTENANCE_RETRY_AFTER": "5m",
+            "PITWALL_MAINTENANCE_UNTIL": "2026-12-05T22:00:00Z",
+        }
+    )
     assert config == PageConfig("Down", "Soon", 300, datetime(2026, 12, 5, 22, tzinfo=UTC))
     assert PageConfig.from_env({"PITWALL_MAINTENANCE_RETRY_AFTER": "120"}).retry_after == 120
     assert PageConfig.from_env({}) == PageConfig()
@@ -117,10 +130,18 @@ async def test_the_subcommand_serves_until_sigterm():
     with socket.socket() as probe:  # a free port for the child process
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "PITWALL_MAINTENANCE_TITLE": "Payments API maintenance",
-           "PITWALL_MAINTENANCE_PORT": str(port), "PITWALL_MAINTENANCE_HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "PITWALL_MAINTENANCE_TITLE": "Payments API maintenance",
+        "PITWALL_MAINTENANCE_PORT": str(port),
+        "PITWALL_MAINTENANCE_HOST": "127.0.0.1",
+    }
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from pitwall.maintenance.page import main; sys.exit(main([]))", env=env)
+        sys.executable,
+        "-c",
+        "import sys; from pitwall.maintenance.page import main; sys.exit(main([]))",
+        env=env,
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             for _ in range(100):
@@ -143,28 +164,54 @@ async def test_the_subcommand_serves_until_sigterm():
 
 
 PRODUCT = {
-    "apiVersion": "pitwall.dev/v1alpha1", "kind": "ApiProduct",
+    "apiVersion": "pitwall.dev/v1alpha1",
+    "kind": "ApiProduct",
     "metadata": {"name": "payments", "namespace": "shop"},
-    "spec": {"displayName": "Payments API",
-             "versions": [{"name": "v1", "port": 9000}, {"name": "v2"}],
-             "maintenancePage": {"title": "Payments API maintenance", "message": "Back at midnight.",
-                                 "retryAfter": "10m"}},
+    "spec": {
+        "displayName": "Payments API",
+        "versions": [{"name": "v1", "port": 9000}, {"name": "v2"}],
+        "maintenancePage": {
+            "title": "Payments API maintenance",
+            "message": "Back at midnight.",
+            "retryAfter": "10m",
+        },
+    },
 }
-WINDOW = {"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
-          "metadata": {"name": "cb-upgrade", "namespace": "shop", "uid": "0000-1111"}}
+WINDOW = {
+    "apiVersion": "pitwall.dev/v1alpha1",
+    "kind": "MaintenanceWindow",
+    "metadata": {"name": "cb-upgrade", "namespace": "shop", "uid": "0000-1111"},
+}
 
 
 def test_page_deployment_is_labelled_configured_and_locked_down():
-    deployment = page_deployment(PRODUCT, "v1", WINDOW, "ghcr.io/pitwall/pitwall:0.1.0", "shop",
-                                 until=datetime(2026, 12, 5, 23, tzinfo=UTC))
+    deployment = page_deployment(
+        PRODUCT,
+        "v1",
+        WINDOW,
+        "ghcr.io/pitwall/pitwall:0.1.0",
+        "shop",
+        until=datetime(2026, 12, 5, 23, tzinfo=UTC),
+    )
     meta, spec = deployment["metadata"], deployment["spec"]
     assert meta["name"] == "payments-v1-maintenance" and meta["namespace"] == "shop"
-    assert meta["labels"] == {"pitwall.dev/product": "payments", "pitwall.dev/version": "v1",
-                              "pitwall.dev/role": "maintenance-page", "app.kubernetes.io/managed-by": "pitwall",
-                              "pitwall.dev/maintenance-window": "cb-upgrade"}
-    assert meta["ownerReferences"] == [{"apiVersion": "pitwall.dev/v1alpha1", "kind": "MaintenanceWindow",
-                                        "name": "cb-upgrade", "uid": "0000-1111", "controller": False,
-                                        "blockOwnerDeletion": True}]
+    assert meta["labels"] == {
+        "pitwall.dev/product": "payments",
+        "pitwall.dev/version": "v1",
+        "pitwall.dev/role": "maintenance-page",
+        "app.kubernetes.io/managed-by": "pitwall",
+        "pitwall.dev/maintenance-window": "cb-upgrade",
+    }
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "pitwall.dev/v1alpha1",
+            "kind": "MaintenanceWindow",
+            "name": "cb-upgrade",
+            "uid": "0000-1111",
+            "controller": False,
+            "blockOwnerDeletion": True,
+        }
+    ]
     # the product's Service, switched to the page, selects exactly these pods
     assert spec["selector"]["matchLabels"] == desired.selector("payments", "v1", ROLE_MAINTENANCE)
     pod = spec["template"]["spec"]
@@ -188,7 +235,8 @@ def test_page_deployment_is_labelled_configured_and_locked_down():
 def test_page_deployment_defaults_and_env_round_trip():
     bare = {"metadata": {"name": "search"}, "spec": {"versions": [{"name": "v1"}]}}
     container = page_deployment(bare, "v1", WINDOW, "pitwall:dev", "shop")["spec"]["template"]["spec"][
-        "containers"][0]
+        "containers"
+    ][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert "PITWALL_MAINTENANCE_UNTIL" not in env
     assert container["ports"][0]["containerPort"] == 8080
@@ -199,7 +247,15 @@ def test_service_selector_switch_changes_only_the_role():
     product = {"kind": "ApiProduct", "metadata": {"name": "payments", "namespace": "bank", "uid": "u"}}
     normal = desired.service(product, {"name": "v2"})
     during = desired.service(product, {"name": "v2"}, role=ROLE_MAINTENANCE)
-    assert normal["spec"]["selector"] == {"pitwall.dev/product": "payments", "pitwall.dev/version": "v2",
-                                          "pitwall.dev/role": "api"}
-    assert during == {**normal, "spec": {**normal["spec"], "selector": {**normal["spec"]["selector"],
-                                                                       "pitwall.dev/role": "maintenance-page"}}}
+    assert normal["spec"]["selector"] == {
+        "pitwall.dev/product": "payments",
+        "pitwall.dev/version": "v2",
+        "pitwall.dev/role": "api",
+    }
+    assert during == {
+        **normal,
+        "spec": {
+            **normal["spec"],
+            "selector": {**normal["spec"]["selector"], "pitwall.dev/role": "maintenance-page"},
+        },
+    }

@@ -30,12 +30,15 @@ def recurring(cron: str, duration: str, zone: str) -> dict:
 ONE_OFF = {"schedule": {"start": "2026-12-05T22:00:00+02:00", "duration": "2h"}}
 
 
-@pytest.mark.parametrize(("now", "expected"), [
-    (utc(2026, 12, 5, 19, 59, 59), SCHEDULED),
-    (utc(2026, 12, 5, 20, 0), ACTIVE),
-    (utc(2026, 12, 5, 21, 59, 59), ACTIVE),
-    (utc(2026, 12, 5, 22, 0), COMPLETED),
-])
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (utc(2026, 12, 5, 19, 59, 59), SCHEDULED),
+        (utc(2026, 12, 5, 20, 0), ACTIVE),
+        (utc(2026, 12, 5, 21, 59, 59), ACTIVE),
+        (utc(2026, 12, 5, 22, 0), COMPLETED),
+    ],
+)
 def test_one_off_phases_follow_start_and_duration(now, expected):
     assert phase(ONE_OFF, now) == expected
 
@@ -43,7 +46,8 @@ def test_one_off_phases_follow_start_and_duration(now, expected):
 def test_one_off_with_end_is_active_between_start_and_end():
     spec = {"schedule": {"start": "2026-12-05T20:00:00Z", "end": "2026-12-05T21:30:00Z"}}
     assert occurrence_at(parse(spec["schedule"]), utc(2026, 12, 5, 21)) == Occurrence(
-        utc(2026, 12, 5, 20), utc(2026, 12, 5, 21, 30))
+        utc(2026, 12, 5, 20), utc(2026, 12, 5, 21, 30)
+    )
 
 
 def test_editing_end_to_before_now_completes_the_window_at_once():
@@ -62,25 +66,33 @@ def test_a_deleted_window_is_cancelled_even_with_a_broken_schedule():
 
 def test_one_off_is_displayed_in_the_offset_it_was_written_in_unless_a_zone_is_given():
     assert parse(ONE_OFF["schedule"]).zone.utcoffset(None) == timedelta(hours=2)
-    assert str(parse({**ONE_OFF["schedule"], "timeZone": "Africa/Johannesburg"}).zone) == "Africa/Johannesburg"
+    assert (
+        str(parse({**ONE_OFF["schedule"], "timeZone": "Africa/Johannesburg"}).zone) == "Africa/Johannesburg"
+    )
 
 
-@pytest.mark.parametrize(("schedule", "words"), [
-    ({}, "start (one-off) or cron (recurring)"),
-    ({"start": "2026-12-05T20:00:00Z", "cron": "0 22 * * SAT", "duration": "1h"}, "both start and cron"),
-    ({"start": "2026-12-05T20:00:00Z"}, "needs end or duration"),
-    ({"start": "2026-12-05T20:00:00Z", "end": "2026-12-05T21:00:00Z", "duration": "1h"}, "both end and duration"),
-    ({"start": "2026-12-05T20:00:00Z", "end": "2026-12-05T19:00:00Z"}, "is not after start"),
-    ({"start": "2026-12-05T20:00:00", "duration": "1h"}, "RFC 3339 time with an offset"),
-    ({"start": "2026-12-05T20:00:00Z", "duration": "soon"}, "is not a duration"),
-    ({"cron": "0 22 * * SAT"}, "needs a duration"),
-    ({"cron": "every saturday", "duration": "1h"}, "five-field cron"),
-    ({"cron": "0 0 22 * * SAT", "duration": "1h"}, "five-field cron"),
-    ({"cron": "@reboot", "duration": "1h"}, "five-field cron"),
-    ({"cron": "0 0 30 2 *", "duration": "1h"}, "never fires"),
-    ({"cron": "0 * * * *", "duration": "2h"}, "occurrences would overlap"),
-    ({"cron": "0 22 * * SAT", "duration": "1h", "timeZone": "Mars/Olympus"}, "not an IANA time zone"),
-])
+@pytest.mark.parametrize(
+    ("schedule", "words"),
+    [
+        ({}, "start (one-off) or cron (recurring)"),
+        ({"start": "2026-12-05T20:00:00Z", "cron": "0 22 * * SAT", "duration": "1h"}, "both start and cron"),
+        ({"start": "2026-12-05T20:00:00Z"}, "needs end or duration"),
+        (
+            {"start": "2026-12-05T20:00:00Z", "end": "2026-12-05T21:00:00Z", "duration": "1h"},
+            "both end and duration",
+        ),
+        ({"start": "2026-12-05T20:00:00Z", "end": "2026-12-05T19:00:00Z"}, "is not after start"),
+        ({"start": "2026-12-05T20:00:00", "duration": "1h"}, "RFC 3339 time with an offset"),
+        ({"start": "2026-12-05T20:00:00Z", "duration": "soon"}, "is not a duration"),
+        ({"cron": "0 22 * * SAT"}, "needs a duration"),
+        ({"cron": "every saturday", "duration": "1h"}, "five-field cron"),
+        ({"cron": "0 0 22 * * SAT", "duration": "1h"}, "five-field cron"),
+        ({"cron": "@reboot", "duration": "1h"}, "five-field cron"),
+        ({"cron": "0 0 30 2 *", "duration": "1h"}, "never fires"),
+        ({"cron": "0 * * * *", "duration": "2h"}, "occurrences would overlap"),
+        ({"cron": "0 22 * * SAT", "duration": "1h", "timeZone": "Mars/Olympus"}, "not an IANA time zone"),
+    ],
+)
 def test_unusable_schedules_are_refused_with_a_readable_reason(schedule, words):
     with pytest.raises(InvalidSpec) as caught:
         parse(schedule)
@@ -92,12 +104,16 @@ def test_unusable_schedules_are_refused_with_a_readable_reason(schedule, words):
 # Europe/Berlin: CET (+1) -> CEST (+2) on 2026-03-29 02:00, back on 2026-10-25 03:00.
 # America/New_York: EST (-5) -> EDT (-4) on 2026-03-08 02:00, back on 2026-11-01 02:00.
 
-@pytest.mark.parametrize(("zone", "now", "first", "second"), [
-    ("Europe/Berlin", utc(2026, 3, 27), utc(2026, 3, 28, 21), utc(2026, 4, 4, 20)),
-    ("Europe/Berlin", utc(2026, 10, 23), utc(2026, 10, 24, 20), utc(2026, 10, 31, 21)),
-    ("America/New_York", utc(2026, 3, 6), utc(2026, 3, 8, 3), utc(2026, 3, 15, 2)),
-    ("America/New_York", utc(2026, 10, 30), utc(2026, 11, 1, 2), utc(2026, 11, 8, 3)),
-])
+
+@pytest.mark.parametrize(
+    ("zone", "now", "first", "second"),
+    [
+        ("Europe/Berlin", utc(2026, 3, 27), utc(2026, 3, 28, 21), utc(2026, 4, 4, 20)),
+        ("Europe/Berlin", utc(2026, 10, 23), utc(2026, 10, 24, 20), utc(2026, 10, 31, 21)),
+        ("America/New_York", utc(2026, 3, 6), utc(2026, 3, 8, 3), utc(2026, 3, 15, 2)),
+        ("America/New_York", utc(2026, 10, 30), utc(2026, 11, 1, 2), utc(2026, 11, 8, 3)),
+    ],
+)
 def test_saturday_22_00_stays_22_00_local_across_dst(zone, now, first, second):
     schedule = parse(recurring("0 22 * * SAT", "2h", zone))
     upcoming = next_occurrence(schedule, now)
@@ -105,11 +121,14 @@ def test_saturday_22_00_stays_22_00_local_across_dst(zone, now, first, second):
     assert next_occurrence(schedule, upcoming.start).start == second
 
 
-@pytest.mark.parametrize(("zone", "cron", "now", "start"), [
-    # 02:30 does not exist on the spring-forward night: the window starts at 03:00 local.
-    ("Europe/Berlin", "30 2 * * *", utc(2026, 3, 28, 12), utc(2026, 3, 29, 1)),
-    ("America/New_York", "30 2 * * SUN", utc(2026, 3, 7), utc(2026, 3, 8, 7)),
-])
+@pytest.mark.parametrize(
+    ("zone", "cron", "now", "start"),
+    [
+        # 02:30 does not exist on the spring-forward night: the window starts at 03:00 local.
+        ("Europe/Berlin", "30 2 * * *", utc(2026, 3, 28, 12), utc(2026, 3, 29, 1)),
+        ("America/New_York", "30 2 * * SUN", utc(2026, 3, 7), utc(2026, 3, 8, 7)),
+    ],
+)
 def test_a_start_in_the_spring_forward_gap_moves_to_the_first_valid_instant(zone, cron, now, start):
     schedule = parse(recurring(cron, "1h", zone))
     assert next_occurrence(schedule, now) == Occurrence(start, start + timedelta(hours=1))

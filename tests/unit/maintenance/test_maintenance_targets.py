@@ -8,8 +8,9 @@ def names(affected):
 
 
 def test_products_by_name_and_by_labels(products, backends):
-    affected = resolve({"apiProducts": {"names": ["catalog"], "matchLabels": {"domain": "payments"}}},
-                       products, backends)
+    affected = resolve(
+        {"apiProducts": {"names": ["catalog"], "matchLabels": {"domain": "payments"}}}, products, backends
+    )
     assert names(affected) == {"catalog": UNAVAILABLE, "payments": UNAVAILABLE}
     assert affected.missing == ()
 
@@ -28,7 +29,9 @@ def test_a_backend_in_maintenance_affects_its_dependents_by_criticality(products
 
 
 def test_a_product_targeted_and_degraded_is_unavailable(products, backends):
-    affected = resolve({"apiProducts": {"names": ["accounts"]}, "backends": ["core-banking"]}, products, backends)
+    affected = resolve(
+        {"apiProducts": {"names": ["accounts"]}, "backends": ["core-banking"]}, products, backends
+    )
     accounts = next(p for p in affected.products if p.name == "accounts")
     assert accounts.effect == UNAVAILABLE
     assert accounts.reason == "targeted; depends on Backend core-banking (degradable)"
@@ -47,21 +50,38 @@ def test_only_unavailable_products_get_the_maintenance_page(products, backends):
 
 
 def test_named_targets_that_do_not_exist_are_reported(products, backends):
-    affected = resolve({"apiProducts": {"names": ["payments", "ghost"]}, "backends": ["mainframe"]},
-                       products, backends)
+    affected = resolve(
+        {"apiProducts": {"names": ["payments", "ghost"]}, "backends": ["mainframe"]}, products, backends
+    )
     assert affected.missing == ("ApiProduct/ghost", "Backend/mainframe")
     assert names(affected) == {"payments": UNAVAILABLE}
 
 
 def test_status_block_lists_products_backends_and_consumers_without_webhook_tokens(products, backends):
     status = resolve({"backends": ["core-banking"]}, products, backends).status()
-    assert status["apiProducts"] == [{"name": "accounts", "versions": ["v1"], "effect": DEGRADED},
-                                     {"name": "payments", "versions": ["v1", "v2"], "effect": UNAVAILABLE}]
+    assert status["apiProducts"] == [
+        {"name": "accounts", "versions": ["v1"], "effect": DEGRADED},
+        {"name": "payments", "versions": ["v1", "v2"], "effect": UNAVAILABLE},
+    ]
     assert status["backends"] == ["core-banking"]
     assert status["consumers"] == [
-        {"name": "acme", "apiProduct": "accounts", "versions": ["v1"], "contact": {"email": "ops@acme.example"}},
-        {"name": "acme", "apiProduct": "payments", "versions": ["v2"], "contact": {"email": "ops@acme.example"}},
-        {"name": "globex", "apiProduct": "payments", "versions": ["v1", "v2"],
-         "contact": {"name": "Globex NOC", "webhook": "https://hooks.globex.example/…"}},
+        {
+            "name": "acme",
+            "apiProduct": "accounts",
+            "versions": ["v1"],
+            "contact": {"email": "ops@acme.example"},
+        },
+        {
+            "name": "acme",
+            "apiProduct": "payments",
+            "versions": ["v2"],
+            "contact": {"email": "ops@acme.example"},
+        },
+        {
+            "name": "globex",
+            "apiProduct": "payments",
+            "versions": ["v1", "v2"],
+            "contact": {"name": "Globex NOC", "webhook": "https://hooks.globex.example/…"},
+        },
     ]
     assert "secret-token" not in str(status)

@@ -15,8 +15,10 @@ def utc(*args) -> datetime:
 
 
 ONE_OFF = {"schedule": {"start": "2026-12-05T20:00:00Z", "duration": "2h"}, "notice": {"leadTime": "24h"}}
-WEEKLY = {"schedule": {"cron": "0 22 * * SAT", "duration": "2h", "timeZone": "Europe/Berlin"},
-          "notice": {"leadTime": "24h"}}
+WEEKLY = {
+    "schedule": {"cron": "0 22 * * SAT", "duration": "2h", "timeZone": "Europe/Berlin"},
+    "notice": {"leadTime": "24h"},
+}
 
 
 def run(spec, now, history=()):
@@ -32,8 +34,12 @@ def test_a_scheduled_window_wakes_for_the_advance_notice_then_for_the_start():
     assert result.phase == SCHEDULED
     assert result.due == ()
     assert result.wake_at == utc(2026, 12, 4, 20)
-    assert result.status() == {"phase": SCHEDULED, "nextStart": "2026-12-05T20:00:00Z",
-                               "nextEnd": "2026-12-05T22:00:00Z", "activeSince": None}
+    assert result.status() == {
+        "phase": SCHEDULED,
+        "nextStart": "2026-12-05T20:00:00Z",
+        "nextEnd": "2026-12-05T22:00:00Z",
+        "activeSince": None,
+    }
     advance, history = run(ONE_OFF, result.wake_at)
     assert [n.kind for n in advance.due] == [ADVANCE]
     assert evaluate(ONE_OFF, result.wake_at, already_sent=history).wake_at == utc(2026, 12, 5, 20)

@@ -14,8 +14,11 @@ from pitwall.egress import Policy as AddressPolicy
 from pitwall.probes.client import make_client
 from pitwall.probes.spec import parse_check
 
-SECRETS = {("homer", "password"): "d0nut", ("api", "key"): "s3cr3t-api-key-value",
-           ("odd", "value"): "p@ss w/rd&x=1"}
+SECRETS = {
+    ("homer", "password"): "d0nut",
+    ("api", "key"): "s3cr3t-api-key-value",
+    ("odd", "value"): "p@ss w/rd&x=1",
+}
 
 
 async def secrets(name: str, key: str) -> str | None:
@@ -56,8 +59,9 @@ async def serve():
 @pytest.fixture
 async def client():
     """The client the operator uses for checks without TLS options, under the default policy."""
-    http = await make_client(parse_check({"target": {"url": "http://127.0.0.1"}}), secrets=secrets,
-                             policy=AddressPolicy())
+    http = await make_client(
+        parse_check({"target": {"url": "http://127.0.0.1"}}), secrets=secrets, policy=AddressPolicy()
+    )
     yield http
     await http.aclose()
 

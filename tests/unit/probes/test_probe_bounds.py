@@ -47,19 +47,26 @@ LARGE = [{"id": i, "name": f"n{i}", "tags": ["a", "b"]} for i in range(300)]
 
 
 def check_of(url: str, path: str, expect: dict | None = None, **spec) -> object:
-    return parse_check({"target": {"url": url}, **spec,
-                        "steps": [{"name": "get", "request": {"path": path}, "expect": expect or {}}]})
+    return parse_check(
+        {
+            "target": {"url": url},
+            **spec,
+            "steps": [{"name": "get", "request": {"path": path}, "expect": expect or {}}],
+        }
+    )
 
 
 @pytest.fixture
 async def hostile(serve):
     """A target that misbehaves in every way issue 14 found."""
-    bomb = gzip_bomb(64)   # 64 MiB of zeros in two gzip layers: about 200 bytes
+    bomb = gzip_bomb(64)  # 64 MiB of zeros in two gzip layers: about 200 bytes
 
     async def double_gzip(request):
-        return web.Response(body=bomb, headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/plain"})
+        return web.Response(
+            body=bomb, headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/plain"}
+        )
 
-    async def big_gzip(request):   # 3 MiB of varied text: a low ratio, but past the absolute cap
+    async def big_gzip(request):  # 3 MiB of varied text: a low ratio, but past the absolute cap
         text = "".join(f"line {i} {i * 7919 % 10007}\n" for i in range(200_000)).encode()
         return web.Response(body=gzip.compress(text), headers={"Content-Encoding": "gzip"})
 
@@ -67,8 +74,10 @@ async def hostile(serve):
         return web.Response(body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
 
     async def good_gzip(request):
-        return web.Response(body=gzip.compress(b'{"status": "ok"}'),
-                            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        return web.Response(
+            body=gzip.compress(b'{"status": "ok"}'),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
 
     async def deep(request):
         return web.Response(body=b"[" * 15_000 + b"]" * 15_000, content_type="application/json")
@@ -76,10 +85,10 @@ async def hostile(serve):
     async def wide(request):
         return web.json_response([0] * (document.MAX_VALUES + 10))
 
-    async def large(request):   # within MAX_SCANNED_VALUES, large enough for the worker pool
+    async def large(request):  # within MAX_SCANNED_VALUES, large enough for the worker pool
         return web.json_response(LARGE)
 
-    async def big(request):     # past MAX_SCANNED_VALUES: only paths that descend are evaluated
+    async def big(request):  # past MAX_SCANNED_VALUES: only paths that descend are evaluated
         return web.json_response([{"id": i} for i in range(20_000)])
 
     async def redos(request):
@@ -88,39 +97,74 @@ async def hostile(serve):
     async def latin(request):
         return web.json_response({"name": "Zoë"})
 
-    return await serve(_app(web.get("/double-gzip", double_gzip), web.get("/big-gzip", big_gzip),
-                            web.get("/bad-gzip", bad_gzip), web.get("/good-gzip", good_gzip),
-                            web.get("/deep", deep), web.get("/wide", wide), web.get("/large", large), web.get("/big", big),
-                            web.get("/redos", redos), web.get("/latin", latin)))
+    return await serve(
+        _app(
+            web.get("/double-gzip", double_gzip),
+            web.get("/big-gzip", big_gzip),
+            web.get("/bad-gzip", bad_gzip),
+            web.get("/good-gzip", good_gzip),
+            web.get("/deep", deep),
+            web.get("/wide", wide),
+            web.get("/large", large),
+            web.get("/big", big),
+            web.get("/redos", redos),
+            web.get("/latin", latin),
+        )
+    )
 
 
-@pytest.mark.parametrize(("path", "expect", "reason"), [
-    # The bomb fails even a check that reads only the status: it is the target's fault.
-    ("/double-gzip", {}, "response body decodes at more than 200 times its size (a decompression bomb?)"),
-    ("/double-gzip", {"body": {"contains": "x"}},
-     "response body decodes at more than 200 times its size (a decompression bomb?)"),
-    ("/big-gzip", {"body": {"contains": "x"}}, "response body larger than 1 MiB after decoding"),
-    ("/big-gzip", {}, ""),   # past the cap, but the check does not read the body
-    ("/bad-gzip", {}, "response body is not valid gzip: Error -3 while decompressing data: incorrect header check"),
-    ("/good-gzip", {"json": [{"path": "$.status", "equals": "ok"}]}, ""),
-    ("/deep", {"json": [{"path": "$[0]"}]}, "response JSON is nested too deeply"),
-    ("/wide", {"json": [{"path": "$[0]"}]},
-     f"response JSON has more than {document.MAX_VALUES} values; JSONPath expectations are evaluated on "
-     "smaller documents"),
-    ("/large", {"json": [{"path": "$..name", "equals": "n0"}, {"path": "$[299].id", "equals": 299}]}, ""),
-    ("/large", {"json": [{"path": "$..*", "equals": "nothing"}]},
-     "$..* is {'id': 0, 'name': 'n0', 'tags': ['a', 'b']}, expected 'nothing'"),
-    ("/large", {"json": [{"path": "$", "equals": "nothing"}]},
-     f"$ is {repr(LARGE)[:120]}... ({len(repr(LARGE))} characters), expected 'nothing'"),
-    ("/big", {"json": [{"path": "$[19999].id", "equals": 19999}]}, ""),
-    ("/big", {"json": [{"path": "$[0].id"}, {"path": "$..id"}]},
-     f"response JSON has more than {document.MAX_SCANNED_VALUES} values, too many for ($..id) (.., *, filters, "
-     "slices and sorting visit every value); select the value by its path instead"),
-    ("/redos", {"body": {"regex": "^(a+)+$"}}, "body does not match '^(a+)+$'"),
-    ("/redos", {"headers": [{"name": "X-Name", "matches": "^(a|aa)+$"}]},
-     f"header X-Name {repr('a' * 5000 + '!')[:120]}... (5003 characters) does not match '^(a|aa)+$'"),
-    ("/latin", {"json": [{"path": "$.name", "matches": "^Zo.$"}]}, ""),
-])
+@pytest.mark.parametrize(
+    ("path", "expect", "reason"),
+    [
+        # The bomb fails even a check that reads only the status: it is the target's fault.
+        ("/double-gzip", {}, "response body decodes at more than 200 times its size (a decompression bomb?)"),
+        (
+            "/double-gzip",
+            {"body": {"contains": "x"}},
+            "response body decodes at more than 200 times its size (a decompression bomb?)",
+        ),
+        ("/big-gzip", {"body": {"contains": "x"}}, "response body larger than 1 MiB after decoding"),
+        ("/big-gzip", {}, ""),  # past the cap, but the check does not read the body
+        (
+            "/bad-gzip",
+            {},
+            "response body is not valid gzip: Error -3 while decompressing data: incorrect header check",
+        ),
+        ("/good-gzip", {"json": [{"path": "$.status", "equals": "ok"}]}, ""),
+        ("/deep", {"json": [{"path": "$[0]"}]}, "response JSON is nested too deeply"),
+        (
+            "/wide",
+            {"json": [{"path": "$[0]"}]},
+            f"response JSON has more than {document.MAX_VALUES} values; JSONPath expectations are evaluated on "
+            "smaller documents",
+        ),
+        ("/large", {"json": [{"path": "$..name", "equals": "n0"}, {"path": "$[299].id", "equals": 299}]}, ""),
+        (
+            "/large",
+            {"json": [{"path": "$..*", "equals": "nothing"}]},
+            "$..* is {'id': 0, 'name': 'n0', 'tags': ['a', 'b']}, expected 'nothing'",
+        ),
+        (
+            "/large",
+            {"json": [{"path": "$", "equals": "nothing"}]},
+            f"$ is {repr(LARGE)[:120]}... ({len(repr(LARGE))} characters), expected 'nothing'",
+        ),
+        ("/big", {"json": [{"path": "$[19999].id", "equals": 19999}]}, ""),
+        (
+            "/big",
+            {"json": [{"path": "$[0].id"}, {"path": "$..id"}]},
+            f"response JSON has more than {document.MAX_SCANNED_VALUES} values, too many for ($..id) (.., *, filters, "
+            "slices and sorting visit every value); select the value by its path instead",
+        ),
+        ("/redos", {"body": {"regex": "^(a+)+$"}}, "body does not match '^(a+)+$'"),
+        (
+            "/redos",
+            {"headers": [{"name": "X-Name", "matches": "^(a|aa)+$"}]},
+            f"header X-Name {repr('a' * 5000 + '!')[:120]}... (5003 characters) does not match '^(a|aa)+$'",
+        ),
+        ("/latin", {"json": [{"path": "$.name", "matches": "^Zo.$"}]}, ""),
+    ],
+)
 async def test_hostile_responses_end_in_a_verdict_with_a_reason(hostile, client, path, expect, reason):
     result = await run_check(check_of(hostile, path, expect), client=client, secrets=secrets)
 
@@ -129,9 +173,15 @@ async def test_hostile_responses_end_in_a_verdict_with_a_reason(hostile, client,
 
 
 async def test_a_header_that_is_not_ascii_once_interpolated_stalls_the_probe(hostile, client):
-    check = parse_check({"target": {"url": hostile}, "steps": [
-        {"name": "name", "request": {"path": "/latin"}, "capture": {"name": "$.name"}},
-        {"name": "echo", "request": {"path": "/latin", "headers": {"X-Name": "${name}"}}}]})
+    check = parse_check(
+        {
+            "target": {"url": hostile},
+            "steps": [
+                {"name": "name", "request": {"path": "/latin"}, "capture": {"name": "$.name"}},
+                {"name": "echo", "request": {"path": "/latin", "headers": {"X-Name": "${name}"}}},
+            ],
+        }
+    )
 
     with pytest.raises(InvalidSpec) as err:
         await run_check(check, client=client, secrets=secrets)
@@ -145,8 +195,9 @@ async def test_an_unforeseen_exception_in_a_check_is_a_failure_with_a_reason(hos
         raise KeyError("a bug")
 
     monkeypatch.setattr(document, "find", broken)
-    result = await run_check(check_of(hostile, "/good-gzip", {"json": [{"path": "$.status"}]}),
-                             client=client, secrets=secrets)
+    result = await run_check(
+        check_of(hostile, "/good-gzip", {"json": [{"path": "$.status"}]}), client=client, secrets=secrets
+    )
 
     assert result.failure.reason == "the check failed inside Pitwall: KeyError: 'a bug'"
     assert result.internal
@@ -166,8 +217,17 @@ async def test_the_monitor_gives_a_verdict_and_counts_an_exception_around_the_ch
 
     monitor = Monitor(Runtime(kube=None, settings=Settings()))
     check = check_of(hostile, "/good-gzip", failureThreshold=1)
-    monitor.upsert(Job(key=("Probe", "team-a", "p"), generation=1, check=check, resolve=lambda: None,
-                       imposed=lambda: None, publish=publish), {})
+    monitor.upsert(
+        Job(
+            key=("Probe", "team-a", "p"),
+            generation=1,
+            check=check,
+            resolve=lambda: None,
+            imposed=lambda: None,
+            publish=publish,
+        ),
+        {},
+    )
     before = JOB_ERRORS.labels("check")._value.get()
     try:
         result = await monitor.run(("Probe", "team-a", "p"))
@@ -185,32 +245,37 @@ async def test_a_spec_is_parsed_once_per_generation(monkeypatch):
 
     parsed = []
     real = monitor_module.parse_check
-    monkeypatch.setattr(monitor_module, "parse_check", lambda spec, **kw: parsed.append(1) or real(spec, **kw))
+    monkeypatch.setattr(
+        monitor_module, "parse_check", lambda spec, **kw: parsed.append(1) or real(spec, **kw)
+    )
     monitor = Monitor(Runtime(kube=None, settings=Settings()))
     key = ("Probe", "team-a", "p")
     spec = {"target": {"url": "http://127.0.0.1:1"}, "interval": "10s"}
     bad = {"target": {"url": "http://127.0.0.1:1"}, "interval": "0s"}
 
     first = await monitor.check_for(key, {"uid": "u1", "generation": 1}, spec)
-    for _ in range(5):   # status echoes and other events of the same generation
+    for _ in range(5):  # status echoes and other events of the same generation
         assert await monitor.check_for(key, {"uid": "u1", "generation": 1}, spec) is first
     assert len(parsed) == 1
-    for _ in range(3):   # a refused generation is refused again without parsing again
+    for _ in range(3):  # a refused generation is refused again without parsing again
         with pytest.raises(InvalidSpec, match="below the minimum"):
             await monitor.check_for(key, {"uid": "u1", "generation": 2}, bad)
     assert len(parsed) == 2
-    assert await monitor.check_for(key, {"uid": "u2", "generation": 1}, spec) is not first   # recreated object
+    assert await monitor.check_for(key, {"uid": "u2", "generation": 1}, spec) is not first  # recreated object
     assert len(parsed) == 3
 
 
 async def test_the_operator_wide_floor_applies_when_set():
     settings = Settings()
-    settings.min_probe_interval = 60.0   # h2's --min-probe-interval, when present
+    settings.min_probe_interval = 60.0  # h2's --min-probe-interval, when present
     monitor = Monitor(Runtime(kube=None, settings=settings))
 
     with pytest.raises(InvalidSpec, match="interval 10s is below the minimum of 1m"):
-        await monitor.check_for(("Probe", "a", "b"), {"uid": "u", "generation": 1},
-                          {"target": {"url": "http://127.0.0.1:1"}, "interval": "10s"})
+        await monitor.check_for(
+            ("Probe", "a", "b"),
+            {"uid": "u", "generation": 1},
+            {"target": {"url": "http://127.0.0.1:1"}, "interval": "10s"},
+        )
 
 
 async def test_many_bombs_at_once_stay_within_their_caps(hostile, client):
@@ -220,13 +285,20 @@ async def test_many_bombs_at_once_stay_within_their_caps(hostile, client):
     results = await asyncio.gather(*(run_check(check, client=client, secrets=secrets) for _ in range(20)))
 
     assert {r.failure.reason for r in results} == {
-        "response body decodes at more than 200 times its size (a decompression bomb?)"}
+        "response body decodes at more than 200 times its size (a decompression bomb?)"
+    }
 
 
 def test_json_evaluation_stops_at_its_deadline():
     body = json.dumps([{"id": i} for i in range(500)]).encode()
-    paths = [parse_check({"target": {"url": "http://x"}, "steps": [
-        {"name": "a", "expect": {"json": [{"path": "$..id"}]}}]}).steps[0].expect.json[0].compiled] * 3
+    paths = [
+        parse_check(
+            {"target": {"url": "http://x"}, "steps": [{"name": "a", "expect": {"json": [{"path": "$..id"}]}}]}
+        )
+        .steps[0]
+        .expect.json[0]
+        .compiled
+    ] * 3
 
     with pytest.raises(document.JsonProblem, match="ran out of time"):
         document.find_all(body, paths, deadline=0.0)

@@ -16,19 +16,30 @@ from pitwall.probes.spec import parse_check
 from .conftest import SECRETS, secrets
 
 OAUTH_STEPS = [
-    {"name": "token",
-     "request": {"method": "POST", "path": "/oauth/token",
-                 "form": {"grant_type": "password", "username": "homer",
-                          "password": "${secret:homer/password}"}},
-     "expect": {"status": [200], "json": [{"path": "$.token_type", "equals": "Bearer"}]},
-     "capture": {"token": "$.access_token"}},
-    {"name": "profile",
-     "request": {"path": "/accounts/me", "headers": {"Authorization": "Bearer ${token}"}},
-     "expect": {"json": [{"path": "$.name", "equals": "Homer"}]},
-     "capture": {"accountId": "$.id"}},
-    {"name": "balance",
-     "request": {"path": "/accounts/${accountId}/balance", "headers": {"Authorization": "Bearer ${token}"}},
-     "expect": {"json": [{"path": "$.currency", "equals": "ZAR"}, {"path": "$.amount", "exists": True}]}},
+    {
+        "name": "token",
+        "request": {
+            "method": "POST",
+            "path": "/oauth/token",
+            "form": {"grant_type": "password", "username": "homer", "password": "${secret:homer/password}"},
+        },
+        "expect": {"status": [200], "json": [{"path": "$.token_type", "equals": "Bearer"}]},
+        "capture": {"token": "$.access_token"},
+    },
+    {
+        "name": "profile",
+        "request": {"path": "/accounts/me", "headers": {"Authorization": "Bearer ${token}"}},
+        "expect": {"json": [{"path": "$.name", "equals": "Homer"}]},
+        "capture": {"accountId": "$.id"},
+    },
+    {
+        "name": "balance",
+        "request": {
+            "path": "/accounts/${accountId}/balance",
+            "headers": {"Authorization": "Bearer ${token}"},
+        },
+        "expect": {"json": [{"path": "$.currency", "equals": "ZAR"}, {"path": "$.amount", "exists": True}]},
+    },
 ]
 
 
@@ -101,13 +112,23 @@ async def test_secrets_are_interpolated_and_masked(serve, client):
         return web.json_response({"echo": request.query.get("k"), "session": "sess-1"})
 
     url = await serve(_app(web.get("/echo", echo)))
-    check = parse_check(probe(url, steps=[
-        {"name": "echo",
-         "request": {"path": "/echo", "query": {"k": "${secret:api/key}"},
-                     "headers": {"X-Api-Key": "${secret:api/key}"}},
-         "capture": {"echoed": "$.echo", "sessionId": "$.session"},
-         "expect": {"json": [{"path": "$.echo", "equals": "something else"}]}},
-    ]))
+    check = parse_check(
+        probe(
+            url,
+            steps=[
+                {
+                    "name": "echo",
+                    "request": {
+                        "path": "/echo",
+                        "query": {"k": "${secret:api/key}"},
+                        "headers": {"X-Api-Key": "${secret:api/key}"},
+                    },
+                    "capture": {"echoed": "$.echo", "sessionId": "$.session"},
+                    "expect": {"json": [{"path": "$.echo", "equals": "something else"}]},
+                },
+            ],
+        )
+    )
 
     result = await run_check(check, client=client, secrets=secrets)
 
@@ -124,11 +145,19 @@ async def test_secret_derived_and_sensitive_captures_are_masked(serve, client):
         return web.json_response({"echo": request.query.get("k"), "session": "sess-1", "plain": "x"})
 
     url = await serve(_app(web.get("/echo", echo)))
-    check = parse_check(probe(url, steps=[
-        {"name": "echo", "request": {"path": "/echo", "query": {"k": "${secret:api/key}"}},
-         "capture": {"echoed": "$.echo", "sessionId": "$.session", "plain": "$.plain"}},
-        {"name": "again", "request": {"path": "/echo", "query": {"sid": "${sessionId}"}}},
-    ]))
+    check = parse_check(
+        probe(
+            url,
+            steps=[
+                {
+                    "name": "echo",
+                    "request": {"path": "/echo", "query": {"k": "${secret:api/key}"}},
+                    "capture": {"echoed": "$.echo", "sessionId": "$.session", "plain": "$.plain"},
+                },
+                {"name": "again", "request": {"path": "/echo", "query": {"sid": "${sessionId}"}}},
+            ],
+        )
+    )
 
     result = await run_check(check, client=client, secrets=secrets)
 
@@ -142,8 +171,17 @@ async def test_secrets_are_masked_however_the_url_encodes_them(serve, client):
         return web.json_response({})
 
     url = await serve(_app(web.get("/{tail:.*}", anything)))
-    check = parse_check(probe(url, steps=[
-        {"name": "odd", "request": {"path": "/a/${secret:odd/value}", "query": {"q": "${secret:odd/value}"}}}]))
+    check = parse_check(
+        probe(
+            url,
+            steps=[
+                {
+                    "name": "odd",
+                    "request": {"path": "/a/${secret:odd/value}", "query": {"q": "${secret:odd/value}"}},
+                }
+            ],
+        )
+    )
 
     result = await run_check(check, client=client, secrets=secrets)
 
@@ -153,6 +191,7 @@ async def test_secrets_are_masked_however_the_url_encodes_them(serve, client):
 async def test_cookies_do_not_leak_between_probes(serve, client):
     """One client serves many probes: a session cookie one probe got must never reach another's
     requests (httpx would replay its jar on redirects)."""
+
     async def login(request):
         response = web.json_response({})
         response.set_cookie("session", "abc")
@@ -165,8 +204,13 @@ async def test_cookies_do_not_leak_between_probes(serve, client):
         return web.json_response({"cookie": request.headers.get("Cookie", "")})
 
     url = await serve(_app(web.get("/login", login), web.get("/bounce", bounce), web.get("/whoami", whoami)))
-    other = parse_check(probe(url + "/bounce", followRedirects=True, steps=[
-        {"name": "who", "expect": {"json": [{"path": "$.cookie", "equals": ""}]}}]))
+    other = parse_check(
+        probe(
+            url + "/bounce",
+            followRedirects=True,
+            steps=[{"name": "who", "expect": {"json": [{"path": "$.cookie", "equals": ""}]}}],
+        )
+    )
 
     await run_check(parse_check(probe(url + "/login")), client=client, secrets=secrets)
     result = await run_check(other, client=client, secrets=secrets)
@@ -175,8 +219,14 @@ async def test_cookies_do_not_leak_between_probes(serve, client):
 
 
 async def test_missing_secret_is_invalid_spec_not_a_failure(demo, client):
-    check = parse_check(probe(demo.url, steps=[
-        {"name": "token", "request": {"path": "/isUp", "headers": {"X-Key": "${secret:nope/key}"}}}]))
+    check = parse_check(
+        probe(
+            demo.url,
+            steps=[
+                {"name": "token", "request": {"path": "/isUp", "headers": {"X-Key": "${secret:nope/key}"}}}
+            ],
+        )
+    )
 
     with pytest.raises(InvalidSpec) as err:
         await run_check(check, client=client, secrets=secrets)
@@ -201,8 +251,13 @@ async def test_run_is_cut_at_its_deadline(demo, client):
     async def stuck_secrets(name, key):
         await asyncio.Event().wait()
 
-    check = parse_check(probe(demo.url, timeout="100ms", steps=[
-        {"name": "slow-secret", "request": {"path": "/isUp", "headers": {"X": "${secret:a/b}"}}}]))
+    check = parse_check(
+        probe(
+            demo.url,
+            timeout="100ms",
+            steps=[{"name": "slow-secret", "request": {"path": "/isUp", "headers": {"X": "${secret:a/b}"}}}],
+        )
+    )
 
     result = await run_check(check, client=client, secrets=stuck_secrets)
 
@@ -219,30 +274,41 @@ async def test_connection_refused_is_a_failure(client):
     assert result.failure.reason.startswith("cannot connect to 127.0.0.1")
 
 
-@pytest.mark.parametrize(("expect", "reason"), [
-    ({"status": [200, 204]}, ""),
-    ({"status": [204]}, "status 200, expected 204"),
-    ({"headers": [{"name": "X-Version", "matches": r"^2\."}]}, ""),
-    ({"headers": [{"name": "X-Version", "matches": r"^3\."}]}, r"header X-Version '2.3.0' does not match '^3\\.'"),
-    ({"headers": [{"name": "X-Missing"}]}, "header X-Missing is missing"),
-    ({"headers": [{"name": "X-Version", "present": False}]}, "header X-Version is present, expected absent"),
-    ({"json": [{"path": "$.count", "equals": "3"}]}, ""),  # YAML strings compare with JSON numbers
-    ({"json": [{"path": "$.count", "equals": 4}]}, "$.count is 3, expected 4"),
-    ({"json": [{"path": "$.items[*].id", "matches": "^a-"}]}, ""),
-    ({"json": [{"path": "$.name", "matches": "^b"}]}, "$.name is 'alpha', does not match '^b'"),
-    ({"json": [{"path": "$.nope"}]}, "$.nope does not exist"),
-    ({"json": [{"path": "$.nope", "exists": False}]}, ""),
-    ({"json": [{"path": "$.name", "exists": False}]}, "$.name exists, expected absent"),
-    ({"json": [{"path": "$.flag", "equals": True}]}, ""),
-    ({"body": {"contains": '"alpha"'}}, ""),
-    ({"body": {"contains": "omega"}}, "body does not contain 'omega'"),
-    ({"body": {"regex": r"count\W+3"}}, ""),
-    ({"body": {"regex": "^x"}}, "body does not match '^x'"),
-])
+@pytest.mark.parametrize(
+    ("expect", "reason"),
+    [
+        ({"status": [200, 204]}, ""),
+        ({"status": [204]}, "status 200, expected 204"),
+        ({"headers": [{"name": "X-Version", "matches": r"^2\."}]}, ""),
+        (
+            {"headers": [{"name": "X-Version", "matches": r"^3\."}]},
+            r"header X-Version '2.3.0' does not match '^3\\.'",
+        ),
+        ({"headers": [{"name": "X-Missing"}]}, "header X-Missing is missing"),
+        (
+            {"headers": [{"name": "X-Version", "present": False}]},
+            "header X-Version is present, expected absent",
+        ),
+        ({"json": [{"path": "$.count", "equals": "3"}]}, ""),  # YAML strings compare with JSON numbers
+        ({"json": [{"path": "$.count", "equals": 4}]}, "$.count is 3, expected 4"),
+        ({"json": [{"path": "$.items[*].id", "matches": "^a-"}]}, ""),
+        ({"json": [{"path": "$.name", "matches": "^b"}]}, "$.name is 'alpha', does not match '^b'"),
+        ({"json": [{"path": "$.nope"}]}, "$.nope does not exist"),
+        ({"json": [{"path": "$.nope", "exists": False}]}, ""),
+        ({"json": [{"path": "$.name", "exists": False}]}, "$.name exists, expected absent"),
+        ({"json": [{"path": "$.flag", "equals": True}]}, ""),
+        ({"body": {"contains": '"alpha"'}}, ""),
+        ({"body": {"contains": "omega"}}, "body does not contain 'omega'"),
+        ({"body": {"regex": r"count\W+3"}}, ""),
+        ({"body": {"regex": "^x"}}, "body does not match '^x'"),
+    ],
+)
 async def test_expectations(serve, client, expect, reason):
     async def item(request):
-        return web.json_response({"name": "alpha", "count": 3, "flag": True, "items": [{"id": "a-1"}]},
-                                 headers={"X-Version": "2.3.0"})
+        return web.json_response(
+            {"name": "alpha", "count": 3, "flag": True, "items": [{"id": "a-1"}]},
+            headers={"X-Version": "2.3.0"},
+        )
 
     url = await serve(_app(web.get("/item", item)))
     check = parse_check(probe(url, steps=[{"name": "item", "request": {"path": "/item"}, "expect": expect}]))
@@ -258,8 +324,9 @@ async def test_max_latency(serve, client):
         return web.json_response({})
 
     url = await serve(_app(web.get("/slow", slow)))
-    check = parse_check(probe(url, steps=[{"name": "slow", "request": {"path": "/slow"},
-                                           "expect": {"maxLatency": "10ms"}}]))
+    check = parse_check(
+        probe(url, steps=[{"name": "slow", "request": {"path": "/slow"}, "expect": {"maxLatency": "10ms"}}])
+    )
 
     result = await run_check(check, client=client, secrets=secrets)
 
@@ -272,17 +339,26 @@ async def test_not_json_and_header_capture(serve, client):
         return web.Response(text="plain", headers={"X-Request-Token": "abc", "X-Region": "za-1"})
 
     url = await serve(_app(web.get("/text", text)))
-    ok = parse_check(probe(url, steps=[
-        {"name": "text", "request": {"path": "/text"}, "capture": {"region": "header:x-region"}}]))
-    bad = parse_check(probe(url, steps=[
-        {"name": "text", "request": {"path": "/text"}, "capture": {"id": "$.id"}}]))
-    missing = parse_check(probe(url, steps=[
-        {"name": "text", "request": {"path": "/text"}, "capture": {"id": "header:X-Id"}}]))
+    ok = parse_check(
+        probe(
+            url,
+            steps=[{"name": "text", "request": {"path": "/text"}, "capture": {"region": "header:x-region"}}],
+        )
+    )
+    bad = parse_check(
+        probe(url, steps=[{"name": "text", "request": {"path": "/text"}, "capture": {"id": "$.id"}}])
+    )
+    missing = parse_check(
+        probe(url, steps=[{"name": "text", "request": {"path": "/text"}, "capture": {"id": "header:X-Id"}}])
+    )
 
     assert (await run_check(ok, client=client, secrets=secrets)).steps[0].captured == {"region": "za-1"}
-    assert (await run_check(bad, client=client, secrets=secrets)).failure.reason == "capture id: response is not JSON"
-    assert (await run_check(missing, client=client, secrets=secrets)).failure.reason == \
-        "capture id: header X-Id is missing"
+    assert (
+        await run_check(bad, client=client, secrets=secrets)
+    ).failure.reason == "capture id: response is not JSON"
+    assert (
+        await run_check(missing, client=client, secrets=secrets)
+    ).failure.reason == "capture id: header X-Id is missing"
 
 
 async def test_json_body_keeps_captured_types(serve, client):
@@ -296,11 +372,22 @@ async def test_json_body_keeps_captured_types(serve, client):
         return web.json_response({"ok": True})
 
     url = await serve(_app(web.get("/count", count), web.post("/submit", submit)))
-    check = parse_check(probe(url, steps=[
-        {"name": "count", "request": {"path": "/count"}, "capture": {"n": "$.n"}},
-        {"name": "submit", "request": {"method": "POST", "path": "/submit",
-                                       "json": {"n": "${n}", "label": "n=${n}", "list": ["${n}"]}}},
-    ]))
+    check = parse_check(
+        probe(
+            url,
+            steps=[
+                {"name": "count", "request": {"path": "/count"}, "capture": {"n": "$.n"}},
+                {
+                    "name": "submit",
+                    "request": {
+                        "method": "POST",
+                        "path": "/submit",
+                        "json": {"n": "${n}", "label": "n=${n}", "list": ["${n}"]},
+                    },
+                },
+            ],
+        )
+    )
 
     assert (await run_check(check, client=client, secrets=secrets)).ok
     assert got == {"n": 42, "label": "n=42", "list": [42]}
@@ -316,16 +403,21 @@ async def test_redirects_are_off_by_default(serve, client):
     url = await serve(_app(web.get("/old", moved), web.get("/isUp", is_up)))
 
     plain = await run_check(parse_check(probe(url + "/old")), client=client, secrets=secrets)
-    follow = await run_check(parse_check(probe(url + "/old", followRedirects=True)),
-                             client=client, secrets=secrets)
+    follow = await run_check(
+        parse_check(probe(url + "/old", followRedirects=True)), client=client, secrets=secrets
+    )
 
     assert plain.failure.reason == "status 302, expected 200"
     assert follow.ok
 
 
 async def test_base_url_resolves_a_product_target(demo, client):
-    check = parse_check({"target": {"apiProduct": {"name": "payments", "version": "v2"}},
-                         "steps": [{"name": "up", "request": {"path": "/isUp"}}]})
+    check = parse_check(
+        {
+            "target": {"apiProduct": {"name": "payments", "version": "v2"}},
+            "steps": [{"name": "up", "request": {"path": "/isUp"}}],
+        }
+    )
 
     with pytest.raises(InvalidSpec) as err:
         await run_check(check, client=client, secrets=secrets)
@@ -340,8 +432,10 @@ async def test_userinfo_and_sensitive_query_are_masked_in_the_log(demo, client):
 
     result = await run_check(check, client=client, secrets=secrets)
 
-    assert result.steps[0].url == demo.url.replace("http://", f"http://bot:{MASK}@") + \
-        f"/isUp?access_token={MASK}&x=1"
+    assert (
+        result.steps[0].url
+        == demo.url.replace("http://", f"http://bot:{MASK}@") + f"/isUp?access_token={MASK}&x=1"
+    )
 
 
 def _app(*routes) -> web.Application:

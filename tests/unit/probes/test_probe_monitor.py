@@ -15,26 +15,37 @@ def job(monitor: Monitor, name: str, url: str, published: list) -> Job:
         published.append((name, job.health.state, transition))
 
     check = parse_check({"target": {"url": url + "/isUp"}, "interval": "10s", "timeout": "1s"})
-    return Job(key=("Probe", "shop", name), generation=1, check=check, resolve=lambda: None,
-               imposed=lambda: None, publish=publish)
+    return Job(
+        key=("Probe", "shop", name),
+        generation=1,
+        check=check,
+        resolve=lambda: None,
+        imposed=lambda: None,
+        publish=publish,
+    )
 
 
 async def test_new_probe_writes_its_first_run_and_a_resumed_one_waits_its_turn(demo):
     monitor = Monitor(Runtime(kube=None, settings=Settings()))
     published: list = []
-    resumed_status = {"state": "Up", "consecutiveSuccesses": 41, "consecutiveFailures": 0, "observedGeneration": 1,
-                      "lastRun": {"at": "2026-11-24T10:00:00Z", "result": "Success"}}
+    resumed_status = {
+        "state": "Up",
+        "consecutiveSuccesses": 41,
+        "consecutiveFailures": 0,
+        "observedGeneration": 1,
+        "lastRun": {"at": "2026-11-24T10:00:00Z", "result": "Success"},
+    }
     monitor.upsert(job(monitor, "fresh", demo.url, published), {})
     monitor.upsert(job(monitor, "resumed", demo.url, published), resumed_status)
     try:
         await monitor.run(("Probe", "shop", "fresh"))
         await monitor.run(("Probe", "shop", "resumed"))
-        await monitor.writes_done()                          # writes run beside the checks
-        assert published == [("fresh", "Up", True)]       # the resumed probe did not write yet
+        await monitor.writes_done()  # writes run beside the checks
+        assert published == [("fresh", "Up", True)]  # the resumed probe did not write yet
         assert monitor.jobs[("Probe", "shop", "resumed")].health.consecutive_successes == 42
     finally:
         await monitor.stop()
-    assert published[1:] == [("resumed", "Up", False)]   # its numbers are flushed on a graceful stop
+    assert published[1:] == [("resumed", "Up", False)]  # its numbers are flushed on a graceful stop
 
 
 async def test_a_slow_status_write_does_not_hold_up_the_next_run_and_the_newest_numbers_win(demo):
@@ -43,7 +54,7 @@ async def test_a_slow_status_write_does_not_hold_up_the_next_run_and_the_newest_
     written: list[int] = []
 
     async def slow_publish(job: Job, result, transition: bool) -> None:
-        async with asyncio.timeout(5):                       # an API server taking its time
+        async with asyncio.timeout(5):  # an API server taking its time
             await release.wait()
         written.append(job.health.consecutive_successes)
 
@@ -52,13 +63,13 @@ async def test_a_slow_status_write_does_not_hold_up_the_next_run_and_the_newest_
     monitor.upsert(probe, {})
     key = ("Probe", "shop", "p")
     try:
-        await asyncio.wait_for(monitor.run(key), 5)          # its write hangs, the run is done
-        monitor.jobs[key].last_written = None                # make the next run want a write too
+        await asyncio.wait_for(monitor.run(key), 5)  # its write hangs, the run is done
+        monitor.jobs[key].last_written = None  # make the next run want a write too
         await asyncio.wait_for(monitor.run(key), 5)
         await asyncio.wait_for(monitor.run(key), 5)
         assert written == []
         release.set()
         await monitor.writes_done()
-        assert written == [3, 3]     # the one in flight, then one more with the newest counts
+        assert written == [3, 3]  # the one in flight, then one more with the newest counts
     finally:
         await monitor.stop()

@@ -21,42 +21,73 @@ def ip(text: str):
     return ipaddress.ip_address(text)
 
 
-@pytest.mark.parametrize(("host", "addresses", "reason"), [
-    ("169.254.169.254", [], "169.254.169.254 is a link-local/cloud-metadata address and is denied by policy"),
-    ("[fd00:ec2::254]", [], "fd00:ec2::254 is a link-local/cloud-metadata address and is denied by policy"),
-    ("fe80::1", [], "fe80::1 is a link-local/cloud-metadata address and is denied by policy"),
-    ("::ffff:169.254.169.254", [], "::ffff:a9fe:a9fe (that is 169.254.169.254) is a link-local/cloud-metadata address and is denied by policy"),
-    ("Metadata.Google.Internal.", [], "metadata.google.internal is a cloud-metadata host and is denied by policy"),
-    ("evil.example", [ip("203.0.113.7"), ip("169.254.169.254")],
-     "evil.example resolves to 169.254.169.254, which is a link-local/cloud-metadata address and is denied by policy"),
-    ("127.0.0.1", [], None),
-    ("localhost", [ip("127.0.0.1"), ip("::1")], None),
-    ("api.example.com", [ip("203.0.113.7")], None),
-])
+@pytest.mark.parametrize(
+    ("host", "addresses", "reason"),
+    [
+        (
+            "169.254.169.254",
+            [],
+            "169.254.169.254 is a link-local/cloud-metadata address and is denied by policy",
+        ),
+        (
+            "[fd00:ec2::254]",
+            [],
+            "fd00:ec2::254 is a link-local/cloud-metadata address and is denied by policy",
+        ),
+        ("fe80::1", [], "fe80::1 is a link-local/cloud-metadata address and is denied by policy"),
+        (
+            "::ffff:169.254.169.254",
+            [],
+            "::ffff:a9fe:a9fe (that is 169.254.169.254) is a link-local/cloud-metadata address and is denied by policy",
+        ),
+        (
+            "Metadata.Google.Internal.",
+            [],
+            "metadata.google.internal is a cloud-metadata host and is denied by policy",
+        ),
+        (
+            "evil.example",
+            [ip("203.0.113.7"), ip("169.254.169.254")],
+            "evil.example resolves to 169.254.169.254, which is a link-local/cloud-metadata address and is denied by policy",
+        ),
+        ("127.0.0.1", [], None),
+        ("localhost", [ip("127.0.0.1"), ip("::1")], None),
+        ("api.example.com", [ip("203.0.113.7")], None),
+    ],
+)
 def test_default_policy(host, addresses, reason):
     assert AddressPolicy().verdict(host, addresses) == reason
 
 
 def test_allowlist_and_denylist():
-    policy = AddressPolicy.from_lists(allow=["10.0.0.0/8", "api.example.com", "169.254.10.5"],
-                                      deny=["10.9.0.0/16", "blocked.example"])
+    policy = AddressPolicy.from_lists(
+        allow=["10.0.0.0/8", "api.example.com", "169.254.10.5"], deny=["10.9.0.0/16", "blocked.example"]
+    )
 
     assert policy.verdict("10.1.2.3") is None
     assert policy.verdict("169.254.10.5") is None  # an allowlist entry may re-allow one default
-    assert policy.verdict("169.254.169.254") == \
-        "169.254.169.254 is a link-local/cloud-metadata address and is denied by policy"
+    assert (
+        policy.verdict("169.254.169.254")
+        == "169.254.169.254 is a link-local/cloud-metadata address and is denied by policy"
+    )
     assert policy.verdict("10.9.1.1") == "10.9.1.1 is denied by the operator's address policy (denylist)"
     assert policy.verdict("8.8.8.8") == "8.8.8.8 is not in the operator's allowlist"
     assert policy.verdict("api.example.com", [ip("203.0.113.7")]) is None
-    assert policy.verdict("other.example", [ip("203.0.113.7")]) == \
-        "other.example resolves to 203.0.113.7, which is not in the operator's allowlist"
-    assert policy.verdict("blocked.example") == "blocked.example is denied by the operator's address policy (denylist)"
+    assert (
+        policy.verdict("other.example", [ip("203.0.113.7")])
+        == "other.example resolves to 203.0.113.7, which is not in the operator's allowlist"
+    )
+    assert (
+        policy.verdict("blocked.example")
+        == "blocked.example is denied by the operator's address policy (denylist)"
+    )
     # An allowed name that resolves to a metadata address is still refused (DNS rebinding).
     assert "link-local/cloud-metadata" in policy.verdict("api.example.com", [ip("169.254.169.254")])
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/",
-                                 "http://metadata.google.internal/computeMetadata/v1/"])
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/computeMetadata/v1/"]
+)
 async def test_probe_to_metadata_is_refused(client, url):
     with pytest.raises(InvalidSpec) as err:
         await run_check(parse_check({"target": {"url": url}}), client=client, secrets=secrets)
@@ -87,8 +118,11 @@ async def test_redirect_to_metadata_is_refused(serve, client):
     url = await serve(app)
 
     with pytest.raises(InvalidSpec) as err:
-        await run_check(parse_check({"target": {"url": url + "/bounce"}, "followRedirects": True}),
-                        client=client, secrets=secrets)
+        await run_check(
+            parse_check({"target": {"url": url + "/bounce"}, "followRedirects": True}),
+            client=client,
+            secrets=secrets,
+        )
 
     assert err.value.reason == "TargetDenied"
 

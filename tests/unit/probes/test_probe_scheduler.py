@@ -107,6 +107,7 @@ class Recorder:
                     await block.wait()
             finally:
                 self.running -= 1
+
         return run
 
 
@@ -272,6 +273,7 @@ async def test_overload_becomes_even_lateness_never_a_cut_run(monkeypatch):
     each run still gets its whole timeout from the moment it starts; every probe gets about the
     same share; the scheduler says it is overloaded and for how long, and recovers."""
     import pitwall.probes.scheduler as scheduler_module
+
     monkeypatch.setattr(scheduler_module, "LATE", 0.05)
     monkeypatch.setattr(scheduler_module, "CALM", 0.3)
     errors, lags = [], []
@@ -281,20 +283,21 @@ async def test_overload_becomes_even_lateness_never_a_cut_run(monkeypatch):
     def job(key):
         async def run():
             runs[key] += 1
-            await asyncio.sleep(0.01)   # 1 slot x 100 runs/s; 50 keys every 0.1 s = 500/s due
+            await asyncio.sleep(0.01)  # 1 slot x 100 runs/s; 50 keys every 0.1 s = 500/s due
+
         return run
 
     s.start()
     try:
         keys = [f"k{i:02d}" for i in range(50)]
         for key in keys:
-            s.upsert(key, 0.1, job(key), timeout=0.2)   # the work (10 ms) fits its timeout, not the wait
+            s.upsert(key, 0.1, job(key), timeout=0.2)  # the work (10 ms) fits its timeout, not the wait
         await wait_until(lambda: s.overloaded() and s.waiting > 0)
         await wait_until(lambda: all(runs[k] >= 3 for k in keys), limit=30)
-        assert max(lags) > 0.2                    # runs waited longer than their timeout...
-        assert errors == []                       # ...and none was cut: the timeout starts at the start
+        assert max(lags) > 0.2  # runs waited longer than their timeout...
+        assert errors == []  # ...and none was cut: the timeout starts at the start
         counts = [runs[k] for k in keys]
-        assert max(counts) - min(counts) <= 2     # spread evenly: nobody starved, nobody favoured
+        assert max(counts) - min(counts) <= 2  # spread evenly: nobody starved, nobody favoured
         for key in keys:
             s.remove(key)
         await wait_until(lambda: not s.overloaded(), limit=5)

@@ -12,7 +12,12 @@ def test_defaults_make_one_get_expecting_200():
     check = parse_check({"target": {"url": "https://api.example.com/payments/v2"}})
 
     assert check.target == "https://api.example.com/payments/v2"
-    assert (check.interval, check.timeout, check.failure_threshold, check.success_threshold) == (30.0, 5.0, 3, 1)
+    assert (check.interval, check.timeout, check.failure_threshold, check.success_threshold) == (
+        30.0,
+        5.0,
+        3,
+        1,
+    )
     assert not check.follow_redirects and not check.paused
     [step] = check.steps
     assert (step.name, step.request.method, step.expect.status) == ("check", "GET", (200,))
@@ -20,50 +25,103 @@ def test_defaults_make_one_get_expecting_200():
 
 
 def test_backend_health_block_has_the_same_shape():
-    check = parse_check({"url": "https://cb.internal/health", "interval": "1m", "timeout": "2s",
-                         "failureThreshold": 5, "tls": {"caSecretRef": {"name": "cb-ca", "key": "ca.crt"}}})
+    check = parse_check(
+        {
+            "url": "https://cb.internal/health",
+            "interval": "1m",
+            "timeout": "2s",
+            "failureThreshold": 5,
+            "tls": {"caSecretRef": {"name": "cb-ca", "key": "ca.crt"}},
+        }
+    )
 
-    assert (check.target, check.interval, check.timeout, check.failure_threshold) == \
-        ("https://cb.internal/health", 60.0, 2.0, 5)
+    assert (check.target, check.interval, check.timeout, check.failure_threshold) == (
+        "https://cb.internal/health",
+        60.0,
+        2.0,
+        5,
+    )
     assert check.tls.ca == SecretRef("cb-ca", "ca.crt")
 
 
 def test_base_url_is_the_resolved_target():
-    spec = {"target": {"apiProduct": {"name": "payments", "version": "v2"}},
-            "steps": [{"name": "up", "request": {"path": "/isUp"}}]}
+    spec = {
+        "target": {"apiProduct": {"name": "payments", "version": "v2"}},
+        "steps": [{"name": "up", "request": {"path": "/isUp"}}],
+    }
 
     assert parse_check(spec).target is None  # valid: resolved later
     assert parse_check(spec, base_url="http://10.0.0.7:8080").target == "http://10.0.0.7:8080"
 
 
 def test_secret_names_cover_templates_and_tls():
-    check = parse_check({"target": {"url": "https://x.example"},
-                         "tls": {"clientCertSecretRef": {"name": "client-tls"}},
-                         "steps": [{"name": "a", "request": {"form": {"p": "${secret:homer/password}"},
-                                                             "headers": {"K": "${secret:api/key}"}}}]})
+    check = parse_check(
+        {
+            "target": {"url": "https://x.example"},
+            "tls": {"clientCertSecretRef": {"name": "client-tls"}},
+            "steps": [
+                {
+                    "name": "a",
+                    "request": {
+                        "form": {"p": "${secret:homer/password}"},
+                        "headers": {"K": "${secret:api/key}"},
+                    },
+                }
+            ],
+        }
+    )
 
     assert check.secret_names == {"homer", "api", "client-tls"}
 
 
-@pytest.mark.parametrize(("spec", "reason", "fragment"), [
-    ({"steps": [{"name": "a", "capture": {"t": "$.[bad"}}]}, "InvalidJSONPath", "capture 't'"),
-    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$..[?(", "exists": True}]}}]}, "InvalidJSONPath", "$..[?("),
-    ({"steps": [{"name": "a", "expect": {"json": [{"path": "token_type"}]}}]}, "InvalidJSONPath", "starts with $"),
-    ({"steps": [{"name": "a", "capture": {"t": "body:x"}}]}, "InvalidCapture", "header:Name"),
-    ({"steps": [{"name": "a", "expect": {"body": {"regex": "("}}}]}, "InvalidRegex", "'('"),
-    ({"steps": [{"name": "a", "expect": {"headers": [{"name": "X", "matches": "[z-a]"}]}}]}, "InvalidRegex", "header X"),
-    ({"steps": [{"name": "a", "request": {"headers": {"A": "Bearer ${token}"}}}]}, "UnknownVariable",
-     "step 'a' uses ${token} but no earlier step captures 'token'"),
-    ({"steps": [{"name": "a", "request": {"path": "/x/${id}"}, "capture": {"id": "$.id"}}]}, "UnknownVariable",
-     "${id}"),  # a step cannot use what it captures itself
-    ({"steps": [{"name": "a", "request": {"body": "${secret:no-key}"}}]}, "InvalidReference", "${secret:no-key}"),
-    ({"steps": [{"name": "a"}, {"name": "a"}]}, "InvalidStep", "unique"),
-    ({"steps": [{"name": "a", "request": {"url": "https://x", "path": "/y"}}]}, "InvalidStep", "not both"),
-    ({"steps": [{"name": "a", "request": {"json": {}, "form": {}}}]}, "InvalidStep", "only one of"),
-    ({"steps": [{"name": "a", "request": {"url": "ftp://x/"}}]}, "InvalidURL", "ftp://x/"),
-    ({"steps": [{"name": "a", "expect": {"maxLatency": "fast"}}]}, "InvalidDuration", "maxLatency"),
-    ({"interval": "soon"}, "InvalidDuration", "interval"),
-])
+@pytest.mark.parametrize(
+    ("spec", "reason", "fragment"),
+    [
+        ({"steps": [{"name": "a", "capture": {"t": "$.[bad"}}]}, "InvalidJSONPath", "capture 't'"),
+        (
+            {"steps": [{"name": "a", "expect": {"json": [{"path": "$..[?(", "exists": True}]}}]},
+            "InvalidJSONPath",
+            "$..[?(",
+        ),
+        (
+            {"steps": [{"name": "a", "expect": {"json": [{"path": "token_type"}]}}]},
+            "InvalidJSONPath",
+            "starts with $",
+        ),
+        ({"steps": [{"name": "a", "capture": {"t": "body:x"}}]}, "InvalidCapture", "header:Name"),
+        ({"steps": [{"name": "a", "expect": {"body": {"regex": "("}}}]}, "InvalidRegex", "'('"),
+        (
+            {"steps": [{"name": "a", "expect": {"headers": [{"name": "X", "matches": "[z-a]"}]}}]},
+            "InvalidRegex",
+            "header X",
+        ),
+        (
+            {"steps": [{"name": "a", "request": {"headers": {"A": "Bearer ${token}"}}}]},
+            "UnknownVariable",
+            "step 'a' uses ${token} but no earlier step captures 'token'",
+        ),
+        (
+            {"steps": [{"name": "a", "request": {"path": "/x/${id}"}, "capture": {"id": "$.id"}}]},
+            "UnknownVariable",
+            "${id}",
+        ),  # a step cannot use what it captures itself
+        (
+            {"steps": [{"name": "a", "request": {"body": "${secret:no-key}"}}]},
+            "InvalidReference",
+            "${secret:no-key}",
+        ),
+        ({"steps": [{"name": "a"}, {"name": "a"}]}, "InvalidStep", "unique"),
+        (
+            {"steps": [{"name": "a", "request": {"url": "https://x", "path": "/y"}}]},
+            "InvalidStep",
+            "not both",
+        ),
+        ({"steps": [{"name": "a", "request": {"json": {}, "form": {}}}]}, "InvalidStep", "only one of"),
+        ({"steps": [{"name": "a", "request": {"url": "ftp://x/"}}]}, "InvalidURL", "ftp://x/"),
+        ({"steps": [{"name": "a", "expect": {"maxLatency": "fast"}}]}, "InvalidDuration", "maxLatency"),
+        ({"interval": "soon"}, "InvalidDuration", "interval"),
+    ],
+)
 def test_refused_with_a_reason(spec, reason, fragment):
     with pytest.raises(InvalidSpec) as err:
         parse_check({"target": {"url": "https://api.example.com"}, **spec})
@@ -73,11 +131,22 @@ def test_refused_with_a_reason(spec, reason, fragment):
 
 
 def test_variables_flow_forward_between_steps():
-    check = parse_check({"target": {"url": "https://api.example.com"}, "steps": [
-        {"name": "token", "capture": {"token": "$.access_token", "region": "header:X-Region"}},
-        {"name": "me", "request": {"path": "/me", "headers": {"Authorization": "Bearer ${token}"},
-                                   "query": {"r": "${region}"}}},
-    ]})
+    check = parse_check(
+        {
+            "target": {"url": "https://api.example.com"},
+            "steps": [
+                {"name": "token", "capture": {"token": "$.access_token", "region": "header:X-Region"}},
+                {
+                    "name": "me",
+                    "request": {
+                        "path": "/me",
+                        "headers": {"Authorization": "Bearer ${token}"},
+                        "query": {"r": "${region}"},
+                    },
+                },
+            ],
+        }
+    )
 
     assert [c.var for c in check.steps[0].capture] == ["token", "region"]
     assert check.steps[0].capture[1].header == "X-Region"
@@ -91,32 +160,76 @@ def test_no_target_and_no_product_is_refused():
 
 
 # -- issue 14: what a check may cost is bounded when the spec is parsed -------------------------
-@pytest.mark.parametrize(("spec", "reason", "fragment"), [
-    ({"interval": "0s"}, "IntervalTooShort", "interval 0ms is below the minimum of 1s"),
-    ({"interval": "1ms"}, "IntervalTooShort", "below the minimum"),
-    ({"interval": "10s", "timeout": "0s"}, "TimeoutTooShort", "timeout 0ms is below the minimum of 100ms"),
-    ({"interval": "10s", "timeout": "20s"}, "TimeoutAboveInterval", "longer than the interval 10s"),
-    ({"interval": 1e400}, "InvalidDuration", "finite"),
-    ({"steps": [{"name": "a", "expect": {"body": {"regex": "(a)\\1"}}}]}, "InvalidRegex", "RE2"),
-    ({"steps": [{"name": "a", "expect": {"body": {"regex": "(?<=a)b"}}}]}, "InvalidRegex", "lookaround"),
-    ({"steps": [{"name": "a", "expect": {"headers": [{"name": "X", "matches": "(?!x)"}]}}]}, "InvalidRegex",
-     "header X"),
-    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$.a", "matches": "(\\w)\\1"}]}}]}, "InvalidRegex",
-     "$.a"),
-    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$..*..*"}]}}]}, "InvalidJSONPath",
-     "at most one recursive descent"),
-    ({"steps": [{"name": "a", "expect": {"json": [{"path": "$[?(@.name =~ '(a+)+$')]"}]}}]},
-     "InvalidJSONPath", "use `matches` (RE2)"),
-    ({"steps": [{"name": "a", "capture": {"x": "$.a.`sub(/(a+)+$/, b)`"}}]}, "InvalidJSONPath", "=~, sub"),
-    ({"steps": [{"name": "a", "request": {"headers": {"X-Name": "caf\u00e9"}}}]}, "InvalidHeader",
-     "printable ASCII"),
-    ({"steps": [{"name": "a", "request": {"headers": {"X-Name": "a\r\nInjected: 1"}}}]}, "InvalidHeader",
-     "no line breaks"),
-    ({"steps": [{"name": "a", "request": {"headers": {"Bad Name": "x"}}}]}, "InvalidHeader", "header name"),
-    ({"steps": [{"name": "a", "expect": {"headers": [{"matches": "x"}]}}]}, "InvalidSpec", "cannot be read"),
-    ({"steps": [{"name": f"s{i}", "expect": {"json": [{"path": "$." + "a" * 500}] * 2}} for i in range(5)]},
-     "SpecTooCostly", "the check's JSONPaths total 5020 characters, more than 4096"),
-])
+@pytest.mark.parametrize(
+    ("spec", "reason", "fragment"),
+    [
+        ({"interval": "0s"}, "IntervalTooShort", "interval 0ms is below the minimum of 1s"),
+        ({"interval": "1ms"}, "IntervalTooShort", "below the minimum"),
+        (
+            {"interval": "10s", "timeout": "0s"},
+            "TimeoutTooShort",
+            "timeout 0ms is below the minimum of 100ms",
+        ),
+        ({"interval": "10s", "timeout": "20s"}, "TimeoutAboveInterval", "longer than the interval 10s"),
+        ({"interval": 1e400}, "InvalidDuration", "finite"),
+        ({"steps": [{"name": "a", "expect": {"body": {"regex": "(a)\\1"}}}]}, "InvalidRegex", "RE2"),
+        ({"steps": [{"name": "a", "expect": {"body": {"regex": "(?<=a)b"}}}]}, "InvalidRegex", "lookaround"),
+        (
+            {"steps": [{"name": "a", "expect": {"headers": [{"name": "X", "matches": "(?!x)"}]}}]},
+            "InvalidRegex",
+            "header X",
+        ),
+        (
+            {"steps": [{"name": "a", "expect": {"json": [{"path": "$.a", "matches": "(\\w)\\1"}]}}]},
+            "InvalidRegex",
+            "$.a",
+        ),
+        (
+            {"steps": [{"name": "a", "expect": {"json": [{"path": "$..*..*"}]}}]},
+            "InvalidJSONPath",
+            "at most one recursive descent",
+        ),
+        (
+            {"steps": [{"name": "a", "expect": {"json": [{"path": "$[?(@.name =~ '(a+)+$')]"}]}}]},
+            "InvalidJSONPath",
+            "use `matches` (RE2)",
+        ),
+        (
+            {"steps": [{"name": "a", "capture": {"x": "$.a.`sub(/(a+)+$/, b)`"}}]},
+            "InvalidJSONPath",
+            "=~, sub",
+        ),
+        (
+            {"steps": [{"name": "a", "request": {"headers": {"X-Name": "caf\u00e9"}}}]},
+            "InvalidHeader",
+            "printable ASCII",
+        ),
+        (
+            {"steps": [{"name": "a", "request": {"headers": {"X-Name": "a\r\nInjected: 1"}}}]},
+            "InvalidHeader",
+            "no line breaks",
+        ),
+        (
+            {"steps": [{"name": "a", "request": {"headers": {"Bad Name": "x"}}}]},
+            "InvalidHeader",
+            "header name",
+        ),
+        (
+            {"steps": [{"name": "a", "expect": {"headers": [{"matches": "x"}]}}]},
+            "InvalidSpec",
+            "cannot be read",
+        ),
+        (
+            {
+                "steps": [
+                    {"name": f"s{i}", "expect": {"json": [{"path": "$." + "a" * 500}] * 2}} for i in range(5)
+                ]
+            },
+            "SpecTooCostly",
+            "the check's JSONPaths total 5020 characters, more than 4096",
+        ),
+    ],
+)
 def test_costly_or_broken_specs_are_refused_with_a_reason(spec, reason, fragment):
     with pytest.raises(InvalidSpec) as err:
         parse_check({"target": {"url": "https://api.example.com"}, **spec})
@@ -141,9 +254,21 @@ def test_an_unset_timeout_fits_a_short_interval():
 
 
 def test_user_regexes_run_on_re2_in_linear_time():
-    check = parse_check({"target": {"url": "https://api.example.com"}, "steps": [
-        {"name": "a", "expect": {"body": {"regex": "(a+)+$"}, "headers": [{"name": "X", "matches": "(x+x+)+y"}],
-                                 "json": [{"path": "$.a", "matches": "^(\\d+)*$"}]}}]})
+    check = parse_check(
+        {
+            "target": {"url": "https://api.example.com"},
+            "steps": [
+                {
+                    "name": "a",
+                    "expect": {
+                        "body": {"regex": "(a+)+$"},
+                        "headers": [{"name": "X", "matches": "(x+x+)+y"}],
+                        "json": [{"path": "$.a", "matches": "^(\\d+)*$"}],
+                    },
+                }
+            ],
+        }
+    )
     expect = check.steps[0].expect
 
     # Catastrophic on a backtracking engine; RE2 answers at once (a hang here would time the test out).

@@ -6,12 +6,20 @@ from pitwall.probes.coalesce import should_write
 from pitwall.probes.state import DOWN, MAINTENANCE, PAUSED, UNKNOWN, UP, Health, observe, settle
 
 
-def fold(results: str, *, start: Health | None = None, failure: int = 3, success: int = 1,
-         imposed: str | None = None) -> list[tuple[str, bool]]:
+def fold(
+    results: str,
+    *,
+    start: Health | None = None,
+    failure: int = 3,
+    success: int = 1,
+    imposed: str | None = None,
+) -> list[tuple[str, bool]]:
     """Feed 'S'/'F' results; return (state, transition) after each."""
     health, out = start or Health(), []
     for r in results:
-        outcome = observe(health, r == "S", failure_threshold=failure, success_threshold=success, imposed=imposed)
+        outcome = observe(
+            health, r == "S", failure_threshold=failure, success_threshold=success, imposed=imposed
+        )
         health = outcome.health
         out.append((outcome.state, outcome.transition))
     return out
@@ -22,8 +30,11 @@ def test_down_only_after_failure_threshold():
 
 
 def test_up_after_success_threshold():
-    assert fold("SSS", start=Health(DOWN, consecutive_failures=5), success=2) == \
-        [(DOWN, False), (UP, True), (UP, False)]
+    assert fold("SSS", start=Health(DOWN, consecutive_failures=5), success=2) == [
+        (DOWN, False),
+        (UP, True),
+        (UP, False),
+    ]
 
 
 def test_from_unknown():

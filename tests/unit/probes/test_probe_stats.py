@@ -65,15 +65,15 @@ def test_history_is_bounded_and_resumes_from_status():
     now = T0
 
     status = stats.to_status(now)
-    restored = Stats.from_status(json.loads(json.dumps(status)))   # as it comes back from the API
+    restored = Stats.from_status(json.loads(json.dumps(status)))  # as it comes back from the API
     hourly, daily = status["history"]["hourly"], status["history"]["daily"]
 
     assert len(decode_runs(hourly["runs"])) <= HOURS
     assert len(decode_runs(daily["runs"])) <= DAYS
-    assert hourly["from"] == "2026-02-22T12:00:00Z"             # 7 days and the current hour
-    assert hourly["runs"].endswith(" 1/1 0/0 0/0 0/1")           # every 3 h, ending 09:00 (failed)
-    assert daily["from"] == "2025-12-02"                         # 90 days up to today
-    assert decode_runs(daily["runs"])[-1] == (2, 4)   # 2026-03-01: 09:00 failed, 00:00 / 03:00 / 06:00
+    assert hourly["from"] == "2026-02-22T12:00:00Z"  # 7 days and the current hour
+    assert hourly["runs"].endswith(" 1/1 0/0 0/0 0/1")  # every 3 h, ending 09:00 (failed)
+    assert daily["from"] == "2025-12-02"  # 90 days up to today
+    assert decode_runs(daily["runs"])[-1] == (2, 4)  # 2026-03-01: 09:00 failed, 00:00 / 03:00 / 06:00
     assert restored.availability(now) == stats.availability(now)
     assert restored.to_status(now)["history"] == status["history"]
     assert "latency" not in restored.to_status(now)  # not persisted: the status keeps its last numbers
@@ -99,10 +99,18 @@ def test_ninety_days_of_history_stay_small_in_status():
 
 
 def test_history_written_by_an_older_version_is_read():
-    old = {"history": {"hourly": [{"at": "2026-03-01T10:00:00Z", "ok": 5, "total": 6},
-                                  {"at": "2026-03-01T12:00:00Z", "ok": 6, "total": 6}],
-                       "daily": [{"day": "2026-02-28", "ok": 100, "total": 100},
-                                 {"day": "2026-03-01", "ok": 11, "total": 12}]}}
+    old = {
+        "history": {
+            "hourly": [
+                {"at": "2026-03-01T10:00:00Z", "ok": 5, "total": 6},
+                {"at": "2026-03-01T12:00:00Z", "ok": 6, "total": 6},
+            ],
+            "daily": [
+                {"day": "2026-02-28", "ok": 100, "total": 100},
+                {"day": "2026-03-01", "ok": 11, "total": 12},
+            ],
+        }
+    }
 
     history = Stats.from_status(old).to_status(T0)["history"]
 
@@ -112,9 +120,14 @@ def test_history_written_by_an_older_version_is_read():
 
 
 def test_unreadable_history_starts_afresh():
-    assert Stats.from_status({"history": {"hourly": {"from": "yesterday", "runs": "1/1"},
-                                          "daily": {"from": "2026-03-01", "runs": "x 3/4"}}}) \
-        .to_status(T0)["history"] == {"daily": {"from": "2026-03-01", "runs": "0/0 3/4"}}
+    assert Stats.from_status(
+        {
+            "history": {
+                "hourly": {"from": "yesterday", "runs": "1/1"},
+                "daily": {"from": "2026-03-01", "runs": "x 3/4"},
+            }
+        }
+    ).to_status(T0)["history"] == {"daily": {"from": "2026-03-01", "runs": "0/0 3/4"}}
 
 
 def test_old_buckets_age_out_of_status():

@@ -25,9 +25,11 @@ class Source:
 def scrape(collector: Collector) -> dict:
     registry = CollectorRegistry()
     registry.register(collector)
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(generate_latest(registry).decode())
-            for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    }
 
 
 def sample(metric: str, /, **labels: str) -> tuple:
@@ -39,8 +41,12 @@ def test_numbers_are_exposed_as_gauges_counters_and_a_cumulative_histogram():
     numbers.record(True, False, [("token", 0.004), ("call", 0.3)])
     numbers.record(True, True, [("token", 0.005), ("call", 12.0)])
     numbers.record(False, True, [("token", 0.02)])
-    source = Source({("Probe", "shop", "login"): SimpleNamespace(numbers=numbers),
-                     ("Probe", "shop", "never-ran"): SimpleNamespace(numbers=Numbers())})
+    source = Source(
+        {
+            ("Probe", "shop", "login"): SimpleNamespace(numbers=numbers),
+            ("Probe", "shop", "never-ran"): SimpleNamespace(numbers=Numbers()),
+        }
+    )
     collector = Collector()
     collector.watch(source)
 
@@ -54,7 +60,7 @@ def test_numbers_are_exposed_as_gauges_counters_and_a_cumulative_histogram():
     def bucket(step: str, le: str) -> float:
         return samples[sample("pitwall_probe_duration_seconds_bucket", **probe, le=le, step=step)]
 
-    assert bucket("token", "0.005") == 2          # a bucket includes its upper bound
+    assert bucket("token", "0.005") == 2  # a bucket includes its upper bound
     assert bucket("token", "0.025") == 3
     assert bucket("call", "0.25") == 0 and bucket("call", "0.5") == 1
     assert bucket("call", "10.0") == 1 and bucket("call", "+Inf") == 2
@@ -78,7 +84,7 @@ async def test_a_monitored_probe_has_series_until_it_is_removed(demo):
         assert samples[sample("pitwall_probe_runs_total", **labels, result="success")] == 2
         assert samples[sample("pitwall_probe_duration_seconds_count", **labels, step="check")] == 2
 
-        monitor.upsert(job(monitor, "isup", demo.url, []), {})      # a watch echo replaces the job
+        monitor.upsert(job(monitor, "isup", demo.url, []), {})  # a watch echo replaces the job
         assert scrape(collector)[sample("pitwall_probe_runs_total", **labels, result="success")] == 2
 
         monitor.remove(key)
@@ -112,5 +118,5 @@ def test_the_hand_written_exposition_is_byte_for_byte_what_prometheus_client_wri
     # /metrics carries the operator's own probes' series once (not also through the registry).
     COLLECTOR.watch(source)
     page = metrics.exposition().decode()
-    assert page.count('pitwall_probe_success{kind="Probe",name="p1') == 11     # p1, p10-p19
+    assert page.count('pitwall_probe_success{kind="Probe",name="p1') == 11  # p1, p10-p19
     assert page.count("# TYPE pitwall_probe_success gauge") == 1

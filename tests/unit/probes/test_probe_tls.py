@@ -29,22 +29,56 @@ def pki(tmp_path_factory) -> Path:
 
     for name in ("ca", "server", "client"):
         run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key")
-    run("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=pitwall-test-ca", "-days", "1", "-out", "ca.crt",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
-                      ("client", "extendedKeyUsage=clientAuth\n")):
+    run(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=pitwall-test-ca",
+        "-days",
+        "1",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    )
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ):
         (d / f"{name}.ext").write_text(ext)
         run("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+        )
     return d
 
 
 @pytest.fixture
 def tls_secrets(pki):
-    values = {("ca", "ca.crt"): (pki / "ca.crt").read_text(),
-              ("probe-client", "tls.crt"): (pki / "client.crt").read_text(),
-              ("probe-client", "tls.key"): (pki / "client.key").read_text()}
+    values = {
+        ("ca", "ca.crt"): (pki / "ca.crt").read_text(),
+        ("probe-client", "tls.crt"): (pki / "client.crt").read_text(),
+        ("probe-client", "tls.key"): (pki / "client.key").read_text(),
+    }
 
     async def lookup(name, key):
         return values.get((name, key))
@@ -82,7 +116,9 @@ async def test_verification_is_on_by_default(serve, pki, tls_secrets):
     assert "CERTIFICATE_VERIFY_FAILED" in result.failure.reason
 
 
-@pytest.mark.parametrize("tls", [{"caSecretRef": {"name": "ca", "key": "ca.crt"}}, {"insecureSkipVerify": True}])
+@pytest.mark.parametrize(
+    "tls", [{"caSecretRef": {"name": "ca", "key": "ca.crt"}}, {"insecureSkipVerify": True}]
+)
 async def test_custom_ca_or_skip_verify(serve, pki, tls_secrets, tls):
     url = await https_server(serve, pki, client_certs=False)
 
@@ -101,7 +137,9 @@ async def test_client_certificate(serve, pki, tls_secrets):
 
 
 async def test_missing_tls_secret_is_invalid_spec(tls_secrets):
-    check = parse_check({"target": {"url": "https://127.0.0.1/"}, "tls": {"clientCertSecretRef": {"name": "gone"}}})
+    check = parse_check(
+        {"target": {"url": "https://127.0.0.1/"}, "tls": {"clientCertSecretRef": {"name": "gone"}}}
+    )
 
     with pytest.raises(InvalidSpec) as err:
         await make_client(check, secrets=tls_secrets, policy=AddressPolicy())

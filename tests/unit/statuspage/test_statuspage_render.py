@@ -40,11 +40,21 @@ class Elements(HTMLParser):
 
 
 def busy():
-    return marketplace(payments_probe_state="Down", extra={
-        "rules": [rule("revenue-critical-down", "critical", [alert("Probe", "payments-v2-isup")])],
-        "windows": [window("core-banking-weekly", "Scheduled",
-                           [{"name": "payments", "versions": ["v1", "v2"], "effect": "Unavailable"}],
-                           start=NOW + timedelta(days=2), backends=["core-banking"])]})
+    return marketplace(
+        payments_probe_state="Down",
+        extra={
+            "rules": [rule("revenue-critical-down", "critical", [alert("Probe", "payments-v2-isup")])],
+            "windows": [
+                window(
+                    "core-banking-weekly",
+                    "Scheduled",
+                    [{"name": "payments", "versions": ["v1", "v2"], "effect": "Unavailable"}],
+                    start=NOW + timedelta(days=2),
+                    backends=["core-banking"],
+                )
+            ],
+        },
+    )
 
 
 def test_page_shows_every_product_and_version_with_the_models_state():
@@ -68,7 +78,9 @@ def test_page_is_semantic_and_self_contained():
     assert '<meta http-equiv="refresh" content="7">' in html and 'data-refresh="7"' in html
     # nothing is loaded from anywhere: no src, no stylesheet link, no URL but the SVG namespace
     assert not [a for _, a in Elements(html).tags if "src" in a]
-    assert all(a["href"].startswith("data:") for t, a in Elements(html).tags if t == "link")   # no favicon fetch
+    assert all(
+        a["href"].startswith("data:") for t, a in Elements(html).tags if t == "link"
+    )  # no favicon fetch
     assert "@import" not in html and "url(" not in html
     assert re.findall(r"https?://[^\s\"')]+", html) == []
 
@@ -85,16 +97,24 @@ def test_text_is_escaped():
     html = render_public(public_status(snap, NOW))
     assert "<img" not in html
     shown = re.search(r'<span class="pname">([^<]*)</span>', html).group(1)
-    assert html_module.unescape(shown) == '<img src=x onerror="alert(1)">'    # shown as text, once
+    assert html_module.unescape(shown) == '<img src=x onerror="alert(1)">'  # shown as text, once
 
 
 def test_environment_navigation_marks_the_current_choice():
     snap = marketplace()
-    nav = [a for t, a in Elements(render_public(public_status(snap, NOW, "sandbox"))).tags if t == "a" and
-           a.get("href", "").startswith("/")]
+    nav = [
+        a
+        for t, a in Elements(render_public(public_status(snap, NOW, "sandbox"))).tags
+        if t == "a" and a.get("href", "").startswith("/")
+    ]
     assert [(a["href"], "aria-current" in a) for a in nav] == [
-        ("/", False), ("/?env=live", False), ("/?env=sandbox", True), ("/api/v1/status?env=sandbox", False),
-        ("/api/v1/incidents", False), ("/feed.atom", False)]
+        ("/", False),
+        ("/?env=live", False),
+        ("/?env=sandbox", True),
+        ("/api/v1/status?env=sandbox", False),
+        ("/api/v1/incidents", False),
+        ("/feed.atom", False),
+    ]
 
 
 def test_uptime_bars_have_a_text_alternative_and_a_tooltip_per_day():
@@ -113,8 +133,16 @@ def test_public_html_leaks_nothing_internal():
 def test_internal_page_shows_what_support_needs():
     snap = busy()
     html = render_internal(internal_status(snap, NOW))
-    for needle in (CID_DOWN, "core-banking", "reference-data-store", "payments-v2-isup", "revenue-critical-down",
-                   "http://payments-v2.marketplace.svc", "acme-fintech", "core-banking-weekly"):
+    for needle in (
+        CID_DOWN,
+        "core-banking",
+        "reference-data-store",
+        "payments-v2-isup",
+        "revenue-critical-down",
+        "http://payments-v2.marketplace.svc",
+        "acme-fintech",
+        "core-banking-weekly",
+    ):
         assert needle in html, needle
     assert "<svg" in html and 'aria-labelledby="graph-title"' in html
 
@@ -129,15 +157,20 @@ def test_internal_page_escapes_each_text_once():
 def test_internal_model_matrix_and_graph():
     model = internal_status(busy(), NOW)
     matrix = model["matrix"]
-    assert matrix["columns"] == ["payments", "sandbox-payments", "reference-data"]   # by display name
+    assert matrix["columns"] == ["payments", "sandbox-payments", "reference-data"]  # by display name
     rows = {r["backend"]: r["cells"] for r in matrix["rows"]}
-    assert rows["reference-data-store"][0] == {"criticality": "degradable", "effect": "Degraded", "active": False}
+    assert rows["reference-data-store"][0] == {
+        "criticality": "degradable",
+        "effect": "Degraded",
+        "active": False,
+    }
     assert rows["identity"][2]["effect"] == "None" and rows["core-banking"][1] is None
     kinds = {n["id"]: n["kind"] for n in model["graph"]["nodes"]}
     assert kinds["consumer:marketplace/acme-fintech"] == "consumer"
     assert {(e["from"], e["to"], e["kind"]) for e in model["graph"]["edges"]} >= {
         ("product:marketplace/payments", "backend:marketplace/core-banking", "critical"),
-        ("consumer:marketplace/globex-wallet", "product:marketplace/payments", "uses")}
+        ("consumer:marketplace/globex-wallet", "product:marketplace/payments", "uses"),
+    }
     [probe] = [p for p in model["probes"] if p["name"] == "payments-v2-isup"]
     assert probe["lastFailure"]["correlationId"] == CID_DOWN and probe["product"] == "payments"
     assert [a["key"] for a in model["alerts"]] == ["k-probe-payments-v2-isup"]
@@ -149,8 +182,11 @@ def test_graph_svg_is_well_formed_and_places_columns_left_to_right():
     root = ET.fromstring(svg)
     assert root.tag.endswith("svg") and root.get("role") == "img"
     where = layout(graph)
-    assert where["consumer:marketplace/acme-fintech"][0] < where["product:marketplace/payments"][0] \
+    assert (
+        where["consumer:marketplace/acme-fintech"][0]
+        < where["product:marketplace/payments"][0]
         < where["backend:marketplace/core-banking"][0]
+    )
     assert len(root.findall(".//{http://www.w3.org/2000/svg}path")) == len(graph["edges"])
 
 
@@ -164,18 +200,33 @@ def test_badge_is_an_accessible_svg():
 def test_redactor_replaces_whole_names_and_keeps_times():
     redact = Redactor(busy())
     text = "Saturday 22:00:00 to 23:30, identity verification for core banking; core-banking-weekly"
-    assert redact(text) == ("Saturday 22:00:00 to 23:30, a provider system verification for a provider system; "
-                            "[internal]")
-    assert redact("fd00::1 and 2001:db8:0:0:1:0:0:1 and localhost:8080") == "[address] and [address] and [internal host]"
+    assert redact(text) == (
+        "Saturday 22:00:00 to 23:30, a provider system verification for a provider system; [internal]"
+    )
+    assert (
+        redact("fd00::1 and 2001:db8:0:0:1:0:0:1 and localhost:8080")
+        == "[address] and [address] and [internal host]"
+    )
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("Core-Banking and CORE BANKING and core\nbanking down", "a provider system and a provider system and "
-                                                              "a provider system down"),
-    ("IDENTITY is slow", "a provider system is slow"),
-    ("failover to db01.corp.acme.example:5432 and mainframe-gw.acme.com", "failover to [host] and [host]"),
-    ("built on Node.js, see config.yaml, v2.1.3 and e.g. i.e.", "built on Node.js, see config.yaml, v2.1.3 and e.g. i.e."),
-    ("Payments API is back", "Payments API is back"),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        (
+            "Core-Banking and CORE BANKING and core\nbanking down",
+            "a provider system and a provider system and a provider system down",
+        ),
+        ("IDENTITY is slow", "a provider system is slow"),
+        (
+            "failover to db01.corp.acme.example:5432 and mainframe-gw.acme.com",
+            "failover to [host] and [host]",
+        ),
+        (
+            "built on Node.js, see config.yaml, v2.1.3 and e.g. i.e.",
+            "built on Node.js, see config.yaml, v2.1.3 and e.g. i.e.",
+        ),
+        ("Payments API is back", "Payments API is back"),
+    ],
+)
 def test_redactor_covers_display_names_case_variants_and_hosts(text, shown):
     assert Redactor(busy())(text) == shown

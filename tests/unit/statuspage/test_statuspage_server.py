@@ -19,15 +19,32 @@ from .builders import CID_DOWN, INTERNAL, NOW, alert, marketplace, rule, window
 
 
 def runtime(token: str | None = None, **ports) -> SimpleNamespace:
-    snap = marketplace(payments_probe_state="Down", extra={
-        "rules": [rule("revenue-critical-down", "critical", [alert("Probe", "payments-v2-isup")])],
-        "windows": [window("core-banking-weekly", "Scheduled",
-                           [{"name": "payments", "versions": ["v2"], "effect": "Unavailable"}],
-                           start=NOW + timedelta(days=1), backends=["core-banking"])]})
-    snap.probes[1]["metadata"]["labels"]["pitwall.dev/version"] = "v1"   # the OAuth flow checks v1
-    stores = {kind: Store(kind) for kind in ("ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow")}
-    for kind, objects in (("ApiProduct", snap.products), ("Probe", snap.probes), ("Backend", snap.backends),
-                          ("AlertRule", snap.rules), ("MaintenanceWindow", snap.windows)):
+    snap = marketplace(
+        payments_probe_state="Down",
+        extra={
+            "rules": [rule("revenue-critical-down", "critical", [alert("Probe", "payments-v2-isup")])],
+            "windows": [
+                window(
+                    "core-banking-weekly",
+                    "Scheduled",
+                    [{"name": "payments", "versions": ["v2"], "effect": "Unavailable"}],
+                    start=NOW + timedelta(days=1),
+                    backends=["core-banking"],
+                )
+            ],
+        },
+    )
+    snap.probes[1]["metadata"]["labels"]["pitwall.dev/version"] = "v1"  # the OAuth flow checks v1
+    stores = {
+        kind: Store(kind) for kind in ("ApiProduct", "Probe", "Backend", "AlertRule", "MaintenanceWindow")
+    }
+    for kind, objects in (
+        ("ApiProduct", snap.products),
+        ("Probe", snap.probes),
+        ("Backend", snap.backends),
+        ("AlertRule", snap.rules),
+        ("MaintenanceWindow", snap.windows),
+    ):
         for obj in objects:
             stores[kind].update("ADDED", obj)
     return SimpleNamespace(stores=stores, statuspage=None, settings=Settings(internal_token=token, **ports))
@@ -61,7 +78,10 @@ async def test_headers(public):
     assert response.headers["Content-Type"].startswith("text/html")
     assert "script-src 'sha256-" in response.headers["Content-Security-Policy"]
     response = await public.get("/api/v1/status")
-    assert response.headers["Access-Control-Allow-Origin"] == "*" and response.headers["Cache-Control"] == "no-store"
+    assert (
+        response.headers["Access-Control-Allow-Origin"] == "*"
+        and response.headers["Cache-Control"] == "no-store"
+    )
 
 
 async def test_environment_filter_and_bad_value(public):
@@ -95,9 +115,19 @@ async def test_badges(public):
 
 async def test_no_internal_view_and_no_leaks_on_the_public_port(public):
     assert (await public.get("/api/v1/internal")).status == 404
-    bodies = [await (await public.get(path)).text() for path in (
-        "/", "/?env=live", "/?env=sandbox", "/api/v1/status", "/api/v1/status?env=live",
-        "/api/v1/products/payments", "/badge/payments.svg", "/healthz")]
+    bodies = [
+        await (await public.get(path)).text()
+        for path in (
+            "/",
+            "/?env=live",
+            "/?env=sandbox",
+            "/api/v1/status",
+            "/api/v1/status?env=live",
+            "/api/v1/products/payments",
+            "/badge/payments.svg",
+            "/healthz",
+        )
+    ]
     everything = "\n".join(bodies)
     assert [s for s in INTERNAL if s in everything] == []
 
@@ -107,7 +137,9 @@ async def test_internal_view_needs_the_token():
     internal = await client(page.internal_app())
     try:
         assert (await internal.get("/")).status == 401
-        assert (await internal.get("/api/v1/internal", headers={"Authorization": "Bearer wrong"})).status == 401
+        assert (
+            await internal.get("/api/v1/internal", headers={"Authorization": "Bearer wrong"})
+        ).status == 401
         assert (await internal.get("/healthz")).status == 200
         response = await internal.get("/api/v1/internal", headers={"Authorization": "Bearer s3cret"})
         assert response.status == 200
@@ -128,6 +160,7 @@ async def test_internal_view_without_a_token_is_open_on_its_own_port():
 
 async def test_start_binds_both_ports_and_stop_releases_them():
     from pitwall.testing.cluster import free_port
+
     ports = {"statuspage_port": free_port(), "internal_port": free_port()}
     rt = runtime(statuspage_host="127.0.0.1", **ports)
     setup(rt)
@@ -152,7 +185,10 @@ def test_setup_skips_when_both_ports_are_zero():
 @pytest.mark.parametrize("token, internal_host", [(None, "127.0.0.1"), ("s3cret", "0.0.0.0")])
 async def test_internal_view_leaves_this_host_only_with_a_token(token, internal_host):
     from pitwall.testing.cluster import free_port
-    rt = runtime(token=token, statuspage_host="0.0.0.0", statuspage_port=free_port(), internal_port=free_port())
+
+    rt = runtime(
+        token=token, statuspage_host="0.0.0.0", statuspage_port=free_port(), internal_port=free_port()
+    )
     setup(rt)
     page = rt.statuspage
     await page.start()

@@ -11,8 +11,8 @@ from .builders import INTERNAL, NOW, marketplace
 
 
 def test_one_version_down_is_a_partial_outage_and_an_incident_without_any_alert_rule():
-    snap = marketplace()                        # no alert rules at all
-    snap.products[0]["status"]["versions"][1]["readyReplicas"] = 0     # payments v2 serves nothing, v1 fine
+    snap = marketplace()  # no alert rules at all
+    snap.products[0]["status"]["versions"][1]["readyReplicas"] = 0  # payments v2 serves nothing, v1 fine
     model = public_status(snap, NOW)
     assert model["overall"]["headline"] == "Partial outage"
     assert model["overall"]["affected"] == ["Payments API v2: Outage"]
@@ -40,12 +40,12 @@ def test_every_version_down_is_a_major_outage():
     assert model["overall"]["headline"] == "Major outage"
     assert {p["stateLabel"] for p in model["products"]} == {"Outage"}
     assert {i["product"] for i in model["incidents"]} == {"payments", "sandbox-payments"}
-    assert model["incidents"][0]["versions"] == []            # the whole product
+    assert model["incidents"][0]["versions"] == []  # the whole product
 
 
 def test_degraded_without_outage_is_no_incident():
     snap = marketplace()
-    snap.products[0]["status"]["versions"][0]["readyReplicas"] = 1     # v1 1/2 ready
+    snap.products[0]["status"]["versions"][0]["readyReplicas"] = 1  # v1 1/2 ready
     model = public_status(snap, NOW)
     assert model["overall"]["headline"] == "Degraded service"
     assert model["incidents"] == []

@@ -18,9 +18,18 @@ def sample(value: float, **labels: str) -> dict:
 def test_defaults_fit_the_common_exporter_and_one_query_per_family_covers_a_batch():
     shape = promql.shape_of({})
     queries = promql.queries(shape, ["orders", "payments"])
-    assert set(queries) == {"codes", "buckets", "consumers", "consumerErrors", "routes", "routeErrors", "weekAgo"}
-    assert queries["codes"] == ('sum by (product, version, code) '
-                                '(rate(http_requests_total{product=~"orders|payments"}[5m]))')
+    assert set(queries) == {
+        "codes",
+        "buckets",
+        "consumers",
+        "consumerErrors",
+        "routes",
+        "routeErrors",
+        "weekAgo",
+    }
+    assert queries["codes"] == (
+        'sum by (product, version, code) (rate(http_requests_total{product=~"orders|payments"}[5m]))'
+    )
     assert "http_request_duration_seconds_bucket" in queries["buckets"]
     assert "topk by (product, version) (5," in queries["consumers"]
     assert 'code=~"5..|408|504"' in queries["consumerErrors"]
@@ -28,8 +37,15 @@ def test_defaults_fit_the_common_exporter_and_one_query_per_family_covers_a_batc
 
 
 def test_label_names_matches_and_values_from_the_spec_are_used_and_escaped():
-    shape = promql.shape_of({"requestsMetric": "api_calls_total", "labels": {"product": "service", "status": "status"},
-                             "matchLabels": {"namespace": 'shop"x'}, "window": "1m", "timeoutCodes": ["599"]})
+    shape = promql.shape_of(
+        {
+            "requestsMetric": "api_calls_total",
+            "labels": {"product": "service", "status": "status"},
+            "matchLabels": {"namespace": 'shop"x'},
+            "window": "1m",
+            "timeoutCodes": ["599"],
+        }
+    )
     sel = promql.selector(shape, ["a.b"])
     assert sel == '{service=~"a\\\\.b", namespace="shop\\"x"}'
     assert 'status=~"5..|599"' in promql.failing(shape)
@@ -54,13 +70,17 @@ def test_histogram_quantile_interpolates_like_prometheus():
 def test_answers_become_figures_by_class_with_top_consumers_and_routes():
     shape = promql.Shape()
     answers = {
-        "codes": [sample(18, product="pay", version="v1", code="200"),
-                  sample(1, product="pay", version="v1", code="404"),
-                  sample(0.5, product="pay", version="v1", code="503"),
-                  sample(0.5, product="pay", version="v1", code="504"),
-                  sample(3, product="pay", version="v2", code="200")],
-        "buckets": [sample(10, product="pay", version="v1", le="0.1"),
-                    sample(20, product="pay", version="v1", le="+Inf")],
+        "codes": [
+            sample(18, product="pay", version="v1", code="200"),
+            sample(1, product="pay", version="v1", code="404"),
+            sample(0.5, product="pay", version="v1", code="503"),
+            sample(0.5, product="pay", version="v1", code="504"),
+            sample(3, product="pay", version="v2", code="200"),
+        ],
+        "buckets": [
+            sample(10, product="pay", version="v1", le="0.1"),
+            sample(20, product="pay", version="v1", le="+Inf"),
+        ],
         "consumers": [sample(15, product="pay", version="v1", consumer="acme")],
         "consumerErrors": [sample(1, product="pay", version="v1", consumer="globex")],
         "routes": [sample(20, product="pay", version="v1", route="/orders/{id}")],
@@ -84,7 +104,9 @@ def test_answers_become_figures_by_class_with_top_consumers_and_routes():
 
 def test_no_answer_is_unknown_never_zero_and_no_requests_is_idle():
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    unknown = fig.status(None, at=at, window="5m", top=5, degraded_ratio=0.05, error="Prometheus is unreachable")
+    unknown = fig.status(
+        None, at=at, window="5m", top=5, degraded_ratio=0.05, error="Prometheus is unreachable"
+    )
     assert unknown["state"] == "unknown" and "versions" not in unknown
     assert fig.status(fig.Figures(), at=at, window="5m", top=5, degraded_ratio=0.05)["state"] == "idle"
     assert fig.value({"value": [0, "NaN"]}) == 0.0

@@ -12,18 +12,39 @@ GOOD = VersionFigures("v2", rps=20.0, server=0.1, latency={"p99": 0.3})
 def test_errors_or_latency_over_the_criteria_fail_the_rollout():
     failed = traffic_verdict({"maxErrorRatio": 0.05}, BAD, None, since_rollout=30, rate_window=15)
     assert failed.verdict == "fail" and "20.0% of requests failed (max 5.0%)" in failed.message
-    slow = traffic_verdict({"maxLatencyMs": 250, "quantile": "p99"}, GOOD, None, since_rollout=30, rate_window=15)
+    slow = traffic_verdict(
+        {"maxLatencyMs": 250, "quantile": "p99"}, GOOD, None, since_rollout=30, rate_window=15
+    )
     assert slow.verdict == "fail" and "p99 latency 300ms" in slow.message
-    assert traffic_verdict({"maxErrorRatio": 0.05, "maxLatencyMs": 500}, GOOD, None, since_rollout=30,
-                           rate_window=15).verdict == "pass"
+    assert (
+        traffic_verdict(
+            {"maxErrorRatio": 0.05, "maxLatencyMs": 500}, GOOD, None, since_rollout=30, rate_window=15
+        ).verdict
+        == "pass"
+    )
 
 
 def test_no_data_is_an_explicit_verdict():
     quiet = VersionFigures("v2", rps=0.01)
-    assert traffic_verdict({"maxErrorRatio": 0.05}, quiet, None, since_rollout=30, rate_window=15).verdict == "wait"
-    assert traffic_verdict({"maxErrorRatio": 0.05, "noData": "pass"}, None, "Prometheus is unreachable",
-                           since_rollout=30, rate_window=15).verdict == "pass"
-    early = traffic_verdict({"maxErrorRatio": 0.05, "noData": "fail"}, None, "x", since_rollout=5, rate_window=15)
-    assert early.verdict == "wait"            # the rate window still holds the old image's calls
-    late = traffic_verdict({"maxErrorRatio": 0.05, "noData": "fail"}, quiet, None, since_rollout=20, rate_window=15)
+    assert (
+        traffic_verdict({"maxErrorRatio": 0.05}, quiet, None, since_rollout=30, rate_window=15).verdict
+        == "wait"
+    )
+    assert (
+        traffic_verdict(
+            {"maxErrorRatio": 0.05, "noData": "pass"},
+            None,
+            "Prometheus is unreachable",
+            since_rollout=30,
+            rate_window=15,
+        ).verdict
+        == "pass"
+    )
+    early = traffic_verdict(
+        {"maxErrorRatio": 0.05, "noData": "fail"}, None, "x", since_rollout=5, rate_window=15
+    )
+    assert early.verdict == "wait"  # the rate window still holds the old image's calls
+    late = traffic_verdict(
+        {"maxErrorRatio": 0.05, "noData": "fail"}, quiet, None, since_rollout=20, rate_window=15
+    )
     assert late.verdict == "fail" and "noData: fail" in late.message
