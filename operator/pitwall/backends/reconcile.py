@@ -101,7 +101,16 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         _monitor(rt).upsert(job, previous)
         await _monitor(rt).resettle(key)
         job = _monitor(rt).jobs[key]
-        await _write(rt, backend, STATE_OF.get(job.health.state, "Unknown"), matrix, probe=_probe_fields(job))
+        # A run's Stalled (TargetDenied) stands until the next run decides: the monitor keeps it
+        # across a resync's reconcile of the same generation, and so does this write.
+        await _write(
+            rt,
+            backend,
+            STATE_OF.get(job.health.state, "Unknown"),
+            matrix,
+            probe=_probe_fields(job),
+            stalled=job.stalled,
+        )
         return None
 
     _monitor(rt).remove(key)
