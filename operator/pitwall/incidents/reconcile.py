@@ -30,7 +30,7 @@ from ..alerts.delivery import deliver_message
 from ..alerts.rules import Receiver, parse_receiver
 from ..api.apiproduct import INCIDENT_POLICY_DEFAULTS as POLICY
 from ..conditions import summary
-from ..errors import InvalidSpec
+from ..errors import InvalidSpec, KubeError
 from ..logs import ref
 from ..masking import mask
 from ..outbox import Batch, Sender
@@ -44,6 +44,9 @@ from . import decide, notify
 log = logging.getLogger("pitwall.incidents")
 KIND = "Incident"
 TICK = float(os.environ.get("PITWALL_INCIDENT_TICK", "2"))
+# A refused create (a namespace being deleted, a quota, RBAC) is tried again after this long,
+# not on every pass: one log line per refusal, never a flood of attempts under fresh names.
+CREATE_RETRY = 30.0
 DEBOUNCE = 0.3  # events come in bursts (a backend down touches every product): one pass for them
 
 
@@ -56,6 +59,7 @@ class IncidentService:
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._creating: dict[tuple[str, str], str] = {}  # (namespace, name) created, not yet in the cache
+        self._refused: dict[tuple[str, str], float] = {}  # (namespace, product) -> when to try again
         # Notices go out beside the decisions (h6's outbox), never inside a pass.
         self.sender = Sender(KIND, self._send, on_result=lambda _ns, _name: self.poke(), workers=2)
 
@@ -171,13 +175,19 @@ class IncidentService:
     async def _apply(self, action: decide.Action) -> None:
         rt = self.rt
         if action.kind == "create":
+            held = (action.namespace, decide.labels(action.body).get(decide.LABEL_PRODUCT) or action.name)
+            if self._refused.get(held, 0.0) > time.monotonic():
+                return
             try:
                 created = await rt.kube.create(action.body)
             except Exception as exc:
-                log.error(
-                    "cannot create Incident %s/%s: %s", action.namespace, action.name, type(exc).__name__
-                )
+                # The API server's own words (e.g. "... because it is being terminated"): they
+                # describe our request, never a secret.
+                why = exc.message if isinstance(exc, KubeError) else type(exc).__name__
+                log.error("cannot create Incident %s/%s: %s", action.namespace, action.name, why)
+                self._refused[held] = time.monotonic() + CREATE_RETRY
                 return
+            self._refused.pop(held, None)
             created.setdefault("kind", KIND)
             rt.stores[KIND].prime(created)
             product = decide.labels(created).get(decide.LABEL_PRODUCT)
