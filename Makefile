@@ -42,11 +42,11 @@ integration: install controlplane ## integration tests only
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
 
 cluster: install controlplane ## start the control plane in the background; kubeconfig in .pitwall/kubeconfig
-	$(PY) -m pitwall.testing.cluster up --dir $(STATE)
+	$(PY) -m pitwall_testing.cluster up --dir $(STATE)
 
 cluster-down: ## stop it (no process left behind)
-	@if [ -x $(PY) ]; then $(PY) -m pitwall.testing.cluster down --dir $(STATE); \
-	else $(PYTHON) -c 'import sys; sys.path.insert(0, "operator"); from pitwall.testing.cluster import main; main(["down", "--dir", "$(STATE)"])'; fi
+	@if [ -x $(PY) ]; then $(PY) -m pitwall_testing.cluster down --dir $(STATE); \
+	else $(PYTHON) -c 'import sys; sys.path.insert(0, "operator"); from pitwall_testing.cluster import main; main(["down", "--dir", "$(STATE)"])'; fi
 
 lock: install ## pin the image's dependencies (requirements.lock) and the dev tools (requirements-dev.lock)
 	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --quiet --custom-compile-command "make lock" -o requirements.lock

@@ -122,7 +122,7 @@ def smtp_server(log: Path):
     """A real SMTP server (aiosmtpd) logging every accepted mail's headers."""
     from aiosmtpd.controller import Controller
 
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
 
     mails: list[dict] = []
 
@@ -184,7 +184,7 @@ class Targets:
 # -- the operator, killed and restarted -----------------------------------------------------------------
 class KillableOperator:
     def __init__(self, cluster, workdir: Path, namespace: str):
-        from pitwall.testing.cluster import POD_ADDRESS_REWRITE
+        from pitwall_testing.cluster import POD_ADDRESS_REWRITE
 
         self.cluster, self.workdir, self.namespace = cluster, workdir, namespace
         self.env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE, **OPERATOR_ENV}
@@ -192,7 +192,7 @@ class KillableOperator:
         self.kills = 0
 
     def start(self) -> None:
-        from pitwall.testing.cluster import free_port
+        from pitwall_testing.cluster import free_port
 
         metrics = free_port()
         args = [

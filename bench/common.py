@@ -166,7 +166,7 @@ def spawn_ready(
 def control_plane(workdir: Path) -> Iterator:
     """A fresh local control plane (etcd, API server, controller-manager, scheduler, kwok) with
     Pitwall's CRDs installed; stopped on exit."""
-    from pitwall.testing.cluster import Cluster
+    from pitwall_testing.cluster import Cluster
 
     with Cluster.start(workdir / "cluster") as cluster:
         cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
@@ -193,7 +193,7 @@ class Operator:
     """``python -m pitwall run`` as a real subprocess (the same start as tests/conftest.py)."""
 
     def __init__(self, cluster, workdir: Path, namespace: str, extra_env: dict | None = None):
-        from pitwall.testing.cluster import POD_ADDRESS_REWRITE, free_port
+        from pitwall_testing.cluster import POD_ADDRESS_REWRITE, free_port
 
         self.cluster = cluster
         self.namespace = namespace

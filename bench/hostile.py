@@ -181,7 +181,7 @@ def sample_self():
 
 
 def run(workdir: Path, quick: bool = False) -> Report:
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
 
     runs = QUICK_RUNS if quick else RUNS
     port = free_port()

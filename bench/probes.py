@@ -43,7 +43,7 @@ from pitwall import conditions, durations
 from pitwall.kube import Kube
 from pitwall.probes.reconcile import probe_conditions
 from pitwall.probes.stats import Stats
-from pitwall.testing.cluster import free_port
+from pitwall_testing.cluster import free_port
 
 from . import blackbox, gatus
 from .common import (

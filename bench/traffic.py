@@ -74,8 +74,8 @@ def _cpu_seconds(pid: int) -> float:
 
 async def _query_load(workdir: Path, products: int, cycles: int) -> dict:
     from pitwall.runtime import Runtime, Settings
-    from pitwall.testing.prometheus import Prometheus
     from pitwall.traffic.service import TrafficService
+    from pitwall_testing.prometheus import Prometheus
 
     started = time.monotonic()
     cache: dict[str, tuple[float, bytes]] = {}
@@ -136,7 +136,7 @@ async def _query_load(workdir: Path, products: int, cycles: int) -> dict:
 
 # -- part 2 --------------------------------------------------------------------------------------
 async def _delay(workdir: Path, runs: int) -> dict:
-    from pitwall.testing.prometheus import Prometheus, TrafficServer
+    from pitwall_testing.prometheus import Prometheus, TrafficServer
 
     notes: list[tuple[float, str]] = []
     arrived = asyncio.Event()

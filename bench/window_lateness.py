@@ -62,7 +62,7 @@ def smtp_try_later():
     """An SMTP server that answers every mail with 451 (a transient refusal: retried)."""
     from aiosmtpd.controller import Controller
 
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
 
     class Refuse:
         count = 0
@@ -85,7 +85,7 @@ def stamp(moment: datetime) -> str:
 
 
 def run(workdir: Path, windows: int, consumers: int) -> dict:
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     receiver = SlowFailing()

@@ -43,9 +43,9 @@ from aiohttp import web  # noqa: E402
 from pitwall.demo import describe_notification, example_manifests, make_app, start_demo  # noqa: E402
 from pitwall.maintenance.page import PageConfig  # noqa: E402
 from pitwall.maintenance.page import make_app as make_page_app  # noqa: E402
-from pitwall.testing.cluster import Cluster, free_port  # noqa: E402
-from pitwall.testing.pods import PodServers  # noqa: E402
 from pitwall.vocabulary import LABEL_ROLE, ROLE_MAINTENANCE  # noqa: E402
+from pitwall_testing.cluster import Cluster, free_port  # noqa: E402
+from pitwall_testing.pods import PodServers  # noqa: E402
 
 # 127.244.0.0/16 is the tests' block; `make dev` takes one of these, one per running checkout.
 DEV_BLOCKS = range(200, 240)

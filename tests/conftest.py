@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    from pitwall.testing.cluster import Cluster
+    from pitwall_testing.cluster import Cluster
 
     workdir = tmp_path_factory.mktemp("cluster")
     with Cluster.start(workdir) as running:
@@ -56,7 +56,7 @@ class Operator:
         extra_env: dict | None = None,
         extra_args: list[str] | None = None,
     ):
-        from pitwall.testing.cluster import POD_ADDRESS_REWRITE, free_port
+        from pitwall_testing.cluster import POD_ADDRESS_REWRITE, free_port
 
         self.cluster = cluster
         self.workdir = workdir

@@ -10,6 +10,9 @@ token, profile, balance) and can be told to fail, so outages are one ``curl`` aw
 ``what`` is ``isUp``, ``token``, ``accounts`` or ``backend:<name>``. Every request's
 ``X-Correlation-ID`` is logged (as an API's own logs would be) and the last ones are listed at
 ``GET /_admin/requests``, so a probe failure's id can be found on the API side.
+
+It lives in the runtime package (unlike ``pitwall_testing``) because the image serves it: the
+kind end-to-end runs ``pitwall demo-api`` from the operator image as the probed API.
 """
 
 from __future__ import annotations

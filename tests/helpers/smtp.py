@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 
-from pitwall.testing.cluster import free_port
+from pitwall_testing.cluster import free_port
 
 
 @contextmanager

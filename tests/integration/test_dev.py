@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from pitwall.runtime import parse_rewrite, rewrite_address
-from pitwall.testing.cluster import stop_pids
+from pitwall_testing.cluster import stop_pids
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[2]

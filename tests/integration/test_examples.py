@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from pitwall.demo import example_manifests, make_app
-from pitwall.testing.cluster import free_port
-from pitwall.testing.pods import PodServers
+from pitwall_testing.cluster import free_port
+from pitwall_testing.pods import PodServers
 from tests.conftest import Operator, condition
 from tests.helpers.demo import DemoAPI
 

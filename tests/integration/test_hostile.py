@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pitwall.testing.cluster import free_port
+from pitwall_testing.cluster import free_port
 from tests.conftest import Kubectl, Operator, condition, eventually
 from tests.helpers.smtp import smtp_server
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pitwall.demo import make_app
-from pitwall.testing.pods import PodServers
+from pitwall_testing.pods import PodServers
 from tests import journeys
 from tests.conftest import Kubectl, Operator
 from tests.helpers.receiver import Recorder

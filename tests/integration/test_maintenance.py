@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from pitwall.maintenance.page import PageConfig, make_app
 from pitwall.runtime import parse_rewrite, rewrite_address
-from pitwall.testing.cluster import POD_ADDRESS_REWRITE
-from pitwall.testing.pods import PodServers
+from pitwall_testing.cluster import POD_ADDRESS_REWRITE
+from pitwall_testing.pods import PodServers
 from tests.conftest import condition, eventually
 from tests.helpers.receiver import Recorder
 from tests.integration.test_products import product, ready
@@ -217,7 +217,7 @@ def test_bad_schedule_is_refused_with_a_clear_message(kubectl):
 
 
 def test_too_little_notice_is_refused_at_admission_unless_emergency(cluster, namespace, kubectl, tmp_path):
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
     from tests.conftest import Operator
 
     port = free_port()

@@ -9,7 +9,7 @@ import pytest
 
 from pitwall.demo import make_app
 from pitwall.probes.stats import decode_runs
-from pitwall.testing.pods import PodServers
+from pitwall_testing.pods import PodServers
 from tests.conftest import condition, eventually
 from tests.helpers.demo import DemoAPI
 from tests.integration.test_products import product, ready

@@ -230,7 +230,7 @@ def test_name_collision_leaves_the_running_version_untouched(operator, kubectl):
 
 def test_rollout_whose_probes_go_down_is_rolled_back(operator, kubectl, cluster):
     """Pods ready is not enough: a release whose probe fails within analysisWindow goes back."""
-    from pitwall.testing.pods import PodServers
+    from pitwall_testing.pods import PodServers
     from tests.helpers.demo import DemoAPI
 
     with DemoAPI():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pitwall.demo import example_manifests
-from pitwall.testing.cluster import free_port
+from pitwall_testing.cluster import free_port
 from tests.conftest import Operator, eventually
 from tests.helpers.demo import DemoAPI
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from pitwall.testing.prometheus import Prometheus, TrafficServer
+from pitwall_testing.prometheus import Prometheus, TrafficServer
 from tests.conftest import Operator, eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus")
@@ -339,7 +339,7 @@ def test_the_digest_shows_stability_and_calls_against_the_same_time_a_week_ago(
 
 
 def test_correlation_ids_link_to_the_log_search(cluster, namespace, tmp_path, kubectl):
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
     from tests.integration.test_probes import probe
 
     template = "https://logs.example/app/discover#/?query={correlationId}"

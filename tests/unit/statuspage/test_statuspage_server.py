@@ -159,7 +159,7 @@ async def test_internal_view_without_a_token_is_open_on_its_own_port():
 
 
 async def test_start_binds_both_ports_and_stop_releases_them():
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
 
     ports = {"statuspage_port": free_port(), "internal_port": free_port()}
     rt = runtime(statuspage_host="127.0.0.1", **ports)
@@ -184,7 +184,7 @@ def test_setup_skips_when_both_ports_are_zero():
 
 @pytest.mark.parametrize("token, internal_host", [(None, "127.0.0.1"), ("s3cret", "0.0.0.0")])
 async def test_internal_view_leaves_this_host_only_with_a_token(token, internal_host):
-    from pitwall.testing.cluster import free_port
+    from pitwall_testing.cluster import free_port
 
     rt = runtime(
         token=token, statuspage_host="0.0.0.0", statuspage_port=free_port(), internal_port=free_port()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from pitwall.runtime import Runtime, Settings
-from pitwall.testing.cluster import free_port
 from pitwall.traffic.service import TrafficService
+from pitwall_testing.cluster import free_port
 
 
 def product(name: str, traffic: dict | None) -> dict:

@@ -11,7 +11,7 @@ endpoints. No traffic ever goes to 10.244.x.x: out of the cluster, Pitwall rewri
 endpoint's address to its loopback twin in 127.244.0.0/16 (``POD_ADDRESS_REWRITE``), and a
 test or ``make dev`` binds a real server there to answer for that pod.
 
-Used by ``make cluster`` / ``make dev`` (``python -m pitwall.testing.cluster up``), by the
+Used by ``make cluster`` / ``make dev`` (``python -m pitwall_testing.cluster up``), by the
 pytest fixtures and by the benchmarks::
 
     with Cluster.start(workdir) as cluster:
@@ -585,7 +585,7 @@ class Cluster:
 
     def register_webhook(self, port: int) -> dict[str, str]:
         """Register Pitwall's admission webhook at https://127.0.0.1:PORT; returns the operator's env."""
-        from ..admission import PATH
+        from pitwall.admission import PATH
 
         cert, key = issue_serving_cert(self.pki, "webhook")
         self.apply(
@@ -696,7 +696,7 @@ def _reap(pid: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pitwall.testing.cluster",
+        prog="python -m pitwall_testing.cluster",
         description="Run a local Kubernetes control plane (etcd, "
         "kube-apiserver, controller-manager, scheduler, kwok).",
     )

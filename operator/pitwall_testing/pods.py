@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..kube import Kube
-from ..runtime import parse_rewrite, rewrite_address
+from pitwall.kube import Kube
+from pitwall.runtime import parse_rewrite, rewrite_address
+
 from .cluster import POD_ADDRESS_REWRITE
 
-log = logging.getLogger("pitwall.testing.pods")
+log = logging.getLogger("pitwall_testing.pods")
 
 
 def _ready(pod: dict) -> bool:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from ..traffic.exporter import instrument
+from pitwall.traffic.exporter import instrument
+
 from .cluster import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
