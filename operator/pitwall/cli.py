@@ -52,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
             lease_namespace=args.lease_namespace,
             lease_duration=args.lease_duration,
             probe_shards=args.probe_shards,
+            probe_concurrency=args.probe_concurrency,
             floor_flags={name: getattr(args, name) for name in FLOOR_FLAGS},
             prometheus_url=args.prometheus_url,
             prometheus_secret=args.prometheus_secret,
@@ -68,6 +69,12 @@ def _run(args: argparse.Namespace) -> int:
     if settings.probe_shards and not settings.leader_election:
         print(
             "pitwall run: --probe-shards needs --leader-elect (alerts and notices must have one owner)",
+            file=sys.stderr,
+        )
+        return 2
+    if not 1 <= settings.probe_concurrency <= 1000:
+        print(
+            f"pitwall run: --probe-concurrency must be between 1 and 1000, got {settings.probe_concurrency}",
             file=sys.stderr,
         )
         return 2
@@ -195,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="split the probes into N shards held through Leases pitwall-shard-<i>, so every "
         "replica runs its share (needs --leader-elect; alerts stay with the leader). "
         "Default: off ($PITWALL_PROBE_SHARDS)",
+    )
+    run.add_argument(
+        "--probe-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="probe runs in flight at once (default 100, $PITWALL_PROBE_CONCURRENCY); runs due "
+        "beyond it wait in due order and start late, never fail (pitwall_probe_overloaded)",
     )
     for name, (flag, var) in FLOOR_FLAGS.items():
         run.add_argument(

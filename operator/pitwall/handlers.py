@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from functools import partial
 from typing import Any
 
@@ -58,6 +59,12 @@ async def startup(settings: kopf.OperatorSettings, **_) -> None:
     _state["heartbeat"] = spawn(metrics.heartbeat(), name="heartbeat")
     _state["loop_lag"] = spawn(metrics.loop_lag(), name="loop-lag")
     metrics.watch_gc()
+    from .probes import overload
+
+    # Overloads of the probe engine as Events and a Pod condition (and in /healthz).
+    target = overload.involved_object(os.environ, config.lease_namespace, config.leader_election)
+    reporter = overload.Reporter(rt.kube, rt.monitor.scheduler, target)
+    _state["overload"] = spawn(reporter.run(), name="probe-overload")
     if config.webhook_port and config.webhook_cert and config.webhook_key:
         from . import admission
 
@@ -139,7 +146,7 @@ async def cleanup(**_) -> None:
         await wiring.stop(rt)
         await rt.stop()
         await rt.kube.close()
-    for name in ("heartbeat", "loop_lag", "heap"):
+    for name in ("heartbeat", "loop_lag", "heap", "overload"):
         task = _state.pop(name, None)
         if task:
             task.cancel()

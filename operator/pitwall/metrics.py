@@ -98,6 +98,9 @@ class HealthState:
         self.heartbeat = time.monotonic()
         self.max_silence = 120.0
         self.failed: dict[str, str] = {}  # long-lived task -> how it ended (supervise.py)
+        # Extra facts /healthz shows without changing its verdict (probes.overload: the engine's
+        # overload; restarting an overloaded operator would only put it further behind).
+        self.details: dict[str, Callable[[], dict]] = {}
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -115,11 +118,12 @@ HEALTH = HealthState()
 
 def app() -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
+        details = {name: read() for name, read in list(HEALTH.details.items())}
         if HEALTH.alive:
-            return web.json_response({"status": "ok"})
+            return web.json_response({"status": "ok", **details})
         if HEALTH.failed:
-            return web.json_response({"status": "failed", "tasks": HEALTH.failed}, status=503)
-        return web.json_response({"status": "stuck"}, status=503)
+            return web.json_response({"status": "failed", "tasks": HEALTH.failed, **details}, status=503)
+        return web.json_response({"status": "stuck", **details}, status=503)
 
     async def readyz(_request: web.Request) -> web.Response:
         return web.json_response({"ready": HEALTH.ready}, status=200 if HEALTH.ready else 503)

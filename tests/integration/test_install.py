@@ -347,6 +347,7 @@ MUST_NOT = [
     ("create", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "-A"),
     ("delete", "events", "ns"),
     ("update", "probes.pitwall.dev", "ns", "status"),
+    ("patch", "pods", "ns", "status"),  # only its own namespace's (the overload condition)
 ]
 MUST = [
     ("list", "apiproducts.pitwall.dev", "-A"),
@@ -392,6 +393,11 @@ def test_what_the_service_account_must_not_do(installed, namespace):
     assert not can_i(cluster, "update", "leases.coordination.k8s.io/kube-scheduler", "ns", "kube-system")
     assert not can_i(cluster, "update", "leases.coordination.k8s.io/other", "ns", SYSTEM)
     assert not can_i(cluster, "create", "leases.coordination.k8s.io", "ns", namespace)
+    # its own Pod's status (the pitwall.dev/ProbeEngine condition), in its own namespace; not the spec
+    assert can_i(cluster, "patch", "pods", "ns", SYSTEM, subresource="status")
+    assert can_i(cluster, "create", "events", "ns", SYSTEM)
+    assert not can_i(cluster, "patch", "pods", "ns", SYSTEM)
+    assert not can_i(cluster, "get", "pods", "ns", SYSTEM)
 
 
 def test_namespaced_overlay_is_enough_for_one_namespace(cluster, namespace, tmp_path):

@@ -118,8 +118,10 @@ class Monitor:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.policy = rt.egress
+        # --probe-concurrency: runs in flight at once (and each client's pool, see CONCURRENCY)
+        self.concurrency = rt.settings.probe_concurrency
         self.scheduler = Scheduler(
-            concurrency=CONCURRENCY, on_lag=LAG.observe, on_error=self._scheduler_error
+            concurrency=self.concurrency, on_lag=LAG.observe, on_error=self._scheduler_error
         )
         self.jobs: dict[Key, Job] = {}
         # Parsed specs by object, stamped with (uid, generation, base URL, floor): a spec is
@@ -178,7 +180,7 @@ class Monitor:
         async with self._client_lock:
             if key not in self._clients:
                 self._clients[key] = await make_client(
-                    check, secrets=self.secrets(namespace), policy=self.policy, max_connections=CONCURRENCY
+                    check, secrets=self.secrets(namespace), policy=self.policy, max_connections=self.concurrency
                 )
             return self._clients[key]
 

@@ -19,7 +19,8 @@ waits for a target, and a hung run costs no other probe its slot.
   comes skips that slot. A run's timeout starts when it really starts, so waiting never makes
   a check time out or fail. A run starting more than ``LATE`` seconds late marks the scheduler
   overloaded until none has for ``CALM`` seconds (``overloaded``, ``overloaded_seconds``,
-  ``waiting``; logged when it starts and ends).
+  ``waiting``, :meth:`Scheduler.overload`; logged when it starts and ends, and passed to
+  ``on_overload`` then, so ``probes.overload`` reports it on the operator's Pod).
 - One job cannot stop the others: an interval that is not a positive finite number is refused
   when it is scheduled (the spec parser refuses it earlier still, with a reason), and anything
   a run or the loop itself raises is logged with its key and reported through ``on_error``; the
@@ -130,6 +131,18 @@ class Timetable:
         heapq.heappush(self._heap, (due, next(self._order), key, slot.generation))
 
 
+@dataclass(frozen=True, slots=True)
+class Overload:
+    """The scheduler's overload at one moment. Passed to ``on_overload`` when one ends, it
+    describes the overload that ended (``active`` False, its length and its latest start)."""
+
+    active: bool
+    for_seconds: float  # how long the current (or the ended) overload lasted; 0 when none
+    worst_lag: float  # seconds: the latest start of that overload
+    waiting: int  # runs due and waiting for a slot now
+    total_seconds: float  # every overload since the scheduler was made, this one included
+
+
 @dataclass(slots=True)
 class _Job:
     run: Callable[[], Awaitable[object]]
@@ -150,6 +163,7 @@ class Scheduler:
         concurrency: int = 256,
         on_lag: Callable[[float], None] | None = None,
         on_error: Callable[[Hashable, BaseException], None] | None = None,
+        on_overload: Callable[[Overload], None] | None = None,
     ):
         self._table = Timetable()
         self._jobs: dict[Hashable, _Job] = {}
@@ -157,6 +171,7 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._on_lag = on_lag
         self._on_error = on_error
+        self.on_overload = on_overload  # called when an overload starts and when it ends
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
         self.overruns = 0  # slots skipped because the previous run was still going
@@ -221,6 +236,26 @@ class Scheduler:
         current = now - self._overloaded_since if self._overloaded_since is not None else 0.0
         return self._overloaded_closed + current
 
+    def overload(self, now: float | None = None) -> Overload:
+        """The overload as a person wants to read it (/healthz, the Pod condition, Events)."""
+        now = time.monotonic() if now is None else now
+        self._settle(now)
+        since = self._overloaded_since
+        return Overload(
+            since is not None,
+            now - since if since is not None else 0.0,
+            self._worst_lag,
+            self.waiting,
+            self.overloaded_seconds(now),
+        )
+
+    def _changed(self, change: Overload) -> None:
+        if self.on_overload is not None:
+            try:
+                self.on_overload(change)
+            except Exception:
+                log.exception("probe scheduler: on_overload failed")
+
     def _note_start(self, lag: float, now: float) -> None:
         self._settle(now)
         if lag < LATE:
@@ -236,6 +271,7 @@ class Scheduler:
                 lag,
                 self.waiting,
             )
+            self._changed(Overload(True, lag, lag, self.waiting, self._overloaded_closed + lag))
 
     def _settle(self, now: float) -> None:
         if self._overloaded_since is not None and now >= self._late_until:
@@ -246,7 +282,11 @@ class Scheduler:
                 ended - self._overloaded_since,
                 self._worst_lag,
             )
+            change = Overload(
+                False, ended - self._overloaded_since, self._worst_lag, self.waiting, self._overloaded_closed
+            )
             self._overloaded_since, self._worst_lag = None, 0.0
+            self._changed(change)
 
     async def _loop(self) -> None:
         while True:

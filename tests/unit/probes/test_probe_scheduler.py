@@ -277,7 +277,13 @@ async def test_overload_becomes_even_lateness_never_a_cut_run(monkeypatch):
     monkeypatch.setattr(scheduler_module, "LATE", 0.05)
     monkeypatch.setattr(scheduler_module, "CALM", 0.3)
     errors, lags = [], []
-    s = Scheduler(concurrency=1, on_lag=lags.append, on_error=lambda key, exc: errors.append((key, exc)))
+    changes = []
+    s = Scheduler(
+        concurrency=1,
+        on_lag=lags.append,
+        on_error=lambda key, exc: errors.append((key, exc)),
+        on_overload=changes.append,
+    )
     runs: Counter = Counter()
 
     def job(key):
@@ -302,6 +308,10 @@ async def test_overload_becomes_even_lateness_never_a_cut_run(monkeypatch):
             s.remove(key)
         await wait_until(lambda: not s.overloaded(), limit=5)
         assert s.overloaded_seconds() > 0
+        # Told once when it started and once when it ended, with what the ended one was like.
+        assert [c.active for c in changes] == [True, False]
+        assert changes[1].for_seconds > 0 and changes[1].worst_lag > 0.2
+        assert not s.overload().active and s.overload().total_seconds == s.overloaded_seconds()
     finally:
         await s.stop()
 
