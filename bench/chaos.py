@@ -1,6 +1,6 @@
 """Chaos run: nothing lost, nothing repeated, exactly one resolve per page (issue 19).
 
-    python -m bench.chaos                    # >= 100 SIGKILLs, an API server stop, a receiver outage
+    python -m bench.chaos                    # >= 100 SIGKILLs, leader changes, API server and receivers down
     python -m bench.chaos --seed 42          # replay a run (the seed is printed first)
     python -m bench.chaos --quick            # the small version ``make test`` runs (tests/integration/test_chaos.py)
 
@@ -9,8 +9,10 @@ Alertmanager webhook, PagerDuty Events v2 and maintenance notices, and an SMTP s
 scenario fires, repeats, escalates, acknowledges and resolves alerts, starts, ends and deletes
 maintenance windows, deletes and re-creates probes and edits specs (a rule edit that stops
 matching included) while the operator is killed with SIGKILL at random moments and restarted.
-Separately, the API server is stopped (SIGSTOP) for 30 s, and every HTTP receiver answers 503
-for a while. Then everything is brought back up, deleted, and the receivers' own logs are read:
+It runs as two replicas with leader election and probe shards: most kills take the leader, so
+the standby takes over mid-flight (a leader change), the rest take the standby. Separately, the
+API server is killed and started again 30 s later (same port, etcd and certificates), and every
+HTTP receiver answers 503 for 10 minutes (the kills go on meanwhile). Then everything is brought back up, deleted, and the receivers' own logs are read:
 
 - lost: an incident one receiver of the rule saw that another never heard of (neither its
   firing nor its resolve), or a notice whose start went out without its end;
@@ -38,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,15 +52,18 @@ from .common import RESULTS, ROOT, control_plane, machine, spawn_ready, stop_gro
 
 NAMESPACE = "chaos"
 GROUP = "pitwall.dev/v1alpha1"
-# Retry budgets that outlast the receiver outage (alerts: 1 s doubling, 10 tries = 8.5 min;
-# notices: 5 s doubling, 8 tries = 10.5 min) and a grace that outlasts them, so a loss counted at
-# the end is a loss, not a budget the scenario chose to exhaust.
+# Retry budgets that outlast the receiver outage (10 minutes in the full run): alerts 2 s doubling,
+# 10 tries, given up only after 17 min; notices 10 s doubling (at most 10 min apart), 8 tries, given
+# up after 20 min; a finalizer grace that outlasts both, so a loss counted at the end is a loss, not
+# a budget the scenario chose to exhaust. The production defaults are longer still (alerts 30 s
+# doubling: hours; notices 15 s doubling: 25 min). A short Lease: leader changes within seconds.
 OPERATOR_ENV = {
     "PITWALL_DELIVERY_BASE_DELAY": "0.05",
-    "PITWALL_OUTBOX_RETRY_BASE": "1",
-    "PITWALL_NOTICE_RETRY_BASE": "5",
-    "PITWALL_FINALIZER_GRACE": "600",
+    "PITWALL_OUTBOX_RETRY_BASE": "2",
+    "PITWALL_NOTICE_RETRY_BASE": "10",
+    "PITWALL_FINALIZER_GRACE": "1500",
     "PITWALL_RESYNC_SECONDS": "20",
+    "PITWALL_LEASE_DURATION": "6",
 }
 
 
@@ -181,20 +187,28 @@ class Targets:
         self.server.server_close()
 
 
-# -- the operator, killed and restarted -----------------------------------------------------------------
+# -- the operators, killed and restarted ------------------------------------------------------------------
 class KillableOperator:
-    def __init__(self, cluster, workdir: Path, namespace: str):
+    """One ``pitwall run`` process (a replica when there are several)."""
+
+    def __init__(self, cluster, workdir: Path, namespace: str, index: int = 0, args: tuple[str, ...] = ()):
         from pitwall_testing.cluster import POD_ADDRESS_REWRITE
 
-        self.cluster, self.workdir, self.namespace = cluster, workdir, namespace
-        self.env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE, **OPERATOR_ENV}
+        self.cluster, self.workdir, self.namespace, self.index = cluster, workdir, namespace, index
+        self.env = {
+            **cluster.env,
+            "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE,
+            "POD_NAMESPACE": namespace,  # where the leader and shard Leases live
+            **OPERATOR_ENV,
+        }
+        self.args = list(args)
         self.proc: subprocess.Popen | None = None
-        self.kills = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         from pitwall_testing.cluster import free_port
 
-        metrics = free_port()
+        self.metrics_port = free_port()
         args = [
             sys.executable,
             "-m",
@@ -203,31 +217,117 @@ class KillableOperator:
             "--namespace",
             self.namespace,
             "--metrics-port",
-            str(metrics),
+            str(self.metrics_port),
             "--statuspage-port",
             str(free_port()),
             "--internal-port",
             str(free_port()),
+            *self.args,
         ]
         self.proc = spawn_ready(
             args,
-            log_path=self.workdir / "operator.log",
+            log_path=self.workdir / f"operator-{self.index}.log",
             cwd=ROOT,
             env=self.env,
-            url=f"http://127.0.0.1:{metrics}/readyz",
+            url=f"http://127.0.0.1:{self.metrics_port}/readyz",
             timeout=120,
-            what="the operator",
+            what=f"operator replica {self.index}",
         )
 
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def leading(self) -> bool:
+        """From its own /metrics (``pitwall_leader 1``)."""
+        if not self.alive:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=3) as r:
+                text = r.read().decode()
+        except OSError:
+            return False
+        return any(line.strip() == "pitwall_leader 1.0" for line in text.splitlines())
+
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-            self.kills += 1
 
     def stop(self) -> None:
         stop_group(self.proc, grace=15)
+
+
+class Replicas:
+    """``count`` operator replicas; with two or more they elect a leader (``--leader-elect``) and
+    split the probes (``--probe-shards``), as a Deployment with replicas: 2 does. A kill takes the
+    leader most of the time (a leader change: the standby takes the Lease over) and the standby
+    otherwise (its probe shard moves)."""
+
+    def __init__(self, cluster, workdir: Path, namespace: str, count: int, rng: random.Random):
+        args: tuple[str, ...] = ()
+        if count > 1:
+            args = ("--leader-elect", "--probe-shards", str(count))
+        self.members = [KillableOperator(cluster, workdir, namespace, i, args) for i in range(count)]
+        self.rng = rng
+        self.kills = 0
+        self.leader_kills = 0
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def leader(self) -> KillableOperator | None:
+        return next((m for m in self.members if m.leading()), None)
+
+    def kill(self) -> KillableOperator:
+        victim = self.members[0]
+        if len(self.members) > 1:
+            leader = self.leader()
+            if leader is not None and self.rng.random() < 0.75:
+                victim = leader
+                self.leader_kills += 1
+            else:
+                victim = self.rng.choice([m for m in self.members if m is not leader] or self.members)
+        victim.kill()
+        self.kills += 1
+        return victim
+
+    def revive(self) -> list[int]:
+        """Start every replica that is not running (killed, or exited on its own: a leader that
+        could not renew its Lease while the API server was away exits by design)."""
+        revived = []
+        for member in self.members:
+            if not member.alive:
+                if member.proc is not None and member.proc.returncode not in (None, -signal.SIGKILL):
+                    revived.append(member.index)
+                member.start()
+        return revived
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def stop_apiserver(cluster, seconds: float, meanwhile) -> None:
+    """Kill the API server (SIGKILL: it is gone, no graceful shutdown) and start it again after
+    ``seconds``, on the same port with the same etcd and certificates (its own command line,
+    read from /proc). ``meanwhile()`` runs every 2 s while it is away."""
+    proc = cluster.processes["kube-apiserver"]
+    argv = [a.decode() for a in Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0") if a]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            meanwhile()
+            time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+    finally:
+        # Cluster's own spawn and readiness wait (private: the control plane has no public restart).
+        cluster._spawn("kube-apiserver", argv[1:])
+        cluster._wait("kube-apiserver /readyz", lambda: cluster._get("/readyz")[0] == 200, 180)
 
 
 # -- the scenario ---------------------------------------------------------------------------------------
@@ -567,63 +667,73 @@ def run_in(
     kill_every=(2.0, 6.0),
     api_stop: float = 0.0,
     receiver_outage: float = 0.0,
+    replicas: int = 2,
+    quiet_timeout: float = 900.0,
     say=print,
 ) -> tuple[Verdict, dict]:
     rng = random.Random(seed)
     say(
-        f"chaos seed {seed}: {kills} kills, {probes} probes, API server stop {api_stop:.0f}s, "
-        f"receiver outage {receiver_outage:.0f}s"
+        f"chaos seed {seed}: {kills} kills, {replicas} replicas, {probes} probes, API server stop "
+        f"{api_stop:.0f}s, receiver outage {receiver_outage:.0f}s"
     )
     cluster.kubectl("create", "namespace", namespace, check=False)
     started = time.monotonic()
+    outage_end = 0.0
+    restarts_on_their_own: list[int] = []
     with (
         Receivers(workdir / "receivers.jsonl") as receivers,
         smtp_server(workdir / "smtp.jsonl") as (port, mails),
         Targets() as targets,
     ):
         scenario = Scenario(cluster, namespace, rng, targets, receivers, port, probes)
-        operator = KillableOperator(cluster, workdir, namespace)
-        operator.start()
+        operators = Replicas(cluster, workdir, namespace, replicas, rng)
+        operators.start()
         try:
             scenario.setup()
+            # The receiver outage starts early, so that kills, leader changes and the API
+            # server's stop all happen while deliveries are failing; the kills go on until it ends.
             disruptions = []
             if receiver_outage:
-                disruptions.append(("outage", kills // 3))
+                disruptions.append(("outage", max(1, kills // 5)))
             if api_stop:
                 disruptions.append(("api", 2 * kills // 3))
-            while operator.kills < kills:
+            while operators.kills < kills or time.monotonic() < outage_end:
                 next_kill = time.monotonic() + rng.uniform(*kill_every)
                 while time.monotonic() < next_kill:
                     scenario.step()
                     time.sleep(rng.uniform(0.2, 1.2))
-                operator.kill()
-                scenario.note(f"SIGKILL #{operator.kills}")
+                victim = operators.kill()
+                scenario.note(f"SIGKILL #{operators.kills} (replica {victim.index})")
                 if rng.random() < 0.3:
                     time.sleep(rng.uniform(0.5, 3))  # sometimes nobody runs for a while
-                operator.start()
+                restarts_on_their_own += operators.revive()
                 for what, at in list(disruptions):
-                    if operator.kills >= at:
+                    if operators.kills >= at:
                         disruptions.remove((what, at))
                         if what == "outage":
                             say(f"receivers answer 503 for {receiver_outage:.0f}s")
-                            receivers.fail_until = time.monotonic() + receiver_outage
+                            outage_end = time.monotonic() + receiver_outage
+                            receivers.fail_until = outage_end
                         else:
-                            say(f"API server stopped (SIGSTOP) for {api_stop:.0f}s")
-                            apiserver = cluster.processes["kube-apiserver"]
-                            os.kill(apiserver.pid, signal.SIGSTOP)
-                            try:
-                                end = time.monotonic() + api_stop
-                                while time.monotonic() < end:
-                                    targets.down.symmetric_difference_update({f"p{rng.randrange(probes)}"})
-                                    time.sleep(2)
-                            finally:
-                                os.kill(apiserver.pid, signal.SIGCONT)
-                if operator.kills % 10 == 0:
-                    say(f"  {operator.kills} kills, {time.monotonic() - started:.0f}s")
+                            say(f"API server killed, started again after {api_stop:.0f}s")
+                            scenario.note("API server killed")
+
+                            def flip():
+                                targets.down.symmetric_difference_update({f"p{rng.randrange(probes)}"})
+
+                            stop_apiserver(cluster, api_stop, flip)
+                            scenario.note("API server back")
+                            restarts_on_their_own += operators.revive()
+                if operators.kills % 10 == 0:
+                    say(
+                        f"  {operators.kills} kills ({operators.leader_kills} of the leader), "
+                        f"{time.monotonic() - started:.0f}s"
+                    )
             receivers.fail_until = 0.0
+            restarts_on_their_own += operators.revive()
             say("calm: everything up and matching, windows deleted")
             scenario.calm()
-            wait_quiet(cluster, namespace, timeout=300)
+            wait_quiet(cluster, namespace, timeout=quiet_timeout)
             say("deleting everything")
             cluster.kubectl(
                 "delete",
@@ -654,11 +764,14 @@ def run_in(
             verdict = judge(receivers, mails)
             final_checks(cluster, namespace, verdict)
         finally:
-            operator.stop()
+            operators.stop()
             (workdir / "scenario.log").write_text("\n".join(scenario.log) + "\n")
     facts = {
         "seed": seed,
-        "kills": operator.kills,
+        "kills": operators.kills,
+        "leader_kills": operators.leader_kills,
+        "replicas": replicas,
+        "exits_on_their_own": len(restarts_on_their_own),
         "probes": probes,
         "api_stop_s": api_stop,
         "receiver_outage_s": receiver_outage,
@@ -699,9 +812,12 @@ def table(verdict: Verdict, facts: dict) -> str:
     ]
     out = ["| what | count |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     out.append(
-        f"\n{facts['kills']} SIGKILLs over {facts['seconds']} s (seed {facts['seed']}), {verdict.incidents} "
-        f"incidents, {verdict.notices} notices; copies within a dedup key (collapsed by receivers): "
-        f"{verdict.copies_within_keys}"
+        f"\n{facts['kills']} SIGKILLs over {facts['seconds']} s (seed {facts['seed']}), "
+        f"{facts.get('leader_kills', 0)} of them of the leader of {facts.get('replicas', 1)} replicas "
+        f"(leader changes), {facts.get('exits_on_their_own', 0)} exits on their own (restarted); "
+        f"API server killed for {facts.get('api_stop_s', 0):.0f} s, receivers 503 for "
+        f"{facts.get('receiver_outage_s', 0):.0f} s; {verdict.incidents} incidents, {verdict.notices} "
+        f"notices; copies within a dedup key (collapsed by receivers): {verdict.copies_within_keys}"
     )
     return "\n".join(out)
 
@@ -731,8 +847,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=seed,
             kills=kills,
             probes=4 if args.quick else 6,
-            api_stop=0 if args.quick else 30,
-            receiver_outage=20 if args.quick else 120,
+            api_stop=10 if args.quick else 30,
+            receiver_outage=20 if args.quick else 600,
+            quiet_timeout=300 if args.quick else 900,
             say=lambda s: print(s, flush=True),
         )
     text = table(verdict, facts)
