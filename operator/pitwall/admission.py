@@ -15,6 +15,8 @@ import ssl
 from aiohttp import web
 
 from . import durations
+from .api.base import parse
+from .api.maintenancewindow import MaintenanceWindowSpec
 from .errors import InvalidSpec
 from .maintenance.notices import lead_time_violation
 
@@ -30,13 +32,14 @@ def judge(review: dict) -> dict:
         request.get("operation") in ("CREATE", "UPDATE")
         and (request.get("kind") or {}).get("kind") == "MaintenanceWindow"
     ):
-        spec = (request.get("object") or {}).get("spec") or {}
-        previous = (
-            ((request.get("oldObject") or {}).get("spec") or None)
-            if request.get("operation") == "UPDATE"
-            else None
-        )
+        previous = None
+        if request.get("operation") == "UPDATE":
+            try:  # an old spec that does not parse: the new one is judged on its own
+                previous = parse(MaintenanceWindowSpec, (request.get("oldObject") or {}).get("spec"))
+            except InvalidSpec:
+                previous = None
         try:
+            spec = parse(MaintenanceWindowSpec, (request.get("object") or {}).get("spec"))
             message = lead_time_violation(spec, durations.now(), previous=previous)
         except InvalidSpec as exc:
             message = exc.message

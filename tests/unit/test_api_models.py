@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.helpers.windows import window_spec
 from tests.unit.kubeapi import KubeAPI, condition, runtime
 from tests.unit.test_reconcile_backends import NS, backend, probe
 from tests.unit.test_reconcile_products import product, rolled_out
@@ -19,7 +20,7 @@ from pitwall.alerts import state as alert_state
 from pitwall.api import crdgen
 from pitwall.api.alertrule import Alert, AlertRuleSpec
 from pitwall.api.apiproduct import ApiProductStatus, MaintenancePage
-from pitwall.api.base import parse
+from pitwall.api.base import parse, status_patch
 from pitwall.api.check import DEFAULT_TIMEOUT, Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
 from pitwall.api.probe import Latency
@@ -284,7 +285,7 @@ def test_alert_records_write_only_declared_fields():
 
 def test_maintenance_status_builders_write_only_declared_fields():
     spec = {"schedule": {"start": "2026-12-05T22:00:00Z", "duration": "2h"}}
-    evaluation = maintenance_window.evaluate(spec, datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    evaluation = maintenance_window.evaluate(window_spec(spec), datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
     affected = targets.Affected(
         products=(targets.AffectedProduct("shop", "Shop", ("v1",), targets.UNAVAILABLE, "targeted"),),
         backends=("ledger",),
@@ -296,6 +297,15 @@ def test_maintenance_status_builders_write_only_declared_fields():
     }
     assert status["phase"] == "Active" and status["affected"]["consumers"]
     assert undeclared(status_schema(api.MaintenanceWindow), status) == []
+
+
+def test_a_status_patch_clears_what_was_set_to_none_and_leaves_out_the_rest():
+    status = MaintenanceWindowStatus.model_validate(
+        {"phase": "Completed", "nextStart": None, "notices": [{"kind": "end", "error": None}]}
+    )
+    # nextStart: null clears a stale start under the merge patch; a None inside a list item is
+    # dropped (lists are replaced whole); affected, never given, is left as the server has it.
+    assert status_patch(status) == {"phase": "Completed", "nextStart": None, "notices": [{"kind": "end"}]}
 
 
 def test_the_clients_kind_table_agrees_with_the_models():

@@ -9,9 +9,12 @@ from datetime import timedelta
 import httpx
 import pytest
 from tests.unit.kubeapi import Clock, KubeAPI, condition, runtime
+from tests.unit.test_api_models import undeclared
 from tests.unit.test_reconcile_products import product, rolled_out
 
+from pitwall import api as models
 from pitwall import durations
+from pitwall.api import crdgen
 from pitwall.maintenance import reconcile as maintenance
 from pitwall.products import reconcile as products
 
@@ -112,6 +115,7 @@ async def test_a_window_starts_switches_to_the_page_and_ends_on_time(world, cloc
         {"name": "orders", "versions": ["v1"], "effect": "Unavailable"}
     ]
     assert receiver.notices == ["advance", "start"]
+    assert undeclared(crdgen.openapi_schema(models.MaintenanceWindow), mw) == []  # written through the model
     assert "WindowActive" in api.reasons("upgrade")
     assert wake == pytest.approx(1800, abs=1)
     await products.reconcile(rt, NS, "orders")
@@ -122,7 +126,8 @@ async def test_a_window_starts_switches_to_the_page_and_ends_on_time(world, cloc
 
     clock.advance(1800)
     await reconcile(rt)
-    assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Completed"
+    done = api.get("MaintenanceWindow", NS, "upgrade")["status"]
+    assert done["phase"] == "Completed" and "activeSince" not in done  # cleared by the model's patch
     # the page stays while the Service still sends traffic to it: never a version without endpoints
     assert api.get("Deployment", NS, "orders-v1-maintenance") is not None
     await products.reconcile(rt, NS, "orders")
@@ -200,3 +205,44 @@ async def test_an_impossible_schedule_stalls_with_a_reason(world):
     assert condition(mw, "Stalled")["reason"] == "InvalidSchedule"
     assert "both start and cron" in condition(mw, "Stalled")["message"]
     assert api.get("Deployment", NS, "orders-v1-maintenance") is None
+
+
+async def test_a_spec_the_model_refuses_stalls_naming_the_field_and_keeps_the_window_closed(world, clock):
+    api, rt, receiver = world
+    body = window(clock, start_in=-60)
+    # stored around the schema (admitted before the enum existed, say): the model refuses it
+    body["spec"]["notice"]["receivers"][0]["type"] = "carrier-pigeon"
+    api.put(body)
+    await reconcile(rt)
+    mw = api.get("MaintenanceWindow", NS, "upgrade")
+    stalled = condition(mw, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "InvalidSpec"
+    assert stalled["message"].startswith("spec.notice.receivers[0].type: Input should be 'msteams'")
+    assert condition(mw, "Active")["status"] == "False"
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is None and receiver.notices == []
+
+    body["spec"]["notice"]["receivers"][0]["type"] = "webhook"  # fixed: the window opens
+    api.put(body)
+    await reconcile(rt)
+    assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Active"
+    assert receiver.notices == ["start"]
+
+
+async def test_a_deleted_window_whose_spec_does_not_parse_still_goes(world, clock):
+    api, rt, _ = world
+    body = window(clock, start_in=-60)
+    api.put(body)
+    await reconcile(rt)
+    await products.reconcile(rt, NS, "orders")
+    assert role(api) == "maintenance-page"
+    body = api.get("MaintenanceWindow", NS, "upgrade")
+    body["spec"]["reason"] = ""  # stored around the schema's minLength
+    api.put(body)
+    await rt.kube.delete("MaintenanceWindow", NS, "upgrade")  # Pitwall's own finalizer holds it
+    await maintenance.reconcile(rt, NS, "upgrade")
+    assert api.get("MaintenanceWindow", NS, "upgrade")["status"]["phase"] == "Cancelled"
+    await products.reconcile(rt, NS, "orders")
+    assert role(api) == "api"  # switched back first ...
+    await maintenance.reconcile(rt, NS, "upgrade")
+    assert api.get("Deployment", NS, "orders-v1-maintenance") is None  # ... then the page goes
+    assert api.get("MaintenanceWindow", NS, "upgrade") is None

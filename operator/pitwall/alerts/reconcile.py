@@ -24,7 +24,8 @@ import httpx
 from prometheus_client import Counter, Gauge
 
 from .. import durations, egress, finalizers
-from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
+from ..api.base import default_of
+from ..api.maintenancewindow import MaintenanceWindowSpec
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..masking import Masker
@@ -104,7 +105,7 @@ def held_objects(rt: Runtime, namespace: str) -> set[tuple[str, str]]:
     for window in rt.stores["MaintenanceWindow"].list(namespace):
         status = window.get("status") or {}
         if status.get("phase") != "Active" or not (window.get("spec") or {}).get(
-            "suppressAlerts", WINDOW["suppressAlerts"]
+            "suppressAlerts", default_of(MaintenanceWindowSpec, "suppress_alerts")
         ):
             continue
         affected = status.get("affected") or {}

@@ -122,6 +122,20 @@ def _path(where: str, loc: tuple[int | str, ...]) -> str:
     return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
+def status_patch(status: BaseModel) -> dict[str, Any]:
+    """``status`` (a kind's status model) as the merge patch the operator writes.
+
+    Camel-case, ``None`` dropped, except top-level fields explicitly set to None: those become
+    ``null``, which clears a stale field (``nextStart`` of a completed window). Fields never set
+    are left out, so the API server keeps what it has.
+    """
+    out = status.model_dump(by_alias=True, exclude_none=True)
+    for name in status.model_fields_set:
+        if getattr(status, name) is None:
+            out[type(status).model_fields[name].alias or name] = None
+    return out
+
+
 def default_of(model: type[BaseModel], field: str) -> Any:
     """The default ``model`` (and so the CRD) declares for ``field`` (its snake_case name)."""
     return model.model_fields[field].get_default(call_default_factory=True)

@@ -17,7 +17,6 @@ from .base import (
     TIME_ZONE,
     Model,
     cel,
-    defaults,
     duration,
     flag,
     integer,
@@ -251,11 +250,6 @@ class MaintenanceWindowStatus(Status):
     active_since: str | None = timestamp("When the current occurrence started.")
     affected: Affected | None = None
     notices: list[SentNotice] | None = items(f"Notices sent (the most recent {NOTICES_KEPT}).", 100)
-
-
-# What the API server fills in for unset fields, for code that reads raw spec dicts.
-SPEC_DEFAULTS = defaults(MaintenanceWindowSpec)
-NOTICE_DEFAULTS = defaults(Notice)
 
 
 class MaintenanceWindow(Resource):

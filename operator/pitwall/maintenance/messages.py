@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from .. import durations
-from ..api.maintenancewindow import NOTICE_DEFAULTS as NOTICE
-from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
+from ..api.maintenancewindow import MaintenanceWindowSpec
 from .notices import ADVANCE, CANCELLED, END, START, Notice
 from .schedule import parse
 from .targets import UNAVAILABLE, Affected, AffectedProduct
@@ -54,11 +53,10 @@ class Message:
     data: dict  # the same facts as JSON, for webhook receivers
 
 
-def recipients(spec: dict, affected: Affected) -> list[Recipient]:
+def recipients(spec: MaintenanceWindowSpec, affected: Affected) -> list[Recipient]:
     """Consumers (unless ``notice.notifyConsumers`` is false) first, then the window's receivers."""
-    notice = spec.get("notice") or {}
     found = []
-    if notice.get("notifyConsumers", NOTICE["notifyConsumers"]):
+    if spec.notice.notify_consumers:
         by_product = {p.name: p for p in affected.products}
         grouped: dict[str, list] = {}
         for consumer in affected.consumers:
@@ -72,16 +70,22 @@ def recipients(spec: dict, affected: Affected) -> list[Recipient]:
                     contact=next((c.contact for c in uses if c.contact), {}),
                 )
             )
-    for receiver in notice.get("receivers") or []:
+    for receiver in spec.notice.receivers or []:
         found.append(
-            Recipient(name=receiver["name"], kind=RECEIVER, products=affected.products, receiver=receiver)
+            Recipient(
+                name=receiver.name,
+                kind=RECEIVER,
+                products=affected.products,
+                # The alert receivers' parser reads the entry as written (camelCase).
+                receiver=receiver.model_dump(by_alias=True, exclude_none=True),
+            )
         )
     return found
 
 
-def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
+def compose(notice: Notice, spec: MaintenanceWindowSpec, recipient: Recipient) -> Message:
     """The notice as ``recipient`` reads it."""
-    zone = parse(spec.get("schedule")).zone
+    zone = parse(spec.schedule).zone
     start, end = notice.occurrence
     products = recipient.products
     subject = ("[EMERGENCY] " if notice.emergency else "") + _SUBJECT[notice.kind].format(
@@ -91,13 +95,13 @@ def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
     )
     lines = _Lines(
         emergency=(
-            f"EMERGENCY MAINTENANCE: {spec.get('emergencyReason') or 'no reason given'}"
+            f"EMERGENCY MAINTENANCE: {spec.emergency_reason or 'no reason given'}"
             if notice.emergency
             else None
         ),
         intro=_INTRO[notice.kind],
         facts=[
-            ("Reason", spec.get("reason") or "not given"),
+            ("Reason", spec.reason or "not given"),
             ("Start", _when(start, zone)),
             ("End", _when(end, zone)),
         ],
@@ -105,7 +109,7 @@ def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
         note=(
             _PAGE_NOTE
             if notice.kind not in (END, CANCELLED)
-            and spec.get("maintenancePage", WINDOW["maintenancePage"])
+            and spec.maintenance_page
             and any(p.effect == UNAVAILABLE for p in products)
             else None
         ),
@@ -115,8 +119,8 @@ def compose(notice: Notice, spec: dict, recipient: Recipient) -> Message:
         "kind": notice.kind,
         "occurrence": durations.rfc3339(start),
         "emergency": notice.emergency,
-        "emergencyReason": spec.get("emergencyReason") if notice.emergency else None,
-        "reason": spec.get("reason"),
+        "emergencyReason": spec.emergency_reason if notice.emergency else None,
+        "reason": spec.reason,
         "start": durations.rfc3339(start),
         "end": durations.rfc3339(end),
         "timeZone": str(zone),

@@ -26,7 +26,6 @@ from ..errors import InvalidSpec
 from .schedule import Occurrence, Recurring, next_occurrence, occurrence_at, parse
 
 ADVANCE, START, END, CANCELLED = "advance", "start", "end", "cancelled"
-DEFAULT_LEAD_TIME = model.DEFAULT_LEAD_TIME
 # status.notices keeps the most recent entries only: older occurrences can no longer be due.
 KEEP = model.NOTICES_KEPT
 
@@ -38,16 +37,13 @@ class Notice:
     emergency: bool = False
 
 
-def lead_time(spec: dict) -> timedelta:
-    return timedelta(seconds=durations.parse(_lead_time_text(spec)))
-
-
-def _lead_time_text(spec: dict) -> str:
-    return (spec.get("notice") or {}).get("leadTime") or DEFAULT_LEAD_TIME
+def lead_time(spec: model.MaintenanceWindowSpec) -> timedelta:
+    """``notice.leadTime`` (the model's default when unset)."""
+    return timedelta(seconds=durations.parse(spec.notice.lead_time))
 
 
 def due_notices(
-    spec: dict,
+    spec: model.MaintenanceWindowSpec,
     occurrence: Occurrence,
     now: datetime,
     already_sent: Iterable[dict],
@@ -73,9 +69,7 @@ def due_notices(
         kinds = [ADVANCE]
     else:
         kinds = []
-    return [
-        Notice(kind, occurrence, bool(spec.get("emergency"))) for kind in kinds if (kind, start) not in sent
-    ]
+    return [Notice(kind, occurrence, spec.emergency) for kind in kinds if (kind, start) not in sent]
 
 
 def sent_keys(notices: Iterable[dict]) -> set[tuple[str, datetime]]:
@@ -114,7 +108,9 @@ def record(
     return [*(notices or []), entry][-KEEP:]
 
 
-def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = None) -> str | None:
+def lead_time_violation(
+    spec: model.MaintenanceWindowSpec, now: datetime, *, previous: model.MaintenanceWindowSpec | None = None
+) -> str | None:
     """Why admission refuses this window, or None when it gives enough notice.
 
     A one-off window must start at least ``notice.leadTime`` after ``now`` unless it is an
@@ -122,9 +118,9 @@ def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = No
     is judged, so a running or imminent window can still be edited (its end shortened, its
     reason fixed). Raises InvalidSpec for an unreadable schedule.
     """
-    if spec.get("emergency") and str(spec.get("emergencyReason") or "").strip():
+    if spec.emergency and (spec.emergency_reason or "").strip():
         return None
-    schedule = parse(spec.get("schedule"))
+    schedule = parse(spec.schedule)
     if isinstance(schedule, Recurring):
         # A standing weekly window must be creatable any day of the week: each of its runs is
         # announced leadTime ahead, or at once (as late notice) if the window is newer than that.
@@ -141,15 +137,15 @@ def lead_time_violation(spec: dict, now: datetime, *, previous: dict | None = No
     move = f"move the start to after {durations.rfc3339(now + needed)}"
     emergency = (
         "give the emergencyReason that emergency: true requires"
-        if spec.get("emergency")
+        if spec.emergency
         else "set emergency: true with emergencyReason"
     )
-    return f"maintenance {starts} but consumers need {_lead_time_text(spec)} notice: {move} or {emergency}"
+    return f"maintenance {starts} but consumers need {spec.notice.lead_time} notice: {move} or {emergency}"
 
 
-def _moved_earlier(first: Occurrence, previous: dict, now: datetime) -> bool:
+def _moved_earlier(first: Occurrence, previous: model.MaintenanceWindowSpec, now: datetime) -> bool:
     try:
-        old_schedule = parse(previous.get("schedule"))
+        old_schedule = parse(previous.schedule)
     except InvalidSpec:  # the old spec never worked: judge the new schedule on its own
         return True
     old = occurrence_at(old_schedule, now) or next_occurrence(old_schedule, now)

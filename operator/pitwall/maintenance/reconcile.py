@@ -28,7 +28,8 @@ import httpx
 from .. import durations, egress, finalizers
 from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver, parse_receiver
-from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
+from ..api.base import parse, status_patch
+from ..api.maintenancewindow import ConsumerEmail, MaintenanceWindowSpec, MaintenanceWindowStatus
 from ..conditions import Condition, summary
 from ..errors import InvalidSpec
 from ..logs import ref
@@ -93,7 +94,6 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         return None
     deleting = finalizers.deleting(window)
     await finalizers.ensure(rt, window)
-    spec = window.get("spec") or {}
     status = rt.status_of(window)
     now = durations.now()
 
@@ -110,9 +110,13 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             log.warning("notices given up: %s", "; ".join(lost), extra=ref(KIND, namespace, name))
 
     try:
+        spec = parse(MaintenanceWindowSpec, window.get("spec"))
         result = evaluate(spec, now, deleted=deleting, already_sent=sent)
     except InvalidSpec as exc:
-        await rt.write_status(
+        if deleting:  # a spec that does not parse never ran: wind down without notices
+            return await _wind_down_unparsed(rt, window, sent, delivered, exc)
+        await _write(
+            rt,
             window,
             {"phase": status.get("phase", "Scheduled"), "notices": sent},
             [*summary(False, stalled=exc.stalled), Condition.false("Active", exc.reason, exc.message)],
@@ -127,7 +131,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         violation = notices.lead_time_violation(spec, durations.parse_time(created))
         if violation:
             await _remove_pages(rt, namespace, name, keep=set())
-            await rt.write_status(
+            await _write(
+                rt,
                 window,
                 {"phase": "Scheduled", "notices": sent},
                 [
@@ -138,12 +143,12 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             service.sender.settled(namespace, name, delivered)
             return None
     affected = targets.resolve(
-        spec.get("targets"), rt.stores["ApiProduct"].list(namespace), rt.stores["Backend"].list(namespace)
+        spec.targets, rt.stores["ApiProduct"].list(namespace), rt.stores["Backend"].list(namespace)
     )
     occurrence = result.occurrence
     page_due = (
         not deleting
-        and spec.get("maintenancePage", WINDOW["maintenancePage"])
+        and spec.maintenance_page
         and occurrence is not None
         and (result.phase == ACTIVE or (result.phase == "Scheduled" and occurrence.start - now <= PAGE_LEAD))
     )
@@ -170,7 +175,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     missing = ", ".join(affected.missing)
     wanted = [
-        Condition.true("Active", "WindowOpen", spec.get("reason", ""))
+        Condition.true("Active", "WindowOpen", spec.reason)
         if result.phase == ACTIVE
         else Condition.false("Active", result.phase, "")
     ]
@@ -184,8 +189,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         wanted += summary(
             True, ready_reason=result.phase, ready_message=f"{len(affected.products)} products affected"
         )
-    new_status = {**result.status(), "affected": affected.status(), "notices": sent}
-    await rt.write_status(window, new_status, wanted)
+    await _write(rt, window, {**result.status(), "affected": affected.status(), "notices": sent}, wanted)
     service.sender.settled(namespace, name, delivered)
     owed = any(e.get("pending") for e in sent)
     if owed:
@@ -218,7 +222,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         return 1.0
 
     wake = [result.wake_at] if result.wake_at else []
-    if occurrence and result.phase == "Scheduled" and spec.get("maintenancePage", WINDOW["maintenancePage"]):
+    if occurrence and result.phase == "Scheduled" and spec.maintenance_page:
         wake.append(occurrence.start - PAGE_LEAD)
     future = [(w - durations.now()).total_seconds() for w in wake if w]
     future = [s for s in future if s > 0] + ([60.0] if unusable else [])  # Secrets are not watched
@@ -227,19 +231,44 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     return min(future) + 0.001 if future else None
 
 
-async def _notice_secret_problem(rt: Runtime, namespace: str, spec: dict) -> Stalled | None:
+async def _write(rt: Runtime, window: dict, fields: dict, conditions: list[Condition]) -> None:
+    """The one place status is written: through the model, so a field it does not declare
+    cannot reach the API server (which would prune it silently). Fields given as None are
+    cleared (a merge patch's null); fields not given are left as they are."""
+    status = MaintenanceWindowStatus.model_validate(fields)
+    await rt.write_status(window, status_patch(status), conditions)
+
+
+async def _wind_down_unparsed(
+    rt: Runtime, window: dict, sent: list[dict], delivered: list, exc: InvalidSpec
+) -> float | None:
+    """A deleted window whose spec does not parse (stored around the schema): Cancelled, its
+    pages removed once no Service selects them, then the finalizer goes. Nothing is announced:
+    the recipients cannot be worked out from a spec that does not parse."""
+    meta = window["metadata"]
+    await _write(rt, window, {"phase": "Cancelled", "notices": sent}, [*summary(False, stalled=exc.stalled)])
+    rt.maintenance.sender.settled(meta["namespace"], meta["name"], delivered)
+    pages_left = await _remove_pages(rt, meta["namespace"], meta["name"], keep=set())
+    if pages_left and not finalizers.overdue(window, durations.now()):
+        return 1.0
+    await _remove_pages(rt, meta["namespace"], meta["name"], keep=set(), wait_for_services=False)
+    await finalizers.release(rt, window)
+    return None
+
+
+async def _notice_secret_problem(rt: Runtime, namespace: str, spec: MaintenanceWindowSpec) -> Stalled | None:
     """Why a Secret the notices need cannot be used (missing, or not opted in for receivers)."""
-    notice = spec.get("notice") or {}
-    refs = [r.get("secretRef") for r in notice.get("receivers") or []]
-    refs.append((notice.get("consumerEmail") or {}).get("secretRef"))
+    notice = spec.notice
+    refs = [r.secret_ref for r in notice.receivers or []]
+    refs.append(notice.consumer_email.secret_ref if notice.consumer_email else None)
     for secret_ref in refs:
-        if not secret_ref or not secret_ref.get("name"):
+        if secret_ref is None or not secret_ref.name:
             continue
-        secret = await rt.kube.get("Secret", namespace, secret_ref["name"])
+        secret = await rt.kube.get("Secret", namespace, secret_ref.name)
         if secret is None:
             return Stalled(
                 "SecretNotFound",
-                f"notices cannot be sent: Secret {secret_ref['name']} not found in namespace {namespace}",
+                f"notices cannot be sent: Secret {secret_ref.name} not found in namespace {namespace}",
             )
         problem = opt_in_problem(secret, "receivers")
         if problem:
@@ -247,9 +276,9 @@ async def _notice_secret_problem(rt: Runtime, namespace: str, spec: dict) -> Sta
     return None
 
 
-def _recipients(spec: dict, affected) -> tuple[list[str], dict[str, str]]:
+def _recipients(spec: MaintenanceWindowSpec, affected) -> tuple[list[str], dict[str, str]]:
     """Recipient names with a usable receiver, and why the others cannot be sent to."""
-    consumer_email = (spec.get("notice") or {}).get("consumerEmail") or {}
+    consumer_email = spec.notice.consumer_email
     names, unusable = [], {}
     for recipient in messages.recipients(spec, affected):
         try:
@@ -286,9 +315,12 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
     due, later = notices.due_sends(entries, now, exclude)
     batch = Batch(ids=set(due))
     if due:
-        spec = window.get("spec") or {}
+        try:
+            spec = parse(MaintenanceWindowSpec, window.get("spec"))
+        except InvalidSpec:  # the reconcile shows it Stalled; nothing can be composed now
+            return Batch()
         affected = targets.resolve(
-            spec.get("targets"), rt.stores["ApiProduct"].list(namespace), rt.stores["Backend"].list(namespace)
+            spec.targets, rt.stores["ApiProduct"].list(namespace), rt.stores["Backend"].list(namespace)
         )
         by_name = {r.name: r for r in messages.recipients(spec, affected)}
         slots = asyncio.Semaphore(SEND_CONCURRENCY)
@@ -305,7 +337,13 @@ async def _send(rt: Runtime, namespace: str, name: str, exclude: frozenset) -> B
 
 
 async def _send_one(
-    rt: Runtime, service: MaintenanceService, window: dict, spec: dict, by_name: dict, uid: str, ident: tuple
+    rt: Runtime,
+    service: MaintenanceService,
+    window: dict,
+    spec: MaintenanceWindowSpec,
+    by_name: dict,
+    uid: str,
+    ident: tuple,
 ) -> notices.SendResult:
     kind, occurrence, recipient_name = ident[:3]
     namespace = window["metadata"]["namespace"]
@@ -316,9 +354,8 @@ async def _send_one(
     recipient = by_name.get(recipient_name)
     if recipient is None:
         return result(False, True, "no longer a recipient of this window")
-    consumer_email = (spec.get("notice") or {}).get("consumerEmail") or {}
     try:
-        receiver = _receiver_for(recipient, consumer_email)
+        receiver = _receiver_for(recipient, spec.notice.consumer_email)
     except InvalidSpec as exc:
         return result(False, True, exc.message)
     if receiver is None:
@@ -339,7 +376,7 @@ async def _send_one(
         start = durations.parse_time(occurrence)
     except ValueError:
         return result(False, True, f"unreadable occurrence {occurrence!r}")
-    notice = notices.Notice(kind, _occurrence_of(spec, start), bool(spec.get("emergency")))
+    notice = notices.Notice(kind, _occurrence_of(spec, start), spec.emergency)
     # The same id on every try of this notice to this recipient (the e-mail Message-ID, the
     # webhook's "id"): one message, however often a crash makes the outbox send it.
     message_id = hashlib.sha256(f"{uid}/{kind}/{occurrence}/{recipient_name}".encode()).hexdigest()[:32]
@@ -360,22 +397,23 @@ async def _send_one(
     return result(sent.ok, sent.permanent, sent.error)
 
 
-def _occurrence_of(spec: dict, start):
+def _occurrence_of(spec: MaintenanceWindowSpec, start):
     """The occurrence starting at ``start`` under the current schedule (its end from the duration)."""
-    from .schedule import Occurrence, occurrence_at, parse
+    from .schedule import Occurrence, occurrence_at
+    from .schedule import parse as parse_schedule
 
     try:
-        found = occurrence_at(parse(spec.get("schedule")), start)
+        found = occurrence_at(parse_schedule(spec.schedule), start)
     except InvalidSpec:
         found = None
     if found is not None and found.start == start:
         return found
-    duration = durations.parse((spec.get("schedule") or {}).get("duration") or "0s")
+    duration = durations.parse(spec.schedule.duration or "0s")
     return Occurrence(start, start + timedelta(seconds=duration))
 
 
-def _phase_message(phase: str, spec: dict, occurrence) -> str:
-    reason = spec.get("reason", "")
+def _phase_message(phase: str, spec: MaintenanceWindowSpec, occurrence) -> str:
+    reason = spec.reason
     if occurrence is None:
         return f"{phase}: {reason}"
     return f"{phase}: {reason} ({durations.rfc3339(occurrence.start)} to {durations.rfc3339(occurrence.end)})"
@@ -426,18 +464,18 @@ def _page_in_use(rt: Runtime, namespace: str, product: str | None, version: str 
     return True
 
 
-def _receiver_for(recipient, consumer_email: dict) -> Receiver | None:
+def _receiver_for(recipient, consumer_email: ConsumerEmail | None) -> Receiver | None:
     if recipient.kind == "receiver":
         return parse_receiver(recipient.receiver)
     contact = recipient.contact or {}
-    if contact.get("email") and consumer_email.get("secretRef"):
-        ref_ = consumer_email["secretRef"]
+    if contact.get("email") and consumer_email is not None:
+        ref_ = consumer_email.secret_ref
         return Receiver(
             recipient.name,
             "email",
-            SecretRef(ref_["name"], ref_["key"]),
+            SecretRef(ref_.name, ref_.key),
             email_to=(contact["email"],),
-            email_from=consumer_email.get("from"),
+            email_from=consumer_email.from_,
         )
     if contact.get("webhook"):
         return Receiver(recipient.name, "webhook", url=contact["webhook"])

@@ -70,48 +70,54 @@ class Recurring:
 Schedule = OneOff | Recurring
 
 
-def parse(schedule: dict | None) -> Schedule:
-    """Validate a window's ``spec.schedule``; raises InvalidSpec with a message a person can act on."""
-    schedule = schedule or {}
-    if schedule.get("cron") and schedule.get("start"):
+def parse(schedule: model.Schedule | None) -> Schedule:
+    """Validate a window's ``spec.schedule`` (as parsed by the model); raises InvalidSpec with a
+    message a person can act on. The CRD's CEL rules refuse most of these at admission; this
+    also judges what CEL cannot (cron grammar, overlapping runs, time zones, the floors)."""
+    schedule = schedule or model.Schedule()
+    if schedule.cron and schedule.start:
         raise InvalidSpec(
             REASON,
             "schedule has both start and cron: use start for a one-off window, cron for a recurring one",
         )
-    if schedule.get("cron"):
+    if schedule.cron:
         return _parse_recurring(schedule)
-    if schedule.get("start"):
+    if schedule.start:
         return _parse_one_off(schedule)
     raise InvalidSpec(REASON, "schedule needs either start (one-off) or cron (recurring)")
 
 
-def _parse_one_off(schedule: dict) -> OneOff:
-    start = _time(schedule["start"], "start")
-    if schedule.get("end") and schedule.get("duration"):
+def _parse_one_off(schedule: model.Schedule) -> OneOff:
+    assert schedule.start is not None
+    start = _time(schedule.start, "start")
+    if schedule.end and schedule.duration:
         raise InvalidSpec(REASON, "schedule has both end and duration: give one of them")
-    if schedule.get("end"):
-        end = _time(schedule["end"], "end")
-    elif schedule.get("duration"):
-        end = start + _duration(schedule["duration"])
+    if schedule.end:
+        end = _time(schedule.end, "end")
+    elif schedule.duration:
+        end = start + _duration(schedule.duration)
     else:
         raise InvalidSpec(REASON, "a one-off schedule needs end or duration")
     if end <= start:
-        raise InvalidSpec(REASON, f"end {schedule.get('end')} is not after start {schedule['start']}")
-    zone = _zone(schedule["timeZone"]) if schedule.get("timeZone") else (start.tzinfo or UTC)
+        raise InvalidSpec(REASON, f"end {schedule.end} is not after start {schedule.start}")
+    # Shown in timeZone when one was written (the API server fills in its default), else in
+    # the offset ``start`` was written in.
+    given = "time_zone" in schedule.model_fields_set and schedule.time_zone
+    zone: tzinfo = _zone(schedule.time_zone) if given else (start.tzinfo or UTC)
     return OneOff(start.astimezone(UTC), end.astimezone(UTC), zone)
 
 
-def _parse_recurring(schedule: dict) -> Recurring:
-    cron = " ".join(str(schedule["cron"]).split())
+def _parse_recurring(schedule: model.Schedule) -> Recurring:
+    cron = " ".join(str(schedule.cron).split())
     if (cron not in _MACROS and len(cron.split()) != 5) or not croniter.is_valid(cron):
         raise InvalidSpec(
             REASON,
             f"cron {cron!r} is not a five-field cron expression (minute hour "
             "day-of-month month day-of-week, e.g. '0 22 * * SAT') or @daily, @weekly ...",
         )
-    if not schedule.get("duration"):
+    if not schedule.duration:
         raise InvalidSpec(REASON, "a recurring schedule needs a duration")
-    duration = _duration(schedule["duration"])
+    duration = _duration(schedule.duration)
     try:
         it = croniter(cron, _SAMPLE_FROM)
         firings = [it.get_next(datetime) for _ in range(_OVERLAP_SAMPLE)]
@@ -125,7 +131,7 @@ def _parse_recurring(schedule: dict) -> Recurring:
             f"than the {durations.format(gap.total_seconds())} between runs of "
             f"{cron!r}: occurrences would overlap",
         )
-    return Recurring(cron, duration, _zone(schedule.get("timeZone") or model.DEFAULT_TIME_ZONE))
+    return Recurring(cron, duration, _zone(schedule.time_zone or model.DEFAULT_TIME_ZONE))
 
 
 def _time(value: str, field: str) -> datetime:
@@ -192,12 +198,12 @@ def classify(current: Occurrence | None, upcoming: Occurrence | None, *, deleted
     return SCHEDULED if upcoming else COMPLETED
 
 
-def phase(spec: dict, now: datetime, deleted: bool = False) -> str:
+def phase(spec: model.MaintenanceWindowSpec, now: datetime, deleted: bool = False) -> str:
     """Scheduled, Active, Completed (a one-off whose end has passed, also when end was just
     edited to before now) or Cancelled (the window was deleted)."""
     if deleted:
         return CANCELLED
-    schedule = parse(spec.get("schedule"))
+    schedule = parse(spec.schedule)
     return classify(occurrence_at(schedule, now), next_occurrence(schedule, now))
 
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+from ..api.apiproduct import BackendDependency
+from ..api.base import default_of
+from ..api.maintenancewindow import Targets
 from ..vocabulary import CRITICALITY_EFFECT
 
 UNAVAILABLE, DEGRADED = "Unavailable", "Degraded"
+DEFAULT_CRITICALITY = default_of(BackendDependency, "criticality")
 
 
 @dataclass(frozen=True)
@@ -70,15 +73,16 @@ class Affected:
         }
 
 
-def resolve(targets: dict | None, products: list[dict], backends: list[dict]) -> Affected:
-    """Resolve ``spec.targets`` against the ApiProducts and Backends of the window's namespace."""
-    targets = targets or {}
-    wanted = targets.get("apiProducts") or {}
-    names = set(wanted.get("names") or [])
-    selector = wanted.get("matchLabels") or {}
+def resolve(targets: Targets | None, products: list[dict], backends: list[dict]) -> Affected:
+    """Resolve ``spec.targets`` against the ApiProducts and Backends of the window's namespace
+    (those are read as stored: raw objects of other kinds from the watch caches)."""
+    targets = targets or Targets()
+    wanted = targets.api_products
+    names = set((wanted.names if wanted else None) or [])
+    selector = (wanted.match_labels if wanted else None) or {}
     by_name = {p["metadata"]["name"]: p for p in products}
     existing_backends = {b["metadata"]["name"] for b in backends}
-    targeted_backends = list(dict.fromkeys(targets.get("backends") or []))
+    targeted_backends = list(dict.fromkeys(targets.backends or []))
     in_maintenance = existing_backends.intersection(targeted_backends)
 
     reasons: dict[str, list[tuple[str, str]]] = {}  # product -> [(effect, reason)]
@@ -87,7 +91,7 @@ def resolve(targets: dict | None, products: list[dict], backends: list[dict]) ->
         if name in names or (selector and selector.items() <= labels.items()):
             reasons.setdefault(name, []).append((UNAVAILABLE, "targeted"))
         for dependency in product.get("spec", {}).get("backends") or []:
-            criticality = dependency.get("criticality", DEPENDENCY["criticality"])
+            criticality = dependency.get("criticality", DEFAULT_CRITICALITY)
             effect = CRITICALITY_EFFECT.get(criticality, "None")
             if dependency.get("name") in in_maintenance and effect in (UNAVAILABLE, DEGRADED):
                 reasons.setdefault(name, []).append(

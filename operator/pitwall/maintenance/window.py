@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .. import durations
+from ..api.maintenancewindow import MaintenanceWindowSpec
 from ..errors import InvalidSpec
 from .notices import Notice, due_notices, lead_time
 from .schedule import (
@@ -49,21 +50,21 @@ class Evaluation:
 
 
 def evaluate(
-    spec: dict, now: datetime, *, deleted: bool = False, already_sent: Iterable[dict] = ()
+    spec: MaintenanceWindowSpec, now: datetime, *, deleted: bool = False, already_sent: Iterable[dict] = ()
 ) -> Evaluation:
     """Phase, occurrence, due notices and wake-up time. Raises InvalidSpec (-> Stalled) for a
     schedule that cannot work, except for a deleted window, which is only wound down."""
     already_sent = list(already_sent or ())
     if deleted:
         try:
-            schedule = parse(spec.get("schedule"))
+            schedule = parse(spec.schedule)
             current = occurrence_at(schedule, now) or next_occurrence(schedule, now)
         except InvalidSpec:  # nothing can be running under a schedule that never worked
             current = None
         due = due_notices(spec, current, now, already_sent, cancelled=True) if current else []
         return Evaluation(classify(None, None, deleted=True), None, tuple(due), None)
 
-    schedule = parse(spec.get("schedule"))
+    schedule = parse(spec.schedule)
     current = occurrence_at(schedule, now)
     upcoming = next_occurrence(schedule, now)
     # The previous occurrence may still owe its end notice (end edited to the past, a restart).

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
-from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
+from ..api.base import default_of
+from ..api.maintenancewindow import MaintenanceWindowSpec
 from ..vocabulary import CRITICALITY_EFFECT, ROLE_API, ROLE_MAINTENANCE, active_windows
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ class ProductHooks:
     def service_role(self, product: dict, version: str) -> str:
         for window, entry in _active_windows(product, self.stores["MaintenanceWindow"]):
             if (
-                (window.get("spec") or {}).get("maintenancePage", WINDOW["maintenancePage"])
+                (window.get("spec") or {}).get(
+                    "maintenancePage", default_of(MaintenanceWindowSpec, "maintenance_page")
+                )
                 and entry.get("effect") == "Unavailable"
                 and version in (entry.get("versions") or [])
             ):

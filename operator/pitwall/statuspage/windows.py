@@ -8,10 +8,14 @@ cancelled windows, and windows with no occurrence left, are not shown.
 
 from __future__ import annotations
 
-from ..api.maintenancewindow import SPEC_DEFAULTS as WINDOW
+from ..api.base import default_of
+from ..api.maintenancewindow import MaintenanceWindowSpec
 from .relations import Snapshot, key, spec, status
 
 ACTIVE, SCHEDULED = "Active", "Scheduled"
+# What the API server fills in when a stored window lacks the field.
+PAGE = default_of(MaintenanceWindowSpec, "maintenance_page")
+SUPPRESS = default_of(MaintenanceWindowSpec, "suppress_alerts")
 
 
 def collect(snapshot: Snapshot) -> list[dict]:
@@ -34,8 +38,8 @@ def collect(snapshot: Snapshot) -> list[dict]:
                 "start": start,
                 "end": st.get("nextEnd"),
                 "emergency": bool(spec(window).get("emergency")),
-                "maintenancePage": spec(window).get("maintenancePage", WINDOW["maintenancePage"]),
-                "suppressAlerts": spec(window).get("suppressAlerts", WINDOW["suppressAlerts"]),
+                "maintenancePage": spec(window).get("maintenancePage", PAGE),
+                "suppressAlerts": spec(window).get("suppressAlerts", SUPPRESS),
                 "products": [
                     {
                         "name": p.get("name", ""),

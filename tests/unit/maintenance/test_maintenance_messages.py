@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+from tests.helpers.windows import targets, window_spec
+
 from pitwall.maintenance.messages import CONSUMER, RECEIVER, compose, recipients
 from pitwall.maintenance.notices import ADVANCE, END, START, Notice
 from pitwall.maintenance.schedule import Occurrence
@@ -18,7 +20,10 @@ SPEC = {
 
 
 def everyone(spec, products, backends):
-    return {r.name: r for r in recipients(spec, resolve(spec["targets"], products, backends))}
+    return {
+        r.name: r
+        for r in recipients(window_spec(spec), resolve(targets(spec["targets"]), products, backends))
+    }
 
 
 def test_each_consumer_gets_one_notice_with_only_what_it_uses_and_receivers_get_everything(
@@ -43,7 +48,9 @@ def test_consumers_are_not_told_when_notify_consumers_is_off(products, backends)
 
 
 def test_an_advance_notice_gives_times_in_the_window_zone_and_utc_and_who_to_ask(products, backends):
-    message = compose(Notice(ADVANCE, OCCURRENCE), SPEC, everyone(SPEC, products, backends)["acme"])
+    message = compose(
+        Notice(ADVANCE, OCCURRENCE), window_spec(SPEC), everyone(SPEC, products, backends)["acme"]
+    )
     assert (
         message.subject == "Planned maintenance: Accounts API v1, Payments API v2, Sat 05 Dec 2026 22:00 CET"
     )
@@ -63,12 +70,12 @@ def test_an_advance_notice_gives_times_in_the_window_zone_and_utc_and_who_to_ask
 
 def test_start_and_end_notices(products, backends):
     ops = everyone(SPEC, products, backends)["ops"]
-    started = compose(Notice(START, OCCURRENCE), SPEC, ops)
+    started = compose(Notice(START, OCCURRENCE), window_spec(SPEC), ops)
     assert (
         started.subject
         == "Maintenance started: Accounts API v1, Payments API v1/v2, until Sun 06 Dec 2026 00:00 CET"
     )
-    finished = compose(Notice(END, OCCURRENCE), SPEC, ops)
+    finished = compose(Notice(END, OCCURRENCE), window_spec(SPEC), ops)
     assert finished.subject == "Maintenance finished: Accounts API v1, Payments API v1/v2"
     assert "back in normal service" in finished.text
     assert "503" not in finished.text
@@ -78,7 +85,7 @@ def test_every_notice_of_an_emergency_window_is_labelled(products, backends):
     spec = {**SPEC, "emergency": True, "emergencyReason": "Security patch for CVE-2026-1234"}
     ops = everyone(spec, products, backends)["ops"]
     for kind in (ADVANCE, START, END):
-        message = compose(Notice(kind, OCCURRENCE, emergency=True), spec, ops)
+        message = compose(Notice(kind, OCCURRENCE, emergency=True), window_spec(spec), ops)
         assert message.subject.startswith("[EMERGENCY] ")
         assert message.text.startswith("EMERGENCY MAINTENANCE: Security patch for CVE-2026-1234\n")
         assert "<strong>EMERGENCY MAINTENANCE: Security patch for CVE-2026-1234</strong>" in message.html
@@ -91,7 +98,9 @@ def test_utc_windows_show_utc_once_and_html_escapes_user_text(products, backends
         "reason": "<script>alert(1)</script> & more",
         "schedule": {"cron": "0 21 * * SAT", "duration": "2h"},
     }
-    message = compose(Notice(ADVANCE, OCCURRENCE), spec, everyone(spec, products, backends)["ops"])
+    message = compose(
+        Notice(ADVANCE, OCCURRENCE), window_spec(spec), everyone(spec, products, backends)["ops"]
+    )
     assert "Start: Sat 05 Dec 2026 21:00 UTC\n" in message.text
     assert "<script>" not in message.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in message.html
@@ -99,5 +108,7 @@ def test_utc_windows_show_utc_once_and_html_escapes_user_text(products, backends
 
 def test_a_one_off_without_a_zone_is_shown_in_the_offset_it_was_written_in(products, backends):
     spec = {**SPEC, "schedule": {"start": "2026-12-05T23:00:00+02:00", "duration": "2h"}}
-    message = compose(Notice(ADVANCE, OCCURRENCE), spec, everyone(spec, products, backends)["ops"])
+    message = compose(
+        Notice(ADVANCE, OCCURRENCE), window_spec(spec), everyone(spec, products, backends)["ops"]
+    )
     assert "Start: Sat 05 Dec 2026 23:00 UTC+02:00, 2026-12-05 21:00 UTC" in message.text

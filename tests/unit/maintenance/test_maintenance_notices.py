@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.helpers.windows import window_spec
 
 from pitwall.maintenance.notices import (
     ADVANCE,
@@ -52,48 +53,51 @@ def sent(*notices):
     ],
 )
 def test_each_notice_is_due_at_its_time(now, expected):
-    assert kinds(due_notices(SPEC, OCCURRENCE, now, [])) == expected
+    assert kinds(due_notices(window_spec(SPEC), OCCURRENCE, now, [])) == expected
 
 
 def test_a_recorded_notice_is_never_due_again():
-    advance = due_notices(SPEC, OCCURRENCE, START_AT - timedelta(hours=1), [])
-    assert due_notices(SPEC, OCCURRENCE, START_AT - timedelta(minutes=1), sent(*advance)) == []
-    start = due_notices(SPEC, OCCURRENCE, START_AT, sent(*advance))
+    advance = due_notices(window_spec(SPEC), OCCURRENCE, START_AT - timedelta(hours=1), [])
+    assert due_notices(window_spec(SPEC), OCCURRENCE, START_AT - timedelta(minutes=1), sent(*advance)) == []
+    start = due_notices(window_spec(SPEC), OCCURRENCE, START_AT, sent(*advance))
     assert kinds(start) == [START]
-    end = due_notices(SPEC, OCCURRENCE, OCCURRENCE.end, sent(*advance, *start))
+    end = due_notices(window_spec(SPEC), OCCURRENCE, OCCURRENCE.end, sent(*advance, *start))
     assert kinds(end) == [END]
     assert (
-        due_notices(SPEC, OCCURRENCE, OCCURRENCE.end + timedelta(hours=5), sent(*advance, *start, *end)) == []
+        due_notices(
+            window_spec(SPEC), OCCURRENCE, OCCURRENCE.end + timedelta(hours=5), sent(*advance, *start, *end)
+        )
+        == []
     )
 
 
 def test_recorded_occurrences_match_whatever_offset_they_were_written_in():
     already = [{"kind": "start", "occurrence": "2026-12-05T22:00:00+02:00"}, {"kind": "broken"}]
-    assert due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=5), already) == []
+    assert due_notices(window_spec(SPEC), OCCURRENCE, START_AT + timedelta(minutes=5), already) == []
 
 
 def test_no_end_notice_for_an_occurrence_whose_start_was_never_announced():
-    assert due_notices(SPEC, OCCURRENCE, OCCURRENCE.end + timedelta(minutes=1), []) == []
+    assert due_notices(window_spec(SPEC), OCCURRENCE, OCCURRENCE.end + timedelta(minutes=1), []) == []
 
 
 def test_the_end_notice_goes_out_when_a_running_window_is_cancelled():
     announced = sent(Notice(START, OCCURRENCE))
     now = START_AT + timedelta(minutes=30)
-    assert kinds(due_notices(SPEC, OCCURRENCE, now, announced, cancelled=True)) == [END]
-    assert due_notices(SPEC, OCCURRENCE, now, [], cancelled=True) == []
+    assert kinds(due_notices(window_spec(SPEC), OCCURRENCE, now, announced, cancelled=True)) == [END]
+    assert due_notices(window_spec(SPEC), OCCURRENCE, now, [], cancelled=True) == []
 
 
 def test_an_emergency_window_inside_its_lead_time_announces_at_once_labelled_emergency():
     spec = {**SPEC, "emergency": True, "emergencyReason": "Security patch"}
-    due = due_notices(spec, OCCURRENCE, START_AT - timedelta(hours=2), [])
+    due = due_notices(window_spec(spec), OCCURRENCE, START_AT - timedelta(hours=2), [])
     assert due == [Notice(ADVANCE, OCCURRENCE, emergency=True)]
-    assert all(n.emergency for n in due_notices(spec, OCCURRENCE, START_AT, sent(*due)))
+    assert all(n.emergency for n in due_notices(window_spec(spec), OCCURRENCE, START_AT, sent(*due)))
 
 
 def test_the_default_lead_time_is_72_hours():
     spec = {**SPEC, "notice": {}}
-    assert due_notices(spec, OCCURRENCE, START_AT - timedelta(hours=73), []) == []
-    assert kinds(due_notices(spec, OCCURRENCE, START_AT - timedelta(hours=71), [])) == [ADVANCE]
+    assert due_notices(window_spec(spec), OCCURRENCE, START_AT - timedelta(hours=73), []) == []
+    assert kinds(due_notices(window_spec(spec), OCCURRENCE, START_AT - timedelta(hours=71), [])) == [ADVANCE]
 
 
 def test_record_writes_the_status_entry_and_keeps_the_list_bounded():
@@ -122,48 +126,53 @@ def test_record_writes_the_status_entry_and_keeps_the_list_bounded():
 NOW = utc(2026, 11, 28, 10)
 
 
+def violation(spec: dict, now, previous: dict | None = None):
+    """lead_time_violation on specs parsed as the admission webhook parses them."""
+    return lead_time_violation(window_spec(spec), now, previous=window_spec(previous) if previous else None)
+
+
 def test_too_little_notice_is_refused_with_what_to_do_instead():
     spec = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
-    assert lead_time_violation(spec, NOW) == (
+    assert violation(spec, NOW) == (
         "maintenance starts in 2h but consumers need 72h notice: move the start to after "
         "2026-12-01T10:00:00Z or set emergency: true with emergencyReason"
     )
 
 
 def test_enough_notice_or_an_explained_emergency_is_accepted():
-    assert lead_time_violation(SPEC, utc(2026, 12, 2, 20)) is None
+    assert violation(SPEC, utc(2026, 12, 2, 20)) is None
     soon = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
-    assert lead_time_violation({**soon, "emergency": True, "emergencyReason": "CVE-2026-1234"}, NOW) is None
-    assert lead_time_violation({**soon, "notice": {"leadTime": "1h"}}, NOW) is None
+    assert violation({**soon, "emergency": True, "emergencyReason": "CVE-2026-1234"}, NOW) is None
+    assert violation({**soon, "notice": {"leadTime": "1h"}}, NOW) is None
 
 
 def test_an_emergency_without_a_reason_is_still_refused():
     spec = {**SPEC, "schedule": {"start": "2026-11-28T10:30:00Z", "duration": "1h"}, "emergency": True}
-    message = lead_time_violation(spec, NOW)
+    message = violation(spec, NOW)
     assert message.startswith("maintenance starts in 30m but consumers need 72h notice")
     assert message.endswith("give the emergencyReason that emergency: true requires")
 
 
 def test_a_window_already_running_starts_now():
     spec = {**SPEC, "schedule": {"start": "2026-11-28T09:00:00Z", "duration": "2h"}}
-    assert lead_time_violation(spec, NOW).startswith("maintenance starts now but")
+    assert violation(spec, NOW).startswith("maintenance starts now but")
 
 
 def test_a_recurring_window_is_never_refused_for_lead_time():
     spec = {**SPEC, "schedule": {"cron": "0 22 * * SAT", "duration": "2h", "timeZone": "UTC"}}
-    assert lead_time_violation(spec, NOW) is None  # Saturday 10:00 UTC, the run is at 22:00
+    assert violation(spec, NOW) is None  # Saturday 10:00 UTC, the run is at 22:00
     one_off = {**SPEC, "schedule": {"start": "2026-11-28T22:00:00Z", "duration": "2h"}}
-    assert lead_time_violation(one_off, NOW).startswith("maintenance starts in 12h")
+    assert violation(one_off, NOW).startswith("maintenance starts in 12h")
 
 
 def test_updates_are_judged_only_when_they_move_the_start_earlier():
     running = {**SPEC, "schedule": {"start": "2026-11-28T09:00:00Z", "end": "2026-11-28T13:00:00Z"}}
     shortened = {**running, "schedule": {"start": "2026-11-28T09:00:00Z", "end": "2026-11-28T11:00:00Z"}}
-    assert lead_time_violation(shortened, NOW, previous=running) is None
+    assert violation(shortened, NOW, previous=running) is None
     postponed = {**SPEC, "schedule": {"start": "2026-11-28T14:00:00Z", "duration": "1h"}}
     planned = {**SPEC, "schedule": {"start": "2026-11-28T12:00:00Z", "duration": "1h"}}
-    assert lead_time_violation(postponed, NOW, previous=planned) is None
-    assert lead_time_violation(planned, NOW, previous=postponed).startswith("maintenance starts in 2h")
+    assert violation(postponed, NOW, previous=planned) is None
+    assert violation(planned, NOW, previous=postponed).startswith("maintenance starts in 2h")
 
 
 # -- the outbox: owed per recipient, sent beside the reconcile ---------------------------------------
@@ -179,7 +188,7 @@ def test_an_owed_notice_is_decided_once_and_sent_per_recipient():
     notice = Notice(START, OCCURRENCE)
     entries = owe([], notice, at=START_AT, recipients=["acme", "ops"])
     # decided: never due again, whatever the outbox does with it
-    assert due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=1), entries) == []
+    assert due_notices(window_spec(SPEC), OCCURRENCE, START_AT + timedelta(minutes=1), entries) == []
     due, later = due_sends(entries, START_AT)
     assert [d[:3] for d in due] == [
         (START, "2026-12-05T20:00:00Z", "acme"),
@@ -234,9 +243,9 @@ def test_a_window_deleted_after_its_advance_notice_owes_a_cancellation():
 
     before = START_AT - timedelta(hours=1)
     announced = sent(Notice(ADVANCE, OCCURRENCE))
-    assert kinds(due_notices(SPEC, OCCURRENCE, before, announced, cancelled=True)) == [CANCELLED]
-    assert due_notices(SPEC, OCCURRENCE, before, [], cancelled=True) == []  # nobody was told
+    assert kinds(due_notices(window_spec(SPEC), OCCURRENCE, before, announced, cancelled=True)) == [CANCELLED]
+    assert due_notices(window_spec(SPEC), OCCURRENCE, before, [], cancelled=True) == []  # nobody was told
     running = sent(Notice(ADVANCE, OCCURRENCE), Notice(START, OCCURRENCE))
-    assert kinds(due_notices(SPEC, OCCURRENCE, START_AT + timedelta(minutes=5), running, cancelled=True)) == [
-        END
-    ]
+    assert kinds(
+        due_notices(window_spec(SPEC), OCCURRENCE, START_AT + timedelta(minutes=5), running, cancelled=True)
+    ) == [END]

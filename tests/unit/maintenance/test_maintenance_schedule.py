@@ -3,8 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.helpers.windows import schedule, window_spec
 
 from pitwall.errors import InvalidSpec
+from pitwall.maintenance import schedule as schedules
 from pitwall.maintenance.schedule import (
     ACTIVE,
     CANCELLED,
@@ -13,14 +15,21 @@ from pitwall.maintenance.schedule import (
     Occurrence,
     next_occurrence,
     occurrence_at,
-    parse,
-    phase,
     previous_occurrence,
 )
 
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def parse(raw: dict | None):
+    """The schedule parser on ``spec.schedule`` as the model parses it."""
+    return schedules.parse(schedule(raw))
+
+
+def phase(spec: dict, now: datetime, deleted: bool = False) -> str:
+    return schedules.phase(window_spec(spec), now, deleted)
 
 
 def recurring(cron: str, duration: str, zone: str) -> dict:

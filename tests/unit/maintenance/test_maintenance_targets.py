@@ -1,6 +1,14 @@
 """Targets: which products, backends and consumers a window affects."""
 
-from pitwall.maintenance.targets import DEGRADED, UNAVAILABLE, resolve
+from tests.helpers.windows import targets
+
+from pitwall.maintenance import targets as targeting
+from pitwall.maintenance.targets import DEGRADED, UNAVAILABLE
+
+
+def resolve(wanted: dict | None, products: list[dict], backends: list[dict]):
+    """resolve() on ``spec.targets`` as the model parses it."""
+    return targeting.resolve(targets(wanted), products, backends)
 
 
 def names(affected):

@@ -3,15 +3,21 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.helpers.windows import window_spec
 
 from pitwall.errors import InvalidSpec
+from pitwall.maintenance import window
 from pitwall.maintenance.notices import ADVANCE, END, START, record
 from pitwall.maintenance.schedule import ACTIVE, CANCELLED, COMPLETED, SCHEDULED
-from pitwall.maintenance.window import evaluate
 
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def evaluate(spec: dict, now: datetime, **kwargs):
+    """evaluate() on the spec as the reconciler parses it."""
+    return window.evaluate(window_spec(spec), now, **kwargs)
 
 
 ONE_OFF = {"schedule": {"start": "2026-12-05T20:00:00Z", "duration": "2h"}, "notice": {"leadTime": "24h"}}
