@@ -21,7 +21,9 @@ DENY_LOOPBACK = Policy.from_lists(deny=["127.0.0.0/8", "::1"])
 
 
 def notification(receiver: dict):
-    rule = parse_rule("shop", "probes-down", {"severity": "critical", "receivers": [receiver]})
+    rule = parse_rule(
+        "shop", "probes-down", {"severity": "critical", "selector": {}, "receivers": [receiver]}
+    )
     ev = evaluate(rule, [], [Observation("Probe", "checkout", "False", T0, "ProbeFailing", "got 503")], T0)
     return ev.notifications[0]
 

@@ -8,9 +8,11 @@ import json
 import httpx
 import pytest
 from tests.unit.kubeapi import Clock, KubeAPI, condition, runtime
+from tests.unit.test_api_models import undeclared
 
 from pitwall import durations
 from pitwall.alerts import reconcile as alerts
+from pitwall.api import AlertRule, crdgen
 
 NS = "shop"
 
@@ -249,3 +251,37 @@ async def test_a_refire_waits_for_the_last_incidents_resolve(world, clock):
     await reconcile(rt)  # ... then the new incident fires
     assert receivers.events("/ops")[-2:] == ["resolved", "firing"]
     assert alert_records(api)[0]["state"] == "firing"
+
+
+async def test_a_spec_the_model_refuses_stalls_with_the_field_named_and_sends_nothing(world, clock):
+    api, rt, receivers = world
+    stale = rule()
+    # stored before the bound existed, say: the model (and so the CRD today) refuses it
+    stale["spec"]["receivers"][0]["type"] = "carrier-pigeon"
+    api.put(stale)
+    clock.advance(61)
+    assert await reconcile(rt) is None
+    obj = api.get("AlertRule", NS, "checkout-down")
+    stalled = condition(obj, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert stalled["message"] == (
+        "spec.receivers[0].type: Input should be 'msteams', 'slack', 'opsgenie', 'pagerduty', 'email' or 'webhook'"
+    )
+    assert condition(obj, "Firing")["status"] == "Unknown"
+    assert api.reasons("checkout-down") == ["InvalidSpec"]
+    assert receivers.seen == []
+
+
+async def test_the_status_written_declares_every_field(world, clock):
+    api, rt, receivers = world
+    clock.advance(61)
+    await reconcile(rt)
+    clock.advance(601)  # escalated
+    await reconcile(rt)
+    obj = api.get("AlertRule", NS, "checkout-down")
+    status = obj["status"]
+    assert status["firing"] == 1 and status["observedGeneration"] is not None
+    record = status["alerts"][0]
+    assert {"ackDeadline", "deliveries", "notified", "escalationStep", "message"} <= set(record)
+    assert record["escalationStep"] == 1 and receivers.events("/lead") == ["escalation"]
+    assert undeclared(crdgen.openapi_schema(AlertRule), obj) == []

@@ -15,6 +15,7 @@ from typing import Any
 from .. import durations
 from ..api.apiproduct import PRODUCT_DEFAULTS
 from ..vocabulary import LABEL_PRODUCT
+from .state import FIRING, HELD, RESOLVED
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,14 @@ def compose(
         if value is not None:
             availability.setdefault(_environment(probe, by_name), []).append(float(value))
     envs = {env: round(sum(values) / len(values), 2) for env, values in sorted(availability.items())}
-    open_alerts = [r for r in records if r.get("state") in ("firing", "held")]
+    open_alerts = [r for r in records if r.get("state") in (FIRING, HELD)]
     start = durations.parse_time(since) if since else None
 
     def after(field: str, record: dict) -> bool:
         return bool(record.get(field)) and (start is None or durations.parse_time(record[field]) > start)
 
     fired = [r for r in records if after("since", r)]
-    resolved = [r for r in records if r.get("state") == "resolved" and after("resolvedAt", r)]
+    resolved = [r for r in records if r.get("state") == RESOLVED and after("resolvedAt", r)]
 
     lines = [
         f"Digest for AlertRule {namespace}/{rule} at {durations.rfc3339(now)}"

@@ -33,6 +33,7 @@ from ..outbox import Batch, Sender
 from ..runtime import Runtime
 from ..vocabulary import LABEL_PRODUCT, Stalled, condition_of, target_product
 from . import digest, state
+from . import status as alert_status
 from . import traffic as traffic_rules
 from .delivery import RetryPolicy, deliver, deliver_message, secret_parts
 from .rules import Rule, matches, parse_rule
@@ -222,7 +223,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             transition.new,
             extra={"kind": KIND, "object": f"{namespace}/{name}", "alert": transition.key},
         )
-        if transition.new in ("firing", "resolved", "held"):
+        if transition.new in (state.FIRING, state.RESOLVED, state.HELD):
             await rt.event(
                 obj,
                 f"Alert{transition.new.title()}",
@@ -364,7 +365,9 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
         status = rt.status_of(obj)
         await rt.write_status(
             obj,
-            {"firing": status.get("firing", 0), "alerts": records, "lastDigestAt": durations.rfc3339(now)},
+            alert_status.patch(
+                firing=status.get("firing", 0), alerts=records, last_digest_at=durations.rfc3339(now)
+            ),
             [],
         )
         last = durations.rfc3339(now)
@@ -374,14 +377,14 @@ async def _digest(rt: Runtime, obj: dict, rule: Rule, records: list[dict], secre
 async def _write(rt: Runtime, obj: dict, rule: Rule, records: list[dict], firing: int, watched: int) -> None:
     meta = obj["metadata"]
     FIRING.labels(meta["namespace"], meta["name"], rule.severity).set(firing)
-    held = sum(1 for r in records if r.get("state") == "held")
+    held = sum(1 for r in records if r.get("state") == state.HELD)
     if firing:
         firing_cond = Condition.true("Firing", "AlertsFiring", f"{firing} alerts firing ({rule.severity})")
     else:
         firing_cond = Condition.false("Firing", "NoAlerts", f"{held} held" if held else "")
     await rt.write_status(
         obj,
-        {"firing": firing, "alerts": records[:1000]},
+        alert_status.patch(firing=firing, alerts=records[:1000]),
         [firing_cond, *summary(True, ready_reason="Watching", ready_message=f"watching {watched} objects")],
     )
 
@@ -391,7 +394,7 @@ async def _stalled(rt: Runtime, obj: dict, reason: str, message: str) -> None:
     already = stalled.get("reason") == reason and stalled.get("status") == "True"
     await rt.write_status(
         obj,
-        {},
+        alert_status.patch(),
         [Condition.unknown("Firing", reason, message), *summary(False, stalled=Stalled(reason, message))],
     )
     if not already:

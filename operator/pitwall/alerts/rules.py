@@ -1,10 +1,16 @@
-"""An AlertRule spec, parsed once into plain dataclasses, and the label selector it carries.
+"""An AlertRule spec, validated by its model and turned into plain dataclasses; the label
+selector it carries.
 
-The CRD schema refuses most bad input at admission; what it cannot judge (a receiver that
-an escalation step names but the rule does not define, a receiver without the Secret it
-needs, escalation steps out of order) raises :class:`pitwall.errors.InvalidSpec` here, so the
-lead can set ``Stalled`` with the reason. Defaults mirror the CRD's, so a spec read from a
-test or an old object behaves like one read from the API server.
+The model (:mod:`pitwall.api.alertrule`, which the CRD is generated from) is the one place for
+the fields, enums and defaults: :func:`parse_rule` validates the stored spec through it, so a
+spec the model refuses (stored before a bound existed, or written around the schema) raises
+:class:`pitwall.errors.InvalidSpec` with reason ``InvalidSpec`` and the field named
+(``spec.severity: Input should be 'critical', ...``). What the model checks only as CEL at
+admission, and what needs the whole rule (a receiver an escalation step names but the rule
+does not define, a receiver without the Secret it needs, escalation steps out of order,
+durations below the operator's floors), is judged here with a reason of its own, so the
+reconciler can set ``Stalled``. The dataclasses carry what the engine needs in its own units
+(durations in seconds, Secret references).
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ from urllib.parse import urlsplit
 
 from .. import durations, floors
 from ..api import alertrule as model
-from ..api.base import default_of
-from ..api.receivers import RECEIVER_TYPES
-from ..api.shared import CONDITION_STATUSES, OPERATORS
+from ..api import receivers as receiver_model
+from ..api.base import parse
 from ..errors import InvalidSpec
 from ..traffic.figures import Figures, VersionFigures
 from ..vocabulary import SecretRef
@@ -29,17 +34,15 @@ from ..vocabulary import SecretRef
 SEVERITIES: dict[str, float | None] = dict(
     zip(model.SEVERITIES, (30 * 60, 2 * 3600, 24 * 3600, 48 * 3600, None), strict=True)
 )
-KINDS = model.ALERT_KINDS
-# Defaults as the model (and so the CRD) declares them, in seconds where they are durations.
-_WHEN = model.When()
-REPEAT_INTERVAL = durations.parse(default_of(model.AlertRuleSpec, "repeat_interval"))
-GROUP_WAIT = durations.parse(default_of(model.AlertRuleSpec, "group_wait"))
-SEND_RESOLVED: bool = default_of(model.AlertRuleSpec, "send_resolved")
+# ``spec.traffic``, as the model declares it (judge_traffic reads it as it is).
+TrafficCondition = model.TrafficCondition
 
 
 @dataclass(frozen=True)
 class Receiver:
-    """Where notifications go. The Secret holds what must not leak (URL, key, SMTP URL)."""
+    """Where notifications go. The Secret holds what must not leak (URL, key, SMTP URL).
+
+    Also made by hand for receivers that are not in a spec (a consumer's contact address)."""
 
     name: str
     type: str
@@ -65,16 +68,16 @@ class Requirement:
 
 @dataclass(frozen=True)
 class Selector:
-    kinds: tuple[str, ...] = KINDS
-    match_labels: Mapping[str, str] | None = None
-    match_expressions: tuple[Requirement, ...] = ()
+    kinds: tuple[str, ...]
+    match_labels: Mapping[str, str]
+    match_expressions: tuple[Requirement, ...]
 
 
 @dataclass(frozen=True)
 class When:
-    condition: str = _WHEN.condition
-    status: str = _WHEN.status
-    for_: float = durations.parse(_WHEN.for_)
+    condition: str
+    status: str
+    for_: float
 
 
 @dataclass(frozen=True)
@@ -83,24 +86,7 @@ class Digest:
     receivers: tuple[str, ...]
 
 
-_TRAFFIC = model.TrafficCondition.model_fields
 TRAFFIC_WHEN = "Traffic"  # the condition name traffic observations carry (status "True": breached)
-
-
-@dataclass(frozen=True)
-class TrafficCondition:
-    """``spec.traffic``: fire on real traffic instead of a condition (see traffic.judge)."""
-
-    signal: str
-    per: str = _TRAFFIC["per"].default
-    above: float | None = None
-    below: float | None = None
-    week_ago_ratio: bool = False
-    quantile: str = _TRAFFIC["quantile"].default
-    error_class: str = _TRAFFIC["error_class"].default
-    min_rps: float = _TRAFFIC["min_rps"].default
-    over: str = _TRAFFIC["over"].default
-    war_room: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,14 +96,14 @@ class Rule:
     severity: str
     selector: Selector
     when: When
-    receivers: tuple[Receiver, ...] = ()
-    escalation: tuple[EscalationStep, ...] = ()
-    summary: str | None = None
-    repeat_interval: float = REPEAT_INTERVAL
-    send_resolved: bool = SEND_RESOLVED
-    group_wait: float = GROUP_WAIT
-    digest: Digest | None = None
-    traffic: TrafficCondition | None = None
+    receivers: tuple[Receiver, ...]
+    escalation: tuple[EscalationStep, ...]
+    summary: str | None
+    repeat_interval: float
+    send_resolved: bool
+    group_wait: float
+    digest: Digest | None
+    traffic: TrafficCondition | None
 
     @property
     def ack_window(self) -> float | None:
@@ -136,53 +122,60 @@ class Rule:
         return tuple(r for r in self.receivers if not r.escalation_only)
 
 
-def parse_rule(namespace: str, name: str, spec: Mapping) -> Rule:
+def parse_rule(namespace: str, name: str, raw: Mapping) -> Rule:
     """Build a :class:`Rule` from an AlertRule ``spec`` (camelCase, as stored)."""
-    severity = spec.get("severity", "")
-    if severity not in SEVERITIES:
-        raise InvalidSpec("InvalidSeverity", f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
-    receivers = tuple(parse_receiver(r) for r in spec.get("receivers") or [])
+    return rule_of(namespace, name, parse(model.AlertRuleSpec, raw))
+
+
+def rule_of(namespace: str, name: str, spec: model.AlertRuleSpec) -> Rule:
+    """Build a :class:`Rule` from a validated spec, judging what the model leaves to CEL."""
+    receivers = tuple(_receiver(r, f"spec.receivers[{i}]") for i, r in enumerate(spec.receivers or []))
     names = [r.name for r in receivers]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InvalidSpec("DuplicateReceiver", f"receiver names must be unique: {', '.join(duplicates)}")
     escalation = tuple(
         EscalationStep(
-            _duration(step.get("after"), f"escalation[{i}].after"),
-            _known(step.get("receivers") or [], names, f"escalation[{i}]"),
+            _duration(step.after, f"spec.escalation[{i}].after"),
+            _known(step.receivers, names, f"spec.escalation[{i}]"),
         )
-        for i, step in enumerate(spec.get("escalation") or [])
+        for i, step in enumerate(spec.escalation or [])
     )
     for i in range(1, len(escalation)):
         if escalation[i].after <= escalation[i - 1].after:
             raise InvalidSpec(
-                "InvalidEscalation", f"escalation[{i}].after must be later than escalation[{i - 1}].after"
+                "InvalidEscalation",
+                f"spec.escalation[{i}].after must be later than spec.escalation[{i - 1}].after",
             )
     digest = None
-    if spec.get("digest"):
-        raw = spec["digest"]
+    if spec.digest is not None:
         digest = Digest(
-            _duration(raw.get("interval"), "digest.interval"),
-            _known(raw.get("receivers") or [], names, "digest"),
+            _duration(spec.digest.interval, "spec.digest.interval"),
+            _known(spec.digest.receivers, names, "spec.digest"),
         )
-    repeat_interval = _duration(spec.get("repeatInterval"), "repeatInterval", REPEAT_INTERVAL)
+    repeat_interval = _duration(spec.repeat_interval, "spec.repeatInterval")
     floors.check_alerting(
         repeat_interval, [step.after for step in escalation], digest.interval if digest else None
     )
+    traffic = _traffic(spec.traffic) if spec.traffic is not None else None
+    for_ = _duration(spec.when.for_, "spec.when.for")
     return Rule(
         namespace=namespace,
         name=name,
-        severity=severity,
-        selector=_selector(spec.get("selector") or {}),
-        when=_traffic_when(spec.get("when") or {}) if spec.get("traffic") else _when(spec.get("when") or {}),
+        severity=spec.severity,
+        selector=_selector(spec.selector),
+        # A traffic rule fires while its traffic observation is breached ("True"), after when.for.
+        when=When(TRAFFIC_WHEN, "True", for_)
+        if traffic
+        else When(spec.when.condition, spec.when.status, for_),
         receivers=receivers,
         escalation=escalation,
-        summary=_summary(spec.get("summary") or None) or ("{message}" if spec.get("traffic") else None),
+        summary=_summary(spec.summary) or ("{message}" if traffic else None),
         repeat_interval=repeat_interval,
-        send_resolved=bool(spec.get("sendResolved", SEND_RESOLVED)),
-        group_wait=_duration(spec.get("groupWait"), "groupWait", GROUP_WAIT),
+        send_resolved=spec.send_resolved,
+        group_wait=_duration(spec.group_wait, "spec.groupWait"),
         digest=digest,
-        traffic=_traffic(spec["traffic"]) if spec.get("traffic") else None,
+        traffic=traffic,
     )
 
 
@@ -222,101 +215,53 @@ def _requirement_holds(req: Requirement, labels: Mapping[str, str]) -> bool:
     return not present
 
 
-def _selector(raw: Mapping) -> Selector:
-    kinds = tuple(raw.get("kinds") or KINDS)
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise InvalidSpec(
-            "InvalidSelector",
-            f"selector.kinds: {', '.join(unknown)} cannot be alerted on (use {', '.join(KINDS)})",
-        )
+def _selector(raw: model.Selector) -> Selector:
     expressions = []
-    for i, expr in enumerate(raw.get("matchExpressions") or []):
-        key, op, values = expr.get("key") or "", expr.get("operator"), tuple(expr.get("values") or ())
-        where = f"selector.matchExpressions[{i}]"
-        if not key:
-            raise InvalidSpec("InvalidSelector", f"{where}: key is required")
-        if op not in OPERATORS:
-            raise InvalidSpec(
-                "InvalidSelector", f"{where}: operator {op!r} is not one of {', '.join(OPERATORS)}"
-            )
-        if op in ("In", "NotIn") and not values:
-            raise InvalidSpec("InvalidSelector", f"{where}: {op} needs at least one value")
-        if op in ("Exists", "DoesNotExist") and values:
-            raise InvalidSpec("InvalidSelector", f"{where}: {op} takes no values")
-        expressions.append(Requirement(key, op, values))
-    return Selector(kinds, dict(raw.get("matchLabels") or {}), tuple(expressions))
+    for i, expr in enumerate(raw.match_expressions or []):
+        values = tuple(expr.values or ())
+        where = f"spec.selector.matchExpressions[{i}]"
+        if expr.operator in ("In", "NotIn") and not values:
+            raise InvalidSpec("InvalidSelector", f"{where}: {expr.operator} needs at least one value")
+        if expr.operator in ("Exists", "DoesNotExist") and values:
+            raise InvalidSpec("InvalidSelector", f"{where}: {expr.operator} takes no values")
+        expressions.append(Requirement(expr.key, expr.operator, values))
+    return Selector(tuple(raw.kinds), dict(raw.match_labels or {}), tuple(expressions))
 
 
-def _when(raw: Mapping) -> When:
-    status = str(raw.get("status", When.status))
-    if status not in CONDITION_STATUSES:
-        raise InvalidSpec("InvalidCondition", f"when.status {status!r} is not one of True, False, Unknown")
-    return When(
-        raw.get("condition") or When.condition, status, _duration(raw.get("for"), "when.for", When.for_)
-    )
+def _traffic(raw: model.TrafficCondition) -> model.TrafficCondition:
+    if raw.signal in ("errorRate", "latency", "failedRequests") and raw.above is None:
+        raise InvalidSpec("InvalidTraffic", f"spec.traffic: signal {raw.signal} needs above")
+    if raw.signal == "requestRate" and raw.below is None:
+        raise InvalidSpec("InvalidTraffic", "spec.traffic: signal requestRate needs below")
+    _duration(raw.over, "spec.traffic.over")
+    return raw
 
 
-def _traffic_when(raw: Mapping) -> When:
-    """A traffic rule fires while its traffic observation is breached ("True"), after when.for."""
-    return When(TRAFFIC_WHEN, "True", _duration(raw.get("for"), "when.for", When.for_))
+def parse_receiver(raw: Mapping | receiver_model.Receiver, where: str = "receiver") -> Receiver:
+    """One receiver entry (AlertRule receivers, MaintenanceWindow notice receivers, Incident
+    recipients), raw (camelCase, validated by the model here) or already a model."""
+    if not isinstance(raw, receiver_model.Receiver):
+        raw = parse(receiver_model.Receiver, raw, where)
+    return _receiver(raw, where)
 
 
-def _traffic(raw: Mapping) -> TrafficCondition:
-    signal = raw.get("signal")
-    if signal not in model.TRAFFIC_SIGNALS:
-        raise InvalidSpec(
-            "InvalidTraffic", f"traffic.signal {signal!r} is not one of {', '.join(model.TRAFFIC_SIGNALS)}"
-        )
-    above, below = raw.get("above"), raw.get("below")
-    if signal in ("errorRate", "latency", "failedRequests") and above is None:
-        raise InvalidSpec("InvalidTraffic", f"traffic.signal {signal} needs above")
-    if signal == "requestRate" and below is None:
-        raise InvalidSpec("InvalidTraffic", "traffic.signal requestRate needs below")
-    over = str(raw.get("over") or _TRAFFIC["over"].default)
-    _duration(over, "traffic.over")
-    return TrafficCondition(
-        signal=signal,
-        per=raw.get("per") or _TRAFFIC["per"].default,
-        above=float(above) if above is not None else None,
-        below=float(below) if below is not None else None,
-        week_ago_ratio=bool(raw.get("weekAgoRatio", False)),
-        quantile=raw.get("quantile") or _TRAFFIC["quantile"].default,
-        error_class=raw.get("errorClass") or _TRAFFIC["error_class"].default,
-        min_rps=float(raw.get("minRps", _TRAFFIC["min_rps"].default)),
-        over=over,
-        war_room=bool(raw.get("warRoom", False)),
-    )
-
-
-def parse_receiver(raw: Mapping) -> Receiver:
-    """One receiver entry (AlertRule receivers, MaintenanceWindow notice receivers)."""
-    name, type_ = raw.get("name") or "", raw.get("type")
-    if not name:
-        raise InvalidSpec("InvalidReceiver", "every receiver needs a name")
-    if type_ not in RECEIVER_TYPES:
-        raise InvalidSpec(
-            "InvalidReceiverType",
-            f"receiver {name}: type {type_!r} is not one of {', '.join(RECEIVER_TYPES)}",
-        )
-    ref = raw.get("secretRef")
-    secret_ref = SecretRef(ref.get("name", ""), ref.get("key", "")) if ref else None
-    if secret_ref and not (secret_ref.name and secret_ref.key):
-        raise InvalidSpec("InvalidReceiver", f"receiver {name}: secretRef needs both name and key")
-    url = raw.get("url") or None
+def _receiver(raw: receiver_model.Receiver, where: str) -> Receiver:
+    name, type_ = raw.name, raw.type
+    ref = raw.secret_ref
+    secret_ref = SecretRef(ref.name, ref.key) if ref is not None else None
+    url = raw.url or None
     if url and urlsplit(url).scheme not in ("http", "https"):
-        raise InvalidSpec("InvalidReceiver", f"receiver {name}: url must be http(s)")
+        raise InvalidSpec("InvalidReceiver", f"{where}: receiver {name}: url must be http(s)")
     # A plain webhook may carry its URL in the spec; everything else needs its Secret.
     if secret_ref is None and not (type_ == "webhook" and url):
         what = "a secretRef or a url" if type_ == "webhook" else "a secretRef"
-        raise InvalidSpec("MissingSecretRef", f"receiver {name} ({type_}) needs {what}")
-    email = raw.get("email") or {}
-    to = tuple(email.get("to") or ())
+        raise InvalidSpec("MissingSecretRef", f"{where}: receiver {name} ({type_}) needs {what}")
+    email = raw.email or receiver_model.EmailSettings()
+    to = tuple(email.to or ())
     if type_ == "email" and not to:
-        raise InvalidSpec("InvalidReceiver", f"receiver {name}: email needs email.to")
-    return Receiver(
-        name, type_, secret_ref, url, to, email.get("from"), bool(raw.get("escalationOnly", False))
-    )
+        raise InvalidSpec("InvalidReceiver", f"{where}: receiver {name}: email needs email.to")
+    escalation_only = raw.escalation_only if isinstance(raw, receiver_model.AlertReceiver) else False
+    return Receiver(name, type_, secret_ref, url, to, email.from_, escalation_only)
 
 
 def _known(wanted: list[str], names: list[str], where: str) -> tuple[str, ...]:
@@ -328,9 +273,10 @@ def _known(wanted: list[str], names: list[str], where: str) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-def _duration(value: str | float | None, where: str, default: float | None = None) -> float:
+def _duration(value: str, where: str) -> float:
+    """A duration the model admitted as a string (its grammar is a CEL rule the model does not run)."""
     try:
-        return durations.parse(value, default)
+        return durations.parse(value)
     except ValueError as exc:
         raise InvalidSpec("InvalidDuration", f"{where}: {exc}") from None
 
@@ -350,7 +296,7 @@ def _summary(text: str | None) -> str | None:
         if spec:
             raise InvalidSpec(
                 "InvalidSummary",
-                f"summary placeholder {{{name}:{spec[:20]}}} takes no format spec: write {{{name}}}",
+                f"spec.summary: placeholder {{{name}:{spec[:20]}}} takes no format spec: write {{{name}}}",
             )
     return text
 

@@ -38,18 +38,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .. import conditions
+from ..api import alertrule as model
+from ..api.base import SHORT_TEXT
 from ..durations import parse_time, rfc3339
 from ..vocabulary import ANNOTATION_ACK, ANNOTATION_ACK_BY
 from .rules import SEVERITIES, Receiver, Rule
 
 ACK_ANNOTATION, ACK_BY_ANNOTATION = ANNOTATION_ACK, ANNOTATION_ACK_BY
 
-PENDING, FIRING, HELD, RESOLVED = "pending", "firing", "held", "resolved"
-EVENTS = ("firing", "escalation", "reminder", "resolved")
+PENDING, FIRING, HELD, RESOLVED = model.ALERT_STATES
+EVENTS = model.EVENTS  # in this order: a firing is sent before its resolve
 
 RESOLVED_KEEP = 50  # resolved records kept per rule ...
 RESOLVED_TTL = timedelta(hours=24)  # ... and for at most this long
-DELIVERIES_KEEP = 20  # delivery attempts kept per alert
+DELIVERIES_KEEP = model.DELIVERIES_KEPT  # delivery attempts kept per alert (as the model describes)
 RETRY_BASE = 30.0  # a failed delivery is owed again after 30s, 1m, 2m ...
 RETRY_CAP = 1800.0  # ... at most every 30 minutes
 MAX_TRIES = 10  # ... and given up (recorded, with an Event) after this many
@@ -138,29 +140,30 @@ class AlertRecord:
         )
 
     def to_dict(self) -> dict:
-        out = {
-            "key": self.key,
-            "object": {"kind": self.kind, "name": self.name},
-            "subject": self.subject,
-            "state": self.state,
-            "severity": self.severity,
-            "pendingSince": self.pending_since,
-            "since": self.since,
-            "ackDeadline": self.ack_deadline,
-            "acknowledgedBy": self.acknowledged_by,
-            "acknowledgedAt": self.acknowledged_at,
-            "escalationStep": self.escalation_step,
-            "lastNotifiedAt": self.last_notified_at,
-            "resolvedAt": self.resolved_at,
-            "notified": list(self.notified),
-            "outstanding": [
-                {"receiver": o.receiver, "event": o.event, "due": rfc3339(o.due), "tries": o.tries}
+        """The record as ``status.alerts[]`` stores it, through the model (camelCase; what the
+        model does not declare, or declares otherwise, cannot be written)."""
+        return model.Alert(
+            key=self.key,
+            object=model.AlertObject(kind=self.kind, name=self.name),
+            subject=self.subject,
+            state=self.state,
+            severity=self.severity,
+            pending_since=_stamp(self.pending_since),
+            since=_stamp(self.since),
+            ack_deadline=_stamp(self.ack_deadline),
+            acknowledged_by=self.acknowledged_by,
+            acknowledged_at=_stamp(self.acknowledged_at),
+            escalation_step=self.escalation_step,
+            last_notified_at=_stamp(self.last_notified_at),
+            resolved_at=_stamp(self.resolved_at),
+            notified=list(self.notified),
+            outstanding=[
+                model.Owed(receiver=o.receiver, event=o.event, due=rfc3339(o.due), tries=o.tries)
                 for o in self.outstanding
             ],
-            "deliveries": [dict(d) for d in self.deliveries],
-            "message": details(self.message) or None,
-        }
-        return {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in out.items() if v is not None}
+            deliveries=self.deliveries,
+            message=details(self.message) or None,
+        ).model_dump(by_alias=True, exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,8 @@ def observe(obj: Mapping, condition: str) -> Observation:
 def parse_acks(annotations: Mapping[str, str] | None) -> dict[str, str]:
     """Acknowledgements on the rule: ``pitwall.dev/acknowledge: KEY[,KEY...]`` -> {key: who}."""
     annotations = annotations or {}
-    who = annotations.get(ACK_BY_ANNOTATION, "").strip() or "annotation"
+    # status.alerts[].acknowledgedBy holds at most SHORT_TEXT characters
+    who = annotations.get(ACK_BY_ANNOTATION, "").strip()[:SHORT_TEXT] or "annotation"
     keys = (k.strip() for k in annotations.get(ACK_ANNOTATION, "").split(","))
     return {k: who for k in keys if k}
 
@@ -346,15 +350,14 @@ def apply_results(
             rec = by_key.get(key)
             if rec is None:
                 continue
-            entry = {
-                "receiver": res.receiver,
-                "event": res.event,
-                "at": rfc3339(res.at),
-                "ok": res.ok,
-                "attempts": res.attempts,
-            }
-            if res.error:
-                entry["error"] = res.error
+            entry = model.Delivery(
+                receiver=res.receiver,
+                event=res.event,
+                at=rfc3339(res.at),
+                ok=res.ok,
+                attempts=res.attempts,
+                error=res.error or None,
+            ).model_dump(by_alias=True, exclude_none=True)
             rec.deliveries = (rec.deliveries + [entry])[-DELIVERIES_KEEP:]
             owed = _find(rec.outstanding, res.receiver, res.event)
             if owed is None:
@@ -601,6 +604,10 @@ class _Facts(dict):
 
 def _find(owed: list[Owed], receiver: str, event: str) -> Owed | None:
     return next((o for o in owed if o.receiver == receiver and o.event == event), None)
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return rfc3339(moment) if moment is not None else None
 
 
 def _time(value: str | None) -> datetime | None:

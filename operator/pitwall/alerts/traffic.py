@@ -18,6 +18,7 @@ from .. import durations
 from ..errors import TrafficError
 from ..runtime import Runtime
 from . import digest
+from . import status as alert_status
 from .rules import TRAFFIC_WHEN, Rule, judge_traffic, matches
 from .state import FIRING, HELD, PENDING, Evaluation, Observation
 
@@ -116,15 +117,15 @@ async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> No
         )[:1000]
         await rt.write_status(
             obj,
-            {
-                "warRoom": {
+            alert_status.patch(
+                war_room={
                     "state": "open",
                     "openedAt": now,
                     "products": products[:50],
                     "threshold": rule.traffic.above,
                     "message": message,
                 }
-            },
+            ),
             [],
         )
         await rt.event(obj, "WarRoomOpened", message, warning=True)
@@ -136,9 +137,11 @@ async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> No
         message = (
             f"war room closed: failed requests of {', '.join(current.get('products') or [])} back under "
             f"{rule.traffic.above:g} over {rule.traffic.over}"
-        )
+        )[:1000]
         await rt.write_status(
-            obj, {"warRoom": {**current, "state": "closed", "closedAt": now, "message": message}}, []
+            obj,
+            alert_status.patch(war_room={**current, "state": "closed", "closedAt": now, "message": message}),
+            [],
         )
         await rt.event(obj, "WarRoomClosed", message)
 

@@ -35,10 +35,11 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 AlertKind = Literal["ApiProduct", "Probe", "Backend"]
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 AlertState = Literal["pending", "firing", "held", "resolved"]
+ALERT_STATES: tuple[str, ...] = get_args(AlertState)
 Event = Literal["firing", "escalation", "reminder", "resolved"]
 EVENTS: tuple[str, ...] = get_args(Event)
 
-DELIVERIES_KEPT = 20  # what alerts/state.py keeps per alert (a unit test holds the two together)
+DELIVERIES_KEPT = 20  # delivery attempts alerts/state.py keeps per alert (status.alerts[].deliveries)
 
 
 class Selector(Model):

@@ -20,7 +20,9 @@ FAST = RetryPolicy(
 
 
 def notification(receiver: dict, names=("checkout",), resolve=False):
-    rule = parse_rule("shop", "probes-down", {"severity": "critical", "receivers": [receiver]})
+    rule = parse_rule(
+        "shop", "probes-down", {"severity": "critical", "selector": {}, "receivers": [receiver]}
+    )
     down = [Observation("Probe", n, "False", T0, "ProbeFailing", "got 503") for n in names]
     ev = evaluate(rule, [], down, T0)
     if not resolve:

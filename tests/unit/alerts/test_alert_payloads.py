@@ -20,6 +20,7 @@ def rule(severity="critical", **extra):
         "probes-down",
         {
             "severity": severity,
+            "selector": {},
             "when": {"condition": "Ready", "status": "False", "for": "1m"},
             "receivers": [{"name": "ops", "type": "msteams", "secretRef": {"name": "t", "key": "url"}}],
             "escalation": [{"after": "30m", "receivers": ["ops"]}],
@@ -227,6 +228,7 @@ def worst_rule(**extra):
         "r" * 253,
         {
             "severity": "critical",
+            "selector": {},
             "when": {"condition": "Ready", "status": "False", "for": "1m"},
             "summary": "{kind} {name} in {namespace}: {message} " * 20,
             "receivers": [{"name": "ops", "type": "opsgenie", "secretRef": {"name": "t", "key": "k"}}],
