@@ -20,6 +20,7 @@ from pitwall.alerts import state as alert_state
 from pitwall.api import crdgen
 from pitwall.api.alertrule import Alert, AlertRuleSpec
 from pitwall.api.apiproduct import ApiProductStatus, MaintenancePage
+from pitwall.api.backend import Health
 from pitwall.api.base import parse, status_patch
 from pitwall.api.check import DEFAULT_TIMEOUT, Check
 from pitwall.api.maintenancewindow import MaintenanceWindowStatus
@@ -29,9 +30,12 @@ from pitwall.errors import InvalidSpec
 from pitwall.maintenance import notices, targets
 from pitwall.maintenance import page as maintenance_page
 from pitwall.maintenance import window as maintenance_window
+from pitwall.probes import reconcile as probe_reconcile
 from pitwall.probes import spec as probe_spec
 from pitwall.probes import state as probe_state
 from pitwall.probes import stats
+from pitwall.probes.engine import failed_result
+from pitwall.probes.monitor import Job
 from pitwall.products import reconcile as products
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +120,8 @@ def test_timeout_is_described_as_the_engine_applies_it():
     text = description(Check, "timeout")
     assert "each request" in text
     assert f"n x timeout + {probe_spec.RUN_SLACK:g}s" in text
-    steps = (probe_spec.Step("a", probe_spec.Request(), probe_spec.Expect()),) * 3
-    check = probe_spec.Check(target="http://x", steps=steps, timeout=2.0)
+    steps = [{"name": name} for name in "abc"]
+    check = probe_spec.parse_check({"target": {"url": "http://x"}, "steps": steps, "timeout": "2s"})
     assert check.run_timeout == 3 * 2.0 + probe_spec.RUN_SLACK
 
 
@@ -147,7 +151,7 @@ def test_severity_description_states_the_ack_windows_the_code_uses():
 
 
 def test_parsers_apply_the_models_defaults():
-    check = probe_spec.parse_check({"url": "http://x"})
+    check = probe_spec.parse_check(parse(Health, {"url": "http://x"}))
     model = Check()
     assert (check.interval, check.timeout) == (
         durations.parse(model.interval),
@@ -246,14 +250,30 @@ def status_schema(model) -> dict:
     return crdgen.openapi_schema(model)["properties"]["status"]
 
 
-def test_probe_status_builders_write_only_declared_fields():
+def test_probe_status_is_built_through_its_model_and_declares_every_field():
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    recorded = stats.Stats()
+    check = probe_spec.parse_check({"target": {"url": "http://x"}})
+    job = Job(("Probe", "ns", "p"), 1, check, lambda: None, lambda: None, publish=None)
+    job.health = probe_state.Health(probe_state.DOWN, 3, 0)
     for minute in range(90):
-        recorded.record(now - timedelta(minutes=minute), ok=minute % 7 != 0, latency_ms=12.5)
-    status = {**probe_state.Health(probe_state.DOWN, 3, 0).to_status(), **recorded.to_status(now)}
-    assert {"state", "consecutiveFailures", "availability", "history", "latency"} <= set(status)
-    assert undeclared(status_schema(api.Probe), status) == []
+        job.stats.record(now - timedelta(minutes=minute), ok=minute % 7 != 0, latency_ms=12.5)
+
+    status = probe_reconcile.probe_status(
+        job, failed_result(check, "boom"), target="http://x", transition_at="2026-11-29T12:00:00Z"
+    )
+    written = status.model_dump(by_alias=True, exclude_unset=True)
+
+    assert isinstance(status, api.probe.ProbeStatus)
+    assert {"state", "consecutiveFailures", "availability", "history", "latency", "target"} <= set(written)
+    assert (
+        written["lastFailure"]["reason"] == "boom" and written["lastTransitionAt"] == "2026-11-29T12:00:00Z"
+    )
+    assert undeclared(status_schema(api.Probe), written) == []
+    # What was not set is left out (a merge patch keeps it), and what is absent on purpose stays out.
+    assert "conditions" not in written and "observedGeneration" not in written
+    assert "lastTransitionAt" not in probe_reconcile.probe_status(job, None, target=None).model_dump(
+        by_alias=True, exclude_unset=True
+    )
 
 
 def test_alert_records_write_only_declared_fields():

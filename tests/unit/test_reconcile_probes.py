@@ -3,10 +3,14 @@ version, Secrets opted in), and where a version answers (its EndpointSlice's ``h
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from tests.unit.kubeapi import KubeAPI, condition, runtime
+from tests.unit.test_api_models import undeclared
 from tests.unit.test_reconcile_products import product
 
+from pitwall.api import Probe, crdgen
 from pitwall.probes import reconcile as probes
 
 NS = "shop"
@@ -138,3 +142,38 @@ async def test_a_denied_target_stays_stalled_through_a_resync(api):
     stalled = condition(api.get("Probe", NS, "orders-up"), "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "TargetDenied")
     assert api.reasons("orders-up") == ["TargetDenied"]  # said once
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_status_goes_through_the_model_and_a_refused_spec_keeps_the_numbers(api):
+    url = f"http://127.0.0.1:{closed_port()}/"
+    api.put(probe(target={"url": url}))
+    rt = runtime(api)
+    key = ("Probe", NS, "orders-up")
+    assert await probes.reconcile(rt, NS, "orders-up") is None
+    await rt.monitor.run(key)
+    await rt.monitor.writes_done()
+    obj = api.get("Probe", NS, "orders-up")
+    status = obj["status"]
+    assert (status["state"], status["consecutiveFailures"], status["target"]) == ("Unknown", 1, url)
+    assert status["lastRun"]["result"] == "Failure" and status["lastFailure"]["step"] == "isUp"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert undeclared(crdgen.openapi_schema(Probe), obj) == []
+
+    # Stored before a bound existed, say: the model refuses it, naming the field. The merge
+    # patch sets the state and conditions only; the counts and the last run stay.
+    api.put(probe(target={"url": url}, steps=[{"name": "isUp", "request": {"method": "FETCH"}}]))
+    assert await probes.reconcile(rt, NS, "orders-up") == 60.0
+    obj = api.get("Probe", NS, "orders-up")
+    stalled = condition(obj, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert stalled["message"].startswith("spec.steps[0].request.method: Input should be 'GET', 'POST'")
+    assert condition(obj, "Healthy")["reason"] == "InvalidSpec"
+    assert obj["status"]["state"] == "Unknown"
+    assert obj["status"]["lastRun"] == status["lastRun"] and obj["status"]["consecutiveFailures"] == 1
+    assert api.reasons("orders-up") == ["InvalidSpec"]

@@ -1,6 +1,6 @@
 """The check shape shared by Probe.spec and Backend.spec.health (one engine, one schema).
 
-The probe engine's parser (:mod:`pitwall.probes.spec`) takes its defaults from here.
+The probe engine validates specs through these models and compiles them (:mod:`pitwall.probes.spec`).
 """
 
 from __future__ import annotations

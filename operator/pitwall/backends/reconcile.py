@@ -79,9 +79,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         return None
     if spec.health is not None:
         try:
-            # The probe engine's parser reads the raw block: it tells `equals: null` from no
-            # `equals`, which a model (where both are None) cannot.
-            check = await _monitor(rt).check_for(key, backend["metadata"], raw["health"])
+            check = await _monitor(rt).check_for(key, backend["metadata"], spec.health)
         except InvalidSpec as exc:
             _monitor(rt).remove(key)
             await _write(rt, backend, "Unknown", matrix, stalled=exc.stalled)

@@ -7,19 +7,20 @@ each owner kind supplies how its target resolves and how a result becomes its st
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Histogram
 
-from .. import durations, logsearch
+from .. import durations
+from ..api import check as model
 from ..errors import InvalidSpec
 from ..runtime import Runtime
 from ..supervise import spawn
@@ -28,7 +29,7 @@ from .client import client_key, make_client
 from .coalesce import should_write
 from .engine import RunResult, StepLog, failed_result, run_check
 from .scheduler import Scheduler, phase
-from .spec import MIN_INTERVAL, Check, parse_check
+from .spec import MIN_INTERVAL, Check, Spec, Step, compile_steps, parse_check
 from .state import MAINTENANCE, Health, observe, settle
 from .stats import Stats
 from .telemetry import COLLECTOR, Numbers
@@ -198,7 +199,7 @@ class Monitor:
         """The operator-wide floor on probe intervals (``Settings.min_probe_interval`` when set)."""
         return max(MIN_INTERVAL, float(getattr(self.rt.settings, "min_probe_interval", None) or 0.0))
 
-    async def check_for(self, key: Key, metadata: dict, spec: dict, *, base_url: str | None = None) -> Check:
+    async def check_for(self, key: Key, metadata: dict, spec: Spec, *, base_url: str | None = None) -> Check:
         """``parse_check`` once per generation of the object; raises ``InvalidSpec`` like it.
 
         The parse itself runs on a one-thread pool: the largest spec the schema admits takes
@@ -427,30 +428,22 @@ class Monitor:
 
 
 def maintenance_page_check(check: Check, base_url: str | None) -> Check:
-    """One GET of the target expecting the maintenance page's answer."""
-    spec: dict[str, Any] = {
-        "interval": f"{check.interval}s",
-        "timeout": f"{check.timeout}s",
-        "steps": [
-            {
-                "name": "maintenance-page",
-                "request": {"path": "/"},
-                "expect": {"status": [503], "headers": [{"name": "Retry-After", "present": True}]},
-            }
-        ],
-    }
-    if base_url is None and check.target:
-        spec["target"] = {"url": check.target}
-    return parse_check(spec, base_url=base_url)
+    """The check with one GET of the target expecting the maintenance page's answer (503 with
+    Retry-After) as its only step; its target, deadlines, TLS and proxy stay the probe's."""
+    return replace(check, target=base_url or check.target, steps=(_maintenance_page_step(),))
 
 
-def probe_status(job: Job, result: RunResult | None) -> dict:
-    """The status fields every monitored kind shares (health, last run, failure, numbers)."""
-    status: dict = {**job.health.to_status(), **job.stats.to_status(durations.now())}
-    if result is not None:
-        status["lastRun"] = result.last_run()
-        failure = result.last_failure()
-        if failure:
-            url = logsearch.link(failure.get("correlationId"))  # --log-search-url
-            status["lastFailure"] = {**failure, "logsUrl": url} if url else failure
-    return status
+@functools.cache
+def _maintenance_page_step() -> Step:
+    (step,) = compile_steps(
+        [
+            model.Step(
+                name="maintenance-page",
+                request=model.Request(path="/"),
+                expect=model.Expect(
+                    status=[503], headers=[model.HeaderExpect(name="Retry-After", present=True)]
+                ),
+            )
+        ]
+    )
+    return step

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pitwall.api.backend import Health
+from pitwall.api.base import parse
 from pitwall.errors import InvalidSpec
 from pitwall.probes.spec import RUN_SLACK, SecretRef, parse_check
 
@@ -25,15 +27,14 @@ def test_defaults_make_one_get_expecting_200():
 
 
 def test_backend_health_block_has_the_same_shape():
-    check = parse_check(
-        {
-            "url": "https://cb.internal/health",
-            "interval": "1m",
-            "timeout": "2s",
-            "failureThreshold": 5,
-            "tls": {"caSecretRef": {"name": "cb-ca", "key": "ca.crt"}},
-        }
-    )
+    health = {
+        "url": "https://cb.internal/health",
+        "interval": "1m",
+        "timeout": "2s",
+        "failureThreshold": 5,
+        "tls": {"caSecretRef": {"name": "cb-ca", "key": "ca.crt"}},
+    }
+    check = parse_check(parse(Health, health, "spec.health"))
 
     assert (check.target, check.interval, check.timeout, check.failure_threshold) == (
         "https://cb.internal/health",
@@ -85,10 +86,15 @@ def test_secret_names_cover_templates_and_tls():
         ),
         (
             {"steps": [{"name": "a", "expect": {"json": [{"path": "token_type"}]}}]},
-            "InvalidJSONPath",
-            "starts with $",
+            "InvalidSpec",
+            "spec.steps[0].expect.json[0].path: String should match pattern '^\\$'",
         ),
-        ({"steps": [{"name": "a", "capture": {"t": "body:x"}}]}, "InvalidCapture", "header:Name"),
+        (
+            {"steps": [{"name": "a", "capture": {"t": "body:x"}}]},
+            "InvalidSpec",
+            "spec.steps[0].capture.t: String should match pattern",
+        ),
+        ({"steps": [{"name": "a", "capture": {"t": "header:  "}}]}, "InvalidCapture", "header:Name"),
         ({"steps": [{"name": "a", "expect": {"body": {"regex": "("}}}]}, "InvalidRegex", "'('"),
         (
             {"steps": [{"name": "a", "expect": {"headers": [{"name": "X", "matches": "[z-a]"}]}}]},
@@ -110,7 +116,11 @@ def test_secret_names_cover_templates_and_tls():
             "InvalidReference",
             "${secret:no-key}",
         ),
-        ({"steps": [{"name": "a"}, {"name": "a"}]}, "InvalidStep", "unique"),
+        (
+            {"steps": [{"name": "a"}, {"name": "a"}]},
+            "InvalidStep",
+            "step names must be unique ('a' is used twice)",
+        ),
         (
             {"steps": [{"name": "a", "request": {"url": "https://x", "path": "/y"}}]},
             "InvalidStep",
@@ -120,6 +130,29 @@ def test_secret_names_cover_templates_and_tls():
         ({"steps": [{"name": "a", "request": {"url": "ftp://x/"}}]}, "InvalidURL", "ftp://x/"),
         ({"steps": [{"name": "a", "expect": {"maxLatency": "fast"}}]}, "InvalidDuration", "maxLatency"),
         ({"interval": "soon"}, "InvalidDuration", "interval"),
+        # What the schema refuses at admission, the model refuses too, naming the field (a spec
+        # stored before a bound existed).
+        (
+            {"steps": [{"name": "a", "request": {"method": "FETCH"}}]},
+            "InvalidSpec",
+            "spec.steps[0].request.method: Input should be 'GET', 'POST', 'PUT', 'PATCH', 'DELETE', "
+            "'HEAD' or 'OPTIONS'",
+        ),
+        (
+            {"steps": [{"name": "a", "expect": {"status": [200, 700]}}]},
+            "InvalidSpec",
+            "spec.steps[0].expect.status[1]: Input should be less than or equal to 599",
+        ),
+        (
+            {"steps": [{"name": ""}]},
+            "InvalidSpec",
+            "spec.steps[0].name: String should have at least 1 character",
+        ),
+        (
+            {"failureThreshold": 0},
+            "InvalidSpec",
+            "spec.failureThreshold: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_refused_with_a_reason(spec, reason, fragment):
@@ -154,9 +187,12 @@ def test_variables_flow_forward_between_steps():
 
 def test_no_target_and_no_product_is_refused():
     with pytest.raises(InvalidSpec) as err:
-        parse_check({"steps": [{"name": "a", "request": {"path": "/x"}}]})
-
+        parse_check({"target": {}, "steps": [{"name": "a", "request": {"path": "/x"}}]})
     assert err.value.reason == "NoTarget"
+
+    with pytest.raises(InvalidSpec) as err:
+        parse_check({"steps": [{"name": "a", "request": {"path": "/x"}}]})
+    assert (err.value.reason, err.value.message) == ("InvalidSpec", "spec.target: Field required")
 
 
 # -- issue 14: what a check may cost is bounded when the spec is parsed -------------------------
@@ -171,7 +207,12 @@ def test_no_target_and_no_product_is_refused():
             "timeout 0ms is below the minimum of 100ms",
         ),
         ({"interval": "10s", "timeout": "20s"}, "TimeoutAboveInterval", "longer than the interval 10s"),
-        ({"interval": 1e400}, "InvalidDuration", "finite"),
+        (
+            {"interval": "9" * 400 + "s"},
+            "InvalidSpec",
+            "spec.interval: String should have at most 32 characters",
+        ),
+        ({"interval": 1e400}, "InvalidSpec", "spec.interval: Input should be a valid string"),
         ({"steps": [{"name": "a", "expect": {"body": {"regex": "(a)\\1"}}}]}, "InvalidRegex", "RE2"),
         ({"steps": [{"name": "a", "expect": {"body": {"regex": "(?<=a)b"}}}]}, "InvalidRegex", "lookaround"),
         (
@@ -217,7 +258,7 @@ def test_no_target_and_no_product_is_refused():
         (
             {"steps": [{"name": "a", "expect": {"headers": [{"matches": "x"}]}}]},
             "InvalidSpec",
-            "cannot be read",
+            "spec.steps[0].expect.headers[0].name: Field required",
         ),
         (
             {
@@ -276,3 +317,75 @@ def test_user_regexes_run_on_re2_in_linear_time():
     assert expect.headers[0].matches.search("x" * 5000) is None
     assert expect.json[0].matches.search("1" * 5000 + "x") is None
     assert expect.body_regex.search("baaa")
+
+
+# -- issue 15: parsed through the API model ---------------------------------------------------------
+def test_an_explicit_equals_null_is_an_expectation_a_missing_equals_is_none():
+    def rule(**fields):
+        check = parse_check(
+            {
+                "target": {"url": "https://api.example.com"},
+                "steps": [{"name": "a", "expect": {"json": [{"path": "$.gone", **fields}]}}],
+            }
+        )
+        return check.steps[0].expect.json[0]
+
+    null, missing = rule(equals=None), rule()
+
+    assert (null.has_equals, null.equals) == (True, None)
+    assert (missing.has_equals, missing.equals) == (False, None)
+    assert null.exists and missing.exists  # the model leaves exists unset: the path must exist
+
+
+async def test_equals_null_passes_on_a_json_null_only():
+    import httpx
+
+    from pitwall.probes.engine import run_check
+
+    class Body(httpx.AsyncByteStream):  # read by the engine as from a socket
+        async def __aiter__(self):
+            yield b'{"gone": null, "count": 3}'
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Type": "application/json"}, stream=Body())
+
+    async def no_secrets(name: str, key: str) -> None:
+        return None
+
+    async def reason(json_rule: dict) -> str:
+        check = parse_check(
+            {
+                "target": {"url": "http://api.example.test"},
+                "steps": [{"name": "a", "expect": {"json": [json_rule]}}],
+            }
+        )
+        async with httpx.AsyncClient(transport=httpx.MockTransport(reply)) as client:
+            result = await run_check(check, client=client, secrets=no_secrets)
+        return result.steps[0].reason
+
+    assert await reason({"path": "$.gone", "equals": None}) == ""
+    assert await reason({"path": "$.count", "equals": None}) == "$.count is 3, expected None"
+    assert await reason({"path": "$.count"}) == ""  # no equals: the path must exist, nothing more
+
+
+def test_defaults_inside_steps_are_the_models():
+    from pitwall.api import check as model
+
+    check = parse_check(
+        {"target": {"url": "https://api.example.com"}, "steps": [{"name": "a"}, {"name": "b", "request": {}}]}
+    )
+
+    for step in check.steps:
+        assert step.request.method == model.Request().method == "GET"
+        assert step.expect.status == tuple(model.Expect().status) == (200,)
+        assert step.request.headers == {} and step.request.form is None and step.capture == ()
+    assert check.tls.insecure_skip_verify is model.Tls().insecure_skip_verify is False
+    assert check.follow_redirects is model.Check().follow_redirects is False
+
+
+def test_unknown_fields_are_ignored_as_the_api_server_prunes_them():
+    check = parse_check(
+        {"target": {"url": "https://api.example.com"}, "retries": 3, "steps": [{"name": "a", "x": 1}]}
+    )
+
+    assert [s.name for s in check.steps] == ["a"]
