@@ -7,6 +7,11 @@ shares it. Reports this process's CPU time (``time.process_time``, less sensitiv
 to a loaded machine) per 1,000 checks, best of ``--rounds``.
 
     .venv/bin/python bench/probe_cpu.py [-n 2000] [--concurrency 50] [--rounds 5] [--profile out.prof]
+                                        [--httpcore] [--uvloop]
+
+By default the client is the one the operator gives checks without a proxy (``LeanTransport``:
+asyncio and llhttp); ``--httpcore`` measures the httpcore-based client checks with a proxy use
+(the operator's only client before 2026-11-29), so the two can be compared on one machine.
 """
 
 from __future__ import annotations
@@ -67,7 +72,9 @@ async def main(args) -> None:
     server.start()
     port = queue.get(timeout=30)
     check = parse_check({"target": {"url": f"http://127.0.0.1:{port}/isUp"}})
-    client = await make_client(check, secrets=_secrets, policy=Policy.from_lists(local_ports=[18080]))
+    client = await make_client(
+        check, secrets=_secrets, policy=Policy.from_lists(local_ports=[18080]), lean=not args.httpcore
+    )
     await _round(check, client, 200, args.concurrency)  # warm up: connections, imports, caches
     profile = cProfile.Profile() if args.profile else None
     best = None
@@ -93,6 +100,11 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", help="write a cProfile of the measured rounds to this file")
+    parser.add_argument(
+        "--httpcore",
+        action="store_true",
+        help="the httpcore-based client (checks with a proxy use it) instead of the lean transport",
+    )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (must be installed)")
     args = parser.parse_args()
     if args.uvloop:

@@ -53,7 +53,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from typing import Any, Protocol
@@ -360,6 +360,42 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
+async def judged(policy: Policy, host: str, port: int) -> list[IPAddress]:
+    """``host``'s addresses, every one judged by ``policy`` (raises :class:`Denied`): the only
+    addresses any client here may then dial."""
+    addresses = await resolve(host, port)
+    policy.enforce(host, addresses, port)
+    return addresses
+
+
+async def dial(
+    policy: Policy,
+    host: str,
+    port: int,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    *,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> tuple[asyncio.BaseTransport, Any]:
+    """``loop.create_connection`` to a judged address of ``host`` (the first that answers), for
+    clients built on asyncio protocols (``probes.transport``). TLS is verified against
+    ``server_hostname`` (the name the request was for), not the address dialled."""
+    loop = asyncio.get_running_loop()
+    try:
+        addresses = await judged(policy, host, port)
+    except httpcore.ConnectError as exc:
+        raise OSError(str(exc)) from None
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return await loop.create_connection(
+                protocol_factory, str(address), port, ssl=tls, server_hostname=server_hostname
+            )
+        except OSError as exc:
+            error = exc
+    raise error or OSError(f"{host} has no address")
+
+
 # -- HTTP ------------------------------------------------------------------------------------------
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolve, judge every resolved address, then dial the address that was judged."""
@@ -376,8 +412,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await resolve(host, port)
-        self._policy.enforce(host, addresses, port)
+        addresses = await judged(self._policy, host, port)
         error: Exception | None = None
         for address in addresses:
             try:
@@ -620,7 +655,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-class _NoCookies(CookieJar):
+class NoCookies(CookieJar):
     """A jar that keeps nothing: one client serves many tenants, whose sessions must not mix."""
 
     def extract_cookies(self, response, request) -> None:
@@ -657,7 +692,7 @@ def client(
         trust_env=False,
         timeout=timeout,
         follow_redirects=follow_redirects,
-        cookies=_NoCookies(),
+        cookies=NoCookies(),
     )
 
 
@@ -669,10 +704,9 @@ async def open_socket(policy: Policy, host: str, port: int, timeout: float) -> s
     the one judged. Raises :class:`Denied`, or ``OSError`` when nothing answers.
     """
     try:
-        addresses = await resolve(host, port)
+        addresses = await judged(policy, host, port)
     except httpcore.ConnectError as exc:
         raise OSError(str(exc)) from None
-    policy.enforce(host, addresses, port)
     loop = asyncio.get_running_loop()
     error: OSError | None = None
     for address in addresses:

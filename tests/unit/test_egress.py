@@ -12,6 +12,7 @@ import pytest
 
 from pitwall import egress
 from pitwall.egress import Denied, Policy
+from pitwall.probes import transport
 
 METADATA = "is a link-local/cloud-metadata address and is denied by policy"
 
@@ -209,6 +210,11 @@ def test_pod_addresses_of_the_endpoint_rewrite_are_not_the_operators_ports():
 
 
 # -- enforcement: real sockets, and proof that nothing was dialled ---------------------------------
+# Both HTTP clients: httpcore's (every outbound request, and probes through a proxy) and the
+# probes' lean transport (checks without a proxy), each dialling through the one policy.
+CLIENTS = pytest.mark.parametrize("make", [egress.client, transport.client], ids=["httpcore", "lean"])
+
+
 class Listener:
     """A TCP server on 127.0.0.1 that counts connections and answers HTTP 200."""
 
@@ -239,9 +245,10 @@ class Listener:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0", "0.0.0.0", "127.1", "2130706433", "localhost"])
-async def test_denied_spellings_are_refused_before_any_dial(host):
+@CLIENTS
+async def test_denied_spellings_are_refused_before_any_dial(make, host):
     async with Listener() as target:
-        async with egress.client(Policy.from_lists(deny=["127.0.0.0/8", "::1"])) as http:
+        async with make(Policy.from_lists(deny=["127.0.0.0/8", "::1"])) as http:
             with pytest.raises(Denied) as err:
                 await http.get(f"http://{host}:{target.port}/")
         assert target.accepted == 0
@@ -249,28 +256,31 @@ async def test_denied_spellings_are_refused_before_any_dial(host):
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "[::ffff:127.0.0.1]", "localhost", "127.0.0.9"])
-async def test_the_operators_ports_are_refused_before_any_dial(host):
+@CLIENTS
+async def test_the_operators_ports_are_refused_before_any_dial(make, host):
     async with Listener() as own:
-        async with egress.client(Policy.from_lists(local_ports=[own.port])) as http:
+        async with make(Policy.from_lists(local_ports=[own.port])) as http:
             with pytest.raises(Denied, match="operator's own ports"):
                 await http.get(f"http://{host}:{own.port}/internal")
         assert own.accepted == 0
 
 
-async def test_an_allowed_target_is_reached_and_errors_are_httpx_errors():
+@CLIENTS
+async def test_an_allowed_target_is_reached_and_errors_are_httpx_errors(make):
     async with Listener() as target:
-        async with egress.client(Policy()) as http:
+        async with make(Policy()) as http:
             response = await http.get(f"http://127.0.0.1:{target.port}/hello")
         assert (response.status_code, response.text) == (200, "/hello")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    async with egress.client(Policy()) as http:
+    async with make(Policy()) as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"http://127.0.0.1:{closed}/")
 
 
-async def test_redirects_are_off_by_default_and_each_hop_is_judged():
+@CLIENTS
+async def test_redirects_are_off_by_default_and_each_hop_is_judged(make):
     async def bounce(reader, writer):
         await reader.readline()
         while (await reader.readline()) not in (b"\r\n", b""):
@@ -285,7 +295,7 @@ async def test_redirects_are_off_by_default_and_each_hop_is_judged():
     server = await asyncio.start_server(bounce, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
     try:
-        async with egress.client(Policy()) as http:
+        async with make(Policy()) as http:
             assert (await http.get(url)).status_code == 302
             with pytest.raises(Denied, match="169.254.169.254"):
                 await http.get(url, follow_redirects=True)
@@ -394,23 +404,26 @@ class KeepAlive:
         self.server.close()
 
 
-async def test_connections_are_reused_and_the_pool_limit_holds():
-    async with KeepAlive(delay=0.02) as target, egress.client(Policy(), max_connections=3) as http:
+@CLIENTS
+async def test_connections_are_reused_and_the_pool_limit_holds(make):
+    async with KeepAlive(delay=0.02) as target, make(Policy(), max_connections=3) as http:
         responses = await asyncio.gather(*(http.get(f"{target.url}/{i}") for i in range(30)))
         assert [r.text for r in responses] == [f"/{i}" for i in range(30)]
         assert target.accepted == 3 and target.most_open == 3
 
 
-async def test_a_connection_the_server_hung_up_is_never_reused():
-    async with KeepAlive(hang_up_after=1) as target, egress.client(Policy()) as http:
+@CLIENTS
+async def test_a_connection_the_server_hung_up_is_never_reused(make):
+    async with KeepAlive(hang_up_after=1) as target, make(Policy()) as http:
         for i in range(5):
             await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
             assert (await http.get(f"{target.url}/{i}")).text == f"/{i}"
         assert target.accepted == 5
 
 
-async def test_a_full_pool_closes_an_idle_connection_for_another_origin():
-    async with KeepAlive() as a, KeepAlive() as b, egress.client(Policy(), max_connections=1) as http:
+@CLIENTS
+async def test_a_full_pool_closes_an_idle_connection_for_another_origin(make):
+    async with KeepAlive() as a, KeepAlive() as b, make(Policy(), max_connections=1) as http:
         assert (await http.get(f"{a.url}/a")).text == "/a"
         assert (await http.get(f"{b.url}/b")).text == "/b"
         await asyncio.sleep(0.05)

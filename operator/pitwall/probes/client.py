@@ -18,6 +18,7 @@ import httpx
 
 from .. import egress
 from ..errors import InvalidSpec
+from . import transport
 from .spec import Check, Tls
 
 Secrets = Callable[[str, str], Awaitable[str | None]]
@@ -30,18 +31,25 @@ def client_key(check: Check) -> Hashable:
 
 
 async def make_client(
-    check: Check, *, secrets: Secrets, policy: egress.Policy, max_connections: int = 100
+    check: Check,
+    *,
+    secrets: Secrets,
+    policy: egress.Policy,
+    max_connections: int = 100,
+    lean: bool = True,
 ) -> httpx.AsyncClient:
     """A client for ``check``'s TLS and proxy settings (see ``egress.client``: no cookies, no
     environment proxies, the address policy at connect time). Timeouts are set per request by
     the engine. Raises ``InvalidSpec`` when a TLS Secret is missing or not opted in.
+
+    Without a proxy, requests go over ``transport.LeanTransport`` (HTTP/1.1 on asyncio and
+    llhttp, about half the CPU per check); with one, or ``lean=False`` (the benchmark's
+    comparison), over httpcore as every other outbound client does.
     """
-    return egress.client(
-        policy,
-        verify=await _ssl_context(check.tls, secrets),
-        proxy=check.proxy,
-        max_connections=max_connections,
-    )
+    context = await _ssl_context(check.tls, secrets)
+    if check.proxy is not None or not lean:
+        return egress.client(policy, verify=context, proxy=check.proxy, max_connections=max_connections)
+    return transport.client(policy, verify=context, max_connections=max_connections)
 
 
 async def _ssl_context(tls: Tls, secrets: Secrets) -> ssl.SSLContext:
