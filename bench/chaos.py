@@ -206,6 +206,17 @@ class KillableOperator:
         self.metrics_port = 0
 
     def start(self) -> None:
+        """Start it; again on fresh ports if it does not come up (on a busy machine a free port
+        may be taken by another process before the operator binds it)."""
+        for attempt in range(3):
+            try:
+                self._start()
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+
+    def _start(self) -> None:
         from pitwall_testing.cluster import free_port
 
         self.metrics_port = free_port()
@@ -230,7 +241,7 @@ class KillableOperator:
             cwd=ROOT,
             env=self.env,
             url=f"http://127.0.0.1:{self.metrics_port}/readyz",
-            timeout=120,
+            timeout=60,
             what=f"operator replica {self.index}",
         )
 
