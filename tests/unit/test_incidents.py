@@ -162,13 +162,62 @@ def test_an_incident_resolved_before_its_start_notice_tells_no_one():
     assert notify.owed(incident, T0, 600) == (None, None)
 
 
-def test_interrupted_sending_is_never_sent_again():
-    notices = notify.record([], "start", at=T0, state=notify.SENDING)
-    marked = notify.interrupted(notices)
-    assert marked[0]["state"] == "Interrupted"
+def test_a_notice_left_sending_by_a_restart_is_still_owed_to_the_outbox_not_decided_again():
     incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
-    incident["status"]["notices"] = marked
-    assert notify.owed(incident, T0, 600)[0] is None
+    incident["status"]["notices"] = notify.record([], "start", at=T0, state=notify.SENDING)
+    assert notify.owed(incident, T0, 600)[0] is None  # decided once ...
+    due, later = notify.sending(incident["status"]["notices"], T0 + timedelta(hours=1))
+    assert [n["event"] for n in due] == ["start"] and later is None  # ... and delivered again
+
+
+def test_a_failed_recipient_is_tried_again_later_and_the_others_are_not():
+    notices = notify.record([], "start", at=T0, state=notify.SENDING)
+    notices = notify.settle(
+        notices, "start", at=T0, reached=["acme"], failed=["globex"], refused=["initech"], retry_base=15
+    )
+    [entry] = notices
+    assert entry["state"] == notify.SENDING
+    assert entry["pending"] == ["globex"] and entry["recipients"] == ["acme"]
+    assert entry["tries"] == 1 and entry["due"] == rfc3339(T0 + timedelta(seconds=15))
+    assert notify.sending(notices, T0 + timedelta(seconds=10)) == ([], T0 + timedelta(seconds=15))
+    assert notify.sending(notices, T0 + timedelta(seconds=15))[0] == [entry]
+    later = T0 + timedelta(seconds=20)
+    notices = notify.settle(notices, "start", at=later, reached=["globex"], failed=[], refused=[])
+    [entry] = notices
+    assert entry["state"] == notify.SENT and entry["recipients"] == ["acme", "globex"]
+    assert "pending" not in entry and entry["failed"] == ["initech"]  # refused for good: recorded, not retried
+    # a round recorded twice (its result applied again) changes nothing
+    assert notify.settle(notices, "start", at=later, reached=[], failed=["globex"], refused=[]) == notices
+
+
+def test_a_notice_is_given_up_after_max_tries_with_the_loss_recorded():
+    notices = notify.record([], "resolved", at=T0, state=notify.SENDING)
+    for i in range(notify.MAX_TRIES):
+        assert notices[0]["state"] == notify.SENDING
+        notices = notify.settle(
+            notices, "resolved", at=T0 + timedelta(hours=i), reached=[], failed=["acme"], refused=[]
+        )
+    [entry] = notices
+    assert (
+        entry["state"] == notify.SENT and entry["failed"] == ["acme"] and entry["tries"] == notify.MAX_TRIES
+    )
+    assert notify.sending(notices, T0 + timedelta(days=1)) == ([], None)
+
+
+def test_a_notices_dedup_key_is_the_same_on_every_try_and_differs_per_recipient_and_event():
+    key = notify.message_id("uid-1", "start", "acme")
+    assert key == notify.message_id("uid-1", "start", "acme")
+    assert (
+        len(
+            {
+                key,
+                notify.message_id("uid-1", "start", "globex"),
+                notify.message_id("uid-1", "resolved", "acme"),
+                notify.message_id("uid-2", "start", "acme"),
+            }
+        )
+        == 4
+    )
 
 
 def _page_snapshot(**incident_extra):

@@ -124,10 +124,16 @@ class SentNotice(Model):
     event: str | None = text("start, update-N (the Nth spec.updates entry) or resolved.", 32)
     state: Literal["Sending", "Sent", "Interrupted"] | None = Field(
         None,
-        description="Sending is recorded before the first delivery; Interrupted: the operator stopped "
-        "while sending (not sent again: once at most).",
+        description="Sending is recorded before the first delivery and stays until every recipient "
+        "has it (sent again after a restart or a failure, with the same dedup key); Sent after. "
+        "Interrupted: written by earlier versions, never sent again.",
     )
-    at: str | None = timestamp("When it was sent.")
+    at: str | None = timestamp("When it was sent (or last tried).")
+    pending: list[Annotated[str, Field(max_length=NAME_LEN, description="A recipient.")]] | None = items(
+        "Recipients still owed it after a failed try (Sending).", 500
+    )
+    tries: int | None = Field(None, ge=0, description="Tries that failed for a reason a retry may fix.")
+    due: str | None = timestamp("When the next try is due (Sending after a failure).")
     recipients: list[Annotated[str, Field(max_length=NAME_LEN, description="A recipient.")]] | None = items(
         "Consumers and receivers it reached.", 500
     )

@@ -1,10 +1,15 @@
 """Which notices an incident owes, to whom, and what they say: pure, no I/O.
 
 An incident is told three ways: ``start`` once it opens, ``update-N`` for the Nth human update
-in ``spec.updates`` and ``resolved`` when it ends. Each goes out once: what was sent is
-recorded in ``status.notices`` (``Sending`` before the first delivery, ``Sent`` after), and an
-entry left ``Sending`` by a stopped operator is marked ``Interrupted``, never sent again: a
-consumer told twice trusts the next notice less than one told late.
+in ``spec.updates`` and ``resolved`` when it ends. Each is owed through the outbox
+(``pitwall.outbox``): recorded ``Sending`` in ``status.notices`` before the first delivery, and
+``Sent`` once every recipient has it (or refused it for good, or ``MAX_TRIES`` ran out). An entry
+left ``Sending`` by a stopped operator, a leader change or a receiver that failed is sent again
+(to the recipients it has not reached, ``pending``), after a growing delay when it failed: at
+least once, never lost. A resend after a crash between delivering and recording it carries the
+same dedup key (:func:`message_id`: the webhook body's ``id``, the e-mail ``Message-ID``), so
+receivers see one notice per key. (``Interrupted``, written by versions before this one, is left
+as it is: those were never sent again.)
 
 - ``resolved`` is owed only if ``start`` went out (nobody hears of the end of an incident they
   never heard had begun); an update is owed after ``start``; an incident resolved before its
@@ -23,10 +28,12 @@ incident's consumer-language cause and the people's updates, never from backend 
 
 from __future__ import annotations
 
+import hashlib
 import html
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .. import outbox
 from ..durations import format as format_duration
 from ..durations import parse_time, rfc3339
 from . import decide
@@ -35,6 +42,7 @@ START, RESOLVED = "start", "resolved"
 CONSUMER, RECEIVER = "consumer", "receiver"
 SENDING, SENT, INTERRUPTED = "Sending", "Sent", "Interrupted"
 KEEP = 100  # api.incident.NOTICES_KEPT
+MAX_TRIES, RETRY_BASE = outbox.MAX_TRIES, outbox.RETRY_BASE  # 8 rounds, 15 s doubling up to 10 min
 
 
 @dataclass(frozen=True)
@@ -119,11 +127,42 @@ def record(
     return [*kept, entry][-KEEP:]
 
 
-def interrupted(notices: list[dict] | None) -> list[dict] | None:
-    """``Sending`` entries (the operator stopped mid-delivery) as ``Interrupted``; None: none."""
-    if not any(n.get("state") == SENDING for n in notices or []):
-        return None
-    return [{**n, "state": INTERRUPTED} if n.get("state") == SENDING else n for n in notices or []]
+def settle(
+    notices: list[dict] | None,
+    event: str,
+    *,
+    at: datetime,
+    reached: list[str],
+    failed: list[str],
+    refused: list[str],
+    error: str | None = None,
+    retry_base: float = RETRY_BASE,
+) -> list[dict]:
+    """Record one delivery round of ``event`` (``outbox.settle_round``): it stays ``Sending``
+    while recipients that failed for a reason a retry may fix are ``pending``, else ``Sent``.
+    Applying a round twice changes nothing (an entry ``Sent`` is left as it is)."""
+    entry = next((n for n in notices or [] if n.get("event") == event), None)
+    if entry is None or entry.get("state") != SENDING:
+        return list(notices or [])  # recorded already
+    out, finished = outbox.settle_round(
+        entry, at=at, reached=reached, failed=failed, refused=refused, retry_base=retry_base
+    )
+    out.update(state=SENT if finished else SENDING, at=rfc3339(at))
+    if error:
+        out["error"] = error[:4000]
+    kept = [n for n in notices or [] if n.get("event") != event]
+    return [*kept, out][-KEEP:]
+
+
+def sending(notices: list[dict] | None, now: datetime) -> tuple[list[dict], datetime | None]:
+    """The ``Sending`` entries due now (the outbox delivers them), and when the next falls due."""
+    return outbox.due_entries(notices, now, lambda n: n.get("state") == SENDING and bool(n.get("event")))
+
+
+def message_id(uid: str, event: str, recipient: str) -> str:
+    """The dedup key of ``event``'s notice to ``recipient``: the same on every try, so a resend
+    (after a crash between delivering and recording) is one notice to the receiver."""
+    return hashlib.sha256(f"incident/{uid}/{event}/{recipient}".encode()).hexdigest()[:32]
 
 
 def recipients(incident: dict, products: dict[str, dict]) -> list[Recipient]:

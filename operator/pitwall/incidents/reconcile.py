@@ -8,7 +8,9 @@ merge window and the spacing of notices). Watch events that may change a verdict
 once (``poke``, called by ``wiring.route``).
 
 Notices are decided in the pass (recorded ``Sending`` in the incident's status) and delivered
-beside it by the outbox (:class:`pitwall.outbox.Sender`); the next pass records the results.
+beside it by the outbox (:class:`pitwall.outbox.Sender`); the next pass records the results. A
+notice still ``Sending`` after a restart or a leader change is delivered again (at least once),
+with the same dedup key per recipient (``notify.message_id``), so receivers see it once.
 
 Everything it knows lives in the Incidents (spec: the people's; status: Pitwall's), so a
 restart or a failover continues where the last leader stopped: open incidents stay open,
@@ -18,6 +20,7 @@ notices already recorded are not sent again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -26,7 +29,7 @@ from datetime import datetime
 import httpx
 
 from .. import durations, egress
-from ..alerts.delivery import deliver_message
+from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver, parse_receiver
 from ..api.apiproduct import INCIDENT_POLICY_DEFAULTS as POLICY
 from ..conditions import summary
@@ -62,6 +65,9 @@ class IncidentService:
         self._refused: dict[tuple[str, str], float] = {}  # (namespace, product) -> when to try again
         # Notices go out beside the decisions (h6's outbox), never inside a pass.
         self.sender = Sender(KIND, self._send, on_result=lambda _ns, _name: self.poke(), workers=2)
+        self.retry_base = float(os.environ.get("PITWALL_NOTICE_RETRY_BASE", notify.RETRY_BASE))
+        # One short try per round: retrying is the outbox's job (with backoff, across restarts).
+        self.policy = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_total=15.0, timeout=10.0)
 
     async def start(self) -> None:
         self.http = egress.client(self.rt.egress)
@@ -82,7 +88,6 @@ class IncidentService:
         self._wake.set()
 
     async def _loop(self) -> None:
-        await self._mark_interrupted()
         while True:
             started = time.monotonic()
             try:
@@ -102,13 +107,6 @@ class IncidentService:
             except TimeoutError:
                 pass
             self._wake.clear()
-
-    async def _mark_interrupted(self) -> None:
-        for incident in self.rt.stores[KIND].list():
-            st = self.rt.status_of(incident)
-            notices = notify.interrupted(st.get("notices"))
-            if notices is not None:
-                await self._write(incident, {**st, "notices": notices})
 
     # -- one pass --------------------------------------------------------------------------------
     async def tick(self, now: datetime) -> None:
@@ -246,24 +244,26 @@ class IncidentService:
             st = decide.status(incident)
             notices = st.get("notices")
             for result in results:
-                notices = notify.record(
+                notices = notify.settle(
                     notices,
                     result["event"],
                     at=result["at"],
-                    state=notify.SENT,
-                    recipients=result["reached"],
+                    reached=result["reached"],
                     failed=result["failed"],
+                    refused=result["refused"],
                     error="; ".join(result["errors"]) or None,
+                    retry_base=self.retry_base,
                 )
             await self._write(incident, {**st, "notices": notices})
             self.sender.settled(namespace, name, results)
             for result in results:
+                missed = result["failed"] + result["refused"]
                 await self.rt.event(
                     incident,
-                    "NoticeFailed" if result["failed"] else "NoticeSent",
+                    "NoticeFailed" if missed else "NoticeSent",
                     f"{result['event']} notice to {len(result['reached'])} recipients"
-                    + (f"; failed: {', '.join(result['failed'])[:300]}" if result["failed"] else ""),
-                    warning=bool(result["failed"]),
+                    + (f"; failed: {', '.join(missed)[:300]}" if missed else ""),
+                    warning=bool(missed),
                 )
             incident = self._fresh(incident)
         products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
@@ -294,30 +294,42 @@ class IncidentService:
         ]
 
     async def _send(self, namespace: str, name: str, exclude: frozenset) -> Batch:
-        """The outbox's round for one incident: deliver every notice marked ``Sending`` (but
-        those delivered already and not yet recorded)."""
+        """The outbox's round for one incident: deliver every notice ``Sending`` and due (but
+        those delivered already and not yet recorded), to the recipients it has not reached."""
         found = self.rt.stores[KIND].get(namespace, name)
         if found is None:
             return Batch()
         incident = self._fresh(found)
-        events = [e for e in self._sending(incident) if e not in exclude]
+        due, later = notify.sending(decide.status(incident).get("notices"), durations.now())
+        # An id per round (event, tries): a failed round recorded moves it, so the retry is not
+        # mistaken for a resend of the round just recorded.
+        entries = [n for n in due if (n["event"], int(n.get("tries") or 0)) not in exclude]
         products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
         displays = {n: display_name(p) for n, p in products.items()}
+        uid = (incident.get("metadata") or {}).get("uid", "")
         results = []
-        for event in events:
+        for entry in entries:
+            event = entry["event"]
             index = int(event.split("-", 1)[1]) if event.startswith("update-") else None
             notice = notify.Owed(event, index)
+            done = set(entry.get("recipients") or [])
+            owed_to = set(entry["pending"]) if "pending" in entry else None
             reached: list[str] = []
             failed: list[str] = []
+            refused: list[str] = []
             errors: list[str] = []
             for recipient in notify.recipients(incident, products):
+                if recipient.name in done or (owed_to is not None and recipient.name not in owed_to):
+                    continue
                 message = notify.compose(incident, notice, recipient, displays, durations.now())
-                ok, error = await self._deliver(
-                    namespace, recipient, _policy(products[recipient.product]), message, event
+                key = notify.message_id(uid, event, recipient.name)
+                message = dataclasses.replace(message, data={**message.data, "id": key})
+                ok, error, permanent = await self._deliver(
+                    namespace, recipient, _policy(products[recipient.product]), message, event, key
                 )
                 if ok is None:
                     continue
-                (reached if ok else failed).append(recipient.name)
+                (reached if ok else refused if permanent else failed).append(recipient.name)
                 if error:
                     errors.append(f"{recipient.name}: {error}")
             results.append(
@@ -326,23 +338,35 @@ class IncidentService:
                     "at": durations.now(),
                     "reached": reached,
                     "failed": failed,
+                    "refused": refused,
                     "errors": errors,
                 }
             )
-        return Batch(results=results, ids=set(events))
+        wake = None if later is None else max(0.0, (later - durations.now()).total_seconds()) + 0.01
+        return Batch(
+            results=results, ids={(n["event"], int(n.get("tries") or 0)) for n in entries}, wake=wake
+        )
 
     async def _deliver(
-        self, namespace: str, recipient: notify.Recipient, policy: dict, message: notify.Message, event: str
-    ) -> tuple[bool | None, str | None]:
-        """(delivered everywhere, errors); (None, None) when the recipient has no way to be reached.
-        A consumer with both an e-mail address and a webhook gets both."""
+        self,
+        namespace: str,
+        recipient: notify.Recipient,
+        policy: dict,
+        message: notify.Message,
+        event: str,
+        message_id: str,
+    ) -> tuple[bool | None, str | None, bool]:
+        """(delivered everywhere, errors, refused for good); (None, None, False) when the
+        recipient has no way to be reached. A consumer with both an e-mail address and a webhook
+        gets both. A retry goes to both again: each carries the same ``message_id``."""
         try:
             receivers = _receivers_for(recipient, policy)
         except InvalidSpec as exc:
-            return False, exc.message
+            return False, exc.message, True
         if not receivers or self.http is None:
-            return None, None
+            return None, None, False
         errors = []
+        permanent = True
         for receiver in receivers:
             secret = None
             if receiver.secret_ref:
@@ -350,18 +374,27 @@ class IncidentService:
                     secret = await self.rt.kube.read_secret(
                         namespace, receiver.secret_ref.name, receiver.secret_ref.key, use="receivers"
                     )
-                except InvalidSpec as exc:
+                except InvalidSpec as exc:  # not opted in: recorded with how to opt in
                     errors.append(exc.message)
                     continue
-                if secret is None:
+                if secret is None:  # may be created yet: tried again
                     errors.append(f"Secret {receiver.secret_ref.name}/{receiver.secret_ref.key} not found")
+                    permanent = False
                     continue
             result = await deliver_message(
-                receiver, message, secret, self.http, event=f"incident-{event}", addresses=self.rt.egress
+                receiver,
+                message,
+                secret,
+                self.http,
+                event=f"incident-{event}",
+                policy=self.policy,
+                message_id=message_id,
+                addresses=self.rt.egress,
             )
             if not result.ok:
                 errors.append(mask(result.error or "not delivered", [secret]))
-        return not errors, "; ".join(errors) or None
+                permanent = permanent and result.permanent
+        return not errors, "; ".join(errors) or None, bool(errors) and permanent
 
 
 def _policy(product: dict) -> dict:
