@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the services' types; the services themselves are created by
     from .maintenance.reconcile import MaintenanceService
     from .probes.monitor import Monitor
     from .products.contributions import ProductHooks
+    from .products.notices import SunsetService
     from .shards import Shards
     from .statuspage.server import StatusPage
     from .traffic.service import TrafficService
@@ -175,6 +176,7 @@ class Runtime:
     alerts: AlertService = field(init=False)
     maintenance: MaintenanceService = field(init=False)
     incidents: IncidentService | None = None  # opens/resolves Incidents, sends their notices
+    sunset: SunsetService | None = None  # delivers the products' sunset notices (the outbox)
     statuspage: StatusPage | None = None  # None when both its ports are 0
     traffic: TrafficService | None = None  # traffic/: None without --prometheus-url
     shards: Shards | None = None  # this replica's probe shards (--probe-shards)
@@ -198,7 +200,7 @@ class Runtime:
         """What runs while this replica leads (``leader``), or on every replica (the status page)."""
         if not leader:
             return [self.statuspage] if self.statuspage is not None else []
-        names = ("monitor", "alerts", "maintenance", "traffic", "incidents")
+        names = ("monitor", "alerts", "maintenance", "traffic", "incidents", "sunset")
         return [s for s in (getattr(self, name, None) for name in names) if s is not None]
 
     def register(

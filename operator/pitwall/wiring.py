@@ -18,6 +18,7 @@ from .probes import reconcile as probes
 from .probes.monitor import Monitor
 from .products import reconcile as products
 from .products.contributions import ProductHooks
+from .products.notices import SunsetService
 from .runtime import Runtime
 from .statuspage import setup as setup_statuspage
 from .traffic.service import TrafficService
@@ -34,6 +35,7 @@ def register(rt: Runtime) -> None:
     rt.traffic = TrafficService(rt)
     logsearch.configure(rt.settings.log_search_url)  # correlation ids as links
     rt.incidents = IncidentService(rt)
+    rt.sunset = SunsetService(rt)
     rt.register("ApiProduct", partial(products.reconcile, rt), workers=8)
     rt.register("Probe", partial(probes.reconcile, rt), workers=4)
     rt.register("Backend", partial(backends.reconcile, rt), workers=2)

@@ -290,7 +290,13 @@ def test_sunset_notices_go_out_once_and_survive_a_restart(operator, kubectl, clu
         [mail] = received
         assert mail["To"] == "ops@globex.example"  # v1's consumer only
         assert mail["Subject"].startswith("Payments v1 is deprecated: sunset on ")
-        status = kubectl.get("apiproduct", "payments")["status"]
+        # recorded owed before it was sent; the delivery is recorded by the next reconcile
+        status = eventually(
+            lambda: (
+                lambda st: st if all(n.get("delivered") for n in st.get("sunsetNotices") or [{}]) else None
+            )(kubectl.get("apiproduct", "payments").get("status") or {}),
+            message="the notice recorded as delivered",
+        )
         assert [(n["kind"], n.get("leadTime"), n["delivered"]) for n in status["sunsetNotices"]] == [
             ("deprecated", None, True),
             ("reminder", "7d", True),

@@ -93,3 +93,60 @@ def test_the_notice_says_what_when_and_where_to_go():
         sunset.compose(product, reminder, s["consumers"][0], SUNSET - timedelta(days=6, hours=12)).subject
         == "Reminder: Payments API v1 sunsets in 6 days (2027-03-01 00:00 UTC)"
     )
+
+
+def test_a_notice_is_recorded_owed_before_it_is_sent_and_never_decided_again():
+    s = spec(lead_times=["30d", "7d"])
+    now = SUNSET - timedelta(days=5)
+    [notice] = sunset.due(s, now, [])
+    owed = sunset.owe([], notice, s, at=now)
+    assert [(e["kind"], e.get("leadTime"), e.get("pending")) for e in owed] == [
+        ("deprecated", None, ["globex", "umbrella"]),
+        ("reminder", "7d", None),  # folded in: recorded with it
+    ]
+    assert all(e["delivered"] is False for e in owed)
+    assert sunset.due(s, now, owed) == []  # a restart decides nothing again ...
+    assert sunset.owed(owed, now) == ([owed[0]], None)  # ... the outbox still owes it
+
+
+def test_a_failed_consumer_is_tried_again_and_the_outcome_reaches_the_folded_reminder():
+    s = spec(lead_times=["30d", "7d"])
+    now = SUNSET - timedelta(days=5)
+    [notice] = sunset.due(s, now, [])
+    owed = sunset.owe([], notice, s, at=now)
+    key = sunset.ident(owed[0])
+    entries, finished = sunset.settle(
+        owed,
+        key,
+        at=now,
+        reached=["globex"],
+        failed=["umbrella"],
+        refused=[],
+        errors=["umbrella: 503"],
+        retry_base=10,
+    )
+    assert finished is None and entries[0]["pending"] == ["umbrella"] and entries[0]["tries"] == 1
+    assert sunset.owed(entries, now) == ([], now + timedelta(seconds=10))
+    later = now + timedelta(seconds=10)
+    entries, finished = sunset.settle(
+        entries, key, at=later, reached=["umbrella"], failed=[], refused=[], errors=[]
+    )
+    assert finished is not None and finished["delivered"] is True
+    assert [(e["kind"], e["delivered"], e["recipients"]) for e in entries] == [
+        ("deprecated", True, ["globex", "umbrella"]),
+        ("reminder", True, ["globex", "umbrella"]),
+    ]
+    assert "pending" not in entries[0]
+    # the same round recorded twice changes nothing
+    assert sunset.settle(entries, key, at=later, reached=[], failed=["umbrella"], refused=[], errors=[]) == (
+        entries,
+        None,
+    )
+
+
+def test_a_notice_nobody_can_be_told_is_recorded_failed_at_once():
+    s = spec()
+    s["sunsetNotice"] = {}  # no relay: e-mail contacts cannot be told
+    [notice] = sunset.due(s, SUNSET - timedelta(days=100), [])
+    [entry] = sunset.owe([], notice, s, at=SUNSET - timedelta(days=100))
+    assert entry["delivered"] is False and "pending" not in entry and "no consumer" in entry["error"]

@@ -444,17 +444,25 @@ class Rollback(Model):
 
 
 class SunsetNoticeRecord(Model):
-    """A sunset notice that went out (or failed): never sent twice."""
+    """A sunset notice: recorded owed (pending) before it is sent, never decided twice."""
 
     version: str | None = text("The deprecated version.", LABEL_LEN)
     kind: str | None = text("deprecated, or reminder (with leadTime).", 32)
     lead_time: str | None = text("The lead time of a reminder.", DURATION_LEN)
     sunset_at: str | None = timestamp("The sunsetAt the notice announced.")
-    at: str | None = timestamp("When it was sent.")
+    at: str | None = timestamp("When it was decided (recorded before it was sent).")
     delivered: bool | None = Field(None, description="Every recipient accepted it.")
     recipients: list[Annotated[str, Field(max_length=NAME_LEN, description="A consumer.")]] | None = items(
-        "Consumers it was sent to.", 200
+        "Consumers it reached.", 200
     )
+    pending: list[Annotated[str, Field(max_length=NAME_LEN, description="A consumer.")]] | None = items(
+        "Consumers still owed it (the outbox sends it, also after a restart).", 200
+    )
+    failed: list[Annotated[str, Field(max_length=NAME_LEN, description="A consumer.")]] | None = items(
+        "Consumers it could not reach (refused for good, or after every try).", 200
+    )
+    tries: int | None = Field(None, ge=0, description="Tries that failed for a reason a retry may fix.")
+    due: str | None = timestamp("When the next try is due (after a failure).")
     error: str | None = text("Why some recipients did not get it.", TEXT)
 
 

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
 from .. import durations, finalizers, metrics
-from ..alerts.delivery import RetryPolicy, deliver_message
-from ..alerts.rules import Receiver
 from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
 from ..api.apiproduct import TRAFFIC_DEFAULTS as TRAFFIC
 from ..api.apiproduct import VERSION_DEFAULTS as VERSION
 from ..durations import rfc3339
-from ..errors import Forbidden, Invalid, InvalidSpec, KubeError
+from ..errors import Forbidden, Invalid, KubeError
 from ..logs import ref
 from ..runtime import Runtime
-from ..vocabulary import SecretRef, Stalled
+from ..vocabulary import Stalled
 from . import desired as d
-from . import sunset
+from . import notices
 from .analysis import (
     TrafficVerdict,
     decide_probe_rollback,
@@ -36,9 +32,6 @@ from .analysis import (
 )
 
 log = logging.getLogger("pitwall.products")
-# Sunset notices are sent inside the product's reconcile: few attempts, a short budget, so a
-# dead relay delays a replicas change by seconds at most (and only when a notice is due).
-SUNSET_POLICY = RetryPolicy(max_attempts=2, max_total=10.0, timeout=5.0)
 
 HISTORY_LIMIT = 20
 KIND = "ApiProduct"
@@ -68,6 +61,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     product = rt.stores[KIND].copy(namespace, name)
     if not product or product["metadata"].get("deletionTimestamp"):
         rt.forget(KIND, namespace, name)
+        notices.forget(rt, namespace, name)
         return await finalizers.finish_owned(rt, product) if product else None
     await finalizers.ensure(rt, product)
     spec = product.get("spec") or {}
@@ -248,117 +242,18 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         "rolledBack": list(pins.values()),
         "backends": contributions.get("backends", []),
     }
-    notices_sent = await _sunset_notices(rt, product, status.get("sunsetNotices") or [])
+    # Sunset notices: what the outbox delivered is recorded, what is due now recorded as owed,
+    # in this write; the outbox sends after it (products.notices).
+    notices_sent, delivered = await notices.record(rt, product, status.get("sunsetNotices") or [])
     if notices_sent:
         new_status["sunsetNotices"] = notices_sent
     traffic = rt.traffic.status_for(namespace, name) if rt.traffic is not None else None
     if traffic is not None and spec.get("traffic") is not None:
         new_status["traffic"] = traffic  # coalesced by the traffic service
     await rt.write_status(product, new_status, conds)
+    notices.written(rt, product, notices_sent, delivered)
     metrics.READY.labels(KIND, namespace, name).set(1 if state_word == "Available" and not stalled else 0)
     return requeue
-
-
-async def _sunset_notices(rt: Runtime, product: dict, sent: list[dict]) -> list[dict]:
-    """Send the sunset notices due now (products/sunset.py); ``status.sunsetNotices`` after."""
-    spec = product.get("spec") or {}
-    now = durations.now()
-    due = sunset.due(spec, now, sent)
-    if not due:
-        return sent
-    namespace = product["metadata"]["namespace"]
-    email = (spec.get("sunsetNotice") or {}).get("consumerEmail") or {}
-    secret, secret_problem = None, None
-    if email.get("secretRef"):
-        try:
-            secret = await rt.kube.read_secret(
-                namespace, email["secretRef"]["name"], email["secretRef"]["key"], use="receivers"
-            )
-        except InvalidSpec as exc:  # not opted in: the notice records how to opt in
-            secret_problem = exc.message
-    shared = getattr(getattr(rt, "maintenance", None), "http", None)  # the consumer notices' client
-    http = shared or httpx.AsyncClient(follow_redirects=False)
-    try:
-        return await _send_sunset(rt, product, due, sent, email, secret, secret_problem, http, now)
-    finally:
-        if http is not shared:
-            await http.aclose()
-
-
-async def _send_sunset(
-    rt: Runtime,
-    product: dict,
-    due: list,
-    sent: list[dict],
-    email: dict,
-    secret: str | None,
-    secret_problem: str | None,
-    http,
-    now,
-) -> list[dict]:
-    namespace = product["metadata"]["namespace"]
-    for notice in due:
-        names, errors = [], []
-        for consumer in notice.consumers:
-            contact = consumer.get("contact") or {}
-            if contact.get("email") and email.get("secretRef"):
-                if secret is None:
-                    errors.append(
-                        f"{consumer['name']}: "
-                        + (
-                            secret_problem
-                            or f"Secret {email['secretRef']['name']}/{email['secretRef']['key']} not found"
-                        )
-                    )
-                    continue
-                receiver = Receiver(
-                    consumer["name"],
-                    "email",
-                    SecretRef(email["secretRef"]["name"], email["secretRef"]["key"]),
-                    email_to=(contact["email"],),
-                    email_from=email.get("from"),
-                )
-            elif contact.get("webhook"):
-                receiver = Receiver(consumer["name"], "webhook", url=contact["webhook"])
-            else:
-                continue
-            message = sunset.compose(product, notice, consumer, now)
-            # Few attempts, a short budget: this runs inside the product's reconcile.
-            result = await deliver_message(
-                receiver,
-                message,
-                secret if receiver.type == "email" else None,
-                http,
-                event="sunset",
-                policy=SUNSET_POLICY,
-            )
-            names.append(consumer["name"])
-            if not result.ok:
-                errors.append(f"{consumer['name']}: {result.error}")
-        if not names and not errors:
-            errors.append(
-                "no consumer of it has a contact email (with spec.sunsetNotice.consumerEmail) or webhook"
-            )
-        delivered = not errors and bool(names)
-        what = f"{notice.kind} notice of version {notice.version}" + (
-            f" ({notice.lead_time} before sunset)" if notice.lead_time else ""
-        )
-        await rt.event(
-            product,
-            "SunsetNoticeSent" if delivered else "SunsetNoticeFailed",
-            f"{what} to {len(names)} consumers" + (f"; errors: {'; '.join(errors)[:400]}" if errors else ""),
-            warning=not delivered,
-        )
-        log.info(
-            "sunset %s to %s",
-            what,
-            ", ".join(names) or "nobody",
-            extra=ref(KIND, namespace, product["metadata"]["name"]),
-        )
-        sent = sunset.record(
-            sent, notice, at=now, delivered=delivered, recipients=names, error="; ".join(errors) or None
-        )
-    return sent
 
 
 def _traffic_analysis(rt: Runtime, product: dict, version: str, history: list[dict]) -> TrafficVerdict | None:

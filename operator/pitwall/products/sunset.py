@@ -3,8 +3,11 @@
 A version with ``lifecycle: deprecated`` owes its consumers (those that list it in
 ``consumers[].versions``, or list no versions) a ``deprecated`` notice once, and, when it has
 a ``sunsetAt``, a ``reminder`` at each ``spec.sunsetNotice.leadTimes`` before it (default 30d
-and 7d). Each goes out once: what was sent is recorded in ``status.sunsetNotices`` and handed
-back here as ``sent``, so restarts and re-reconciles never repeat one.
+and 7d). Each is decided once: it is recorded in ``status.sunsetNotices`` as owed (``pending``:
+the consumers still to tell) before anything is sent, and handed back here as ``sent``, so
+restarts and re-reconciles never decide it again. The outbox (``products.notices``) delivers
+what is pending, also after a restart or a leader change, tries a failed consumer again later
+(``outbox.settle_round``), and every copy to a consumer carries the same dedup key.
 
 - Only the shortest lead time already reached is due: a version deprecated five days before
   its sunset gets the 7-day reminder folded into its deprecation notice, never a "30 days
@@ -13,7 +16,7 @@ back here as ``sent``, so restarts and re-reconciles never repeat one.
 - After ``sunsetAt`` nothing is sent: the version is gone or about to be retired.
 - Without ``spec.sunsetNotice`` nothing is sent (consumers' mail needs a relay to go through).
 
-Pure: the product reconciler delivers with ``alerts.delivery.deliver_message``.
+Pure: ``products.notices`` delivers with ``alerts.delivery.deliver_message``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .. import durations
+from .. import durations, outbox
 
 DEPRECATED, REMINDER = "deprecated", "reminder"
 DEFAULT_LEAD_TIMES = ("30d", "7d")
@@ -117,6 +120,86 @@ def record(
     for lead_time in notice.covers:
         entries.append({**base, "kind": REMINDER, "leadTime": lead_time})
     return [{k: v for k, v in e.items() if v is not None} for e in entries[-KEEP:]]
+
+
+def reachable(spec: dict, consumer: dict) -> bool:
+    """Whether a consumer can be told: a webhook, or an e-mail address with a relay configured."""
+    contact = consumer.get("contact") or {}
+    relay = ((spec.get("sunsetNotice") or {}).get("consumerEmail") or {}).get("secretRef")
+    return bool(contact.get("webhook") or (contact.get("email") and relay))
+
+
+NOBODY = "no consumer of it has a contact email (with spec.sunsetNotice.consumerEmail) or webhook"
+
+
+def owe(sent: list[dict] | None, notice: SunsetNotice, spec: dict, *, at: datetime) -> list[dict]:
+    """``status.sunsetNotices`` with ``notice`` recorded as owed to its reachable consumers
+    (``pending``), before anything is sent; the reminders it covers are recorded with it. A
+    notice nobody can be told is recorded as failed at once."""
+    names = [c["name"] for c in notice.consumers if reachable(spec, c)]
+    entries = record(sent, notice, at=at, delivered=False, recipients=[], error=None if names else NOBODY)
+    if names:
+        main = len(entries) - 1 - len(notice.covers)
+        entries[main] = {**entries[main], "pending": names[:200]}
+    return entries
+
+
+def owed(sent: list[dict] | None, now: datetime) -> tuple[list[dict], datetime | None]:
+    """The entries with consumers still to tell, due now; and when the next falls due."""
+    return outbox.due_entries(sent, now, lambda e: bool(e.get("pending")))
+
+
+def ident(entry: dict) -> tuple:
+    """What names a notice among ``status.sunsetNotices`` (never decided twice, see :func:`due`)."""
+    return _key(entry)
+
+
+def settle(
+    sent: list[dict] | None,
+    key: tuple,
+    *,
+    at: datetime,
+    reached: list[str],
+    failed: list[str],
+    refused: list[str],
+    errors: list[str],
+    retry_base: float = outbox.RETRY_BASE,
+) -> tuple[list[dict], dict | None]:
+    """Record one delivery round of the notice ``key``; returns the entries and, once it is
+    finished (every consumer told, refused for good or given up on), its final entry. The
+    reminders it covers get its outcome."""
+    entries = [dict(e) for e in sent or []]
+    index = next((i for i, e in enumerate(entries) if _key(e) == key and e.get("pending")), None)
+    if index is None:
+        return entries, None  # recorded already
+    entry, finished = outbox.settle_round(
+        entries[index], at=at, reached=reached, failed=failed, refused=refused, retry_base=retry_base
+    )
+    error = "; ".join([*([entries[index]["error"]] if entries[index].get("error") else []), *errors])
+    if error:
+        entry["error"] = error[:1000]
+    entry["recipients"] = entry["recipients"][:200]
+    entry["failed"] = entry["failed"][:200]
+    entry["delivered"] = finished and not entry["failed"] and bool(entry["recipients"])
+    entries[index] = entry
+    if finished:
+        for i, other in enumerate(entries):
+            if (
+                i != index
+                and other.get("kind") == REMINDER
+                and other.get("version") == entry.get("version")
+                and other.get("at") == entry.get("at")
+                and not other.get("pending")
+            ):
+                entries[i] = {**other, "delivered": entry["delivered"], "recipients": entry["recipients"]}
+    return entries, entry if finished else None
+
+
+def notice_of(entry: dict) -> SunsetNotice:
+    """The notice an entry records (to compose it again for a retry)."""
+    return SunsetNotice(
+        entry.get("version", ""), entry.get("kind", ""), entry.get("sunsetAt"), entry.get("leadTime")
+    )
 
 
 @dataclass(frozen=True)
