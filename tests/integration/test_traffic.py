@@ -210,6 +210,7 @@ def test_an_error_rate_rule_fires_and_resolves_and_the_war_room_opens(
                 message="war room open",
             )
             assert room["products"] == ["cart"] and room["threshold"] == 40
+            assert room["failedRequests"] > 40  # what passed the threshold
             assert eventually(lambda: rec.paths("/war-room"), message="war room receivers paged")
             assert any(e["reason"] == "WarRoomOpened" for e in kubectl.events("war-room"))
             assert any(e["reason"] == "WarRoomOpened" for e in kubectl.events("cart"))

@@ -210,7 +210,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     result = evaluate(rule, records, observations, now, held=held, acks=acks)
     records = result.records
     await _write(rt, obj, rule, records, result.firing, len(observations))
-    await traffic_rules.war_room(rt, obj, rule, result)
+    await traffic_rules.war_room(rt, obj, rule, result, observations)
     service.outbox.settled(namespace, name, delivered)
     for line in lost:
         await rt.event(obj, "NotificationFailed", line[:1000], warning=True)

@@ -309,6 +309,7 @@ class TrafficVerdict:
     name: str
     breached: bool
     message: str
+    value: float | None = None  # the figure judged (None: not judged)
 
 
 def _fmt(signal: str, value: float) -> str:
@@ -427,5 +428,5 @@ def judge_traffic(
                 f"{name}: {cond.signal}{what} {_fmt(cond.signal, value)}{over} "
                 f"({'above' if cond.above is not None else 'below'} {_fmt(cond.signal, limit or 0.0)})"
             )
-        out.append(TrafficVerdict(name, breached, message))
+        out.append(TrafficVerdict(name, breached, message, value))
     return out

@@ -70,6 +70,7 @@ class Observation:
     since: datetime | None = None  # its lastTransitionTime
     reason: str = ""
     message: str = ""
+    value: float | None = None  # a traffic rule's figure (failedRequests: the count), for the war room
 
 
 @dataclass

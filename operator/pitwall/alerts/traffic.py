@@ -87,6 +87,7 @@ async def observations(rt: Runtime, rule: Rule, namespace: str, records: list[di
                     "True" if verdict.breached else "False",
                     reason=TRAFFIC_WHEN,
                     message=verdict.message,
+                    value=verdict.value,
                 )
             )
     return out
@@ -101,9 +102,12 @@ def held_units(held: Collection[tuple[str, str]], observed: list[Observation]) -
     return out
 
 
-async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> None:
+async def war_room(
+    rt: Runtime, obj: dict, rule: Rule, result: Evaluation, observed: Collection[Observation] = ()
+) -> None:
     """A war-room rule: the room opens when an alert fires and closes when none does; each
-    change is an Event on the rule and the products, and status.warRoom records it."""
+    change is an Event on the rule and the products, and status.warRoom records it (with the
+    failed requests of its products when it opened, from ``observed``)."""
     if rule.traffic is None or not rule.traffic.war_room:
         return
     firing = [r for r in result.records if r.get("state") == FIRING]
@@ -115,6 +119,7 @@ async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> No
             f"war room opened: failed requests of {', '.join(products)} passed {rule.traffic.above:g} over "
             f"{rule.traffic.over}; " + "; ".join(r.get("subject", "") for r in firing)
         )[:1000]
+        counts = [o.value for o in observed if o.name in products and o.value is not None]
         await rt.write_status(
             obj,
             alert_status.patch(
@@ -122,6 +127,7 @@ async def war_room(rt: Runtime, obj: dict, rule: Rule, result: Evaluation) -> No
                     "state": "open",
                     "openedAt": now,
                     "products": products[:50],
+                    "failedRequests": sum(counts) if counts else None,
                     "threshold": rule.traffic.above,
                     "message": message,
                 }

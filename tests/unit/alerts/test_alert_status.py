@@ -143,3 +143,70 @@ def test_delivery_outcomes_are_recorded_through_the_model():
         "error": "HTTP 503",
     }
     assert written["outstanding"][0]["tries"] == 2
+
+
+def max_length(model, field: str) -> int:
+    return next(m.max_length for m in model.model_fields[field].metadata if hasattr(m, "max_length"))
+
+
+def test_what_the_state_machine_cuts_fits_what_the_model_holds():
+    # else a long condition message or many retries would make every status write fail
+    assert state.SUBJECT_MAX <= max_length(api.alertrule.Alert, "subject")
+    assert state.MESSAGE_MAX <= max_length(api.alertrule.Alert, "message")
+    assert state.DELIVERIES_KEEP <= max_length(api.alertrule.Alert, "deliveries")
+    assert state.RESOLVED_KEEP < max_length(api.alertrule.AlertRuleStatus, "alerts")
+    record = full_record()
+    record.subject, record.message = "s" * state.SUBJECT_MAX, "m" * 5000
+    record.deliveries = record.deliveries * state.DELIVERIES_KEEP
+    assert alert_status.patch(alerts=[record.to_dict()])["alerts"][0]["message"].endswith("…")
+
+
+def war_room_rule() -> dict:
+    return {
+        "apiVersion": "pitwall.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "war-room", "namespace": "shop"},
+        "spec": {
+            "severity": "critical",
+            "selector": {"kinds": ["ApiProduct"]},
+            "receivers": [{"name": "bridge", "type": "webhook", "url": "http://127.0.0.1:9/bridge"}],
+            "traffic": {"signal": "failedRequests", "above": 40, "over": "15s", "warRoom": True},
+        },
+    }
+
+
+async def test_the_war_room_is_written_through_the_model_with_what_opened_it(monkeypatch):
+    from tests.unit.kubeapi import KubeAPI, runtime
+
+    from pitwall import durations
+    from pitwall.alerts import traffic
+    from pitwall.alerts.rules import parse_rule
+
+    monkeypatch.setattr(durations, "now", lambda: AT)
+    kube_api = KubeAPI()
+    kube_api.put(war_room_rule())
+    rt = runtime(kube_api)
+    rule = parse_rule("shop", "war-room", war_room_rule()["spec"])
+    firing = {
+        "key": "k",
+        "object": {"kind": "ApiProduct", "name": "cart"},
+        "state": "firing",
+        "subject": "cart",
+    }
+    result = state.Evaluation([firing], [], [], (), (), 1, None)
+    observed = [state.Observation("ApiProduct", "cart", "True", value=75.0)]
+    await traffic.war_room(rt, kube_api.get("AlertRule", "shop", "war-room"), rule, result, observed)
+    room = kube_api.get("AlertRule", "shop", "war-room")["status"]["warRoom"]
+    assert {k: v for k, v in room.items() if k != "message"} == {
+        "state": "open",
+        "openedAt": STAMP,
+        "products": ["cart"],
+        "failedRequests": 75.0,
+        "threshold": 40.0,
+    }
+    assert room["message"].startswith("war room opened: failed requests of cart passed 40 over 15s")
+
+    calm = state.Evaluation([{**firing, "state": "resolved"}], [], [], (), (), 0, None)
+    await traffic.war_room(rt, kube_api.get("AlertRule", "shop", "war-room"), rule, calm, [])
+    room = kube_api.get("AlertRule", "shop", "war-room")["status"]["warRoom"]
+    assert (room["state"], room["closedAt"], room["failedRequests"]) == ("closed", STAMP, 75.0)

@@ -108,4 +108,5 @@ def test_per_consumer_and_failed_requests_and_no_figures():
         failed=250.0,
     )
     assert war[0].breached and "250 failed requests over 10m" in war[0].message
+    assert war[0].value == 250.0  # what status.warRoom.failedRequests records when the room opens
     assert judge_traffic(TrafficCondition(signal="errorRate", above=0.1), "shop", None, ["v1"]) == []
