@@ -846,18 +846,35 @@ def maintenance_traffic(k: KubectlLike, env: Env) -> None:
     k("delete", "deployment", "journey-client", "--wait=false")
 
 
+HANDOVER_ESCALATION_AFTER = 30  # seconds: after the firing and the leader's deletion, past the takeover
+
+
+def _handover_events(env: Env, path: str) -> list[str]:
+    """What one receiver got, in order: firing, escalation or resolved (one alert per message)."""
+    out = []
+    for message in env.received(path):
+        body = message["body"] or {}
+        for alert in body.get("alerts") or []:
+            event = (alert.get("annotations") or {}).get("event")
+            out.append("escalation" if event == "escalation" else alert.get("status"))
+    return out
+
+
 def leader_handover(k: KubectlLike, env: Env) -> None:
-    """Deleting the leader pod hands the Lease to the other replica; an alert that fired before
-    the hand-over resolves after it, and each notification arrives exactly once (measured:
-    Lease takeover time)."""
+    """Deleting the leader pod in the middle of an escalation hands the Lease to the other
+    replica: an alert fires (the page receiver is told), the leader pod is deleted before the
+    escalation step is due, the new leader sends the escalation (to the second receiver) when it
+    is due, and the resolve after it reaches both; each receiver gets exactly one trigger (or
+    escalation) and exactly one resolve (measured: Lease takeover time)."""
     t = env.timeout_scale
     system = _in(k, "pitwall-system")
+    page, lead = "/alerts/handover-page", "/alerts/handover-lead"
     k.apply(
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "handover-hook", "labels": {"pitwall.dev/use": "receivers"}},
-            "stringData": {"url": env.receiver_url("/alerts/handover")},
+            "stringData": {"url": env.receiver_url(page)},
         }
     )
     k.apply(
@@ -870,8 +887,15 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
                 "selector": {"kinds": ["Probe"], "matchLabels": {"tier": "handover"}},
                 "when": {"condition": "Ready", "status": "False", "for": "1s"},
                 "receivers": [
-                    {"name": "hook", "type": "webhook", "secretRef": {"name": "handover-hook", "key": "url"}}
+                    {"name": "hook", "type": "webhook", "secretRef": {"name": "handover-hook", "key": "url"}},
+                    {
+                        "name": "lead",
+                        "type": "webhook",
+                        "url": env.receiver_url(lead),
+                        "escalationOnly": True,
+                    },
                 ],
+                "escalation": [{"after": f"{HANDOVER_ESCALATION_AFTER}s", "receivers": ["lead"]}],
                 "repeatInterval": "1h",
             },
         }
@@ -881,8 +905,22 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
         "apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 0}]}}
     )
     eventually(
-        lambda: env.received("/alerts/handover"), 60 * t, message="firing notification before the hand-over"
+        lambda: env.received(page), 60 * t, interval=0.5, message="firing notification before the hand-over"
     )
+    fired = eventually(
+        lambda: next(
+            (
+                a
+                for a in (k.get("alertrule", "fresh-down").get("status") or {}).get("alerts") or []
+                if a.get("since")
+            ),
+            None,
+        ),
+        30 * t,
+        interval=0.5,
+        message="the alert's firing time in status",
+    )
+    since = datetime.fromisoformat(fired["since"].replace("Z", "+00:00"))
 
     holder = system.get("lease", "pitwall-operator")["spec"]["holderIdentity"]
     # the identity is the pod's name plus a per-process suffix
@@ -891,6 +929,12 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
         for p in system.list("pods", "app.kubernetes.io/name=pitwall")
         if holder.startswith(p["metadata"]["name"])
     )
+    # In the middle of the escalation: fired, the escalation not yet due (nor sent).
+    elapsed = (datetime.now(UTC) - since).total_seconds()
+    assert elapsed < HANDOVER_ESCALATION_AFTER - 5, (
+        f"the alert fired {elapsed:.0f}s ago: too late to delete the leader before its escalation"
+    )
+    assert env.received(lead) == [], "escalated before the leader was deleted"
     started = time.monotonic()
     system("delete", "pod", leader_pod, "--wait=false")
 
@@ -901,17 +945,22 @@ def leader_handover(k: KubectlLike, env: Env) -> None:
 
     taken_by = eventually(new_holder, 60 * t, interval=0.2, message="another replica holds the Lease")
     env.measure("leader_takeover_s", time.monotonic() - started)
-    print(f"  Lease pitwall-operator: {holder} -> {taken_by}", flush=True)
+    print(
+        f"  Lease pitwall-operator: {holder} -> {taken_by} (escalation due at +{HANDOVER_ESCALATION_AFTER}s)"
+    )
 
+    eventually(lambda: env.received(lead), 90 * t, message="the escalation, sent by the new leader")
     k.patch(
         "apiproduct", "fresh", {"spec": {"versions": [{"name": "v1", "image": env.api_image, "replicas": 1}]}}
     )
     eventually(
-        lambda: len(env.received("/alerts/handover")) >= 2, 90 * t, message="resolved after the hand-over"
+        lambda: len(_handover_events(env, page)) >= 2 and len(_handover_events(env, lead)) >= 2,
+        90 * t,
+        message="resolved to both receivers after the hand-over",
     )
     time.sleep(10)  # a repeated notification would arrive now
-    sent = [m["body"]["status"] for m in env.received("/alerts/handover")]
-    assert sent == ["firing", "resolved"], sent
+    assert _handover_events(env, page) == ["firing", "resolved"], env.received(page)
+    assert _handover_events(env, lead) == ["escalation", "resolved"], env.received(lead)
     eventually(
         lambda: system.get("deployment", "pitwall")["status"].get("readyReplicas") == 2,
         120 * t,
