@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..api.alertrule import AlertRuleStatus
+from ..api.base import status_patch
 
 
 def patch(
@@ -25,12 +26,10 @@ def patch(
 ) -> dict[str, Any]:
     """``status`` fields (``alerts`` as ``state.AlertRecord.to_dict`` writes them, camelCase),
     validated by the model and dumped camelCase, without the fields not given."""
-    status = AlertRuleStatus.model_validate(
-        {
-            "firing": firing,
-            "alerts": None if alerts is None else list(alerts),
-            "lastDigestAt": last_digest_at,
-            "warRoom": war_room,
-        }
-    )
-    return status.model_dump(by_alias=True, exclude_none=True)
+    given = {
+        "firing": firing,
+        "alerts": None if alerts is None else list(alerts),
+        "lastDigestAt": last_digest_at,
+        "warRoom": war_room,
+    }
+    return status_patch(AlertRuleStatus.model_validate({k: v for k, v in given.items() if v is not None}))

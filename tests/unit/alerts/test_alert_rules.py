@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from pitwall.alerts.rules import label_selector, matches, parse_rule
 from pitwall.errors import InvalidSpec
@@ -226,3 +229,17 @@ def test_label_selector_string_for_list_calls():
         ],
     )
     assert label_selector(sel) == "tier=gold,env in (live,sandbox),team notin (x),owner,!legacy"
+
+
+def example_rules():
+    for path in sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "AlertRule":
+                yield pytest.param(doc, id=doc["metadata"]["name"])
+
+
+@pytest.mark.parametrize("doc", list(example_rules()))
+def test_every_example_rule_parses_into_a_rule(doc):
+    rule = parse_rule("shop", doc["metadata"]["name"], doc["spec"])
+    assert rule.severity == doc["spec"]["severity"]
+    assert [r.name for r in rule.receivers] == [r["name"] for r in doc["spec"].get("receivers") or []]
