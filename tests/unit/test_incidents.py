@@ -170,6 +170,15 @@ def test_a_notice_left_sending_by_a_restart_is_still_owed_to_the_outbox_not_deci
     assert [n["event"] for n in due] == ["start"] and later is None  # ... and delivered again
 
 
+def test_nothing_follows_a_start_notice_still_being_delivered():
+    incident = created(decide.plan_product(evidence(DOWN), [], T0)[0])
+    incident["status"]["notices"] = notify.record([], "start", at=T0, state=notify.SENDING)
+    incident["status"]["phase"] = decide.RESOLVED
+    assert notify.owed(incident, T0 + timedelta(hours=1), 600)[0] is None  # the resolve waits
+    incident["status"]["notices"] = notify.record([], "start", at=T0, state=notify.SENT)
+    assert notify.owed(incident, T0 + timedelta(hours=1), 600)[0] == notify.Owed("resolved")
+
+
 def test_a_failed_recipient_is_tried_again_later_and_the_others_are_not():
     notices = notify.record([], "start", at=T0, state=notify.SENDING)
     notices = notify.settle(

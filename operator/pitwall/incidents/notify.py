@@ -12,7 +12,8 @@ receivers see one notice per key. (``Interrupted``, written by versions before t
 as it is: those were never sent again.)
 
 - ``resolved`` is owed only if ``start`` went out (nobody hears of the end of an incident they
-  never heard had begun); an update is owed after ``start``; an incident resolved before its
+  never heard had begun); an update is owed after ``start``; nothing is owed while ``start`` is
+  still being delivered (in order); an incident resolved before its
   start notice went out tells no one (flapping shorter than a notice).
 - Update notices keep ``minSpacing`` from the previous notice of the incident; several updates
   waiting are sent as one (the latest; the record covers them all). ``start`` and ``resolved``
@@ -81,6 +82,8 @@ def owed(incident: dict, now: datetime, min_spacing: float) -> tuple[Owed | None
     resolved = st.get("phase") == decide.RESOLVED
     if not emergency and START not in done:
         return (Owed(START) if not resolved else None), None
+    if any(n.get("event") == START and n.get("state") == SENDING for n in notices):
+        return None, None  # in order: nothing after the start notice until it is out (or given up)
     if resolved:
         return (Owed(RESOLVED) if RESOLVED not in done and not emergency else None), None
     if not started:
