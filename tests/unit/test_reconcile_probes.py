@@ -177,3 +177,19 @@ async def test_status_goes_through_the_model_and_a_refused_spec_keeps_the_number
     assert obj["status"]["state"] == "Unknown"
     assert obj["status"]["lastRun"] == status["lastRun"] and obj["status"]["consecutiveFailures"] == 1
     assert api.reasons("orders-up") == ["InvalidSpec"]
+
+
+async def test_a_paused_probe_says_so_and_resumes_when_unpaused(api):
+    url = f"http://127.0.0.1:{closed_port()}/"
+    api.put(probe(target={"url": url}, paused=True))
+    rt = runtime(api)
+    assert await probes.reconcile(rt, NS, "orders-up") is None
+    await rt.monitor.writes_done()
+    obj = api.get("Probe", NS, "orders-up")
+    assert obj["status"]["state"] == "Paused"
+    assert (condition(obj, "Healthy")["reason"], condition(obj, "Ready")["status"]) == ("Paused", "Unknown")
+
+    api.put(probe(target={"url": url}))  # paused removed: the model's default, false
+    assert await probes.reconcile(rt, NS, "orders-up") is None
+    await rt.monitor.writes_done()
+    assert api.get("Probe", NS, "orders-up")["status"]["state"] == "Unknown"

@@ -62,12 +62,13 @@ def in_maintenance(rt: Runtime, namespace: str, product: str, version: str | Non
     return False
 
 
-def _imposed(rt: Runtime, namespace: str, name: str) -> str | None:
+def _imposed(rt: Runtime, namespace: str, name: str, paused: bool) -> str | None:
+    """Paused (``spec.paused``, as parsed for this job) or Maintenance, else None."""
+    if paused:
+        return PAUSED
     probe = rt.stores[KIND].get(namespace, name)
     if probe is None:
         return None
-    if (probe.get("spec") or {}).get("paused"):
-        return PAUSED
     target = target_product(probe)
     labelled = (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
     if target and in_maintenance(rt, namespace, target[0], target[1]):
@@ -137,7 +138,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         generation=probe["metadata"].get("generation", 0),
         check=check,
         resolve=resolve,
-        imposed=partial(_imposed, rt, namespace, name),
+        imposed=partial(_imposed, rt, namespace, name, check.paused),
         publish=partial(_publish, rt),
         unresolved=f"{target[0]} {target[1]} has no ready endpoints" if target else None,
     )

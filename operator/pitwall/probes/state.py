@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-UP, DOWN, UNKNOWN, MAINTENANCE, PAUSED = "Up", "Down", "Unknown", "Maintenance", "Paused"
+from ..api.probe import PROBE_STATES
+
+# The model's enum (``status.state``), in the order it declares them.
+UP, DOWN, UNKNOWN, MAINTENANCE, PAUSED = PROBE_STATES
 IMPOSED = frozenset({MAINTENANCE, PAUSED})
 
 
@@ -32,7 +35,7 @@ class Health:
         status = status or {}
         state = status.get("state")
         return cls(
-            state=state if state in (UP, DOWN, UNKNOWN, MAINTENANCE, PAUSED) else UNKNOWN,
+            state=state if state in PROBE_STATES else UNKNOWN,
             consecutive_failures=int(status.get("consecutiveFailures") or 0),
             consecutive_successes=int(status.get("consecutiveSuccesses") or 0),
         )

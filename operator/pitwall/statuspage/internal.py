@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 from ..api.alertrule import SEVERITIES
 from ..api.apiproduct import DEPENDENCY_DEFAULTS
+from ..api.base import default_of
+from ..api.check import Check
 from ..backends.impact import impact as compute_impact
 from ..durations import rfc3339
 from ..traffic.view import summary as traffic_summary
@@ -291,7 +293,7 @@ def _probe(probe: dict) -> dict:
         "product": target[0] if target else None,
         "version": target[1] if target else None,
         "target": st.get("target") or spec_target.get("url") or "",
-        "interval": spec(probe).get("interval", "30s"),
+        "interval": spec(probe).get("interval", default_of(Check, "interval")),
         "consecutiveFailures": st.get("consecutiveFailures", 0),
         "since": st.get("lastTransitionAt"),
         "lastRun": st.get("lastRun"),

@@ -90,3 +90,12 @@ def test_status_writes_are_coalesced():
     assert not should_write(100.0, 159.9, transition=False)
     assert should_write(100.0, 160.0, transition=False)
     assert not should_write(100.0, 110.0, transition=False, min_interval=30)
+
+
+def test_the_states_are_the_models_enum():
+    from pitwall.api.probe import ProbeStatus
+
+    # Taken from the model in its order: a reordered enum must not swap their meanings.
+    assert (UP, DOWN, UNKNOWN, MAINTENANCE, PAUSED) == ("Up", "Down", "Unknown", "Maintenance", "Paused")
+    assert all(ProbeStatus(state=state).state == state for state in (UP, DOWN, UNKNOWN, MAINTENANCE, PAUSED))
+    assert Health.from_status({"state": "Sideways", "consecutiveFailures": 2}) == Health(UNKNOWN, 2, 0)
