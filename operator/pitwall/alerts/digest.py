@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from .. import durations
-from ..api.apiproduct import PRODUCT_DEFAULTS
+from ..api.apiproduct import ApiProductSpec
+from ..api.base import default_of
 from ..vocabulary import LABEL_PRODUCT
 from .state import FIRING, HELD, RESOLVED
 
@@ -43,7 +44,7 @@ def due(interval: float, last: str | None, now: datetime) -> bool:
 def _environment(probe: dict, products: dict[str, dict]) -> str:
     target = ((probe.get("spec") or {}).get("target") or {}).get("apiProduct") or {}
     name = target.get("name") or (probe["metadata"].get("labels") or {}).get(LABEL_PRODUCT)
-    default = str(PRODUCT_DEFAULTS["environment"])
+    default = str(default_of(ApiProductSpec, "environment"))
     return (
         str(((products.get(name) or {}).get("spec") or {}).get("environment", default)) if name else default
     )
@@ -55,7 +56,7 @@ def traffic_by_environment(
     """Calls, failed calls, success share and last week's calls per environment (live, sandbox),
     from per-product counts over the digest's period."""
     out: dict[str, dict] = {}
-    default = str(PRODUCT_DEFAULTS["environment"])
+    default = str(default_of(ApiProductSpec, "environment"))
     for product in products:
         name = product["metadata"]["name"]
         if name not in calls and name not in week_ago:

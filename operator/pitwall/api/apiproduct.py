@@ -522,16 +522,12 @@ class ApiProductStatus(Status):
     traffic: ProductTraffic | None = None
 
 
-# What the API server fills in for unset fields, for code that reads raw spec dicts.
-PRODUCT_DEFAULTS = defaults(ApiProductSpec)
-VERSION_DEFAULTS = defaults(Version)
-PAGE_DEFAULTS = defaults(MaintenancePage)
+# What the API server fills in for unset fields, for the readers of stored ApiProducts that do
+# not parse them yet (traffic/ and incidents/). The product reconciler parses the spec with
+# ApiProductSpec; other readers of a stored product ask the model: default_of(Version, "port").
 TRAFFIC_DEFAULTS = defaults(Traffic)
 TRAFFIC_LABEL_DEFAULTS = defaults(TrafficLabels)
-DEPENDENCY_DEFAULTS = defaults(BackendDependency)
-ROLLOUT_DEFAULTS = defaults(Rollout)
 INCIDENT_POLICY_DEFAULTS = defaults(IncidentPolicy)
-TRAFFIC_ANALYSIS_DEFAULTS = defaults(TrafficAnalysis)
 
 
 class ApiProduct(Resource):

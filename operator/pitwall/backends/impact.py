@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+from ..api.apiproduct import BackendDependency
+from ..api.base import default_of
 from ..vocabulary import CRITICALITY_EFFECT
 
 
@@ -28,7 +29,7 @@ def edges(products: list[dict]) -> list[Edge]:
                 Edge(
                     product["metadata"]["name"],
                     ref["name"],
-                    ref.get("criticality", DEPENDENCY["criticality"]),
+                    ref.get("criticality", default_of(BackendDependency, "criticality")),
                 )
             )
     return out

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from .. import durations
-from ..api.apiproduct import PAGE_DEFAULTS
+from ..api.apiproduct import MaintenancePage, Version
+from ..api.base import default_of
 from ..errors import InvalidSpec
 from ..templating import environment
 from ..vocabulary import (
@@ -51,8 +52,8 @@ log = logging.getLogger("pitwall.maintenance.page")
 
 DEFAULT_TITLE = "Down for maintenance"
 DEFAULT_MESSAGE = "This API is undergoing planned maintenance. Please try again later."
-DEFAULT_RETRY_AFTER = int(durations.parse(PAGE_DEFAULTS["retryAfter"]))  # 30m
-DEFAULT_PORT = 8080
+DEFAULT_RETRY_AFTER = int(durations.parse(default_of(MaintenancePage, "retry_after")))  # 30m
+DEFAULT_PORT = default_of(Version, "port")
 ENV = "PITWALL_MAINTENANCE_"
 
 

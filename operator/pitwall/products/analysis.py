@@ -5,14 +5,13 @@ Nothing here does I/O; ``reconcile`` feeds it live objects from the watch caches
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity as _parse_quantity
 
-from ..api.apiproduct import TRAFFIC_ANALYSIS_DEFAULTS as TRAFFIC_ANALYSIS
+from ..api.apiproduct import TrafficAnalysis
 from ..conditions import Condition, summary
 from ..traffic.figures import VersionFigures
 from ..vocabulary import Stalled, condition
@@ -316,7 +315,7 @@ class TrafficVerdict:
 
 
 def traffic_verdict(
-    criteria: Mapping[str, Any],
+    criteria: TrafficAnalysis,
     figures: VersionFigures | None,
     error: str | None,
     *,
@@ -329,9 +328,7 @@ def traffic_verdict(
     verdict, ``noData``: ``wait`` (nothing is decided), ``pass``, or ``fail`` once the rate
     window has passed since the rollout (before that the window still holds the old image's calls).
     """
-    min_rps = float(criteria.get("minRps", TRAFFIC_ANALYSIS["minRps"]))
-    no_data = str(criteria.get("noData", TRAFFIC_ANALYSIS["noData"]))
-    quantile = str(criteria.get("quantile", TRAFFIC_ANALYSIS["quantile"]))
+    min_rps, no_data, quantile = criteria.min_rps, criteria.no_data, criteria.quantile
     if error is not None or figures is None or figures.rps < min_rps:
         why = error or f"under {min_rps:g} requests/s"
         if no_data == "pass":
@@ -340,11 +337,11 @@ def traffic_verdict(
             return TrafficVerdict("fail", f"no traffic data ({why}) within {rate_window:g}s (noData: fail)")
         return TrafficVerdict("wait", f"waiting for traffic data ({why})")
     problems = []
-    max_ratio = criteria.get("maxErrorRatio")
+    max_ratio = criteria.max_error_ratio
     ratio = figures.error_ratio or 0.0
     if max_ratio is not None and ratio > float(max_ratio):
         problems.append(f"{ratio * 100:.1f}% of requests failed (max {float(max_ratio) * 100:.1f}%)")
-    max_ms = criteria.get("maxLatencyMs")
+    max_ms = criteria.max_latency_ms
     seconds = (figures.latency or {}).get(quantile)
     if max_ms is not None and seconds is not None and seconds * 1000 > float(max_ms):
         problems.append(f"{quantile} latency {seconds * 1000:.0f}ms (max {float(max_ms):g}ms)")

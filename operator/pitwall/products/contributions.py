@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..api.apiproduct import DEPENDENCY_DEFAULTS as DEPENDENCY
+from ..api.apiproduct import BackendDependency
 from ..api.base import default_of
 from ..api.maintenancewindow import MaintenanceWindowSpec
 from ..vocabulary import CRITICALITY_EFFECT, ROLE_API, ROLE_MAINTENANCE, active_windows
@@ -25,7 +25,7 @@ def backend_view(product: dict, backends: Store) -> dict:
     namespace = product["metadata"]["namespace"]
     entries, missing, down, degraded, in_maintenance = [], [], [], [], []
     for ref in (product.get("spec") or {}).get("backends") or []:
-        name, criticality = ref["name"], ref.get("criticality", DEPENDENCY["criticality"])
+        name, criticality = ref["name"], ref.get("criticality", default_of(BackendDependency, "criticality"))
         backend = backends.get(namespace, name)
         if backend is None:
             missing.append(name)

@@ -10,8 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
-from ..api.apiproduct import VERSION_DEFAULTS as VERSION
+from ..api.apiproduct import ApiProductSpec, Version
 from ..durations import parse as parse_duration
 from ..vocabulary import (
     ANNOTATION_SPEC_HASH,
@@ -68,61 +67,60 @@ def service_url(product: str, version: str, namespace: str) -> str:
 ENV_SOURCES = ("configMapKeyRef", "fieldRef", "resourceFieldRef", "secretKeyRef")
 
 
-def env_problem(version: dict) -> str | None:
+def env_problem(version: Version) -> str | None:
     """Why the version's ``env`` cannot become a Deployment, or None.
 
     ``valueFrom`` is passed through as written (the schema keeps it free-form); a source the
     API server does not know (``{bogus: ...}``) would be refused on every apply, so it is
     named here once and the product is Stalled instead of retried forever.
     """
-    for item in version.get("env") or []:
-        source = item.get("valueFrom")
+    for item in version.env or []:
+        source = item.value_from
         if source is None:
             continue
         keys = sorted(source) if isinstance(source, dict) else []
         if len(keys) != 1 or keys[0] not in ENV_SOURCES or not isinstance(source[keys[0]], dict):
             return (
-                f"env {item.get('name')}: valueFrom must hold exactly one of {', '.join(ENV_SOURCES)} "
+                f"env {item.name}: valueFrom must hold exactly one of {', '.join(ENV_SOURCES)} "
                 f"(got {', '.join(keys) if keys else type(source).__name__})"
             )
     return None
 
 
-def version_env(product: dict, version: dict) -> list[dict]:
+def version_env(product: dict, version: Version) -> list[dict]:
     """The version's own env plus what Pitwall tells the API about itself."""
     name = product["metadata"]["name"]
-    env = [
+    env: list[dict] = [
         {"name": "API_PRODUCT", "value": name},
-        {"name": "API_VERSION", "value": version["name"]},
-        {"name": "API_LIFECYCLE", "value": version.get("lifecycle", VERSION["lifecycle"])},
+        {"name": "API_VERSION", "value": version.name},
+        {"name": "API_LIFECYCLE", "value": version.lifecycle},
     ]
-    if version.get("lifecycle") == "deprecated" and version.get("sunsetAt"):
-        env.append({"name": "API_SUNSET", "value": version["sunsetAt"]})
+    if version.lifecycle == "deprecated" and version.sunset_at:
+        env.append({"name": "API_SUNSET", "value": version.sunset_at})
     reserved = {e["name"] for e in env}
-    for item in version.get("env") or []:
-        if item.get("name") in reserved:
+    for item in version.env or []:
+        if item.name in reserved:
             continue
-        entry = {"name": item["name"]}
-        if "valueFrom" in item:
-            entry["valueFrom"] = item["valueFrom"]
+        entry: dict[str, Any] = {"name": item.name}
+        if "value_from" in item.model_fields_set:  # passed through as written
+            entry["valueFrom"] = item.value_from
         else:
-            entry["value"] = str(item.get("value", ""))
+            entry["value"] = "" if item.value is None else str(item.value)
         env.append(entry)
     return env
 
 
-def deployment(product: dict, version: dict, *, image: str | None = None) -> dict:
-    """The Deployment for one version. ``image`` overrides the spec (a rollback in force)."""
+def deployment(product: dict, spec: ApiProductSpec, version: Version, *, image: str | None = None) -> dict:
+    """The Deployment for one version of ``product`` (its metadata; ``spec`` parsed by the model).
+    ``image`` overrides the spec (a rollback in force)."""
     meta = product["metadata"]
-    spec = product.get("spec", {})
-    name, vname = meta["name"], version["name"]
-    port = int(version.get("port", VERSION["port"]))
-    health = version.get("healthPath", VERSION["healthPath"])
-    rollout = spec.get("rollout") or {}
-    deadline = int(parse_duration(rollout.get("progressDeadline") or ROLLOUT["progressDeadline"]))
-    container = {
+    name, vname = meta["name"], version.name
+    port = version.port
+    health = version.health_path
+    deadline = int(parse_duration(spec.rollout.progress_deadline))
+    container: dict[str, Any] = {
         "name": "api",
-        "image": image or version["image"],
+        "image": image or version.image,
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "env": version_env(product, version),
         "readinessProbe": {
@@ -137,15 +135,16 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
             "initialDelaySeconds": 10,
         },
     }
-    if version.get("resources"):
-        container["resources"] = version["resources"]
+    resources = version.resources.model_dump(by_alias=True, exclude_none=True) if version.resources else None
+    if resources:
+        container["resources"] = resources
     pod_labels = labels(name, vname)
     pod_spec: dict = {"containers": [container]}
-    if spec.get("imagePullSecrets"):
-        pod_spec["imagePullSecrets"] = [{"name": s["name"]} for s in spec["imagePullSecrets"]]
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
     template_meta: dict = {"labels": pod_labels}
-    if version.get("podAnnotations"):
-        template_meta["annotations"] = dict(version["podAnnotations"])
+    if version.pod_annotations:
+        template_meta["annotations"] = dict(version.pod_annotations)
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -156,7 +155,7 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
             "ownerReferences": [owner_reference({"kind": "ApiProduct", **product})],
         },
         "spec": {
-            "replicas": int(version.get("replicas", VERSION["replicas"])),
+            "replicas": version.replicas,
             "selector": {"matchLabels": selector(name, vname)},
             "progressDeadlineSeconds": max(deadline, 1),
             "revisionHistoryLimit": 5,
@@ -168,10 +167,10 @@ def deployment(product: dict, version: dict, *, image: str | None = None) -> dic
     return body
 
 
-def service(product: dict, version: dict, *, role: str = ROLE_API) -> dict:
-    """The version's Service; ``role`` picks the API pods or the maintenance page pods."""
+def service(product: dict, vname: str, *, role: str = ROLE_API) -> dict:
+    """The Service of version ``vname``; ``role`` picks the API pods or the maintenance page pods."""
     meta = product["metadata"]
-    name, vname = meta["name"], version["name"]
+    name = meta["name"]
     return {
         "apiVersion": "v1",
         "kind": "Service",

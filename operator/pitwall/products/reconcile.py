@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 
 from .. import durations, finalizers, metrics
-from ..api.apiproduct import ROLLOUT_DEFAULTS as ROLLOUT
-from ..api.apiproduct import TRAFFIC_DEFAULTS as TRAFFIC
-from ..api.apiproduct import VERSION_DEFAULTS as VERSION
+from ..api.apiproduct import ApiProductSpec, ApiProductStatus, Version
+from ..api.base import parse, status_patch
+from ..conditions import Condition, summary
 from ..durations import rfc3339
-from ..errors import Forbidden, Invalid, KubeError
+from ..errors import Forbidden, Invalid, InvalidSpec, KubeError
 from ..logs import ref
 from ..runtime import Runtime
 from ..vocabulary import Stalled
@@ -64,9 +64,12 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
         notices.forget(rt, namespace, name)
         return await finalizers.finish_owned(rt, product) if product else None
     await finalizers.ensure(rt, product)
-    spec = product.get("spec") or {}
     status = rt.status_of(product)
-    versions = spec.get("versions") or []
+    try:
+        spec = parse(ApiProductSpec, product.get("spec"))
+    except InvalidSpec as exc:
+        await _stall_unparsed(rt, product, exc)
+        return None
     deployments = rt.stores["Deployment"]
     services = rt.stores["Service"]
 
@@ -78,29 +81,29 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     states = []
     requeue: float | None = None
 
-    for secret in spec.get("imagePullSecrets") or []:
-        if await rt.kube.get("Secret", namespace, secret["name"]) is None:
+    for secret in spec.image_pull_secrets or []:
+        if await rt.kube.get("Secret", namespace, secret.name) is None:
             stalled = Stalled(
                 "ImagePullSecretNotFound",
-                f"imagePullSecret {secret['name']!r} does not exist in namespace {namespace}; "
+                f"imagePullSecret {secret.name!r} does not exist in namespace {namespace}; "
                 "running versions are left as they are",
             )
 
     wanted_names = set()
-    for version in versions:
-        vname = version["name"]
+    for version in spec.versions:
+        vname = version.name
         wname = d.workload_name(name, vname)
-        lifecycle = version.get("lifecycle", VERSION["lifecycle"])
+        lifecycle = version.lifecycle
         prev = previous.get(vname, {})
         if lifecycle == "retired":
             await _retire(rt, product, vname, prev, history)
             continue
         wanted_names.add(wname)
         pin = pins.get(vname)
-        if pin and pin.get("failedImage") != version["image"]:
+        if pin and pin.get("failedImage") != version.image:
             pins.pop(vname)  # the spec moved on: a new rollout, the pin is cleared
             pin = None
-        image = pinned_image(version["image"], pin) or version["image"]
+        image = pinned_image(version.image, pin) or version.image
         live = deployments.get(namespace, wname)
         if live is not None and not _owned_by(live, product):
             stalled = Stalled(
@@ -110,14 +113,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             )
             continue
         if stalled is None:
-            failure = await _ensure_deployment(rt, product, version, image, live, history)
+            failure = await _ensure_deployment(rt, product, spec, version, image, live, history)
             if failure:
                 stalled = failure
             else:
-                failure = await _ensure_service(rt, product, version, services.get(namespace, wname))
+                failure = await _ensure_service(rt, product, vname, services.get(namespace, wname))
                 stalled = stalled or failure
         live = deployments.get(namespace, wname)
-        state = version_state(vname, int(version.get("replicas", VERSION["replicas"])), live)
+        state = version_state(vname, version.replicas, live)
         last_good = prev.get("lastGoodImage")
         previous_good = prev.get("previousGoodImage")
         if state.is_available and state.image:
@@ -125,37 +128,37 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 _history_settle(history, vname, state.image, "succeeded", state.revision)
                 previous_good = last_good or previous_good
             last_good = state.image
-        rollout = spec.get("rollout") or {}
-        auto = rollout.get("autoRollback", ROLLOUT["autoRollback"])
+        auto = spec.rollout.auto_rollback
+        window = durations.parse(spec.rollout.analysis_window)
         decision = decide_rollback(
-            auto=auto, spec_image=version["image"], state=state, last_good=last_good, pinned=pin
+            auto=auto, spec_image=version.image, state=state, last_good=last_good, pinned=pin
         )
         reason = "did not become available within the progress deadline"
         if decision is None:
             down = _down_probes(rt, namespace, name, vname)
             decision = decide_probe_rollback(
                 auto=auto,
-                spec_image=version["image"],
+                spec_image=version.image,
                 state=state,
                 previous_good=previous_good,
                 pinned=pin,
-                started=_rollout_started(history, vname, version["image"]),
+                started=_rollout_started(history, vname, version.image),
                 now=durations.now(),
-                window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]),
+                window=window,
                 down_probes=down,
             )
             reason = f"probes went Down within the analysis window: {', '.join(down)}"
-        judged = _traffic_analysis(rt, product, vname, history) if decision is None else None
+        judged = _traffic_analysis(rt, product, spec, version, history) if decision is None else None
         if judged is not None and judged.verdict == "fail":  # rollout.analysis.traffic
             decision = decide_probe_rollback(
                 auto=auto,
-                spec_image=version["image"],
+                spec_image=version.image,
                 state=state,
                 previous_good=previous_good,
                 pinned=pin,
-                started=_rollout_started(history, vname, version["image"]),
+                started=_rollout_started(history, vname, version.image),
                 now=durations.now(),
-                window=durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"]),
+                window=window,
                 down_probes=[judged.message],
             )
             reason = f"failed the traffic analysis: {judged.message}"
@@ -199,14 +202,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
                 product,
                 "VersionDeprecated",
                 f"version {vname} is deprecated"
-                + (f"; sunset at {version['sunsetAt']}" if version.get("sunsetAt") else ""),
+                + (f"; sunset at {version.sunset_at}" if version.sunset_at else ""),
             )
         states.append(state)
         entry = {
             "name": vname,
             "lifecycle": lifecycle,
             "image": state.image or image,
-            "replicas": int(version.get("replicas", VERSION["replicas"])),
+            "replicas": version.replicas,
             "readyReplicas": state.ready,
             "url": d.service_url(name, vname, namespace),
             "revision": state.revision,
@@ -216,8 +219,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
             entry["lastGoodImage"] = last_good
         if previous_good:
             entry["previousGoodImage"] = previous_good
-        if version.get("sunsetAt"):
-            entry["sunsetAt"] = version["sunsetAt"]
+        if version.sunset_at:
+            entry["sunsetAt"] = version.sunset_at
         if judged is not None:
             entry["analysis"] = f"{judged.verdict}: {judged.message}"[:1024]
         version_status.append(entry)
@@ -248,38 +251,53 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     if notices_sent:
         new_status["sunsetNotices"] = notices_sent
     traffic = rt.traffic.status_for(namespace, name) if rt.traffic is not None else None
-    if traffic is not None and spec.get("traffic") is not None:
+    if traffic is not None and spec.traffic is not None:
         new_status["traffic"] = traffic  # coalesced by the traffic service
-    await rt.write_status(product, new_status, conds)
+    await _write(rt, product, new_status, conds)
     notices.written(rt, product, notices_sent, delivered)
     metrics.READY.labels(KIND, namespace, name).set(1 if state_word == "Available" and not stalled else 0)
     return requeue
 
 
-def _traffic_analysis(rt: Runtime, product: dict, version: str, history: list[dict]) -> TrafficVerdict | None:
+async def _write(rt: Runtime, product: dict, fields: dict, conditions: list[Condition]) -> None:
+    """The one place status is written: through the model, so a field it does not declare
+    cannot reach the API server (which would prune it silently)."""
+    await rt.write_status(product, status_patch(ApiProductStatus.model_validate(fields)), conditions)
+
+
+async def _stall_unparsed(rt: Runtime, product: dict, exc: InvalidSpec) -> None:
+    """A spec the model refuses (stored before a bound was added, or around the schema):
+    Stalled with the field named. The running versions are left exactly as they are, and so
+    are the conditions that describe them (Available, Degraded ...)."""
+    meta = product["metadata"]
+    stalled = Stalled(exc.reason, f"{exc.message}; the running versions are left untouched")
+    await _write(rt, product, {"state": "Stalled"}, summary(False, stalled=stalled))
+    metrics.READY.labels(KIND, meta["namespace"], meta["name"]).set(0)
+
+
+def _traffic_analysis(
+    rt: Runtime, product: dict, spec: ApiProductSpec, version: Version, history: list[dict]
+) -> TrafficVerdict | None:
     """The traffic verdict on ``version``'s rollout while it is within rollout.analysisWindow
     (None without rollout.analysis.traffic, spec.traffic or a Prometheus)."""
-    spec = product.get("spec") or {}
-    rollout = spec.get("rollout") or {}
-    criteria = (rollout.get("analysis") or {}).get("traffic")
-    if not criteria or spec.get("traffic") is None or rt.traffic is None:
+    criteria = spec.rollout.analysis.traffic if spec.rollout.analysis else None
+    if criteria is None or spec.traffic is None or rt.traffic is None:
         return None
-    image = next((v["image"] for v in spec.get("versions") or [] if v["name"] == version), "")
-    started = _rollout_started(history, version, image)
+    started = _rollout_started(history, version.name, version.image)
     now = durations.now()
-    window = durations.parse(rollout.get("analysisWindow") or ROLLOUT["analysisWindow"])
+    window = durations.parse(spec.rollout.analysis_window)
     if started is None or (now - started).total_seconds() > window:
         return None
     meta = product["metadata"]
     reading = rt.traffic.reading(meta["namespace"], meta["name"])
     error = "not read yet" if reading is None else reading.error
-    figures = reading.figures.versions.get(version) if reading is not None and reading.figures else None
+    figures = reading.figures.versions.get(version.name) if reading is not None and reading.figures else None
     return traffic_verdict(
         criteria,
         figures,
         error,
         since_rollout=(now - started).total_seconds(),
-        rate_window=durations.parse(spec["traffic"].get("window") or TRAFFIC["window"]),
+        rate_window=durations.parse(spec.traffic.window),
     )
 
 
@@ -308,14 +326,20 @@ def _rollout_started(history: list[dict], version: str, image: str):
 
 
 async def _ensure_deployment(
-    rt: Runtime, product: dict, version: dict, image: str, live: dict | None, history: list[dict]
+    rt: Runtime,
+    product: dict,
+    spec: ApiProductSpec,
+    version: Version,
+    image: str,
+    live: dict | None,
+    history: list[dict],
 ) -> Stalled | None:
     problem = d.env_problem(version)
     if problem:
         return Stalled(
-            "InvalidSpec", f"version {version['name']}: {problem}; the running version is left untouched"
+            "InvalidSpec", f"version {version.name}: {problem}; the running version is left untouched"
         )
-    body = d.deployment(product, version, image=image)
+    body = d.deployment(product, spec, version, image=image)
     diffs = drift(body, live)
     if not diffs:
         return None
@@ -327,20 +351,20 @@ async def _ensure_deployment(
     except Invalid as exc:
         return Stalled(
             "InvalidSpec",
-            f"version {version['name']}: the API server refused the Deployment: "
+            f"version {version.name}: the API server refused the Deployment: "
             f"{exc.message}; the running version is left untouched",
         )
     except Forbidden as exc:
         reason = "QuotaExceeded" if "quota" in exc.message.lower() else "Forbidden"
         return Stalled(
-            reason, f"version {version['name']}: {exc.message}; the running version is left untouched"
+            reason, f"version {version.name}: {exc.message}; the running version is left untouched"
         )
     except KubeError as exc:  # after its subclasses: Forbidden (403) is a KubeError too
         if exc.status != 400:  # 400: a decoding error of something the spec passed through
             raise
         return Stalled(
             "InvalidSpec",
-            f"version {version['name']}: the API server refused the Deployment: "
+            f"version {version.name}: the API server refused the Deployment: "
             f"{exc.message}; the running version is left untouched",
         )
     rt.stores["Deployment"].update("MODIFIED", result)
@@ -366,7 +390,7 @@ async def _ensure_deployment(
             history,
             {
                 "revision": "",
-                "version": version["name"],
+                "version": version.name,
                 "image": image,
                 "at": rfc3339(),
                 "result": "progressing",
@@ -375,17 +399,15 @@ async def _ensure_deployment(
     return None
 
 
-async def _ensure_service(rt: Runtime, product: dict, version: dict, live: dict | None) -> Stalled | None:
-    role = rt.products.service_role(product, version["name"])
-    body = d.service(product, version, role=role)
+async def _ensure_service(rt: Runtime, product: dict, vname: str, live: dict | None) -> Stalled | None:
+    role = rt.products.service_role(product, vname)
+    body = d.service(product, vname, role=role)
     if not drift(body, live):
         return None
     try:
         result = await rt.kube.apply(body)
     except Invalid as exc:
-        return Stalled(
-            "InvalidSpec", f"version {version['name']}: the API server refused the Service: {exc.message}"
-        )
+        return Stalled("InvalidSpec", f"version {vname}: the API server refused the Service: {exc.message}")
     rt.stores["Service"].update("MODIFIED", result)
     if live is not None and live["spec"].get("selector") != body["spec"]["selector"]:
         await rt.event(

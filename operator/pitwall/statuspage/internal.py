@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ..api.alertrule import SEVERITIES
-from ..api.apiproduct import DEPENDENCY_DEFAULTS
+from ..api.apiproduct import BackendDependency
 from ..api.base import default_of
 from ..api.check import Check
 from ..backends.impact import impact as compute_impact
@@ -256,7 +256,7 @@ def graph(snapshot: Snapshot, views: list[ProductView], label: Label) -> dict:
                     "title": f"backend {bkey[1]}: {state}",
                 },
             )
-            criticality = ref.get("criticality", DEPENDENCY_DEFAULTS["criticality"])
+            criticality = ref.get("criticality", default_of(BackendDependency, "criticality"))
             edges.append(
                 {
                     "from": pid,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..api.apiproduct import ENVIRONMENTS as ENVIRONMENTS
-from ..api.apiproduct import VERSION_DEFAULTS
+from ..api.apiproduct import Version
+from ..api.base import default_of
 from ..durations import rfc3339
 from . import health, history, incidents, uptime, windows
 from .health import Verdict
@@ -77,7 +78,7 @@ def product_views(snapshot: Snapshot, now: datetime) -> list[ProductView]:
             versions.append(
                 VersionView(
                     version["name"],
-                    version.get("lifecycle", VERSION_DEFAULTS["lifecycle"]),
+                    version.get("lifecycle", default_of(Version, "lifecycle")),
                     version.get("sunsetAt"),
                     health.version_verdict(product, version, mine, active),
                     mine,

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..api.apiproduct import DEPENDENCY_DEFAULTS, PRODUCT_DEFAULTS, VERSION_DEFAULTS
+from ..api.apiproduct import ApiProductSpec, BackendDependency, Version
+from ..api.base import default_of
 from ..durations import parse_time
 from ..vocabulary import LABEL_PRODUCT, LABEL_VERSION, condition_of
 
@@ -77,7 +78,7 @@ def running_versions(product: dict) -> list[dict]:
     return [
         v
         for v in spec(product).get("versions") or []
-        if v.get("lifecycle", VERSION_DEFAULTS["lifecycle"]) != "retired"
+        if v.get("lifecycle", default_of(Version, "lifecycle")) != "retired"
     ]
 
 
@@ -86,7 +87,7 @@ def is_public(product: dict) -> bool:
 
 
 def environment(product: dict) -> str:
-    return str(spec(product).get("environment") or PRODUCT_DEFAULTS["environment"])
+    return str(spec(product).get("environment") or default_of(ApiProductSpec, "environment"))
 
 
 def display_name(product: dict) -> str:
@@ -129,7 +130,7 @@ def products_of_backend(snapshot: Snapshot, namespace: str, backend: str) -> lis
             continue
         for ref in spec(product).get("backends") or []:
             if ref.get("name") == backend:
-                found.append((product, ref.get("criticality", DEPENDENCY_DEFAULTS["criticality"])))
+                found.append((product, ref.get("criticality", default_of(BackendDependency, "criticality"))))
     return found
 
 

@@ -245,8 +245,8 @@ def test_page_deployment_defaults_and_env_round_trip():
 
 def test_service_selector_switch_changes_only_the_role():
     product = {"kind": "ApiProduct", "metadata": {"name": "payments", "namespace": "bank", "uid": "u"}}
-    normal = desired.service(product, {"name": "v2"})
-    during = desired.service(product, {"name": "v2"}, role=ROLE_MAINTENANCE)
+    normal = desired.service(product, "v2")
+    during = desired.service(product, "v2", role=ROLE_MAINTENANCE)
     assert normal["spec"]["selector"] == {
         "pitwall.dev/product": "payments",
         "pitwall.dev/version": "v2",

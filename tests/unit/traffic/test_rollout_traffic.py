@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from pitwall.products.analysis import traffic_verdict
+from pitwall.api.apiproduct import TrafficAnalysis
+from pitwall.products import analysis
 from pitwall.traffic.figures import VersionFigures
+
+
+def traffic_verdict(criteria: dict, *args, **kwargs):
+    """The verdict on rollout.analysis.traffic as the product reconciler parses it."""
+    return analysis.traffic_verdict(TrafficAnalysis.model_validate(criteria), *args, **kwargs)
+
 
 BAD = VersionFigures("v2", rps=20.0, server=4.0, latency={"p99": 0.3})
 GOOD = VersionFigures("v2", rps=20.0, server=0.1, latency={"p99": 0.3})
