@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api.apiproduct import TRAFFIC_DEFAULTS
+from ..api.apiproduct import Traffic
+from ..api.base import default_of
 from .relations import condition, is_true, key, status
 
 OPERATIONAL, DEGRADED, OUTAGE, MAINTENANCE, UNKNOWN = (
@@ -198,7 +199,7 @@ def _erroring_traffic(product: dict, version: str) -> str:
     traffic = status(product).get("traffic") or {}
     limit = float(
         ((product.get("spec") or {}).get("traffic") or {}).get(
-            "degradedErrorRatio", TRAFFIC_DEFAULTS["degradedErrorRatio"]
+            "degradedErrorRatio", default_of(Traffic, "degraded_error_ratio")
         )
     )
     for entry in traffic.get("versions") or []:
