@@ -336,6 +336,15 @@ def test_an_explicit_equals_null_is_an_expectation_a_missing_equals_is_none():
     assert (missing.has_equals, missing.equals) == (False, None)
     assert null.exists and missing.exists  # the model leaves exists unset: the path must exist
 
+    # A Backend's health block, validated with its BackendSpec, keeps the difference too.
+    from pitwall.api.backend import BackendSpec
+
+    steps = [{"name": "a", "expect": {"json": [{"path": "$.gone", "equals": None}, {"path": "$.here"}]}}]
+    backend = parse(BackendSpec, {"health": {"url": "https://cb.internal", "steps": steps}})
+    assert backend.health is not None
+    rules = parse_check(backend.health).steps[0].expect.json
+    assert [(r.path, r.has_equals) for r in rules] == [("$.gone", True), ("$.here", False)]
+
 
 async def test_equals_null_passes_on_a_json_null_only():
     import httpx
