@@ -15,7 +15,9 @@ API server is killed and started again 30 s later (same port, etcd and certifica
 HTTP receiver answers 503 for 10 minutes (the kills go on meanwhile). Then everything is brought back up, deleted, and the receivers' own logs are read:
 
 - lost: an incident one receiver of the rule saw that another never heard of (neither its
-  firing nor its resolve), or a notice whose start went out without its end;
+  firing nor its resolve), a maintenance notice whose start went out without its end, or a
+  product incident (the public product's critical backend goes down and up) whose start notice
+  went out without its resolve, or that its receiver or its consumer never heard of;
 - duplicates beyond dedup keys: two different keys for one event (two resolves of one incident
   with different ``endsAt``, two e-mails for one event with different Message-IDs);
 - triggers without exactly one resolve: an incident (PagerDuty dedup_key, webhook fingerprint +
@@ -429,6 +431,20 @@ class Scenario:
                     "stringData": {key: value},
                 }
             )
+        # The product is public and depends critically on a backend the scenario takes down and
+        # up: incidents open and resolve, and their notices go to a receiver and the consumer.
+        self.apply(
+            {
+                "apiVersion": GROUP,
+                "kind": "Backend",
+                "metadata": {"name": "core"},
+                "spec": {
+                    "displayName": "core",
+                    "owner": {"team": "providers", "contact": "core@example.com"},
+                    "health": {"url": self.targets.url("core"), "interval": "1s", "timeout": "1s"},
+                },
+            }
+        )
         self.apply(
             {
                 "apiVersion": GROUP,
@@ -437,6 +453,15 @@ class Scenario:
                 "spec": {
                     "displayName": "Shop",
                     "owner": {"team": "shop"},
+                    "public": True,
+                    "backends": [{"name": "core", "criticality": "critical"}],
+                    "incidents": {
+                        "mergeWindow": "5s",
+                        "minSpacing": "1s",
+                        "receivers": [
+                            {"name": "inc", "type": "webhook", "url": self.receivers.url + "/incidents"}
+                        ],
+                    },
                     "versions": [{"name": "v1", "image": "registry.example.com/shop:1", "replicas": 1}],
                     "consumers": [
                         {
@@ -456,10 +481,13 @@ class Scenario:
     def step(self) -> None:
         rng = self.rng
         action = rng.choices(
-            ["flip", "ack", "window", "unwindow", "edit-rule", "delete-probe", "interval"],
-            weights=[8, 2, 1.5, 1, 1, 1, 1],
+            ["flip", "ack", "window", "unwindow", "edit-rule", "delete-probe", "interval", "backend"],
+            weights=[8, 2, 1.5, 1, 1, 1, 1, 1.5],
         )[0]
-        if action == "flip":
+        if action == "backend":  # an incident opens (or, after the merge window, resolves)
+            (self.targets.down.discard if "core" in self.targets.down else self.targets.down.add)("core")
+            self.note(f"backend core {'down' if 'core' in self.targets.down else 'up'}")
+        elif action == "flip":
             name = f"p{rng.randrange(self.probes)}"
             (self.targets.down.discard if name in self.targets.down else self.targets.down.add)(name)
             self.note(f"{name} {'down' if name in self.targets.down else 'up'}")
@@ -544,6 +572,7 @@ class Verdict:
     copies_within_keys: int = 0
     incidents: int = 0
     notices: int = 0
+    incident_notices: int = 0
     details: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
@@ -635,6 +664,8 @@ def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
     ids: Counter = Counter()
     for entry in receivers.paths("/notices/"):
         body = entry["body"] or {}
+        if body.get("type") == "incident":
+            continue  # judged below
         notices[(body.get("window"), body.get("occurrence"))].add(body.get("kind"))
         ids[body.get("id")] += 1
     verdict.notices = sum(ids.values())
@@ -643,7 +674,43 @@ def judge(receivers: Receivers, mails: list[dict]) -> Verdict:
         if "start" in kinds and "end" not in kinds:
             verdict.lost += 1
             verdict.details.append(f"window {window} {occurrence}: start notice without its end")
+    judge_incidents(receivers, verdict)
     return verdict
+
+
+def judge_incidents(receivers: Receivers, verdict: Verdict) -> None:
+    """Incident notices (the product's receiver and its consumer): every incident one of them
+    heard of the other heard of too; every start is followed by its resolve; one dedup key
+    (the body's ``id``) per incident, event and recipient."""
+    seen: dict[tuple[str, str], dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    copies: Counter = Counter()
+    for entry in receivers.paths("/incidents") + receivers.paths("/notices/"):
+        body = entry["body"] or {}
+        if body.get("type") != "incident":
+            continue
+        recipient = entry["path"]
+        name = (body.get("incident") or {}).get("id") or "?"
+        seen[(recipient, name)][body.get("event") or "?"].add(body.get("id"))
+        copies[(recipient, body.get("id"), body.get("event"))] += 1
+    verdict.incident_notices = sum(copies.values())
+    verdict.copies_within_keys += sum(n - 1 for n in copies.values() if n > 1)
+    by_recipient: dict[str, set] = defaultdict(set)
+    for (recipient, name), events in seen.items():
+        by_recipient[recipient].add(name)
+        if "start" in events and "resolved" not in events:
+            verdict.lost += 1
+            verdict.details.append(f"incident {name} to {recipient}: start notice without its resolve")
+        for event, ids in events.items():
+            if event != "update" and len(ids) > 1:
+                verdict.duplicates_beyond_keys += len(ids) - 1
+                verdict.details.append(
+                    f"incident {name} to {recipient}: {len(ids)} keys for its {event} notice"
+                )
+    everyone = set().union(*by_recipient.values()) if by_recipient else set()
+    for recipient, names in by_recipient.items():
+        for name in sorted(everyone - names):
+            verdict.lost += 1
+            verdict.details.append(f"incident {name}: {recipient} never heard of it")
 
 
 def final_checks(cluster, namespace: str, verdict: Verdict) -> None:
@@ -797,17 +864,38 @@ def wait_quiet(cluster, namespace: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         proc = cluster.kubectl(
-            "get", "alertrules,maintenancewindows", "-n", namespace, "-o", "json", check=False, timeout=60
+            "get",
+            "alertrules,maintenancewindows,incidents",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            check=False,
+            timeout=60,
         )
         if proc.returncode == 0:
             items = json.loads(proc.stdout)["items"]
-            busy = [o for o in items if o["kind"] == "MaintenanceWindow"] + [
-                a
-                for o in items
-                if o["kind"] == "AlertRule"
-                for a in (o.get("status") or {}).get("alerts") or []
-                if a.get("state") != "resolved" or a.get("outstanding")
-            ]
+            busy = (
+                [o for o in items if o["kind"] == "MaintenanceWindow"]
+                + [
+                    o
+                    for o in items
+                    if o["kind"] == "Incident"
+                    and (
+                        (o.get("status") or {}).get("phase") != "Resolved"
+                        or any(
+                            n.get("state") == "Sending" for n in (o.get("status") or {}).get("notices") or []
+                        )
+                    )
+                ]
+                + [
+                    a
+                    for o in items
+                    if o["kind"] == "AlertRule"
+                    for a in (o.get("status") or {}).get("alerts") or []
+                    if a.get("state") != "resolved" or a.get("outstanding")
+                ]
+            )
             if not busy:
                 return
         time.sleep(2)
@@ -827,8 +915,9 @@ def table(verdict: Verdict, facts: dict) -> str:
         f"{facts.get('leader_kills', 0)} of them of the leader of {facts.get('replicas', 1)} replicas "
         f"(leader changes), {facts.get('exits_on_their_own', 0)} exits on their own (restarted); "
         f"API server killed for {facts.get('api_stop_s', 0):.0f} s, receivers 503 for "
-        f"{facts.get('receiver_outage_s', 0):.0f} s; {verdict.incidents} incidents, {verdict.notices} "
-        f"notices; copies within a dedup key (collapsed by receivers): {verdict.copies_within_keys}"
+        f"{facts.get('receiver_outage_s', 0):.0f} s; {verdict.incidents} alert incidents, {verdict.notices} "
+        f"maintenance notices, {verdict.incident_notices} incident notices; copies within a dedup key "
+        f"(collapsed by receivers): {verdict.copies_within_keys}"
     )
     return "\n".join(out)
 

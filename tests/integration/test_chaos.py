@@ -30,6 +30,7 @@ def test_kill_the_operator_at_random_moments_and_lose_nothing(cluster, namespace
         quiet_timeout=300,
         say=print,
     )
+    print(table(verdict, facts))
     assert facts["kills"] >= 10
     assert facts["leader_kills"] >= 1  # at least one leader change
     assert verdict.incidents > 0  # the scenario did page someone
