@@ -655,7 +655,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-class NoCookies(CookieJar):
+class _NoCookies(CookieJar):
     """A jar that keeps nothing: one client serves many tenants, whose sessions must not mix."""
 
     def extract_cookies(self, response, request) -> None:
@@ -663,6 +663,33 @@ class NoCookies(CookieJar):
 
     def set_cookie(self, cookie) -> None:
         pass
+
+
+class _Jarless(httpx.Cookies):
+    """No cookies, and no work to keep none: httpx offers every response to the jar through
+    urllib request/response adapters (8% of a probe check's CPU, for a jar that drops them)."""
+
+    def __init__(self) -> None:
+        super().__init__(_NoCookies())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+class Client(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that never keeps or sends cookies (see ``client``)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._no_cookies = _Jarless()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("a Pitwall client keeps no cookies: one client serves many tenants")
 
 
 def client(
@@ -687,13 +714,7 @@ def client(
         proxy=proxy,
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     )
-    return httpx.AsyncClient(
-        transport=transport,
-        trust_env=False,
-        timeout=timeout,
-        follow_redirects=follow_redirects,
-        cookies=NoCookies(),
-    )
+    return Client(transport=transport, trust_env=False, timeout=timeout, follow_redirects=follow_redirects)
 
 
 # -- other protocols (SMTP) ------------------------------------------------------------------------

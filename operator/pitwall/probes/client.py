@@ -43,7 +43,7 @@ async def make_client(
     the engine. Raises ``InvalidSpec`` when a TLS Secret is missing or not opted in.
 
     Without a proxy, requests go over ``transport.LeanTransport`` (HTTP/1.1 on asyncio and
-    llhttp, about half the CPU per check); with one, or ``lean=False`` (the benchmark's
+    llhttp, about a quarter of the CPU per check); with one, or ``lean=False`` (the benchmark's
     comparison), over httpcore as every other outbound client does.
     """
     context = await _ssl_context(check.tls, secrets)

@@ -104,6 +104,27 @@ async def test_every_request_has_fresh_correlation_headers(demo, client):
     assert len({p.group(2) for p in parents}) == 6  # a new span per request
 
 
+async def test_correlation_headers_are_ours_and_other_defaults_yield_to_the_spec(serve, client):
+    seen = []
+
+    async def echo(request):
+        seen.append(request.headers)
+        return web.json_response({})
+
+    url = await serve(_app(web.get("/echo", echo)))
+    headers = {"x-correlation-id": "mine", "TRACEPARENT": "00-x-y-01", "User-Agent": "team-bot/2"}
+    check = parse_check(
+        probe(url, steps=[{"name": "echo", "request": {"path": "/echo", "headers": headers}}])
+    )
+
+    result = await run_check(check, client=client, secrets=secrets)
+
+    [sent] = seen
+    assert sent.getall("X-Correlation-ID") == [result.steps[0].correlation_id]
+    assert sent.getall("traceparent")[0].startswith(f"00-{result.trace_id}-")
+    assert (sent.getall("User-Agent"), sent["Accept-Encoding"]) == (["team-bot/2"], "gzip, deflate")
+
+
 async def test_secrets_are_interpolated_and_masked(serve, client):
     received = {}
 
