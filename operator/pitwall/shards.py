@@ -12,7 +12,10 @@ so the others know how many replicas are alive, and holds at most its fair share
 ``ceil(N / live members)``, of the shard Leases (:func:`plan`). Every Lease has a fixed name,
 so the RBAC Role can name them. A replica with
 more than its share releases the extra shards (after stopping their probes and writing their
-latest numbers), one with less takes free or expired ones. A replica that dies stops renewing:
+latest numbers, in the background: a round renews the shards it keeps without waiting for
+that), one with less takes free or expired ones. A round's Lease reads and writes go out
+together, so it lasts a few round trips however many shards there are, also on a replica
+whose event loop is busy with an overload. A replica that dies stops renewing:
 its membership and its shard Leases expire after ``duration`` seconds, and the others take
 its shards at that moment (they wait for the exact expiry time they read, not the next
 round), so a probe misses at most the lease duration plus one interval. A replica that cannot
@@ -41,6 +44,7 @@ from prometheus_client import Gauge
 from .errors import Conflict, NotFound
 from .kube import Kube
 from .leader import LeaseView, _micro, can_take, view
+from .supervise import spawn
 
 log = logging.getLogger("pitwall.shards")
 
@@ -143,6 +147,10 @@ class Shards:
         self.on_gain, self.on_loss = on_gain, on_loss
         self.duration, self.renew = duration, renew
         self.owned: dict[int, float] = {}  # shard -> loop time by which it must be dropped
+        # Shards being handed over in the background (their probes stopped and their numbers
+        # written, then their Lease freed): neither renewed nor taken again until that is done.
+        self.handing: set[int] = set()
+        self._handovers: set[asyncio.Task] = set()
         SHARDS_TOTAL.set(count)
 
     def owns(self, uid: str | None) -> bool:
@@ -204,28 +212,37 @@ class Shards:
             for name, at in known.items()
             if name == self.identity or now - at <= timedelta(seconds=self.duration)
         }
-        current = [await self.kube.get("Lease", self.namespace, shard_name(i)) for i in range(self.count)]
+        # The shard Leases at once, not one after another: on an overloaded (or CPU-starved)
+        # replica every await waits for a busy event loop, and a round of 2 + 2N sequential
+        # requests outlasted the lease (bench/results/probes.md, 2026-11-29), so a live replica
+        # lost its shards to the others. Now a round is four round trips whatever N is.
+        current = list(
+            await asyncio.gather(*(self.kube.get("Lease", self.namespace, shard_name(i)) for i in range(self.count)))
+        )
         views = [view(item) if item else None for item in current]
         # A shard we believe ours but whose Lease names someone else (or is gone) is lost.
         lost = {i for i in self.owned if (lease := views[i]) is None or lease.holder != self.identity}
         decided = plan(views, len(members), self.identity, now)
         if decided.release:
             lost |= set(decided.release)
-        if lost:
-            await self._drop(lost)
-        for index in decided.release:
-            await self._write(shard_name(index), "", current[index])
+        # Handing over never holds up this round: its writes of 1,000s of probes' numbers
+        # would keep the shards this replica keeps from being renewed in time.
+        self._drop(lost - set(decided.release))
+        self._drop(set(decided.release), release=True)
         started = loop.time()
-        for index in decided.renew:
-            if index in lost:
-                continue
-            if await self._write(shard_name(index), self.identity, current[index]):
+        renewing = [i for i in decided.renew if i not in lost and i not in self.handing]
+        taking = [i for i in decided.take if i not in self.handing]
+        written = await asyncio.gather(
+            *(self._write(shard_name(i), self.identity, current[i]) for i in (*renewing, *taking))
+        )
+        outcome = dict(zip((*renewing, *taking), written, strict=True))
+        for index in renewing:
+            if outcome[index]:
                 self.owned[index] = started + self.duration - self.renew / 2
-            else:
-                await self._drop({index})
+        self._drop({index for index in renewing if not outcome[index]})
         gained = set()
-        for index in decided.take:
-            if await self._write(shard_name(index), self.identity, current[index]):
+        for index in taking:
+            if outcome[index]:
                 self.owned[index] = started + self.duration - self.renew / 2
                 gained.add(index)
         SHARDS_HELD.set(len(self.owned))
@@ -247,15 +264,40 @@ class Shards:
                 wait = min(wait, max(0.05, expiry + 0.05))
         return wait
 
-    async def _drop(self, indexes: set[int]) -> None:
+    def _drop(self, indexes: set[int], *, release: bool = False) -> asyncio.Task | None:
+        """Stop holding ``indexes`` now and hand them over in the background: ``on_loss`` (stop
+        their probes, write their latest numbers), then, with ``release``, free their Leases
+        (still ours) so another replica takes them at once. Returns the hand-over task."""
         indexes = {i for i in indexes if i in self.owned}
         if not indexes:
-            return
+            return None
         for index in indexes:
             self.owned.pop(index, None)
         SHARDS_HELD.set(len(self.owned))
         log.info("handing over probe shards %s", sorted(indexes))
-        await self.on_loss(frozenset(indexes))
+        self.handing |= indexes
+        task = spawn(
+            self._hand_over(frozenset(indexes), release), name="probe shard hand-over", long_lived=False
+        )
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
+        return task
+
+    async def _hand_over(self, indexes: frozenset[int], release: bool) -> None:
+        try:
+            await self.on_loss(indexes)
+            if release:
+                await asyncio.gather(*(self._free(index) for index in indexes))
+        finally:
+            self.handing -= indexes
+
+    async def _free(self, index: int) -> None:
+        try:
+            current = await self.kube.get("Lease", self.namespace, shard_name(index))
+            if current is not None and view(current).holder == self.identity:
+                await self._write(shard_name(index), "", current)
+        except Exception as exc:
+            log.warning("could not release probe shard %d: %s", index, exc)
 
     async def _renew_membership(self, me: str | None) -> dict[str, datetime]:
         """Renew (or with ``me=None``, remove) this replica's entry; the members as written."""
@@ -289,21 +331,14 @@ class Shards:
             overdue = {index for index, deadline in self.owned.items() if loop.time() >= deadline}
             if overdue:
                 log.error("could not renew probe shards %s in time; stopped their probes", sorted(overdue))
-                await self._drop(overdue)
+                self._drop(overdue)
             await asyncio.sleep(max(0.0, min([wait, *(d - loop.time() for d in self.owned.values())])))
 
     async def release(self) -> None:
         """Graceful shutdown: stop this replica's probes, free its shards and its member Lease,
         so the others take over at once instead of after the lease duration."""
-        held = set(self.owned)
-        await self._drop(held)
-        for index in held:
-            try:
-                current = await self.kube.get("Lease", self.namespace, shard_name(index))
-                if current is not None and view(current).holder == self.identity:
-                    await self._write(shard_name(index), "", current)
-            except Exception as exc:
-                log.warning("could not release probe shard %d: %s", index, exc)
+        self._drop(set(self.owned), release=True)
+        await asyncio.gather(*self._handovers, return_exceptions=True)
         try:
             await self._renew_membership(None)
         except Exception as exc:

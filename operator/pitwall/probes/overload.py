@@ -67,7 +67,8 @@ def describe(state: Overload) -> str:
     if state.active:
         return (
             f"probe runs start up to {state.worst_lag:.1f}s late ({state.waiting} waiting for a slot, "
-            f"overloaded for {state.for_seconds:.0f}s): more probes are due than this replica can "
+            f"overloaded for {state.for_seconds:.0f}s, {state.limit} runs in flight at most): more "
+            "probes are due than this replica can "
             "run. Lateness is spread over every probe and never fails a check; give the operator "
             "more CPU or run more replicas with --probe-shards"
         )
@@ -98,7 +99,11 @@ def pod_condition(state: Overload, at: str) -> dict:
 
 def health(state: Overload) -> dict:
     """The ``probeEngine`` part of /healthz."""
-    out: dict = {"overloaded": state.active, "overloadedSecondsTotal": round(state.total_seconds, 1)}
+    out: dict = {
+        "overloaded": state.active,
+        "overloadedSecondsTotal": round(state.total_seconds, 1),
+        "runsInFlightLimit": state.limit,
+    }
     if state.active:
         out.update(
             {

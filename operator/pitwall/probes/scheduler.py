@@ -21,6 +21,15 @@ waits for a target, and a hung run costs no other probe its slot.
   overloaded until none has for ``CALM`` seconds (``overloaded``, ``overloaded_seconds``,
   ``waiting``, :meth:`Scheduler.overload`; logged when it starts and ends, and passed to
   ``on_overload`` then, so ``probes.overload`` reports it on the operator's Pod).
+- Fewer runs in flight when the CPU cannot keep up: a check's timeout counts wall time, and
+  with 100 checks in flight on an event loop the CPU cannot serve (an overload, or a
+  neighbour taking the core) each of them waits for the loop at every step, until checks of a
+  healthy target time out (bench/results/probes.md, 2026-11-29: thousands of "timed out after
+  2s" on a starved replica). A governor samples the loop's lateness every ``TICK``; over
+  ``BUSY`` in the last second, it lowers the limit on runs in flight by a quarter (down to
+  ``MIN_CONCURRENCY``); under ``IDLE`` with runs waiting, it raises it by an eighth, back to
+  ``concurrency`` (additive increase, multiplicative decrease, as TCP does). Runs beyond the
+  limit wait, in due order: lateness, not failures. ``limit`` shows the current one.
 - One job cannot stop the others: an interval that is not a positive finite number is refused
   when it is scheduled (the spec parser refuses it earlier still, with a reason), and anything
   a run or the loop itself raises is logged with its key and reported through ``on_error``; the
@@ -30,6 +39,7 @@ waits for a target, and a hung run costs no other probe its slot.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import heapq
@@ -46,6 +56,48 @@ log = logging.getLogger("pitwall.probes.scheduler")
 
 LATE = 0.5  # seconds: a run starting this late means more is due than can be run
 CALM = 10.0  # seconds without a late start before the overload is over
+TICK = 0.1  # seconds between the governor's samples of the event loop's lateness
+BUSY = 0.1  # seconds late: the loop cannot serve the runs in flight; fewer of them
+IDLE = 0.02  # seconds late at most: room for more runs in flight (when some wait)
+MIN_CONCURRENCY = 4
+GOVERN_EVERY = 1.0  # seconds of samples behind each change of the limit
+
+
+class _Gate:
+    """A first-come first-served semaphore whose ``limit`` may change while it is held."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.held < self.limit and not self._waiters:
+            self.held += 1
+            return
+        granted = asyncio.get_running_loop().create_future()
+        self._waiters.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():  # granted, then cancelled: give it back
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(granted)
+            raise
+
+    def release(self) -> None:
+        self.held -= 1
+        self.admit()
+
+    def admit(self) -> None:
+        """Hand free slots to the longest waiting (after a release or a higher limit)."""
+        while self._waiters and self.held < self.limit:
+            granted = self._waiters.popleft()
+            if not granted.done():
+                self.held += 1
+                granted.set_result(None)
 
 
 def phase(key: Hashable, interval: float) -> float:
@@ -141,6 +193,7 @@ class Overload:
     worst_lag: float  # seconds: the latest start of that overload
     waiting: int  # runs due and waiting for a slot now
     total_seconds: float  # every overload since the scheduler was made, this one included
+    limit: int = 0  # runs allowed in flight (the governor lowers it while the loop is late)
 
 
 @dataclass(slots=True)
@@ -168,7 +221,9 @@ class Scheduler:
         self._table = Timetable()
         self._jobs: dict[Hashable, _Job] = {}
         self._running: dict[Hashable, asyncio.Task] = {}
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency  # the most runs in flight; the governor may allow fewer
+        self._gate = _Gate(concurrency)
+        self._governor: asyncio.Task | None = None
         self._on_lag = on_lag
         self._on_error = on_error
         self.on_overload = on_overload  # called when an overload starts and when it ends
@@ -210,13 +265,38 @@ class Scheduler:
         if self.alive:  # a sharded replica starts the probes before it may become the leader
             return
         self._loop_task = spawn(self._loop(), name="pitwall probe scheduler", task="probe-scheduler")
+        self._governor = spawn(self._govern(), name="pitwall probe governor", task="probe-governor")
+
+    @property
+    def limit(self) -> int:
+        """Runs allowed in flight now (``concurrency``, or fewer while the loop is late)."""
+        return self._gate.limit
+
+    async def _govern(self) -> None:
+        loop = asyncio.get_running_loop()
+        floor = min(MIN_CONCURRENCY, self.concurrency)
+        worst, ticks = 0.0, 0
+        while True:
+            planned = loop.time() + TICK
+            await asyncio.sleep(TICK)
+            worst, ticks = max(worst, loop.time() - planned), ticks + 1
+            if ticks * TICK < GOVERN_EVERY:
+                continue
+            gate = self._gate
+            if worst > BUSY and gate.limit > floor:
+                gate.limit = max(floor, int(gate.limit * 0.75))
+                log.info("probe runs in flight limited to %d: the event loop is %.2fs late", gate.limit, worst)
+            elif worst < IDLE and self.waiting and gate.limit < self.concurrency:
+                gate.limit = min(self.concurrency, gate.limit + max(1, gate.limit // 8))
+                gate.admit()
+            worst, ticks = 0.0, 0
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._loop_task, *self._running.values()] if t is not None]
+        tasks = [t for t in [self._loop_task, self._governor, *self._running.values()] if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = None
+        self._loop_task = self._governor = None
 
     @property
     def alive(self) -> bool:
@@ -247,6 +327,7 @@ class Scheduler:
             self._worst_lag,
             self.waiting,
             self.overloaded_seconds(now),
+            self.limit,
         )
 
     def _changed(self, change: Overload) -> None:
@@ -271,7 +352,7 @@ class Scheduler:
                 lag,
                 self.waiting,
             )
-            self._changed(Overload(True, lag, lag, self.waiting, self._overloaded_closed + lag))
+            self._changed(Overload(True, lag, lag, self.waiting, self._overloaded_closed + lag, self.limit))
 
     def _settle(self, now: float) -> None:
         if self._overloaded_since is not None and now >= self._late_until:
@@ -283,7 +364,12 @@ class Scheduler:
                 self._worst_lag,
             )
             change = Overload(
-                False, ended - self._overloaded_since, self._worst_lag, self.waiting, self._overloaded_closed
+                False,
+                ended - self._overloaded_since,
+                self._worst_lag,
+                self.waiting,
+                self._overloaded_closed,
+                self.limit,
             )
             self._overloaded_since, self._worst_lag = None, 0.0
             self._changed(change)
@@ -331,7 +417,7 @@ class Scheduler:
     async def _execute(self, key: Hashable, job: _Job, due: float) -> None:
         self.waiting += 1
         try:
-            await self._semaphore.acquire()
+            await self._gate.acquire()
         finally:
             self.waiting -= 1
         try:
@@ -349,4 +435,4 @@ class Scheduler:
                 log.exception("probe %s: run failed", key)
                 self._report(key, exc)
         finally:
-            self._semaphore.release()
+            self._gate.release()

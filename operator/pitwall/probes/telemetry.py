@@ -25,6 +25,9 @@ from .. import metrics
 OVERLOADED_HELP = "1 while more probe runs are due than can run on time (runs start over 0.5 s late); lateness, never failures"
 OVERLOADED_SECONDS_HELP = "Seconds the probe scheduler was overloaded"
 WAITING_HELP = "Probe runs due and waiting for a slot"
+LIMIT_HELP = (
+    "Probe runs allowed in flight: --probe-concurrency, lower while the event loop is late (the CPU cannot keep up)"
+)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _LE = [floatToGoString(b) for b in BUCKETS] + ["+Inf"]
 LABELS = ["kind", "namespace", "name"]
@@ -80,11 +83,13 @@ class Collector:
         overloaded = GaugeMetricFamily("pitwall_probe_overloaded", OVERLOADED_HELP)
         overloaded_s = CounterMetricFamily("pitwall_probe_overloaded_seconds_total", OVERLOADED_SECONDS_HELP)
         waiting = GaugeMetricFamily("pitwall_probe_runs_waiting", WAITING_HELP)
+        limit = GaugeMetricFamily("pitwall_probe_runs_in_flight_limit", LIMIT_HELP)
         schedulers = [s for s in (getattr(source, "scheduler", None) for source in list(self._sources)) if s]
         if schedulers:
             overloaded.add_metric([], max(int(s.overloaded()) for s in schedulers))
             overloaded_s.add_metric([], sum(s.overloaded_seconds() for s in schedulers))
             waiting.add_metric([], sum(s.waiting for s in schedulers))
+            limit.add_metric([], sum(s.limit for s in schedulers))
         for source in list(self._sources):
             for key, job in list(source.jobs.items()):
                 numbers: Numbers = job.numbers
@@ -101,7 +106,7 @@ class Collector:
                         cumulative += count
                         buckets.append((le, cumulative))
                     duration.add_metric([*labels, step], buckets, counts[-1])
-        return iter((*families, overloaded, overloaded_s, waiting))
+        return iter((*families, overloaded, overloaded_s, waiting, limit))
 
     @staticmethod
     def _families() -> tuple:
@@ -186,6 +191,12 @@ def render(collector: Collector) -> bytes:
             "gauge",
             WAITING_HELP,
             sum(s.waiting for s in schedulers) if schedulers else None,
+        ),
+        (
+            "pitwall_probe_runs_in_flight_limit",
+            "gauge",
+            LIMIT_HELP,
+            sum(s.limit for s in schedulers) if schedulers else None,
         ),
     ):
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")

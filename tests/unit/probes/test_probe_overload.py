@@ -7,7 +7,7 @@ from __future__ import annotations
 from pitwall.probes.overload import OVERLOADED, RECOVERED, event, health, involved_object, pod_condition
 from pitwall.probes.scheduler import Overload
 
-ACTIVE = Overload(True, 42.0, 3.25, 17, 100.0)
+ACTIVE = Overload(True, 42.0, 3.25, 17, 100.0, 12)
 ENDED = Overload(False, 42.0, 3.25, 0, 100.0)
 NEVER = Overload(False, 0.0, 0.0, 0, 0.0)
 
@@ -31,6 +31,7 @@ def test_an_overload_is_a_warning_and_says_how_late_and_what_to_do():
     reason, message, warning = event(ACTIVE)
     assert (reason, warning) == (OVERLOADED, True)
     assert "3.2s late" in message and "17 waiting" in message and "--probe-shards" in message
+    assert "12 runs in flight at most" in message
     assert "never fails a check" in message
     reason, message, warning = event(ENDED)
     assert (reason, warning) == (RECOVERED, False)
@@ -47,7 +48,7 @@ def test_the_pod_condition_is_true_while_on_time():
 
 
 def test_healthz_details():
-    assert health(NEVER) == {"overloaded": False, "overloadedSecondsTotal": 0.0}
+    assert health(NEVER) == {"overloaded": False, "overloadedSecondsTotal": 0.0, "runsInFlightLimit": 0}
     details = health(ACTIVE)
     assert details["overloaded"] is True and details["waiting"] == 17 and details["worstLagSeconds"] == 3.25
     assert details["since"].endswith("Z")

@@ -322,3 +322,43 @@ async def test_no_overload_when_everything_runs_on_time(scheduler):
         scheduler.upsert(key, 0.05, rec.job(key), timeout=1.0)
     await wait_until(lambda: all(rec.runs[k] >= 3 for k in "ab"))
     assert not scheduler.overloaded() and scheduler.overloaded_seconds() == 0.0
+
+
+async def test_fewer_runs_in_flight_while_the_event_loop_is_late_and_back_after(monkeypatch):
+    """Runs that hog the loop (as 100 checks do on a CPU that cannot serve them) make it late:
+    the limit on runs in flight falls to a few, so each run in flight gets the loop's time and
+    none times out; once the loop keeps up, with runs waiting, the limit climbs back."""
+    import time
+
+    import pitwall.probes.scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "GOVERN_EVERY", 0.2)
+    errors = []
+    s = Scheduler(concurrency=40, on_error=lambda key, exc: errors.append(exc))
+
+    def hog(key):
+        async def run():
+            time.sleep(0.03)  # noqa: ASYNC251 - CPU work on the loop's thread, on purpose
+            await asyncio.sleep(0)
+
+        return run
+
+    def light(key):
+        async def run():
+            await asyncio.sleep(0.05)
+
+        return run
+
+    s.start()
+    try:
+        keys = range(40)
+        for key in keys:
+            s.upsert(key, 0.05, hog(key), timeout=5.0, run_now=True)
+        await wait_until(lambda: s.limit <= scheduler_module.MIN_CONCURRENCY, limit=30)
+        assert s.limit == scheduler_module.MIN_CONCURRENCY  # never below the floor
+        for key in keys:
+            s.upsert(key, 0.05, light(key), timeout=5.0)
+        await wait_until(lambda: s.limit >= 20, limit=30)
+        assert errors == []
+    finally:
+        await s.stop()
