@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..api.apiproduct import BackendDependency
+from ..api.apiproduct import ApiProductSpec, BackendDependency
 from ..api.base import default_of
 from ..api.maintenancewindow import MaintenanceWindowSpec
 from ..vocabulary import CRITICALITY_EFFECT, ROLE_API, ROLE_MAINTENANCE, active_windows
@@ -19,13 +19,14 @@ if TYPE_CHECKING:
     from ..controller import Store
 
 
-def backend_view(product: dict, backends: Store) -> dict:
+def backend_view(product: dict, dependencies: list[BackendDependency], backends: Store) -> dict:
     """``{"backends": [...status entries], "backend_effect": (effect, reason, msg) | None,
-    "refs": (ok, message), "backend_maintenance": message | None}``."""
+    "refs": (ok, message), "backend_maintenance": message | None}`` for the product's
+    ``spec.backends`` (as the model parsed them)."""
     namespace = product["metadata"]["namespace"]
     entries, missing, down, degraded, in_maintenance = [], [], [], [], []
-    for ref in (product.get("spec") or {}).get("backends") or []:
-        name, criticality = ref["name"], ref.get("criticality", default_of(BackendDependency, "criticality"))
+    for dependency in dependencies:
+        name, criticality = dependency.name, dependency.criticality
         backend = backends.get(namespace, name)
         if backend is None:
             missing.append(name)
@@ -78,8 +79,8 @@ class ProductHooks:
     def __init__(self, stores: dict[str, Store]):
         self.stores = stores
 
-    def product_contributions(self, product: dict) -> dict:
-        view = backend_view(product, self.stores["Backend"])
+    def product_contributions(self, product: dict, spec: ApiProductSpec) -> dict:
+        view = backend_view(product, spec.backends or [], self.stores["Backend"])
         windows = _active_windows(product, self.stores["MaintenanceWindow"])
         messages = [
             f"maintenance window {w['metadata']['name']}: {(w.get('spec') or {}).get('reason', '')}"

@@ -227,7 +227,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 
     await _remove_orphans(rt, product, wanted_names, history)
 
-    contributions = rt.products.product_contributions(product)  # backends, maintenance windows
+    contributions = rt.products.product_contributions(product, spec)  # backends, maintenance windows
     conds, state_word = product_conditions(
         states,
         stalled=stalled,
