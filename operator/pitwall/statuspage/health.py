@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api.apiproduct import Traffic
+from ..api.apiproduct import Traffic, Version
 from ..api.base import default_of
 from .relations import condition, is_true, key, status
 
@@ -119,7 +119,9 @@ def version_verdict(
             OUTAGE, "provider-down", available.get("lastTransitionTime"), available.get("message", "")
         )
     running = next((v for v in status(product).get("versions") or [] if v.get("name") == name), None)
-    desired = int((running or {}).get("replicas", version.get("replicas", 1)) or 0)
+    desired = int(
+        (running or {}).get("replicas", version.get("replicas", default_of(Version, "replicas"))) or 0
+    )
     ready = int((running or {}).get("readyReplicas") or 0)
     rollout = (running or {}).get("state", "")
     if running is not None and desired > 0 and ready == 0:

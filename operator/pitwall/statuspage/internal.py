@@ -191,7 +191,7 @@ def impact_matrix(snapshot: Snapshot, views: list[ProductView], label: Label) ->
                 None
                 if entry is None
                 else {
-                    "criticality": entry.get("criticality", "critical"),
+                    "criticality": entry.get("criticality", default_of(BackendDependency, "criticality")),
                     "effect": entry.get("effect", "None"),
                     "active": state == "Unavailable" and entry.get("effect", "None") != "None",
                 }
