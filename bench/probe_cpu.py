@@ -7,11 +7,13 @@ shares it. Reports this process's CPU time (``time.process_time``, less sensitiv
 to a loaded machine) per 1,000 checks, best of ``--rounds``.
 
     .venv/bin/python bench/probe_cpu.py [-n 2000] [--concurrency 50] [--rounds 5] [--profile out.prof]
-                                        [--httpcore] [--uvloop]
+                                        [--httpcore] [--monitor PROBES] [--uvloop]
 
 By default the client is the one the operator gives checks without a proxy (``LeanTransport``:
 asyncio and llhttp); ``--httpcore`` measures the httpcore-based client checks with a proxy use
 (the operator's only client before 2026-11-29), so the two can be compared on one machine.
+``--monitor 500`` runs the checks through ``Monitor.run`` for 500 probes in turn, adding what
+the operator does with each verdict (health, stats, metrics series, the write decision).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import multiprocessing
 import time
 
@@ -51,18 +54,52 @@ async def _secrets(name: str, key: str) -> str | None:
     return None
 
 
-async def _round(check, client, n: int, concurrency: int) -> tuple[float, int]:
+def _engine(check, client):
+    async def run(i: int):
+        return await run_check(check, client=client, secrets=_secrets)
+
+    return run
+
+
+def _monitor(check, probes: int, lean: bool):
+    """``Monitor.run`` for ``probes`` jobs in turn: the engine plus what the operator does with
+    each verdict (health, stats, Prometheus series, the status-write decision; the write itself
+    is a no-op here). The scheduler is not started: the harness is the schedule."""
+    from pitwall.probes import monitor as monitor_module
+    from pitwall.probes.monitor import Job, Monitor
+    from pitwall.runtime import Runtime, Settings
+
+    if not lean:
+        monitor_module.make_client = functools.partial(make_client, lean=False)
+    monitor = Monitor(Runtime(kube=None, settings=Settings()))
+
+    async def publish(job, result, transition):
+        pass
+
+    keys = [("Probe", "bench", f"p{i}") for i in range(probes)]
+    for key in keys:
+        monitor.jobs[key] = Job(
+            key=key, generation=1, check=check, resolve=lambda: None, imposed=lambda: None, publish=publish
+        )
+
+    async def run(i: int):
+        return await monitor.run(keys[i % probes])
+
+    return run
+
+
+async def _round(run, n: int, concurrency: int) -> tuple[float, int]:
     gate = asyncio.Semaphore(concurrency)
     failed = 0
 
-    async def one():
+    async def one(i: int):
         nonlocal failed
         async with gate:
-            result = await run_check(check, client=client, secrets=_secrets)
+            result = await run(i)
             failed += not result.ok
 
     start = time.process_time()
-    await asyncio.gather(*(one() for _ in range(n)))
+    await asyncio.gather(*(one(i) for i in range(n)))
     return time.process_time() - start, failed
 
 
@@ -75,13 +112,14 @@ async def main(args) -> None:
     client = await make_client(
         check, secrets=_secrets, policy=Policy.from_lists(local_ports=[18080]), lean=not args.httpcore
     )
-    await _round(check, client, 200, args.concurrency)  # warm up: connections, imports, caches
+    run = _monitor(check, args.monitor, not args.httpcore) if args.monitor else _engine(check, client)
+    await _round(run, 200, args.concurrency)  # warm up: connections, imports, caches
     profile = cProfile.Profile() if args.profile else None
     best = None
     for _ in range(args.rounds):
         if profile:
             profile.enable()
-        cpu, failed = await _round(check, client, args.n, args.concurrency)
+        cpu, failed = await _round(run, args.n, args.concurrency)
         if profile:
             profile.disable()
         per_1000 = cpu / args.n * 1000
@@ -104,6 +142,12 @@ if __name__ == "__main__":
         "--httpcore",
         action="store_true",
         help="the httpcore-based client (checks with a proxy use it) instead of the lean transport",
+    )
+    parser.add_argument(
+        "--monitor",
+        type=int,
+        metavar="PROBES",
+        help="run the checks through Monitor.run for this many probes (verdicts, stats, metrics)",
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (must be installed)")
     args = parser.parse_args()
