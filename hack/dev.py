@@ -4,11 +4,15 @@
 1. a local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok),
 2. the CRDs, 3. the demo API, a receiver standing in for Teams/Slack/PagerDuty/webhooks and an
 SMTP relay, 4. a server on every example pod's address (the demo API, or the maintenance page
-on the maintenance-page pods), 5. the operator, 6. the examples. Then it prints where to look.
+on the maintenance-page pods), 5. a real Prometheus (Debian's ``prometheus``; without it,
+everything else still runs) scraping the demo API and the example pods, found through the
+API server as kube-prometheus finds pods, and the demo's consumers calling them
+(``pitwall.demo.generate_load``), 6. the operator, reading traffic from that Prometheus,
+7. the examples. Then it prints where to look.
 
 Nothing here takes a port or an address another `make dev` or `make test` may hold: each
 well-known port (demo 18080, receiver 18081, SMTP 2525, status page 8081, internal view 8082,
-metrics 8080) is used by the first `make dev` when free, and a free one otherwise; the operator binds
+metrics 8080, Prometheus 18090) is used by the first `make dev` when free, and a free one otherwise; the operator binds
 127.0.0.1 only, and the pods' loopback twins live in an address block of their own
 (127.B.0.0/16, B claimed with a lock file per block). The examples are applied with the
 addresses actually used; DIR/dev.json records them for tools and tests.
@@ -40,16 +44,29 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from aiohttp import web  # noqa: E402
 
-from pitwall.demo import describe_notification, example_manifests, make_app, start_demo  # noqa: E402
+from pitwall.demo import (  # noqa: E402
+    describe_notification,
+    example_manifests,
+    generate_load,
+    make_app,
+    start_demo,
+)
 from pitwall.maintenance.page import PageConfig  # noqa: E402
 from pitwall.maintenance.page import make_app as make_page_app  # noqa: E402
-from pitwall.vocabulary import LABEL_ROLE, ROLE_MAINTENANCE  # noqa: E402
+from pitwall.vocabulary import (  # noqa: E402
+    LABEL_PRODUCT,
+    LABEL_ROLE,
+    LABEL_VERSION,
+    ROLE_MAINTENANCE,
+)
 from pitwall_testing.cluster import Cluster, free_port  # noqa: E402
 from pitwall_testing.pods import PodServers  # noqa: E402
+from pitwall_testing.prometheus import PROMETHEUS, Prometheus  # noqa: E402
 
 # 127.244.0.0/16 is the tests' block; `make dev` takes one of these, one per running checkout.
 DEV_BLOCKS = range(200, 240)
 LOCKS = Path(tempfile.gettempdir()) / "pitwall-dev-blocks"
+POD = web.AppKey("pod", dict)  # a demo pod app's namespace and name: its Prometheus target labels
 
 
 def say(text: str) -> None:
@@ -166,12 +183,64 @@ def start_smtp(port: int, login: tuple[str, str] | None):
 
 def pod_app(pod: dict) -> web.Application:
     """The maintenance page on maintenance-page pods (configured from their env, as the image
-    would be), the demo API on every other pod."""
-    if (pod["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_MAINTENANCE:
+    would be), the demo API on every other pod, its metrics labelled with the pod's product and
+    version (what the product's real image would export)."""
+    labels = pod["metadata"].get("labels") or {}
+    if labels.get(LABEL_ROLE) == ROLE_MAINTENANCE:
         container = pod["spec"]["containers"][0]
         env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
         return make_page_app(PageConfig.from_env(env))
-    return make_app()
+    app = make_app(labels.get(LABEL_PRODUCT, "demo"), labels.get(LABEL_VERSION, "v1"))
+    app[POD] = {"namespace": pod["metadata"]["namespace"], "pod": pod["metadata"]["name"]}
+    return app
+
+
+def scrape_configs(demo: str, pods_file: Path) -> list[dict]:
+    """Prometheus' jobs: the demo API (a static target) and every ready demo pod Pitwall runs,
+    from a file-based discovery list :func:`publish_pods` keeps current, with ``namespace`` and
+    ``pod`` labels as kube-prometheus sets them. (Debian's build of Prometheus has no Kubernetes
+    discovery, so `make dev` writes the list the way an API-server watch would.)"""
+    return [
+        {"job_name": "demo-api", "static_configs": [{"targets": [demo]}]},
+        {"job_name": "pitwall-pods", "file_sd_configs": [{"files": [str(pods_file)]}]},
+    ]
+
+
+def pod_targets(runners: dict[tuple[str, int], web.AppRunner]) -> list[dict]:
+    """The file discovery list of the pods serving the demo API (not the maintenance pages)."""
+    return [
+        {"targets": [f"{address}:{port}"], "labels": runner.app[POD]}
+        for (address, port), runner in sorted(runners.items())
+        if POD in runner.app
+    ]
+
+
+async def publish_pods(pods: PodServers, path: Path, stop: asyncio.Event) -> None:
+    """Keep ``path`` (Prometheus' file discovery) listing the bound demo pods, replaced atomically."""
+    written = None
+    while not stop.is_set():
+        targets = pod_targets(pods.runners)
+        if targets != written:
+            scratch = path.with_suffix(".tmp")
+            scratch.write_text(json.dumps(targets))  # noqa: ASYNC240 - a few hundred bytes
+            scratch.replace(path)  # noqa: ASYNC240
+            written = targets
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 2)
+
+
+async def start_prometheus(workdir: Path, port: int, cluster: Cluster, demo: str) -> Prometheus:
+    """Prometheus on ``port``, its TSDB in DIR/prometheus, scraping every 5 s; stopped with the
+    control plane (it is listed in DIR/pids.json, so a killed `make dev` leaves none behind)."""
+    home = workdir / "prometheus"
+    pods_file = home / "pods.json"
+    home.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    pods_file.write_text("[]")  # noqa: ASYNC240
+    prometheus = Prometheus(home, [], "5s", port=port, scrape_configs=scrape_configs(demo, pods_file))
+    await asyncio.to_thread(prometheus.start)
+    cluster.processes["prometheus"] = prometheus.proc
+    cluster._write_pids()  # noqa: SLF001 - the control plane's pid list is the one stop_pids reads
+    return prometheus
 
 
 async def main() -> int:
@@ -183,6 +252,10 @@ async def main() -> int:
     parser.add_argument("--statuspage-port", type=int, default=8081)
     parser.add_argument("--internal-port", type=int, default=8082)
     parser.add_argument("--metrics-port", type=int, default=8080)
+    parser.add_argument("--prometheus-port", type=int, default=18090)
+    parser.add_argument(
+        "--load", type=float, default=1.0, metavar="RPS", help="calls a second to each demo pod (0: none)"
+    )
     args = parser.parse_args()
     workdir = (ROOT / args.dir).resolve()
 
@@ -191,7 +264,7 @@ async def main() -> int:
     rewrite = f"10.244.0.0/16=127.{block}.0.0/16"
     ports = {
         name: pick_port(getattr(args, f"{name}_port"), first=block == DEV_BLOCKS[0])
-        for name in ("demo", "receiver", "smtp", "statuspage", "internal", "metrics")
+        for name in ("demo", "receiver", "smtp", "statuspage", "internal", "metrics", "prometheus")
     }
     moved = [
         f"{name} {getattr(args, f'{name}_port')} -> {port}"
@@ -205,8 +278,10 @@ async def main() -> int:
     say("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
     cluster = Cluster.start(workdir)
     operator = None
-    demo = receiver = smtp = None
+    demo = receiver = smtp = prometheus = None
     pods = pods_task = None
+    background: list[asyncio.Task] = []
+    stop = asyncio.Event()
     try:
         say(f"control plane ready in {time.monotonic() - started:.1f}s at {cluster.server}")
         cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
@@ -234,6 +309,32 @@ async def main() -> int:
         webhook_env = cluster.register_webhook(webhook_port)
         pods = PodServers(str(cluster.kubeconfig), pod_app, rewrite=rewrite)
         pods_task = asyncio.create_task(pods.run())
+        traffic_args: list[str] = []
+        if await asyncio.to_thread(os.access, PROMETHEUS, os.X_OK):
+            try:
+                prometheus = await start_prometheus(
+                    workdir, ports["prometheus"], cluster, f"127.0.0.1:{ports['demo']}"
+                )
+            except RuntimeError as exc:
+                say(f"Prometheus did not start, so no real traffic (everything else runs): {exc}")
+        else:
+            say(
+                f"no Prometheus ({PROMETHEUS} is missing: sudo apt-get install prometheus): "
+                "everything else runs, but `pitwall traffic` has nothing to show"
+            )
+        if prometheus is not None:
+            traffic_args = ["--prometheus-url", prometheus.url]
+            say(f"Prometheus scraping the demo API and the example pods at {prometheus.url}")
+
+            def demo_targets() -> list[str]:
+                """The demo API and every pod serving it (not the maintenance pages)."""
+                bound = [f"http://{a}:{p}" for (a, p), r in pods.runners.items() if POD in r.app]
+                return [f"http://127.0.0.1:{ports['demo']}", *bound]
+
+            background = [
+                asyncio.create_task(publish_pods(pods, prometheus.workdir / "pods.json", stop)),
+                asyncio.create_task(generate_load(demo_targets, args.load, stop)),
+            ]
         env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": rewrite, **webhook_env}
         operator = subprocess.Popen(  # noqa: ASYNC220 - started, never waited on here
             [
@@ -253,6 +354,7 @@ async def main() -> int:
                 str(ports["statuspage"]),
                 "--internal-port",
                 str(ports["internal"]),
+                *traffic_args,
             ],
             env=env,
             start_new_session=True,
@@ -287,12 +389,19 @@ async def main() -> int:
             "demoApi": f"http://127.0.0.1:{ports['demo']}",
             "receiver": f"http://127.0.0.1:{ports['receiver']}",
             "smtp": f"smtp://127.0.0.1:{ports['smtp']}",
+            "prometheus": prometheus.url if prometheus else None,
             "podAddresses": f"127.{block}.0.0/16",
             "operatorPid": operator.pid,
             "pid": os.getpid(),
         }
         (workdir / "dev.json").write_text(json.dumps(urls, indent=2))
         path = os.pathsep.join([str(cluster.bindir), str(Path(sys.executable).parent)])
+        prometheus_line = (
+            f"{prometheus.url}/  (scrapes the demo API and the example pods; "
+            f"their consumers call them {args.load:g}x a second each)"
+            if prometheus
+            else "not installed (sudo apt-get install prometheus), so no real traffic"
+        )
         print(
             f"""
   Pitwall is running. In another shell:
@@ -301,11 +410,13 @@ async def main() -> int:
     export PATH={path}:$PATH
     kubectl get pitwall -A
     pitwall status                       # the support engineer's view (namespace marketplace)
+    pitwall traffic --wide               # real traffic from Prometheus (a minute after start)
 
   Status page:   {urls["statusPage"]}
   Internal view: {urls["internalView"]}
   Metrics:       {urls["metrics"]}
   Demo API:      {urls["demoApi"]}/isUp   (POST /_admin/down?what=isUp to cause an outage)
+  Prometheus:    {prometheus_line}
   Receivers:     {urls["receiver"]} (Teams, Slack, PagerDuty, webhooks) and {urls["smtp"]},
                  printed here as they arrive
   Pods answer on their loopback twins in {urls["podAddresses"]}.
@@ -315,7 +426,6 @@ async def main() -> int:
 """,
             flush=True,
         )
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -328,6 +438,10 @@ async def main() -> int:
         return 0
     finally:
         say("stopping")
+        stop.set()
+        for task in background:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
         if operator and operator.poll() is None:
             os.killpg(operator.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -341,7 +455,7 @@ async def main() -> int:
                 await runner.cleanup()
         if smtp is not None:
             smtp.stop()
-        cluster.stop()
+        cluster.stop()  # Prometheus too
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ token, profile, balance) and can be told to fail, so outages are one ``curl`` aw
 ``X-Correlation-ID`` is logged (as an API's own logs would be) and the last ones are listed at
 ``GET /_admin/requests``, so a probe failure's id can be found on the API side.
 
+``GET /metrics`` counts its requests by consumer (``X-Consumer``), route template and status
+code (:mod:`pitwall.traffic.exporter`), and :func:`generate_load` plays its consumers: a steady
+mix of calls with a few client errors (a wrong password, an unknown account) and a rare server
+error (account ``acc-13``, whose core-banking lookup fails), so a Prometheus scraping it has
+real traffic to show (``make dev``).
+
 It lives in the runtime package (unlike ``pitwall_testing``) because the image serves it: the
 kind end-to-end runs ``pitwall demo-api`` from the operator image as the probed API.
 """
@@ -19,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 
 from .traffic.exporter import instrument
 
@@ -34,6 +41,7 @@ log = logging.getLogger("pitwall.demo")
 USERNAME, PASSWORD = "homer", "d0nut"
 TOKEN_TTL = 300
 ACCOUNTS = {"acc-42": {"id": "acc-42", "name": "Homer", "currency": "ZAR", "amount": 1234.56}}
+FAILING_ACCOUNT = "acc-13"  # its balance lookup answers 503: the load's rare server error
 HANG = 0  # an outage "status" meaning: never answer
 SERVICES = ("isUp", "token", "accounts")
 
@@ -48,7 +56,9 @@ class DemoState:
 STATE = web.AppKey("state", DemoState)
 
 
-def make_app() -> web.Application:
+def make_app(product: str = "demo", version: str = "v1") -> web.Application:
+    """The demo API; its ``/metrics`` series carry ``product`` and ``version`` (a pod of an
+    ApiProduct version serves it as that product and version)."""
     app = web.Application(middlewares=[_record])
     app[STATE] = DemoState()
     app.add_routes(
@@ -64,7 +74,7 @@ def make_app() -> web.Application:
         ]
     )
     # GET /metrics: requests by consumer (X-Consumer), route template and status code, durations.
-    instrument(app, "demo", "v1")
+    instrument(app, product, version)
     return app
 
 
@@ -139,6 +149,8 @@ async def me(request: web.Request) -> web.Response:
 async def balance(request: web.Request) -> web.Response:
     if refused := await _outage(request, "accounts") or _unauthorized(request):
         return refused
+    if request.match_info["id"] == FAILING_ACCOUNT:
+        return web.json_response({"error": "core banking did not answer"}, status=503)
     account = ACCOUNTS.get(request.match_info["id"])
     if account is None:
         return web.json_response({"error": "no such account"}, status=404)
@@ -191,6 +203,79 @@ def _unauthorized(request: web.Request) -> web.Response | None:
     return web.json_response(
         {"error": "invalid_token"}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
     )
+
+
+# -- consumers calling it: the demo's real traffic ----------------------------------------------------
+# The examples' consumers (examples/30-apiproducts.yaml), as an API gateway names them in X-Consumer.
+CONSUMERS = ("acme-fintech", "globex-wallet", "umbrella-retail", "initech-insurance")
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    consumer: str
+    form: dict | None = None
+    authorized: bool = True  # sends the target's current token
+
+
+def load_call(n: int) -> Call:
+    """The ``n``-th call a target gets from :func:`generate_load` (pure, so it is unit tested).
+
+    Out of every 100: 30 ``isUp``, 22 token requests (2 with a wrong password: 401), 21
+    ``/accounts/me`` (1 without a token: 401), 27 balances (2 of an unknown account: 404, 1 of
+    ``acc-13``: 503). So 5% client errors and 1% server errors: visible in ``pitwall traffic``,
+    below the examples' traffic alert (2% failed) and war room thresholds.
+    """
+    i = n % 100
+    consumer = CONSUMERS[(n // 7) % len(CONSUMERS)]
+    if i < 30:
+        return Call("GET", "/isUp", consumer)
+    if i < 52:
+        password = PASSWORD if i < 50 else "wrong"
+        form = {"grant_type": "password", "username": USERNAME, "password": password}
+        return Call("POST", "/oauth/token", consumer, form)
+    if i < 73:
+        return Call("GET", "/accounts/me", consumer, authorized=i != 72)
+    if i < 97:
+        return Call("GET", "/accounts/acc-42/balance", consumer)
+    if i < 99:
+        return Call("GET", "/accounts/acc-7/balance", consumer)
+    return Call("GET", f"/accounts/{FAILING_ACCOUNT}/balance", consumer)
+
+
+async def generate_load(targets, rps: float, stop: asyncio.Event) -> None:
+    """Call every base URL ``targets()`` returns ``rps`` times a second until ``stop`` is set.
+
+    ``targets`` is asked every round (pods come and go). Each target keeps the token its last
+    good token request got; a call that fails or times out is only a lost call.
+    """
+    tokens: dict[str, str] = {}
+    counts: dict[str, int] = {}
+
+    async def one(http: ClientSession, base: str) -> None:
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        call = load_call(n)
+        headers = {"X-Consumer": call.consumer}
+        if call.authorized and base in tokens and call.form is None:
+            headers["Authorization"] = f"Bearer {tokens[base]}"
+        try:
+            async with http.request(call.method, base + call.path, data=call.form, headers=headers) as answer:
+                body = await answer.json(content_type=None) if answer.status == 200 else None
+            if call.form is not None and isinstance(body, dict) and "access_token" in body:
+                tokens[base] = body["access_token"]
+        except Exception:  # noqa: BLE001 - a lost call is only a lost call
+            pass
+
+    interval = 1.0 / rps if rps > 0 else 1.0
+    async with ClientSession(timeout=ClientTimeout(total=5)) as http:
+        while not stop.is_set():
+            started = time.monotonic()
+            if rps > 0:
+                await asyncio.gather(*(one(http, base) for base in targets()))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, interval - (time.monotonic() - started)))
 
 
 # -- the examples, pointed at this demo ---------------------------------------------------------------
@@ -281,13 +366,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pitwall.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument(
+        "--load", type=float, default=0.0, metavar="RPS", help="play its consumers: RPS calls a second"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def serve() -> None:
         runner = await start_demo(args.host, args.port)
-        log.info("demo API on http://%s:%s", args.host, runner.addresses[0][1])
+        base = f"http://{args.host}:{runner.addresses[0][1]}"
+        log.info("demo API on %s", base)
         try:
+            await generate_load(lambda: [base], args.load, asyncio.Event()) if args.load > 0 else None
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()

@@ -33,14 +33,28 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: list[str], scrape_interval: str = "1s") -> None:
+    """``scrape_configs`` (Prometheus' own shape) replace the one static job of ``targets``;
+    ``port`` 0 takes a free one."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        scrape_interval: str = "1s",
+        *,
+        port: int = 0,
+        scrape_configs: list[dict] | None = None,
+    ) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = workdir / "tsdb"
         self.data.mkdir(parents=True, exist_ok=True)
         self.targets = targets
         self.scrape_interval = scrape_interval
+        self.scrape_configs = scrape_configs or [
+            {"job_name": "api", "static_configs": [{"targets": self.targets}]}
+        ]
         self.proc: subprocess.Popen | None = None
 
     def backfill(self, openmetrics: str) -> None:
@@ -63,7 +77,7 @@ class Prometheus:
                         "scrape_interval": self.scrape_interval,
                         "evaluation_interval": self.scrape_interval,
                     },
-                    "scrape_configs": [{"job_name": "api", "static_configs": [{"targets": self.targets}]}],
+                    "scrape_configs": self.scrape_configs,
                 }
             )
         )

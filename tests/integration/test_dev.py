@@ -4,8 +4,10 @@ Two `hack/dev.py` (each with its own state directory, as two checkouts have) run
 beside this session's test control plane. For a while (2 minutes; 10 with PITWALL_SOAK=1)
 nothing may page anyone, nothing may fail to bind, every example must be Ready, and the
 demo's mail path must work (the deprecated payments v1's consumers get their notice through
-the dev relay, with the example Secret's login). Then, in the first one, an emergency window
-shows the maintenance page on the addresses behind payments-v2's Service.
+the dev relay, with the example Secret's login), and the payments product must show real
+traffic: a real Prometheus (Debian's) scrapes the example pods, which the demo's consumers call,
+and the operator reads it. Then, in the first one, an emergency window shows the maintenance
+page on the addresses behind payments-v2's Service.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.conftest import eventually
 ROOT = Path(__file__).resolve().parents[2]
 SOAK = os.environ.get("PITWALL_SOAK") == "1"
 QUIET_FOR = 600 if SOAK else 120
+HAVE_PROMETHEUS = os.access(shutil.which("prometheus") or "/usr/bin/prometheus", os.X_OK)
 KINDS = ["apiproducts", "probes", "backends", "alertrules", "maintenancewindows"]
 BAD_LINES = re.compile(
     r"cannot bind|address already in use|Traceback|FIRING|ESCALATED|the operator exited|"
@@ -117,6 +120,43 @@ def two_devs(tmp_path):
                 print(dev.log())
 
 
+def assert_real_traffic(dev: Dev) -> None:
+    """payments' status.traffic, from the pods' own /metrics through Prometheus: both versions,
+    route templates and consumers of the load, a few client and server errors, below the
+    examples' 2% traffic alert (which the quiet loop saw stay silent)."""
+
+    def figures():
+        product = json.loads(
+            dev.kubectl("get", "apiproduct", "payments", "-n", "marketplace", "-o", "json").stdout
+        )
+        traffic = (product.get("status") or {}).get("traffic") or {}
+        versions = {v["name"]: v for v in traffic.get("versions") or []}
+        settled = set(versions) == {"v1", "v2"} and all(
+            v.get("rps", 0) > 0 and v.get("clientErrorRatio", 0) > 0 and v.get("serverErrorRatio", 0) > 0
+            for v in versions.values()
+        )
+        return versions if settled else None
+
+    versions = eventually(figures, timeout=150, interval=5, message=f"payments traffic in {dev.workdir.name}")
+    for version in versions.values():
+        assert "/accounts/{id}/balance" in {r["name"] for r in version["topRoutes"]}  # a template
+        assert {"acme-fintech", "umbrella-retail"} <= {c["name"] for c in version["topConsumers"]}
+        assert version["errorRatio"] < 0.02
+        assert 0 < version["p50Ms"] <= version["p99Ms"]
+    shown = subprocess.run(
+        ["pitwall", "traffic", "--wide"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "PATH": dev.path() + os.pathsep + os.environ["PATH"],
+            "KUBECONFIG": dev.info["kubeconfig"],
+        },
+    )
+    assert re.search(r"^payments\s+v2\s+ok\s", shown.stdout, re.MULTILINE), shown.stdout + shown.stderr
+
+
 def firing(dev: Dev) -> list[str]:
     rules = json.loads(dev.kubectl("get", "alertrules", "-A", "-o", "json").stdout)["items"]
     return [
@@ -130,13 +170,10 @@ def firing(dev: Dev) -> list[str]:
 def test_two_make_devs_start_clean_and_stay_quiet(two_devs):
     a, b = two_devs
     assert a.info["podAddresses"] != b.info["podAddresses"]
-    assert (
-        len(
-            {a.info[k] for k in ("statusPage", "demoApi", "receiver", "smtp", "metrics")}
-            | {b.info[k] for k in ("statusPage", "demoApi", "receiver", "smtp", "metrics")}
-        )
-        == 10
-    )
+    served = ["statusPage", "demoApi", "receiver", "smtp", "metrics"]
+    if HAVE_PROMETHEUS:
+        served.append("prometheus")
+    assert len({a.info[k] for k in served} | {b.info[k] for k in served}) == 2 * len(served)
     for dev in two_devs:
         for kind in KINDS:
             eventually(
@@ -197,6 +234,10 @@ def test_two_make_devs_start_clean_and_stay_quiet(two_devs):
         assert page["overall"]["headline"] == "All APIs operational", page["overall"]
         # the demo's mail path, end to end: v1's consumers got the deprecation notice via the relay
         assert "mail to api-support@globex.example: Payments API v1 is deprecated" in dev.log()
+        if HAVE_PROMETHEUS:
+            assert_real_traffic(dev)
+        else:
+            assert dev.info["prometheus"] is None and "apt-get install prometheus" in dev.log()
 
     # -- the maintenance page, seen through the addresses behind payments-v2's Service ------------
     start = datetime.now(UTC) + timedelta(seconds=5)
