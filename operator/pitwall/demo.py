@@ -219,29 +219,36 @@ class Call:
     authorized: bool = True  # sends the target's current token
 
 
+# The failing calls of every 100 (by n % 100), early and spread, so they show within a minute.
+LOAD_ERRORS = {7: "server", 17: "password", 37: "account", 57: "token", 77: "password", 97: "account"}
+
+
 def load_call(n: int) -> Call:
     """The ``n``-th call a target gets from :func:`generate_load` (pure, so it is unit tested).
 
-    Out of every 100: 30 ``isUp``, 22 token requests (2 with a wrong password: 401), 21
-    ``/accounts/me`` (1 without a token: 401), 27 balances (2 of an unknown account: 404, 1 of
-    ``acc-13``: 503). So 5% client errors and 1% server errors: visible in ``pitwall traffic``,
-    below the examples' traffic alert (2% failed) and war room thresholds.
+    Of every 10: a token request, 3 ``isUp``, 2 ``/accounts/me`` and 4 balances; of every 100,
+    six of these fail instead (:data:`LOAD_ERRORS`): a wrong password twice (401), a call
+    without a token (401), an unknown account twice (404) and ``acc-13`` once (503). So 5%
+    client errors and 1% server errors: visible in ``pitwall traffic``, below the examples'
+    traffic alert (2% failed) and war room thresholds.
     """
-    i = n % 100
     consumer = CONSUMERS[(n // 7) % len(CONSUMERS)]
-    if i < 30:
-        return Call("GET", "/isUp", consumer)
-    if i < 52:
-        password = PASSWORD if i < 50 else "wrong"
+    error, step = LOAD_ERRORS.get(n % 100), n % 10
+    if error == "server":
+        return Call("GET", f"/accounts/{FAILING_ACCOUNT}/balance", consumer)
+    if error == "account":
+        return Call("GET", "/accounts/acc-7/balance", consumer)
+    if error == "token":
+        return Call("GET", "/accounts/me", consumer, authorized=False)
+    if step == 0 or error == "password":
+        password = "wrong" if error else PASSWORD
         form = {"grant_type": "password", "username": USERNAME, "password": password}
         return Call("POST", "/oauth/token", consumer, form)
-    if i < 73:
-        return Call("GET", "/accounts/me", consumer, authorized=i != 72)
-    if i < 97:
-        return Call("GET", "/accounts/acc-42/balance", consumer)
-    if i < 99:
-        return Call("GET", "/accounts/acc-7/balance", consumer)
-    return Call("GET", f"/accounts/{FAILING_ACCOUNT}/balance", consumer)
+    if step <= 3:
+        return Call("GET", "/isUp", consumer)
+    if step <= 5:
+        return Call("GET", "/accounts/me", consumer)
+    return Call("GET", "/accounts/acc-42/balance", consumer)
 
 
 async def generate_load(targets, rps: float, stop: asyncio.Event) -> None:

@@ -15,6 +15,7 @@ from pitwall.demo import CONSUMERS, generate_load, load_call, start_demo
 def test_every_hundred_calls_hold_a_few_client_errors_and_one_server_error():
     calls = [load_call(n) for n in range(100)]
     assert Counter(c.path for c in calls)["/isUp"] == 30
+    assert calls[0].form and calls[0].form["password"] == "d0nut"  # a token before any account call
     assert {c.consumer for c in calls} == set(CONSUMERS)
     assert sum(1 for c in calls if c.form and c.form["password"] != "d0nut") == 2
 
