@@ -4,8 +4,9 @@ tests, benchmarks and ``make dev``-like demos.
 :class:`Prometheus` starts ``prometheus`` on a free port scraping the given targets every
 ``scrape_interval``; ``backfill`` lays OpenMetrics samples into its TSDB first with ``promtool
 tsdb create-blocks-from openmetrics`` (last week's traffic). :class:`TrafficServer` is an aiohttp
-API (instrumented by :mod:`pitwall.traffic.exporter`) with a load generator calling it at a
-fixed rate with a known share of failures, run on a thread of its own.
+API (instrumented by :mod:`pitwall.traffic.exporter`, or as Istio's sidecars report it:
+:class:`IstioMetrics`) with a load generator calling it at a fixed rate with a known share of
+failures, run on a thread of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pitwall.traffic.exporter import instrument
 
@@ -125,13 +128,59 @@ class Prometheus:
         self.proc = None
 
 
+class IstioMetrics:
+    """A request counted as Istio reports it: ``istio_requests_total`` and the histogram
+    ``istio_request_duration_milliseconds`` (milliseconds), by ``destination_canonical_service``
+    and ``_revision``, ``source_workload`` (the caller) and ``response_code``, once by the
+    serving sidecar (``reporter="destination"``) and once by the caller's (``"source"``)."""
+
+    BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+    def __init__(self, app: web.Application, product: str, version: str) -> None:
+        self.product, self.version = product, version
+        self.registry = CollectorRegistry()
+        names = ["reporter", "destination_canonical_service", "destination_canonical_revision"]
+        self.requests = Counter(
+            "istio_requests", "Requests", [*names, "source_workload", "response_code"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "istio_request_duration_milliseconds",
+            "Request duration",
+            [*names, "response_code"],
+            buckets=self.BUCKETS_MS,
+            registry=self.registry,
+        )
+        app.middlewares.append(self.middleware)
+        app.router.add_get("/metrics", self.serve)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path == "/metrics":
+            return await handler(request)
+        started = time.perf_counter()
+        response = await handler(request)
+        millis = (time.perf_counter() - started) * 1000
+        caller = request.headers.get("X-Consumer", "unknown")
+        for reporter in ("destination", "source"):
+            key = (reporter, self.product, self.version)
+            self.requests.labels(*key, caller, str(response.status)).inc()
+            self.duration.labels(*key, str(response.status)).observe(millis)
+        return response
+
+    async def serve(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
 @dataclass
 class TrafficServer:
     """An API version serving ``rps`` calls a second, ``error_ratio`` of them answered 500.
 
     Calls go to ``/orders/{id}`` with ids that change on every call (the route template keeps
     them out of the labels) and ``/orders`` (POST), from the ``consumers`` in turn (X-Consumer).
-    ``set(error_ratio=...)`` changes the failures while it runs.
+    ``set(error_ratio=...)`` changes the failures while it runs. ``exporter``: ``pitwall``
+    (:mod:`pitwall.traffic.exporter`) or ``istio`` (:class:`IstioMetrics`).
     """
 
     product: str
@@ -140,6 +189,7 @@ class TrafficServer:
     error_ratio: float = 0.0
     consumers: tuple[str, ...] = ("acme", "globex")
     port: int = field(default_factory=free_port)
+    exporter: str = "pitwall"
     served: int = 0
     failed: int = 0
 
@@ -175,7 +225,10 @@ class TrafficServer:
         app = web.Application()
         app.router.add_get("/orders/{id}", self._order)
         app.router.add_post("/orders", self._order)
-        instrument(app, self.product, self.version)
+        if self.exporter == "istio":
+            IstioMetrics(app, self.product, self.version)
+        else:
+            instrument(app, self.product, self.version)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()

@@ -138,6 +138,32 @@ def test_product_status_shows_the_traffic_that_was_served(
         op.stop()
 
 
+def test_an_istio_mesh_is_read_with_the_istio_preset(
+    cluster, namespace, tmp_path, kubectl, servers, prometheus
+):
+    """Istio's own metric and label names, durations in milliseconds, every request reported by
+    both sidecars: the preset counts the serving side once and reads milliseconds as such."""
+    api = servers("mesh", "v1", rps=20, error_ratio=0.10, consumers=("checkout", "billing"), exporter="istio")
+    prom = prometheus([api.target])
+    op = traffic_operator(cluster, namespace, tmp_path, prom)
+    try:
+        kubectl.apply(product("mesh", ["v1"], preset="istio"))
+        v1 = eventually(
+            lambda: (lambda v: v if v.get("rps", 0) > 15 and v.get("serverErrorRatio", 0) > 0.05 else None)(
+                version_traffic(kubectl, "mesh", "v1")
+            ),
+            timeout=120,
+            message="the mesh's traffic in status",
+        )
+        assert v1["rps"] == pytest.approx(20, rel=0.25)  # not 40: the caller's reports are left out
+        assert v1["serverErrorRatio"] == pytest.approx(0.10, abs=0.04)
+        assert {c["name"] for c in v1["topConsumers"]} == {"checkout", "billing"}  # source_workload
+        assert 0 < v1["p50Ms"] <= v1["p99Ms"] < 1000  # milliseconds read as milliseconds
+        assert "topRoutes" not in v1 or v1["topRoutes"] == []  # Istio's standard labels have no route
+    finally:
+        op.stop()
+
+
 def traffic_rule(name: str, hook: str, traffic: dict, **spec) -> dict:
     return {
         "apiVersion": "pitwall.dev/v1alpha1",

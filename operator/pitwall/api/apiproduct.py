@@ -248,42 +248,104 @@ PromLabel = Annotated[
 StatusCode = Annotated[str, Field(max_length=8, pattern=r"^[0-9]{3}$", description="An HTTP status code.")]
 
 
-class TrafficLabels(Model):
-    """The Prometheus label names that carry each dimension of a request."""
+# What common exporters publish, by spec.traffic.preset: metric names, label names, the duration
+# unit and fixed matches. A field set in spec.traffic wins over its preset's value.
+TRAFFIC_PRESETS: dict[str, dict[str, Any]] = {
+    # pitwall.traffic.exporter, the demo API: http_requests_total{product, version, consumer, route, code}
+    "pitwall": {
+        "requestsMetric": "http_requests_total",
+        "durationMetric": "http_request_duration_seconds",
+        "labels": {
+            "product": "product",
+            "version": "version",
+            "consumer": "consumer",
+            "route": "route",
+            "status": "code",
+        },
+    },
+    # Spring Boot Actuator + Micrometer: http_server_requests_seconds{application, uri, status}
+    # (a histogram with percentiles-histogram enabled; version and consumer as extra tags).
+    "spring-boot": {
+        "requestsMetric": "http_server_requests_seconds_count",
+        "durationMetric": "http_server_requests_seconds",
+        "labels": {
+            "product": "application",
+            "version": "version",
+            "consumer": "consumer",
+            "route": "uri",
+            "status": "status",
+        },
+    },
+    # ingress-nginx: nginx_ingress_controller_requests{ingress, service, path, status}; the
+    # version is read from the backend Service Pitwall names <product>-<version>.
+    "ingress-nginx": {
+        "requestsMetric": "nginx_ingress_controller_requests",
+        "durationMetric": "nginx_ingress_controller_request_duration_seconds",
+        "labels": {
+            "product": "ingress",
+            "version": "service",
+            "consumer": "consumer",
+            "route": "path",
+            "status": "status",
+        },
+        "versionFromService": True,
+    },
+    # Istio: istio_requests_total as the serving proxy reports it, durations in milliseconds,
+    # the calling workload as the consumer.
+    "istio": {
+        "requestsMetric": "istio_requests_total",
+        "durationMetric": "istio_request_duration_milliseconds",
+        "durationUnit": "milliseconds",
+        "labels": {
+            "product": "destination_canonical_service",
+            "version": "destination_canonical_revision",
+            "consumer": "source_workload",
+            "route": "route",
+            "status": "response_code",
+        },
+        "matchLabels": {"reporter": "destination"},
+    },
+}
+TrafficPreset = Literal["pitwall", "spring-boot", "ingress-nginx", "istio"]
 
-    product: str = text(
-        "Label holding the product (its value: productValue).",
-        LABEL_LEN,
-        default="product",
-        pattern=PROM_LABEL,
+
+class TrafficLabels(Model):
+    """The Prometheus label names that carry each dimension of a request (default: the preset's)."""
+
+    product: str | None = text(
+        "Label holding the product (its value: productValue).", LABEL_LEN, pattern=PROM_LABEL
     )
-    version: str = text("Label holding the version name.", LABEL_LEN, default="version", pattern=PROM_LABEL)
-    consumer: str = text(
-        "Label holding the calling consumer.", LABEL_LEN, default="consumer", pattern=PROM_LABEL
-    )
-    route: str = text(
+    version: str | None = text("Label holding the version name.", LABEL_LEN, pattern=PROM_LABEL)
+    consumer: str | None = text("Label holding the calling consumer.", LABEL_LEN, pattern=PROM_LABEL)
+    route: str | None = text(
         "Label holding the route template (e.g. /orders/{id}, never a raw path).",
         LABEL_LEN,
-        default="route",
         pattern=PROM_LABEL,
     )
-    status: str = text("Label holding the HTTP status code.", LABEL_LEN, default="code", pattern=PROM_LABEL)
+    status: str | None = text("Label holding the HTTP status code.", LABEL_LEN, pattern=PROM_LABEL)
 
 
 class Traffic(Model):
     """Where the product's real traffic is found in Prometheus (the operator's --prometheus-url).
 
-    Defaults fit the common exporter shape: a counter http_requests_total and a histogram
-    http_request_duration_seconds, labelled product, version, consumer, route and code.
+    A preset names the metrics and labels of a common exporter: pitwall (the default:
+    http_requests_total and the histogram http_request_duration_seconds, labelled product,
+    version, consumer, route and code), spring-boot (Micrometer's http_server_requests_seconds),
+    ingress-nginx (nginx_ingress_controller_requests) or istio (istio_requests_total); any
+    metric or label set here overrides the preset's.
     """
 
-    requests_metric: str = text(
-        "Counter of requests.", 200, default="http_requests_total", pattern=PROM_METRIC
+    preset: TrafficPreset = Field(
+        "pitwall",
+        description="The exporter whose metric and label names are the defaults: pitwall, spring-boot, "
+        "ingress-nginx or istio.",
     )
-    duration_metric: str = text(
-        "Histogram of request durations in seconds (its _bucket series are read).",
+    requests_metric: str | None = text(
+        "Counter of requests (default: the preset's).", 200, pattern=PROM_METRIC
+    )
+    duration_metric: str | None = text(
+        "Histogram of request durations (its _bucket series are read; default: the preset's).",
         200,
-        default="http_request_duration_seconds",
         pattern=PROM_METRIC,
     )
     labels: TrafficLabels = section(TrafficLabels.__doc__, default_empty=True, factory=TrafficLabels)
@@ -293,7 +355,9 @@ class Traffic(Model):
         pattern=r"^[-A-Za-z0-9_.:]+$",
     )
     match_labels: StringMap | None = mapping(
-        "Extra exact label matches on every series, e.g. namespace: shop.", 8
+        "Extra exact label matches on every series, e.g. namespace: shop (with the preset's own, "
+        "e.g. istio's reporter: destination).",
+        8,
     )
     window: str = duration(
         "Rate window of every figure (PromQL [window]); at least two scrape intervals.", "5m"
@@ -526,7 +590,6 @@ class ApiProductStatus(Status):
 # not parse them yet (traffic/ and incidents/). The product reconciler parses the spec with
 # ApiProductSpec; other readers of a stored product ask the model: default_of(Version, "port").
 TRAFFIC_DEFAULTS = defaults(Traffic)
-TRAFFIC_LABEL_DEFAULTS = defaults(TrafficLabels)
 INCIDENT_POLICY_DEFAULTS = defaults(IncidentPolicy)
 
 

@@ -119,10 +119,13 @@ def assemble(shape: Shape, answers: Mapping[str, list[dict[str, Any]]]) -> dict[
     """Figures per product value from the answers to ``promql.queries``."""
     out: dict[str, Figures] = {}
 
+    def names(labels: Mapping[str, Any]) -> tuple[str, str]:
+        product = str(labels.get(shape.product, ""))
+        return product, shape.version_name(product, str(labels.get(shape.version, "")))
+
     def version_of(sample: Mapping[str, Any]) -> VersionFigures:
-        labels = sample.get("metric") or {}
-        figures = out.setdefault(str(labels.get(shape.product, "")), Figures())
-        return figures.version(str(labels.get(shape.version, "")))
+        product, version = names(sample.get("metric") or {})
+        return out.setdefault(product, Figures()).version(version)
 
     for sample in answers.get("codes") or []:
         figures, rate = version_of(sample), value(sample)
@@ -138,11 +141,10 @@ def assemble(shape: Shape, answers: Mapping[str, list[dict[str, Any]]]) -> dict[
     for sample in answers.get("buckets") or []:
         labels = sample.get("metric") or {}
         try:
-            le = float(labels.get("le", ""))
+            le = float(labels.get("le", "")) * shape.duration_scale
         except ValueError:
             continue
-        key = (str(labels.get(shape.product, "")), str(labels.get(shape.version, "")))
-        buckets.setdefault(key, []).append((le, value(sample)))
+        buckets.setdefault(names(labels), []).append((le, value(sample)))
     for (product, version), series in buckets.items():
         figures = out.setdefault(product, Figures()).version(version)
         figures.latency = {name: histogram_quantile(q, series) for name, q in QUANTILES.items()}

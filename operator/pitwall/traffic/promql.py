@@ -14,43 +14,57 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.apiproduct import TRAFFIC_DEFAULTS, TRAFFIC_LABEL_DEFAULTS
+from ..api.apiproduct import TRAFFIC_DEFAULTS, TRAFFIC_PRESETS
 
 BATCH = 100  # products per query: keeps a query's regex (and URL) bounded
+_DEFAULT = TRAFFIC_PRESETS["pitwall"]
 
 
 @dataclass(frozen=True)
 class Shape:
     """How the traffic of a product is found; products with equal shapes share queries."""
 
-    requests: str = TRAFFIC_DEFAULTS["requestsMetric"]
-    duration: str = TRAFFIC_DEFAULTS["durationMetric"]
-    product: str = TRAFFIC_LABEL_DEFAULTS["product"]
-    version: str = TRAFFIC_LABEL_DEFAULTS["version"]
-    consumer: str = TRAFFIC_LABEL_DEFAULTS["consumer"]
-    route: str = TRAFFIC_LABEL_DEFAULTS["route"]
-    status: str = TRAFFIC_LABEL_DEFAULTS["status"]
+    requests: str = _DEFAULT["requestsMetric"]
+    duration: str = _DEFAULT["durationMetric"]
+    product: str = _DEFAULT["labels"]["product"]
+    version: str = _DEFAULT["labels"]["version"]
+    consumer: str = _DEFAULT["labels"]["consumer"]
+    route: str = _DEFAULT["labels"]["route"]
+    status: str = _DEFAULT["labels"]["status"]
     match: tuple[tuple[str, str], ...] = ()
     window: str = TRAFFIC_DEFAULTS["window"]
     timeout_codes: tuple[str, ...] = tuple(TRAFFIC_DEFAULTS["timeoutCodes"])
     top: int = TRAFFIC_DEFAULTS["top"]
+    duration_scale: float = 1.0  # seconds per unit of the duration histogram's le (istio: 0.001)
+    version_from_service: bool = False  # the version label holds the Service, <product>-<version>
+
+    def version_name(self, product: str, value: str) -> str:
+        """The version a version label's value names (ingress-nginx: its Service's name)."""
+        if self.version_from_service and value.startswith(product + "-"):
+            return value[len(product) + 1 :]
+        return value
 
 
 def shape_of(traffic: Mapping[str, Any]) -> Shape:
-    """The shape of a raw ``spec.traffic`` (camelCase, defaults filled in where absent)."""
-    labels = {**TRAFFIC_LABEL_DEFAULTS, **(traffic.get("labels") or {})}
+    """The shape of a raw ``spec.traffic`` (camelCase): each field as set, else its preset's."""
+    preset = TRAFFIC_PRESETS.get(str(traffic.get("preset") or "pitwall"), _DEFAULT)
+    labels = {**_DEFAULT["labels"], **preset["labels"]}
+    labels.update({k: v for k, v in (traffic.get("labels") or {}).items() if v})
+    match = {**preset.get("matchLabels", {}), **(traffic.get("matchLabels") or {})}
     return Shape(
-        requests=traffic.get("requestsMetric") or TRAFFIC_DEFAULTS["requestsMetric"],
-        duration=traffic.get("durationMetric") or TRAFFIC_DEFAULTS["durationMetric"],
+        requests=traffic.get("requestsMetric") or preset["requestsMetric"],
+        duration=traffic.get("durationMetric") or preset["durationMetric"],
         product=labels["product"],
         version=labels["version"],
         consumer=labels["consumer"],
         route=labels["route"],
         status=labels["status"],
-        match=tuple(sorted((str(k), str(v)) for k, v in (traffic.get("matchLabels") or {}).items())),
+        match=tuple(sorted((str(k), str(v)) for k, v in match.items())),
         window=traffic.get("window") or TRAFFIC_DEFAULTS["window"],
         timeout_codes=tuple(traffic.get("timeoutCodes") or TRAFFIC_DEFAULTS["timeoutCodes"]),
         top=int(traffic.get("top") or TRAFFIC_DEFAULTS["top"]),
+        duration_scale=0.001 if preset.get("durationUnit") == "milliseconds" else 1.0,
+        version_from_service=bool(preset.get("versionFromService")),
     )
 
 
