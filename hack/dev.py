@@ -5,8 +5,8 @@
 2. the CRDs, 3. the demo API, a receiver standing in for Teams/Slack/PagerDuty/webhooks and an
 SMTP relay, 4. a server on every example pod's address (the demo API, or the maintenance page
 on the maintenance-page pods), 5. a real Prometheus (Debian's ``prometheus``; without it,
-everything else still runs) scraping the demo API and the example pods, found through the
-API server as kube-prometheus finds pods, and the demo's consumers calling them
+everything else still runs) scraping the demo API and the ready example pods (listed for it
+as they come and go, with namespace and pod labels), and the demo's consumers calling them
 (``pitwall.demo.generate_load``), 6. the operator, reading traffic from that Prometheus,
 7. the examples. Then it prints where to look.
 
@@ -400,7 +400,7 @@ async def main() -> int:
             f"{prometheus.url}/  (scrapes the demo API and the example pods; "
             f"their consumers call them {args.load:g}x a second each)"
             if prometheus
-            else "not installed (sudo apt-get install prometheus), so no real traffic"
+            else "not running (see above), so no real traffic"
         )
         print(
             f"""
