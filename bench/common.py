@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import os
@@ -192,7 +193,17 @@ def apiserver_metrics(cluster) -> str:
 class Operator:
     """``python -m pitwall run`` as a real subprocess (the same start as tests/conftest.py)."""
 
-    def __init__(self, cluster, workdir: Path, namespace: str, extra_env: dict | None = None):
+    def __init__(
+        self,
+        cluster,
+        workdir: Path,
+        namespace: str,
+        extra_env: dict | None = None,
+        args: list[str] | None = None,
+        label: str = "",
+    ):
+        """``args``: more ``pitwall run`` arguments; ``label``: told apart in its log's name
+        (several replicas of one namespace)."""
         from pitwall_testing.cluster import POD_ADDRESS_REWRITE, free_port
 
         self.cluster = cluster
@@ -200,7 +211,8 @@ class Operator:
         self.metrics_port = free_port()
         self.ports = [self.metrics_port, free_port(), free_port()]
         self.env = {**cluster.env, "PITWALL_ENDPOINT_REWRITE": POD_ADDRESS_REWRITE, **(extra_env or {})}
-        self.log_path = workdir / f"operator-{namespace}.log"
+        self.args = list(args or [])
+        self.log_path = workdir / f"operator-{namespace}{'-' + label if label else ''}.log"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -223,6 +235,7 @@ class Operator:
             str(statuspage),
             "--internal-port",
             str(internal),
+            *self.args,
         ]
         self.proc = spawn_ready(
             args,
@@ -255,10 +268,13 @@ async def bounded(coros, limit: int = 16) -> None:
 
 
 # -- Prometheus text ---------------------------------------------------------------------------
-def metric_samples(text: str) -> list[tuple[str, dict, float]]:
-    return [
+@functools.lru_cache(maxsize=8)
+def metric_samples(text: str) -> tuple[tuple[str, dict, float], ...]:
+    """Every sample of a /metrics page; parsed once per page (a page of 5,000 probes is 10 MB,
+    and a window's numbers read it a dozen times). Treat the result as read-only."""
+    return tuple(
         (s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples
-    ]
+    )
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
@@ -353,7 +369,8 @@ class Report:
     def markdown(self) -> str:
         m = self.machine
         lines = [
-            f"## {m['date']} · {'quick' if self.params.get('quick') else 'full'} run",
+            f"## {m['date']} · {'quick' if self.params.get('quick') else 'full'} run"
+            + (f" (phases {self.params['phases']})" if self.params.get("phases") else ""),
             "",
             f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
             f"Python {m['python']}, kopf {m['kopf']}, commit {m['commit']}; load average at the end "

@@ -30,6 +30,7 @@ What each number means:
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,9 @@ from pitwall.probes.reconcile import probe_conditions
 from pitwall.probes.stats import Stats
 from pitwall_testing.cluster import free_port
 
-from . import blackbox, gatus
+from . import blackbox, gatus, scale
 from .common import (
+    RESULTS,
     ROOT,
     Metric,
     Operator,
@@ -57,6 +59,7 @@ from .common import (
     control_plane,
     histogram_buckets,
     histogram_quantile,
+    machine,
     machine_busy_seconds,
     metric_samples,
     metric_sum,
@@ -394,15 +397,134 @@ def blackbox_phase(workdir: Path, size: Size, targets: Targets) -> dict:
         return {"unavailable": str(exc)}
 
 
-def run(workdir: Path, quick: bool = False) -> Report:
+PHASES = ("pitwall", "gatus", "blackbox", "overload", "scale")
+# Measured alone on the machine, so a measurement of earlier the same day can stand in (reuse).
+REFERENCES = {"pitwall": "pitwall", "gatus": "gatus", "blackbox": "blackbox_exporter"}
+
+
+def parse_phases(text: str | None) -> tuple[str, ...]:
+    """``pitwall,gatus`` -> the phases in their fixed order; ValueError names an unknown one."""
+    if not text:
+        return PHASES
+    wanted = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in PHASES]
+    if unknown or not wanted:
+        raise ValueError(f"unknown probe benchmark phase(s) {unknown or text!r}; choose from {', '.join(PHASES)}")
+    return tuple(p for p in PHASES if p in wanted)
+
+
+def run(workdir: Path, quick: bool = False, phases: tuple[str, ...] = PHASES) -> Report:
+    """The phases asked for, in order; Pitwall, Gatus and blackbox_exporter not asked for are
+    taken from a run of the same size on the same machine earlier the same day, if any
+    (:func:`reusable`), and labelled so in the report."""
     size = QUICK if quick else FULL
+    took: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        started = time.monotonic()
+        print(f"   phase {name} ...", flush=True)
+        try:
+            return fn(*args)
+        finally:
+            took[name] = time.monotonic() - started
+            print(f"   phase {name} took {took[name] / 60:.1f} min", flush=True)
+
+    def guarded(name, fn, *args) -> dict:
+        """overload and scale: a failure is reported, the other phases' numbers are kept."""
+        try:
+            return timed(name, fn, *args)
+        except Exception as exc:
+            return {"failed": f"{exc!r} (logs in {workdir})"}
+
+    ours = theirs = exporter = overloaded = scaled = None
     with Targets(servers=4) as targets:
-        ours = pitwall_phase(workdir, size, targets)
-        theirs = [
-            gatus_phase(workdir, size, targets, c) for c in (gatus.DEFAULT_CONCURRENCY, gatus.SUSTAINING)
-        ]
-        exporter = blackbox_phase(workdir, size, targets)
-    return report(size, quick, ours, theirs, exporter)
+        if "pitwall" in phases:
+            ours = timed("pitwall", pitwall_phase, workdir, size, targets)
+        if "gatus" in phases:
+            theirs = timed(
+                "gatus",
+                lambda: [
+                    gatus_phase(workdir, size, targets, c)
+                    for c in (gatus.DEFAULT_CONCURRENCY, gatus.SUSTAINING)
+                ],
+            )
+        if "blackbox" in phases:
+            exporter = timed("blackbox", blackbox_phase, workdir, size, targets)
+        if "overload" in phases:
+            overloaded = guarded("overload", scale.overload_phase, workdir, size, targets)
+            show(scale.overload_rows(size, overloaded))
+        if "scale" in phases:
+            scaled = guarded("scale", scale.scale_phase, workdir, size, targets)
+            show(scale.scale_rows(size, scaled))
+    reused: dict[str, dict] = {}
+    found = {"pitwall": ours, "gatus": theirs, "blackbox": exporter}
+    for phase in REFERENCES:
+        if phase not in phases:
+            earlier = reusable(phase, size, quick)
+            if earlier is not None:
+                found[phase], reused[phase] = earlier
+    return report(
+        size,
+        quick,
+        found["pitwall"],
+        found["gatus"],
+        found["blackbox"],
+        phases=phases,
+        reused=reused,
+        took=took,
+        overloaded=overloaded,
+        scaled=scaled,
+    )
+
+
+def show(rows: list[Metric]) -> None:
+    """A phase's rows as soon as it ends (the whole report comes after the last phase)."""
+    print("\n".join("| " + " | ".join(row.cells()) + " |" for row in rows), flush=True)
+
+
+def reusable(phase: str, size: Size, quick: bool, path: Path | None = None):
+    """(data, origin) of ``phase`` from the newest run in ``results/probes.json`` measured the
+    same day (UTC) on a machine of the same kind (CPU model, cores, memory) at the same size;
+    ``origin`` says when, at what load and commit it was measured. None when there is none."""
+    path = path or RESULTS / "probes.json"
+    if not path.exists():
+        return None
+    here = machine()
+    same_machine = (here["cpu_model"], here["nproc"], here["memory_gib"])
+    same_size = (quick, size.probes, size.interval, size.window)
+    for past in reversed(json.loads(path.read_text())):
+        m, p, extra = past.get("machine") or {}, past.get("params") or {}, past.get("extra") or {}
+        if (m.get("cpu_model"), m.get("nproc"), m.get("memory_gib")) != same_machine:
+            continue
+        if (p.get("quick"), p.get("probes"), p.get("interval_s"), p.get("window_s")) != same_size:
+            continue
+        origin = (extra.get("reused") or {}).get(phase) or {
+            "date": m.get("date", ""),
+            "loadavg": m.get("loadavg", ""),
+            "commit": m.get("commit", ""),
+        }
+        data = extra.get(REFERENCES[phase])
+        if origin["date"][:10] != here["date"][:10] or not measured(phase, data):
+            continue
+        return revive(data), origin
+    return None
+
+
+def measured(phase: str, data) -> bool:
+    if phase == "gatus":
+        return isinstance(data, list) and any(isinstance(c, dict) and "off" in c for c in data)
+    return isinstance(data, dict) and "off" in data and "on" in data
+
+
+def revive(value):
+    """The JSON form back: dicts with exactly a Window's fields become Windows."""
+    if isinstance(value, dict):
+        if set(value) == set(Window.__dataclass_fields__):
+            return Window(**value)
+        return {k: revive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [revive(v) for v in value]
+    return value
 
 
 def lag_ms(estimate: float, bound: float) -> str:
@@ -510,7 +632,7 @@ def pitwall_rows(size: Size, ours: dict, load: str, judged: bool) -> tuple[list[
     return rows, cpu
 
 
-def reference_rows(name: str, phase: dict, load: str, cpu: float, judged: bool) -> list[Metric]:
+def reference_rows(name: str, phase: dict, load: str, cpu: float | None, judged: bool) -> list[Metric]:
     w: Window = phase[load]["window"]
     ref = per_thousand(w)
     label = dict(LOADS)[load]
@@ -528,6 +650,8 @@ def reference_rows(name: str, phase: dict, load: str, cpu: float, judged: bool) 
                 "% of one core",
             )
         )
+    if cpu is None:  # Pitwall neither measured nor reused
+        return rows
     ratio = cpu / ref if ref else float("inf")
     rows.append(
         Metric(
@@ -540,19 +664,49 @@ def reference_rows(name: str, phase: dict, load: str, cpu: float, judged: bool) 
     return rows
 
 
-def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: dict) -> Report:
-    metrics: list[Metric] = [
-        Metric(
-            f"create {size.probes:,} Probes and seed their history (32 at a time)", ours["created_s"], "s"
-        ),
-        Metric("operator start to every probe reconciled and run once", ours["ran_once_s"], "s"),
-    ]
+def reused_label(origin: dict | None) -> str:
+    if not origin:
+        return ""
+    return (
+        f" (reused: measured {origin['date']}, load average at its end {origin['loadavg']}, "
+        f"commit {origin['commit']})"
+    )
+
+
+def report(
+    size: Size,
+    quick: bool,
+    ours: dict | None,
+    theirs: list[dict] | None,
+    exporter: dict | None,
+    *,
+    phases: tuple[str, ...] = PHASES,
+    reused: dict[str, dict] | None = None,
+    took: dict[str, float] | None = None,
+    overloaded: dict | None = None,
+    scaled: dict | None = None,
+) -> Report:
+    reused = reused or {}
+    metrics: list[Metric] = []
     notes = []
-    cpus = {}
-    for load, label in LOADS:
-        rows, cpus[load] = pitwall_rows(size, ours[load], label, judged=load == "on")
-        metrics += rows
-    for phase in theirs:
+    cpus: dict[str, float | None] = {"off": None, "on": None}
+    if ours is not None:
+        metrics += [
+            Metric(
+                f"create {size.probes:,} Probes and seed their history (32 at a time){reused_label(reused.get('pitwall'))}",
+                ours["created_s"],
+                "s",
+            ),
+            Metric("operator start to every probe reconciled and run once", ours["ran_once_s"], "s"),
+        ]
+        for load, label in LOADS:
+            rows, cpus[load] = pitwall_rows(
+                size, ours[load], label + reused_label(reused.get("pitwall")), judged=load == "on"
+            )
+            metrics += rows
+    else:
+        metrics.append(Metric("Pitwall", "not run (not in --phases, no run of today to reuse)"))
+    for phase in theirs if theirs is not None else []:
         name = f"Gatus (concurrency {phase['concurrency']})"
         if "unavailable" in phase:
             metrics.append(Metric(name, "not run"))
@@ -560,7 +714,9 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
             continue
         metrics.append(
             Metric(
-                f"**{name}**, {phase['version']}: every endpoint started after", phase["all_started_s"], "s"
+                f"**{name}**, {phase['version']}{reused_label(reused.get('gatus'))}: every endpoint started after",
+                phase["all_started_s"],
+                "s",
             )
         )
         for load, _ in LOADS:
@@ -571,11 +727,15 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
                 cpus[load],
                 judged=load == "on" and phase["concurrency"] == gatus.SUSTAINING,
             )
-    if "unavailable" in exporter:
+    if theirs is None:
+        metrics.append(Metric("Gatus", "not run (not in --phases, no run of today to reuse)"))
+    if exporter is None:
+        metrics.append(Metric("blackbox_exporter", "not run (not in --phases, no run of today to reuse)"))
+    elif "unavailable" in exporter:
         metrics.append(Metric("blackbox_exporter", "not run"))
         notes.append(f"blackbox_exporter could not be run here: {exporter['unavailable']}")
     else:
-        metrics.append(Metric("**blackbox_exporter**", ""))
+        metrics.append(Metric(f"**blackbox_exporter**{reused_label(reused.get('blackbox'))}", ""))
         for load, _ in LOADS:
             metrics += reference_rows("blackbox_exporter", exporter, load, cpus[load], judged=load == "on")
         checks = sum(exporter[load]["window"].checks for load, _ in LOADS)
@@ -591,6 +751,20 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
                 f"{sum(v for k, v in exporter['driver_counts'].items() if k != 'over_100ms'):,}",
             ),
         ]
+    if overloaded is not None:
+        metrics += scale.overload_rows(size, overloaded)
+    if scaled is not None:
+        metrics += scale.scale_rows(size, scaled)
+    for phase, origin in reused.items():
+        notes.append(
+            f"{phase}: not measured in this run but reused from the run of {origin['date']} on this machine "
+            f"(load average at its end {origin['loadavg']}, commit {origin['commit']}); its ratios to this "
+            "run's numbers compare measurements taken at different times."
+        )
+    if took:
+        notes.append(
+            "Wall time of each phase: " + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in took.items())
+        )
     method = [
         f"{size.probes:,} Probes, each one GET of `http://127.0.0.1:<port>/isUp` (4 aiohttp servers in a separate "
         f"process), interval {size.interval}s, timeout 2s, failureThreshold default. Before the operator "
@@ -621,6 +795,8 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
         "and a metrics page per check), work Gatus and Pitwall do not do per check; the driver's CPU is shown "
         "apart and not counted.",
     ]
+    if "overload" in phases or "scale" in phases:
+        method += scale.SCALE_METHOD
     return Report(
         "probes",
         "Probe engine at 5,000 probes, beside Gatus (issue 4)",
@@ -630,14 +806,19 @@ def report(size: Size, quick: bool, ours: dict, theirs: list[dict], exporter: di
             "interval_s": size.interval,
             "window_s": size.window,
             "background_load_cores": NOISE_SHARE,
+            "phases": ",".join(phases),
         },
         metrics,
         method,
         notes,
         extra={
             "pitwall": plain(ours),
-            "gatus": [plain(phase) for phase in theirs],
+            "gatus": [plain(phase) for phase in theirs] if theirs is not None else None,
             "blackbox_exporter": plain(exporter),
+            "overload": scale.plain(overloaded),
+            "scale": scale.plain(scaled),
+            "reused": reused,
+            "phase_seconds": took or {},
         },
     )
 

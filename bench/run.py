@@ -4,6 +4,8 @@
     python -m bench.run --only probes        # one (repeatable)
     python -m bench.run --quick              # smaller sizes: a smoke run of a few minutes
     python -m bench.run --only probes --gatus-bin ~/gatus   # a Gatus binary to compare with
+    python -m bench.run --only probes --phases pitwall      # one phase; Gatus and blackbox_exporter
+                                                            # reused from a run of today, labelled
 
 Each benchmark starts its own control plane and operator and stops every process it started.
 """
@@ -47,11 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="print the results, do not append them")
     parser.add_argument(
+        "--phases",
+        help="probe benchmark only: comma-separated phases to run, of "
+        f"{','.join(probes.PHASES)} (default: all); Pitwall, Gatus or blackbox_exporter left out "
+        "are reused from the newest run of the same size on this machine today (bench/results/"
+        "probes.json), labelled with their own time and load",
+    )
+    parser.add_argument(
         "--gatus-bin",
         help="a Gatus binary for the probe benchmark (default: $PITWALL_GATUS_BIN, "
         "else built from a source tree of github.com/TwiN/gatus, see bench/gatus.py)",
     )
     args = parser.parse_args(argv)
+    try:
+        phases = probes.parse_phases(args.phases)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.phases and args.only and "probes" not in args.only:
+        parser.error("--phases applies to the probe benchmark: add --only probes")
     if args.gatus_bin:
         os.environ["PITWALL_GATUS_BIN"] = args.gatus_bin
     signal.signal(signal.SIGTERM, _terminate)
@@ -64,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             (workdir / name).mkdir(parents=True, exist_ok=True)
             try:
-                report = BENCHMARKS[name](workdir / name, quick=args.quick)
+                extra = {"phases": phases} if name == "probes" else {}
+                report = BENCHMARKS[name](workdir / name, quick=args.quick, **extra)
             except Exception as exc:  # one broken benchmark does not cost the others their run
                 print(f"{name} failed: {exc!r} (logs in {workdir / name})", file=sys.stderr)
                 failed.append(name)

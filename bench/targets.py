@@ -6,6 +6,12 @@ serves plain aiohttp apps on 127.0.0.1 (free ports), prints ``{"ports": [...]}``
 on stdout, and runs until SIGTERM. Each app answers ``GET /isUp`` with 200 ``{"status": "up"}``
 (like pitwall.demo's isUp) and ``GET /_count`` with how many /isUp requests it has answered,
 so a checker's work can be counted on the target side, the same way for Pitwall and Gatus.
+
+A URL may carry its probe's tag (``/isUp?p=00042``, :meth:`Targets.url` with ``tagged=True``,
+the scale benchmark): ``GET /_mark?t=<CLOCK_MONOTONIC seconds>`` starts recording, per tag,
+the first request answered after that moment, and ``GET /_first`` returns them (one JSON
+object for all servers of the process). That is how the takeover gap is seen from the
+target's side: when each probe of a killed replica was checked again.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 from aiohttp import web
@@ -25,18 +32,43 @@ from .common import ROOT, stop_group
 UP = web.json_response({"status": "up"}).body
 
 
+# Shared by every server of the process: first answer per tag after the mark.
+_FIRST: dict[str, float] = {}
+_MARK = [float("inf")]
+
+
 def make_app() -> web.Application:
     app = web.Application()
     count = [0]
 
     async def is_up(request: web.Request) -> web.Response:
         count[0] += 1
+        tag = request.query_string
+        if tag:
+            now = time.monotonic()
+            if now > _MARK[0] and tag not in _FIRST:
+                _FIRST[tag] = now
         return web.Response(body=UP, content_type="application/json")
 
     async def answered(request: web.Request) -> web.Response:
         return web.json_response({"count": count[0]})
 
-    app.add_routes([web.get("/isUp", is_up), web.get("/_count", answered)])
+    async def mark(request: web.Request) -> web.Response:
+        _FIRST.clear()
+        _MARK[0] = float(request.query["t"])
+        return web.json_response({"mark": _MARK[0]})
+
+    async def first(request: web.Request) -> web.Response:
+        return web.json_response(_FIRST)
+
+    app.add_routes(
+        [
+            web.get("/isUp", is_up),
+            web.get("/_count", answered),
+            web.get("/_mark", mark),
+            web.get("/_first", first),
+        ]
+    )
     return app
 
 
@@ -55,6 +87,10 @@ async def serve(servers: int) -> None:
     await stop.wait()
     for runner in runners:
         await runner.cleanup()
+
+
+def tag(index: int) -> str:
+    return f"p={index:05d}"
 
 
 class Targets:
@@ -89,8 +125,22 @@ class Targets:
         assert self.proc is not None
         return self.proc.pid
 
-    def url(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/isUp"
+    def url(self, index: int, tagged: bool = False) -> str:
+        url = f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/isUp"
+        return f"{url}?{tag(index)}" if tagged else url
+
+    def _get(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[0]}{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def mark(self, moment: float) -> None:
+        """Record from ``moment`` (``time.monotonic()``, the same clock in every process) the
+        first answer per tagged probe."""
+        self._get(f"/_mark?t={moment!r}")
+
+    def first(self) -> dict[str, float]:
+        """Tag -> when it was first answered after the mark."""
+        return self._get("/_first")
 
     def answered(self) -> int:
         total = 0
