@@ -47,6 +47,7 @@ MAX_HEAD = 100 * 1024  # bytes of status line and headers (httpcore's h11 limit)
 HIGH_WATER = 256 * 1024  # body bytes buffered before reading pauses
 KEEPALIVE = 5.0  # seconds an idle connection is kept (httpx's default)
 MAX_ALLOWED = 4096  # remembered name-only verdicts per transport
+SWEEP = 1.0  # seconds between sweeps of expired idle connections
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 field name (h11's rule)
 _FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")  # h11's rule: no CR, LF, NUL
@@ -263,6 +264,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._allowed: set[tuple[str, int]] = set()
         self._open = 0
         self._closed = False
+        self._next_sweep = 0.0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -363,13 +365,31 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def _release(self, connection: _Connection) -> None:
         connection.release()
+        now = time.monotonic()
         if connection.reusable() and not self._closed:
-            connection.idle_since = time.monotonic()
+            connection.idle_since = now
             self._idle.setdefault(connection.origin, []).append(connection)
         else:
             connection._close()
             self._open -= 1
         self._slots.release()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Close idle connections past their keep-alive (or hung up), whichever origin they are
+        for: reuse is last-in first-out, so the oldest would otherwise stay open unused."""
+        for origin, idle in list(self._idle.items()):
+            keep = [c for c in idle if not c.closed and now - c.idle_since < self._keepalive]
+            for connection in idle:
+                if connection not in keep:
+                    connection._close()
+                    self._open -= 1
+            if keep:
+                self._idle[origin] = keep
+            else:
+                del self._idle[origin]
 
     async def aclose(self) -> None:
         self._closed = True

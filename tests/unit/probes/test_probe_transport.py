@@ -9,13 +9,14 @@ import asyncio
 import httpx
 import pytest
 
+from pitwall import egress
 from pitwall.egress import Policy
 from pitwall.probes import transport
 from pitwall.probes.client import make_client
 from pitwall.probes.engine import run_check
 from pitwall.probes.spec import parse_check
 
-from .conftest import secrets
+from .conftest import secrets, wait_until
 
 
 class Scripted:
@@ -26,11 +27,12 @@ class Scripted:
     def __init__(self, answer, close_after=()):
         self.answer, self.close_after = answer, set(close_after)
         self.requests: list[bytes] = []
-        self.accepted = 0
+        self.accepted = self.open = 0
 
     async def __aenter__(self):
         async def handle(reader, writer):
             self.accepted += 1
+            self.open += 1
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -55,6 +57,7 @@ class Scripted:
             except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
                 pass  # the client went away, or the test is over
             finally:
+                self.open -= 1
                 writer.close()
 
         self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -147,6 +150,22 @@ async def test_a_server_that_hangs_up_instead_of_answering(http):
     async with Scripted(lambda n: b"") as server:
         with pytest.raises(httpx.RemoteProtocolError, match="Server disconnected"):
             await http.get(server.url)
+
+
+async def test_idle_connections_past_their_keep_alive_are_closed(monkeypatch):
+    monkeypatch.setattr(transport, "SWEEP", 0.0)  # sweep on every release
+    lean = transport.LeanTransport(Policy(), keepalive=0.05)
+    async with (
+        egress.Client(transport=lean) as http,
+        Scripted(lambda n: ok()) as a,
+        Scripted(lambda n: ok()) as b,
+    ):
+        await http.get(a.url)
+        assert a.open == 1  # kept alive
+        await asyncio.sleep(0.1)
+        await http.get(b.url)  # its release sweeps a's expired connection
+        await wait_until(lambda: a.open == 0)
+        assert b.open == 1
 
 
 async def test_a_cancelled_request_frees_its_slot(http):
