@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from .. import durations
 from ..api.maintenancewindow import MaintenanceWindowSpec
+from ..api.receivers import Receiver
 from .notices import ADVANCE, CANCELLED, END, START, Notice
 from .schedule import parse
 from .targets import UNAVAILABLE, Affected, AffectedProduct
@@ -42,7 +43,7 @@ class Recipient:
     kind: str  # consumer | receiver
     products: tuple[AffectedProduct, ...]  # versions narrowed to what a consumer uses
     contact: dict = field(default_factory=dict)  # consumer: {name, email, webhook}
-    receiver: dict | None = None  # receiver: the AlertRule-shaped entry from notice.receivers
+    receiver: Receiver | None = None  # receiver: its entry in notice.receivers (AlertRule-shaped)
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,7 @@ def recipients(spec: MaintenanceWindowSpec, affected: Affected) -> list[Recipien
                 name=receiver.name,
                 kind=RECEIVER,
                 products=affected.products,
-                # The alert receivers' parser reads the entry as written (camelCase).
-                receiver=receiver.model_dump(by_alias=True, exclude_none=True),
+                receiver=receiver,
             )
         )
     return found

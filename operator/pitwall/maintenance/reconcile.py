@@ -466,7 +466,7 @@ def _page_in_use(rt: Runtime, namespace: str, product: str | None, version: str 
 
 def _receiver_for(recipient, consumer_email: ConsumerEmail | None) -> Receiver | None:
     if recipient.kind == "receiver":
-        return parse_receiver(recipient.receiver)
+        return parse_receiver(recipient.receiver, f"spec.notice.receivers[{recipient.name}]")
     contact = recipient.contact or {}
     if contact.get("email") and consumer_email is not None:
         ref_ = consumer_email.secret_ref
