@@ -14,7 +14,7 @@ the same way.
 Why httptools: it is llhttp (Node.js's parser, in C) for Python, small, MagicStack-maintained
 and what uvicorn uses; the only alternative already installed, aiohttp's parser, is private API,
 and h11 is the pure-Python parser this replaces. Why not aiohttp's whole client: a bare GET cost
-0.052 CPU-ms there against 0.088 through httpx on this transport (same machine, 18:55), but
+0.052 CPU-ms there against 0.088 through httpx on this transport (same machine, 18:50), but
 taking it would give the engine a second response type, exception family and redirect logic,
 and the egress policy a second place to live (aiohttp's resolver is skipped for IP literals):
 0.036 ms a check, ~2% of a core at 500 checks a second, is not worth two ways of sending one.
