@@ -269,6 +269,7 @@ class Monitor:
                 lambda: self.run(key),
                 timeout=job.check.run_timeout + 10,
                 run_now=not resumed,
+                budget=job.check.timeout,  # a request slower than this fails its check
             )
         self.scheduler.set_paused(job.key, job.check.paused)
 

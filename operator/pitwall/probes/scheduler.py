@@ -25,11 +25,16 @@ waits for a target, and a hung run costs no other probe its slot.
   with 100 checks in flight on an event loop the CPU cannot serve (an overload, or a
   neighbour taking the core) each of them waits for the loop at every step, until checks of a
   healthy target time out (bench/results/probes.md, 2026-11-29: thousands of "timed out after
-  2s" on a starved replica). A governor samples the loop's lateness every ``TICK``; over
-  ``BUSY`` in the last second, it lowers the limit on runs in flight by a quarter (down to
-  ``MIN_CONCURRENCY``); under ``IDLE`` with runs waiting, it raises it by an eighth, back to
-  ``concurrency`` (additive increase, multiplicative decrease, as TCP does). Runs beyond the
-  limit wait, in due order: lateness, not failures. ``limit`` shows the current one.
+  2s" on a starved replica). A governor looks back over each second: when the loop was over
+  ``BUSY`` late and a run took more than ``AT_RISK`` of its ``budget`` (the time after which
+  its check fails), it lowers the limit on runs in flight by a quarter (down to
+  ``MIN_CONCURRENCY``); when runs wait and the loop kept up (or every run stayed under
+  ``SAFE`` of its budget), it raises it by an eighth, back to ``concurrency`` (additive
+  increase, multiplicative decrease, as TCP does). Only the two together lower it: a loop late
+  for want of CPU with checks still quick keeps every slot (fewer would only cut throughput,
+  as a first version did: 14 % of due checks run at 24 % of a core), and a slow target on a
+  loop that keeps up is not the CPU's fault. Runs beyond the limit wait, in due order:
+  lateness, not failures. ``limit`` shows the current one.
 - One job cannot stop the others: an interval that is not a positive finite number is refused
   when it is scheduled (the spec parser refuses it earlier still, with a reason), and anything
   a run or the loop itself raises is logged with its key and reported through ``on_error``; the
@@ -61,6 +66,8 @@ BUSY = 0.1  # seconds late: the loop cannot serve the runs in flight; fewer of t
 IDLE = 0.02  # seconds late at most: room for more runs in flight (when some wait)
 MIN_CONCURRENCY = 4
 GOVERN_EVERY = 1.0  # seconds of samples behind each change of the limit
+AT_RISK = 0.5  # of its budget: a run this slow is near failing for want of the loop's time
+SAFE = 0.25  # of its budget: every run this quick leaves room for more in flight
 
 
 class _Gate:
@@ -200,6 +207,7 @@ class Overload:
 class _Job:
     run: Callable[[], Awaitable[object]]
     timeout: float
+    budget: float | None = None  # seconds a run may take before its check fails (None: unknown)
 
 
 class Scheduler:
@@ -224,6 +232,7 @@ class Scheduler:
         self.concurrency = concurrency  # the most runs in flight; the governor may allow fewer
         self._gate = _Gate(concurrency)
         self._governor: asyncio.Task | None = None
+        self._slowest = 0.0  # the slowest run of the governor's current second, per its budget
         self._on_lag = on_lag
         self._on_error = on_error
         self.on_overload = on_overload  # called when an overload starts and when it ends
@@ -244,8 +253,11 @@ class Scheduler:
         *,
         timeout: float,
         run_now: bool = False,
+        budget: float | None = None,
     ) -> None:
-        self._jobs[key] = _Job(run, timeout)
+        """``budget``: how long a run may take before its check fails (the governor keeps runs
+        well under it when the CPU cannot keep up)."""
+        self._jobs[key] = _Job(run, timeout, budget)
         self._table.upsert(key, interval, time.monotonic(), run_now=run_now)
         self._wake.set()
 
@@ -282,13 +294,18 @@ class Scheduler:
             worst, ticks = max(worst, loop.time() - planned), ticks + 1
             if ticks * TICK < GOVERN_EVERY:
                 continue
-            gate = self._gate
-            if worst > BUSY and gate.limit > floor:
+            gate, slowest = self._gate, self._slowest
+            self._slowest = 0.0
+            if worst > BUSY and slowest > AT_RISK and gate.limit > floor:
+                if gate.limit == self.concurrency:
+                    log.info("event loop %.2fs late: fewer probe runs in flight until it keeps up", worst)
                 gate.limit = max(floor, int(gate.limit * 0.75))
-                log.info("probe runs in flight limited to %d: the event loop is %.2fs late", gate.limit, worst)
-            elif worst < IDLE and self.waiting and gate.limit < self.concurrency:
+                log.debug("probe runs in flight limited to %d: the event loop is %.2fs late", gate.limit, worst)
+            elif (worst < IDLE or slowest < SAFE) and self.waiting and gate.limit < self.concurrency:
                 gate.limit = min(self.concurrency, gate.limit + max(1, gate.limit // 8))
                 gate.admit()
+                if gate.limit == self.concurrency:
+                    log.info("event loop on time: up to %d probe runs in flight again", gate.limit)
             worst, ticks = 0.0, 0
 
     async def stop(self) -> None:
@@ -428,6 +445,8 @@ class Scheduler:
             try:
                 async with asyncio.timeout(job.timeout):
                     await job.run()
+                if job.budget:
+                    self._slowest = max(self._slowest, (time.monotonic() - now) / job.budget)
             except TimeoutError as exc:
                 log.warning("probe %s: run cut at its timeout (%.1fs)", key, job.timeout)
                 self._report(key, exc)

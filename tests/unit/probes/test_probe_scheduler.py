@@ -325,9 +325,10 @@ async def test_no_overload_when_everything_runs_on_time(scheduler):
 
 
 async def test_fewer_runs_in_flight_while_the_event_loop_is_late_and_back_after(monkeypatch):
-    """Runs that hog the loop (as 100 checks do on a CPU that cannot serve them) make it late:
-    the limit on runs in flight falls to a few, so each run in flight gets the loop's time and
-    none times out; once the loop keeps up, with runs waiting, the limit climbs back."""
+    """Runs that hog the loop (as 100 checks do on a CPU that cannot serve them) make it late
+    and take most of their budget: the limit on runs in flight falls to a few, so each run in
+    flight gets the loop's time and none times out; once the loop keeps up, with runs
+    waiting, the limit climbs back. Late alone, with quick runs, it stays."""
     import time
 
     import pitwall.probes.scheduler as scheduler_module
@@ -353,12 +354,19 @@ async def test_fewer_runs_in_flight_while_the_event_loop_is_late_and_back_after(
     try:
         keys = range(40)
         for key in keys:
-            s.upsert(key, 0.05, hog(key), timeout=5.0, run_now=True)
+            s.upsert(key, 0.05, hog(key), timeout=5.0, run_now=True, budget=0.04)
         await wait_until(lambda: s.limit <= scheduler_module.MIN_CONCURRENCY, limit=30)
         assert s.limit == scheduler_module.MIN_CONCURRENCY  # never below the floor
         for key in keys:
             s.upsert(key, 0.05, light(key), timeout=5.0)
         await wait_until(lambda: s.limit >= 20, limit=30)
         assert errors == []
+
+        # Hogs with a roomy budget (late loop, quick runs against their budget): no cut.
+        for key in keys:
+            s.upsert(key, 0.05, hog(key), timeout=5.0, budget=10.0)
+        limit = s.limit
+        await asyncio.sleep(1.5)
+        assert s.limit >= limit
     finally:
         await s.stop()
