@@ -155,6 +155,12 @@ def assert_real_traffic(dev: Dev) -> None:
         },
     )
     assert re.search(r"^payments\s+v2\s+ok\s", shown.stdout, re.MULTILINE), shown.stdout + shown.stderr
+    internal = json.loads(
+        urllib.request.urlopen(dev.info["internalView"] + "api/v1/internal", timeout=10).read()
+    )
+    payments = next(p for p in internal["products"] if p["name"] == "payments")
+    assert {v["name"] for v in payments["traffic"]["versions"]} == {"v1", "v2"}
+    assert payments["trafficSummary"], payments
 
 
 def firing(dev: Dev) -> list[str]:
