@@ -132,7 +132,11 @@ def app() -> web.Application:
         # Off the event loop: with thousands of probes the exposition is megabytes and takes
         # a while to render, which would delay every probe due meanwhile.
         body = await asyncio.to_thread(exposition)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # gzip when the scraper accepts it (Prometheus does): a tenth of the bytes for the event
+        # loop to send, compressed by aiohttp in its executor (zlib lets go of the GIL).
+        response.enable_compression()
+        return response
 
     application = web.Application()
     application.router.add_get("/healthz", healthz)

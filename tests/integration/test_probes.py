@@ -100,8 +100,14 @@ def test_thresholds_correlation_and_events(operator, kubectl, demo):
     text = operator.metrics()  # labels come in alphabetical order
     assert re.search(r'^pitwall_probe_up\{kind="Probe",name="isup",namespace="[^"]+"\} 1\.0$', text, re.M)
     assert re.search(
-        r'^pitwall_probe_duration_seconds_count\{kind="Probe",name="isup",namespace="[^"]+",'
-        r'step="[^"]+"\} [1-9]',
+        r'^pitwall_probe_step_duration_seconds\{kind="Probe",name="isup",namespace="[^"]+",'
+        r'step="[^"]+"\} \d',
+        text,
+        re.M,
+    )
+    # step durations as one histogram per kind, namespace and step (not one per probe)
+    assert re.search(
+        r'^pitwall_probe_duration_seconds_count\{kind="Probe",namespace="[^"]+",step="[^"]+"\} [1-9]',
         text,
         re.M,
     )

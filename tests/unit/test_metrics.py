@@ -26,3 +26,75 @@ def test_garbage_collector_pauses_are_measured_once_per_collection():
 
 def test_created_series_are_not_exported():
     assert "_created" not in metrics.generate_latest().decode()
+
+
+async def test_the_metrics_endpoint_is_gzipped_when_accepted_and_parses_with_every_probe_series():
+    """What Prometheus gets from /metrics: a page its parser reads, with each per-probe family
+    (success, up, runs, last step durations), the step-duration histogram per namespace and the
+    engine's overload series; gzip when the scraper accepts it, plain text otherwise."""
+    import gzip
+    from types import SimpleNamespace
+
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pitwall.probes.scheduler import Scheduler
+    from pitwall.probes.telemetry import COLLECTOR, Numbers
+    from pitwall_testing.cluster import free_port
+
+    class Monitor:  # what the collector reads from one: jobs and a scheduler
+        def __init__(self) -> None:
+            self.scheduler = Scheduler()
+            self.jobs = {}
+
+    monitor = Monitor()
+    for i in range(200):
+        key = ("Probe", "metrics-test", f"probe-{i}")
+        numbers = Numbers()
+        numbers.record(i % 7 != 3, True, [("token", 0.002), ("call", 0.03 * (i % 40))], key[:2])
+        monitor.jobs[key] = SimpleNamespace(numbers=numbers)
+    COLLECTOR.watch(monitor)
+    port = free_port()
+    runner = await metrics.serve("127.0.0.1", port)
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            url = f"http://127.0.0.1:{port}/metrics"
+            async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+                assert response.status == 200
+                assert response.headers["Content-Encoding"] == "gzip"
+                zipped = await response.read()
+            async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+                assert "Content-Encoding" not in response.headers
+                plain = await response.read()
+    finally:
+        await runner.cleanup()
+
+    text = gzip.decompress(zipped).decode()
+    assert len(zipped) * 5 < len(plain)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    for name, kind in {
+        "pitwall_probe_success": "gauge",
+        "pitwall_probe_up": "gauge",
+        "pitwall_probe_runs": "counter",
+        "pitwall_probe_step_duration_seconds": "gauge",
+        "pitwall_probe_duration_seconds": "histogram",
+        "pitwall_probe_overloaded": "gauge",
+        "pitwall_probe_overloaded_seconds": "counter",
+        "pitwall_probe_runs_waiting": "gauge",
+        "pitwall_probe_runs_in_flight_limit": "gauge",
+    }.items():
+        assert families[name].type == kind, name
+
+    def ours(name: str) -> list:
+        return [s for s in families[name].samples if s.labels.get("namespace") == "metrics-test"]
+
+    assert len(ours("pitwall_probe_success")) == len(ours("pitwall_probe_up")) == 200
+    assert len(ours("pitwall_probe_runs")) == 400
+    assert len(ours("pitwall_probe_step_duration_seconds")) == 400
+    histogram = {
+        (s.name, s.labels["step"], s.labels.get("le")): s.value
+        for s in ours("pitwall_probe_duration_seconds")
+    }
+    assert histogram["pitwall_probe_duration_seconds_count", "call", None] == 200
+    assert histogram["pitwall_probe_duration_seconds_bucket", "token", "0.005"] == 200
+    assert not any("name" in s.labels for s in families["pitwall_probe_duration_seconds"].samples)

@@ -343,6 +343,7 @@ class Monitor:
             result.ok,
             outcome.state == "Up",
             ((step.name, step.latency_ms / 1000) for step in result.steps if step.latency_ms is not None),
+            job.key[:2],
         )
         if not result.ok and (failure := result.failure) is not None:
             log.info(
