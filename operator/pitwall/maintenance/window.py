@@ -59,9 +59,17 @@ def evaluate(
         try:
             schedule = parse(spec.schedule)
             current = occurrence_at(schedule, now) or next_occurrence(schedule, now)
+            # An occurrence that ended before the deletion was seen (no leader ran at its end:
+            # a restart, a leader change) still owes its end notice if its start went out.
+            previous = previous_occurrence(schedule, now)
         except InvalidSpec:  # nothing can be running under a schedule that never worked
-            current = None
-        due = due_notices(spec, current, now, already_sent, cancelled=True) if current else []
+            current = previous = None
+        due = [
+            n
+            for o in (previous, current)
+            if o is not None
+            for n in due_notices(spec, o, now, already_sent, cancelled=True)
+        ]
         return Evaluation(classify(None, None, deleted=True), None, tuple(due), None)
 
     schedule = parse(spec.schedule)

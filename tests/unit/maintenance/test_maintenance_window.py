@@ -102,3 +102,16 @@ def test_deleting_a_running_window_cancels_it_and_closes_what_was_announced():
 def test_a_schedule_that_cannot_work_is_an_invalid_spec():
     with pytest.raises(InvalidSpec):
         evaluate({"schedule": {"cron": "0 22 * * SAT"}}, utc(2026, 12, 5))
+
+
+def test_a_window_deleted_after_its_end_passed_unseen_still_owes_its_end_notice():
+    # Seen by make chaos (seed 925669): the start notice went out, the operator was killed as
+    # the window ended, and the window was deleted before any leader saw its end.
+    _, history = run(ONE_OFF, utc(2026, 12, 5, 20))
+    result = evaluate(ONE_OFF, utc(2026, 12, 5, 23), deleted=True, already_sent=history)
+    assert [(n.kind, n.occurrence.start) for n in result.due] == [(END, utc(2026, 12, 5, 20))]
+    ended = list(history)
+    for notice in result.due:
+        ended = record(ended, notice, at=utc(2026, 12, 5, 23), delivered=True, recipients=["acme"])
+    assert evaluate(ONE_OFF, utc(2026, 12, 5, 23), deleted=True, already_sent=ended).due == ()  # once
+    assert evaluate(ONE_OFF, utc(2026, 12, 5, 23), deleted=True).due == ()  # never announced: nothing
