@@ -20,7 +20,6 @@ from .base import (
     URL_LEN,
     Model,
     cel,
-    defaults,
     duration,
     flag,
     integer,
@@ -584,13 +583,6 @@ class ApiProductStatus(Status):
     )
     sunset_notices: list[SunsetNoticeRecord] | None = items("Sunset notices sent (the last 50).", 50)
     traffic: ProductTraffic | None = None
-
-
-# What the API server fills in for unset fields, for the readers of stored ApiProducts that do
-# not parse them yet (traffic/ and incidents/). The product reconciler parses the spec with
-# ApiProductSpec; other readers of a stored product ask the model: default_of(Version, "port").
-TRAFFIC_DEFAULTS = defaults(Traffic)
-INCIDENT_POLICY_DEFAULTS = defaults(IncidentPolicy)
 
 
 class ApiProduct(Resource):

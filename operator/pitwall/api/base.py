@@ -144,9 +144,8 @@ def default_of(model: type[BaseModel], field: str) -> Any:
 def defaults(model: type[BaseModel]) -> dict[str, Any]:
     """camelCase field -> default, for the fields of ``model`` that have one (not None).
 
-    For code reading another kind's stored object as a raw dict: ``traffic.get("window",
-    TRAFFIC_DEFAULTS["window"])`` gives what the API server would have filled in. Prefer
-    :func:`default_of` for one field, or parse the object through its model.
+    What the API server fills in for a raw dict of that model. Prefer parsing the object
+    through its model, or :func:`default_of` for one field.
     """
     out = {}
     for name, info in model.model_fields.items():

@@ -21,7 +21,6 @@ from .base import (
     TEXT,
     Model,
     cel,
-    defaults,
     flag,
     items,
     object_name,
@@ -167,9 +166,6 @@ class IncidentStatus(Status):
     notices: list[SentNotice] | None = items(f"Notices sent (the most recent {NOTICES_KEPT}).", NOTICES_KEPT)
 
 
-SPEC_DEFAULTS = defaults(IncidentSpec)
-
-
 class Incident(Resource):
     """An incident as consumers see it: impact, cause, updates, resolution; opened and closed by Pitwall."""
 
@@ -199,7 +195,6 @@ __all__ = [
     "NOTICES_KEPT",
     "PHASES",
     "PROGRESS",
-    "SPEC_DEFAULTS",
     "UPDATES_KEPT",
     "Incident",
     "IncidentSpec",

@@ -31,7 +31,8 @@ import httpx
 from .. import durations, egress
 from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver, parse_receiver
-from ..api.apiproduct import INCIDENT_POLICY_DEFAULTS as POLICY
+from ..api.apiproduct import IncidentPolicy
+from ..api.base import camel, default_of, parse
 from ..conditions import summary
 from ..errors import InvalidSpec, KubeError
 from ..logs import ref
@@ -63,6 +64,7 @@ class IncidentService:
         self._wake = asyncio.Event()
         self._creating: dict[tuple[str, str], str] = {}  # (namespace, name) created, not yet in the cache
         self._refused: dict[tuple[str, str], float] = {}  # (namespace, product) -> when to try again
+        self._refused_policy: dict[tuple[str, str], str] = {}  # products whose spec.incidents is refused
         # Notices go out beside the decisions (h6's outbox), never inside a pass.
         self.sender = Sender(KIND, self._send, on_result=lambda _ns, _name: self.poke(), workers=2)
         self.retry_base = float(os.environ.get("PITWALL_NOTICE_RETRY_BASE", notify.RETRY_BASE))
@@ -132,7 +134,7 @@ class IncidentService:
                 or (namespace, name) in self._creating
             ):
                 continue
-            policy = {**POLICY, **((view.product.get("spec") or {}).get("incidents") or {})}
+            policy = self._policy(view.product)
             evidence = decide.Evidence(
                 namespace,
                 name,
@@ -144,8 +146,8 @@ class IncidentService:
                 },
                 operational=bool(view.versions)
                 and all(v.verdict.state == "operational" for v in view.versions),
-                merge_window=durations.parse(policy.get("mergeWindow"), 300.0),
-                opens=policy.get("open", True) is not False,
+                merge_window=durations.parse(policy.merge_window),
+                opens=policy.open,
             )
             actions += decide.plan_product(evidence, by_product.get((namespace, name), []), now)
         shown = {view.key for view in views_now if is_public(view.product)}
@@ -268,11 +270,14 @@ class IncidentService:
             incident = self._fresh(incident)
         products = {p["metadata"]["name"]: p for p in self.rt.stores["ApiProduct"].list(namespace)}
         policies = [
-            _policy(products[p.get("name", "")])
+            self._policy(products[p.get("name", "")])
             for p in decide.spec(incident).get("products") or []
             if p.get("name", "") in products
         ]
-        spacing = min((durations.parse(p.get("minSpacing"), 600.0) for p in policies), default=600.0)
+        spacing = min(
+            (durations.parse(p.min_spacing) for p in policies),
+            default=durations.parse(default_of(IncidentPolicy, "min_spacing")),
+        )
         notice, _ = notify.owed(incident, now, spacing)
         if notice is not None:
             st = decide.status(incident)
@@ -285,6 +290,30 @@ class IncidentService:
             )
         if notice is not None or (self._sending(incident) and not self.sender.busy(namespace, name)):
             self.sender.kick(namespace, name)
+
+    def _policy(self, product: dict) -> IncidentPolicy:
+        """A stored product's ``spec.incidents`` through the model (its defaults are the CRD's).
+
+        One the model refuses (stored before a bound was added) counts as the defaults, so an
+        outage is still told; the warning names the field once, as the product's own reconciler
+        does (Stalled, InvalidSpec).
+        """
+        meta = product.get("metadata") or {}
+        where = (meta.get("namespace", ""), meta.get("name", ""))
+        try:
+            policy = parse(IncidentPolicy, (product.get("spec") or {}).get("incidents"), "spec.incidents")
+            for field in ("merge_window", "min_spacing"):  # the CRD's CEL rule, which the model leaves out
+                try:
+                    durations.parse(getattr(policy, field))
+                except ValueError as bad:
+                    raise InvalidSpec("InvalidSpec", f"spec.incidents.{camel(field)}: {bad}") from None
+        except InvalidSpec as exc:
+            if self._refused_policy.get(where) != exc.message:
+                log.warning("ApiProduct %s/%s: incident policy defaults used: %s", *where, exc.message)
+            self._refused_policy[where] = exc.message
+            return IncidentPolicy()
+        self._refused_policy.pop(where, None)
+        return policy
 
     def _sending(self, incident: dict) -> list[str]:
         return [
@@ -325,7 +354,7 @@ class IncidentService:
                 key = notify.message_id(uid, event, recipient.name)
                 message = dataclasses.replace(message, data={**message.data, "id": key})
                 ok, error, permanent = await self._deliver(
-                    namespace, recipient, _policy(products[recipient.product]), message, event, key
+                    namespace, recipient, self._policy(products[recipient.product]), message, event, key
                 )
                 if ok is None:
                     continue
@@ -351,7 +380,7 @@ class IncidentService:
         self,
         namespace: str,
         recipient: notify.Recipient,
-        policy: dict,
+        policy: IncidentPolicy,
         message: notify.Message,
         event: str,
         message_id: str,
@@ -397,25 +426,20 @@ class IncidentService:
         return not errors, "; ".join(errors) or None, bool(errors) and permanent
 
 
-def _policy(product: dict) -> dict:
-    return {**POLICY, **((product.get("spec") or {}).get("incidents") or {})}
-
-
-def _receivers_for(recipient: notify.Recipient, policy: dict) -> list[Receiver]:
+def _receivers_for(recipient: notify.Recipient, policy: IncidentPolicy) -> list[Receiver]:
     if recipient.kind == notify.RECEIVER:
-        return [parse_receiver(recipient.receiver or {})]
+        return [parse_receiver(recipient.receiver or {}, f"spec.incidents.receivers[{recipient.name}]")]
     contact = recipient.contact or {}
-    email = policy.get("consumerEmail") or {}
+    email = policy.consumer_email
     found = []
-    if contact.get("email") and (email.get("secretRef") or {}).get("name"):
-        secret = email["secretRef"]
+    if contact.get("email") and email is not None:
         found.append(
             Receiver(
                 recipient.name,
                 "email",
-                SecretRef(secret["name"], secret.get("key", "")),
+                SecretRef(email.secret_ref.name, email.secret_ref.key),
                 email_to=(contact["email"],),
-                email_from=email.get("from"),
+                email_from=email.from_,
             )
         )
     if contact.get("webhook"):

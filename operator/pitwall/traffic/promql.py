@@ -14,10 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.apiproduct import TRAFFIC_DEFAULTS, TRAFFIC_PRESETS
+from pydantic import BaseModel
+
+from ..api.apiproduct import TRAFFIC_PRESETS, Traffic
+from ..api.base import default_of, parse
 
 BATCH = 100  # products per query: keeps a query's regex (and URL) bounded
-_DEFAULT = TRAFFIC_PRESETS["pitwall"]
+_DEFAULT = TRAFFIC_PRESETS[default_of(Traffic, "preset")]
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,9 @@ class Shape:
     route: str = _DEFAULT["labels"]["route"]
     status: str = _DEFAULT["labels"]["status"]
     match: tuple[tuple[str, str], ...] = ()
-    window: str = TRAFFIC_DEFAULTS["window"]
-    timeout_codes: tuple[str, ...] = tuple(TRAFFIC_DEFAULTS["timeoutCodes"])
-    top: int = TRAFFIC_DEFAULTS["top"]
+    window: str = default_of(Traffic, "window")
+    timeout_codes: tuple[str, ...] = tuple(default_of(Traffic, "timeout_codes"))
+    top: int = default_of(Traffic, "top")
     duration_scale: float = 1.0  # seconds per unit of the duration histogram's le (istio: 0.001)
     version_from_service: bool = False  # the version label holds the Service, <product>-<version>
 
@@ -45,32 +48,48 @@ class Shape:
         return value
 
 
-def shape_of(traffic: Mapping[str, Any]) -> Shape:
-    """The shape of a raw ``spec.traffic`` (camelCase): each field as set, else its preset's."""
-    preset = TRAFFIC_PRESETS.get(str(traffic.get("preset") or "pitwall"), _DEFAULT)
-    labels = {**_DEFAULT["labels"], **preset["labels"]}
-    labels.update({k: v for k, v in (traffic.get("labels") or {}).items() if v})
-    match = {**preset.get("matchLabels", {}), **(traffic.get("matchLabels") or {})}
+def traffic_of(spec: Mapping[str, Any] | None) -> Traffic | None:
+    """An ApiProduct's raw spec -> its ``spec.traffic`` through the model (None: not declared).
+
+    Only the section is validated (the Traffic model ``ApiProductSpec`` uses, so the defaults
+    are the CRD's): a product whose other fields the model refuses still has its traffic read,
+    and its reconciler names the field. Raises InvalidSpec for a traffic section it refuses.
+    """
+    raw = (spec or {}).get("traffic")
+    return None if raw is None else parse(Traffic, raw, "spec.traffic")
+
+
+def _chosen(model: BaseModel) -> dict[str, Any]:
+    """The fields the spec set (``model_fields_set``), by snake_case name: they win over a preset."""
+    return {name: getattr(model, name) for name in model.model_fields_set if getattr(model, name) is not None}
+
+
+def shape_of(traffic: Traffic) -> Shape:
+    """The shape of a product's ``spec.traffic``: each metric and label as set, else its preset's."""
+    preset = TRAFFIC_PRESETS[traffic.preset]
+    chosen = _chosen(traffic)
+    labels = {**_DEFAULT["labels"], **preset["labels"], **_chosen(traffic.labels)}
+    match = {**preset.get("matchLabels", {}), **(traffic.match_labels or {})}
     return Shape(
-        requests=traffic.get("requestsMetric") or preset["requestsMetric"],
-        duration=traffic.get("durationMetric") or preset["durationMetric"],
+        requests=chosen.get("requests_metric") or preset["requestsMetric"],
+        duration=chosen.get("duration_metric") or preset["durationMetric"],
         product=labels["product"],
         version=labels["version"],
         consumer=labels["consumer"],
         route=labels["route"],
         status=labels["status"],
         match=tuple(sorted((str(k), str(v)) for k, v in match.items())),
-        window=traffic.get("window") or TRAFFIC_DEFAULTS["window"],
-        timeout_codes=tuple(traffic.get("timeoutCodes") or TRAFFIC_DEFAULTS["timeoutCodes"]),
-        top=int(traffic.get("top") or TRAFFIC_DEFAULTS["top"]),
+        window=traffic.window,
+        timeout_codes=tuple(traffic.timeout_codes),
+        top=traffic.top,
         duration_scale=0.001 if preset.get("durationUnit") == "milliseconds" else 1.0,
         version_from_service=bool(preset.get("versionFromService")),
     )
 
 
-def product_value(name: str, traffic: Mapping[str, Any]) -> str:
+def product_value(name: str, traffic: Traffic) -> str:
     """The product label's value for this ApiProduct."""
-    return str(traffic.get("productValue") or name)
+    return traffic.product_value or name
 
 
 def quote(value: str) -> str:

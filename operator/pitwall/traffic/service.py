@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Gauge
 
 from .. import durations
-from ..api.apiproduct import TRAFFIC_DEFAULTS
+from ..api.apiproduct import Traffic
 from ..errors import InvalidSpec, TrafficError
 from ..supervise import spawn
 from . import figures as fig
@@ -69,6 +69,7 @@ class TrafficService:
         self.published: dict[Key, tuple[dict, datetime]] = {}  # the coalesced status.traffic
         self._task: asyncio.Task | None = None
         self._cache: dict[Any, tuple[float, dict[str, float]]] = {}
+        self._refused: dict[Key, str] = {}  # products whose spec.traffic the model refuses: why
         self.cycles = 0
 
     @property
@@ -121,14 +122,30 @@ class TrafficService:
             )
         return ("basic", f"{user.strip()}:{password.strip()}")
 
-    def products(self) -> dict[Key, dict]:
-        """ApiProducts that declare spec.traffic, in the namespaces this operator watches."""
+    def products(self) -> dict[Key, tuple[dict, Traffic]]:
+        """ApiProducts that declare spec.traffic, in the namespaces this operator watches, with
+        their ``spec.traffic`` parsed (one the model refuses is left out, and logged once)."""
         out = {}
         for product in self.rt.stores["ApiProduct"].list():
             meta = product["metadata"]
-            if (product.get("spec") or {}).get("traffic") is not None and self.rt.watches(meta["namespace"]):
-                out[(meta["namespace"], meta["name"])] = product
+            if self.rt.watches(meta["namespace"]):
+                key = (meta["namespace"], meta["name"])
+                traffic = self._traffic(key, product)
+                if traffic is not None:
+                    out[key] = (product, traffic)
         return out
+
+    def _traffic(self, key: Key, product: dict | None) -> Traffic | None:
+        """``spec.traffic`` of a stored product through the model (None: none, or refused)."""
+        try:
+            traffic = promql.traffic_of((product or {}).get("spec"))
+        except InvalidSpec as exc:
+            if self._refused.get(key) != exc.message:  # once per problem, not every cycle
+                log.warning("traffic of ApiProduct %s/%s not read: %s", *key, exc.message)
+            self._refused[key] = exc.message
+            return None
+        self._refused.pop(key, None)
+        return traffic
 
     async def cycle(self) -> None:
         """One round: ask, keep, publish what is due, wake the products and rules concerned."""
@@ -138,8 +155,7 @@ class TrafficService:
         now = durations.now()
         products = self.products()
         groups: dict[promql.Shape, dict[str, list[Key]]] = {}
-        for key, product in products.items():
-            traffic = product["spec"]["traffic"]
+        for key, (_, traffic) in products.items():
             shape = promql.shape_of(traffic)
             groups.setdefault(shape, {}).setdefault(promql.product_value(key[1], traffic), []).append(key)
         error: str | None = None
@@ -156,8 +172,7 @@ class TrafficService:
         for (shape, batch), answer in zip(jobs, answers, strict=True):
             for value in batch:
                 for key in groups[shape][value]:
-                    traffic = products[key]["spec"]["traffic"]
-                    ratio = float(traffic.get("degradedErrorRatio", TRAFFIC_DEFAULTS["degradedErrorRatio"]))
+                    ratio = products[key][1].degraded_error_ratio
                     if isinstance(answer, str):
                         reading = Reading(None, answer, now, shape, ratio)
                     else:
@@ -168,7 +183,7 @@ class TrafficService:
             if key not in products:
                 self.readings.pop(key, None)
                 self.published.pop(key, None)
-        for key, product in products.items():  # rollouts judged by traffic: judge with these figures
+        for key, (product, _) in products.items():  # rollouts judged by traffic: judge with these figures
             if ((product["spec"].get("rollout") or {}).get("analysis") or {}).get("traffic"):
                 self.rt.enqueue("ApiProduct", *key)
         for namespace in {ns for ns, _ in products}:
@@ -190,13 +205,11 @@ class TrafficService:
         return fig.assemble(shape, dict(zip((n for n, _ in names), results, strict=True)))
 
     def _publish(self, key: Key, reading: Reading, now: datetime) -> None:
-        traffic = self.rt.stores["ApiProduct"].get(*key)
-        top = int(((traffic or {}).get("spec") or {}).get("traffic", {}).get("top", TRAFFIC_DEFAULTS["top"]))
         new = fig.status(
             reading.figures,
             at=now,
             window=reading.shape.window,
-            top=top,
+            top=reading.shape.top,
             degraded_ratio=reading.degraded_ratio,
             error=reading.error,
         )
@@ -244,8 +257,7 @@ class TrafficService:
         stores = self.rt.stores["ApiProduct"]
         groups: dict[promql.Shape, dict[str, list[Key]]] = {}
         for key in keys:
-            product = stores.get(*key)
-            traffic = ((product or {}).get("spec") or {}).get("traffic")
+            traffic = self._traffic(key, stores.get(*key))
             if traffic is None:
                 continue
             shape = promql.shape_of(traffic)

@@ -7,8 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pitwall.api.apiproduct import Traffic
 from pitwall.traffic import figures as fig
 from pitwall.traffic import promql, view
+
+
+def shape_of(raw: dict) -> promql.Shape:
+    """The shape of a raw spec.traffic, parsed as the traffic service parses it."""
+    traffic = promql.traffic_of({"traffic": raw})
+    assert traffic is not None
+    return promql.shape_of(traffic)
 
 
 def sample(value: float, **labels: str) -> dict:
@@ -16,7 +24,7 @@ def sample(value: float, **labels: str) -> dict:
 
 
 def test_defaults_fit_the_common_exporter_and_one_query_per_family_covers_a_batch():
-    shape = promql.shape_of({})
+    shape = shape_of({})
     queries = promql.queries(shape, ["orders", "payments"])
     assert set(queries) == {
         "codes",
@@ -37,7 +45,7 @@ def test_defaults_fit_the_common_exporter_and_one_query_per_family_covers_a_batc
 
 
 def test_label_names_matches_and_values_from_the_spec_are_used_and_escaped():
-    shape = promql.shape_of(
+    shape = shape_of(
         {
             "requestsMetric": "api_calls_total",
             "labels": {"product": "service", "status": "status"},
@@ -49,8 +57,8 @@ def test_label_names_matches_and_values_from_the_spec_are_used_and_escaped():
     sel = promql.selector(shape, ["a.b"])
     assert sel == '{service=~"a\\\\.b", namespace="shop\\"x"}'
     assert 'status=~"5..|599"' in promql.failing(shape)
-    assert promql.product_value("payments", {"productValue": "pay"}) == "pay"
-    assert promql.product_value("payments", {}) == "payments"
+    assert promql.product_value("payments", Traffic(productValue="pay")) == "pay"
+    assert promql.product_value("payments", Traffic()) == "payments"
 
 
 def test_batches_bound_the_products_per_query():

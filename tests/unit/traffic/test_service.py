@@ -93,3 +93,18 @@ def test_a_traffic_alert_keeps_its_state_while_prometheus_has_no_figures():
     seen = asyncio.run(traffic_rules.observations(rt, rule, "shop", records))
     assert [(o.name, o.status) for o in seen] == [("cart/v1", "True"), ("cart/v2", "False")]
     assert "unreachable" in seen[0].message
+
+
+def test_a_product_whose_traffic_the_model_refuses_is_left_out_and_the_others_are_asked(caplog):
+    rt = Runtime(kube=None, settings=Settings(prometheus_url="http://127.0.0.1:9"))
+    rt.stores["ApiProduct"].prime(product("cart", {"preset": "istio", "top": 3}))
+    rt.stores["ApiProduct"].prime(product("broken", {"top": 50}))  # stored around the schema
+    rt.stores["ApiProduct"].prime(product("plain", None))
+    service = TrafficService(rt)
+    with caplog.at_level("WARNING", logger="pitwall.traffic"):
+        first, second = service.products(), service.products()
+    assert set(first) == set(second) == {("shop", "cart")}
+    traffic = first[("shop", "cart")][1]
+    assert (traffic.preset, traffic.top, traffic.window) == ("istio", 3, "5m")
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "shop/broken" in warned[0] and "spec.traffic.top" in warned[0]
