@@ -27,8 +27,8 @@ waits for a target, and a hung run costs no other probe its slot.
   healthy target time out (bench/results/probes.md, 2026-11-29: thousands of "timed out after
   2s" on a starved replica). A governor looks back over each second: when the loop was over
   ``BUSY`` late and a run took more than ``AT_RISK`` of its ``budget`` (the time after which
-  its check fails), it lowers the limit on runs in flight by a quarter (down to
-  ``MIN_CONCURRENCY``); when runs wait and the loop kept up (or every run stayed under
+  its check fails), it lowers the limit on runs in flight by a quarter (down to :func:`floor`,
+  a quarter of ``concurrency``); when runs wait and the loop kept up (or every run stayed under
   ``SAFE`` of its budget), it raises it by an eighth, back to ``concurrency`` (additive
   increase, multiplicative decrease, as TCP does). Only the two together lower it: a loop late
   for want of CPU with checks still quick keeps every slot (fewer would only cut throughput,
@@ -65,6 +65,15 @@ TICK = 0.1  # seconds between the governor's samples of the event loop's latenes
 BUSY = 0.1  # seconds late: the loop cannot serve the runs in flight; fewer of them
 IDLE = 0.02  # seconds late at most: room for more runs in flight (when some wait)
 MIN_CONCURRENCY = 4
+# The governor never goes below a quarter of --probe-concurrency (nor below MIN_CONCURRENCY):
+# on a machine starved by others, runs are slow whatever is in flight, and a quick overload run
+# at load 19 on 2 cores, cut to 4 in flight, ran 35 checks a second at 15 % of a core.
+FLOOR_SHARE = 0.25
+
+
+def floor(concurrency: int) -> int:
+    """The fewest runs in flight the governor allows."""
+    return min(concurrency, max(MIN_CONCURRENCY, int(concurrency * FLOOR_SHARE)))
 GOVERN_EVERY = 1.0  # seconds of samples behind each change of the limit
 AT_RISK = 0.5  # of its budget: a run this slow is near failing for want of the loop's time
 SAFE = 0.25  # of its budget: every run this quick leaves room for more in flight
@@ -286,7 +295,7 @@ class Scheduler:
 
     async def _govern(self) -> None:
         loop = asyncio.get_running_loop()
-        floor = min(MIN_CONCURRENCY, self.concurrency)
+        lowest = floor(self.concurrency)
         worst, ticks = 0.0, 0
         while True:
             planned = loop.time() + TICK
@@ -296,10 +305,10 @@ class Scheduler:
                 continue
             gate, slowest = self._gate, self._slowest
             self._slowest = 0.0
-            if worst > BUSY and slowest > AT_RISK and gate.limit > floor:
+            if worst > BUSY and slowest > AT_RISK and gate.limit > lowest:
                 if gate.limit == self.concurrency:
                     log.info("event loop %.2fs late: fewer probe runs in flight until it keeps up", worst)
-                gate.limit = max(floor, int(gate.limit * 0.75))
+                gate.limit = max(lowest, int(gate.limit * 0.75))
                 log.debug("probe runs in flight limited to %d: the event loop is %.2fs late", gate.limit, worst)
             elif (worst < IDLE or slowest < SAFE) and self.waiting and gate.limit < self.concurrency:
                 gate.limit = min(self.concurrency, gate.limit + max(1, gate.limit // 8))

@@ -355,8 +355,8 @@ async def test_fewer_runs_in_flight_while_the_event_loop_is_late_and_back_after(
         keys = range(40)
         for key in keys:
             s.upsert(key, 0.05, hog(key), timeout=5.0, run_now=True, budget=0.04)
-        await wait_until(lambda: s.limit <= scheduler_module.MIN_CONCURRENCY, limit=30)
-        assert s.limit == scheduler_module.MIN_CONCURRENCY  # never below the floor
+        await wait_until(lambda: s.limit <= scheduler_module.floor(40), limit=30)
+        assert s.limit == scheduler_module.floor(40) == 10  # never below a quarter
         for key in keys:
             s.upsert(key, 0.05, light(key), timeout=5.0)
         await wait_until(lambda: s.limit >= 20, limit=30)
