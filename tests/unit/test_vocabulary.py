@@ -96,3 +96,11 @@ def test_the_exception_tree_documented_in_errors_is_the_class_tree():
         parents.append(name)
     assert documented == {name: parent for name, (parent, _) in actual.items()}
     assert {module for _, module in actual.values()} == {"pitwall.errors"}
+
+
+def test_every_criticality_the_model_offers_has_an_effect_and_no_other():
+    # vocabulary sits below the models (it cannot import them): this keeps its map in step
+    from pitwall.api.apiproduct import CRITICALITIES
+    from pitwall.vocabulary import CRITICALITY_EFFECT
+
+    assert tuple(CRITICALITY_EFFECT) == CRITICALITIES

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..api.base import default_of
+from ..api.incident import IncidentSpec
 from ..durations import format as format_duration
 from ..durations import parse_time
 from .redact import Redactor
@@ -77,9 +79,9 @@ def public_history(
         if started is None or (resolved and (ended or started) < since):
             continue
         end = ended if resolved and ended else now
-        kind = sp.get("type") or "incident"
+        kind = sp.get("type") or default_of(IncidentSpec, "type")
         impact = st.get("impact") or ("maintenance" if kind == "emergency-maintenance" else "degraded")
-        word = "resolved" if resolved else (sp.get("status") or "investigating")
+        word = "resolved" if resolved else (sp.get("status") or default_of(IncidentSpec, "status"))
         if word == "resolved" and not resolved:
             word = "monitoring"  # a person's resolve is applied within seconds; not yet shown as done
         names = ", ".join(str(p["displayName"]) for p in products)

@@ -15,6 +15,7 @@ from ..api.alertrule import SEVERITIES
 from ..api.apiproduct import BackendDependency
 from ..api.base import default_of
 from ..api.check import Check
+from ..api.incident import IncidentSpec
 from ..backends.impact import impact as compute_impact
 from ..durations import rfc3339
 from ..traffic.view import summary as traffic_summary
@@ -75,7 +76,7 @@ def _incident_objects(snapshot: Snapshot, label: Label, now: datetime) -> list[d
         out.append(
             {
                 "name": label(key(incident)),
-                "type": sp.get("type", "incident"),
+                "type": sp.get("type", default_of(IncidentSpec, "type")),
                 "phase": st.get("phase"),
                 "status": sp.get("status"),
                 "impact": st.get("impact"),

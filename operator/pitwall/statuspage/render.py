@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from ..api.apiproduct import ENVIRONMENTS
 from ..durations import parse_time
 from .history import by_product_day
 from .jinja_env import TEMPLATES
 from .uptime import percent
 
-ENV_LABELS = {None: "All", "live": "Live", "sandbox": "Sandbox"}
+ENV_LABELS: dict[str | None, str] = {None: "All", **{e: e.capitalize() for e in ENVIRONMENTS}}
 
 
 def render_public(model: dict, *, title: str = "API status", refresh: int = 15) -> str:
@@ -67,7 +68,7 @@ def _env_query(env: str | None) -> str:
 
 def _choices(env: str | None, present: list[str]) -> list[str | None]:
     """The environment filter's entries; none when there is only one environment."""
-    choices: list[str | None] = [None, *[e for e in ("live", "sandbox") if e in present or e == env]]
+    choices: list[str | None] = [None, *[e for e in ENVIRONMENTS if e in present or e == env]]
     return [] if len(choices) <= 2 and env is None else choices
 
 
