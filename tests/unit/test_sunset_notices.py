@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pitwall.api.apiproduct import ApiProductSpec, SunsetNotice
+from pitwall.api.base import default_of, parse
 from pitwall.products import sunset
 
 SUNSET = datetime(2027, 3, 1, tzinfo=UTC)
 
 
-def spec(lifecycle="deprecated", sunset_at="2027-03-01T00:00:00Z", lead_times=None, **extra):
+RELAY = {"consumerEmail": {"secretRef": {"name": "smtp", "key": "url"}}}
+
+
+def spec(
+    lifecycle="deprecated", sunset_at="2027-03-01T00:00:00Z", lead_times=None, notice=RELAY, **extra
+) -> ApiProductSpec:
+    """The product's spec, parsed as the reconciler parses it (the model's defaults filled in)."""
     version = {"name": "v1", "lifecycle": lifecycle, "image": "x"}
     if sunset_at:
         version["sunsetAt"] = sunset_at
-    notice = {"consumerEmail": {"secretRef": {"name": "smtp", "key": "url"}}}
-    if lead_times is not None:
-        notice["leadTimes"] = lead_times
-    return {
+    if notice is not None and lead_times is not None:
+        notice = {**notice, "leadTimes": lead_times}
+    raw = {
         "displayName": "Payments API",
         "owner": {"contact": "payments-oncall@example.com"},
         "versions": [version, {"name": "v2", "image": "y"}],
@@ -25,9 +32,10 @@ def spec(lifecycle="deprecated", sunset_at="2027-03-01T00:00:00Z", lead_times=No
             {"name": "acme", "versions": ["v2"], "contact": {"email": "a@x"}},
             {"name": "umbrella", "contact": {"name": "Umbrella", "email": "u@x"}},
         ],
-        "sunsetNotice": notice,
+        **({"sunsetNotice": notice} if notice is not None else {}),
         **extra,
     }
+    return parse(ApiProductSpec, raw)
 
 
 def run(s, now, sent=()):
@@ -36,7 +44,7 @@ def run(s, now, sent=()):
     notices = sunset.due(s, now, sent)
     for n in notices:
         sent = sunset.record(
-            sent, n, at=now, delivered=True, recipients=[c["name"] for c in n.consumers], error=None
+            sent, n, at=now, delivered=True, recipients=[c.name for c in n.consumers], error=None
         )
     return notices, sent
 
@@ -45,7 +53,7 @@ def test_deprecation_is_announced_once_to_the_versions_consumers_then_each_lead_
     s = spec()
     notices, sent = run(s, SUNSET - timedelta(days=100))
     assert [(n.kind, n.lead_time) for n in notices] == [("deprecated", None)]
-    assert [c["name"] for c in notices[0].consumers] == ["globex", "umbrella"]  # acme uses v2 only
+    assert [c.name for c in notices[0].consumers] == ["globex", "umbrella"]  # acme uses v2 only
     assert run(s, SUNSET - timedelta(days=99), sent)[0] == []  # restart: nothing again
     notices, sent = run(s, SUNSET - timedelta(days=29), sent)
     assert [(n.kind, n.lead_time) for n in notices] == [("reminder", "30d")]
@@ -72,16 +80,14 @@ def test_a_moved_sunset_is_reminded_again_and_published_versions_owe_nothing():
     assert run(moved, SUNSET - timedelta(days=5), sent)[0] == []  # 92 days to go, no lead time
     assert [n.lead_time for n in run(moved, datetime(2027, 5, 10, tzinfo=UTC), sent)[0]] == ["30d"]
     assert run(spec(lifecycle="published", sunset_at=None), SUNSET, [])[0] == []
-    no_config = spec()
-    del no_config["sunsetNotice"]
-    assert run(no_config, SUNSET - timedelta(days=6))[0] == []
+    assert run(spec(notice=None), SUNSET - timedelta(days=6))[0] == []
 
 
 def test_the_notice_says_what_when_and_where_to_go():
     s = spec()
-    product = {"metadata": {"name": "payments"}, "spec": s}
+    assert s.consumers is not None
     [notice] = sunset.due(s, SUNSET - timedelta(days=100), [])
-    message = sunset.compose(product, notice, s["consumers"][2], SUNSET - timedelta(days=100))
+    message = sunset.compose("payments", s, notice, s.consumers[2], SUNSET - timedelta(days=100))
     assert message.subject == "Payments API v1 is deprecated: sunset on 2027-03-01 00:00 UTC"
     assert "Hello Umbrella," in message.text and "100 days from now" in message.text
     assert "Please move to v2 before then." in message.text
@@ -90,7 +96,7 @@ def test_the_notice_says_what_when_and_where_to_go():
         s, SUNSET - timedelta(days=6, hours=12), [{"version": "v1", "kind": "deprecated"}]
     )
     assert (
-        sunset.compose(product, reminder, s["consumers"][0], SUNSET - timedelta(days=6, hours=12)).subject
+        sunset.compose("payments", s, reminder, s.consumers[0], SUNSET - timedelta(days=6, hours=12)).subject
         == "Reminder: Payments API v1 sunsets in 6 days (2027-03-01 00:00 UTC)"
     )
 
@@ -145,8 +151,31 @@ def test_a_failed_consumer_is_tried_again_and_the_outcome_reaches_the_folded_rem
 
 
 def test_a_notice_nobody_can_be_told_is_recorded_failed_at_once():
-    s = spec()
-    s["sunsetNotice"] = {}  # no relay: e-mail contacts cannot be told
+    s = spec(notice={})  # no relay: e-mail contacts cannot be told
     [notice] = sunset.due(s, SUNSET - timedelta(days=100), [])
     [entry] = sunset.owe([], notice, s, at=SUNSET - timedelta(days=100))
     assert entry["delivered"] is False and "pending" not in entry and "no consumer" in entry["error"]
+
+
+def test_lead_times_the_spec_leaves_out_are_the_models_and_its_own_win():
+    assert default_of(SunsetNotice, "lead_times") == ["30d", "7d"]
+    # sunsetNotice: {} (the relay unset) still reminds at the model's lead times
+    notices, _ = run(spec(notice={}), SUNSET - timedelta(days=6), [{"version": "v1", "kind": "deprecated"}])
+    assert [n.lead_time for n in notices] == ["7d"]
+    notices, _ = run(
+        spec(lead_times=["2d"]), SUNSET - timedelta(days=6), [{"version": "v1", "kind": "deprecated"}]
+    )
+    assert notices == []  # 2d not reached yet; 7d is not the spec's
+    # an explicit empty list is no reminders, not the default
+    assert (
+        run(spec(lead_times=[]), SUNSET - timedelta(days=6), [{"version": "v1", "kind": "deprecated"}])[0]
+        == []
+    )
+
+
+def test_a_version_without_a_lifecycle_is_published_and_named_as_the_replacement():
+    s = spec()
+    assert s.versions[1].lifecycle == default_of(type(s.versions[1]), "lifecycle") == "published"
+    assert s.consumers is not None
+    [notice] = sunset.due(s, SUNSET - timedelta(days=100), [])
+    assert sunset.compose("payments", s, notice, s.consumers[0], SUNSET).data["replacements"] == ["v2"]

@@ -24,6 +24,9 @@ import httpx
 from .. import durations, egress, outbox
 from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver
+from ..api.apiproduct import ApiProductSpec, Consumer
+from ..api.base import parse
+from ..api.maintenancewindow import ConsumerEmail
 from ..errors import InvalidSpec
 from ..logs import ref
 from ..outbox import Batch, Sender
@@ -58,10 +61,11 @@ class SunsetService:
             self.http = None
 
 
-async def record(rt, product: dict, sent: list[dict]) -> tuple[list[dict], list]:
+async def record(rt, product: dict, spec: ApiProductSpec, sent: list[dict]) -> tuple[list[dict], list]:
     """Before the status write: what the outbox delivered since the last reconcile, recorded;
-    then what is due now, recorded as owed. Returns the new ``status.sunsetNotices`` and the
-    results it holds (hand them to :func:`written` once the write succeeded)."""
+    then what is due now (by ``spec``, the product's parsed spec), recorded as owed. Returns the
+    new ``status.sunsetNotices`` and the results it holds (hand them to :func:`written` once the
+    write succeeded)."""
     service = getattr(rt, "sunset", None)
     meta = product["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -81,8 +85,8 @@ async def record(rt, product: dict, sent: list[dict]) -> tuple[list[dict], list]
         if finished is not None:
             await _finished(rt, product, finished)
     now = durations.now()
-    for notice in sunset.due(product.get("spec") or {}, now, entries):
-        entries = sunset.owe(entries, notice, product.get("spec") or {}, at=now)
+    for notice in sunset.due(spec, now, entries):
+        entries = sunset.owe(entries, notice, spec, at=now)
         if not entries[-1 - len(notice.covers)].get("pending"):  # nobody to tell: recorded failed
             await _finished(rt, product, entries[-1 - len(notice.covers)])
     return entries, delivered
@@ -139,13 +143,17 @@ async def _send(rt, namespace: str, name: str, exclude: frozenset) -> Batch:
     product = rt.stores[KIND].get(namespace, name)
     if product is None or service.http is None:
         return Batch()
-    spec = product.get("spec") or {}
+    try:
+        spec = parse(ApiProductSpec, product.get("spec"))
+    except InvalidSpec as exc:  # the reconciler reports it (Stalled); owed until it parses
+        log.warning("sunset notices wait: %s", exc.message, extra=ref(KIND, namespace, name))
+        return Batch()
     status = rt.status_of(product)
     due, later = sunset.owed(status.get("sunsetNotices") or [], durations.now())
     due = [e for e in due if (sunset.ident(e), int(e.get("tries") or 0)) not in exclude]
     batch = Batch(ids={(sunset.ident(e), int(e.get("tries") or 0)) for e in due})
-    email = (spec.get("sunsetNotice") or {}).get("consumerEmail") or {}
-    consumers = {c["name"]: c for c in spec.get("consumers") or []}
+    email = spec.sunset_notice.consumer_email if spec.sunset_notice else None
+    consumers = {c.name: c for c in spec.consumers or []}
     uid = product["metadata"].get("uid", "")
     for entry in due:
         reached, failed, refused, errors = [], [], [], []
@@ -157,7 +165,7 @@ async def _send(rt, namespace: str, name: str, exclude: frozenset) -> Batch:
                 errors.append(f"{consumer_name}: no longer a consumer with a contact")
                 continue
             ok, error, permanent = await _deliver(
-                rt, service, product, notice, consumer, email, message_id(uid, entry, consumer_name)
+                rt, service, product, spec, notice, consumer, email, message_id(uid, entry, consumer_name)
             )
             (reached if ok else refused if permanent else failed).append(consumer_name)
             if error:
@@ -178,32 +186,40 @@ async def _send(rt, namespace: str, name: str, exclude: frozenset) -> Batch:
 
 
 async def _deliver(
-    rt, service: SunsetService, product: dict, notice, consumer: dict, email: dict, key: str
+    rt,
+    service: SunsetService,
+    product: dict,
+    spec: ApiProductSpec,
+    notice: sunset.SunsetNotice,
+    consumer: Consumer,
+    email: ConsumerEmail | None,
+    key: str,
 ) -> tuple[bool, str | None, bool]:
-    """(delivered, error, refused for good) for one consumer; e-mail when it has an address and
-    the relay is configured, else its webhook."""
-    contact = consumer.get("contact") or {}
+    """(delivered, error, refused for good) for one consumer (``sunset.reachable``); e-mail when
+    it has an address and the relay is configured, else its webhook."""
+    contact = consumer.contact
+    assert contact is not None
     secret = None
-    if contact.get("email") and email.get("secretRef"):
-        ref_ = email["secretRef"]
+    if contact.email and email is not None:
+        ref_ = email.secret_ref
         try:
             secret = await rt.kube.read_secret(
-                product["metadata"]["namespace"], ref_["name"], ref_["key"], use="receivers"
+                product["metadata"]["namespace"], ref_.name, ref_.key, use="receivers"
             )
         except InvalidSpec as exc:  # not opted in: recorded with how to opt in, not retried
             return False, exc.message, True
         if secret is None:  # may be created yet: tried again
-            return False, f"Secret {ref_['name']}/{ref_['key']} not found", False
+            return False, f"Secret {ref_.name}/{ref_.key} not found", False
         receiver = Receiver(
-            consumer["name"],
+            consumer.name,
             "email",
-            SecretRef(ref_["name"], ref_["key"]),
-            email_to=(contact["email"],),
-            email_from=email.get("from"),
+            SecretRef(ref_.name, ref_.key),
+            email_to=(contact.email,),
+            email_from=email.from_,
         )
     else:
-        receiver = Receiver(consumer["name"], "webhook", url=contact["webhook"])
-    message = sunset.compose(product, notice, consumer, durations.now())
+        receiver = Receiver(consumer.name, "webhook", url=contact.webhook)
+    message = sunset.compose(product["metadata"]["name"], spec, notice, consumer, durations.now())
     message = dataclasses.replace(message, data={**message.data, "id": key})
     result = await deliver_message(
         receiver,

@@ -247,7 +247,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     }
     # Sunset notices: what the outbox delivered is recorded, what is due now recorded as owed,
     # in this write; the outbox sends after it (products.notices).
-    notices_sent, delivered = await notices.record(rt, product, status.get("sunsetNotices") or [])
+    notices_sent, delivered = await notices.record(rt, product, spec, status.get("sunsetNotices") or [])
     if notices_sent:
         new_status["sunsetNotices"] = notices_sent
     traffic = rt.traffic.status_for(namespace, name) if rt.traffic is not None else None

@@ -2,9 +2,10 @@
 
 A version with ``lifecycle: deprecated`` owes its consumers (those that list it in
 ``consumers[].versions``, or list no versions) a ``deprecated`` notice once, and, when it has
-a ``sunsetAt``, a ``reminder`` at each ``spec.sunsetNotice.leadTimes`` before it (default 30d
-and 7d). Each is decided once: it is recorded in ``status.sunsetNotices`` as owed (``pending``:
-the consumers still to tell) before anything is sent, and handed back here as ``sent``, so
+a ``sunsetAt``, a ``reminder`` at each ``spec.sunsetNotice.leadTimes`` before it (the model's
+default: 30d and 7d; an empty list: none). The spec arrives parsed (``ApiProductSpec``). Each
+is decided once: it is recorded in ``status.sunsetNotices`` as owed (``pending``: the
+consumers still to tell) before anything is sent, and handed back here as ``sent``, so
 restarts and re-reconciles never decide it again. The outbox (``products.notices``) delivers
 what is pending, also after a restart or a leader change, tries a failed consumer again later
 (``outbox.settle_round``), and every copy to a consumer carries the same dedup key.
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import durations, outbox
+from ..api.apiproduct import ApiProductSpec, Consumer
 
 DEPRECATED, REMINDER = "deprecated", "reminder"
-DEFAULT_LEAD_TIMES = ("30d", "7d")
 KEEP = 50
 
 
@@ -40,12 +41,13 @@ class SunsetNotice:
     sunset_at: str | None  # as written in the spec
     lead_time: str | None = None  # the reminder's
     covers: tuple[str, ...] = ()  # reminders folded into a deprecation notice
-    consumers: tuple[dict, ...] = field(default=(), compare=False)
+    consumers: tuple[Consumer, ...] = field(default=(), compare=False)
 
 
-def consumers_of(spec: dict, version: str) -> list[dict]:
-    running = [v["name"] for v in spec.get("versions") or [] if v.get("lifecycle") != "retired"]
-    return [c for c in spec.get("consumers") or [] if version in (c.get("versions") or running)]
+def consumers_of(spec: ApiProductSpec, version: str) -> list[Consumer]:
+    """The consumers that list ``version``, or list no versions (they use every running one)."""
+    running = [v.name for v in spec.versions if v.lifecycle != "retired"]
+    return [c for c in spec.consumers or [] if version in (c.versions or running)]
 
 
 def _key(entry: dict) -> tuple:
@@ -57,17 +59,17 @@ def _key(entry: dict) -> tuple:
     )
 
 
-def due(spec: dict, now: datetime, sent: Iterable[dict]) -> list[SunsetNotice]:
+def due(spec: ApiProductSpec, now: datetime, sent: Iterable[dict]) -> list[SunsetNotice]:
     """The notices to send now, at most one per version."""
-    config = spec.get("sunsetNotice")
+    config = spec.sunset_notice
     if config is None:
         return []
     done = {_key(e) for e in sent or ()}
     out = []
-    for version in spec.get("versions") or []:
-        if version.get("lifecycle") != "deprecated":
+    for version in spec.versions:
+        if version.lifecycle != "deprecated":
             continue
-        name, sunset_text = version["name"], version.get("sunsetAt")
+        name, sunset_text = version.name, version.sunset_at
         sunset = durations.parse_time(sunset_text) if sunset_text else None
         if sunset is not None and now >= sunset:
             continue
@@ -77,9 +79,7 @@ def due(spec: dict, now: datetime, sent: Iterable[dict]) -> list[SunsetNotice]:
         reminder = None
         if sunset is not None:
             reached = [
-                lt
-                for lt in config.get("leadTimes") or DEFAULT_LEAD_TIMES
-                if now >= sunset - timedelta(seconds=durations.parse(lt))
+                lt for lt in config.lead_times if now >= sunset - timedelta(seconds=durations.parse(lt))
             ]
             if reached:
                 reminder = min(reached, key=durations.parse)
@@ -122,21 +122,21 @@ def record(
     return [{k: v for k, v in e.items() if v is not None} for e in entries[-KEEP:]]
 
 
-def reachable(spec: dict, consumer: dict) -> bool:
+def reachable(spec: ApiProductSpec, consumer: Consumer) -> bool:
     """Whether a consumer can be told: a webhook, or an e-mail address with a relay configured."""
-    contact = consumer.get("contact") or {}
-    relay = ((spec.get("sunsetNotice") or {}).get("consumerEmail") or {}).get("secretRef")
-    return bool(contact.get("webhook") or (contact.get("email") and relay))
+    contact = consumer.contact
+    relay = spec.sunset_notice is not None and spec.sunset_notice.consumer_email is not None
+    return contact is not None and bool(contact.webhook or (contact.email and relay))
 
 
 NOBODY = "no consumer of it has a contact email (with spec.sunsetNotice.consumerEmail) or webhook"
 
 
-def owe(sent: list[dict] | None, notice: SunsetNotice, spec: dict, *, at: datetime) -> list[dict]:
+def owe(sent: list[dict] | None, notice: SunsetNotice, spec: ApiProductSpec, *, at: datetime) -> list[dict]:
     """``status.sunsetNotices`` with ``notice`` recorded as owed to its reachable consumers
     (``pending``), before anything is sent; the reminders it covers are recorded with it. A
     notice nobody can be told is recorded as failed at once."""
-    names = [c["name"] for c in notice.consumers if reachable(spec, c)]
+    names = [c.name for c in notice.consumers if reachable(spec, c)]
     entries = record(sent, notice, at=at, delivered=False, recipients=[], error=None if names else NOBODY)
     if names:
         main = len(entries) - 1 - len(notice.covers)
@@ -210,13 +210,13 @@ class Message:
     data: dict
 
 
-def compose(product: dict, notice: SunsetNotice, consumer: dict, now: datetime) -> Message:
-    """The notice as ``consumer`` reads it (mail text and HTML, JSON for webhooks)."""
-    spec = product.get("spec") or {}
-    display = spec.get("displayName") or product["metadata"]["name"]
-    published = [
-        v["name"] for v in spec.get("versions") or [] if v.get("lifecycle", "published") == "published"
-    ]
+def compose(
+    name: str, spec: ApiProductSpec, notice: SunsetNotice, consumer: Consumer, now: datetime
+) -> Message:
+    """The notice as ``consumer`` reads it (mail text and HTML, JSON for webhooks); ``name`` is
+    the ApiProduct's."""
+    display = spec.display_name or name
+    published = [v.name for v in spec.versions if v.lifecycle == "published"]
     sunset = durations.parse_time(notice.sunset_at) if notice.sunset_at else None
     day = sunset.strftime("%Y-%m-%d %H:%M UTC") if sunset else None
     left = _left(sunset - now) if sunset else None
@@ -228,22 +228,22 @@ def compose(product: dict, notice: SunsetNotice, consumer: dict, now: datetime) 
     else:
         subject = f"Reminder: {display} {notice.version} sunsets in {left} ({day})"
         intro = f"{display} {notice.version} will be switched off on {day}, {left} from now."
-    lines = [f"Hello {(consumer.get('contact') or {}).get('name') or consumer['name']},", "", intro]
+    lines = [f"Hello {(consumer.contact.name if consumer.contact else None) or consumer.name},", "", intro]
     if published:
         lines.append(f"Please move to {', '.join(published)} before then.")
-    owner = (spec.get("owner") or {}).get("contact")
+    owner = spec.owner.contact if spec.owner else None
     if owner:
         lines.append(f"Questions: {owner}.")
     text = "\n".join(lines)
     data = {
         "kind": f"sunset-{notice.kind}",
-        "apiProduct": product["metadata"]["name"],
+        "apiProduct": name,
         "displayName": display,
         "version": notice.version,
         "sunsetAt": notice.sunset_at,
         "leadTime": notice.lead_time,
         "replacements": published,
-        "consumer": consumer["name"],
+        "consumer": consumer.name,
         "subject": subject,
         "text": text,
     }
