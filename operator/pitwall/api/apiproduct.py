@@ -228,7 +228,7 @@ class SunsetNotice(Model):
 
     lead_times: list[LeadTime] = items(
         "Remind consumers this long before sunsetAt, each once (only the "
-        "shortest lead time already reached is sent, never a stale one).",
+        "shortest lead time already reached is sent, never a stale one); [] sends none.",
         5,
         default=["30d", "7d"],
     )
