@@ -64,3 +64,21 @@ def test_a_consumer_is_mailed_through_the_policys_relay_and_hooked_without_one()
     assert (hook.type, hook.url) == ("webhook", "http://hook")
     [only] = _receivers_for(consumer, IncidentPolicy())
     assert only.type == "webhook"
+
+
+def test_who_is_told_follows_the_parsed_policy(service):
+    incident = {"spec": {"products": [{"name": "payments", "versions": ["v1"]}]}, "status": {}}
+    told = product({"receivers": [{"name": "ops", "type": "webhook", "url": "http://127.0.0.1:9/ops"}]})
+    told["spec"]["consumers"] = [{"name": "acme", "contact": {"webhook": "http://127.0.0.1:9/acme"}}]
+    # notifyConsumers left out: the model's default (true) tells the consumer; receivers are typed
+    found = notify.recipients(incident, {"payments": told})
+    assert [(r.name, r.kind) for r in found] == [("acme", "consumer"), ("ops", "receiver")]
+    assert found[1].receiver is not None and found[1].receiver.url == "http://127.0.0.1:9/ops"
+    quiet = {
+        **told,
+        "spec": {**told["spec"], "incidents": {**told["spec"]["incidents"], "notifyConsumers": False}},
+    }
+    assert [r.name for r in notify.recipients(incident, {"payments": quiet})] == ["ops"]
+    # the service's reading: a policy the model refuses counts as the defaults (consumers told)
+    refused = {**told, "spec": {**told["spec"], "incidents": {"notifyConsumers": False, "minSpacing": 5}}}
+    assert [r.name for r in notify.recipients(incident, {"payments": refused}, service._policy)] == ["acme"]

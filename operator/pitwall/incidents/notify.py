@@ -31,10 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import outbox
+from ..api.apiproduct import IncidentPolicy
+from ..api.base import default_of, parse
+from ..api.incident import IncidentSpec
+from ..api.receivers import Receiver
 from ..durations import format as format_duration
 from ..durations import parse_time, rfc3339
 from . import decide
@@ -59,7 +64,7 @@ class Recipient:
     product: str
     versions: tuple[str, ...]
     contact: dict = field(default_factory=dict)  # consumer: {name, email, webhook}
-    receiver: dict | None = None  # receiver: the AlertRule-shaped entry
+    receiver: Receiver | None = None  # receiver: the AlertRule-shaped entry
 
 
 @dataclass
@@ -168,8 +173,16 @@ def message_id(uid: str, event: str, recipient: str) -> str:
     return hashlib.sha256(f"incident/{uid}/{event}/{recipient}".encode()).hexdigest()[:32]
 
 
-def recipients(incident: dict, products: dict[str, dict]) -> list[Recipient]:
-    """Consumers of the affected versions, then each affected product's incident receivers."""
+def policy_of(product: dict) -> IncidentPolicy:
+    """A stored product's ``spec.incidents`` through the model (InvalidSpec for one it refuses)."""
+    return parse(IncidentPolicy, (product.get("spec") or {}).get("incidents"), "spec.incidents")
+
+
+def recipients(
+    incident: dict, products: dict[str, dict], policy: Callable[[dict], IncidentPolicy] = policy_of
+) -> list[Recipient]:
+    """Consumers of the affected versions, then each affected product's incident receivers
+    (``policy``: a product's parsed ``spec.incidents``)."""
     found: list[Recipient] = []
     seen_receivers: set[str] = set()
     affected = decide.status(incident).get("affected") or decide.spec(incident).get("products") or []
@@ -178,10 +191,10 @@ def recipients(incident: dict, products: dict[str, dict]) -> list[Recipient]:
         if product is None:
             continue
         pspec = product.get("spec") or {}
-        policy = pspec.get("incidents") or {}
+        incidents = policy(product)
         running = [v["name"] for v in pspec.get("versions") or [] if v.get("lifecycle") != "retired"]
         versions = tuple(entry.get("versions") or running)
-        if policy.get("notifyConsumers", True):
+        if incidents.notify_consumers:
             for consumer in sorted(pspec.get("consumers") or [], key=lambda c: c.get("name", "")):
                 if consumer.get("incidentNotices") is False:
                     continue
@@ -196,12 +209,10 @@ def recipients(incident: dict, products: dict[str, dict]) -> list[Recipient]:
                             dict(consumer.get("contact") or {}),
                         )
                     )
-        for receiver in policy.get("receivers") or []:
-            if receiver.get("name") and receiver["name"] not in seen_receivers:
-                seen_receivers.add(receiver["name"])
-                found.append(
-                    Recipient(receiver["name"], RECEIVER, entry["name"], versions, receiver=receiver)
-                )
+        for receiver in incidents.receivers or []:
+            if receiver.name not in seen_receivers:
+                seen_receivers.add(receiver.name)
+                found.append(Recipient(receiver.name, RECEIVER, entry["name"], versions, receiver=receiver))
     return found
 
 
@@ -225,7 +236,7 @@ def compose(
         update = (sp.get("updates") or [])[notice.update]
     elif notice.event == RESOLVED:
         update = next((u for u in reversed(sp.get("updates") or []) if u.get("status") == "resolved"), None)
-    word = (update or {}).get("status") or sp.get("status") or "investigating"
+    word = (update or {}).get("status") or sp.get("status") or default_of(IncidentSpec, "status")
     event = "update" if notice.update is not None else notice.event
     subject = _SUBJECT[event].format(kind=kind, what=what, status=word)
     started = st.get("startedAt")

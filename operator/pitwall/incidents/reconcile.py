@@ -32,7 +32,7 @@ from .. import durations, egress
 from ..alerts.delivery import RetryPolicy, deliver_message
 from ..alerts.rules import Receiver, parse_receiver
 from ..api.apiproduct import IncidentPolicy
-from ..api.base import camel, default_of, parse
+from ..api.base import camel, default_of
 from ..conditions import summary
 from ..errors import InvalidSpec, KubeError
 from ..logs import ref
@@ -301,7 +301,7 @@ class IncidentService:
         meta = product.get("metadata") or {}
         where = (meta.get("namespace", ""), meta.get("name", ""))
         try:
-            policy = parse(IncidentPolicy, (product.get("spec") or {}).get("incidents"), "spec.incidents")
+            policy = notify.policy_of(product)
             for field in ("merge_window", "min_spacing"):  # the CRD's CEL rule, which the model leaves out
                 try:
                     durations.parse(getattr(policy, field))
@@ -347,7 +347,7 @@ class IncidentService:
             failed: list[str] = []
             refused: list[str] = []
             errors: list[str] = []
-            for recipient in notify.recipients(incident, products):
+            for recipient in notify.recipients(incident, products, self._policy):
                 if recipient.name in done or (owed_to is not None and recipient.name not in owed_to):
                     continue
                 message = notify.compose(incident, notice, recipient, displays, durations.now())
