@@ -80,7 +80,7 @@ async def record(rt, product: dict, spec: ApiProductSpec, sent: list[dict]) -> t
             failed=result["failed"],
             refused=result["refused"],
             errors=result["errors"],
-            retry_base=service.retry_base,
+            retry_base=service.retry_base if service is not None else outbox.RETRY_BASE,
         )
         if finished is not None:
             await _finished(rt, product, finished)
@@ -156,7 +156,10 @@ async def _send(rt, namespace: str, name: str, exclude: frozenset) -> Batch:
     consumers = {c.name: c for c in spec.consumers or []}
     uid = product["metadata"].get("uid", "")
     for entry in due:
-        reached, failed, refused, errors = [], [], [], []
+        reached: list[str] = []
+        failed: list[str] = []
+        refused: list[str] = []
+        errors: list[str] = []
         notice = sunset.notice_of(entry)
         for consumer_name in entry["pending"]:
             consumer = consumers.get(consumer_name)
@@ -221,6 +224,7 @@ async def _deliver(
         receiver = Receiver(consumer.name, "webhook", url=contact.webhook)
     message = sunset.compose(product["metadata"]["name"], spec, notice, consumer, durations.now())
     message = dataclasses.replace(message, data={**message.data, "id": key})
+    assert service.http is not None  # _send checked it
     result = await deliver_message(
         receiver,
         message,
