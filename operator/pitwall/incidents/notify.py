@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .. import outbox
-from ..api.apiproduct import IncidentPolicy
+from ..api.apiproduct import Consumer, IncidentPolicy
 from ..api.base import default_of, parse
 from ..api.incident import IncidentSpec
 from ..api.receivers import Receiver
@@ -196,7 +196,7 @@ def recipients(
         versions = tuple(entry.get("versions") or running)
         if incidents.notify_consumers:
             for consumer in sorted(pspec.get("consumers") or [], key=lambda c: c.get("name", "")):
-                if consumer.get("incidentNotices") is False:
+                if not consumer.get("incidentNotices", default_of(Consumer, "incident_notices")):
                     continue
                 uses = tuple(v for v in versions if v in (consumer.get("versions") or running))
                 if uses:
