@@ -262,3 +262,23 @@ def test_status_follows_a_spec_change_and_a_new_probes_first_verdict(operator, k
     ready = eventually(observed, timeout=20, message="observedGeneration 2 with its conditions")
     assert ready["status"] == "True"
     kubectl("wait", "--for=condition=Ready", "probe/fresh-0", "--timeout=5s")
+
+
+def test_history_stays_whole_when_writes_send_only_what_changed(operator, kubectl, demo):
+    # Every steady write sends only what changed since the last (issue 18); what the API server
+    # holds must still be the whole status: every run counted once in both series.
+    kubectl.apply(probe("counted", {"url": demo.url + "/isUp"}))
+    eventually(lambda: status(kubectl, "counted").get("consecutiveSuccesses", 0) >= 8, timeout=90)
+    operator.stop()  # flushes the runs coalescing held back
+    final = status(kubectl, "counted")
+    runs = final["consecutiveSuccesses"]
+    hourly = decode_runs(final["history"]["hourly"]["runs"])
+    daily = decode_runs(final["history"]["daily"]["runs"])
+    assert (sum(ok for ok, _ in hourly), sum(total for _, total in hourly)) == (runs, runs)
+    assert (sum(ok for ok, _ in daily), sum(total for _, total in daily)) == (runs, runs)
+    assert len([r for r in demo.requests() if r["path"] == "/isUp"]) >= runs
+    assert final["state"] == "Up" and final["target"] == demo.url + "/isUp"
+    assert final["availability"]["last1h"] == 100 and final["latency"]["p50Ms"] > 0
+    assert final["lastRun"]["result"] == "Success" and final["observedGeneration"] == 1
+    assert condition({"status": final}, "Ready")["status"] == "True"
+    operator.start()

@@ -45,13 +45,16 @@ class Series:
     """Consecutive buckets of (ok, total) counts, ``start`` being the first bucket's index
     (hours or days since the epoch), at most ``size`` of them: older ones fall off the front."""
 
-    __slots__ = ("size", "start", "ok", "total")
+    __slots__ = ("size", "start", "ok", "total", "_text")
 
     def __init__(self, size: int, start: int = 0, counts: Iterator[tuple[int, int]] = iter(())):
         self.size = size
         self.start = start
         self.ok = array("I")
         self.total = array("I")
+        # (first, upto, "ok/total ...") of buckets [first, upto): the encoding of buckets no run
+        # has counted into since, so a status write formats only the newest (see ``encode``).
+        self._text: tuple[int, int, str] | None = None
         for ok, total in counts:
             self.ok.append(ok)
             self.total.append(total)
@@ -69,6 +72,8 @@ class Series:
         """Add counts to bucket ``index``, making room for it (older buckets fall off)."""
         if self.total and index < self.start:
             return  # older than everything kept: results arrive in time order, so drop it
+        if self._text is not None and index < self._text[1]:
+            self._text = None  # a bucket it encodes changes (a late result): encode afresh
         if not self.total or index - self.end >= self.size:
             self.start, self.ok, self.total = index, array("I", [0]), array("I", [0])
         elif index >= self.end:
@@ -94,11 +99,33 @@ class Series:
             yield self.start + offset, self.ok[offset], self.total[offset]
 
     def encode(self, since: int) -> tuple[int, str] | None:
-        """(first index, "ok/total ...") of the buckets from ``since`` on; None when none."""
-        kept = list(self.buckets(since))
-        if not kept:
+        """(first index, "ok/total ...") of the buckets from ``since`` on; None when none.
+
+        Incremental: runs count into the newest bucket only, so the text of the older ones is
+        kept between calls and extended (a new bucket) or cut at the front (``since`` moved on);
+        each write formats one bucket instead of up to 169 (issue 18: encoding the history was
+        ~14% of a status write)."""
+        first, end = max(since, self.start), self.end
+        if first >= end:
             return None
-        return kept[0][0], " ".join(f"{ok}/{total}" for _, ok, total in kept)
+        upto = end - 1  # the newest bucket still counts runs: never cached
+        cached = self._text
+        if cached is None or cached[0] > first or cached[1] > upto:
+            cached = (first, first, "")
+        elif cached[0] < first:  # the window moved on: drop the oldest tokens
+            drop = min(first, cached[1]) - cached[0]
+            rest = cached[2].split(" ", drop)[drop] if drop < cached[1] - cached[0] else ""
+            cached = (first, max(first, cached[1]), rest)
+        if cached[1] < upto:
+            more = self._tokens(cached[1], upto)
+            cached = (first, upto, f"{cached[2]} {more}" if cached[2] else more)
+        self._text = cached
+        newest = self._tokens(upto, end)
+        return first, f"{cached[2]} {newest}" if cached[2] else newest
+
+    def _tokens(self, first: int, upto: int) -> str:
+        ok, total, offset = self.ok, self.total, self.start
+        return " ".join(f"{ok[i - offset]}/{total[i - offset]}" for i in range(first, upto))
 
 
 def decode_runs(text: str) -> list[tuple[int, int]]:
@@ -144,16 +171,21 @@ class Stats:
     def availability(self, now: datetime) -> dict[str, float]:
         """Percent of successful runs per window; a window without runs is left out."""
         now_h = (now.astimezone(UTC) - _EPOCH).total_seconds() / HOUR_S  # in hours, fractional
+        series = self._hourly
         out = {}
         for name, hours in WINDOWS.items():
             since = now_h - hours
+            oldest = math.floor(since)  # the partly covered bucket
             ok = total = 0.0
-            for index, bucket_ok, bucket_total in self._hourly.buckets(math.floor(since)):
-                if index + 1 <= since or not bucket_total:
-                    continue
-                weight = 1.0 if index >= since else (index + 1 - since)
-                ok += bucket_ok * weight
-                total += bucket_total * weight
+            full = 0  # offset of the first bucket wholly inside the window
+            if oldest >= series.start:
+                full = oldest - series.start + 1
+                if full <= len(series.total):
+                    weight = oldest + 1 - since
+                    ok, total = series.ok[full - 1] * weight, series.total[full - 1] * weight
+            # Sums over array slices (C loops): this runs on every status write of every probe.
+            ok += sum(series.ok[full:])
+            total += sum(series.total[full:])
             if total > 0:
                 out[name] = round(100.0 * ok / total, 3)
         return out

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pitwall.probes.stats import DAYS, HOURS, Stats, daily_runs, decode_runs
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -138,3 +141,93 @@ def test_old_buckets_age_out_of_status():
 
     assert status["history"] == {}
     assert status["availability"] == {}
+
+
+# -- the incremental encoding (issue 18: a status write formats one bucket, not the history) ------
+def _reference_status(stats: Stats, now: datetime) -> dict:
+    """What ``to_status`` wrote before it was incremental: every bucket formatted afresh, the
+    availability windows summed bucket by bucket. The incremental code must say the same."""
+    from pitwall.probes.stats import WINDOWS, hour_index
+
+    def encode(series, since):
+        kept = list(series.buckets(since))
+        return (kept[0][0], " ".join(f"{ok}/{total}" for _, ok, total in kept)) if kept else None
+
+    now_h = (now - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() / 3600
+    availability = {}
+    for name, hours in WINDOWS.items():
+        since, ok, total = now_h - hours, 0.0, 0.0
+        for index, bucket_ok, bucket_total in stats._hourly.buckets(int(since // 1)):
+            if index + 1 <= since or not bucket_total:
+                continue
+            weight = 1.0 if index >= since else (index + 1 - since)
+            ok, total = ok + bucket_ok * weight, total + bucket_total * weight
+        if total > 0:
+            availability[name] = round(100.0 * ok / total, 3)
+    hourly = encode(stats._hourly, hour_index(now) - HOURS + 1)
+    daily = encode(stats._daily, now.date().toordinal() - DAYS + 1)
+    return {
+        "availability": availability,
+        "hourly": hourly and (hourly[0], hourly[1]),
+        "daily": daily and (daily[0], daily[1]),
+    }
+
+
+def _as_reference(status: dict) -> dict:
+    from pitwall import durations
+    from pitwall.probes.stats import hour_index
+
+    history = status["history"]
+    hourly = history.get("hourly")
+    daily = history.get("daily")
+    return {
+        "availability": status["availability"],
+        "hourly": hourly and (hour_index(durations.parse_time(hourly["from"])), hourly["runs"]),
+        "daily": daily and (datetime.fromisoformat(daily["from"]).date().toordinal(), daily["runs"]),
+    }
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=40 * 3600),  # seconds to the next run (gaps of days too)
+            st.booleans(),
+            st.booleans(),  # write a status after this run
+            st.integers(min_value=-7200, max_value=0),  # a late result, now and then
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    seeded=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_incremental_history_encoding_equals_encoding_afresh(steps, seeded):
+    stats = Stats()
+    at = T0
+    if seeded:  # resumed from a status written by a long-running operator
+        for hour in range(0, 24 * 95, 5):
+            stats.record(T0 - timedelta(hours=hour), hour % 7 != 0, 10.0)
+        stats = Stats.from_status(json.loads(json.dumps(stats.to_status(T0))))
+    for gap, ok, write, late in steps:
+        at += timedelta(seconds=gap)
+        stats.record(at + timedelta(seconds=late) if late > -3600 else at, ok, 5.0)
+        if write:
+            now = at + timedelta(seconds=gap % 600)
+            assert _as_reference(stats.to_status(now)) == _reference_status(stats, now)
+    now = at + timedelta(minutes=1)
+    assert _as_reference(stats.to_status(now)) == _reference_status(stats, now)
+
+
+def test_encoding_follows_the_window_as_it_moves_on():
+    stats = Stats()
+    for hour in range(HOURS + 30):
+        at = T0 + timedelta(hours=hour)
+        stats.record(at, hour % 3 != 0)
+        stats.record(at, True)
+        status = stats.to_status(at)
+        assert _as_reference(status) == _reference_status(stats, at)
+        assert len(decode_runs(status["history"]["hourly"]["runs"])) == min(hour + 1, HOURS)
+    # a late result for an hour already encoded still shows
+    stats.record(T0 + timedelta(hours=HOURS + 20), False)
+    status = stats.to_status(T0 + timedelta(hours=HOURS + 29))
+    assert decode_runs(status["history"]["hourly"]["runs"])[-10] == (1, 3)
