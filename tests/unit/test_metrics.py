@@ -98,3 +98,37 @@ async def test_the_metrics_endpoint_is_gzipped_when_accepted_and_parses_with_eve
     assert histogram["pitwall_probe_duration_seconds_count", "call", None] == 200
     assert histogram["pitwall_probe_duration_seconds_bucket", "token", "0.005"] == 200
     assert not any("name" in s.labels for s in families["pitwall_probe_duration_seconds"].samples)
+
+
+async def test_metrics_and_health_are_answered_while_the_operators_event_loop_is_blocked():
+    """The endpoints have a thread and a loop of their own: a scrape or a kubelet probe does not
+    wait for the operator's loop (busy running checks, or stuck)."""
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from pitwall_testing.cluster import free_port
+
+    port = free_port()
+    server = await metrics.serve("127.0.0.1", port)
+    answers: dict[str, tuple[int, bytes]] = {}
+    done = threading.Event()
+
+    def scrape() -> None:
+        for path in ("/metrics", "/healthz"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+                    answers[path] = response.status, response.read()
+            except urllib.error.HTTPError as error:  # /healthz: 503 if another test failed a task
+                answers[path] = error.code, error.read()
+        done.set()
+
+    try:
+        threading.Thread(target=scrape, daemon=True).start()
+        answered = done.wait(timeout=30)  # blocks this event loop meanwhile, as a stuck one would
+    finally:
+        await server.cleanup()
+    assert answered, "no answer while the operator's event loop was blocked"
+    assert answers["/metrics"][0] == 200 and b"# TYPE pitwall_leader gauge" in answers["/metrics"][1]
+    assert json.loads(answers["/healthz"][1])["status"] in {"ok", "failed", "stuck"}

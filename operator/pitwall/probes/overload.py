@@ -124,7 +124,10 @@ class Reporter:
         self.pod = target if target is not None and target["kind"] == "Pod" else None
         self._changes: asyncio.Queue[Overload] = asyncio.Queue()
         self._transition_at = rfc3339()
-        scheduler.on_overload = self._changes.put_nowait
+        # The scheduler settles an overload when it is read, and /healthz and /metrics read it
+        # from the metrics server's thread (metrics.Server): hand changes to this loop safely.
+        loop = asyncio.get_running_loop()
+        scheduler.on_overload = lambda change: loop.call_soon_threadsafe(self._changes.put_nowait, change)
         metrics.HEALTH.details["probeEngine"] = lambda: health(scheduler.overload())
 
     async def run(self) -> None:

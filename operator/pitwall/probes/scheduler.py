@@ -51,6 +51,7 @@ import heapq
 import itertools
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -253,6 +254,8 @@ class Scheduler:
         self._overloaded_since: float | None = None
         self._overloaded_closed = 0.0  # seconds of overloads that have ended
         self._worst_lag = 0.0  # largest lag of the current overload
+        # /metrics and /healthz read (and so settle) the overload from the metrics server's thread
+        self._overload_lock = threading.RLock()
 
     def upsert(
         self,
@@ -364,6 +367,10 @@ class Scheduler:
                 log.exception("probe scheduler: on_overload failed")
 
     def _note_start(self, lag: float, now: float) -> None:
+        with self._overload_lock:
+            self._note_start_locked(lag, now)
+
+    def _note_start_locked(self, lag: float, now: float) -> None:
         self._settle(now)
         if lag < LATE:
             return
@@ -381,6 +388,10 @@ class Scheduler:
             self._changed(Overload(True, lag, lag, self.waiting, self._overloaded_closed + lag, self.limit))
 
     def _settle(self, now: float) -> None:
+        with self._overload_lock:
+            self._settle_locked(now)
+
+    def _settle_locked(self, now: float) -> None:
         if self._overloaded_since is not None and now >= self._late_until:
             ended = self._late_until - CALM  # the last late start
             self._overloaded_closed += max(0.0, ended - self._overloaded_since)
