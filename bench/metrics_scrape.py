@@ -9,9 +9,11 @@ each), then:
   the best CPU time (``time.process_time``) and the size;
 - serves it with the operator's own /metrics endpoint (``metrics.serve``) and scrapes it with
   ``curl`` in another process, without and with ``Accept-Encoding: gzip`` (what Prometheus
-  sends), reporting the best wall time and the bytes sent.
+  sends), reporting the best wall time and the bytes sent; with ``--busy N``, while N tasks
+  keep this process's event loop busy (1 ms of CPU each per turn of the loop: a turn of N ms,
+  like an overloaded operator's).
 
-    PYTHONPATH=operator .venv/bin/python bench/metrics_scrape.py [--probes 5000] [--steps 1]
+    PYTHONPATH=operator .venv/bin/python bench/metrics_scrape.py [--probes 5000] [--steps 1] [--busy 100]
 """
 
 from __future__ import annotations
@@ -67,10 +69,21 @@ def curl(url: str, gzip: bool) -> tuple[float, int]:
     return float(seconds), int(size)
 
 
-async def scrape(rounds: int) -> dict[str, tuple[float, int]]:
+async def burn(milliseconds: float) -> None:
+    """One of ``--busy`` tasks keeping this process's event loop busy, as an overloaded
+    operator's is with checks: ``milliseconds`` of CPU per turn of the loop."""
+    while True:
+        until = time.perf_counter() + milliseconds / 1000
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
+
+
+async def scrape(rounds: int, busy: int) -> dict[str, tuple[float, int]]:
     port = free_port()
     runner = await metrics.serve("127.0.0.1", port)
     url = f"http://127.0.0.1:{port}/metrics"
+    burners = [asyncio.create_task(burn(1.0)) for _ in range(busy)]
     try:
         out = {}
         for gzip in (False, True):
@@ -78,6 +91,8 @@ async def scrape(rounds: int) -> dict[str, tuple[float, int]]:
             out["gzip" if gzip else "plain"] = min(results)
         return out
     finally:
+        for task in burners:
+            task.cancel()
         await runner.cleanup()
 
 
@@ -90,6 +105,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--namespaces", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="tasks taking 1 ms of CPU per turn of the loop while it is scraped",
+    )
     args = parser.parse_args()
 
     source = populate(args.probes, args.steps, args.runs, args.namespaces)
@@ -105,7 +126,7 @@ def main() -> None:
         f"{len(page) / 1e6:.2f} MB, {lines:,} samples; render CPU best {min(renders):.3f} s "
         f"(rounds {', '.join(f'{r:.3f}' for r in renders)})"
     )
-    for how, (seconds, size) in asyncio.run(scrape(args.rounds)).items():
+    for how, (seconds, size) in asyncio.run(scrape(args.rounds, args.busy)).items():
         print(f"scrape ({how}): best {seconds:.3f} s, {size / 1e6:.2f} MB sent")
 
 

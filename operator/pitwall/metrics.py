@@ -123,7 +123,7 @@ def app() -> web.Application:
     here may touch the operator's event loop (HEALTH and the collectors only read numbers)."""
 
     async def healthz(_request: web.Request) -> web.Response:
-        details = {name: read() for name, read in list(HEALTH.details.items())}
+        details = {name: read() for name, read in HEALTH.details.copy().items()}
         if HEALTH.alive:
             return web.json_response({"status": "ok", **details})
         if HEALTH.failed:

@@ -136,10 +136,13 @@ class Collector:
 
     def jobs(self) -> list[tuple[tuple[str, str, str], Numbers]]:
         """Every probe that ran, with its numbers (a snapshot: the loop may change the jobs)."""
+        # dict.copy(), not list(d.items()): this runs on the metrics server's thread, and building
+        # the list can start a garbage collection, whose callbacks let the loop change the dict
+        # midway ("dictionary changed size during iteration"); the copy is one C call.
         return [
             (key, job.numbers)
             for source in list(self._sources)
-            for key, job in list(source.jobs.items())
+            for key, job in source.jobs.copy().items()
             if job.numbers.success is not None
         ]
 
@@ -148,9 +151,9 @@ class Collector:
         present = {key[:2] for key, _ in jobs}
         return [
             (where, step, counts)
-            for where, group in sorted(list(self.durations.groups.items()), key=lambda item: item[0])
+            for where, group in sorted(self.durations.groups.copy().items(), key=lambda item: item[0])
             if where in present
-            for step, counts in sorted(list(group.items()), key=lambda item: item[0])
+            for step, counts in sorted(group.copy().items(), key=lambda item: item[0])
         ]
 
     def schedulers(self) -> list:
@@ -175,7 +178,7 @@ class Collector:
             up.add_metric(labels, numbers.up)
             runs.add_metric([*labels, "success"], numbers.passed)
             runs.add_metric([*labels, "failure"], numbers.failed)
-            for step, seconds in list(numbers.last.items()):
+            for step, seconds in numbers.last.items():  # replaced by each run, never changed
                 step_seconds.add_metric([*labels, step], seconds)
         for (kind, namespace), step, counts in self.histograms(jobs):
             duration.add_metric([kind, namespace, step], *_cumulative(counts))
@@ -225,7 +228,7 @@ def render(collector: Collector) -> bytes:
             f'pitwall_probe_runs_total{{{labels},result="success"}} {_count(numbers.passed)}\n'
             f'pitwall_probe_runs_total{{{labels},result="failure"}} {_count(numbers.failed)}\n'
         )
-        for step, seconds in list(numbers.last.items()):
+        for step, seconds in numbers.last.items():  # replaced by each run, never changed
             step_seconds.append(
                 f'pitwall_probe_step_duration_seconds{{{labels},step="{_quote(step)}"}} {floatToGoString(seconds)}\n'
             )
