@@ -35,20 +35,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .. import outbox
 from ..api.apiproduct import Consumer, IncidentPolicy
 from ..api.base import default_of, parse
 from ..api.incident import IncidentSpec
 from ..api.receivers import Receiver
 from ..durations import format as format_duration
 from ..durations import parse_time, rfc3339
+from ..owed import MAX_TRIES as MAX_TRIES
+from ..owed import RETRY_BASE as RETRY_BASE
+from ..owed import due_entries, settle_round
 from . import decide
 
 START, RESOLVED = "start", "resolved"
 CONSUMER, RECEIVER = "consumer", "receiver"
 SENDING, SENT, INTERRUPTED = "Sending", "Sent", "Interrupted"
 KEEP = 100  # api.incident.NOTICES_KEPT
-MAX_TRIES, RETRY_BASE = outbox.MAX_TRIES, outbox.RETRY_BASE  # 8 rounds, 15 s doubling up to 10 min
+# MAX_TRIES, RETRY_BASE (pitwall.owed): 8 rounds, 15 s doubling up to 10 min
 
 
 @dataclass(frozen=True)
@@ -146,13 +148,13 @@ def settle(
     error: str | None = None,
     retry_base: float = RETRY_BASE,
 ) -> list[dict]:
-    """Record one delivery round of ``event`` (``outbox.settle_round``): it stays ``Sending``
+    """Record one delivery round of ``event`` (``pitwall.owed.settle_round``): it stays ``Sending``
     while recipients that failed for a reason a retry may fix are ``pending``, else ``Sent``.
     Applying a round twice changes nothing (an entry ``Sent`` is left as it is)."""
     entry = next((n for n in notices or [] if n.get("event") == event), None)
     if entry is None or entry.get("state") != SENDING:
         return list(notices or [])  # recorded already
-    out, finished = outbox.settle_round(
+    out, finished = settle_round(
         entry, at=at, reached=reached, failed=failed, refused=refused, retry_base=retry_base
     )
     out.update(state=SENT if finished else SENDING, at=rfc3339(at))
@@ -164,7 +166,7 @@ def settle(
 
 def sending(notices: list[dict] | None, now: datetime) -> tuple[list[dict], datetime | None]:
     """The ``Sending`` entries due now (the outbox delivers them), and when the next falls due."""
-    return outbox.due_entries(notices, now, lambda n: n.get("state") == SENDING and bool(n.get("event")))
+    return due_entries(notices, now, lambda n: n.get("state") == SENDING and bool(n.get("event")))
 
 
 def message_id(uid: str, event: str, recipient: str) -> str:

@@ -127,7 +127,11 @@ class Reporter:
         # The scheduler settles an overload when it is read, and /healthz and /metrics read it
         # from the metrics server's thread (metrics.Server): hand changes to this loop safely.
         loop = asyncio.get_running_loop()
-        scheduler.on_overload = lambda change: loop.call_soon_threadsafe(self._changes.put_nowait, change)
+
+        def changed(change: Overload) -> None:
+            loop.call_soon_threadsafe(self._changes.put_nowait, change)
+
+        scheduler.on_overload = changed
         metrics.HEALTH.details["probeEngine"] = lambda: health(scheduler.overload())
 
     async def run(self) -> None:

@@ -8,7 +8,7 @@ is decided once: it is recorded in ``status.sunsetNotices`` as owed (``pending``
 consumers still to tell) before anything is sent, and handed back here as ``sent``, so
 restarts and re-reconciles never decide it again. The outbox (``products.notices``) delivers
 what is pending, also after a restart or a leader change, tries a failed consumer again later
-(``outbox.settle_round``), and every copy to a consumer carries the same dedup key.
+(``pitwall.owed.settle_round``), and every copy to a consumer carries the same dedup key.
 
 - Only the shortest lead time already reached is due: a version deprecated five days before
   its sunset gets the 7-day reminder folded into its deprecation notice, never a "30 days
@@ -27,8 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .. import durations, outbox
+from .. import durations
 from ..api.apiproduct import ApiProductSpec, Consumer
+from ..owed import RETRY_BASE, due_entries, settle_round
 
 DEPRECATED, REMINDER = "deprecated", "reminder"
 KEEP = 50
@@ -146,7 +147,7 @@ def owe(sent: list[dict] | None, notice: SunsetNotice, spec: ApiProductSpec, *, 
 
 def owed(sent: list[dict] | None, now: datetime) -> tuple[list[dict], datetime | None]:
     """The entries with consumers still to tell, due now; and when the next falls due."""
-    return outbox.due_entries(sent, now, lambda e: bool(e.get("pending")))
+    return due_entries(sent, now, lambda e: bool(e.get("pending")))
 
 
 def ident(entry: dict) -> tuple:
@@ -163,7 +164,7 @@ def settle(
     failed: list[str],
     refused: list[str],
     errors: list[str],
-    retry_base: float = outbox.RETRY_BASE,
+    retry_base: float = RETRY_BASE,
 ) -> tuple[list[dict], dict | None]:
     """Record one delivery round of the notice ``key``; returns the entries and, once it is
     finished (every consumer told, refused for good or given up on), its final entry. The
@@ -172,7 +173,7 @@ def settle(
     index = next((i for i, e in enumerate(entries) if _key(e) == key and e.get("pending")), None)
     if index is None:
         return entries, None  # recorded already
-    entry, finished = outbox.settle_round(
+    entry, finished = settle_round(
         entries[index], at=at, reached=reached, failed=failed, refused=refused, retry_base=retry_base
     )
     error = "; ".join([*([entries[index]["error"]] if entries[index].get("error") else []), *errors])
