@@ -7,6 +7,7 @@ use it, and :mod:`pitwall.outbox` delivers what it says is due.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from .durations import parse_time, rfc3339
@@ -51,9 +52,12 @@ def settle_round(
     return out, not retry
 
 
-def due_entries(entries, now: datetime, is_owed) -> tuple[list[dict], datetime | None]:
+def due_entries(
+    entries: Iterable[dict] | None, now: datetime, is_owed: Callable[[dict], bool]
+) -> tuple[list[dict], datetime | None]:
     """The entries owed (``is_owed(entry)``) and due now, and when the next one falls due."""
-    due, later = [], []
+    due: list[dict] = []
+    later: list[datetime] = []
     for entry in entries or []:
         if not is_owed(entry):
             continue
