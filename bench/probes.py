@@ -410,7 +410,9 @@ def parse_phases(text: str | None) -> tuple[str, ...]:
     wanted = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in wanted if p not in PHASES]
     if unknown or not wanted:
-        raise ValueError(f"unknown probe benchmark phase(s) {unknown or text!r}; choose from {', '.join(PHASES)}")
+        raise ValueError(
+            f"unknown probe benchmark phase(s) {unknown or text!r}; choose from {', '.join(PHASES)}"
+        )
     return tuple(p for p in PHASES if p in wanted)
 
 
@@ -764,7 +766,8 @@ def report(
         )
     if took:
         notes.append(
-            "Wall time of each phase: " + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in took.items())
+            "Wall time of each phase: "
+            + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in took.items())
         )
     method = [
         f"{size.probes:,} Probes, each one GET of `http://127.0.0.1:<port>/isUp` (4 aiohttp servers in a separate "

@@ -94,7 +94,9 @@ def create_probes(cluster, indexes: range, interval: int, targets: Targets, *, t
                 limit=32,
             )
             seeded = seeded_status(interval)
-            await bounded((kube.patch_status("Probe", NAMESPACE, _name(i), seeded) for i in indexes), limit=32)
+            await bounded(
+                (kube.patch_status("Probe", NAMESPACE, _name(i), seeded) for i in indexes), limit=32
+            )
 
     started = time.monotonic()
     asyncio.run(go())
@@ -286,10 +288,14 @@ def overload_phase(workdir: Path, size, targets: Targets) -> dict:
                 interval = max(1.0, round(total * per_check / 2, 3))
                 wanted = max(total, math.ceil(2 * interval / per_check))
                 if wanted > total:
-                    created += create_probes(cluster, range(total, wanted), size.interval, targets, tagged=False)
+                    created += create_probes(
+                        cluster, range(total, wanted), size.interval, targets, tagged=False
+                    )
                     total = wanted
                 set_interval(cluster, total, interval)
-                say(f"overload: {total:,} probes every {interval:g} s (aimed from {per_check * 1000:.3f} ms per check)")
+                say(
+                    f"overload: {total:,} probes every {interval:g} s (aimed from {per_check * 1000:.3f} ms per check)"
+                )
                 time.sleep(2 * interval + 30)
                 measured = window(cluster, [op], targets, size.window)
             loaded = measured
@@ -303,7 +309,11 @@ def overload_phase(workdir: Path, size, targets: Targets) -> dict:
         "demand_factor": rounds[-1]["demand_factor"],
         "loaded": loaded,
         "events": [
-            {"message": e.get("message"), "type": e.get("type"), "object": e.get("involvedObject", {}).get("kind")}
+            {
+                "message": e.get("message"),
+                "type": e.get("type"),
+                "object": e.get("involvedObject", {}).get("kind"),
+            }
             for e in found
         ],
     }
@@ -354,7 +364,9 @@ def scale_phase(workdir: Path, size, targets: Targets) -> dict:
             time.sleep(1.0)
             first = {k: v for k, v in targets.first().items() if k in tags}
         gaps = sorted(v - killed for v in first.values())
-        say(f"takeover: {len(first)} of {len(tags)} probes checked again, last {gaps[-1] if gaps else 'n/a'} s after the kill")
+        say(
+            f"takeover: {len(first)} of {len(tags)} probes checked again, last {gaps[-1] if gaps else 'n/a'} s after the kill"
+        )
         out["takeover"] = {
             "orphans": len(tags),
             "taken_over": len(first),
@@ -393,8 +405,12 @@ def replica_rows(label: str, rep: Replica) -> list[Metric]:
         ),
         Metric(f"{label}: lag (estimate / at most)", lag_text(rep.lag)),
         Metric(f"{label}: seconds overloaded in the window", rep.overloaded_s, "s"),
-        Metric(f"{label}: peak RSS (VmHWM) / largest VmRSS", f"{rep.hwm / MB:.1f} / {rep.max_rss / MB:.1f} MB"),
-        Metric(f"{label}: status writes per minute", rep.status_writes / rep.seconds * 60 if rep.seconds else 0),
+        Metric(
+            f"{label}: peak RSS (VmHWM) / largest VmRSS", f"{rep.hwm / MB:.1f} / {rep.max_rss / MB:.1f} MB"
+        ),
+        Metric(
+            f"{label}: status writes per minute", rep.status_writes / rep.seconds * 60 if rep.seconds else 0
+        ),
     ]
 
 
@@ -596,4 +612,3 @@ def plain(value):
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
-

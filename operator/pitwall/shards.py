@@ -217,7 +217,9 @@ class Shards:
         # requests outlasted the lease (bench/results/probes.md, 2026-11-29), so a live replica
         # lost its shards to the others. Now a round is four round trips whatever N is.
         current = list(
-            await asyncio.gather(*(self.kube.get("Lease", self.namespace, shard_name(i)) for i in range(self.count)))
+            await asyncio.gather(
+                *(self.kube.get("Lease", self.namespace, shard_name(i)) for i in range(self.count))
+            )
         )
         views = [view(item) if item else None for item in current]
         # A shard we believe ours but whose Lease names someone else (or is gone) is lost.

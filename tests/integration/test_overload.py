@@ -130,7 +130,9 @@ def test_overload_is_reported_on_the_pod_and_fails_no_probe(cluster, namespace, 
             assert overloaded[0]["involvedObject"]["uid"] == pod["metadata"]["uid"]  # kubectl describe pod
             assert "never fails a check" in overloaded[0]["message"]
             condition = eventually(
-                lambda: (c := engine_condition(kubectl, pod["metadata"]["name"])).get("status") == "False" and c,
+                lambda: (
+                    (c := engine_condition(kubectl, pod["metadata"]["name"])).get("status") == "False" and c
+                ),
                 timeout=30,
                 message="the condition False",
             )
@@ -159,7 +161,9 @@ def test_overload_is_reported_on_the_pod_and_fails_no_probe(cluster, namespace, 
             )
             assert recovered[0]["type"] == "Normal"
             condition = eventually(
-                lambda: (c := engine_condition(kubectl, pod["metadata"]["name"])).get("status") == "True" and c,
+                lambda: (
+                    (c := engine_condition(kubectl, pod["metadata"]["name"])).get("status") == "True" and c
+                ),
                 timeout=30,
                 message="the condition True again",
             )
@@ -167,7 +171,9 @@ def test_overload_is_reported_on_the_pod_and_fails_no_probe(cluster, namespace, 
             assert healthz(op)[1]["probeEngine"]["overloaded"] is False
             assert failed_runs(op) == 0
             for name in names:
-                assert eventually(lambda n=name: (kubectl.get("probe", n) or {}).get("status", {}).get("state"))
+                assert eventually(
+                    lambda n=name: (kubectl.get("probe", n) or {}).get("status", {}).get("state")
+                )
                 assert kubectl.get("probe", name)["status"]["state"] == "Up"
     finally:
         op.stop()

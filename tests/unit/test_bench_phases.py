@@ -32,7 +32,12 @@ def run_record(date: str, *, cpu_model: str | None = None, quick: bool = True, r
     here = machine()
     return {
         "params": {"quick": quick, "probes": probes.QUICK.probes, "interval_s": 10, "window_s": 60},
-        "machine": {**here, "date": date, "cpu_model": cpu_model or here["cpu_model"], "loadavg": "1.0 1.0 1.0"},
+        "machine": {
+            **here,
+            "date": date,
+            "cpu_model": cpu_model or here["cpu_model"],
+            "loadavg": "1.0 1.0 1.0",
+        },
         "extra": {
             "gatus": [{"concurrency": 3, "off": {"window": WINDOW}, "on": {"window": WINDOW}}],
             "blackbox_exporter": {"unavailable": "no binary"},
@@ -64,5 +69,7 @@ def test_reference_phases_of_today_on_this_machine_are_reused_with_their_origin(
 def test_nothing_of_another_day_is_reused_not_even_through_a_reuse(tmp_path):
     path = tmp_path / "probes.json"
     old = {"date": "2026-11-01 10:00 UTC", "loadavg": "0.1", "commit": "abc"}
-    path.write_text(json.dumps([run_record("2026-11-01 10:00 UTC"), run_record(machine()["date"], reused={"gatus": old})]))
+    path.write_text(
+        json.dumps([run_record("2026-11-01 10:00 UTC"), run_record(machine()["date"], reused={"gatus": old})])
+    )
     assert probes.reusable("gatus", probes.QUICK, True, path) is None

@@ -194,7 +194,9 @@ def test_a_failed_recipient_is_tried_again_later_and_the_others_are_not():
     notices = notify.settle(notices, "start", at=later, reached=["globex"], failed=[], refused=[])
     [entry] = notices
     assert entry["state"] == notify.SENT and entry["recipients"] == ["acme", "globex"]
-    assert "pending" not in entry and entry["failed"] == ["initech"]  # refused for good: recorded, not retried
+    assert "pending" not in entry and entry["failed"] == [
+        "initech"
+    ]  # refused for good: recorded, not retried
     # a round recorded twice (its result applied again) changes nothing
     assert notify.settle(notices, "start", at=later, reached=[], failed=["globex"], refused=[]) == notices
 

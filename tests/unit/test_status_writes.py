@@ -46,12 +46,18 @@ def test_the_smaller_patch_gives_the_same_object_as_the_whole_one(have, want):
 def test_only_changed_keys_travel_nested_objects_key_by_key():
     have = {
         "state": "Up",
-        "history": {"hourly": {"from": "2026-03-01T12:00:00Z", "runs": "6/6"}, "daily": {"from": "x", "runs": "9/9"}},
+        "history": {
+            "hourly": {"from": "2026-03-01T12:00:00Z", "runs": "6/6"},
+            "daily": {"from": "x", "runs": "9/9"},
+        },
         "lastFailure": {"reason": "timeout"},
     }
     want = {
         "state": "Up",
-        "history": {"hourly": {"from": "2026-03-01T12:00:00Z", "runs": "7/7"}, "daily": {"from": "x", "runs": "9/9"}},
+        "history": {
+            "hourly": {"from": "2026-03-01T12:00:00Z", "runs": "7/7"},
+            "daily": {"from": "x", "runs": "9/9"},
+        },
         "lastFailure": None,
         "gone": None,
     }

@@ -181,7 +181,10 @@ class Monitor:
         async with self._client_lock:
             if key not in self._clients:
                 self._clients[key] = await make_client(
-                    check, secrets=self.secrets(namespace), policy=self.policy, max_connections=self.concurrency
+                    check,
+                    secrets=self.secrets(namespace),
+                    policy=self.policy,
+                    max_connections=self.concurrency,
                 )
             return self._clients[key]
 

@@ -75,6 +75,8 @@ FLOOR_SHARE = 0.25
 def floor(concurrency: int) -> int:
     """The fewest runs in flight the governor allows."""
     return min(concurrency, max(MIN_CONCURRENCY, int(concurrency * FLOOR_SHARE)))
+
+
 GOVERN_EVERY = 1.0  # seconds of samples behind each change of the limit
 AT_RISK = 0.5  # of its budget: a run this slow is near failing for want of the loop's time
 SAFE = 0.25  # of its budget: every run this quick leaves room for more in flight
@@ -312,7 +314,9 @@ class Scheduler:
                 if gate.limit == self.concurrency:
                     log.info("event loop %.2fs late: fewer probe runs in flight until it keeps up", worst)
                 gate.limit = max(lowest, int(gate.limit * 0.75))
-                log.debug("probe runs in flight limited to %d: the event loop is %.2fs late", gate.limit, worst)
+                log.debug(
+                    "probe runs in flight limited to %d: the event loop is %.2fs late", gate.limit, worst
+                )
             elif (worst < IDLE or slowest < SAFE) and self.waiting and gate.limit < self.concurrency:
                 gate.limit = min(self.concurrency, gate.limit + max(1, gate.limit // 8))
                 gate.admit()

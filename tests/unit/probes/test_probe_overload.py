@@ -13,7 +13,9 @@ NEVER = Overload(False, 0.0, 0.0, 0, 0.0)
 
 
 def test_events_name_the_pod_else_the_leader_lease_else_nothing():
-    pod = involved_object({"POD_NAME": "pitwall-7c9-x", "POD_NAMESPACE": "pitwall-system", "POD_UID": "u1"}, "x", True)
+    pod = involved_object(
+        {"POD_NAME": "pitwall-7c9-x", "POD_NAMESPACE": "pitwall-system", "POD_UID": "u1"}, "x", True
+    )
     assert (pod["kind"], pod["metadata"]) == (
         "Pod",
         {"name": "pitwall-7c9-x", "namespace": "pitwall-system", "uid": "u1"},
