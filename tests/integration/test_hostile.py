@@ -1070,4 +1070,8 @@ def test_other_teams_cost_nothing(world):
     with urllib.request.urlopen(
         f"http://127.0.0.1:{world.operator.metrics_port}/healthz", timeout=5
     ) as health:
-        assert json.loads(health.read()) == {"status": "ok"}
+        healthz = json.loads(health.read())
+    # healthy, no supervised task lost; the probe engine's details ride along (overload is reported
+    # there and as an Event, and never makes /healthz fail: a restart would only fall further behind)
+    assert healthz["status"] == "ok", healthz
+    assert set(healthz) <= {"status", "probeEngine"}, healthz
