@@ -141,21 +141,6 @@ def default_of(model: type[BaseModel], field: str) -> Any:
     return model.model_fields[field].get_default(call_default_factory=True)
 
 
-def defaults(model: type[BaseModel]) -> dict[str, Any]:
-    """camelCase field -> default, for the fields of ``model`` that have one (not None).
-
-    What the API server fills in for a raw dict of that model. Prefer parsing the object
-    through its model, or :func:`default_of` for one field.
-    """
-    out = {}
-    for name, info in model.model_fields.items():
-        if not info.is_required():
-            value = info.get_default(call_default_factory=True)
-            if value is not None:
-                out[info.alias or name] = value
-    return out
-
-
 # --------------------------------------------------------------------------------------
 # CEL rules
 # --------------------------------------------------------------------------------------
