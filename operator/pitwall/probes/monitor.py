@@ -92,6 +92,18 @@ class Job:
     first_verdict: bool = True
 
 
+def missed_slot(status: dict, interval: float) -> bool:
+    """Whether the last run in ``status`` (``lastRun.at``) is more than ``interval`` ago."""
+    at = (status.get("lastRun") or {}).get("at")
+    if not at:
+        return False
+    try:
+        last = durations.parse_time(at)
+    except ValueError:
+        return False
+    return (durations.now() - last).total_seconds() > interval
+
+
 def unresolved(check: Check, reason: str) -> RunResult:
     """A failed run that sent nothing: its target has no address (an empty product version).
 
@@ -236,7 +248,7 @@ class Monitor:
     def upsert(self, job: Job, previous_status: dict) -> None:
         """Schedule (or reschedule at once, when the spec changed) and resume from status."""
         old = self.jobs.get(job.key)
-        resumed = False
+        resumed = overdue = False
         if old is not None:
             job.health, job.stats, job.numbers, job.last_written = (
                 old.health,
@@ -259,6 +271,14 @@ class Monitor:
             if resumed:
                 job.last_written = time.monotonic() - phase(job.key, self.steady_interval())
                 job.first_verdict = False
+                # A probe whose last run is older than its interval has missed a slot (the
+                # operator was down, or the replica that ran it died and its shard Lease had to
+                # expire first): it runs as soon as it is scheduled, not up to an interval later
+                # on its grid, so the gap stays within the outage plus this reconcile (issue 18:
+                # a taken-over shard's probes came back up to lease + reconcile + one interval
+                # after the kill, 26.4 s against the 25 s bound). Resumed jobs are scheduled at
+                # the pace their reconciles finish, so this is no burst; writes stay spread.
+                overdue = missed_slot(previous_status, job.check.interval)
         if old is not None and old.generation == job.generation:
             # A run's Stalled (TargetDenied) stands until the next run decides: a resync's
             # reconcile must not write Stalled=False over it for an interval.
@@ -271,7 +291,7 @@ class Monitor:
                 job.check.interval,
                 lambda: self.run(key),
                 timeout=job.check.run_timeout + 10,
-                run_now=not resumed,
+                run_now=not resumed or overdue,
                 budget=job.check.timeout,  # a request slower than this fails its check
             )
         self.scheduler.set_paused(job.key, job.check.paused)

@@ -9,6 +9,8 @@ from pitwall.probes.monitor import Job, Monitor
 from pitwall.probes.spec import parse_check
 from pitwall.runtime import Runtime, Settings
 
+from .conftest import wait_until
+
 
 def job(monitor: Monitor, name: str, url: str, published: list) -> Job:
     async def publish(job: Job, result, transition: bool) -> None:
@@ -73,3 +75,39 @@ async def test_a_slow_status_write_does_not_hold_up_the_next_run_and_the_newest_
         assert written == [3, 3]  # the one in flight, then one more with the newest counts
     finally:
         await monitor.stop()
+
+
+async def test_a_resumed_probe_that_missed_its_slot_runs_at_once_the_others_keep_their_grid(demo):
+    """A probe taken over from a dead replica (or resumed after an outage longer than its
+    interval) is checked as soon as it is scheduled; one whose last run is recent waits for its
+    slot. Neither writes its status at once: they resume from the status they found."""
+    from datetime import timedelta
+
+    from pitwall import durations
+
+    monitor = Monitor(Runtime(kube=None, settings=Settings()))
+    published: list = []
+
+    def hourly(name: str) -> Job:
+        made = job(monitor, name, demo.url, published)
+        made.check = parse_check({"target": {"url": demo.url + "/isUp"}, "interval": "1h", "timeout": "1s"})
+        return made
+
+    def status(ago: timedelta) -> dict:
+        at = durations.rfc3339(durations.now() - ago)
+        return {"state": "Up", "observedGeneration": 1, "lastRun": {"at": at, "result": "Success"}}
+
+    monitor.upsert(hourly("taken-over"), status(timedelta(hours=2)))
+    monitor.upsert(hourly("on-its-grid"), status(timedelta(seconds=5)))
+    await monitor.start()
+    try:
+        await wait_until(
+            lambda: monitor.jobs[("Probe", "shop", "taken-over")].last_result is not None, limit=5
+        )
+        assert monitor.jobs[("Probe", "shop", "taken-over")].last_result.ok
+        # its next slot is within the hour, at a time fixed by its key: not within these seconds
+        assert monitor.jobs[("Probe", "shop", "on-its-grid")].last_result is None
+        assert published == []
+    finally:
+        await monitor.scheduler.stop()
+        await monitor.writes_done()
