@@ -346,8 +346,13 @@ class Scheduler:
         """Seconds spent overloaded since the scheduler was made (the current overload included)."""
         now = time.monotonic() if now is None else now
         self._settle(now)
-        current = now - self._overloaded_since if self._overloaded_since is not None else 0.0
-        return self._overloaded_closed + current
+        # The current overload counts up to its latest late start, as it will once it has
+        # ended: counting up to ``now`` would make the counter fall by up to CALM seconds at
+        # the end (a Prometheus counter must never go down; the scale benchmark read -1 s).
+        current = (
+            self._late_until - CALM - self._overloaded_since if self._overloaded_since is not None else 0.0
+        )
+        return self._overloaded_closed + max(0.0, current)
 
     def overload(self, now: float | None = None) -> Overload:
         """The overload as a person wants to read it (/healthz, the Pod condition, Events)."""

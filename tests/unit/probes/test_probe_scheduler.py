@@ -6,11 +6,12 @@ The loop tests use 50 ms intervals and assert counts and order, never how long s
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 
 import pytest
 
-from pitwall.probes.scheduler import Scheduler, Timetable, phase
+from pitwall.probes.scheduler import CALM, Scheduler, Timetable, phase
 
 from .conftest import wait_until
 
@@ -370,3 +371,19 @@ async def test_fewer_runs_in_flight_while_the_event_loop_is_late_and_back_after(
         assert s.limit >= limit
     finally:
         await s.stop()
+
+
+def test_the_overloaded_seconds_counter_never_falls_when_an_overload_ends():
+    """``pitwall_probe_overloaded_seconds_total`` is a counter: read during an overload and
+    again after it ended, it must not go down (it counted up to ``now`` and then fell back to
+    the latest late start, by up to CALM seconds: the scale benchmark read -1 s)."""
+    s = Scheduler(concurrency=1)
+    start = 1000.0
+    s._note_start(1.0, start)  # a run started 1 s late: overloaded since start - 1
+    s._note_start(2.0, start + 3)  # another, 2 s late, 3 s later
+    readings = [s.overloaded_seconds(start + t) for t in (3.5, 6.0, 9.0, 12.0, 12.9)]
+    assert s.overloaded(start + 12.9)  # still within CALM of the latest late start
+    readings += [s.overloaded_seconds(start + 3 + CALM + t) for t in (0.0, 1.0, 60.0)]
+    assert not s.overloaded(start + 3 + CALM + 60)
+    assert all(b >= a for a, b in itertools.pairwise(readings)), readings
+    assert readings[-1] == 4.0  # from the first late run's due time to the latest late start
