@@ -350,7 +350,7 @@ class Scheduler:
         # ended: counting up to ``now`` would make the counter fall by up to CALM seconds at
         # the end (a Prometheus counter must never go down; the scale benchmark read -1 s).
         current = (
-            self._late_until - CALM - self._overloaded_since if self._overloaded_since is not None else 0.0
+            self._latest_late_start() - self._overloaded_since if self._overloaded_since is not None else 0.0
         )
         return self._overloaded_closed + max(0.0, current)
 
@@ -396,13 +396,17 @@ class Scheduler:
             )
             self._changed(Overload(True, lag, lag, self.waiting, self._overloaded_closed + lag, self.limit))
 
+    def _latest_late_start(self) -> float:
+        """When the latest run of the current overload started late (``_late_until`` is it plus CALM)."""
+        return self._late_until - CALM
+
     def _settle(self, now: float) -> None:
         with self._overload_lock:
             self._settle_locked(now)
 
     def _settle_locked(self, now: float) -> None:
         if self._overloaded_since is not None and now >= self._late_until:
-            ended = self._late_until - CALM  # the last late start
+            ended = self._latest_late_start()
             self._overloaded_closed += max(0.0, ended - self._overloaded_since)
             log.warning(
                 "probe scheduler caught up after %.0fs overloaded (runs up to %.1fs late)",
