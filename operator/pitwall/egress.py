@@ -378,7 +378,7 @@ async def dial(
     server_hostname: str | None = None,
 ) -> tuple[asyncio.BaseTransport, Any]:
     """``loop.create_connection`` to a judged address of ``host`` (the first that answers), for
-    clients built on asyncio protocols (``probes.transport``). TLS is verified against
+    clients built on asyncio protocols (``transport``). TLS is verified against
     ``server_hostname`` (the name the request was for), not the address dialled."""
     loop = asyncio.get_running_loop()
     try:
@@ -676,12 +676,37 @@ class _Jarless(httpx.Cookies):
         pass
 
 
+_DONE = httpx.ByteStream(b"")
+
+
+def unbind(response: httpx.Response) -> None:
+    """Break the reference cycle httpx leaves on every response it sends, once it is closed.
+
+    httpx's client wraps each response's stream in a ``BoundAsyncStream`` that holds the
+    response, and the response holds that stream: a cycle, so neither the response nor its
+    request, URL and headers (21 objects a check) is freed when the last reference goes, only by
+    the garbage collector. At 500 checks a second that was ~10,000 objects a second for young
+    collections to walk (issue 18, bench/results/probes.md). A closed response never reads its
+    stream again (httpx raises ``StreamClosed`` first), so an empty one takes its place.
+    """
+    for each in (*response.history, response):
+        if each.is_closed:
+            each.stream = _DONE
+
+
 class Client(httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` that never keeps or sends cookies (see ``client``)."""
+    """An ``httpx.AsyncClient`` that never keeps or sends cookies (see ``client``), and whose
+    responses, once read, are freed by reference counting (:func:`unbind`)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._no_cookies = _Jarless()
+
+    async def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        response = await super().send(request, stream=stream, **kwargs)
+        if not stream:
+            unbind(response)
+        return response
 
     @property
     def cookies(self) -> httpx.Cookies:

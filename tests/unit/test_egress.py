@@ -10,9 +10,8 @@ import socket
 import httpx
 import pytest
 
-from pitwall import egress
+from pitwall import egress, transport
 from pitwall.egress import Denied, Policy
-from pitwall.probes import transport
 
 METADATA = "is a link-local/cloud-metadata address and is denied by policy"
 
@@ -428,3 +427,23 @@ async def test_a_full_pool_closes_an_idle_connection_for_another_origin(make):
         assert (await http.get(f"{b.url}/b")).text == "/b"
         await asyncio.sleep(0.05)
         assert (a.open, b.open) == (0, 1)
+
+
+async def test_a_read_response_is_freed_without_the_garbage_collector():
+    # httpx leaves every response in a reference cycle with its stream; Pitwall's clients break
+    # it once the response is read, so the status writes' and receivers' responses go at once.
+    import gc
+    import weakref
+
+    from pitwall.egress import Client
+
+    async with Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={}))) as http:
+        gc.disable()
+        try:
+            response = await http.get("http://api.example/")
+            assert response.json() == {}
+            gone = weakref.ref(response)
+            del response
+            assert gone() is None
+        finally:
+            gc.enable()

@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable, Hashable
 
 import httpx
 
-from .. import egress
+from .. import egress, transport
 from ..errors import InvalidSpec
-from . import transport
 from .spec import Check, Tls
 
 Secrets = Callable[[str, str], Awaitable[str | None]]

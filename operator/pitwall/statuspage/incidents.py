@@ -41,7 +41,7 @@ class Incident:
 
 def collect(snapshot: Snapshot) -> dict[Key, Incident]:
     """(namespace, product) -> Incident for every product with a firing critical/high alert."""
-    probes = {key(p): p for p in snapshot.probes}
+    probes: dict[Key, dict] = {}  # built when the first firing alert is about a probe
     incidents: dict[Key, Incident] = {}
     for rule in snapshot.rules:
         namespace, rule_name = key(rule)
@@ -84,6 +84,8 @@ def _hurts(snapshot: Snapshot, probes: dict, namespace: str, obj: dict) -> list[
     if kind == "ApiProduct":
         return [(name, None, "product")]
     if kind == "Probe":
+        if not probes:
+            probes.update((key(p), p) for p in snapshot.probes)
         probe = probes.get((namespace, name))
         target = probe_target(probe) if probe else None
         return [(target[0], target[1], "checks")] if target else []

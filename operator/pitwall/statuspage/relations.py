@@ -111,13 +111,17 @@ def probe_target(probe: dict) -> tuple[str, str | None] | None:
 
 
 def probes_by_product(snapshot: Snapshot) -> dict[Key, list[tuple[dict, str | None]]]:
-    """(namespace, product) -> [(probe, version or None)]."""
+    """(namespace, product) -> [(probe, version or None)], for the namespaces that have products
+    (relationships never cross namespaces: a probe elsewhere belongs to none)."""
     out: dict[Key, list[tuple[dict, str | None]]] = {}
+    namespaces = {key(product)[0] for product in snapshot.products}
     for probe in snapshot.probes:
+        namespace = (probe.get("metadata") or {}).get("namespace", "")
+        if namespace not in namespaces:
+            continue
         target = probe_target(probe)
         if target is None:
             continue
-        namespace = key(probe)[0]
         out.setdefault((namespace, target[0]), []).append((probe, target[1]))
     return out
 

@@ -9,9 +9,8 @@ import asyncio
 import httpx
 import pytest
 
-from pitwall import egress
+from pitwall import egress, transport
 from pitwall.egress import Policy
-from pitwall.probes import transport
 from pitwall.probes.client import make_client
 from pitwall.probes.engine import run_check
 from pitwall.probes.spec import parse_check

@@ -45,7 +45,7 @@ from typing import Any
 import httptools
 import httpx
 
-from .. import egress
+from . import egress
 
 MAX_HEAD = 100 * 1024  # bytes of status line and headers (httpcore's h11 limit)
 HIGH_WATER = 256 * 1024  # body bytes buffered before reading pauses
@@ -182,6 +182,9 @@ class _Connection(asyncio.Protocol):
             if self.complete:
                 return
             self._waiter = asyncio.get_running_loop().create_future()
+            if read_timeout is None:
+                await self._waiter
+                continue
             try:
                 async with asyncio.timeout(read_timeout):
                     await self._waiter
@@ -246,11 +249,15 @@ class _Body(httpx.AsyncByteStream):
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over ``egress.dial``: the policy's client for probes without a proxy."""
+    """HTTP/1.1 over ``egress.dial``: the policy's client for probes without a proxy.
+
+    ``policy=None`` dials without the egress policy: for the operator's own API server
+    (``kube.Kube``), which the policy refuses to probes by design.
+    """
 
     def __init__(
         self,
-        policy: egress.Policy,
+        policy: egress.Policy | None,
         *,
         verify: ssl.SSLContext | None = None,
         max_connections: int = 100,
@@ -278,7 +285,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("the transport is closed")
         host, port = url.host, url.port or _DEFAULT_PORTS[scheme]
-        if (host, port) not in self._allowed:
+        if self.policy is not None and (host, port) not in self._allowed:
             self.policy.enforce(host, (), port)  # raises Denied; what it allows, it always allows
             if len(self._allowed) >= MAX_ALLOWED:
                 self._allowed.clear()
@@ -292,11 +299,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 (scheme, host, port), timeouts.get("connect")
             )
             head = connection.start(data, head_only=request.method == "HEAD")
-            try:
-                async with asyncio.timeout(timeouts.get("read")):
-                    await head
-            except TimeoutError:
-                raise httpx.ReadTimeout("timed out waiting for the response") from None
+            read = timeouts.get("read")
+            if read is None:  # the caller bounds the request itself (probe checks): no timer
+                await head
+            else:
+                try:
+                    async with asyncio.timeout(read):
+                        await head
+                except TimeoutError:
+                    raise httpx.ReadTimeout("timed out waiting for the response") from None
         except BaseException:  # cancelled too: the slot and the connection must not leak
             if connection is None:
                 self._slots.release()
@@ -338,14 +349,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
         context = self._ssl if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
-                _, connection = await egress.dial(
-                    self.policy,
-                    host,
-                    port,
-                    lambda: _Connection(origin),
-                    tls=context,
-                    server_hostname=host if context else None,
-                )
+                if self.policy is None:
+                    _, connection = await asyncio.get_running_loop().create_connection(
+                        lambda: _Connection(origin),
+                        host,
+                        port,
+                        ssl=context,
+                        server_hostname=host if context else None,
+                    )
+                else:
+                    _, connection = await egress.dial(
+                        self.policy,
+                        host,
+                        port,
+                        lambda: _Connection(origin),
+                        tls=context,
+                        server_hostname=host if context else None,
+                    )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except egress.Denied:
