@@ -25,9 +25,8 @@ from prometheus_client import Counter
 
 from . import API_VERSION, FIELD_MANAGER
 from .durations import rfc3339
-from .egress import Client
 from .errors import Conflict, Forbidden, Invalid, KubeError, NotFound, SecretNotOptedIn
-from .transport import LeanTransport
+from .transport import LeanClient, LeanTransport
 from .vocabulary import opt_in_problem
 
 log = logging.getLogger("pitwall.kube")
@@ -194,9 +193,9 @@ class Kube:
             max_keepalive_connections=max_connections,
             keepalive_expiry=KEEPALIVE_S,
         )
-        # egress.Client: no cookie jar (the API server sets none; httpx offering every response
+        # An egress.Client: no cookie jar (the API server sets none; httpx offering every response
         # to an empty jar through urllib's adapters was ~4% of a status write).
-        self._client = Client(
+        self._client = LeanClient(  # and a direct path to the transport (transport.py)
             base_url=credentials.host,
             verify=credentials.ssl_context,
             timeout=timeout,
