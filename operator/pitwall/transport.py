@@ -434,14 +434,9 @@ class LeanClient(egress.Client):
     default encoding set as httpx sets them; anything else goes through httpx as before.
     """
 
-    async def send(
-        self,
-        request: httpx.Request,
-        *,
-        stream: bool = False,
-        auth: Any = httpx.USE_CLIENT_DEFAULT,
-        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
-    ) -> httpx.Response:
+    async def send(self, request: httpx.Request, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        auth = kwargs.get("auth", httpx.USE_CLIENT_DEFAULT)
+        follow_redirects = kwargs.get("follow_redirects", httpx.USE_CLIENT_DEFAULT)
         redirects = (
             self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT else follow_redirects
         )
@@ -456,7 +451,7 @@ class LeanClient(egress.Client):
             or self.event_hooks["response"]
             or "timeout" not in request.extensions
         ):
-            return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+            return await super().send(request, stream=stream, **kwargs)
         response = await self._transport.handle_async_request(request)
         response.request = request
         response.default_encoding = self._default_encoding
