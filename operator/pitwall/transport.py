@@ -238,9 +238,8 @@ class _Body(httpx.AsyncByteStream):
         self._read_timeout = read_timeout
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._connection.chunks_of_body(self._read_timeout):
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._connection.chunks_of_body(self._read_timeout)  # no generator around it
 
     async def aclose(self) -> None:
         if not self._released:

@@ -137,6 +137,7 @@ class Monitor:
             concurrency=self.concurrency, on_lag=LAG.observe, on_error=self._scheduler_error
         )
         self.jobs: dict[Key, Job] = {}
+        self._steady, self._steady_until = 60.0, 0.0  # steady_interval(), and until when it holds
         # Parsed specs by object, stamped with (uid, generation, base URL, floor): a spec is
         # parsed once per generation, not on every event (status echoes included).
         self._specs: dict[Key, tuple[tuple, Check | tuple[str, str]]] = {}
@@ -203,11 +204,14 @@ class Monitor:
     def steady_interval(self) -> float:
         """Seconds between one probe's steady-state status writes: a minute, or longer when
         there are so many probes that all of them together would exceed the write budget."""
-        population = max(
-            len(self.jobs),
-            sum(len(self.rt.stores[kind]) for kind in ("Probe", "Backend") if kind in self.rt.stores),
-        )
-        return max(60.0, population / STATUS_WRITES_PER_SECOND)
+        now = time.monotonic()
+        if now >= self._steady_until:  # asked once per run: counted at most once a second
+            population = max(
+                len(self.jobs),
+                sum(len(self.rt.stores[kind]) for kind in ("Probe", "Backend") if kind in self.rt.stores),
+            )
+            self._steady, self._steady_until = max(60.0, population / STATUS_WRITES_PER_SECOND), now + 1.0
+        return self._steady
 
     @property
     def min_interval(self) -> float:
