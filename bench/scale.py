@@ -43,6 +43,7 @@ from pathlib import Path
 
 from pitwall.durations import format as format_duration
 from pitwall.kube import Kube
+from pitwall.probes.monitor import STATUS_WRITES_PER_SECOND
 
 from .common import (
     Metric,
@@ -67,7 +68,7 @@ MB = 1e6
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 FORECAST_PROBES = 100_000
 CPU_BUDGET = 0.6  # of one core per replica (issue 18: the operator under 60 % of one core)
-STATUS_BUDGET_PER_MIN = 1200  # probes.monitor.STATUS_WRITES_PER_SECOND x 60, per replica
+STATUS_BUDGET_PER_MIN = round(STATUS_WRITES_PER_SECOND * 60)  # the default budget, per replica
 
 
 def say(text: str) -> None:
@@ -625,7 +626,7 @@ SCALE_METHOD = [
     f"Forecast for {FORECAST_PROBES:,} probes: the busier replica's CPU share at N probes, scaled linearly, "
     f"gives the probes one replica runs under {CPU_BUDGET * 100:.0f} % of one core (at most 4x the measured N); "
     "RSS scaled the same way (an upper bound: the fixed part is counted per probe); status writes are "
-    f"capped at {STATUS_BUDGET_PER_MIN:,}/min per replica (probes.monitor.STATUS_WRITES_PER_SECOND), so "
+    f"capped at {STATUS_BUDGET_PER_MIN:,}/min per replica (the default --status-writes-per-second), so "
     "each probe's steady status is written less often as probes grow; shard Lease writes per replica as "
     "measured. A forecast, not a measurement.",
 ]

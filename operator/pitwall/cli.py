@@ -53,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
             lease_duration=args.lease_duration,
             probe_shards=args.probe_shards,
             probe_concurrency=args.probe_concurrency,
+            status_writes_per_second=args.status_writes_per_second,
             floor_flags={name: getattr(args, name) for name in FLOOR_FLAGS},
             prometheus_url=args.prometheus_url,
             prometheus_secret=args.prometheus_secret,
@@ -69,6 +70,13 @@ def _run(args: argparse.Namespace) -> int:
     if settings.probe_shards and not settings.leader_election:
         print(
             "pitwall run: --probe-shards needs --leader-elect (alerts and notices must have one owner)",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0.1 <= settings.status_writes_per_second <= 1000:
+        print(
+            "pitwall run: --status-writes-per-second must be between 0.1 and 1000, got "
+            f"{settings.status_writes_per_second:g}",
             file=sys.stderr,
         )
         return 2
@@ -210,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="probe runs in flight at once (default 100, $PITWALL_PROBE_CONCURRENCY); runs due "
         "beyond it wait in due order and start late, never fail (pitwall_probe_overloaded)",
+    )
+    run.add_argument(
+        "--status-writes-per-second",
+        type=float,
+        default=None,
+        metavar="N",
+        help="steady probe status writes a second, all probes together (default 10, "
+        "$PITWALL_STATUS_WRITES_PER_SECOND): each probe's counts, numbers and last run are "
+        "written once a minute, or every probes/N seconds when there are more probes than "
+        "that; changes of state are written at once",
     )
     for name, (flag, var) in FLOOR_FLAGS.items():
         run.add_argument(

@@ -91,6 +91,7 @@ class Settings:
     lease_duration: float = 15.0
     probe_shards: int = 0  # shards.py: probes split over replicas (0: off)
     probe_concurrency: int = 100  # probe runs in flight at once (probes.monitor.CONCURRENCY)
+    status_writes_per_second: float = 10.0  # steady probe status writes, all probes together
     gc_freeze_seconds: float = 10.0  # heap.py: collect + freeze this often; 0 disables
     floors: Floors = field(default_factory=Floors)  # floors.py: operator-wide minimum durations
     # traffic/: the one Prometheus data source (read-only; None: no traffic figures)
@@ -120,6 +121,7 @@ class Settings:
             lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
             probe_shards=int(env.get("PITWALL_PROBE_SHARDS", "0") or 0),
             probe_concurrency=int(env.get("PITWALL_PROBE_CONCURRENCY", "100") or 100),
+            status_writes_per_second=float(env.get("PITWALL_STATUS_WRITES_PER_SECOND", "10") or 10),
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
             gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "10")),
             floors=build_floors(overrides.pop("floor_flags", None) or {}, env),

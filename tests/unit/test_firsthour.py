@@ -221,3 +221,10 @@ def test_status_row_of_a_backend_says_why_it_is_unavailable():
     assert row["detail"].startswith("declared down by marge") and row["namespace"] == "m"
     backend["status"]["state"] = "Available"
     assert views.status_rows({"Backend": [backend]})[0]["detail"] == "used by payments"
+
+
+def test_a_status_write_budget_out_of_range_is_refused_before_start(capsys):
+    from pitwall import cli
+
+    assert cli.main(["run", "--status-writes-per-second", "0"]) == 2
+    assert "--status-writes-per-second must be between 0.1 and 1000, got 0" in capsys.readouterr().err

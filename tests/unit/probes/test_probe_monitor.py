@@ -111,3 +111,17 @@ async def test_a_resumed_probe_that_missed_its_slot_runs_at_once_the_others_keep
     finally:
         await monitor.scheduler.stop()
         await monitor.writes_done()
+
+
+def test_steady_writes_stay_within_the_operators_budget():
+    # Each probe writes its numbers once a minute, or less often when the probes together would
+    # exceed --status-writes-per-second (default 10): at 5,000 probes every 500 s.
+    def interval(probes: int, **settings) -> float:
+        rt = Runtime(kube=None, settings=Settings(**settings))
+        for i in range(probes):
+            rt.stores["Probe"].update("ADDED", {"metadata": {"namespace": "shop", "name": f"p{i}"}})
+        return Monitor(rt).steady_interval()
+
+    assert interval(100) == 60.0
+    assert interval(5000) == 500.0
+    assert interval(5000, status_writes_per_second=20.0) == 250.0
