@@ -167,6 +167,14 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self.head
 
+    def arrived(self) -> list[bytes] | None:
+        """The whole body's chunks when all of it is here already (a small answer usually comes
+        with its head), taken at once without a read loop; None when more is to come."""
+        if not self.complete or self._error is not None or self._paused:
+            return None
+        chunks, self.chunks, self.buffered = self.chunks, [], 0
+        return chunks
+
     async def chunks_of_body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
         while True:
             if self.chunks:
@@ -240,6 +248,11 @@ class _Body(httpx.AsyncByteStream):
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._connection.chunks_of_body(self._read_timeout)  # no generator around it
+
+    def arrived(self) -> list[bytes] | None:
+        """The raw body when all of it has arrived (``_Connection.arrived``), else None: read it
+        as a stream then. Probe checks take it this way (no async iteration per check)."""
+        return self._connection.arrived()
 
     async def aclose(self) -> None:
         if not self._released:
