@@ -31,7 +31,7 @@ class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
     On every watch event kopf builds the object's "essence" (a deep copy of the whole object,
     status included, most of it then deleted) to diff it for ``on.create``/``on.update``/
     ``on.field`` handlers and to store it after they ran. Pitwall registers watch-event
-    handlers only (``tests/unit/test_handlers.py`` holds it to that), so the essence is never
+    handlers only (``tests/unit/test_wiring.py`` holds it to that), so the essence is never
     compared or stored: at 5,000 probes the copies were ~2.5% of the operator's CPU (issue 18).
     """
 
