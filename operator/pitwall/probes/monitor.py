@@ -330,6 +330,7 @@ class Monitor:
                     check, client=client, secrets=self.secrets(namespace), base_url=base_url
                 )
         except InvalidSpec as exc:
+            job = self.jobs.get(key, job)  # replaced while the check ran: see below
             job.stalled = exc.stalled
             if publish:
                 # Through the one writer per probe: a write already under way (a new probe's
@@ -348,6 +349,13 @@ class Monitor:
                 extra={"kind": kind, "object": f"{namespace}/{name}"},
             )
             result = failed_result(check, f"the check failed inside Pitwall ({type(exc).__name__})")
+        # A reconcile may have replaced the job while the check ran (every event re-upserts it,
+        # handing the new one the old one's health and numbers as they were then): the verdict
+        # goes to the job in place now, or its count is lost while the history keeps the run.
+        current = self.jobs.get(key)
+        if current is None:
+            return result  # the probe went away meanwhile
+        job = current
         if result.internal:
             JOB_ERRORS.labels("check").inc()
             log.warning(

@@ -125,3 +125,38 @@ def test_steady_writes_stay_within_the_operators_budget():
     assert interval(100) == 60.0
     assert interval(5000) == 500.0
     assert interval(5000, status_writes_per_second=20.0) == 250.0
+
+
+async def test_a_run_that_ends_after_its_probe_was_reconciled_counts_on_the_new_job(serve):
+    # Every watch event re-upserts the probe's job, handing the new one the old one's health and
+    # numbers as they are then. A check in flight meanwhile must count on the job in place when
+    # it ends: counted on the replaced one, the run was in the history but not in
+    # consecutiveSuccesses (found by test_history_stays_whole_when_writes_send_only_what_changed).
+    from aiohttp import web
+
+    arrived, answer = asyncio.Event(), asyncio.Event()
+
+    async def is_up(request):
+        arrived.set()
+        await answer.wait()
+        return web.json_response({"status": "UP"})
+
+    app = web.Application()
+    app.router.add_get("/isUp", is_up)
+    url = await serve(app)
+    monitor = Monitor(Runtime(kube=None, settings=Settings()))
+    published: list = []
+    key = ("Probe", "shop", "p")
+    monitor.upsert(job(monitor, "p", url, published), {})
+    try:
+        run = asyncio.create_task(monitor.run(key))
+        await asyncio.wait_for(arrived.wait(), 5)
+        monitor.upsert(job(monitor, "p", url, published), {})  # a reconcile, same generation
+        answer.set()
+        assert (await asyncio.wait_for(run, 5)).ok
+        current = monitor.jobs[key]
+        assert current.health.consecutive_successes == 1
+        assert current.last_result is not None and current.last_result.ok
+        assert sum(current.stats.to_status(current.last_result.at)["availability"].values()) > 0
+    finally:
+        await monitor.stop()
