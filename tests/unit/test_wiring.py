@@ -86,6 +86,13 @@ async def _route(rt: Runtime, event_type: str | None, obj: dict) -> None:
         await asyncio.sleep(0)
 
 
+async def _known(rt: Runtime, woken: dict[str, list[str]], incidents: _Incidents) -> None:
+    """The probe is in the cache, and what its arrival woke is forgotten."""
+    await _route(rt, "ADDED", copy.deepcopy(PROBE))
+    woken.clear()
+    incidents.pokes = 0
+
+
 def _next(**status) -> dict:
     obj = copy.deepcopy(PROBE)
     obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
@@ -96,9 +103,7 @@ def _next(**status) -> dict:
 async def test_a_steady_status_echo_wakes_only_the_backend_that_mirrors_the_probe():
     rt, woken, incidents = _runtime()
     try:
-        await _route(rt, "ADDED", copy.deepcopy(PROBE))
-        woken.clear()
-        incidents.pokes = 0
+        await _known(rt, woken, incidents)
         await _route(
             rt,
             "MODIFIED",
@@ -120,9 +125,7 @@ async def test_a_steady_status_echo_wakes_only_the_backend_that_mirrors_the_prob
 async def test_a_relisting_of_an_unchanged_probe_wakes_no_reconcile_but_the_mirror():
     rt, woken, incidents = _runtime()
     try:
-        await _route(rt, "ADDED", copy.deepcopy(PROBE))
-        woken.clear()
-        incidents.pokes = 0
+        await _known(rt, woken, incidents)
         await _route(rt, None, copy.deepcopy(PROBE))
         assert woken == {"Backend": ["erp"]}
         assert incidents.pokes == 0
@@ -147,9 +150,7 @@ async def test_a_verdict_a_spec_or_a_label_change_wakes_everyone_concerned():
     for changed in [*changes, spec, labels, deleting]:
         rt, woken, incidents = _runtime()
         try:
-            await _route(rt, "ADDED", copy.deepcopy(PROBE))
-            woken.clear()
-            incidents.pokes = 0
+            await _known(rt, woken, incidents)
             await _route(rt, "MODIFIED", changed)
             assert woken == {
                 "Probe": ["orders-v1"],
@@ -166,9 +167,7 @@ async def test_a_new_or_deleted_probe_always_wakes_everyone_concerned():
     for event_type in ("ADDED", "DELETED"):
         rt, woken, incidents = _runtime()
         try:
-            await _route(rt, "ADDED", copy.deepcopy(PROBE))
-            woken.clear()
-            incidents.pokes = 0
+            await _known(rt, woken, incidents)
             await _route(rt, event_type, copy.deepcopy(PROBE))
             assert set(woken) == {"Probe", "ApiProduct", "AlertRule", "Backend"}
             assert incidents.pokes == 1
