@@ -85,6 +85,16 @@ def version_traffic(kubectl, name: str, version: str) -> dict:
     return next((v for v in traffic.get("versions") or [] if v["name"] == version), {})
 
 
+def within(version: dict, rps: float, **ratios: float) -> bool:
+    """The request rate within 25% and each named ratio within 4 points: the module's tolerances.
+
+    The first readings after a version starts serving are low while rate()'s window fills, so a
+    test waits for these, not for a first non-zero reading."""
+    return version.get("rps", 0) == pytest.approx(rps, rel=0.25) and all(
+        version.get(key, -1) == pytest.approx(ratio, abs=0.04) for key, ratio in ratios.items()
+    )
+
+
 def test_product_status_shows_the_traffic_that_was_served(
     cluster, namespace, tmp_path, kubectl, servers, prometheus
 ):
@@ -97,13 +107,7 @@ def test_product_status_shows_the_traffic_that_was_served(
 
         def settled():
             one, two = version_traffic(kubectl, "shop", "v1"), version_traffic(kubectl, "shop", "v2")
-            return (
-                (one, two)
-                if one.get("rps", 0) > 15
-                and two.get("rps", 0) > 7
-                and abs(one.get("errorRatio", 0) - 0.10) < 0.04
-                else None
-            )
+            return (one, two) if within(one, 20, serverErrorRatio=0.10) and within(two, 10) else None
 
         try:
             one, two = eventually(settled, timeout=120, message="traffic of both versions in status")
@@ -112,9 +116,6 @@ def test_product_status_shows_the_traffic_that_was_served(
             print([m for m in op.metrics().splitlines() if "traffic" in m or "error" in m])
             print(op.log()[-5000:])
             raise
-        assert one["rps"] == pytest.approx(20, rel=0.25)
-        assert two["rps"] == pytest.approx(10, rel=0.25)
-        assert one["serverErrorRatio"] == pytest.approx(0.10, abs=0.04)
         assert one["clientErrorRatio"] == 0 and one["timeoutRatio"] == 0
         assert two.get("errorRatio") == 0
         assert 0 < one["p50Ms"] <= one["p95Ms"] <= one["p99Ms"] < 1000
@@ -148,15 +149,18 @@ def test_an_istio_mesh_is_read_with_the_istio_preset(
     op = traffic_operator(cluster, namespace, tmp_path, prom)
     try:
         kubectl.apply(product("mesh", ["v1"], preset="istio"))
-        v1 = eventually(
-            lambda: (lambda v: v if v.get("rps", 0) > 15 and v.get("serverErrorRatio", 0) > 0.05 else None)(
-                version_traffic(kubectl, "mesh", "v1")
-            ),
-            timeout=120,
-            message="the mesh's traffic in status",
-        )
-        assert v1["rps"] == pytest.approx(20, rel=0.25)  # not 40: the caller's reports are left out
-        assert v1["serverErrorRatio"] == pytest.approx(0.10, abs=0.04)
+        seen: list[dict] = []
+
+        def settled():
+            seen.append(version_traffic(kubectl, "mesh", "v1"))
+            # 20 a second, not 40: the caller's reports are left out.
+            return seen[-1] if within(seen[-1], 20, serverErrorRatio=0.10) else None
+
+        try:
+            v1 = eventually(settled, timeout=120, message="the mesh's traffic in status")
+        except AssertionError:
+            print("last reading:", json.dumps(seen[-1:]))
+            raise
         assert {c["name"] for c in v1["topConsumers"]} == {"checkout", "billing"}  # source_workload
         assert 0 < v1["p50Ms"] <= v1["p99Ms"] < 1000  # milliseconds read as milliseconds
         assert "topRoutes" not in v1 or v1["topRoutes"] == []  # Istio's standard labels have no route
