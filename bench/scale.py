@@ -43,7 +43,7 @@ from pathlib import Path
 
 from pitwall.durations import format as format_duration
 from pitwall.kube import Kube
-from pitwall.probes.monitor import STATUS_WRITES_PER_SECOND
+from pitwall.runtime import Settings
 
 from .common import (
     Metric,
@@ -68,7 +68,7 @@ MB = 1e6
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 FORECAST_PROBES = 100_000
 CPU_BUDGET = 0.6  # of one core per replica (issue 18: the operator under 60 % of one core)
-STATUS_BUDGET_PER_MIN = round(STATUS_WRITES_PER_SECOND * 60)  # the default budget, per replica
+STATUS_BUDGET_PER_MIN = round(Settings.status_writes_per_second * 60)  # the default budget, per replica
 
 
 def say(text: str) -> None:

@@ -91,7 +91,9 @@ class Settings:
     lease_duration: float = 15.0
     probe_shards: int = 0  # shards.py: probes split over replicas (0: off)
     probe_concurrency: int = 100  # probe runs in flight at once (probes.monitor.CONCURRENCY)
-    status_writes_per_second: float = 10.0  # steady probe status writes, all probes together
+    # Steady probe status writes a second, all probes together (probes.monitor.steady_interval):
+    # each steady write costs the operator about what 15 checks cost, so 10 (bench/results/probes.md).
+    status_writes_per_second: float = 10.0
     gc_freeze_seconds: float = 10.0  # heap.py: collect + freeze this often; 0 disables
     floors: Floors = field(default_factory=Floors)  # floors.py: operator-wide minimum durations
     # traffic/: the one Prometheus data source (read-only; None: no traffic figures)
@@ -121,7 +123,9 @@ class Settings:
             lease_duration=float(env.get("PITWALL_LEASE_DURATION", "15")),
             probe_shards=int(env.get("PITWALL_PROBE_SHARDS", "0") or 0),
             probe_concurrency=int(env.get("PITWALL_PROBE_CONCURRENCY", "100") or 100),
-            status_writes_per_second=float(env.get("PITWALL_STATUS_WRITES_PER_SECOND", "10") or 10),
+            status_writes_per_second=float(
+                env.get("PITWALL_STATUS_WRITES_PER_SECOND") or cls.status_writes_per_second
+            ),
             resync_seconds=float(env.get("PITWALL_RESYNC_SECONDS", "300")),
             gc_freeze_seconds=float(env.get("PITWALL_GC_FREEZE_SECONDS", "10")),
             floors=build_floors(overrides.pop("floor_flags", None) or {}, env),

@@ -57,13 +57,6 @@ _PARSE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pitwall-spec
 # beyond a client's pool queue inside httpcore, whose pool rescans the whole queue on every
 # request start and finish (quadratic), and the operator collapses (bench/results/probes.md).
 CONCURRENCY = 100
-# Steady-state status writes (no transition) per second, all probes together, unless
-# --status-writes-per-second says otherwise: each probe writes at most once a minute, less often
-# when there are so many that this budget would be exceeded. Transitions are always written at
-# once. Each steady write costs the operator about what 15 checks cost (the PATCH and its watch
-# echo) and the API server an etcd write; at 20 a second they were a sixth of the operator's CPU
-# at 5,000 probes, so the default is 10: every 500 s a probe at that size (bench/results/probes.md).
-STATUS_WRITES_PER_SECOND = 10.0
 # Status writes run beside the checks, never inside a check's slot: an API server that takes a
 # second to answer a PATCH must not hold up the probes due meanwhile (bench/results/probes.md).
 WRITE_CONCURRENCY = 16
@@ -205,15 +198,16 @@ class Monitor:
             return self._clients[key]
 
     def steady_interval(self) -> float:
-        """Seconds between one probe's steady-state status writes: a minute, or longer when
-        there are so many probes that all of them together would exceed the write budget."""
+        """Seconds between one probe's steady-state status writes (no transition): a minute, or
+        longer when there are so many probes that all of them together would exceed
+        ``--status-writes-per-second``. Transitions are always written at once."""
         now = time.monotonic()
         if now >= self._steady_until:  # asked once per run: counted at most once a second
             population = max(
                 len(self.jobs),
                 sum(len(self.rt.stores[kind]) for kind in ("Probe", "Backend") if kind in self.rt.stores),
             )
-            budget = getattr(self.rt.settings, "status_writes_per_second", None) or STATUS_WRITES_PER_SECOND
+            budget = self.rt.settings.status_writes_per_second
             self._steady, self._steady_until = max(60.0, population / budget), now + 1.0
         return self._steady
 
