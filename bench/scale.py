@@ -61,7 +61,7 @@ from .common import (
 from .targets import Targets
 
 NAMESPACE = "bench-probes"
-SHARDS = 8  # manifests/base names the shard Leases 0-7
+SHARDS = 8  # two replicas hold 4 each (manifests/base names the shard Leases 0-31)
 LEASE_S = 15
 LAG = "pitwall_probe_schedule_lag_seconds"
 MB = 1e6

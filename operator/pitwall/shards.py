@@ -41,7 +41,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from .errors import Conflict, NotFound
+from .errors import Conflict, Forbidden, NotFound
 from .kube import Kube
 from .leader import LeaseView, _micro, can_take, view
 from .supervise import spawn
@@ -327,6 +327,19 @@ class Shards:
                 wait = await self.step()
             except asyncio.CancelledError:
                 raise
+            except Forbidden as exc:  # a Role that names fewer shard Leases than --probe-shards
+                log.error(
+                    "probe shard round failed: %s; --probe-shards %d needs get and update on the "
+                    "Leases %s and %s0 to %s%d in %s (the manifests' Role names 32 shards)",
+                    exc,
+                    self.count,
+                    MEMBERS,
+                    SHARD_PREFIX,
+                    SHARD_PREFIX,
+                    self.count - 1,
+                    self.namespace,
+                )
+                wait = self.renew
             except Exception as exc:  # the API server may be briefly away
                 log.warning("probe shard round failed: %s", exc)
                 wait = min(self.renew, 1.0)

@@ -392,6 +392,15 @@ def test_what_the_service_account_must_not_do(installed, namespace):
     assert can_i(cluster, "update", "leases.coordination.k8s.io/pitwall-operator", "ns", SYSTEM)
     assert not can_i(cluster, "update", "leases.coordination.k8s.io/kube-scheduler", "ns", "kube-system")
     assert not can_i(cluster, "update", "leases.coordination.k8s.io/other", "ns", SYSTEM)
+    # --probe-shards up to 32, as README and docs/install.md say: the shard Leases are named
+    shard_leases = ["pitwall-shard-members", *(f"pitwall-shard-{i}" for i in range(32))]
+    unnamed = [
+        n
+        for n in shard_leases
+        if not can_i(cluster, "update", f"leases.coordination.k8s.io/{n}", "ns", SYSTEM)
+    ]
+    assert not unnamed, f"the Role does not name the shard Leases {unnamed}"
+    assert not can_i(cluster, "update", "leases.coordination.k8s.io/pitwall-shard-32", "ns", SYSTEM)
     assert not can_i(cluster, "create", "leases.coordination.k8s.io", "ns", namespace)
     # its own Pod's status (the pitwall.dev/ProbeEngine condition), in its own namespace; not the spec
     assert can_i(cluster, "patch", "pods", "ns", SYSTEM, subresource="status")

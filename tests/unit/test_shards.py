@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import ssl
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import httpx
+from tests.unit.kubeapi import HOST, KubeAPI
+
+from pitwall.kube import Credentials, Kube
 from pitwall.leader import LeaseView
-from pitwall.shards import MEMBERS_ANNOTATION, members_of, plan, renewed_members, shard_of
+from pitwall.shards import MEMBERS_ANNOTATION, Shards, members_of, plan, renewed_members, shard_of
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -52,3 +60,54 @@ def test_membership_renews_me_and_forgets_replicas_dead_for_three_lease_duration
     assert members_of(lease) == {"a": NOW}
     assert members_of({"metadata": {"annotations": {MEMBERS_ANNOTATION: "not json"}}}) == {}
     assert members_of(None) == {}
+
+
+async def test_a_role_that_names_too_few_shard_leases_is_an_error_that_says_so(caplog):
+    api = KubeAPI()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/leases/pitwall-shard-2"):  # the Role names 0 and 1 only
+            return httpx.Response(
+                403,
+                json={
+                    "kind": "Status",
+                    "reason": "Forbidden",
+                    "code": 403,
+                    "message": 'leases "pitwall-shard-2" is forbidden',
+                },
+            )
+        return api.transport.handle_request(request)
+
+    credentials = Credentials(host=HOST, ssl_context=ssl.create_default_context(), token=lambda: None)
+    gained: list[frozenset[int]] = []
+
+    async def gain(shards: frozenset[int]) -> None:
+        gained.append(shards)
+
+    async def lose(shards: frozenset[int]) -> None:
+        pass
+
+    shards = Shards(
+        Kube(credentials, transport=httpx.MockTransport(answer)),
+        "pitwall-system",
+        3,
+        "a",
+        on_gain=gain,
+        on_loss=lose,
+        duration=2.0,
+        renew=0.5,
+    )
+    with caplog.at_level(logging.ERROR, logger="pitwall.shards"):
+        task = asyncio.create_task(shards.run())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not gained and not shards.owned  # no probe runs on a half-held set of shards
+    assert any(
+        "--probe-shards 3 needs get and update on the Leases pitwall-shard-members and pitwall-shard-0 "
+        "to pitwall-shard-2 in pitwall-system"
+        in record.getMessage()
+        and "forbidden" in record.getMessage()
+        for record in caplog.records
+    ), caplog.text
