@@ -249,6 +249,19 @@ def _unavailable(obj: dict) -> str:
     return ""
 
 
+def _row(kind: str, obj: dict, state: str, detail: str) -> dict:
+    """One line of ``pitwall status``: what every kind shows, its state and its own detail."""
+    meta = obj["metadata"]
+    return {
+        "kind": kind,
+        "name": meta["name"],
+        "namespace": meta.get("namespace", ""),
+        "ready": _ready(obj),
+        "state": state,
+        "detail": detail,
+    }
+
+
 def status_rows(found: dict[str, list[dict]]) -> list[dict]:
     """One row per object: kind, name, ready, state and a short detail. Pure (tested)."""
     rows = []
@@ -260,14 +273,12 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
         )
         traffic = traffic_summary(st.get("traffic"))  # real traffic, when spec.traffic is set
         rows.append(
-            {
-                "kind": "ApiProduct",
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "ready": _ready(obj),
-                "state": st.get("state", "Unknown"),
-                "detail": _stalled(obj) or (f"{detail}; {traffic}" if traffic else detail),
-            }
+            _row(
+                "ApiProduct",
+                obj,
+                st.get("state", "Unknown"),
+                _stalled(obj) or (f"{detail}; {traffic}" if traffic else detail),
+            )
         )
     for obj in found.get("Backend", []):
         st = obj.get("status") or {}
@@ -275,16 +286,12 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
             p["name"] for p in (st.get("impact") or {}).get("apiProducts") or [] if p.get("effect") != "None"
         ]
         rows.append(
-            {
-                "kind": "Backend",
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "ready": _ready(obj),
-                "state": st.get("state", "Unknown"),
-                "detail": _stalled(obj)
-                or _unavailable(obj)
-                or ("used by " + ", ".join(hurt) if hurt else ""),
-            }
+            _row(
+                "Backend",
+                obj,
+                st.get("state", "Unknown"),
+                _stalled(obj) or _unavailable(obj) or ("used by " + ", ".join(hurt) if hurt else ""),
+            )
         )
     for obj in found.get("Probe", []):
         st = obj.get("status") or {}
@@ -298,16 +305,7 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
             )
         elif not detail and st.get("availability"):
             detail = f"{st['availability'].get('last24h', 100):.2f}% over 24h"
-        rows.append(
-            {
-                "kind": "Probe",
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "ready": _ready(obj),
-                "state": st.get("state", "Unknown"),
-                "detail": detail,
-            }
-        )
+        rows.append(_row("Probe", obj, st.get("state", "Unknown"), detail))
     for obj in found.get("AlertRule", []):
         st = obj.get("status") or {}
         firing = [a for a in st.get("alerts") or [] if a.get("state") == "firing"]
@@ -316,27 +314,22 @@ def status_rows(found: dict[str, list[dict]]) -> list[dict]:
             for a in firing
         )
         rows.append(
-            {
-                "kind": "AlertRule",
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "ready": _ready(obj),
-                "state": "Firing" if firing else "Quiet",
-                "detail": f"{(obj.get('spec') or {}).get('severity')}: {detail}".rstrip(": "),
-            }
+            _row(
+                "AlertRule",
+                obj,
+                "Firing" if firing else "Quiet",
+                f"{(obj.get('spec') or {}).get('severity')}: {detail}".rstrip(": "),
+            )
         )
     for obj in found.get("MaintenanceWindow", []):
         st = obj.get("status") or {}
         rows.append(
-            {
-                "kind": "MaintenanceWindow",
-                "name": obj["metadata"]["name"],
-                "namespace": obj["metadata"].get("namespace", ""),
-                "ready": _ready(obj),
-                "state": st.get("phase", "Unknown"),
-                "detail": _stalled(obj)
-                or f"{st.get('nextStart', '')} -> {st.get('nextEnd', '')}".strip(" ->"),
-            }
+            _row(
+                "MaintenanceWindow",
+                obj,
+                st.get("phase", "Unknown"),
+                _stalled(obj) or f"{st.get('nextStart', '')} -> {st.get('nextEnd', '')}".strip(" ->"),
+            )
         )
     return rows
 
