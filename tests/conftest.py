@@ -27,6 +27,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
 
 
+_RERUNS: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    """Keep why a test needed its rerun: a flake that passes the second time leaves its reason
+    in the run's summary (CI's log), not only an R."""
+    if report.outcome == "rerun":
+        crash = getattr(report.longrepr, "reprcrash", None)
+        reason = crash.message if crash is not None else str(report.longrepr)
+        _RERUNS.append(f"{report.nodeid} ({report.when}): {reason.splitlines()[0] if reason else '?'}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _RERUNS:
+        terminalreporter.section("why tests were rerun")
+        for line in _RERUNS:
+            terminalreporter.line(line[:1000])
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     from pitwall_testing.cluster import Cluster

@@ -17,21 +17,25 @@ from bench.chaos import run_in, table
 def test_kill_the_operator_at_random_moments_and_lose_nothing(cluster, namespace, tmp_path):
     seed = int(os.environ.get("PITWALL_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**6))
     print(f"chaos seed {seed}")
-    verdict, facts = run_in(
-        cluster,
-        tmp_path,
-        namespace,
-        seed=seed,
-        kills=int(os.environ.get("PITWALL_CHAOS_KILLS", 10)),
-        probes=3,
-        receiver_outage=20,
-        api_stop=10,
-        replicas=2,
-        quiet_timeout=300,
-        say=print,
-    )
+    replay = f"seed {seed} (PITWALL_CHAOS_SEED={seed} replays it)"
+    try:
+        verdict, facts = run_in(
+            cluster,
+            tmp_path,
+            namespace,
+            seed=seed,
+            kills=int(os.environ.get("PITWALL_CHAOS_KILLS", 10)),
+            probes=3,
+            receiver_outage=20,
+            api_stop=10,
+            replicas=2,
+            quiet_timeout=300,
+            say=print,
+        )
+    except Exception as exc:  # a wait that timed out, a process that did not start ...
+        raise AssertionError(f"{replay}: {exc}") from exc
     print(table(verdict, facts))
-    assert facts["kills"] >= 10
-    assert facts["leader_kills"] >= 1  # at least one leader change
-    assert verdict.incidents > 0  # the scenario did page someone
-    assert verdict.ok(), f"seed {seed}\n{table(verdict, facts)}\n" + "\n".join(verdict.details[:30])
+    assert facts["kills"] >= 10, replay
+    assert facts["leader_kills"] >= 1, replay  # at least one leader change
+    assert verdict.incidents > 0, replay  # the scenario did page someone
+    assert verdict.ok(), f"{replay}\n{table(verdict, facts)}\n" + "\n".join(verdict.details[:30])
