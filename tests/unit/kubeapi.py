@@ -141,7 +141,8 @@ class KubeAPI:
     def __init__(self) -> None:
         self.objects: dict[Key, dict] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in order
-        self.refuse: dict[tuple[str, str], tuple[int, str, str]] = {}  # (method, kind) -> error
+        # (method, kind) or (method, kind, name) -> (code, reason, message): answered instead
+        self.refuse: dict[tuple[str, ...], tuple[int, str, str]] = {}
         self._version = 0
         self._echo: list[Callable[[str, dict], None]] = []
         self.transport = httpx.MockTransport(self._handle)
@@ -250,7 +251,9 @@ class KubeAPI:
         kind = PLURALS.get(plural)
         if kind is None:
             return _status(404, "NotFound", f"the server could not find the requested resource ({plural})")
-        refused = self.refuse.get((request.method, kind.kind))
+        refused = self.refuse.get((request.method, kind.kind, name or "")) or self.refuse.get(
+            (request.method, kind.kind)
+        )
         if refused:
             return _status(*refused)
         body = json.loads(request.content) if request.content else None

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import httpx
-from tests.unit.kubeapi import HOST, KubeAPI
+from tests.unit.kubeapi import KubeAPI
 
-from pitwall.kube import Credentials, Kube
 from pitwall.leader import LeaseView
 from pitwall.shards import MEMBERS_ANNOTATION, Shards, members_of, plan, renewed_members, shard_of
 
@@ -64,21 +61,12 @@ def test_membership_renews_me_and_forgets_replicas_dead_for_three_lease_duration
 
 async def test_a_role_that_names_too_few_shard_leases_is_an_error_that_says_so(caplog):
     api = KubeAPI()
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/leases/pitwall-shard-2"):  # the Role names 0 and 1 only
-            return httpx.Response(
-                403,
-                json={
-                    "kind": "Status",
-                    "reason": "Forbidden",
-                    "code": 403,
-                    "message": 'leases "pitwall-shard-2" is forbidden',
-                },
-            )
-        return api.transport.handle_request(request)
-
-    credentials = Credentials(host=HOST, ssl_context=ssl.create_default_context(), token=lambda: None)
+    # The Role names the Leases of shards 0 and 1 only.
+    api.refuse[("GET", "Lease", "pitwall-shard-2")] = (
+        403,
+        "Forbidden",
+        'leases "pitwall-shard-2" is forbidden',
+    )
     gained: list[frozenset[int]] = []
 
     async def gain(shards: frozenset[int]) -> None:
@@ -88,7 +76,7 @@ async def test_a_role_that_names_too_few_shard_leases_is_an_error_that_says_so(c
         pass
 
     shards = Shards(
-        Kube(credentials, transport=httpx.MockTransport(answer)),
+        api.kube(),
         "pitwall-system",
         3,
         "a",
